@@ -1,0 +1,100 @@
+"""Connecting to the store: SQLite (WAL) in embedded mode, PostgreSQL in scaled mode.
+
+`Store` wraps a SQLAlchemy engine. Write transactions on SQLite start with
+`BEGIN IMMEDIATE`, so two writers queue on the database lock instead of failing when a
+read transaction tries to upgrade; `busy_timeout` makes them wait rather than error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from .settings import Settings
+
+# FULL: a commit is on disk before the intake answers 202, and survives power loss, not
+# only a crash of Beacon (docs/operations.md, "Durability").
+SQLITE_SYNCHRONOUS = "FULL"
+
+
+class Store:
+    """The database: a SQLAlchemy engine plus the dialect facts the code needs to branch on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: commits on success, rolls back on an exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (a plain transaction, never upgraded to a write lock)."""
+        with self.engine.connect() as conn:
+            conn.info["beacon_read"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("beacon_read", None)
+                conn.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
+    """A `Store` for the settings' database URL, configured for its dialect."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        return Store(sqlite_engine(url, **engine_kwargs))
+    engine = sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=engine_kwargs.pop("pool_size", 10),
+        max_overflow=engine_kwargs.pop("max_overflow", 20),
+        **engine_kwargs,
+    )
+    return Store(engine)
+
+
+def sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
+    """A SQLite engine in WAL mode with foreign keys on and writers that queue."""
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+        pool_size=engine_kwargs.pop("pool_size", 8),
+        max_overflow=engine_kwargs.pop("max_overflow", 16),
+        **engine_kwargs,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Readers (`Store.read`) never take the write lock; writers take it up front.
+        conn.exec_driver_sql("BEGIN" if conn.info.get("beacon_read") else "BEGIN IMMEDIATE")
+
+    return engine

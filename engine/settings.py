@@ -1,0 +1,125 @@
+"""Beacon's settings: built once from the environment at start and passed in from there.
+
+Nothing below the entry points (the CLI) reads `os.environ`; it receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from .errors import ConfigError
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class Settings(BaseModel):
+    """Every knob of DESIGN.md's "Environment", typed. `embedded` is true without Redis."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("beacon-data")
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: SecretStr = SecretStr("")
+    base_url: str = "http://127.0.0.1:8000"
+    config_path: Path | None = None
+    pages_domain: str = ""
+    sendgrid_api_key: SecretStr = SecretStr("")
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+    email_from: str = "status@beacon.invalid"
+    smtp_url: SecretStr = SecretStr("")
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    webhook_allow_private: bool = False
+    # Operational knobs with sane defaults; documented in docs/operations.md.
+    max_body_bytes: int = 1024 * 1024
+    event_retention_days: int = 30
+    embedded_workers: int = 2
+    redis_prefix: str = ""
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL: `BEACON_DATABASE_URL`, else SQLite in the data directory."""
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{(self.data_dir / 'beacon.db').resolve()}"
+        # Accept the libpq spelling and use psycopg 3.
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from `BEACON_*` variables. Embedded mode generates and keeps a secret key
+        in the data directory; scaled mode (Redis set) refuses to start without one, since
+        several processes must share it."""
+
+        def flag(name: str) -> bool:
+            return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+        data_dir = Path(env.get("BEACON_DATA_DIR") or "beacon-data")
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "database_url": env.get("BEACON_DATABASE_URL", ""),
+            "redis_url": env.get("BEACON_REDIS_URL", ""),
+            "base_url": (env.get("BEACON_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            "config_path": Path(env["BEACON_CONFIG"]) if env.get("BEACON_CONFIG") else None,
+            "pages_domain": env.get("BEACON_PAGES_DOMAIN", "").strip().lower(),
+            "sendgrid_api_key": env.get("BEACON_SENDGRID_API_KEY", ""),
+            "email_from": env.get("BEACON_EMAIL_FROM") or "status@beacon.invalid",
+            "smtp_url": env.get("BEACON_SMTP_URL", ""),
+            "twilio_account_sid": env.get("BEACON_TWILIO_ACCOUNT_SID", ""),
+            "twilio_auth_token": env.get("BEACON_TWILIO_AUTH_TOKEN", ""),
+            "twilio_from": env.get("BEACON_TWILIO_FROM", ""),
+            "webhook_allow_private": flag("BEACON_WEBHOOK_ALLOW_PRIVATE"),
+            "redis_prefix": env.get("BEACON_REDIS_PREFIX", ""),
+        }
+        if env.get("BEACON_SENDGRID_API_URL"):
+            values["sendgrid_api_url"] = env["BEACON_SENDGRID_API_URL"].rstrip("/")
+        if env.get("BEACON_TWILIO_API_URL"):
+            values["twilio_api_url"] = env["BEACON_TWILIO_API_URL"].rstrip("/")
+        for name, key in (
+            ("BEACON_MAX_BODY_BYTES", "max_body_bytes"),
+            ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
+            ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
+        ):
+            if env.get(name):
+                try:
+                    values[key] = int(env[name])
+                except ValueError:
+                    raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from None
+
+        secret = env.get("BEACON_SECRET_KEY", "")
+        if not secret:
+            if values["redis_url"]:
+                raise ConfigError(
+                    "BEACON_SECRET_KEY is required in scaled mode (BEACON_REDIS_URL is set): "
+                    "every process must sign sessions and tokens with the same key"
+                )
+            secret = _embedded_secret(data_dir)
+        values["secret_key"] = secret
+        return cls.model_validate(values)
+
+
+def _embedded_secret(data_dir: Path) -> str:
+    """The data directory's secret key, generated (mode 0600) on first use."""
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key

@@ -1,0 +1,112 @@
+"""Shared fixtures: real stores (SQLite files, PostgreSQL databases), real Redis, settings.
+
+Tests create their own PostgreSQL databases and Redis key prefixes and remove them after;
+they never drop or flush what they did not create. Where PostgreSQL or Redis is missing a
+test skips with the reason, except under CI=true, where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import migrate
+from engine.db import Store, create_store
+from engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("BEACON_SHARED_DIR", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+PG_ADMIN_URL = os.environ.get("BEACON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BEACON_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip the test when `condition` is false, except in CI where every test must run."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-mode settings with a data directory of the test's own."""
+    return Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data")})
+
+
+@pytest.fixture
+def sqlite_store(settings: Settings) -> Iterator[Store]:
+    store = create_store(settings)
+    migrate.upgrade(store)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database, dropped afterwards."""
+    need(port_open("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"beacon_test_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_store(pg_url: str, tmp_path: Path) -> Iterator[Store]:
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path / "data"), "BEACON_DATABASE_URL": pg_url}
+    )
+    store = create_store(settings)
+    migrate.upgrade(store)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The same test on a SQLite file and on a PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_store")  # type: ignore[no-any-return]
+    return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of the test's own on the real Redis; its keys are deleted afterwards."""
+    need(port_open("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
+    import redis
+
+    prefix = f"beacon-test-{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()

@@ -30,6 +30,8 @@ Handler = Callable[[Runtime, list[dict[str, Any]]], None]
 #: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
 HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
+    "pages.dirty": ("beacon-render", "pages.render:handle_dirty"),
+    "deadline.page.render": ("beacon-render", "pages.render:handle_deadline"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -33,8 +33,16 @@ from .cache import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, Document, Entry,
 from .render import cold_render
 
 HERE = Path(__file__).parent
-CSS = (HERE / "static" / "page.css").read_text()
-JS = (HERE / "static" / "page.js").read_text()
+
+
+def _compact(text: str, comment: str) -> str:
+    """The asset without indentation and whole-line comments: every page carries it inline."""
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith(comment))
+
+
+CSS = _compact((HERE / "static" / "page.css").read_text(), "/*")
+JS = _compact((HERE / "static" / "page.js").read_text(), "//")
 #: How often an open live-update stream looks at the page's cache version.
 LIVE_POLL_SECONDS = 0.25
 LIVE_KEEPALIVE_SECONDS = 15.0
@@ -161,8 +169,8 @@ def _titles(snap: PageSnapshot) -> str:
     found = {
         i.public_id: i.title for c in snap.components for d in c.uptime_days for i in d.incidents
     }
-    # Inside <script>: "</" must not appear, whatever the titles say.
-    return json.dumps(found, ensure_ascii=False).replace("</", "<\\/")
+    # Inside <script> no "<" may appear, whatever the titles say ("</script>", "<!--").
+    return json.dumps(found, ensure_ascii=False).replace("<", "\\u003c")
 
 
 def _days_back(snap: PageSnapshot, days: int) -> list[tuple[date, list[Incident]]]:

@@ -91,6 +91,8 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
             runtime.queues.stop_threads(threads)
 
     middleware = [
+        # Cached public pages are answered before everything else (pages/public.py).
+        Middleware(public.FastPages),
         Middleware(AccessLog),
         Middleware(
             SessionMiddleware,

@@ -153,3 +153,19 @@ def test_logo_and_favicon_are_served_by_content_hash(rt: Runtime, client: TestCl
     favicon = client.get(f"/p/acme/assets/{hashlib.sha256(icon).hexdigest()}")
     assert favicon.headers["content-type"] == "image/x-icon"
     assert client.get(f"/p/acme/assets/{'0' * 64}").status_code == 404
+
+
+def test_cached_pages_are_answered_before_routing(rt: Runtime, client: TestClient) -> None:
+    seed(rt, services_count=2)
+    cold = client.get("/p/acme/")  # a cold miss: routed, rendered, cached
+    hot = client.get("/p/acme/")  # answered by the fast path
+    assert hot.content == cold.content
+    assert hot.headers["etag"] == cold.headers["etag"]
+    assert hot.headers["content-type"] == "text/html; charset=utf-8"
+    assert hot.headers["cache-control"] == cold.headers["cache-control"]
+    assert (
+        client.get("/p/acme/", headers={"If-None-Match": cold.headers["etag"]}).status_code == 304
+    )
+    head = client.head("/p/acme/")
+    assert head.content == b"" and head.headers["content-length"] == str(len(cold.content))
+    assert client.get("/p/acme/history").status_code == 200

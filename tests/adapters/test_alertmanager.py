@@ -148,7 +148,9 @@ EXPECTATIONS: dict[str, Expect] = {
                 summary="Kubernetes Deployment Replicas Mismatch",
                 labels={
                     **DEPLOYMENT,
-                    "annotation.description": "Deployment Replicas mismatch, desired value does not match..",
+                    "annotation.description": (
+                        "Deployment Replicas mismatch, desired value does not match.."
+                    ),
                     "annotation.summary": "Kubernetes Deployment Replicas Mismatch",
                 },
                 occurred_at="2022-07-29T11:17:27.3Z",

@@ -35,7 +35,7 @@ SOURCE_TYPE = "grafana"
 FORMAT = "Grafana alerting webhook"
 LEGACY_FORMAT = "Grafana legacy alerting webhook"
 
-_RULE_UID = re.compile(r"/alerting/grafana/([^/?#]+)/")
+_RULE_UID = re.compile(r"/alerting/(?:grafana/)?([^/?#]+)/(?:view|edit)")
 
 # Legacy rule states: which ones are alerts and how they are told apart.
 LEGACY_STATUS: dict[str, EventStatus] = {

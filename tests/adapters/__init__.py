@@ -140,22 +140,28 @@ def check_fixture(source_type: str, name: str, expect: Expect) -> list[AlertEven
     for got, want in zip(events, expect.events, strict=True):
         assert got.source_type == source_type
         assert (got.source, got.id) == ("", "")
-        assert got.status == want.status
-        assert got.dedup_key == want.dedup_key
-        assert got.severity == want.severity
-        assert got.summary == want.summary
-        assert dict(got.labels) == dict(want.labels)
-        assert got.test is want.test
+        assert got.status == want.status, (got.status, want.status)
+        assert got.dedup_key == want.dedup_key, (got.dedup_key, want.dedup_key)
+        assert got.severity == want.severity, (got.severity, want.severity)
+        assert got.summary == want.summary, (got.summary, want.summary)
+        assert dict(got.labels) == dict(want.labels), _diff(dict(got.labels), dict(want.labels))
+        assert got.test is want.test, (got.test, want.test)
         when = (
             RECEIVED if want.occurred_at == "received" else datetime.fromisoformat(want.occurred_at)
         )
-        assert got.occurred_at == when
+        assert got.occurred_at == when, (got.occurred_at, when)
         assert got.received_at == RECEIVED
         if want.links is not None:
-            assert got.links == want.links
+            assert got.links == want.links, (got.links, want.links)
         assert got.delivery_id == want.delivery_id
         orjson.dumps(got.raw)  # raw must stay JSON-serialisable
     return events
+
+
+def _diff(got: dict[str, str], want: dict[str, str]) -> str:
+    extra = {k: v for k, v in got.items() if want.get(k) != v}
+    missing = {k: v for k, v in want.items() if got.get(k) != v}
+    return f"labels differ: got {extra}, expected {missing}"
 
 
 def json_body(value: Any) -> bytes:

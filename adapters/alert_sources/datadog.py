@@ -8,7 +8,8 @@ A body whose fields are still `$VARIABLES` is a template pasted as a body and is
 
 Firing or resolved: `alert_transition` (Triggered, Re-Triggered, Warn, Re-Warn, No Data,
 Re-No Data, Renotify fire; Recovered resolves), else `alert_type` `success`, else the
-title's `[Recovered ...]` prefix. Dedup key, best first: `alert_cycle_key`, `aggreg_key`,
+title's `[Recovered ...]` prefix. Fields named like credentials (`secret`, `token`) are
+left out of `raw`. Dedup key, best first: `alert_cycle_key`, `aggreg_key`,
 `alert_id` with `alert_scope`, and last the title without its transition prefix.
 """
 
@@ -66,6 +67,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "event_id": ("event_id", "id"),
 }
 
+SECRET_FIELDS = frozenset({"secret", "token", "password", "api_key", "apikey"})
+
 _TITLE = re.compile(r"^\[(?P<transition>[A-Za-z][A-Za-z -]*?)(?: on (?P<scope>\{.*?\}))?\]\s*")
 
 
@@ -116,7 +119,8 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             links=[fields["link"]] if fields.get("link", "").startswith("http") else [],
             occurred_at=_time(date) if date else delivery.received_at,
             received_at=delivery.received_at,
-            raw=document,
+            # Templates sometimes carry a shared secret; it has done its job by now.
+            raw={k: v for k, v in document.items() if k.lower() not in SECRET_FIELDS},
         )
     ]
 

@@ -78,7 +78,8 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
                 ),
                 **{f"tag.{t}": "true" for t in tags.split()},
             },
-            links=[u for u in [_text(merged, "ping_url")] if u.startswith("http")],
+            # ping_url lets anyone ping the check: a capability, not a link to show.
+            links=[],
             occurred_at=parse_time(when, field="now") if when else delivery.received_at,
             received_at=delivery.received_at,
             raw=document,

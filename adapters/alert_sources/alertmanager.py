@@ -23,6 +23,7 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
+    bounded_key,
     is_go_zero_time,
     label_set_hash,
     parse_time,
@@ -121,7 +122,7 @@ def event_from_alert(
     key = alert.fingerprint or f"labels:{label_set_hash(alert.labels)}"
     return AlertEvent(
         source_type=source_type,
-        dedup_key=f"{dedup_prefix}{key}",
+        dedup_key=bounded_key(f"{dedup_prefix}{key}"),
         status=EventStatus(alert.status),
         severity=severity_of(alert.labels),
         summary=summary_of(alert)[:2000],

@@ -224,3 +224,15 @@ def require_hex_signature(expected_hex: str, given: str | None, *, header: str) 
         raise SignatureError(f"missing signature header {header}")
     if not hex_digest_matches(expected_hex, given):
         raise SignatureError(f"signature in {header} does not match")
+
+
+MAX_DEDUP_KEY = 512  # AlertEvent.dedup_key's limit
+
+
+def bounded_key(key: str) -> str:
+    """`key` when it fits a dedup key's 512 characters; else its first 480 characters and a
+    hash of the whole, so an over-long vendor value still gives a stable, distinct key."""
+    if len(key) <= MAX_DEDUP_KEY:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key[:480]}~{digest}"

@@ -28,7 +28,7 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .alertmanager import event_from_alert
 from .base import Delivery, require_object
-from .common import hmac_sha256_hex, require_hex_signature, text_labels, validate
+from .common import bounded_key, hmac_sha256_hex, require_hex_signature, text_labels, validate
 from .errors import AdapterError, SignatureError
 
 SOURCE_TYPE = "grafana"
@@ -144,7 +144,7 @@ def _legacy(document: dict[str, Any], delivery: Delivery) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=key,
+            dedup_key=bounded_key(key),
             status=status,
             severity=LEGACY_SEVERITY[message.state],
             summary=(message.title or message.rule_name or "Grafana alert")[:2000],

@@ -19,7 +19,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_dollar_placeholder, parse_time, text_labels
+from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "healthchecks"
@@ -64,7 +64,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"check:{key}",
+            dedup_key=bounded_key(f"check:{key}"),
             status=status,
             severity=severity,
             summary=f"{name or key} is {status_word}"[:2000],

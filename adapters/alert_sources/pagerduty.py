@@ -25,6 +25,7 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
+    bounded_key,
     hex_digest_matches,
     hmac_sha256_hex,
     parse_time,
@@ -138,7 +139,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"incident:{incident.id}",
+            dedup_key=bounded_key(f"incident:{incident.id}"),
             status=status,
             severity=_severity(incident),
             summary=(incident.title or f"incident {incident.id}")[:2000],

@@ -24,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import hmac_sha256_hex, parse_time, require_hex_signature, text_labels, validate
+from .common import (
+    bounded_key,
+    hmac_sha256_hex,
+    parse_time,
+    require_hex_signature,
+    text_labels,
+    validate,
+)
 from .errors import AdapterError
 
 SOURCE_TYPE = "sentry"
@@ -150,7 +157,7 @@ def _event_alert(hook: Hook, document: dict[str, Any], delivery: Delivery) -> Al
     }
     return AlertEvent(
         source_type=SOURCE_TYPE,
-        dedup_key=f"issue:{event.issue_id}",
+        dedup_key=bounded_key(f"issue:{event.issue_id}"),
         status=EventStatus.FIRING,
         severity=LEVEL_SEVERITY.get(event.level.lower(), Severity.HIGH),
         summary=(event.title or f"issue {event.issue_id}")[:2000],
@@ -192,7 +199,7 @@ def _issue(hook: Hook, document: dict[str, Any], delivery: Delivery) -> list[Ale
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"issue:{issue.id}",
+            dedup_key=bounded_key(f"issue:{issue.id}"),
             status=status,
             severity=LEVEL_SEVERITY.get(issue.level.lower(), Severity.HIGH),
             summary=(issue.title or f"issue {issue.id}")[:2000],
@@ -235,7 +242,7 @@ def _metric_alert(hook: Hook, document: dict[str, Any], delivery: Delivery) -> A
     web_url = hook.data.get("web_url")
     return AlertEvent(
         source_type=SOURCE_TYPE,
-        dedup_key=f"metric_alert:{alert.id}",
+        dedup_key=bounded_key(f"metric_alert:{alert.id}"),
         status=status,
         severity=severity,
         summary=(title if isinstance(title, str) and title else alert.alert_rule.name)[:2000]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import parse_time, text_labels, validate
+from .common import bounded_key, parse_time, text_labels, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "uptime-kuma"
@@ -102,7 +102,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"monitor:{monitor_id}",
+            dedup_key=bounded_key(f"monitor:{monitor_id}"),
             status=status,
             severity=severity,
             summary=(note.msg or beat.msg)[:2000],

@@ -99,7 +99,7 @@ def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -
         headers[name.strip().lower()] = value.strip()
     query = dict(parse_qsl(urlsplit(match.group(2).decode()).query, keep_blank_values=True))
     content_type = headers.get("content-type", "")
-    form = None
+    form: dict[str, str] | None = None
     if content_type.startswith("multipart/form-data"):
         # Multipart needs CRLF; the fixture's line endings are normalised above.
         message = BytesParser(policy=HTTP).parsebytes(
@@ -107,8 +107,10 @@ def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -
         )
         form = {}
         for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            form[str(name)] = part.get_payload(decode=True).decode().rstrip("\r\n")
+            field_name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes), payload
+            form[str(field_name)] = payload.decode().rstrip("\r\n")
     return Delivery(
         body=body.strip() if form is None else body,
         received_at=received_at,

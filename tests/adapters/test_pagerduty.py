@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -56,7 +57,7 @@ def pig_incident(event_type: str, status: str, incident: str, number: int, **mor
         "incident_status": status,
         **PIG,
     }
-    more_labels = more.pop("labels", {})
+    more_labels: dict[str, str] = more.pop("labels", {})  # type: ignore[assignment]
     values.update(more)
     return Ev(labels={**labels, **more_labels}, **values)  # type: ignore[arg-type]
 
@@ -165,7 +166,7 @@ def test_triggered_and_resolved_of_one_incident_share_the_dedup_key() -> None:
     assert fire.dedup_key == end.dedup_key
 
 
-def envelope(event_type: str, data: dict[str, object] | None) -> Delivery:
+def envelope(event_type: str, data: Mapping[str, object] | None) -> Delivery:
     document = {"event": {"event_type": event_type, "occurred_at": None, "data": data}}
     return Delivery(body=orjson.dumps(document), received_at=RECEIVED)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import joined, load_model, make_event, parse_time
+from .common import joined, load_model, lookup, make_event, parse_time
 from .errors import AdapterError
 
 SOURCE_TYPE = "azure-monitor"
@@ -82,8 +82,15 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
         )
     payload = load_model(_Payload, document, expected=FORMAT)
     essentials = payload.data.essentials
-    status = _lookup(STATUS, essentials.monitorCondition, "data.essentials.monitorCondition")
-    severity = _lookup(SEVERITY, essentials.severity, "data.essentials.severity")
+    status = lookup(
+        STATUS,
+        essentials.monitorCondition,
+        field="data.essentials.monitorCondition",
+        expected=FORMAT,
+    )
+    severity = lookup(
+        SEVERITY, essentials.severity, field="data.essentials.severity", expected=FORMAT
+    )
     if status is EventStatus.RESOLVED:
         when, field = essentials.resolvedDateTime, "data.essentials.resolvedDateTime"
     else:
@@ -109,14 +116,6 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             raw=document,
         )
     ]
-
-
-def _lookup(table: Mapping[str, Any], value: str, field: str) -> Any:
-    try:
-        return table[value]
-    except KeyError:
-        known = ", ".join(repr(k) for k in table)
-        raise AdapterError(f"{field}: expected one of {known}, got {value!r} ({FORMAT})") from None
 
 
 def _labels(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -56,6 +56,7 @@ def check_hex_signature(expected_hex: str, given: str | None, *, header: str) ->
 # checkly, betterstack, generic) ---
 
 _Model = TypeVar("_Model", bound=BaseModel)
+_Value = TypeVar("_Value")
 
 
 def load_model(model: type[_Model], data: object, *, expected: str, where: str = "") -> _Model:
@@ -135,4 +136,14 @@ def make_event(*, expected: str, **fields: Any) -> AlertEvent:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         message = f"cannot build the event: {where}: {error['msg']} ({expected})"
+        raise AdapterError(message) from None
+
+
+def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: str) -> _Value:
+    """`table[value]`, or an `AdapterError` listing the values the tool format allows."""
+    try:
+        return table[value]  # type: ignore[index]
+    except (KeyError, TypeError):
+        known = ", ".join(repr(key) for key in table)
+        message = f"{field}: expected one of {known}, got {_short(value)} ({expected})"
         raise AdapterError(message) from None

@@ -16,8 +16,9 @@ that posts them. Beacon reads three bodies, told apart by their keys:
   `trigger:<triggerid>`.
 
 Zabbix renders dates in the server's time zone: the adapter setting `timezone` (default
-UTC) says which. A body still holding macros (`{EVENT.ID}`) is a media type's parameter
-list or its "Test" dialog's defaults, not an alert, and is refused.
+UTC) says which. A body whose id or state is still a macro (`{EVENT.ID}`) is a media
+type's parameter list or its "Test" dialog's defaults, not an alert, and is refused; other
+fields left as macros (Zabbix leaves those it cannot resolve in this message) are dropped.
 """
 
 from __future__ import annotations
@@ -151,27 +152,47 @@ class _Zulip(BaseModel):
     link: str | None = None
 
 
+# The fields that say which alert and which state: if Zabbix left one of these as a macro,
+# the body is a parameter list (or the media type's "Test" dialog defaults), not an alert.
+KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "params": ("event_id", "event_value"),
+    "oncall": ("alert_uid", "state"),
+    "zulip": ("status",),
+}
+
+
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the problem or recovery; an `AdapterError` for macro templates."""
     options = load_model(Settings, dict(settings), expected="Zabbix adapter settings")
     document = require_object(delivery.json(expected=FORMATS), expected=FORMATS)
-    unrendered = find_placeholder(document, _MACRO)
-    if unrendered:
-        raise AdapterError(
-            f"{unrendered}: Zabbix did not render this macro, so this is a media type's "
-            f"parameter list, not an alert ({FORMATS})"
-        )
     zone = ZoneInfo(options.timezone)
     if "event_id" in document or "event_value" in document:
-        return [_from_params(delivery, document, zone)]
+        return [_from_params(delivery, _rendered(document, "params"), zone, raw=document)]
     if "alert_uid" in document:
-        return [_from_oncall(delivery, document, zone)]
+        return [_from_oncall(delivery, _rendered(document, "oncall"), zone, raw=document)]
     if "status" in document and ("trigger" in document or "hostname" in document):
-        return [_from_zulip(delivery, document)]
+        return [_from_zulip(delivery, _rendered(document, "zulip"), raw=document)]
     raise AdapterError(
         "body: expected the keys event_id and event_value, alert_uid and state, or status "
         f"and trigger ({FORMATS})"
     )
+
+
+def _rendered(document: dict[str, Any], shape: str) -> dict[str, Any]:
+    """`document` without the optional fields Zabbix left as macros.
+
+    Zabbix leaves a macro unresolved where it has no meaning, such as
+    `{EVENT.RECOVERY.DATE}` in a problem message, so one media type serves every message
+    type: such a field is absent, not wrong. A key field left as a macro is an error.
+    """
+    for name in KEY_FIELDS[shape]:
+        unrendered = find_placeholder(document.get(name), _MACRO, name)
+        if unrendered:
+            raise AdapterError(
+                f"{unrendered}: Zabbix did not render this macro, so this is a media type's "
+                f"parameter list or test defaults, not an alert ({FORMATS})"
+            )
+    return {name: value for name, value in document.items() if not find_placeholder(value, _MACRO)}
 
 
 def _text(value: object) -> str | None:
@@ -182,7 +203,9 @@ def _text(value: object) -> str | None:
     return None if text in ("", _UNKNOWN) else text
 
 
-def _from_params(delivery: Delivery, document: dict[str, Any], zone: ZoneInfo) -> AlertEvent:
+def _from_params(
+    delivery: Delivery, document: dict[str, Any], zone: ZoneInfo, *, raw: dict[str, Any]
+) -> AlertEvent:
     params = load_model(_Params, document, expected=PARAMS)
     event_id = _text(params.event_id)
     if event_id is None:
@@ -240,11 +263,13 @@ def _from_params(delivery: Delivery, document: dict[str, Any], zone: ZoneInfo) -
         links=[params.event_url] if params.event_url else [],
         occurred_at=occurred_at,
         received_at=delivery.received_at,
-        raw=document,
+        raw=raw,
     )
 
 
-def _from_oncall(delivery: Delivery, document: dict[str, Any], zone: ZoneInfo) -> AlertEvent:
+def _from_oncall(
+    delivery: Delivery, document: dict[str, Any], zone: ZoneInfo, *, raw: dict[str, Any]
+) -> AlertEvent:
     alert = load_model(_OnCall, document, expected=ONCALL)
     uid = _text(alert.alert_uid)
     if uid is None:
@@ -281,11 +306,11 @@ def _from_oncall(delivery: Delivery, document: dict[str, Any], zone: ZoneInfo) -
         links=[link] if link else [],
         occurred_at=occurred_at,
         received_at=delivery.received_at,
-        raw=document,
+        raw=raw,
     )
 
 
-def _from_zulip(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
+def _from_zulip(delivery: Delivery, document: dict[str, Any], *, raw: dict[str, Any]) -> AlertEvent:
     alert = load_model(_Zulip, document, expected=ZULIP)
     if alert.status.upper() == "PROBLEM":
         status = EventStatus.FIRING
@@ -320,7 +345,7 @@ def _from_zulip(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
         links=[alert.link] if alert.link else [],
         occurred_at=delivery.received_at,
         received_at=delivery.received_at,
-        raw=document,
+        raw=raw,
     )
 
 

@@ -35,7 +35,7 @@ ONCALL_LABELS = {
 
 EXPECTATIONS: dict[str, Expectation] = {
     "zabbix/eda_mediatype_params_template.json": Raises(
-        "acknowledged: unrendered placeholder {EVENT.ACK.STATUS}: Zabbix did not render"
+        "event_id: unrendered placeholder {EVENT.ID}: Zabbix did not render"
     ),
     EDA: [
         Event(
@@ -170,6 +170,20 @@ def test_a_recovery_ends_at_the_recovery_time_in_the_server_zone() -> None:
     assert event.occurred_at == datetime(2024, 3, 1, 13, 14, 56, tzinfo=UTC)
 
 
+def test_macros_zabbix_leaves_in_optional_fields_are_dropped() -> None:
+    # In a problem message {EVENT.RECOVERY.DATE} has no value and stays a macro.
+    problem = _params(
+        event_recovery_date="{EVENT.RECOVERY.DATE}",
+        event_url="{$ZABBIX.URL}/tr_events.php?triggerid=14032&eventid=10528",
+        host_name="{HOST.NAME}",
+    )
+    event = parse(problem, {})[0]
+    assert event.status == "firing"
+    assert event.links == []
+    assert "host_name" not in event.labels
+    assert event.raw == orjson.loads(problem.body)  # the original, macros and all
+
+
 def test_a_recovery_without_its_time_ends_when_received() -> None:
     # {EVENT.DATE} in a recovery message is still the problem's start: not the end.
     assert parse(_params(event_value="0"), {})[0].occurred_at == RECEIVED_AT
@@ -212,6 +226,11 @@ def test_settings_refuse_an_unknown_time_zone() -> None:
         (_params(event_nseverity=9), "event_nseverity: expected one of"),
         (_params(event_id="*UNKNOWN*"), "event_id: expected the problem's {EVENT.ID}"),
         (_params(event_id="{EVENT.ID}"), "event_id: unrendered placeholder {EVENT.ID}"),
+        (_params(event_value="{EVENT.VALUE}"), "event_value: unrendered placeholder"),
+        (
+            Delivery(body=b'{"alert_uid": "{EVENT.ID}", "state": "ok"}', received_at=RECEIVED_AT),
+            "alert_uid: unrendered placeholder {EVENT.ID}",
+        ),
         (
             Delivery(body=b'{"status": "MAYBE", "trigger": "t"}', received_at=RECEIVED_AT),
             "status: expected 'PROBLEM' or 'OK'",

@@ -105,9 +105,12 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the delivered issue (Workflows) or incident (legacy channel)."""
     expected = f"{WORKFLOW} or {LEGACY}"
     document = require_object(delivery.json(expected=expected), expected=expected)
-    unrendered = find_placeholder(document, _PLACEHOLDER)
-    if unrendered:
-        raise AdapterError(f"{unrendered}: this is a template, not a delivery ({expected})")
+    # Only the id and state fields are checked: free text such as `details` may hold a
+    # dollar word of its own.
+    for name in ("id", "state", "priority", "incident_id", "current_state", "severity"):
+        unrendered = find_placeholder(document.get(name), _PLACEHOLDER, name)
+        if unrendered:
+            raise AdapterError(f"{unrendered}: this is a template, not a delivery ({expected})")
     if "current_state" in document or "incident_id" in document:
         return [_legacy(delivery, document)]
     return [_workflow(delivery, document)]

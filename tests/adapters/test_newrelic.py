@@ -133,6 +133,15 @@ def test_it_maps_workflow_priorities(priority: str, severity: str) -> None:
     assert parse(_changed(name, priority=priority), {})[0].severity == severity
 
 
+def test_dollar_words_in_free_text_are_not_taken_for_template_variables() -> None:
+    name = "newrelic/legacy_channel_test_notification.json"
+    event = parse(_changed(name, details="Spend over $BUDGET_LIMIT"), {})[0]
+    assert event.details == "Spend over $BUDGET_LIMIT"
+    check(
+        parse, _changed(name, current_state="$INCIDENT_STATE"), Raises("current_state: unrendered")
+    )
+
+
 def test_acknowledged_issues_are_still_firing() -> None:
     name = "newrelic/workflow_default_issue_created.json"
     assert parse(_changed(name, state="ACKNOWLEDGED"), {})[0].status == "firing"

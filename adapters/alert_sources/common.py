@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
-
-from engine.models import AlertEvent
 
 from .errors import AdapterError, SignatureError
 
@@ -53,7 +46,15 @@ def check_hex_signature(expected_hex: str, given: str | None, *, header: str) ->
 
 
 # --- helpers for the adapters-b tools (zabbix, cloudwatch, azure-monitor, newrelic, gatus,
-# checkly, betterstack, generic) ---
+# checkly, betterstack, generic), appended ---
+
+import re  # noqa: E402
+from collections.abc import Iterable, Mapping  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+from pydantic import BaseModel, ValidationError  # noqa: E402
+
+from engine.models import AlertEvent  # noqa: E402
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _Value = TypeVar("_Value")
@@ -68,12 +69,12 @@ def load_model(model: type[_Model], data: object, *, expected: str, where: str =
         error = exc.errors()[0]
         path = ".".join([where] * bool(where) + [str(part) for part in error["loc"]])
         got = error.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f", got {_short(got)}"
+        shown = "" if isinstance(got, (dict, list)) else f", got {_brief(got)}"
         message = f"{path or 'body'}: {error['msg'].lower()}{shown} ({expected})"
         raise AdapterError(message) from None
 
 
-def _short(value: object) -> str:
+def _brief(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -145,5 +146,5 @@ def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: 
         return table[value]  # type: ignore[index]
     except (KeyError, TypeError):
         known = ", ".join(repr(key) for key in table)
-        message = f"{field}: expected one of {known}, got {_short(value)} ({expected})"
+        message = f"{field}: expected one of {known}, got {_brief(value)} ({expected})"
         raise AdapterError(message) from None

@@ -177,7 +177,7 @@ alert_like = st.fixed_dictionaries(
         "severity": st.sampled_from(["critical", "info"]) | json_values,
         "summary": json_values,
         "labels": st.dictionaries(st.text(max_size=5), json_values, max_size=3) | json_values,
-        "at": st.integers() | st.floats() | st.text(max_size=25) | json_values,
+        "at": st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=25) | json_values,
         "details": json_values,
         "links": json_values,
     },

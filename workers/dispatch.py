@@ -33,6 +33,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
+    "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

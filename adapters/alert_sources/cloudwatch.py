@@ -269,8 +269,11 @@ def _sns_url(url: object, field: str, options: Settings) -> str:
     """`url` if it is https on an SNS host, else `SignatureError` (never fetch elsewhere)."""
     if not isinstance(url, str) or not url:
         raise SignatureError(f"{field}: missing")
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        host, parts = "", urlsplit("")
     if parts.scheme != "https" or not re.fullmatch(options.sns_host_pattern, host):
         raise SignatureError(f"{field}: {url[:100]!r} is not an https URL on an SNS host")
     return url

@@ -301,6 +301,7 @@ def test_signing_cert_urls_must_be_https_on_an_sns_host() -> None:
         "https://evil.example/sns.us-east-1.amazonaws.com/cert.pem",
         "https://sns.us-east-1.amazonaws.com@evil.example/cert.pem",
         "https://s3.amazonaws.com/cert.pem",
+        "https://[sns.us-east-1.amazonaws.com/cert.pem",
         None,
     ]:
         with pytest.raises(SignatureError, match="SigningCertURL"):

@@ -122,9 +122,11 @@ def _is_number(text: str) -> bool:
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the check's alert; an `AdapterError` for templates and unknown types."""
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
-    unrendered = find_placeholder(document, _PLACEHOLDER)
-    if unrendered:
-        raise AdapterError(f"{unrendered}: this is the template, not a delivery ({FORMAT})")
+    # Only the fields that name the alert are checked: an error message may quote braces.
+    for name in ("alert_type", "check_id"):
+        unrendered = find_placeholder(document.get(name), _PLACEHOLDER, name)
+        if unrendered:
+            raise AdapterError(f"{unrendered}: this is the template, not a delivery ({FORMAT})")
     body = load_model(_Body, document, expected=FORMAT)
     status, severity, suffix = lookup(
         ALERT_TYPES, body.alert_type, field="alert_type", expected=FORMAT

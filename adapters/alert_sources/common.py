@@ -241,15 +241,11 @@ def bounded_key(key: str) -> str:
     return f"{key[:480]}~{digest}"
 
 
-
 # --- helpers for the adapters-b tools (zabbix, cloudwatch, azure-monitor, newrelic, gatus,
 # checkly, betterstack, generic), appended ---
 
-import re  # noqa: E402
+# re, Mapping, Any, TypeVar, BaseModel and ValidationError come from the block above.
 from collections.abc import Iterable  # noqa: E402
-from typing import TypeVar  # noqa: E402
-
-from pydantic import BaseModel  # noqa: E402
 
 from engine.models import AlertEvent  # noqa: E402
 

@@ -103,28 +103,42 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     ]
 
 
+# The fields that name the alert and its state; free text (descriptions, errors) may hold
+# brackets of its own and is not checked for placeholders.
+KEY_FIELDS = ("state", "endpoint_name", "endpoint_group")
+
+
 def _fields(delivery: Delivery) -> dict[str, Any]:
     """The alert's fields from whichever rendering Gatus sent."""
     try:
         text = delivery.body.decode()
     except UnicodeDecodeError:
         raise AdapterError(f"body is not UTF-8 text ({FORMAT})") from None
-    unrendered = find_placeholder(text, _PLACEHOLDER) or find_placeholder(
-        dict(delivery.query), _PLACEHOLDER, "query"
-    )
-    if unrendered:
-        raise AdapterError(f"{unrendered}: this is the template, not a delivery ({FORMAT})")
     if text.lstrip().startswith(("{", "[")):
         document = delivery.json(expected=FORMAT)
         if not isinstance(document, dict):
             raise AdapterError(f"expected a JSON object ({FORMAT}), got {type(document).__name__}")
         if set(document) == {"text"} and isinstance(document["text"], str):
+            _refuse_template(document["text"], "text")
             return _from_readme_text(document["text"])
-        return document
-    fields = delivery.fields()
+        fields, where = document, ""
+    elif text.strip() and not delivery.form and not delivery.query:
+        # Neither JSON nor fields: a pasted config or template is refused by name.
+        _refuse_template(text, "body")
+        fields, where = delivery.fields(), ""
+    else:
+        fields, where = delivery.fields(), "query" if delivery.query else ""
+    for name in KEY_FIELDS:
+        _refuse_template(fields.get(name), f"{where}.{name}" if where else name)
     if "state" not in fields:
         raise AdapterError(f"state: missing from the body, form and query string ({FORMAT})")
     return fields
+
+
+def _refuse_template(value: object, where: str) -> None:
+    found = find_placeholder(value, _PLACEHOLDER, where)
+    if found:
+        raise AdapterError(f"{found}: this is the template, not a delivery ({FORMAT})")
 
 
 def _from_readme_text(text: str) -> dict[str, Any]:

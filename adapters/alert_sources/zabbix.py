@@ -364,7 +364,10 @@ def _local_time(date: str, time: str, zone: ZoneInfo, field: str) -> datetime:
 def _query_value(url: str | None, name: str) -> str | None:
     if not url:
         return None
-    values = parse_qs(urlsplit(url).query).get(name)
+    try:
+        values = parse_qs(urlsplit(url).query).get(name)
+    except ValueError:  # not a URL (an unbalanced "[" in the host, say): no id in it
+        return None
     return values[0] if values else None
 
 

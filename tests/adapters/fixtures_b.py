@@ -107,7 +107,28 @@ def check(
 
 # --- property-based inputs -------------------------------------------------------------
 
-json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+# Values that have broken parsers before: malformed URLs, placeholders, over-long text,
+# extreme times.
+NASTY = st.sampled_from(
+    [
+        "http://[oops/x?triggerid=1",
+        "https://[sns.us-east-1.amazonaws.com/x.pem",
+        "*UNKNOWN*",
+        "{EVENT.ID}",
+        "{{ALERT_TYPE}}",
+        "[ENDPOINT_NAME]",
+        "x" * 3000,
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        2**63 - 1,
+        -(2**63),
+        1e300,
+        "",
+    ]
+)
+json_scalars = (
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20) | NASTY
+)
 json_values = st.recursive(
     json_scalars | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: (

@@ -53,7 +53,7 @@ EXPECTATIONS: dict[str, Expectation] = {
         )
     ],
     "checkly/template_keep_all_fields.txt": Raises(
-        "event: unrendered placeholder {{ALERT_TITLE}}: this is the template"
+        "alert_type: unrendered placeholder {{ALERT_TYPE}}: this is the template"
     ),
 }
 
@@ -87,6 +87,11 @@ def test_degraded_is_a_separate_warning_that_its_own_recovery_ends() -> None:
     assert (degraded.status, degraded.severity) == ("firing", "warning")
     assert recovered.status == "resolved"
     assert degraded.dedup_key == recovered.dedup_key == f"check:{CHECK_ID}:degraded"
+
+
+def test_braces_in_an_error_message_are_not_taken_for_a_template() -> None:
+    failure = parse(_as("ALERT_FAILURE", check_error_message="expected {{name}} in page"), {})[0]
+    assert failure.details == "expected {{name}} in page"
 
 
 def test_unknown_alert_type_is_refused() -> None:

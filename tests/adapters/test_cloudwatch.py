@@ -7,7 +7,15 @@ CA and leaf made here with `cryptography`, used as the trust anchor.
 from __future__ import annotations
 
 import base64
+import http.server
+import ipaddress
+import ssl
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -293,6 +301,7 @@ def test_signing_cert_urls_must_be_https_on_an_sns_host() -> None:
         "https://evil.example/sns.us-east-1.amazonaws.com/cert.pem",
         "https://sns.us-east-1.amazonaws.com@evil.example/cert.pem",
         "https://s3.amazonaws.com/cert.pem",
+        "https://[sns.us-east-1.amazonaws.com/cert.pem",
         None,
     ]:
         with pytest.raises(SignatureError, match="SigningCertURL"):
@@ -558,3 +567,120 @@ def test_a_signed_message_from_a_foreign_topic_fails(pki: _PKI) -> None:
 @given(body=bodies(D))
 def test_random_bodies_give_events_or_adapter_errors(body: bytes) -> None:
     only_events_or_adapter_errors(parse, Delivery(body=body, received_at=RECEIVED_AT))
+
+
+# --- the intake's network part, against a real HTTPS server on loopback -----------------
+
+
+class _FakeSNS:
+    """An HTTPS server on 127.0.0.1 that serves a signing certificate and records
+    subscription confirmations, standing in for sns.<region>.amazonaws.com."""
+
+    def __init__(self, pki: _PKI) -> None:
+        server_key = _key()
+        server_cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("127.0.0.1"))
+            .issuer_name(pki.root.subject)
+            .public_key(server_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(VALID_FROM)
+            .not_valid_after(VALID_FROM + timedelta(days=3650))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .sign(pki.root_key, hashes.SHA256())
+        )
+        self.directory = tempfile.TemporaryDirectory()
+        chain = Path(self.directory.name, "server.pem")
+        chain.write_bytes(
+            _pem(server_cert)
+            + server_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.confirmed: list[str] = []
+        signing_pem, confirmed = _pem(pki.leaf), self.confirmed
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if self.path.endswith(".pem"):
+                    body = signing_pem
+                else:
+                    confirmed.append(self.path)
+                    body = b"<ConfirmSubscriptionResponse/>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.client_context = ssl.create_default_context(cadata=_pem(pki.root).decode())
+
+    def get(self, url: str) -> bytes:
+        # What the intake does: a short timeout, and only the URL the adapter allowed.
+        with urllib.request.urlopen(url, timeout=5, context=self.client_context) as answer:
+            return bytes(answer.read())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+        self.directory.cleanup()
+
+
+@pytest.fixture
+def fake_sns(pki: _PKI) -> Iterator[_FakeSNS]:
+    server = _FakeSNS(pki)
+    yield server
+    server.close()
+
+
+def test_the_intake_flow_confirms_a_verified_subscription(pki: _PKI, fake_sns: _FakeSNS) -> None:
+    options = {"sns_host_pattern": r"127\.0\.0\.1"}
+    envelope = {
+        **_envelope(f"{D}/subscription_confirmation_real_2015.json"),
+        "Timestamp": "2021-06-18T04:29:00.000Z",
+        "SigningCertURL": f"{fake_sns.base}/SimpleNotificationService-test.pem",
+        "SubscribeURL": f"{fake_sns.base}/?Action=ConfirmSubscription&Token=2336412f37",
+    }
+    delivery = _delivery(
+        pki.sign(envelope), **{"x-amz-sns-message-type": "SubscriptionConfirmation"}
+    )
+    document = orjson.loads(delivery.body)
+
+    events = parse(delivery, options)
+    assert [(e.test, e.labels["sns_type"]) for e in events] == [(True, "SubscriptionConfirmation")]
+    cert = fake_sns.get(signing_cert_url(document, options))
+    verify_signature(
+        document,
+        cert,
+        TrustSettings(anchors_pem=_pem(pki.root), intermediates_pem=_pem(pki.inter)),
+        NOW,
+        options,
+    )
+    confirm = subscription_confirm_url(delivery, options)
+    assert confirm is not None
+    fake_sns.get(confirm)
+    assert fake_sns.confirmed == ["/?Action=ConfirmSubscription&Token=2336412f37"]
+
+
+def test_the_intake_flow_never_fetches_from_a_host_the_settings_do_not_allow(
+    fake_sns: _FakeSNS,
+) -> None:
+    envelope = {"SigningCertURL": f"{fake_sns.base}/SimpleNotificationService-test.pem"}
+    with pytest.raises(SignatureError, match="not an https URL on an SNS host"):
+        signing_cert_url(envelope)
+    assert fake_sns.confirmed == []

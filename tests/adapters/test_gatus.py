@@ -100,6 +100,12 @@ def test_it_reads_the_documented_json_template() -> None:
     assert event.labels["conditions"] == "❌ - `[STATUS] == 200`"
 
 
+def test_brackets_in_free_text_are_not_taken_for_placeholders() -> None:
+    body = {**RENDERED, "errors": "body did not contain [ENDPOINT_NAME]"}
+    event = parse(Delivery(body=orjson.dumps(body), received_at=RECEIVED_AT), {})[0]
+    assert event.details == "body did not contain [ENDPOINT_NAME]"
+
+
 def test_it_reads_a_get_with_query_fields() -> None:
     # Gatus' default method is GET: the placeholders are rendered into the URL.
     delivery = Delivery(body=b"", received_at=RECEIVED_AT, query={**RENDERED, "state": "RESOLVED"})

@@ -205,6 +205,18 @@ def test_it_maps_numeric_severities(nseverity: object, severity: str) -> None:
     assert parse(_params(event_nseverity=nseverity), {})[0].severity == severity
 
 
+def test_a_malformed_link_only_loses_the_ids_it_would_give() -> None:
+    body = {
+        "status": "PROBLEM",
+        "hostname": "db1",
+        "trigger": "down",
+        "link": "http://[oops/x?triggerid=1",
+    }
+    event = parse(Delivery(body=orjson.dumps(body), received_at=RECEIVED_AT), {})[0]
+    assert event.dedup_key == "trigger:db1/down"
+    assert "trigger_id" not in event.labels
+
+
 def test_raw_tagsjson_becomes_tag_labels() -> None:
     tags = '[{"tag": "scope", "value": "availability"}, {"tag": "team", "value": ""}]'
     labels = parse(_params(event_tags=tags), {})[0].labels

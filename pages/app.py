@@ -22,8 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import health
+from . import health, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
+from .hosts import PageHosts
 
 access_log = logging.getLogger("beacon.access")
 
@@ -65,7 +66,7 @@ class AccessLog:
 
 def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
-    return [*health.routes]
+    return [*health.routes, *tls.routes]
 
 
 def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
@@ -91,6 +92,8 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
 
     middleware = [
         Middleware(AccessLog),
+        # Before routing: a page host's root paths become /p/<slug>/... (or 404).
+        Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
         Middleware(
             SessionMiddleware,
             secret_key=runtime.settings.secret_key.get_secret_value(),

@@ -1,0 +1,93 @@
+"""The HTTP side of engine.access: every page route starts with `guard(request, want)`.
+
+`guard` reads the slug from the route (`/p/{slug}/...`; pages.hosts rewrites a page host's
+root paths into that shape), asks engine.access, and either returns the granted `Access`
+or raises the denial as an HTTP answer with DESIGN.md's status and cache headers.
+`finish` puts the same headers (and CORS on public pages) on a granted response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine import access
+from engine.access import Access, Want
+from engine.db import Store
+from engine.pagedata import PageSnapshot, load_page
+from engine.tables import utcnow
+
+from .auth import principal
+from .hosts import page_url
+
+PUBLIC_CACHE = "public, max-age=30"
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+
+
+class PageDenied(HTTPException):
+    """A page route's denial: 404, 401 or the login redirect, with private cache headers."""
+
+
+def _check(request: Request, want: Want) -> Access:
+    store: Store = request.app.state.store
+    viewer = principal(request)
+    slug = request.path_params["slug"]
+    next_path = request.url.path
+    if request.url.query:
+        next_path += "?" + request.url.query
+    with store.read() as conn:
+        return access.check(conn, slug, viewer, want, next_path)
+
+
+async def guard(request: Request, want: Want) -> Access:
+    """The granted access for the request's page, or raises its denial."""
+    decision = await run_in_threadpool(_check, request, want)
+    if not decision.allowed:
+        raise PageDenied(decision.status, decision.message, headers=decision.headers)
+    return decision
+
+
+def finish(response: Response, decision: Access, *, cors: bool = False) -> Response:
+    """Put the access headers on a granted response: private pages are never cached by
+    anyone else; public ones may be, briefly, and with `cors` any site may read them."""
+    if decision.headers:
+        for name, value in decision.headers.items():
+            response.headers[name] = value
+    else:
+        response.headers.setdefault("Cache-Control", PUBLIC_CACHE)
+        if cors:
+            response.headers.update(CORS_HEADERS)
+    return response
+
+
+def _snapshot(request: Request, decision: Access) -> PageSnapshot:
+    assert decision.page is not None
+    store: Store = request.app.state.store
+    with store.read() as conn:
+        return load_page(conn, decision.page.id, utcnow())
+
+
+def public_url(request: Request, decision: Access) -> str:
+    """The page's public address for links in documents (DESIGN.md: custom domain, page
+    host, or `/p/<slug>` under the base URL)."""
+    assert decision.page is not None
+    return page_url(request.app.state.settings, decision.page.slug, decision.page.custom_domain)
+
+
+async def serve(
+    request: Request,
+    render: Callable[[PageSnapshot, str], bytes],
+    media_type: str,
+    *,
+    cors: bool = False,
+) -> Response:
+    """A page document: access check, the page's snapshot, `render(snapshot, url)`, and the
+    access and cache headers."""
+    decision = await guard(request, Want.DATA)
+    snap = await run_in_threadpool(_snapshot, request, decision)
+    body = render(snap, public_url(request, decision))
+    return finish(Response(body, media_type=media_type), decision, cors=cors)

@@ -1,0 +1,62 @@
+"""An in-process Beacon app on a SQLite file of the test's own, driven through TestClient."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its TestClient and warns (an error here) when it
+    # finds only httpx; the shared venv has httpx, whose client works the same for us.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from engine import migrate
+from engine.accounts import create_api_key
+from engine.db import Store
+from engine.settings import Settings
+from pages.app import create_app
+from workers.runtime import Runtime, uninstall
+
+
+@dataclass
+class App:
+    runtime: Runtime
+    client: TestClient
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    def key(self, team: str | None = None, *, admin: bool = False) -> dict[str, str]:
+        """Authorization headers for a new API key of `team` (or an admin key)."""
+        key = create_api_key(self.store, name=f"k-{team or 'admin'}", team=team, admin=admin)
+        return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    made: list[App] = []
+
+    def make(**env: str) -> App:
+        settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data"), **env})
+        runtime = Runtime.build(settings)
+        migrate.upgrade(runtime.store)
+        client = TestClient(create_app(runtime), base_url="http://testserver")
+        made.append(App(runtime, client))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.client.close()
+        app.runtime.close()
+    uninstall()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return make_app()

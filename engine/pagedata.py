@@ -1,0 +1,719 @@
+"""Everything one status page shows, read in one go: the `PageSnapshot`.
+
+The HTML page, the Statuspage v2 JSON documents, the feeds and the badge are all rendered
+from a snapshot, so they agree with each other. A snapshot is plain frozen data: it holds no
+connection and can be rendered after the transaction that read it has ended.
+
+Which incidents and maintenances a page shows: those of one of the page's managing teams
+that affect a service on the page, and those of a managing team that affect no service at
+all (a page-wide notice, as on Statuspage).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import uptime
+from .errors import NotFoundError
+from .models import Impact, IncidentStatus, ServiceStatus, worst_status
+from .status import PageStatus, page_status
+from .tables import (
+    assets,
+    incident_services,
+    incident_updates,
+    incidents,
+    maintenance_services,
+    maintenance_updates,
+    maintenance_windows,
+    page_groups,
+    page_services,
+    page_teams,
+    services,
+    status_pages,
+)
+
+#: Incident history shown on the page itself; older ones are in the archive.
+HISTORY_DAYS = 14
+#: Statuspage's `incidents.json` and `scheduled-maintenances.json` list the 50 newest.
+RECENT_LIMIT = 50
+OPEN_INCIDENT = (
+    IncidentStatus.INVESTIGATING,
+    IncidentStatus.IDENTIFIED,
+    IncidentStatus.MONITORING,
+)
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    id: int
+    public_id: str
+    slug: str
+    name: str
+    type: str
+    active: bool
+    time_zone: str
+    custom_domain: str | None
+    #: sha256 of the logo and favicon assets (their URLs are content-hashed), or None.
+    logo_hash: str | None
+    favicon_hash: str | None
+    hide_uptime: bool
+    team_ids: tuple[int, ...]
+    created_at: datetime
+    updated_at: datetime
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Group:
+    id: int
+    public_id: str
+    name: str
+    position: int
+    status: ServiceStatus
+    created_at: datetime
+    updated_at: datetime
+    #: Public ids of its components, in page order.
+    component_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A service as it appears on one page (a `page_services` row)."""
+
+    id: int
+    public_id: str
+    service_id: int
+    service_key: str
+    name: str
+    description: str
+    status: ServiceStatus
+    #: The group's public id and name, or None for an ungrouped component.
+    group_id: str | None
+    group_name: str | None
+    position: int
+    created_at: datetime
+    updated_at: datetime
+    #: When the service began (the start of its uptime history).
+    service_created_at: datetime
+    uptime_days: tuple[uptime.UptimeDay, ...] = ()
+    #: Uptime over `uptime_days`, None without data.
+    uptime: float | None = None
+
+
+@dataclass(frozen=True)
+class AffectedComponent:
+    code: str
+    name: str
+    old_status: ServiceStatus | None
+    new_status: ServiceStatus
+
+
+@dataclass(frozen=True)
+class IncidentUpdate:
+    id: int
+    public_id: str
+    status: str
+    body: str
+    display_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    affected: tuple[AffectedComponent, ...] | None
+    deliver_notifications: bool
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    public_id: str
+    title: str
+    status: IncidentStatus
+    #: The effective impact: the override when set, else the peak impact.
+    impact: Impact
+    started_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    identified_at: datetime | None
+    monitoring_at: datetime | None
+    resolved_at: datetime | None
+    #: Newest first, as Statuspage lists them.
+    updates: tuple[IncidentUpdate, ...]
+    #: (component public id, impact status) for the affected components on this page.
+    impacts: tuple[tuple[str, ServiceStatus], ...]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_INCIDENT
+
+    @property
+    def component_ids(self) -> tuple[str, ...]:
+        return tuple(code for code, _ in self.impacts)
+
+
+@dataclass(frozen=True)
+class MaintenanceUpdate:
+    id: int
+    public_id: str
+    status: str
+    body: str
+    display_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    id: int
+    public_id: str
+    title: str
+    message: str
+    #: scheduled | in_progress | completed (Statuspage's maintenance states).
+    status: str
+    starts_at: datetime
+    ends_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    component_ids: tuple[str, ...]
+    #: Newest first.
+    updates: tuple[MaintenanceUpdate, ...]
+
+    @property
+    def is_upcoming(self) -> bool:
+        return self.status == "scheduled"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "in_progress"
+
+
+@dataclass(frozen=True)
+class PageSnapshot:
+    """A page and everything it shows, as of `generated_at`."""
+
+    page: PageInfo
+    status: PageStatus
+    groups: tuple[Group, ...]
+    #: Every component in page order (grouped components follow their group's order).
+    components: tuple[Component, ...]
+    #: Open incidents, those of the last `HISTORY_DAYS` days and the `RECENT_LIMIT` newest,
+    #: newest first.
+    incidents: tuple[Incident, ...]
+    #: Upcoming and in-progress maintenances and the `RECENT_LIMIT` newest, soonest last.
+    maintenances: tuple[Maintenance, ...]
+    generated_at: datetime
+    #: The days of the uptime bars, oldest first (calendar days in the page's time zone).
+    uptime_days: tuple[date, ...] = ()
+
+    @property
+    def open_incidents(self) -> tuple[Incident, ...]:
+        return tuple(i for i in self.incidents if i.is_open)
+
+    @property
+    def upcoming_maintenances(self) -> tuple[Maintenance, ...]:
+        return tuple(
+            sorted((m for m in self.maintenances if m.is_upcoming), key=lambda m: m.starts_at)
+        )
+
+    @property
+    def active_maintenances(self) -> tuple[Maintenance, ...]:
+        return tuple(m for m in self.maintenances if m.is_active)
+
+    def history(self, days: int = HISTORY_DAYS) -> tuple[Incident, ...]:
+        """Resolved incidents that started within `days` of the snapshot, newest first."""
+        since = self.generated_at - timedelta(days=days)
+        return tuple(i for i in self.incidents if not i.is_open and i.started_at >= since)
+
+    def component(self, public_id: str) -> Component | None:
+        for c in self.components:
+            if c.public_id == public_id:
+                return c
+        return None
+
+    def ungrouped(self) -> tuple[Component, ...]:
+        return tuple(c for c in self.components if c.group_id is None)
+
+    def in_group(self, group: Group) -> tuple[Component, ...]:
+        return tuple(c for c in self.components if c.group_id == group.public_id)
+
+    @property
+    def tz(self) -> tzinfo:
+        return page_tz(self.page.time_zone)
+
+
+def page_tz(name: str) -> tzinfo:
+    """The page's time zone; an unknown name falls back to UTC rather than failing a render."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def page_id_for_slug(conn: Connection, slug: str) -> int | None:
+    return conn.execute(sa.select(status_pages.c.id).where(status_pages.c.slug == slug)).scalar()
+
+
+def load_page(
+    conn: Connection,
+    page_id: int,
+    now: datetime,
+    *,
+    days: int = uptime.DEFAULT_DAYS,
+) -> PageSnapshot:
+    """The snapshot of page `page_id` as of `now`; NotFoundError if there is no such page."""
+    page = _page_info(conn, page_id)
+    tz = page_tz(page.time_zone)
+    group_rows = conn.execute(
+        sa.select(page_groups)
+        .where(page_groups.c.page_id == page_id)
+        .order_by(page_groups.c.position, page_groups.c.id)
+    ).all()
+    group_pos = {g.id: (g.position, g.id) for g in group_rows}
+    comp_rows = conn.execute(
+        sa.select(
+            page_services.c.id,
+            page_services.c.public_id,
+            page_services.c.service_id,
+            page_services.c.group_id,
+            page_services.c.position,
+            page_services.c.created_at,
+            page_services.c.updated_at,
+            services.c.key,
+            services.c.name,
+            services.c.description,
+            services.c.status,
+            services.c.created_at.label("service_created_at"),
+            services.c.updated_at.label("service_updated_at"),
+        )
+        .join(services, services.c.id == page_services.c.service_id)
+        .where(page_services.c.page_id == page_id)
+    ).all()
+    # Grouped components sit where their group sits; ungrouped ones by their own position.
+    comp_rows = sorted(
+        comp_rows,
+        key=lambda r: (
+            group_pos.get(r.group_id, (r.position, -1)) if r.group_id else (r.position, -1),
+            r.position,
+            r.id,
+        ),
+    )
+    groups_by_id = {g.id: g for g in group_rows}
+    day_list = uptime.last_days(now, tz, days)
+    window_start = uptime.day_bounds(day_list[0], tz)[0]
+    service_ids = [r.service_id for r in comp_rows]
+    segments = uptime.load_segments(conn, service_ids, window_start, now)
+    day_incidents = _day_incidents(conn, page, service_ids, day_list, tz, window_start, now)
+    weights = uptime.Weights.from_settings(page.settings.get("uptime_weights"))
+
+    components = []
+    for r in comp_rows:
+        group = groups_by_id.get(r.group_id) if r.group_id else None
+        bars = uptime.daily_uptime(
+            segments.get(r.service_id, []),
+            day_list,
+            tz,
+            created_at=r.service_created_at,
+            now=now,
+            weights=weights,
+        )
+        bars = [
+            _with_incidents(bar, day_incidents.get((r.service_id, bar.day), ())) for bar in bars
+        ]
+        components.append(
+            Component(
+                id=r.id,
+                public_id=r.public_id,
+                service_id=r.service_id,
+                service_key=r.key,
+                name=r.name,
+                description=r.description or "",
+                status=ServiceStatus(r.status),
+                group_id=group.public_id if group else None,
+                group_name=group.name if group else None,
+                position=r.position,
+                created_at=r.created_at,
+                updated_at=max(r.updated_at, r.service_updated_at),
+                service_created_at=r.service_created_at,
+                uptime_days=tuple(bars),
+                uptime=uptime.overall(bars),
+            )
+        )
+
+    groups = []
+    for g in group_rows:
+        members = [c for c in components if c.group_id == g.public_id]
+        groups.append(
+            Group(
+                id=g.id,
+                public_id=g.public_id,
+                name=g.name,
+                position=g.position,
+                status=worst_status(c.status for c in members),
+                created_at=g.created_at,
+                updated_at=max([g.updated_at, *(c.updated_at for c in members)]),
+                component_ids=tuple(c.public_id for c in members),
+            )
+        )
+
+    by_service = {c.service_id: c for c in components}
+    found = _incidents(conn, page, by_service, now)
+    maints = _maintenances(conn, page, by_service)
+    status = page_status([c.status for c in components], [i.impact for i in found if i.is_open])
+    return PageSnapshot(
+        page=page,
+        status=status,
+        groups=tuple(groups),
+        components=tuple(components),
+        incidents=found,
+        maintenances=maints,
+        generated_at=now,
+        uptime_days=tuple(day_list),
+    )
+
+
+def load_incidents(
+    conn: Connection,
+    page_id: int,
+    *,
+    before: datetime | None = None,
+    since: datetime | None = None,
+    limit: int = RECENT_LIMIT,
+) -> tuple[Incident, ...]:
+    """The page's incidents (the archive), newest first: those started before `before` and
+    at or after `since`, at most `limit`."""
+    page = _page_info(conn, page_id)
+    by_service = _components_by_service(conn, page_id)
+    return _load_incidents(
+        conn, page, by_service, _page_incident_ids(conn, page, by_service, before, since, limit)
+    )
+
+
+def load_incident(conn: Connection, page_id: int, public_id: str) -> Incident | None:
+    """One incident of the page by its public id (the permalink), or None."""
+    page = _page_info(conn, page_id)
+    by_service = _components_by_service(conn, page_id)
+    row = conn.execute(sa.select(incidents.c.id).where(incidents.c.public_id == public_id)).first()
+    if row is None:
+        return None
+    allowed = _page_incident_ids(conn, page, by_service, None, None, None, only=[row.id])
+    if not allowed:
+        return None
+    found = _load_incidents(conn, page, by_service, allowed)
+    return found[0] if found else None
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _page_info(conn: Connection, page_id: int) -> PageInfo:
+    logo, favicon = assets.alias("logo"), assets.alias("favicon")
+    row = conn.execute(
+        sa.select(
+            status_pages,
+            logo.c.sha256.label("logo_hash"),
+            favicon.c.sha256.label("favicon_hash"),
+        )
+        .select_from(
+            status_pages.outerjoin(logo, logo.c.id == status_pages.c.logo_asset_id).outerjoin(
+                favicon, favicon.c.id == status_pages.c.favicon_asset_id
+            )
+        )
+        .where(status_pages.c.id == page_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"status page {page_id} does not exist")
+    team_ids = conn.execute(
+        sa.select(page_teams.c.team_id)
+        .where(page_teams.c.page_id == page_id)
+        .order_by(page_teams.c.position, page_teams.c.team_id)
+    ).scalars()
+    teams = tuple(team_ids) or (row.team_id,)
+    return PageInfo(
+        id=row.id,
+        public_id=row.public_id,
+        slug=row.slug,
+        name=row.name,
+        type=row.type,
+        active=bool(row.active),
+        time_zone=row.time_zone or "UTC",
+        custom_domain=row.custom_domain,
+        logo_hash=row.logo_hash,
+        favicon_hash=row.favicon_hash,
+        hide_uptime=bool(row.hide_uptime),
+        team_ids=teams if row.team_id in teams else (*teams, row.team_id),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        settings=dict(row.settings or {}),
+    )
+
+
+@dataclass(frozen=True)
+class _CompRef:
+    public_id: str
+    name: str
+
+
+def _components_by_service(conn: Connection, page_id: int) -> dict[int, _CompRef]:
+    rows = conn.execute(
+        sa.select(page_services.c.service_id, page_services.c.public_id, services.c.name)
+        .join(services, services.c.id == page_services.c.service_id)
+        .where(page_services.c.page_id == page_id)
+    )
+    return {r.service_id: _CompRef(r.public_id, r.name) for r in rows}
+
+
+def _shown_on_page(
+    conn: Connection,
+    page: PageInfo,
+    service_ids: Iterable[int],
+    link: sa.Table,
+    link_col: str,
+    table: sa.Table,
+) -> sa.ColumnElement[bool]:
+    """`table` rows of a managing team that touch a page service or no service at all."""
+    ids = list(service_ids)
+    touches_page = sa.exists().where(link.c[link_col] == table.c.id, link.c.service_id.in_(ids))
+    touches_none = ~sa.exists().where(link.c[link_col] == table.c.id)
+    return sa.and_(table.c.team_id.in_(page.team_ids), sa.or_(touches_page, touches_none))
+
+
+def _page_incident_ids(
+    conn: Connection,
+    page: PageInfo,
+    by_service: Mapping[int, Any],
+    before: datetime | None,
+    since: datetime | None,
+    limit: int | None,
+    only: Sequence[int] | None = None,
+) -> list[int]:
+    query = sa.select(incidents.c.id).where(
+        _shown_on_page(conn, page, by_service, incident_services, "incident_id", incidents)
+    )
+    if before is not None:
+        query = query.where(incidents.c.started_at < before)
+    if since is not None:
+        query = query.where(incidents.c.started_at >= since)
+    if only is not None:
+        query = query.where(incidents.c.id.in_(list(only)))
+    query = query.order_by(incidents.c.started_at.desc(), incidents.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def _incidents(
+    conn: Connection, page: PageInfo, by_service: Mapping[int, Any], now: datetime
+) -> tuple[Incident, ...]:
+    shown = _shown_on_page(conn, page, by_service, incident_services, "incident_id", incidents)
+    since = now - timedelta(days=HISTORY_DAYS)
+    ids = set(
+        conn.execute(
+            sa.select(incidents.c.id)
+            .where(shown)
+            .where(
+                sa.or_(
+                    incidents.c.status.in_([s.value for s in OPEN_INCIDENT]),
+                    incidents.c.started_at >= since,
+                    incidents.c.resolved_at >= since,
+                )
+            )
+        ).scalars()
+    )
+    ids.update(_page_incident_ids(conn, page, by_service, None, None, RECENT_LIMIT))
+    return _load_incidents(conn, page, by_service, ids)
+
+
+def _load_incidents(
+    conn: Connection, page: PageInfo, by_service: Mapping[int, Any], ids: Iterable[int]
+) -> tuple[Incident, ...]:
+    id_list = list(ids)
+    if not id_list:
+        return ()
+    impacts: dict[int, list[tuple[str, ServiceStatus]]] = defaultdict(list)
+    for r in conn.execute(
+        sa.select(incident_services).where(incident_services.c.incident_id.in_(id_list))
+    ):
+        comp = by_service.get(r.service_id)
+        if comp is not None:
+            impacts[r.incident_id].append((comp.public_id, ServiceStatus(r.impact)))
+    updates: dict[int, list[IncidentUpdate]] = defaultdict(list)
+    for u in conn.execute(
+        sa.select(incident_updates)
+        .where(incident_updates.c.incident_id.in_(id_list))
+        .order_by(incident_updates.c.display_at.desc(), incident_updates.c.id.desc())
+    ):
+        updates[u.incident_id].append(
+            IncidentUpdate(
+                id=u.id,
+                public_id=u.public_id,
+                status=u.status,
+                body=u.body or "",
+                display_at=u.display_at,
+                created_at=u.created_at,
+                updated_at=u.updated_at,
+                affected=_affected(u.affected, by_service),
+                deliver_notifications=bool(u.deliver_notifications),
+            )
+        )
+    rows = conn.execute(
+        sa.select(incidents)
+        .where(incidents.c.id.in_(id_list))
+        .order_by(incidents.c.started_at.desc(), incidents.c.id.desc())
+    ).all()
+    return tuple(
+        Incident(
+            id=r.id,
+            public_id=r.public_id,
+            title=r.title,
+            status=IncidentStatus(r.status),
+            impact=Impact(r.impact_override or r.impact or "none"),
+            started_at=r.started_at,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            identified_at=r.identified_at,
+            monitoring_at=r.monitoring_at,
+            resolved_at=r.resolved_at,
+            updates=tuple(updates.get(r.id, [])),
+            impacts=tuple(sorted(impacts.get(r.id, []))),
+        )
+        for r in rows
+    )
+
+
+def _affected(value: Any, by_service: Mapping[int, Any]) -> tuple[AffectedComponent, ...] | None:
+    if not isinstance(value, list):
+        return None
+    found = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        comp = by_service.get(item.get("service_id"))  # type: ignore[arg-type]
+        if comp is None or not item.get("new_status"):
+            continue
+        old = item.get("old_status")
+        found.append(
+            AffectedComponent(
+                code=comp.public_id,
+                name=comp.name,
+                old_status=ServiceStatus(old) if old else None,
+                new_status=ServiceStatus(item["new_status"]),
+            )
+        )
+    return tuple(found)
+
+
+def _maintenances(
+    conn: Connection, page: PageInfo, by_service: Mapping[int, Any]
+) -> tuple[Maintenance, ...]:
+    w = maintenance_windows
+    shown = _shown_on_page(conn, page, by_service, maintenance_services, "window_id", w)
+    ids = set(
+        conn.execute(
+            sa.select(w.c.id).where(shown).where(w.c.status.in_(["scheduled", "in_progress"]))
+        ).scalars()
+    )
+    ids.update(
+        conn.execute(
+            sa.select(w.c.id).where(shown).order_by(w.c.starts_at.desc()).limit(RECENT_LIMIT)
+        ).scalars()
+    )
+    if not ids:
+        return ()
+    comps: dict[int, list[str]] = defaultdict(list)
+    for r in conn.execute(
+        sa.select(maintenance_services).where(maintenance_services.c.window_id.in_(ids))
+    ):
+        comp = by_service.get(r.service_id)
+        if comp is not None:
+            comps[r.window_id].append(comp.public_id)
+    updates: dict[int, list[MaintenanceUpdate]] = defaultdict(list)
+    for u in conn.execute(
+        sa.select(maintenance_updates)
+        .where(maintenance_updates.c.window_id.in_(ids))
+        .order_by(maintenance_updates.c.display_at.desc(), maintenance_updates.c.id.desc())
+    ):
+        updates[u.window_id].append(
+            MaintenanceUpdate(
+                id=u.id,
+                public_id=u.public_id,
+                status=u.status,
+                body=u.body or "",
+                display_at=u.display_at,
+                created_at=u.created_at,
+            )
+        )
+    rows = conn.execute(
+        sa.select(w).where(w.c.id.in_(ids)).order_by(w.c.starts_at.desc(), w.c.id.desc())
+    ).all()
+    return tuple(
+        Maintenance(
+            id=r.id,
+            public_id=r.public_id,
+            title=r.title,
+            message=r.message or "",
+            status=r.status,
+            starts_at=r.starts_at,
+            ends_at=r.ends_at,
+            started_at=r.started_at,
+            completed_at=r.completed_at,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            component_ids=tuple(sorted(comps.get(r.id, []))),
+            updates=tuple(updates.get(r.id, [])),
+        )
+        for r in rows
+    )
+
+
+def _day_incidents(
+    conn: Connection,
+    page: PageInfo,
+    service_ids: Sequence[int],
+    days: Sequence[Any],
+    tz: tzinfo,
+    start: datetime,
+    now: datetime,
+) -> dict[tuple[int, Any], tuple[uptime.DayIncident, ...]]:
+    """(service id, day) -> incidents of the page's teams on that service during that day."""
+    if not service_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(
+            incident_services.c.service_id,
+            incidents.c.public_id,
+            incidents.c.title,
+            incidents.c.started_at,
+            incidents.c.resolved_at,
+        )
+        .join(incidents, incidents.c.id == incident_services.c.incident_id)
+        .where(incident_services.c.service_id.in_(list(service_ids)))
+        .where(incidents.c.team_id.in_(page.team_ids))
+        .where(incidents.c.started_at < now)
+        .where(sa.or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start))
+        .order_by(incidents.c.started_at)
+    ).all()
+    found: dict[tuple[int, Any], list[uptime.DayIncident]] = defaultdict(list)
+    bounds = [(d, *uptime.day_bounds(d, tz)) for d in days]
+    for r in rows:
+        end = r.resolved_at or now
+        for day, lo, hi in bounds:
+            if r.started_at < hi and end >= lo:
+                found[(r.service_id, day)].append(uptime.DayIncident(r.public_id, r.title))
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def _with_incidents(
+    bar: uptime.UptimeDay, found: tuple[uptime.DayIncident, ...]
+) -> uptime.UptimeDay:
+    if not found:
+        return bar
+    return uptime.UptimeDay(
+        bar.day, bar.uptime, bar.worst, bar.counted_seconds, bar.down_seconds, found
+    )

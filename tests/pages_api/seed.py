@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -108,3 +109,113 @@ def page(
                 sa.select(page_services.c.public_id).where(page_services.c.id == ps)
             ).scalar_one()
     return seeded
+
+
+@dataclass
+class RichPage:
+    page: SeededPage
+    open_incident: str
+    resolved_incident: str
+    upcoming: str
+    active: str
+    completed: str
+
+
+def rich_page(store: Store, slug: str = "acme", **kwargs: Any) -> RichPage:
+    """A page with two groups and an ungrouped component, an open and a resolved incident,
+    and an upcoming, an in-progress and a completed maintenance."""
+    from engine import incidents, maintenance
+    from engine.models import IncidentStatus
+    from engine.tables import incidents as incident_table
+    from engine.tables import maintenance_windows, utcnow
+
+    seeded = page(
+        store,
+        slug,
+        services_spec=(
+            ("api", "Public API", "Core"),
+            ("db", "Database", "Core"),
+            ("web", "Website", None),
+            ("cdn", "CDN", "Edge"),
+        ),
+        **kwargs,
+    )
+    s = seeded.service_ids
+    now = utcnow()
+    with store.begin() as conn:
+        open_id = incidents.create(
+            conn,
+            team_id=seeded.team_id,
+            title="Elevated API errors",
+            message="We are investigating elevated error rates.",
+            impacts={s["api"]: "partial_outage"},
+            started_at=now - timedelta(minutes=30),
+            now=now - timedelta(minutes=29),
+        )
+        incidents.post_update(
+            conn,
+            open_id,
+            status=IncidentStatus.IDENTIFIED,
+            message="A bad deploy; rolling back.",
+            now=now - timedelta(minutes=10),
+        )
+        old_id = incidents.create(
+            conn,
+            team_id=seeded.team_id,
+            title="Website slow",
+            message="Pages load slowly.",
+            impacts={s["web"]: "degraded"},
+            started_at=now - timedelta(days=2),
+            now=now - timedelta(days=2),
+        )
+        incidents.resolve(conn, old_id, message="Fixed.", now=now - timedelta(days=2, hours=-1))
+        upcoming = maintenance.create(
+            conn,
+            team_id=seeded.team_id,
+            title="Database upgrade",
+            message="Upgrading PostgreSQL.",
+            starts_at=now + timedelta(days=3),
+            ends_at=now + timedelta(days=3, hours=2),
+            service_ids=[s["db"]],
+            now=now - timedelta(hours=1),
+        )
+        active = maintenance.create(
+            conn,
+            team_id=seeded.team_id,
+            title="CDN provider switch",
+            message="Moving to a new CDN.",
+            starts_at=now - timedelta(minutes=20),
+            ends_at=now + timedelta(hours=1),
+            service_ids=[s["cdn"]],
+            now=now - timedelta(hours=2),
+        )
+        maintenance.start(conn, active, now=now - timedelta(minutes=20))
+        done = maintenance.create(
+            conn,
+            team_id=seeded.team_id,
+            title="Web server patching",
+            message="Kernel updates.",
+            starts_at=now - timedelta(days=5),
+            ends_at=now - timedelta(days=5, hours=-1),
+            service_ids=[s["web"]],
+            now=now - timedelta(days=6),
+        )
+        maintenance.start(conn, done, now=now - timedelta(days=5))
+        maintenance.complete(conn, done, now=now - timedelta(days=5, hours=-1))
+
+        def incident_pid(i: int) -> str:
+            query = sa.select(incident_table.c.public_id).where(incident_table.c.id == i)
+            return str(conn.execute(query).scalar_one())
+
+        def window_pid(i: int) -> str:
+            query = sa.select(maintenance_windows.c.public_id).where(maintenance_windows.c.id == i)
+            return str(conn.execute(query).scalar_one())
+
+        return RichPage(
+            seeded,
+            incident_pid(open_id),
+            incident_pid(old_id),
+            window_pid(upcoming),
+            window_pid(active),
+            window_pid(done),
+        )

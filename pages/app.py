@@ -25,6 +25,7 @@ from workers.runtime import Runtime, install
 from . import badge, embed, feeds, health, statuspage_api, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
+from .page_access import OneVary
 
 access_log = logging.getLogger("beacon.access")
 
@@ -100,6 +101,7 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
 
     middleware = [
         Middleware(AccessLog),
+        Middleware(OneVary),
         # Before routing: a page host's root paths become /p/<slug>/... (or 404).
         Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
         Middleware(

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import access
 from engine.access import Access, Want
@@ -91,3 +92,44 @@ async def serve(
     snap = await run_in_threadpool(_snapshot, request, decision)
     body = render(snap, public_url(request, decision))
     return finish(Response(body, media_type=media_type), decision, cors=cors)
+
+
+class OneVary:
+    """Pure ASGI middleware that merges repeated `Vary` values into one header.
+
+    Page routes send `Vary: Cookie, Authorization`; the session middleware then appends
+    `Cookie` again whenever the route looked at the session. Caches treat the repeats the
+    same, but the header should read as DESIGN.md writes it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = merge_vary(message.get("headers", []))
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def merge_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with every `Vary` folded into one, each token once, first spelling kept."""
+    tokens: list[str] = []
+    others = []
+    for name, value in headers:
+        if name.lower() == b"vary":
+            for token in value.decode("latin-1").split(","):
+                token = token.strip()
+                if token and token.lower() not in (t.lower() for t in tokens):
+                    tokens.append(token)
+        else:
+            others.append((name, value))
+    if tokens:
+        others.append((b"vary", ", ".join(tokens).encode("latin-1")))
+    return others

@@ -54,3 +54,11 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
     return make_app()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_app(request: pytest.FixtureRequest, make_app: Callable[..., App]) -> App:
+    """The same test on a SQLite file and on a PostgreSQL database."""
+    if request.param == "postgres":
+        return make_app(BEACON_DATABASE_URL=request.getfixturevalue("pg_url"))
+    return make_app()

@@ -60,3 +60,44 @@ def test_other_pages_are_404_on_a_page_host(make_app: Callable[..., App]) -> Non
     seed.page(app.store, "other", team_key="others")
     got = app.client.get("/p/other/api/v2/status.json", headers={"Host": "acme.status.example.com"})
     assert got.status_code == 404
+
+
+def test_a_custom_domain_serves_its_page_at_the_root(app: App) -> None:
+    seed.page(app.store, "acme", custom_domain="status.acme.test")
+    host = {"Host": "status.acme.test:8443"}
+    doc = app.client.get("/api/v2/summary.json", headers=host).json()
+    assert doc["page"]["url"] == "https://status.acme.test"
+    assert app.client.get("/badge.svg", headers=host).status_code == 200
+    assert app.client.get("/history.rss", headers=host).status_code == 200
+    assert app.client.get("/p/acme/api/v2/status.json", headers=host).status_code == 200
+
+
+def test_pages_domain_hosts_serve_their_own_page_only(make_app: Callable[..., App]) -> None:
+    app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
+    seed.page(app.store, "acme")
+    seed.page(app.store, "other", team_key="others")
+    acme = {"Host": "acme.status.example.com"}
+    doc = app.client.get("/api/v2/status.json", headers=acme).json()
+    assert doc["page"]["name"] == "Acme Status"
+    assert doc["page"]["url"] == "http://acme.status.example.com"
+    other = app.client.get("/api/v2/status.json", headers={"Host": "other.status.example.com"})
+    assert other.json()["page"]["name"] == "Other Status"
+    assert app.client.get("/p/other/badge.svg", headers=acme).status_code == 404
+    # The pages domain itself and Beacon's own host are not page hosts.
+    bare = {"Host": "status.example.com"}
+    assert app.client.get("/p/other/api/v2/status.json", headers=bare).status_code == 200
+    assert app.client.get("/api/v2/status.json", headers=bare).status_code == 404
+
+
+def test_an_unknown_page_host_is_404(make_app: Callable[..., App]) -> None:
+    app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
+    got = app.client.get("/api/v2/status.json", headers={"Host": "nope.status.example.com"})
+    assert got.status_code == 404
+
+
+def test_a_private_page_on_its_host_still_asks_for_credentials(app: App) -> None:
+    seed.page(app.store, "acme", type="private", custom_domain="status.acme.test")
+    host = {"Host": "status.acme.test"}
+    assert app.client.get("/api/v2/status.json", headers=host).status_code == 401
+    member = {**host, **app.key("platform")}
+    assert app.client.get("/api/v2/status.json", headers=member).status_code == 200

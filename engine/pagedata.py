@@ -66,6 +66,8 @@ class PageInfo:
     favicon_hash: str | None
     hide_uptime: bool
     team_ids: tuple[int, ...]
+    #: The page's public address: `https://<custom domain>`, else `<base url>/p/<slug>`.
+    url: str
     created_at: datetime
     updated_at: datetime
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -247,6 +249,10 @@ class PageSnapshot:
     def tz(self) -> tzinfo:
         return page_tz(self.page.time_zone)
 
+    def incident_url(self, incident: Incident) -> str:
+        """The incident's permalink (Statuspage's `shortlink`)."""
+        return f"{self.page.url}/incidents/{incident.public_id}"
+
 
 def page_tz(name: str) -> tzinfo:
     """The page's time zone; an unknown name falls back to UTC rather than failing a render."""
@@ -265,10 +271,14 @@ def load_page(
     page_id: int,
     now: datetime,
     *,
+    base_url: str = "",
     days: int = uptime.DEFAULT_DAYS,
 ) -> PageSnapshot:
-    """The snapshot of page `page_id` as of `now`; NotFoundError if there is no such page."""
-    page = _page_info(conn, page_id)
+    """The snapshot of page `page_id` as of `now`; NotFoundError if there is no such page.
+
+    `base_url` (Settings.base_url) makes the page's and incidents' absolute URLs.
+    """
+    page = _page_info(conn, page_id, base_url)
     tz = page_tz(page.time_zone)
     group_rows = conn.execute(
         sa.select(page_groups)
@@ -306,10 +316,11 @@ def load_page(
     )
     groups_by_id = {g.id: g for g in group_rows}
     day_list = uptime.last_days(now, tz, days)
-    window_start = uptime.day_bounds(day_list[0], tz)[0]
+    day_bounds = [uptime.day_bounds(d, tz) for d in day_list]
+    window_start = day_bounds[0][0]
     service_ids = [r.service_id for r in comp_rows]
     segments = uptime.load_segments(conn, service_ids, window_start, now)
-    day_incidents = _day_incidents(conn, page, service_ids, day_list, tz, window_start, now)
+    day_incidents = _day_incidents(conn, page, service_ids, day_list, day_bounds, now)
     weights = uptime.Weights.from_settings(page.settings.get("uptime_weights"))
 
     components = []
@@ -322,6 +333,7 @@ def load_page(
             created_at=r.service_created_at,
             now=now,
             weights=weights,
+            bounds=day_bounds,
         )
         bars = [
             _with_incidents(bar, day_incidents.get((r.service_id, bar.day), ())) for bar in bars
@@ -412,7 +424,7 @@ def load_incident(conn: Connection, page_id: int, public_id: str) -> Incident | 
 # --- internals ------------------------------------------------------------------------------
 
 
-def _page_info(conn: Connection, page_id: int) -> PageInfo:
+def _page_info(conn: Connection, page_id: int, base_url: str = "") -> PageInfo:
     logo, favicon = assets.alias("logo"), assets.alias("favicon")
     row = conn.execute(
         sa.select(
@@ -448,6 +460,11 @@ def _page_info(conn: Connection, page_id: int) -> PageInfo:
         favicon_hash=row.favicon_hash,
         hide_uptime=bool(row.hide_uptime),
         team_ids=teams if row.team_id in teams else (*teams, row.team_id),
+        url=(
+            f"https://{row.custom_domain}"
+            if row.custom_domain
+            else f"{base_url.rstrip('/')}/p/{row.slug}"
+        ),
         created_at=row.created_at,
         updated_at=row.updated_at,
         settings=dict(row.settings or {}),
@@ -676,14 +693,14 @@ def _day_incidents(
     conn: Connection,
     page: PageInfo,
     service_ids: Sequence[int],
-    days: Sequence[Any],
-    tz: tzinfo,
-    start: datetime,
+    days: Sequence[date],
+    day_bounds: Sequence[tuple[datetime, datetime]],
     now: datetime,
 ) -> dict[tuple[int, Any], tuple[uptime.DayIncident, ...]]:
     """(service id, day) -> incidents of the page's teams on that service during that day."""
     if not service_ids:
         return {}
+    start = day_bounds[0][0]
     rows = conn.execute(
         sa.select(
             incident_services.c.service_id,
@@ -700,7 +717,7 @@ def _day_incidents(
         .order_by(incidents.c.started_at)
     ).all()
     found: dict[tuple[int, Any], list[uptime.DayIncident]] = defaultdict(list)
-    bounds = [(d, *uptime.day_bounds(d, tz)) for d in days]
+    bounds = [(d, lo, hi) for d, (lo, hi) in zip(days, day_bounds, strict=True)]
     for r in rows:
         end = r.resolved_at or now
         for day, lo, hi in bounds:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .models import ServiceStatus, worst_status
+from .models import ServiceStatus
 from .tables import services, status_changes
 
 DEFAULT_DAYS = 90
@@ -130,30 +130,41 @@ def daily_uptime(
     created_at: datetime,
     now: datetime,
     weights: Weights | None = None,
+    bounds: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[UptimeDay]:
-    """Each day's uptime and worst status from a service's segments."""
+    """Each day's uptime and worst status from a service's segments (in time order).
+
+    `bounds` (each day's UTC start and end, from `day_bounds`) may be given to share the
+    work across the services of a page.
+    """
     weights = weights or Weights()
+    bounds = bounds or [day_bounds(day, tz) for day in days]
     result = []
-    for day in days:
-        day_start, day_end = day_bounds(day, tz)
+    first = 0  # segments before this one end before the current day: never looked at again
+    for day, (day_start, day_end) in zip(days, bounds, strict=True):
         lo, hi = max(day_start, created_at), min(day_end, now)
         counted = down = 0.0
-        seen: list[ServiceStatus] = []
-        for seg in segments:
+        worst: ServiceStatus | None = None
+        while first < len(segments) and segments[first].end <= day_start:
+            first += 1
+        for seg in segments[first:]:
+            if seg.start >= hi:
+                break
             a, b = max(seg.start, lo), min(seg.end, hi)
             if a >= b:
                 continue
-            seen.append(seg.status)
-            seconds = (b - a).total_seconds()
+            if worst is None or seg.status.rank > worst.rank:
+                worst = seg.status
             if seg.status is ServiceStatus.UNDER_MAINTENANCE:
                 continue
+            seconds = (b - a).total_seconds()
             counted += seconds
             down += seconds * weights.of(seg.status)
-        if not seen:
+        if worst is None:
             result.append(UptimeDay(day, None, None, 0.0, 0.0))
             continue
         uptime = 1.0 - down / counted if counted > 0 else None
-        result.append(UptimeDay(day, uptime, worst_status(seen), counted, down))
+        result.append(UptimeDay(day, uptime, worst, counted, down))
     return result
 
 

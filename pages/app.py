@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import badge, embed, feeds, health, statuspage_api, tls
+from . import badge, embed, feeds, health, public, statuspage_api, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
 from .page_access import OneVary
@@ -67,14 +67,15 @@ class AccessLog:
 
 def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
+    # Page routes go last: root-served custom-domain routes must not shadow the others.
     return [
         *health.routes,
         *tls.routes,
-        # Page routes last (DESIGN.md: /p/... and what page hosts rewrite into it).
         *statuspage_api.routes,
         *feeds.routes,
         *badge.routes,
         *embed.routes,
+        *public.routes,
     ]
 
 

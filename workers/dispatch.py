@@ -33,6 +33,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
+    "pages.dirty": ("beacon-render", "pages.render:handle_dirty"),
+    "deadline.page.render": ("beacon-render", "pages.render:handle_deadline"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -26,8 +27,12 @@ from engine.tables import (
 )
 
 
+def _pk(result: Any) -> int:
+    return int(result.inserted_primary_key[0])
+
+
 def team(conn: Connection, key: str = "platform") -> int:
-    return int(conn.execute(teams.insert().values(key=key, name=key)).inserted_primary_key[0])
+    return _pk(conn.execute(teams.insert().values(key=key, name=key)))
 
 
 def service(
@@ -49,7 +54,7 @@ def service(
     }
     if created_at is not None:
         values.update(created_at=created_at, updated_at=created_at, status_since=created_at)
-    return int(conn.execute(services.insert().values(**values)).inserted_primary_key[0])
+    return _pk(conn.execute(services.insert().values(**values)))
 
 
 def page(
@@ -63,7 +68,7 @@ def page(
     hide_uptime: bool = False,
     type: str = "public",
 ) -> int:
-    page_id = int(
+    page_id = _pk(
         conn.execute(
             status_pages.insert().values(
                 team_id=team_id,
@@ -74,29 +79,27 @@ def page(
                 hide_uptime=hide_uptime,
                 type=type,
             )
-        ).inserted_primary_key[0]
+        )
     )
     conn.execute(page_teams.insert().values(page_id=page_id, team_id=team_id, position=0))
     return page_id
 
 
 def group(conn: Connection, page_id: int, name: str, position: int = 0) -> int:
-    return int(
-        conn.execute(
-            page_groups.insert().values(page_id=page_id, name=name, position=position)
-        ).inserted_primary_key[0]
+    return _pk(
+        conn.execute(page_groups.insert().values(page_id=page_id, name=name, position=position))
     )
 
 
 def add_service(
     conn: Connection, page_id: int, service_id: int, position: int, group_id: int | None = None
 ) -> int:
-    return int(
+    return _pk(
         conn.execute(
             page_services.insert().values(
                 page_id=page_id, service_id=service_id, position=position, group_id=group_id
             )
-        ).inserted_primary_key[0]
+        )
     )
 
 
@@ -128,7 +131,7 @@ def incident(
     impact: str = "major",
     updates: Sequence[tuple[str, str, datetime]] = (),
 ) -> int:
-    incident_id = int(
+    incident_id = _pk(
         conn.execute(
             incidents.insert().values(
                 team_id=team_id,
@@ -140,7 +143,7 @@ def incident(
                 updated_at=resolved_at or started_at,
                 resolved_at=resolved_at,
             )
-        ).inserted_primary_key[0]
+        )
     )
     for sid, value in impacts.items():
         conn.execute(
@@ -175,7 +178,7 @@ def maintenance(
     status: str = "scheduled",
     message: str = "",
 ) -> int:
-    window_id = int(
+    window_id = _pk(
         conn.execute(
             maintenance_windows.insert().values(
                 team_id=team_id,
@@ -185,7 +188,7 @@ def maintenance(
                 ends_at=ends_at,
                 status=status,
             )
-        ).inserted_primary_key[0]
+        )
     )
     for sid in service_ids:
         conn.execute(maintenance_services.insert().values(window_id=window_id, service_id=sid))
@@ -195,3 +198,52 @@ def maintenance(
         )
     )
     return window_id
+
+
+def big_page(
+    conn: Connection,
+    now: datetime,
+    *,
+    services_count: int = 50,
+    incidents_count: int = 3,
+    slug: str = "acme",
+) -> dict[str, object]:
+    """The benchmark page: `services_count` services in 5 groups with 90 days of history
+    (a few outages each) and `incidents_count` incidents, one of them open."""
+    from datetime import timedelta
+
+    team_id = team(conn)
+    page_id = page(conn, team_id, slug)
+    groups = [group(conn, page_id, f"Group {g}", position=g) for g in range(5)]
+    service_ids = []
+    for n in range(services_count):
+        sid = service(
+            conn, team_id, f"svc-{n}", name=f"Service {n}", created_at=now - timedelta(days=200)
+        )
+        add_service(conn, page_id, sid, position=n, group_id=groups[n % 5])
+        service_ids.append(sid)
+        for k in range(3):
+            start = now - timedelta(days=7 + 23 * k + n % 11, hours=n % 7)
+            worst = ("degraded", "partial_outage", "major_outage")[(n + k) % 3]
+            change(conn, sid, "operational", worst, start)
+            change(conn, sid, worst, "operational", start + timedelta(hours=1 + k))
+    for k in range(incidents_count):
+        opened = now - timedelta(days=k * 3, hours=2)
+        incident(
+            conn,
+            team_id,
+            f"Elevated errors on Service {k}",
+            started_at=opened,
+            impacts={service_ids[k]: "partial_outage"},
+            status="investigating" if k == 0 else "resolved",
+            resolved_at=None if k == 0 else opened + timedelta(hours=1),
+            updates=[
+                ("investigating", "We are investigating elevated error rates.", opened),
+                (
+                    "identified",
+                    "A faulty deploy was identified and is being rolled back.",
+                    opened + timedelta(minutes=20),
+                ),
+            ],
+        )
+    return {"team": team_id, "page": page_id, "services": service_ids}

@@ -1,0 +1,237 @@
+"""Rendering pages in workers: `pages.dirty` in, fresh documents in the page cache out.
+
+Coalescing. A burst of changes to one page must cost one render, plus one more for the
+changes that arrived while it ran, however many changes and jobs there were. RQ does not
+de-duplicate job ids, so each page has three Redis keys (on the queues' connection, so it
+works with many web processes and workers):
+
+- `want`: a counter bumped by every change to the page (the version the cache should reach);
+- `pending`: a flag held by whoever renders the page; a change that finds it set does
+  nothing more, since the holder will look at `want` when it finishes;
+- `last`: when the last render started.
+
+The holder renders the version it read, then releases the flag only if `want` has not moved
+(atomically, in Lua); otherwise it keeps the flag and renders again, no sooner than
+`RENDER_INTERVAL` after the previous render began. That wait is a store deadline
+(`page.render`), not a sleeping worker. The flag expires after `PENDING_TTL`, so a worker
+that dies mid-render cannot freeze a page; requests render on a cold miss anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine import deadlines, pagedata
+from engine.errors import NotFoundError
+from engine.tables import (
+    incident_services,
+    incidents,
+    maintenance_services,
+    maintenance_windows,
+    page_services,
+    page_teams,
+    status_pages,
+    utcnow,
+)
+from workers.runtime import Runtime, current
+
+from . import documents
+from .cache import Document, Entry, for_runtime
+
+log = logging.getLogger(__name__)
+
+#: The least time between two renders of one page (the trailing render of a burst waits).
+RENDER_INTERVAL = 1.0
+PENDING_TTL = 120
+DEADLINE_KIND = "page.render"
+
+_RELEASE = """
+if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then
+    redis.call('DEL', KEYS[2])
+    return 1
+end
+return 0
+"""
+
+
+def _key(rt: Runtime, page_id: int, name: str) -> str:
+    return f"{rt.queues.prefix}render:{page_id}:{name}"
+
+
+# --- which pages a change touches ------------------------------------------------------------
+
+
+def affected_pages(conn: Connection, payloads: Iterable[dict[str, Any]]) -> set[int]:
+    """The ids of the pages that show anything named in `pages.dirty` payloads
+    (`page_ids`, `service_ids`, `incident_ids`, `window_ids`)."""
+    page_ids: set[int] = set()
+    service_ids: set[int] = set()
+    incident_ids: set[int] = set()
+    window_ids: set[int] = set()
+    for payload in payloads:
+        page_ids.update(_ints(payload.get("page_ids")))
+        service_ids.update(_ints(payload.get("service_ids")))
+        incident_ids.update(_ints(payload.get("incident_ids")))
+        window_ids.update(_ints(payload.get("window_ids")))
+    for link, col, table in (
+        (incident_services, "incident_id", incidents),
+        (maintenance_services, "window_id", maintenance_windows),
+    ):
+        ids = incident_ids if table is incidents else window_ids
+        if not ids:
+            continue
+        service_ids.update(
+            conn.execute(sa.select(link.c.service_id).where(link.c[col].in_(ids))).scalars()
+        )
+        # A notice on no service shows on every page of its team.
+        page_ids.update(
+            conn.execute(
+                sa.select(page_teams.c.page_id)
+                .join(table, table.c.team_id == page_teams.c.team_id)
+                .where(table.c.id.in_(ids))
+                .where(~sa.exists().where(link.c[col] == table.c.id))
+            ).scalars()
+        )
+    if service_ids:
+        page_ids.update(
+            conn.execute(
+                sa.select(page_services.c.page_id).where(
+                    page_services.c.service_id.in_(service_ids)
+                )
+            ).scalars()
+        )
+    return page_ids
+
+
+def _ints(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+
+
+# --- outbox handlers and the job -------------------------------------------------------------
+
+
+def handle_dirty(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """`pages.dirty`: bump each affected page's wanted version and render the pages nobody
+    is rendering yet (the first here, the others as jobs of their own)."""
+    with rt.store.read() as conn:
+        page_ids = sorted(affected_pages(conn, payloads))
+    mine = [page_id for page_id in page_ids if mark_dirty(rt, page_id)]
+    for page_id in mine[1:]:
+        rt.queues.enqueue(
+            "beacon-render", "pages.render.render_job", page_id, result_ttl=0, failure_ttl=86400
+        )
+    if mine:
+        run_render(rt, mine[0])
+
+
+def handle_deadline(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """`deadline.page.render`: the trailing render of a burst, once the interval has passed."""
+    for page_id in sorted({p["page_id"] for p in payloads if isinstance(p.get("page_id"), int)}):
+        run_render(rt, page_id)
+
+
+def render_job(page_id: int) -> None:
+    """RQ job: render page `page_id` (the caller holds its pending flag)."""
+    run_render(current(), page_id)
+
+
+def mark_dirty(rt: Runtime, page_id: int) -> bool:
+    """Record that the page changed; true if the caller now holds the flag and must render."""
+    r = rt.queues.connection
+    r.incr(_key(rt, page_id, "want"))
+    return bool(r.set(_key(rt, page_id, "pending"), "1", nx=True, ex=PENDING_TTL))
+
+
+def run_render(rt: Runtime, page_id: int) -> None:
+    """Render the page now, or schedule it for when `RENDER_INTERVAL` has passed; release
+    the pending flag when the cache is at the wanted version."""
+    r = rt.queues.connection
+    pending = _key(rt, page_id, "pending")
+    started = time.time()
+    last = float(r.get(_key(rt, page_id, "last")) or 0)
+    if last + RENDER_INTERVAL > started:
+        r.expire(pending, PENDING_TTL)
+        _schedule(rt, page_id, last + RENDER_INTERVAL)
+        return
+    r.set(_key(rt, page_id, "last"), repr(started), ex=PENDING_TTL)
+    version = int(r.get(_key(rt, page_id, "want")) or 0)
+    try:
+        render_page(rt, page_id, version)
+    except NotFoundError:
+        r.delete(pending)
+        return
+    except Exception:
+        # Let the outbox retry: it re-marks the page dirty and takes the flag again.
+        r.delete(pending)
+        raise
+    released = r.eval(_RELEASE, 2, _key(rt, page_id, "want"), pending, str(version))
+    if not released:
+        _schedule(rt, page_id, started + RENDER_INTERVAL)
+
+
+def _schedule(rt: Runtime, page_id: int, at: float) -> None:
+    with rt.store.begin() as conn:
+        deadlines.schedule(
+            conn,
+            DEADLINE_KIND,
+            f"page:{page_id}",
+            datetime.fromtimestamp(at, UTC),
+            {"page_id": page_id},
+        )
+    rt.nudge.set()
+
+
+def render_page(rt: Runtime, page_id: int, version: int) -> Entry:
+    """Render every document of the page from a fresh snapshot into the page cache."""
+    now = utcnow()
+    with rt.store.read() as conn:
+        snap = pagedata.load_page(conn, page_id, now, base_url=rt.settings.base_url)
+    started = time.perf_counter()
+    docs = {
+        name: Document.make(body, ctype, now)
+        for name, (body, ctype) in documents.render_all(snap).items()
+    }
+    entry = Entry(
+        page_id=page_id,
+        slug=snap.page.slug,
+        version=version,
+        public=snap.page.active and snap.page.type == "public",
+        documents=docs,
+    )
+    stored = for_runtime(rt).put(entry)
+    rt.queues.connection.incr(_key(rt, page_id, "renders"))
+    log.debug("rendered page %s v%d in %.1f ms", page_id, version, _ms(started))
+    return stored
+
+
+def render_count(rt: Runtime, page_id: int) -> int:
+    """How many times the page was rendered by workers and cold misses (for tests, metrics)."""
+    return int(rt.queues.connection.get(_key(rt, page_id, "renders")) or 0)
+
+
+def cold_render(rt: Runtime, slug: str) -> Entry | None:
+    """The request path's fallback on a cache miss: render the page by slug, or None."""
+    with rt.store.read() as conn:
+        page_id = conn.execute(
+            sa.select(status_pages.c.id).where(status_pages.c.slug == slug)
+        ).scalar()
+    if page_id is None:
+        return None
+    version = int(rt.queues.connection.get(_key(rt, page_id, "want")) or 0)
+    try:
+        return render_page(rt, page_id, version)
+    except NotFoundError:
+        return None
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000

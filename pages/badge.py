@@ -17,7 +17,7 @@ from engine.models import Impact
 from engine.pagedata import PageSnapshot
 from engine.status import PageStatus
 
-from .page_access import serve
+from .page_access import serve_document
 
 COLOURS: dict[Impact, str] = {
     Impact.NONE: "#2fcc66",
@@ -60,12 +60,13 @@ font-size="11">
     return svg.encode()
 
 
-def _draw(snap: PageSnapshot, url: str) -> bytes:
+def render_badge(snap: PageSnapshot) -> bytes:
+    """The page-cache document `badge.svg`."""
     return badge(snap.status)
 
 
 async def badge_svg(request: Request) -> Response:
-    return await serve(request, _draw, "image/svg+xml", cors=True)
+    return await serve_document(request, "badge.svg", cors=True)
 
 
-routes = [Route("/p/{slug}/badge.svg", badge_svg, methods=["GET"])]
+routes = [Route("/p/{slug}/badge.svg", badge_svg, methods=["GET", "HEAD"])]

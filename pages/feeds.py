@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from engine.pagedata import Incident, Maintenance, PageSnapshot
 
-from .page_access import serve
+from .page_access import serve_document
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 RECENT = 50
@@ -191,23 +191,35 @@ def calendar(snap: PageSnapshot, url: str) -> bytes:
     return ("\r\n".join(fold(line) for line in lines) + "\r\n").encode()
 
 
-# --- routes -----------------------------------------------------------------------------------
+# --- page-cache documents and routes -------------------------------------------------------
+
+
+def render_rss(snap: PageSnapshot) -> bytes:
+    return rss(snap, snap.page.url)
+
+
+def render_atom(snap: PageSnapshot) -> bytes:
+    return atom(snap, snap.page.url)
+
+
+def render_calendar(snap: PageSnapshot) -> bytes:
+    return calendar(snap, snap.page.url)
 
 
 async def rss_feed(request: Request) -> Response:
-    return await serve(request, rss, "application/rss+xml; charset=utf-8", cors=True)
+    return await serve_document(request, "history.rss", cors=True)
 
 
 async def atom_feed(request: Request) -> Response:
-    return await serve(request, atom, "application/atom+xml; charset=utf-8", cors=True)
+    return await serve_document(request, "history.atom", cors=True)
 
 
 async def maintenance_calendar(request: Request) -> Response:
-    return await serve(request, calendar, "text/calendar; charset=utf-8", cors=True)
+    return await serve_document(request, "maintenance.ics", cors=True)
 
 
 routes = [
-    Route("/p/{slug}/history.rss", rss_feed, methods=["GET"]),
-    Route("/p/{slug}/history.atom", atom_feed, methods=["GET"]),
-    Route("/p/{slug}/maintenance.ics", maintenance_calendar, methods=["GET"]),
+    Route("/p/{slug}/history.rss", rss_feed, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/history.atom", atom_feed, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/maintenance.ics", maintenance_calendar, methods=["GET", "HEAD"]),
 ]

@@ -140,17 +140,3 @@ async def _not_found(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def page_url(settings: Settings, slug: str, custom_domain: str | None) -> str:
-    """A page's public address: its custom domain (always HTTPS: docs/custom-domains.md puts
-    Caddy in front), else its host under the pages domain, else `/p/<slug>` under Beacon's
-    base URL."""
-    from urllib.parse import urlsplit
-
-    scheme = urlsplit(settings.base_url).scheme or "https"
-    if custom_domain:
-        return f"https://{custom_domain}"
-    if settings.pages_domain:
-        return f"{scheme}://{slug}.{settings.pages_domain}"
-    return f"{settings.base_url}/p/{slug}"

@@ -8,8 +8,6 @@ or raises the denial as an HTTP answer with DESIGN.md's status and cache headers
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,11 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine import access
 from engine.access import Access, Want
 from engine.db import Store
-from engine.pagedata import PageSnapshot, load_page
-from engine.tables import utcnow
 
 from .auth import principal
-from .hosts import page_url
+from .cache import for_runtime
+from .public import document_response
+from .render import cold_render
 
 PUBLIC_CACHE = "public, max-age=30"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
@@ -65,33 +63,20 @@ def finish(response: Response, decision: Access, *, cors: bool = False) -> Respo
     return response
 
 
-def _snapshot(request: Request, decision: Access) -> PageSnapshot:
-    assert decision.page is not None
-    store: Store = request.app.state.store
-    with store.read() as conn:
-        return load_page(conn, decision.page.id, utcnow())
-
-
-def public_url(request: Request, decision: Access) -> str:
-    """The page's public address for links in documents (DESIGN.md: custom domain, page
-    host, or `/p/<slug>` under the base URL)."""
-    assert decision.page is not None
-    return page_url(request.app.state.settings, decision.page.slug, decision.page.custom_domain)
-
-
-async def serve(
-    request: Request,
-    render: Callable[[PageSnapshot, str], bytes],
-    media_type: str,
-    *,
-    cors: bool = False,
-) -> Response:
-    """A page document: access check, the page's snapshot, `render(snapshot, url)`, and the
-    access and cache headers."""
+async def serve_document(request: Request, name: str, *, cors: bool = False) -> Response:
+    """Document `name` of the request's page from the page cache (pages.documents renders
+    it with the page), after the access check, with validators and the access headers."""
     decision = await guard(request, Want.DATA)
-    snap = await run_in_threadpool(_snapshot, request, decision)
-    body = render(snap, public_url(request, decision))
-    return finish(Response(body, media_type=media_type), decision, cors=cors)
+    assert decision.page is not None
+    rt = request.app.state.runtime
+    entry = for_runtime(rt).get(decision.page.slug)
+    if entry is None:
+        entry = await run_in_threadpool(cold_render, rt, decision.page.slug)
+    doc = entry.get(name) if entry is not None else None
+    if doc is None:
+        raise HTTPException(404, f"page {decision.page.slug!r} has no document {name!r}")
+    response = document_response(request, doc, public=decision.page.public)
+    return finish(response, decision, cors=cors)
 
 
 class OneVary:

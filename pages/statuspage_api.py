@@ -29,7 +29,7 @@ from engine.pagedata import (
     PageSnapshot,
 )
 
-from .page_access import serve
+from .page_access import serve_document
 
 Json = dict[str, Any]
 
@@ -315,20 +315,52 @@ def render(name: str, snap: PageSnapshot, url: str) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-# --- routes -----------------------------------------------------------------------------------
+# --- page-cache documents and routes -------------------------------------------------------
+# Each document is registered in pages.documents.RENDERERS under "api/v2/<name>", rendered
+# with the page after every change and served from the page cache.
+
+
+def render_summary(snap: PageSnapshot) -> bytes:
+    return render("summary.json", snap, snap.page.url)
+
+
+def render_status(snap: PageSnapshot) -> bytes:
+    return render("status.json", snap, snap.page.url)
+
+
+def render_components(snap: PageSnapshot) -> bytes:
+    return render("components.json", snap, snap.page.url)
+
+
+def render_incidents(snap: PageSnapshot) -> bytes:
+    return render("incidents.json", snap, snap.page.url)
+
+
+def render_unresolved(snap: PageSnapshot) -> bytes:
+    return render("incidents/unresolved.json", snap, snap.page.url)
+
+
+def render_maintenances(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances.json", snap, snap.page.url)
+
+
+def render_upcoming(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances/upcoming.json", snap, snap.page.url)
+
+
+def render_active(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances/active.json", snap, snap.page.url)
 
 
 def _endpoint(name: str) -> Callable[[Request], Awaitable[Response]]:
-    def draw(snap: PageSnapshot, url: str) -> bytes:
-        return render(name, snap, url)
-
     async def endpoint(request: Request) -> Response:
-        return await serve(request, draw, "application/json", cors=True)
+        return await serve_document(request, f"api/v2/{name}", cors=True)
 
     endpoint.__name__ = "v2_" + name.replace("/", "_").replace("-", "_").replace(".json", "")
     return endpoint
 
 
 routes = [
-    Route(f"/p/{{slug}}/api/v2/{name}", _endpoint(name), methods=["GET"]) for name in DOCUMENTS
+    Route(f"/p/{{slug}}/api/v2/{name}", _endpoint(name), methods=["GET", "HEAD"])
+    for name in DOCUMENTS
 ]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.settings import Settings
-from pages.hosts import host_name, page_path, page_url, slug_for_pages_domain
+from pages.hosts import host_name, page_path, slug_for_pages_domain
 
 from . import seed
 from .conftest import App
@@ -33,14 +32,6 @@ def test_root_paths_map_to_the_page_and_the_rest_is_refused() -> None:
     assert page_path("acme", "/api/v1/teams") is None
     assert page_path("acme", "/api/v1/tls/ask") is None
     assert page_path("acme", "/login") == "/login"
-
-
-def test_page_url_prefers_custom_domain_then_pages_domain() -> None:
-    plain = Settings(base_url="http://beacon.test:8000")
-    hosted = Settings(base_url="https://beacon.test", pages_domain="status.example.com")
-    assert page_url(plain, "acme", None) == "http://beacon.test:8000/p/acme"
-    assert page_url(hosted, "acme", None) == "https://acme.status.example.com"
-    assert page_url(plain, "acme", "status.acme.test") == "https://status.acme.test"
 
 
 def test_admin_api_and_health_are_404_on_a_custom_domain(app: App) -> None:
@@ -79,7 +70,6 @@ def test_pages_domain_hosts_serve_their_own_page_only(make_app: Callable[..., Ap
     acme = {"Host": "acme.status.example.com"}
     doc = app.client.get("/api/v2/status.json", headers=acme).json()
     assert doc["page"]["name"] == "Acme Status"
-    assert doc["page"]["url"] == "http://acme.status.example.com"
     other = app.client.get("/api/v2/status.json", headers={"Host": "other.status.example.com"})
     assert other.json()["page"]["name"] == "Other Status"
     assert app.client.get("/p/other/badge.svg", headers=acme).status_code == 404

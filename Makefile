@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# axe-core for the page's accessibility test (tests/pages_html/test_browser.py)
+	if command -v npm >/dev/null; then npm install --prefix tests/pages_html --no-audit --no-fund --silent; fi
 	touch $@
 
 install: $(VENV)/.installed

@@ -101,10 +101,13 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
             runtime.queues.stop_threads(threads)
 
     middleware = [
+        # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on
+        # a page's host nothing else, not even the fast path, answers for another page.
+        Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
+        # Cached public pages are answered before everything else (pages/public.py).
+        Middleware(public.FastPages),
         Middleware(AccessLog),
         Middleware(OneVary),
-        # Before routing: a page host's root paths become /p/<slug>/... (or 404).
-        Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
         Middleware(
             SessionMiddleware,
             secret_key=runtime.settings.secret_key.get_secret_value(),

@@ -11,6 +11,7 @@ The matched page is left in `scope["state"]["page_host"]` so renderers can link 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -83,12 +84,39 @@ def page_path(slug: str, path: str) -> str | None:
     return own + path
 
 
+class DomainCache:
+    """Custom domain -> slug (or None), remembered for `ttl` seconds per process.
+
+    Every request on a host that is not Beacon's own would otherwise cost a query, which
+    would undo the page cache's fast path on custom domains; a changed domain shows within
+    `ttl` seconds.
+    """
+
+    def __init__(self, store: Store, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.size = size
+        self.known: dict[str, tuple[str | None, float]] = {}
+
+    def slug(self, host: str) -> str | None:
+        now = time.monotonic()
+        hit = self.known.get(host)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        slug = custom_domain_slug(self.store, host)
+        if len(self.known) >= self.size:
+            # Random Host headers must not grow the process without bound.
+            self.known.clear()
+        self.known[host] = (slug, now + self.ttl)
+        return slug
+
+
 class PageHosts:
     """Pure ASGI middleware: selects the page by Host and rewrites or refuses the path."""
 
     def __init__(self, app: ASGIApp, settings: Settings, store: Store) -> None:
         self.app = app
-        self.store = store
+        self.domains = DomainCache(store)
         self.pages_domain = settings.pages_domain
         self.own = own_hosts(settings)
 
@@ -103,7 +131,7 @@ class PageHosts:
             return None
         slug = slug_for_pages_domain(host, self.pages_domain)
         if slug is None:
-            slug = await run_in_threadpool(custom_domain_slug, self.store, host)
+            slug = await run_in_threadpool(self.domains.slug, host)
         return PageHost(host, slug) if slug else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -170,8 +170,8 @@ def run_render(rt: Runtime, page_id: int) -> None:
         r.delete(pending)
         return
     except Exception:
-        # Let the outbox retry: it re-marks the page dirty and takes the flag again.
-        r.delete(pending)
+        # Let the outbox retry: it re-marks the page dirty, takes the flag and renders.
+        r.delete(pending, _key(rt, page_id, "last"))
         raise
     released = r.eval(_RELEASE, 2, _key(rt, page_id, "want"), pending, str(version))
     if not released:

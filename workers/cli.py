@@ -44,7 +44,33 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(runtime, background=True)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
+    if getattr(args, "server", "uvicorn") == "granian":
+        return _serve_granian(app, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    return 0
+
+
+def _serve_granian(app: object, host: str, port: int) -> int:
+    """Granian's in-process server: the same app object, so embedded mode's worker threads
+    and page cache stay in this process (about twice uvicorn's speed on cached pages)."""
+    import asyncio
+
+    try:
+        from granian.constants import Interfaces
+        from granian.log import LogLevels
+        from granian.server.embed import Server
+    except ImportError:
+        raise ConfigError(
+            "--server granian needs the granian package: pip install granian"
+        ) from None
+
+    server = Server(
+        app, address=host, port=port, interface=Interfaces.ASGI, log_level=LogLevels.warning
+    )
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -131,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--config", help="a config file to apply at start")
+    serve.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="the HTTP server"
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="an RQ worker for all of Beacon's queues (scaled mode)")

@@ -91,3 +91,17 @@ def test_a_private_page_on_its_host_still_asks_for_credentials(app: App) -> None
     assert app.client.get("/api/v2/status.json", headers=host).status_code == 401
     member = {**host, **app.key("platform")}
     assert app.client.get("/api/v2/status.json", headers=member).status_code == 200
+
+
+def test_another_pages_cached_documents_are_404_on_a_custom_domain(app: App) -> None:
+    seed.page(app.store, "acme", custom_domain="status.acme.test")
+    seed.page(app.store, "other", team_key="others")
+    # Warm the page cache for "other", so its fast path could answer if asked.
+    assert app.client.get("/p/other/api/v2/status.json").status_code == 200
+    assert app.client.get("/p/other/api/v2/status.json").status_code == 200
+    host = {"Host": "status.acme.test"}
+    assert app.client.get("/p/other/api/v2/status.json", headers=host).status_code == 404
+    assert app.client.get("/p/other/", headers=host).status_code == 404
+    assert app.client.get("/api/v2/status.json", headers=host).json()["page"]["name"] == (
+        "Acme Status"
+    )

@@ -234,7 +234,7 @@ def big_page(
             team_id,
             f"Elevated errors on Service {k}",
             started_at=opened,
-            impacts={service_ids[k]: "partial_outage"},
+            impacts={service_ids[k % len(service_ids)]: "partial_outage"},
             status="investigating" if k == 0 else "resolved",
             resolved_at=None if k == 0 else opened + timedelta(hours=1),
             updates=[

@@ -1,0 +1,233 @@
+"""The render pipeline: which pages a change touches, coalescing, and the page cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from engine import deadlines, outbox
+from engine.db import Store
+from engine.settings import Settings
+from engine.tables import services, status_changes
+from pages import cache, render
+from pages.app import create_app
+from tests.conftest import REDIS_URL
+from workers.runtime import Runtime, install, uninstall
+
+from . import factory
+
+NOW = datetime.now(UTC)
+
+
+def test_changes_resolve_to_the_pages_that_show_them(store: Store) -> None:
+    with store.begin() as conn:
+        team = factory.team(conn)
+        other = factory.team(conn, "other")
+        api = factory.service(conn, team, "api")
+        db = factory.service(conn, team, "db")
+        lone = factory.service(conn, other, "lone")
+        one = factory.page(conn, team, "one")
+        two = factory.page(conn, team, "two")
+        three = factory.page(conn, other, "three")
+        factory.add_service(conn, one, api, 0)
+        factory.add_service(conn, two, db, 0)
+        factory.add_service(conn, three, lone, 0)
+        on_api = factory.incident(conn, team, "API", started_at=NOW, impacts={api: "degraded"})
+        notice = factory.incident(conn, other, "Notice", started_at=NOW, impacts={})
+        window = factory.maintenance(conn, team, "DB", starts_at=NOW, ends_at=NOW, service_ids=[db])
+        found = {
+            "service": render.affected_pages(conn, [{"service_ids": [db]}]),
+            "incident": render.affected_pages(conn, [{"incident_ids": [on_api]}]),
+            "notice": render.affected_pages(conn, [{"incident_ids": [notice]}]),
+            "window": render.affected_pages(conn, [{"window_ids": [window]}]),
+            "page": render.affected_pages(conn, [{"page_ids": [three]}, {"junk": 1}]),
+            "bad": render.affected_pages(conn, [{"service_ids": "api"}]),
+        }
+    assert found == {
+        "service": {two},
+        "incident": {one},
+        "notice": {three},
+        "window": {two},
+        "page": {three},
+        "bad": set(),
+    }
+
+
+def test_a_burst_of_1000_changes_causes_at_most_two_renders(rt: Runtime) -> None:
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=20, incidents_count=1)
+    page_id = ids["page"]
+    service_ids: list[int] = ids["services"]  # type: ignore[assignment]
+    statuses = ["degraded", "partial_outage", "major_outage", "operational"]
+    with TestClient(create_app(rt, background=True)) as client:
+        # 1,000 changes in 20 commits spread over about a second, each change with its own
+        # `pages.dirty` row, while the dispatcher and the workers run.
+        started = time.perf_counter()
+        for n in range(20):
+            batch = [
+                (service_ids[k % 20], statuses[(n * 50 + k) % 4] if n < 19 else "major_outage")
+                for k in range(50)
+            ]
+            with rt.store.begin() as conn:
+                conn.execute(
+                    status_changes.insert(),
+                    [
+                        {"service_id": sid, "new_status": new, "cause_kind": "rule", "at": NOW}
+                        for sid, new in batch
+                    ],
+                )
+                for sid, new in dict(batch).items():
+                    conn.execute(services.update().where(services.c.id == sid).values(status=new))
+                outbox.emit_many(conn, "pages.dirty", [{"service_ids": [sid]} for sid, _ in batch])
+            rt.nudge.set()
+            time.sleep(0.02)
+        print(f"1,000 changes written in {time.perf_counter() - started:.2f} s")
+        settle(rt)
+        renders = render.render_count(rt, page_id)  # type: ignore[arg-type]
+        html = client.get("/p/acme/").text
+    assert 1 <= renders <= 2
+    # The last changes (major outage for every service) are what the page shows, on the
+    # 20 services and their 5 groups.
+    assert "Major System Outage" in html
+    assert html.count(">Major Outage<") == 25
+
+
+def settle(rt: Runtime, timeout: float = 30) -> None:
+    """Wait until the outbox is done and no page render is due (a test helper, not timing)."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        with rt.store.read() as conn:
+            due = conn.execute(
+                sa.select(sa.func.count()).select_from(deadlines.deadlines)
+            ).scalar_one()
+        if not due and not outbox.pending_count(rt.store):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the outbox did not drain")
+
+
+def test_changes_during_a_render_cause_exactly_one_more(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(rt)
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=2, incidents_count=0)
+    page_id: int = ids["page"]  # type: ignore[assignment]
+    assert render.mark_dirty(rt, page_id)
+    # A second change while the first is being rendered: no new render now ...
+    real = render.render_page
+
+    def render_and_change(rt: Runtime, pid: int, version: int) -> cache.Entry:
+        entry = real(rt, pid, version)
+        assert not render.mark_dirty(rt, pid)
+        return entry
+
+    monkeypatch.setattr(render, "render_page", render_and_change)
+    render.run_render(rt, page_id)
+    monkeypatch.setattr(render, "render_page", real)
+    assert render.render_count(rt, page_id) == 1
+    # ... but a trailing render is due, once the interval has passed.
+    with rt.store.read() as conn:
+        (due,) = conn.execute(sa.select(deadlines.deadlines)).all()
+    assert due.kind == render.DEADLINE_KIND and due.payload == {"page_id": page_id}
+    monkeypatch.setattr(render, "RENDER_INTERVAL", 0.0)
+    render.handle_deadline(rt, [due.payload, due.payload])
+    assert render.render_count(rt, page_id) == 2
+    assert for_page(rt, "acme").version == 2
+    # Settled: the flag is free, so the next change renders at once.
+    assert render.mark_dirty(rt, page_id)
+
+
+def for_page(rt: Runtime, slug: str) -> cache.Entry:
+    entry = cache.for_runtime(rt).get(slug)
+    assert entry is not None
+    return entry
+
+
+def test_a_render_that_fails_frees_the_page_for_the_retry(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=1, incidents_count=0)
+    page_id: int = ids["page"]  # type: ignore[assignment]
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(render, "render_page", broken)
+    with pytest.raises(RuntimeError):
+        render.handle_dirty(rt, [{"page_ids": [page_id]}])
+    monkeypatch.undo()
+    render.handle_dirty(rt, [{"page_ids": [page_id]}])
+    assert render.render_count(rt, page_id) == 1
+
+
+def test_the_redis_cache_is_shared_between_processes(
+    tmp_path: object, redis_prefix: str, sqlite_store: Store, settings: Settings
+) -> None:
+    env = {
+        "BEACON_DATA_DIR": str(settings.data_dir),
+        "BEACON_REDIS_URL": REDIS_URL,
+        "BEACON_SECRET_KEY": "test-secret",
+        "BEACON_REDIS_PREFIX": redis_prefix,
+    }
+    scaled = Settings.from_env(env)
+    worker, web = Runtime.build(scaled), Runtime.build(scaled)
+    try:
+        with worker.store.begin() as conn:
+            ids = factory.big_page(conn, NOW, services_count=2, incidents_count=0)
+            conn.execute(services.update().values(status="major_outage"))
+        render.handle_dirty(worker, [{"page_ids": [ids["page"]]}])
+        entry = cache.for_runtime(web).get("acme")
+        assert entry is not None and entry.public and entry.version == 1
+        assert b"Major System Outage" in entry.documents["index.html"].body
+        assert cache.for_runtime(web).get("acme") is entry  # memoised by version
+        # An unchanged re-render keeps its validators.
+        render.render_page(worker, ids["page"], 2)  # type: ignore[arg-type]
+        again = cache.for_runtime(web).get("acme")
+        assert again is not None and again.version == 2
+        assert again.documents["index.html"].last_modified == (
+            entry.documents["index.html"].last_modified
+        )
+    finally:
+        worker.close()
+        web.close()
+
+
+def test_live_updates_follow_the_cache_version(rt: Runtime) -> None:
+    local = cache.LocalCache()
+    doc = cache.Document.make(b"x", "text/html", NOW)
+    local.put(cache.Entry(1, "acme", 3, True, {"index.html": doc}))
+    assert local.version("acme") == 3
+    # An older render never replaces a newer one.
+    local.put(cache.Entry(1, "acme", 2, True, {"index.html": doc}))
+    assert local.version("acme") == 3
+    # A renamed page leaves its old slug.
+    local.put(cache.Entry(1, "renamed", 4, True, {"index.html": doc}))
+    assert local.get("acme") is None and local.version("renamed") == 4
+
+
+def test_render_threads_do_not_trip_over_each_other(rt: Runtime) -> None:
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=2, incidents_count=0)
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            render.handle_dirty(rt, [{"page_ids": [ids["page"]]}])
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert 1 <= render.render_count(rt, ids["page"]) <= 4  # type: ignore[arg-type]
+    uninstall()

@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import health, public
+from . import badge, embed, feeds, health, public, statuspage_api, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
+from .hosts import PageHosts
+from .page_access import OneVary
 
 access_log = logging.getLogger("beacon.access")
 
@@ -66,7 +68,15 @@ class AccessLog:
 def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
     # Page routes go last: root-served custom-domain routes must not shadow the others.
-    return [*health.routes, *public.routes]
+    return [
+        *health.routes,
+        *tls.routes,
+        *statuspage_api.routes,
+        *feeds.routes,
+        *badge.routes,
+        *embed.routes,
+        *public.routes,
+    ]
 
 
 def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
@@ -91,9 +101,13 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
             runtime.queues.stop_threads(threads)
 
     middleware = [
+        # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on
+        # a page's host nothing else, not even the fast path, answers for another page.
+        Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
         # Cached public pages are answered before everything else (pages/public.py).
         Middleware(public.FastPages),
         Middleware(AccessLog),
+        Middleware(OneVary),
         Middleware(
             SessionMiddleware,
             secret_key=runtime.settings.secret_key.get_secret_value(),

@@ -21,6 +21,18 @@ Renderer = Callable[[PageSnapshot], bytes]
 RENDERERS: dict[str, str] = {
     "index.html": "pages.public:render_index",
     "history": "pages.public:render_history",
+    "api/v2/summary.json": "pages.statuspage_api:render_summary",
+    "api/v2/status.json": "pages.statuspage_api:render_status",
+    "api/v2/components.json": "pages.statuspage_api:render_components",
+    "api/v2/incidents.json": "pages.statuspage_api:render_incidents",
+    "api/v2/incidents/unresolved.json": "pages.statuspage_api:render_unresolved",
+    "api/v2/scheduled-maintenances.json": "pages.statuspage_api:render_maintenances",
+    "api/v2/scheduled-maintenances/upcoming.json": "pages.statuspage_api:render_upcoming",
+    "api/v2/scheduled-maintenances/active.json": "pages.statuspage_api:render_active",
+    "history.rss": "pages.feeds:render_rss",
+    "history.atom": "pages.feeds:render_atom",
+    "maintenance.ics": "pages.feeds:render_calendar",
+    "badge.svg": "pages.badge:render_badge",
 }
 
 CONTENT_TYPES = {

@@ -1,0 +1,366 @@
+"""The Statuspage v2 compatible public API: `/p/{slug}/api/v2/...` (DESIGN.md, "Statuspage
+v2 mapping").
+
+Each document is a pure function of a `PageSnapshot` and the page's public URL, with
+Statuspage's field names, types and enum values, so tools written for Atlassian Statuspage
+(status widgets, aggregators, Terraform data sources) read Beacon unchanged. Times are in the
+page's time zone with milliseconds, as Statuspage writes them (`Z` on UTC pages).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, tzinfo
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.models import ServiceStatus
+from engine.pagedata import (
+    Component,
+    Group,
+    Incident,
+    IncidentUpdate,
+    Maintenance,
+    MaintenanceUpdate,
+    PageSnapshot,
+)
+
+from .page_access import serve_document
+
+Json = dict[str, Any]
+
+#: Beacon's service statuses as Statuspage's component statuses.
+COMPONENT_STATUS: dict[ServiceStatus, str] = {
+    ServiceStatus.OPERATIONAL: "operational",
+    ServiceStatus.DEGRADED: "degraded_performance",
+    ServiceStatus.PARTIAL_OUTAGE: "partial_outage",
+    ServiceStatus.MAJOR_OUTAGE: "major_outage",
+    ServiceStatus.UNDER_MAINTENANCE: "under_maintenance",
+}
+#: `incidents.json` and `scheduled-maintenances.json` list this many, newest first.
+RECENT = 50
+MAINTENANCE_STATES = ("scheduled", "in_progress", "verifying", "completed")
+
+
+def component_status(status: ServiceStatus | str) -> str:
+    return COMPONENT_STATUS[ServiceStatus(status)]
+
+
+def timestamp(value: datetime | None, tz: tzinfo) -> str | None:
+    """Statuspage's spelling: `2022-02-15T13:37:37.407-08:00`, or `...Z` in UTC."""
+    if value is None:
+        return None
+    text = value.astimezone(tz).isoformat(timespec="milliseconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+class Document:
+    """Serialises one snapshot; `url` is the page's public address (custom domain, page
+    host or `/p/<slug>` under the base URL)."""
+
+    def __init__(self, snap: PageSnapshot, url: str) -> None:
+        self.snap = snap
+        self.url = url.rstrip("/")
+        self.tz = snap.tz
+        self.page_id = snap.page.public_id
+
+    def ts(self, value: datetime | None) -> str | None:
+        return timestamp(value, self.tz)
+
+    # --- page and status ------------------------------------------------------------------
+
+    def updated_at(self) -> datetime:
+        """The page's last change: its own, a component's, an incident's or a maintenance's."""
+        snap = self.snap
+        times = [snap.page.updated_at]
+        times += [c.updated_at for c in snap.components]
+        times += [i.updated_at for i in snap.incidents]
+        times += [m.updated_at for m in snap.maintenances]
+        return max(times)
+
+    def page(self) -> Json:
+        return {
+            "id": self.page_id,
+            "name": self.snap.page.name,
+            "url": self.url,
+            "time_zone": self.snap.page.time_zone,
+            "updated_at": self.ts(self.updated_at()),
+        }
+
+    def status(self) -> Json:
+        return {
+            "indicator": str(self.snap.status.indicator),
+            "description": self.snap.status.description,
+        }
+
+    # --- components -----------------------------------------------------------------------
+
+    def component(self, comp: Component, position: int) -> Json:
+        return {
+            "id": comp.public_id,
+            "name": comp.name,
+            "status": component_status(comp.status),
+            "created_at": self.ts(comp.created_at),
+            "updated_at": self.ts(comp.updated_at),
+            "position": position,
+            "description": comp.description or None,
+            "showcase": not self.snap.page.hide_uptime,
+            "start_date": comp.service_created_at.astimezone(self.tz).date().isoformat(),
+            "group_id": comp.group_id,
+            "page_id": self.page_id,
+            "group": False,
+            "only_show_if_degraded": False,
+        }
+
+    def group(self, group: Group, position: int) -> Json:
+        return {
+            "id": group.public_id,
+            "name": group.name,
+            "status": component_status(group.status),
+            "created_at": self.ts(group.created_at),
+            "updated_at": self.ts(group.updated_at),
+            "position": position,
+            "description": None,
+            "showcase": False,
+            "start_date": None,
+            "group_id": None,
+            "page_id": self.page_id,
+            "group": True,
+            "only_show_if_degraded": False,
+            "components": list(group.component_ids),
+        }
+
+    def components(self) -> list[Json]:
+        """Every component in page order, each group just before its members; positions
+        count from 1 as on Statuspage."""
+        groups = {g.public_id: g for g in self.snap.groups}
+        out: list[Json] = []
+        seen: set[str] = set()
+        for comp in self.snap.components:
+            if comp.group_id and comp.group_id not in seen and comp.group_id in groups:
+                seen.add(comp.group_id)
+                out.append(self.group(groups[comp.group_id], len(out) + 1))
+            out.append(self.component(comp, len(out) + 1))
+        # A group with no services on the page still exists as a component.
+        for group in self.snap.groups:
+            if group.public_id not in seen:
+                out.append(self.group(group, len(out) + 1))
+        return out
+
+    def components_by_id(self) -> dict[str, Json]:
+        return {c["id"]: c for c in self.components()}
+
+    # --- incidents ------------------------------------------------------------------------
+
+    def incident_update(self, update: IncidentUpdate, incident_id: str) -> Json:
+        affected = None
+        if update.affected is not None:
+            affected = [
+                {
+                    "code": a.code,
+                    "name": a.name,
+                    "old_status": component_status(a.old_status or a.new_status),
+                    "new_status": component_status(a.new_status),
+                }
+                for a in update.affected
+            ]
+        return {
+            "id": update.public_id,
+            "status": str(update.status),
+            "body": update.body,
+            "incident_id": incident_id,
+            "created_at": self.ts(update.created_at),
+            "updated_at": self.ts(update.updated_at),
+            "display_at": self.ts(update.display_at),
+            "affected_components": affected,
+            "deliver_notifications": update.deliver_notifications,
+            "custom_tweet": None,
+            "tweet_id": None,
+        }
+
+    def incident(self, incident: Incident, comps: dict[str, Json]) -> Json:
+        return {
+            "id": incident.public_id,
+            "name": incident.title,
+            "status": str(incident.status),
+            "created_at": self.ts(incident.created_at),
+            "updated_at": self.ts(incident.updated_at),
+            "monitoring_at": self.ts(incident.monitoring_at),
+            "resolved_at": self.ts(incident.resolved_at),
+            "impact": str(incident.impact),
+            "shortlink": f"{self.url}/incidents/{incident.public_id}",
+            "started_at": self.ts(incident.started_at),
+            "page_id": self.page_id,
+            "incident_updates": [
+                self.incident_update(u, incident.public_id) for u in incident.updates
+            ],
+            "components": [comps[cid] for cid in incident.component_ids if cid in comps],
+        }
+
+    def incidents(self, found: Iterable[Incident]) -> list[Json]:
+        comps = self.components_by_id()
+        return [self.incident(i, comps) for i in found]
+
+    # --- scheduled maintenances -----------------------------------------------------------
+
+    def maintenance_update(self, maint: Maintenance, update: MaintenanceUpdate) -> Json:
+        # Statuspage shows the components' move into and out of maintenance on each step.
+        old, new = {
+            "in_progress": ("operational", "under_maintenance"),
+            "verifying": ("under_maintenance", "under_maintenance"),
+            "completed": ("under_maintenance", "operational"),
+        }.get(str(update.status), ("operational", "operational"))
+        names = {c.public_id: c.name for c in self.snap.components}
+        return {
+            "id": update.public_id,
+            "status": str(update.status),
+            "body": update.body,
+            "incident_id": maint.public_id,
+            "created_at": self.ts(update.created_at),
+            "updated_at": self.ts(update.created_at),
+            "display_at": self.ts(update.display_at),
+            "affected_components": [
+                {"code": cid, "name": names[cid], "old_status": old, "new_status": new}
+                for cid in maint.component_ids
+                if cid in names
+            ],
+            "deliver_notifications": True,
+            "custom_tweet": None,
+            "tweet_id": None,
+        }
+
+    def maintenance(self, maint: Maintenance, comps: dict[str, Json]) -> Json:
+        return {
+            "id": maint.public_id,
+            "name": maint.title,
+            "status": str(maint.status),
+            "created_at": self.ts(maint.created_at),
+            "updated_at": self.ts(maint.updated_at),
+            "monitoring_at": None,
+            "resolved_at": self.ts(maint.completed_at),
+            "impact": "maintenance",
+            # Maintenances have no permalink page of their own; they show on the page.
+            "shortlink": f"{self.url}/#{maint.public_id}",
+            "started_at": self.ts(maint.started_at or maint.starts_at),
+            "page_id": self.page_id,
+            "incident_updates": [self.maintenance_update(maint, u) for u in maint.updates],
+            "components": [comps[cid] for cid in maint.component_ids if cid in comps],
+            "scheduled_for": self.ts(maint.starts_at),
+            "scheduled_until": self.ts(maint.ends_at),
+        }
+
+    def maintenances(self, found: Iterable[Maintenance]) -> list[Json]:
+        comps = self.components_by_id()
+        return [self.maintenance(m, comps) for m in found]
+
+    # --- the eight documents ----------------------------------------------------------------
+
+    def upcoming(self) -> list[Maintenance]:
+        return sorted(self.snap.upcoming_maintenances, key=lambda m: m.starts_at)
+
+    def active(self) -> list[Maintenance]:
+        return sorted(self.snap.active_maintenances, key=lambda m: m.starts_at)
+
+    def recent_incidents(self) -> list[Incident]:
+        ordered = sorted(self.snap.incidents, key=lambda i: (i.started_at, i.id), reverse=True)
+        return ordered[:RECENT]
+
+    def summary(self) -> Json:
+        return {
+            "page": self.page(),
+            "components": self.components(),
+            "incidents": self.incidents(self.snap.open_incidents),
+            "scheduled_maintenances": self.maintenances([*self.active(), *self.upcoming()]),
+            "status": self.status(),
+        }
+
+
+def _recent_maintenances(doc: Document) -> list[Maintenance]:
+    ordered = sorted(doc.snap.maintenances, key=lambda m: (m.starts_at, m.id), reverse=True)
+    return ordered[:RECENT]
+
+
+#: Document name -> what it holds, for a page snapshot and its public URL.
+DOCUMENTS: dict[str, Callable[[Document], Json]] = {
+    "summary.json": Document.summary,
+    "status.json": lambda d: {"page": d.page(), "status": d.status()},
+    "components.json": lambda d: {"page": d.page(), "components": d.components()},
+    "incidents.json": lambda d: {"page": d.page(), "incidents": d.incidents(d.recent_incidents())},
+    "incidents/unresolved.json": lambda d: {
+        "page": d.page(),
+        "incidents": d.incidents(d.snap.open_incidents),
+    },
+    "scheduled-maintenances.json": lambda d: {
+        "page": d.page(),
+        "scheduled_maintenances": d.maintenances(_recent_maintenances(d)),
+    },
+    "scheduled-maintenances/upcoming.json": lambda d: {
+        "page": d.page(),
+        "scheduled_maintenances": d.maintenances(d.upcoming()),
+    },
+    "scheduled-maintenances/active.json": lambda d: {
+        "page": d.page(),
+        "scheduled_maintenances": d.maintenances(d.active()),
+    },
+}
+
+
+def render(name: str, snap: PageSnapshot, url: str) -> bytes:
+    """The v2 document `name` (`summary.json`, ...) for `snap`, as UTF-8 JSON."""
+    body = DOCUMENTS[name](Document(snap, url))
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- page-cache documents and routes -------------------------------------------------------
+# Each document is registered in pages.documents.RENDERERS under "api/v2/<name>", rendered
+# with the page after every change and served from the page cache.
+
+
+def render_summary(snap: PageSnapshot) -> bytes:
+    return render("summary.json", snap, snap.page.url)
+
+
+def render_status(snap: PageSnapshot) -> bytes:
+    return render("status.json", snap, snap.page.url)
+
+
+def render_components(snap: PageSnapshot) -> bytes:
+    return render("components.json", snap, snap.page.url)
+
+
+def render_incidents(snap: PageSnapshot) -> bytes:
+    return render("incidents.json", snap, snap.page.url)
+
+
+def render_unresolved(snap: PageSnapshot) -> bytes:
+    return render("incidents/unresolved.json", snap, snap.page.url)
+
+
+def render_maintenances(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances.json", snap, snap.page.url)
+
+
+def render_upcoming(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances/upcoming.json", snap, snap.page.url)
+
+
+def render_active(snap: PageSnapshot) -> bytes:
+    return render("scheduled-maintenances/active.json", snap, snap.page.url)
+
+
+def _endpoint(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await serve_document(request, f"api/v2/{name}", cors=True)
+
+    endpoint.__name__ = "v2_" + name.replace("/", "_").replace("-", "_").replace(".json", "")
+    return endpoint
+
+
+routes = [
+    Route(f"/p/{{slug}}/api/v2/{name}", _endpoint(name), methods=["GET", "HEAD"])
+    for name in DOCUMENTS
+]

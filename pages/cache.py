@@ -85,6 +85,8 @@ class PageCache(Protocol):
 
     def drop(self, slug: str) -> None: ...
 
+    def drop_page(self, page_id: int) -> None: ...
+
 
 class LocalCache:
     """Embedded mode: entries in this process's memory."""
@@ -120,6 +122,13 @@ class LocalCache:
             entry = self._entries.pop(slug, None)
             if entry is not None:
                 self._slugs.pop(entry.page_id, None)
+
+    def drop_page(self, page_id: int) -> None:
+        """Forget a deleted page, whose slug the caller no longer knows."""
+        with self._lock:
+            slug = self._slugs.pop(page_id, None)
+            if slug is not None:
+                self._entries.pop(slug, None)
 
 
 class RedisCache:
@@ -173,6 +182,13 @@ class RedisCache:
     def drop(self, slug: str) -> None:
         self.redis.delete(self._key(slug))
         self._memo.pop(slug, None)
+
+    def drop_page(self, page_id: int) -> None:
+        """Forget a deleted page, whose slug the caller no longer knows."""
+        slug = self.redis.get(self._slug_key(page_id))
+        if slug is not None:
+            self.drop(slug.decode())  # type: ignore[union-attr]
+        self.redis.delete(self._slug_key(page_id))
 
 
 def _encode(entry: Entry) -> dict[str, Any]:

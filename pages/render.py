@@ -20,6 +20,7 @@ that dies mid-render cannot freeze a page; requests render on a cold miss anyway
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -167,6 +168,8 @@ def run_render(rt: Runtime, page_id: int) -> None:
     try:
         render_page(rt, page_id, version)
     except NotFoundError:
+        # The page was deleted: it must stop being served from the cache too.
+        for_runtime(rt).drop_page(page_id)
         r.delete(pending)
         return
     except Exception:
@@ -218,8 +221,25 @@ def render_count(rt: Runtime, page_id: int) -> int:
     return int(rt.queues.connection.get(_key(rt, page_id, "renders")) or 0)
 
 
+_cold_locks: dict[str, threading.Lock] = {}
+_cold_guard = threading.Lock()
+
+
 def cold_render(rt: Runtime, slug: str) -> Entry | None:
-    """The request path's fallback on a cache miss: render the page by slug, or None."""
+    """The request path's fallback on a cache miss: render the page by slug, or None.
+
+    Concurrent misses on one page wait for the first one's render instead of each
+    rendering it (after a restart every open page's visitors arrive at once)."""
+    with _cold_guard:
+        lock = _cold_locks.setdefault(slug, threading.Lock())
+    with lock:
+        cached = for_runtime(rt).get(slug)
+        if cached is not None:
+            return cached
+        return _cold_render(rt, slug)
+
+
+def _cold_render(rt: Runtime, slug: str) -> Entry | None:
     with rt.store.read() as conn:
         page_id = conn.execute(
             sa.select(status_pages.c.id).where(status_pages.c.slug == slug)

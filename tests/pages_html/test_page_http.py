@@ -92,7 +92,7 @@ def test_hidden_uptime_shows_no_bars(rt: Runtime, client: TestClient) -> None:
     with rt.store.begin() as conn:
         conn.execute(status_pages.update().values(hide_uptime=True))
     main = client.get("/p/acme/").text.split("<main")[1].split("</main>")[0]
-    assert "Service 1" in main and 'class=bar' not in main and "uptime" not in main
+    assert "Service 1" in main and "class=bar" not in main and "uptime" not in main
 
 
 def test_user_text_is_escaped(rt: Runtime, client: TestClient) -> None:

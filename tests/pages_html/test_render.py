@@ -237,3 +237,32 @@ def test_render_threads_do_not_trip_over_each_other(rt: Runtime) -> None:
     assert errors == []
     assert 1 <= render.render_count(rt, ids["page"]) <= 4  # type: ignore[arg-type]
     uninstall()
+
+
+def test_a_deleted_page_leaves_the_cache(rt: Runtime, client: TestClient) -> None:
+    from engine.tables import status_pages
+
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=1, incidents_count=0)
+    assert client.get("/p/acme/").status_code == 200  # cached now
+    with rt.store.begin() as conn:
+        conn.execute(status_pages.delete().where(status_pages.c.id == ids["page"]))
+    render.handle_dirty(rt, [{"page_ids": [ids["page"]]}])
+    assert cache.for_runtime(rt).get("acme") is None
+    assert client.get("/p/acme/").status_code == 404
+
+
+def test_concurrent_cold_misses_render_once(rt: Runtime) -> None:
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=3, incidents_count=0)
+    results: list[cache.Entry | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(render.cold_render(rt, "acme")))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and all(r is not None for r in results)
+    assert render.render_count(rt, ids["page"]) == 1  # type: ignore[arg-type]

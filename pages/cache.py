@@ -13,6 +13,7 @@ inactive pages go through the access check on the routed path.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
@@ -26,6 +27,8 @@ import redis
 #: How long browsers and proxies may reuse a public page: short, so news shows quickly.
 PUBLIC_CACHE_CONTROL = "public, max-age=5, stale-while-revalidate=25"
 PRIVATE_CACHE_CONTROL = "private, no-store"
+GZIP_MIN = 1024
+COMPRESSIBLE = ("text/", "application/json", "application/rss", "application/atom", "image/svg")
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,22 @@ class Document:
     content_type: str
     etag: str
     last_modified: str
+    #: The body gzipped once at render time (text documents over 1 KB), else None.
+    gzipped: bytes | None = None
 
     @classmethod
     def make(cls, body: bytes, content_type: str, at: datetime) -> Document:
         digest = hashlib.sha256(body).hexdigest()[:20]
-        return cls(body, content_type, f'"{digest}"', http_date(at))
+        packed = None
+        if len(body) > GZIP_MIN and content_type.startswith(COMPRESSIBLE):
+            # mtime=0: the same bytes give the same gzip, so the variant's ETag stays honest.
+            packed = gzip.compress(body, compresslevel=6, mtime=0)
+        return cls(body, content_type, f'"{digest}"', http_date(at), packed)
+
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip variant's ETag: a different representation, so a different tag."""
+        return self.etag[:-1] + '-gz"'
 
 
 @dataclass(frozen=True)
@@ -203,13 +217,17 @@ def _encode(entry: Entry) -> dict[str, Any]:
     values: dict[str, Any] = {"version": entry.version, "meta": json.dumps(meta)}
     for name, doc in entry.documents.items():
         values[f"doc:{name}"] = doc.body
+        if doc.gzipped is not None:
+            values[f"gz:{name}"] = doc.gzipped
     return values
 
 
 def _decode(raw: dict[bytes, bytes]) -> Entry:
     meta = json.loads(raw[b"meta"])
     docs = {
-        name: Document(raw[f"doc:{name}".encode()], ctype, etag, modified)
+        name: Document(
+            raw[f"doc:{name}".encode()], ctype, etag, modified, raw.get(f"gz:{name}".encode())
+        )
         for name, (ctype, etag, modified) in meta["docs"].items()
         if f"doc:{name}".encode() in raw
     }

@@ -285,26 +285,48 @@ def document_response(request: Request, doc: Document, *, public: bool = True) -
         "Last-Modified": doc.last_modified,
         "Cache-Control": PUBLIC_CACHE_CONTROL if public else PRIVATE_CACHE_CONTROL,
     }
+    packed = (
+        public and doc.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding"))
+    )
     if public:
         headers["Access-Control-Allow-Origin"] = "*"
+        if doc.gzipped is not None:
+            headers["Vary"] = "Accept-Encoding"
     else:
         headers["Vary"] = "Cookie, Authorization"
+    if packed:
+        headers["ETag"] = doc.gzip_etag
+        headers["Content-Encoding"] = "gzip"
     if not_modified(
         request.headers.get("if-none-match"), request.headers.get("if-modified-since"), doc
     ):
+        headers.pop("Content-Encoding", None)
         return Response(status_code=304, headers=headers)
-    body = b"" if request.method == "HEAD" else doc.body
-    response = Response(body, headers=headers, media_type=doc.content_type)
+    full = doc.gzipped if packed and doc.gzipped is not None else doc.body
+    response = Response(
+        b"" if request.method == "HEAD" else full, headers=headers, media_type=doc.content_type
+    )
     if request.method == "HEAD":
-        response.headers["content-length"] = str(len(doc.body))
+        response.headers["content-length"] = str(len(full))
     return response
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether the client takes gzip (`gzip;q=0` is a refusal)."""
+    if not accept_encoding:
+        return False
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 def not_modified(if_none_match: str | None, if_modified_since: str | None, doc: Document) -> bool:
     """RFC 9110: If-None-Match wins; a weak match counts for GET."""
     if if_none_match is not None:
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-        return "*" in tags or doc.etag in tags
+        return "*" in tags or doc.etag in tags or doc.gzip_etag in tags
     return if_modified_since is not None and if_modified_since == doc.last_modified
 
 
@@ -497,37 +519,50 @@ def _host(scope: Any) -> str:
 
 
 async def _send_document(scope: Any, send: Any, doc: Document) -> None:
-    inm = ims = None
+    inm = ims = encodings = None
     for name, value in scope["headers"]:
         if name == b"if-none-match":
             inm = value.decode("latin-1")
         elif name == b"if-modified-since":
             ims = value.decode("latin-1")
+        elif name == b"accept-encoding":
+            encodings = value.decode("latin-1")
+    packed = doc.gzipped is not None and accepts_gzip(encodings)
     if (inm is not None or ims is not None) and not_modified(inm, ims, doc):
-        await send({"type": "http.response.start", "status": 304, "headers": _validators(doc)})
+        headers = _validators(doc, packed)
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
-    await send({"type": "http.response.start", "status": 200, "headers": _full_headers(doc)})
-    body = b"" if scope["method"] == "HEAD" else doc.body
-    await send({"type": "http.response.body", "body": body})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": _full_headers(doc, packed)}
+    )
+    body = (doc.gzipped if packed else doc.body) or b""
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
 @functools.lru_cache(maxsize=4096)
-def _validators(doc: Document) -> list[tuple[bytes, bytes]]:
+def _validators(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
     """The headers of a fast-path answer, built once per document (the hot path)."""
-    return [
-        (b"etag", doc.etag.encode()),
+    headers = [
+        (b"etag", (doc.gzip_etag if packed else doc.etag).encode()),
         (b"last-modified", doc.last_modified.encode()),
         (b"cache-control", PUBLIC_CACHE_CONTROL.encode()),
         # Public pages' documents may be read from any origin (the v2 JSON is made for it).
         (b"access-control-allow-origin", b"*"),
     ]
+    if doc.gzipped is not None:
+        headers.append((b"vary", b"Accept-Encoding"))
+    return headers
 
 
 @functools.lru_cache(maxsize=4096)
-def _full_headers(doc: Document) -> list[tuple[bytes, bytes]]:
-    return [
-        *_validators(doc),
+def _full_headers(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
+    body = doc.gzipped if packed and doc.gzipped is not None else doc.body
+    headers = [
+        *_validators(doc, packed),
         (b"content-type", doc.content_type.encode()),
-        (b"content-length", str(len(doc.body)).encode()),
+        (b"content-length", str(len(body)).encode()),
     ]
+    if packed:
+        headers.append((b"content-encoding", b"gzip"))
+    return headers

@@ -182,7 +182,7 @@ def test_cached_pages_are_answered_before_routing(rt: Runtime, client: TestClien
     assert (
         client.get("/p/acme/", headers={"If-None-Match": cold.headers["etag"]}).status_code == 304
     )
-    head = client.head("/p/acme/")
+    head = client.head("/p/acme/", headers={"Accept-Encoding": "identity"})
     assert head.content == b"" and head.headers["content-length"] == str(len(cold.content))
     assert client.get("/p/acme/history").status_code == 200
 
@@ -207,3 +207,28 @@ def test_the_outermost_fast_path_answers_only_on_beacons_own_hosts(rt: Runtime) 
         # On another page's own host, /p/acme/ is not that host's page: 404, never acme.
         foreign = client.get("/p/acme/", headers={"Host": "status.other.test"})
         assert foreign.status_code == 404
+
+
+def test_public_documents_are_gzipped_for_clients_that_take_it(
+    rt: Runtime, client: TestClient
+) -> None:
+
+    seed(rt, services_count=5)
+    for attempt in ("routed", "fast path"):
+        plain = client.get("/p/acme/", headers={"Accept-Encoding": "identity"})
+        packed = client.get("/p/acme/", headers={"Accept-Encoding": "br, gzip;q=0.8"})
+        assert "content-encoding" not in plain.headers, attempt
+        assert packed.headers["content-encoding"] == "gzip", attempt
+        assert packed.content == plain.content  # httpx undoes the gzip
+        assert packed.headers["etag"] != plain.headers["etag"]
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert int(packed.headers["content-length"]) < len(plain.content) / 3
+        assert (
+            client.get(
+                "/p/acme/",
+                headers={"Accept-Encoding": "gzip", "If-None-Match": packed.headers["etag"]},
+            ).status_code
+            == 304
+        )
+    raw = client.get("/p/acme/", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in raw.headers

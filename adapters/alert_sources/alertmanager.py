@@ -91,6 +91,7 @@ def severity_of(labels: Mapping[str, str]) -> Severity:
 
 
 def summary_of(alert: AmAlert) -> str:
+    """The first non-empty of `SUMMARY_SOURCES`."""
     for kind, name in SUMMARY_SOURCES:
         value = (alert.annotations if kind == "annotations" else alert.labels).get(name)
         if value:
@@ -123,7 +124,9 @@ def event_from_alert(
     links: list[str] | None = None,
     test: bool = False,
 ) -> AlertEvent:
-    """The event for `alerts[index]` of an Alertmanager-style group."""
+    """The event for `alerts[index]` of an Alertmanager-style group: validated, labelled with
+    the alert's labels, `annotation.<name>` and `extra_labels` (the alert's own win), keyed
+    on its fingerprint (else a hash of its labels) after `dedup_prefix`."""
     where = f"alerts[{index}]"
     alert = validate(AmAlert, raw, expected=expected, where=where)
     # The tool's own labels win over the ones Beacon adds, so a rule sees what the user set.

@@ -62,6 +62,8 @@ class Settings(BaseModel):
 
 
 class UnifiedMessage(BaseModel):
+    """The unified-alerting body: an Alertmanager-style group plus `orgId`."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     alerts: list[dict[str, Any]]
@@ -69,6 +71,8 @@ class UnifiedMessage(BaseModel):
 
 
 class LegacyMessage(BaseModel):
+    """The legacy dashboard-alert body: one rule and its state."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     state: str

@@ -62,6 +62,8 @@ URGENCY_SEVERITY: dict[str, Severity] = {"high": Severity.CRITICAL, "low": Sever
 
 
 class Reference(BaseModel):
+    """A PagerDuty object reference (`{id, summary, ...}`)."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = ""
@@ -69,6 +71,8 @@ class Reference(BaseModel):
 
 
 class Incident(BaseModel):
+    """`event.data` of an incident event."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1)
@@ -87,6 +91,8 @@ class Incident(BaseModel):
 
 
 class Event(BaseModel):
+    """The one event of a V3 webhook delivery."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = ""
@@ -97,6 +103,8 @@ class Event(BaseModel):
 
 
 class Envelope(BaseModel):
+    """The V3 webhook body."""
+
     model_config = ConfigDict(extra="allow")
 
     event: Event

@@ -60,6 +60,8 @@ METRIC_ACTIONS: dict[str, tuple[EventStatus, Severity]] = {
 
 
 class Hook(BaseModel):
+    """The envelope every integration-platform webhook shares."""
+
     model_config = ConfigDict(extra="allow")
 
     action: str
@@ -67,6 +69,8 @@ class Hook(BaseModel):
 
 
 class SentryEvent(BaseModel):
+    """`data.event` of an issue alert."""
+
     model_config = ConfigDict(extra="allow")
 
     issue_id: str | int
@@ -82,6 +86,8 @@ class SentryEvent(BaseModel):
 
 
 class Project(BaseModel):
+    """An issue's project reference."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str | int | None = None
@@ -89,6 +95,8 @@ class Project(BaseModel):
 
 
 class Issue(BaseModel):
+    """`data.issue` of an issue webhook."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     id: str | int
@@ -104,6 +112,8 @@ class Issue(BaseModel):
 
 
 class AlertRule(BaseModel):
+    """A metric alert's rule."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str | int | None = None
@@ -111,6 +121,8 @@ class AlertRule(BaseModel):
 
 
 class MetricAlert(BaseModel):
+    """`data.metric_alert`: the metric alert incident."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str | int

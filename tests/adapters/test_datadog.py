@@ -120,7 +120,7 @@ def test_it_keys_on_monitor_and_scope_without_a_cycle_key() -> None:
 
 
 def test_it_names_an_unknown_transition() -> None:
-    with pytest.raises(AdapterError, match="alert_transition: expected one of .*'exploded'"):
+    with pytest.raises(AdapterError, match="alert_transition: expected one of .*'Exploded'"):
         parse(rendered(alert_transition="Exploded"), {})
 
 

@@ -74,7 +74,7 @@ _TITLE = re.compile(r"^\[(?P<transition>[A-Za-z][A-Za-z -]*?)(?: on (?P<scope>\{
 
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the monitor's transition."""
-    document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
+    document = _document(delivery)
     placeholder = find_dollar_placeholder(document)
     if placeholder:
         name, value = placeholder
@@ -123,6 +123,17 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             raw={k: v for k, v in document.items() if k.lower() not in SECRET_FIELDS},
         )
     ]
+
+
+def _document(delivery: Delivery) -> dict[str, Any]:
+    # "Encode as form" sends the payload's fields form-encoded instead of as JSON.
+    if delivery.form:
+        return dict(delivery.form)
+    if delivery.body.strip() and not delivery.body.lstrip().startswith(b"{"):
+        fields = delivery.fields()
+        if fields:
+            return dict(fields)
+    return require_object(delivery.json(expected=FORMAT), expected=FORMAT)
 
 
 def _text(name: str, value: Any) -> str:

@@ -190,9 +190,11 @@ def verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: da
     """Accept the delivery when any `v1=` signature is the HMAC-SHA256 of the body with
     `secret`; else `SignatureError`. PagerDuty sends no timestamp to check for staleness."""
     header = delivery.headers.get(SIGNATURE_HEADER.lower(), "")
+    if not header.strip():
+        raise SignatureError(f"missing signature header {SIGNATURE_HEADER}")
     given = split_signatures(header)
     if not given:
-        raise SignatureError(f"missing signature header {SIGNATURE_HEADER} (v1=<hex>)")
+        raise SignatureError(f"{SIGNATURE_HEADER}: expected v1=<hex>[,v1=<hex>...]")
     expected = hmac_sha256_hex(secret, delivery.body)
     # Compare every value, not just until the first match, so timing says nothing.
     matches = [hex_digest_matches(expected, value) for value in given]

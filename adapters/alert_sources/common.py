@@ -246,10 +246,10 @@ def bounded_key(key: str) -> str:
 # checkly, betterstack, generic), appended ---
 
 import re  # noqa: E402
-from collections.abc import Iterable, Mapping  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
+from typing import TypeVar  # noqa: E402
 
-from pydantic import BaseModel, ValidationError  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 from engine.models import AlertEvent  # noqa: E402
 

@@ -241,7 +241,6 @@ def bounded_key(key: str) -> str:
     return f"{key[:480]}~{digest}"
 
 
-
 # --- helpers for the adapters-b tools (zabbix, cloudwatch, azure-monitor, newrelic, gatus,
 # checkly, betterstack, generic), appended ---
 

@@ -78,7 +78,7 @@ class LegacyMessage(BaseModel):
     state: str
     title: str = ""
     message: str = ""
-    rule_id: int = Field(default=0, alias="ruleId")
+    rule_id: int | None = Field(default=None, alias="ruleId")
     rule_name: str = Field(default="", alias="ruleName")
     rule_url: str = Field(default="", alias="ruleUrl")
     org_id: int = Field(default=0, alias="orgId")
@@ -144,7 +144,8 @@ def _legacy(document: dict[str, Any], delivery: Delivery) -> list[AlertEvent]:
         ),
         **(message.tags or {}),
     }
-    key = f"legacy:{message.org_id}:{message.dashboard_id}:{message.panel_id}:{message.rule_id}"
+    rule_id = message.rule_id or 0
+    key = f"legacy:{message.org_id}:{message.dashboard_id}:{message.panel_id}:{rule_id}"
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,

@@ -56,8 +56,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    signature_header: str = "X-Grafana-Alerting-Signature"
-    timestamp_header: str | None = None
+    signature_header: str = Field(default="X-Grafana-Alerting-Signature", min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
     max_skew_seconds: int = Field(default=300, ge=1, le=86400)
 
 

@@ -1,0 +1,408 @@
+"""`beacon apply`: make the store hold what a config file declares, in one transaction.
+
+Planning compares the desired state (`desired.build`) with the store's (`current.read`)
+field by field, so a second apply of the same file changes nothing. `--prune` deletes
+objects of the kinds the file declares, within the teams the file declares; teams
+themselves are never pruned (deleting one would take every object of the team with it).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import crud, outbox
+from ..db import Store
+from ..errors import ConfigError
+from ..status import recompute
+from ..tables import (
+    alert_sources,
+    channels,
+    incident_templates,
+    maintenance_services,
+    maintenance_windows,
+    page_services,
+    page_teams,
+    rule_sets,
+    services,
+    status_pages,
+    teams,
+    utcnow,
+)
+from . import current
+from .assets import store_asset
+from .desired import KEEP, Desired, build
+from .load import read_config
+from .plan import Change, Plan
+from .rules import check_rules, digest
+
+ORDER = [
+    "teams",
+    "services",
+    "channels",
+    "alert_sources",
+    "incident_templates",
+    "maintenance_windows",
+    "status_pages",
+]
+NOUN = {
+    "teams": "team",
+    "services": "service",
+    "channels": "channel",
+    "alert_sources": "alert source",
+    "incident_templates": "incident template",
+    "maintenance_windows": "maintenance window",
+    "status_pages": "status page",
+}
+RULES_CHANGED = "rules.changed"
+
+
+def apply_file(
+    store: Store,
+    path: Path | str,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    base_url: str = "",
+    actor: str | None = None,
+) -> Plan:
+    """Apply the config file at `path` and return what changed (with `dry_run`, what would).
+
+    On any error nothing is written, and `ConfigError` lists every problem as
+    `file:line:column: message`.
+    """
+    path = Path(path)
+    config, locations = read_config(path)
+    base = path.resolve().parent
+    actor = actor or f"apply:{path.name}"
+    plan = Plan(file=str(path), dry_run=dry_run, base_url=base_url.rstrip("/"))
+    with store.read() if dry_run else store.begin() as conn:
+        want, errors = build(conn, config, locations, base, prune=prune)
+        if want.rule_files is not None and not errors:
+            try:
+                check_rules(want.rule_paths, want.known)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ConfigError("\n".join(errors))
+        now = current.read(conn)
+        changes, rule_change = _diff(conn, want, now, prune=prune)
+        plan.changes = [*changes, *([rule_change] if rule_change else [])]
+        generated: dict[tuple[str, str], str] = {}
+        if not dry_run:
+            try:
+                generated = _execute(conn, want, now, changes, actor)
+                if rule_change is not None and want.rule_files is not None:
+                    _store_rules(conn, want.rule_files, actor)
+            except sa.exc.IntegrityError as exc:
+                raise ConfigError(f"{path}: the store refused the change: {exc.orig}") from None
+    plan.warnings = [f"{path}: {w}" for w in want.warnings]
+    plan.pages = [(slug, f"/p/{slug}/") for slug in want.objects["status_pages"]]
+    for ident, fields in want.objects["alert_sources"].items():
+        key = fields["integration_key"]
+        if key is KEEP:
+            key = generated.get(ident) or now.objects["alert_sources"].get(ident, {}).get(
+                "integration_key"
+            )
+        url = f"/api/v1/events/{key}" if key else "(key generated on apply)"
+        plan.sources.append(("/".join(ident), url))
+    return plan
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return "/".join(value)
+    if isinstance(value, list):
+        return [_display(v) for v in value]
+    return value
+
+
+def _team_of(kind: str, ident: Any, fields: dict[str, Any]) -> str:
+    if kind == "status_pages":
+        return str(fields["teams"][0])
+    return str(ident if kind == "teams" else ident[0])
+
+
+def _diff(
+    conn: Connection, want: Desired, now: current.Current, *, prune: bool
+) -> tuple[list[Change], Change | None]:
+    changes: list[Change] = []
+    if prune:
+        for kind in reversed(ORDER[1:]):
+            if kind not in want.kinds:
+                continue
+            for ident, fields in now.objects[kind].items():
+                if ident not in want.objects[kind] and (
+                    _team_of(kind, ident, fields) in want.teams_declared
+                ):
+                    changes.append(Change("delete", NOUN[kind], _display(ident)))
+    for kind in ORDER:
+        for ident, fields in want.objects[kind].items():
+            old = now.objects[kind].get(ident)
+            if old is None:
+                changes.append(Change("create", NOUN[kind], _display(ident)))
+                continue
+            diff = {
+                name: (_display(old.get(name)), _display(value))
+                for name, value in fields.items()
+                if value is not KEEP and old.get(name) != value
+            }
+            if diff:
+                changes.append(Change("update", NOUN[kind], _display(ident), diff))
+    rule_change = None
+    if want.rule_files is not None:
+        newest = conn.execute(
+            sa.select(rule_sets.c.version, rule_sets.c.digest)
+            .order_by(rule_sets.c.version.desc())
+            .limit(1)
+        ).first()
+        if newest is None or newest.digest != digest(want.rule_files):
+            version = (newest.version if newest else 0) + 1
+            rule_change = Change("create", "rule set", f"version {version}")
+    return changes, rule_change
+
+
+@dataclass
+class _Context:
+    conn: Connection
+    want: Desired
+    now: current.Current
+    actor: str
+    generated: dict[tuple[str, str], str] = field(default_factory=dict)
+    dirty_pages: set[int] = field(default_factory=set)
+    dirty_services: set[int] = field(default_factory=set)
+    regrouped: set[int] = field(default_factory=set)
+
+    def team_id(self, key: str) -> int:
+        return self.now.team_ids[key]
+
+    def service_id(self, team: str, key: str) -> int:
+        return self.now.ids["services"][(team, key)]
+
+
+def _execute(
+    conn: Connection, want: Desired, now: current.Current, changes: list[Change], actor: str
+) -> dict[tuple[str, str], str]:
+    ctx = _Context(conn, want, now, actor)
+    kind_of = {noun: kind for kind, noun in NOUN.items()}
+    for change in changes:
+        kind = kind_of[change.kind]
+        ident = _ident(kind, change.key)
+        if change.action == "delete":
+            _delete(ctx, kind, ident)
+        else:
+            WRITERS[kind](ctx, ident, want.objects[kind][ident], change)
+        team_key = _team_of(
+            kind, ident, {**now.objects[kind].get(ident, {}), **want.objects[kind].get(ident, {})}
+        )
+        crud.audit(
+            conn,
+            actor,
+            change.action,
+            NOUN[kind],
+            change.key,
+            team_id=now.team_ids.get(team_key),
+            detail={"fields": sorted(change.fields)} if change.fields else {},
+        )
+    # Pages of the file are laid out afresh; other pages showing a regrouped service too.
+    for slug, fields in want.objects["status_pages"].items():
+        page_id = now.ids["status_pages"][slug]
+        wanted = [ctx.service_id(*ref) for ref in fields["services"]]
+        if crud.sync_page_layout(conn, page_id, wanted):
+            ctx.dirty_pages.add(page_id)
+    ctx.dirty_pages.update(crud.relayout_pages_of(conn, ctx.regrouped))
+    crud.pages_dirty(conn, page_ids=ctx.dirty_pages, service_ids=ctx.dirty_services)
+    return ctx.generated
+
+
+def _ident(kind: str, key: str) -> Any:
+    if kind in ("teams", "status_pages"):
+        return key
+    team, _, rest = key.partition("/")
+    return (team, rest)
+
+
+def _insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
+    inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def _update(conn: Connection, table: sa.Table, row_id: int, values: dict[str, Any]) -> None:
+    if "updated_at" in table.c:
+        values = {**values, "updated_at": utcnow()}
+    conn.execute(table.update().where(table.c.id == row_id).values(**values))
+
+
+def _upsert(ctx: _Context, kind: str, table: sa.Table, ident: Any, values: dict[str, Any]) -> int:
+    row_id = ctx.now.ids[kind].get(ident)
+    if row_id is None:
+        row_id = _insert(ctx.conn, table, values)
+        ctx.now.ids[kind][ident] = row_id
+    else:
+        _update(ctx.conn, table, row_id, values)
+    return row_id
+
+
+def _write_team(ctx: _Context, ident: str, fields: dict[str, Any], change: Change) -> None:
+    row_id = _upsert(ctx, "teams", teams, ident, {"key": ident, **fields})
+    ctx.now.team_ids[ident] = row_id
+
+
+def _write_service(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+    values = {
+        "team_id": ctx.team_id(ident[0]),
+        "key": ident[1],
+        "name": fields["name"],
+        "description": fields["description"],
+        "group_name": fields["group"],
+        "position": fields["position"],
+    }
+    row_id = _upsert(ctx, "services", services, ident, values)
+    ctx.dirty_services.add(row_id)
+    if "group" in change.fields:
+        ctx.regrouped.add(row_id)
+
+
+def _write_channel(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+    values = {"team_id": ctx.team_id(ident[0]), "key": ident[1], **fields}
+    _upsert(ctx, "channels", channels, ident, values)
+
+
+def _write_source(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+    values = {"team_id": ctx.team_id(ident[0]), "key": ident[1], **fields}
+    if values["integration_key"] is KEEP:
+        if ident in ctx.now.ids["alert_sources"]:
+            del values["integration_key"]
+        else:
+            new_key = secrets.token_urlsafe(24)
+            values["integration_key"] = new_key
+            ctx.generated[ident] = new_key
+    _upsert(ctx, "alert_sources", alert_sources, ident, values)
+
+
+def _write_template(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+    values = {"team_id": ctx.team_id(ident[0]), "key": ident[1], **fields}
+    _upsert(ctx, "incident_templates", incident_templates, ident, values)
+
+
+def _write_window(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+    team, key = ident
+    values = {
+        "team_id": ctx.team_id(team),
+        "key": key,
+        "title": fields["title"],
+        "message": fields["message"],
+        "starts_at": fields["start"],
+        "ends_at": fields["end"],
+        "notify": fields["notify"],
+        "on_end": fields["on_end"],
+    }
+    row_id = _upsert(ctx, "maintenance_windows", maintenance_windows, ident, values)
+    service_ids = [ctx.service_id(team, k) for k in fields["services"]]
+    crud.set_maintenance_services(ctx.conn, row_id, service_ids)
+    crud.schedule_maintenance(ctx.conn, row_id)
+    recompute(ctx.conn, service_ids, cause_kind="maintenance", cause={"window_id": row_id})
+    crud.pages_dirty(ctx.conn, window_ids=[row_id])
+
+
+def _write_page(ctx: _Context, slug: str, fields: dict[str, Any], change: Change) -> None:
+    asset_ids = {
+        role: store_asset(ctx.conn, ctx.want.assets[fields[role]]) if fields[role] else None
+        for role in ("logo", "favicon")
+    }
+    values: dict[str, Any] = {
+        "team_id": ctx.team_id(fields["teams"][0]),
+        "slug": slug,
+        "name": fields["name"],
+        "type": fields["type"],
+        "time_zone": fields["time_zone"],
+        "custom_domain": fields["custom_domain"],
+        "active": fields["active"],
+        "hide_uptime": fields["hide_uptime"],
+        "logo_asset_id": asset_ids["logo"],
+        "favicon_asset_id": asset_ids["favicon"],
+    }
+    page_id = ctx.now.ids["status_pages"].get(slug)
+    if fields["active"]:
+        activated = None
+        if page_id is not None:
+            activated = ctx.conn.execute(
+                sa.select(status_pages.c.activated_at).where(status_pages.c.id == page_id)
+            ).scalar()
+        if activated is None:
+            values["activated_at"] = utcnow()
+    page_id = _upsert(ctx, "status_pages", status_pages, slug, values)
+    ctx.conn.execute(page_teams.delete().where(page_teams.c.page_id == page_id))
+    ctx.conn.execute(
+        page_teams.insert(),
+        [
+            {"page_id": page_id, "team_id": ctx.team_id(t), "position": i}
+            for i, t in enumerate(fields["teams"])
+        ],
+    )
+    ctx.dirty_pages.add(page_id)
+
+
+WRITERS = {
+    "teams": _write_team,
+    "services": _write_service,
+    "channels": _write_channel,
+    "alert_sources": _write_source,
+    "incident_templates": _write_template,
+    "maintenance_windows": _write_window,
+    "status_pages": _write_page,
+}
+TABLES = {
+    "services": services,
+    "channels": channels,
+    "alert_sources": alert_sources,
+    "incident_templates": incident_templates,
+    "maintenance_windows": maintenance_windows,
+    "status_pages": status_pages,
+}
+
+
+def _delete(ctx: _Context, kind: str, ident: Any) -> None:
+    row_id = ctx.now.ids[kind].pop(ident)
+    conn = ctx.conn
+    if kind == "services":
+        pages = conn.execute(
+            sa.select(page_services.c.page_id).where(page_services.c.service_id == row_id)
+        ).scalars()
+        ctx.dirty_pages.update(pages)
+    held: list[int] = []
+    if kind == "maintenance_windows":
+        held = list(
+            conn.execute(
+                sa.select(maintenance_services.c.service_id).where(
+                    maintenance_services.c.window_id == row_id
+                )
+            ).scalars()
+        )
+        crud.pages_dirty(conn, window_ids=[row_id])
+    if kind == "status_pages":
+        ctx.dirty_pages.add(row_id)
+    conn.execute(TABLES[kind].delete().where(TABLES[kind].c.id == row_id))
+    if held:
+        # A window in progress held its services under maintenance: they are free again.
+        recompute(
+            conn, held, cause_kind="maintenance", cause={"window_id": row_id, "deleted": True}
+        )
+
+
+def _store_rules(conn: Connection, files: dict[str, str], actor: str) -> None:
+    newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
+    version = int(newest) + 1
+    conn.execute(
+        rule_sets.insert().values(version=version, files=files, digest=digest(files), active=True)
+    )
+    crud.audit(
+        conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}
+    )
+    outbox.emit(conn, RULES_CHANGED, {"version": version})

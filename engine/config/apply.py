@@ -16,15 +16,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import crud, outbox
+from .. import crud, maintenance, outbox
 from ..db import Store
-from ..errors import ConfigError
-from ..status import recompute
+from ..errors import ConfigError, ValidationError
 from ..tables import (
     alert_sources,
     channels,
     incident_templates,
-    maintenance_services,
     maintenance_windows,
     page_services,
     page_teams,
@@ -293,21 +291,24 @@ def _write_template(ctx: _Context, ident: Any, fields: dict[str, Any], change: C
 
 def _write_window(ctx: _Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
     team, key = ident
-    values = {
-        "team_id": ctx.team_id(team),
-        "key": key,
+    values: dict[str, Any] = {
         "title": fields["title"],
         "message": fields["message"],
         "starts_at": fields["start"],
         "ends_at": fields["end"],
+        "service_ids": [ctx.service_id(team, k) for k in fields["services"]],
         "notify": fields["notify"],
         "on_end": fields["on_end"],
     }
-    row_id = _upsert(ctx, "maintenance_windows", maintenance_windows, ident, values)
-    service_ids = [ctx.service_id(team, k) for k in fields["services"]]
-    crud.set_maintenance_services(ctx.conn, row_id, service_ids)
-    crud.schedule_maintenance(ctx.conn, row_id)
-    recompute(ctx.conn, service_ids, cause_kind="maintenance", cause={"window_id": row_id})
+    row_id = ctx.now.ids["maintenance_windows"].get(ident)
+    try:
+        if row_id is None:
+            row_id = maintenance.create(ctx.conn, team_id=ctx.team_id(team), key=key, **values)
+            ctx.now.ids["maintenance_windows"][ident] = row_id
+        else:
+            maintenance.update(ctx.conn, row_id, **values)
+    except ValidationError as exc:
+        raise ConfigError(f"maintenance window {team}/{key}: {exc}") from None
     crud.pages_dirty(ctx.conn, window_ids=[row_id])
 
 
@@ -371,29 +372,18 @@ TABLES = {
 def _delete(ctx: _Context, kind: str, ident: Any) -> None:
     row_id = ctx.now.ids[kind].pop(ident)
     conn = ctx.conn
+    if kind == "maintenance_windows":
+        # Its deadlines go and its services leave maintenance if it was running.
+        maintenance.delete(conn, row_id)
+        return
     if kind == "services":
         pages = conn.execute(
             sa.select(page_services.c.page_id).where(page_services.c.service_id == row_id)
         ).scalars()
         ctx.dirty_pages.update(pages)
-    held: list[int] = []
-    if kind == "maintenance_windows":
-        held = list(
-            conn.execute(
-                sa.select(maintenance_services.c.service_id).where(
-                    maintenance_services.c.window_id == row_id
-                )
-            ).scalars()
-        )
-        crud.pages_dirty(conn, window_ids=[row_id])
     if kind == "status_pages":
         ctx.dirty_pages.add(row_id)
     conn.execute(TABLES[kind].delete().where(TABLES[kind].c.id == row_id))
-    if held:
-        # A window in progress held its services under maintenance: they are free again.
-        recompute(
-            conn, held, cause_kind="maintenance", cause={"window_id": row_id, "deleted": True}
-        )
 
 
 def _store_rules(conn: Connection, files: dict[str, str], actor: str) -> None:

@@ -26,6 +26,7 @@ from ..tables import (
 from . import assets as asset_files
 from .models import ConfigFile, declared_kinds
 from .rules import TeamKeys, find_rule_files
+from .sources import source_problems
 from .yamlsrc import Locations
 
 Ident = Any  # str for teams and pages, (team key, key) for the rest
@@ -369,36 +370,8 @@ def _known(check: _Checker, config: ConfigFile, held: _Store) -> dict[str, TeamK
 
 
 def _check_source(check: _Checker, i: int, source_type: str, settings: dict[str, Any]) -> None:
-    from adapters.alert_sources import ADAPTERS
-
-    if source_type not in ADAPTERS:
-        known = ", ".join(sorted(ADAPTERS))
-        check.error(
-            ("alert_sources", i, "type"),
-            f"unknown alert source type {source_type!r} (known: {known})",
-        )
-        return
-    import importlib
-
-    from pydantic import BaseModel, ValidationError
-
-    try:
-        module = importlib.import_module(ADAPTERS[source_type])
-    except ImportError:
-        return  # the adapter is registered but not installed yet: nothing to check against
-    model = getattr(module, "Settings", None)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        if settings:
-            check.error(("alert_sources", i, "settings"), f"type {source_type!r} takes no settings")
-        return
-    try:
-        model.model_validate(settings)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = ("alert_sources", i, "settings", *err["loc"])
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            check.error(loc, f"settings.{name}: {msg}")
+    for path, message in source_problems(source_type, settings):
+        check.error(("alert_sources", i, *path), message)
 
 
 def _check_channel_type(check: _Checker, i: int, channel_type: str) -> None:

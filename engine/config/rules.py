@@ -26,9 +26,7 @@ class TeamKeys:
     sources: set[str] = field(default_factory=set)
 
 
-def find_rule_files(
-    base: Path, patterns: Sequence[str]
-) -> tuple[list[Path], list[str], list[str]]:
+def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], list[str], list[str]]:
     """The files the globs name in sorted path order, errors, and a warning per glob that
     matches nothing (like a shell's nullglob: an empty rules directory is a valid start)."""
     found: set[Path] = set()

@@ -1,0 +1,40 @@
+"""The admin API (`/api/v1/...`): every domain object over JSON, with an OpenAPI document.
+
+Routes and the document come from one list of `Endpoint`s (`ENDPOINTS`), so the document
+matches the routes by construction.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pages.auth import require_principal
+
+from . import accounts, catalog, incidents, statuspages
+from .api import Endpoint, route
+from .openapi import document
+
+ENDPOINTS: list[Endpoint] = [
+    *accounts.ENDPOINTS,
+    *catalog.ENDPOINTS,
+    *statuspages.ENDPOINTS,
+    *incidents.ENDPOINTS,
+]
+
+_DOCUMENT: dict[str, object] = {}
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI 3.1 document (needs an API key, like the rest of `/api/v1`)."""
+    require_principal(request)
+    if not _DOCUMENT:
+        _DOCUMENT.update(document(ENDPOINTS))
+    return JSONResponse(_DOCUMENT)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
+    *(route(ep) for ep in ENDPOINTS),
+]

@@ -1,0 +1,137 @@
+"""The OpenAPI 3.1 document of the admin API, generated from the same `Endpoint` list the
+routes are built from, with JSON Schemas from the pydantic input and output models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .api import Endpoint
+from .schemas import MAX_ID
+
+_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "message"],
+            "properties": {
+                "status": {"type": "integer"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        }
+    },
+}
+_ERRORS = {
+    401: "Missing or invalid API key",
+    403: "Needs an admin API key",
+    404: "No such object, or another team's",
+    409: "Conflicts with an existing object",
+    422: "Invalid body; `error.fields` names each problem",
+}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {
+        "description": _ERRORS[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_path(path: str) -> str:
+    """`/x/{id:int}` in Starlette's syntax as OpenAPI's `/x/{id}`."""
+    return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+
+
+def _parameters(path: str) -> list[dict[str, Any]]:
+    params = []
+    for name, convertor in _PARAM.findall(path):
+        schema: dict[str, Any] = (
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            if convertor == "int"
+            else {"type": "string", "minLength": 1, "maxLength": 200}
+        )
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
+
+def document(endpoints: list[Endpoint], *, title: str = "Beacon admin API") -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing `endpoints`."""
+    wanted: list[tuple[type[BaseModel], Any]] = []
+    for ep in endpoints:
+        if ep.body is not None:
+            wanted.append((ep.body, "validation"))
+        if ep.response is not None:
+            wanted.append((ep.response, "serialization"))
+    refs, top = models_json_schema(
+        list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}"
+    )
+    schemas = dict(top.get("$defs", {}))
+    schemas["Error"] = ERROR_SCHEMA
+
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        op: dict[str, Any] = {
+            "operationId": ep.handler.__name__,
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "responses": {},
+        }
+        params = _parameters(ep.path)
+        if params:
+            op["parameters"] = params
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
+            }
+        if ep.response is not None:
+            schema = refs[(ep.response, "serialization")]
+            if ep.many:
+                schema = {"type": "array", "items": schema}
+            op["responses"][str(ep.status)] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": schema}},
+            }
+        else:
+            op["responses"][str(ep.status)] = {"description": "Done"}
+        codes = [401]
+        if ep.admin:
+            codes.append(403)
+        if params or ep.body is not None:
+            codes.append(404)
+        if ep.body is not None or ep.method in ("POST", "PATCH", "PUT", "DELETE"):
+            codes += [409, 422]
+        for code in codes:
+            op["responses"][str(code)] = _error(code)
+        paths.setdefault(openapi_path(ep.path), {})[ep.method.lower()] = op
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": "1",
+            "description": "Manage Beacon's objects. Authenticate with `Authorization: Bearer "
+            "<API key>`: a team key acts for its team, an admin key also manages teams and users.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

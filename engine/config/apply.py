@@ -83,7 +83,7 @@ def apply_file(
         want, errors = build(conn, config, locations, base, prune=prune)
         if want.rule_files is not None and not errors:
             try:
-                check_rules(want.rule_paths, want.known)
+                check_rules(want.rule_files, want.known)
             except ConfigError as exc:
                 errors.append(str(exc))
         if errors:

@@ -58,6 +58,7 @@ class _Store:
     domains: dict[str, str]  # custom domain -> slug
     integration_keys: dict[str, tuple[str, str]]  # key -> (team, source key)
     activated: dict[str, str]  # slug -> type, for pages activated once
+    source_types: dict[tuple[str, str], str]  # (team, key) -> adapter type
 
 
 def _read_store(conn: Connection) -> _Store:
@@ -84,7 +85,12 @@ def _read_store(conn: Connection) -> _Store:
         )
     ).all()
     sources = conn.execute(
-        sa.select(alert_sources.c.team_id, alert_sources.c.key, alert_sources.c.integration_key)
+        sa.select(
+            alert_sources.c.team_id,
+            alert_sources.c.key,
+            alert_sources.c.integration_key,
+            alert_sources.c.type,
+        )
     ).all()
     return _Store(
         team_keys=set(team_key.values()),
@@ -94,6 +100,7 @@ def _read_store(conn: Connection) -> _Store:
         domains={p.custom_domain: p.slug for p in pages if p.custom_domain},
         integration_keys={s.integration_key: (team_key[s.team_id], s.key) for s in sources},
         activated={p.slug: p.type for p in pages if p.activated_at is not None},
+        source_types={(team_key[s.team_id], s.key): s.type for s in sources},
     )
 
 
@@ -358,12 +365,14 @@ def _page_service(
 
 def _known(check: _Checker, config: ConfigFile, held: _Store) -> dict[str, TeamKeys]:
     names = {t.key for t in config.teams or []} | held.team_keys | check.teams_declared
+    types = dict(held.source_types)
+    types.update({(s.team, s.key): s.type for s in config.alert_sources or []})
     return {
         team: TeamKeys(
             services=check.known("services", team),
             templates=check.known("incident_templates", team),
             channels=check.known("channels", team),
-            sources=check.known("alert_sources", team),
+            sources={key: types[(team, key)] for key in check.known("alert_sources", team)},
         )
         for team in sorted(names)
     }

@@ -8,7 +8,6 @@ as a new `rule_sets` version when they changed (contracts.md, "Rules <-> apply")
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ class TeamKeys:
     services: set[str] = field(default_factory=set)
     templates: set[str] = field(default_factory=set)
     channels: set[str] = field(default_factory=set)
-    sources: set[str] = field(default_factory=set)
+    sources: dict[str, str] = field(default_factory=dict)  # source key -> source type
 
 
 def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], list[str], list[str]]:
@@ -43,49 +42,50 @@ def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], li
     return sorted(found), errors, warnings
 
 
-def check_rules(paths: Sequence[Path], known: Mapping[str, TeamKeys]) -> None:
-    """Validate the rule files against the keys each team has; `ConfigError` lists every
-    problem as `file:line:column: [rule] message`."""
+def check_rules(files: Mapping[str, str], known: Mapping[str, TeamKeys]) -> None:
+    """Validate the rule texts ({path relative to the config file: text}) against the keys
+    each team has; `ConfigError` lists every problem as `file:line:column: [rule] message`."""
     try:
-        from rules import Known, RuleErrors, load_rule_files  # type: ignore[attr-defined]
-        from rules import TeamKeys as RulesTeamKeys  # type: ignore[attr-defined]
+        from rules.validate import Known, RulesInvalid, check
+        from rules.validate import TeamKeys as RulesTeamKeys
     except ImportError:
         # The rules package is not merged yet: check that the files are at least YAML.
-        _check_yaml(paths)
+        _check_yaml(files)
         return
     rules_known = Known(
         teams={
             team: RulesTeamKeys(
-                services=set(k.services),
-                templates=set(k.templates),
-                channels=set(k.channels),
-                sources=set(k.sources),
+                services=frozenset(k.services),
+                templates=frozenset(k.templates),
+                channels=frozenset(k.channels),
+                sources=dict(k.sources),
             )
             for team, k in known.items()
         }
     )
     try:
-        load_rule_files(list(paths), rules_known)
-    except RuleErrors as exc:
-        raise ConfigError("\n".join(str(e) for e in exc.errors)) from None
+        check(dict(files), rules_known)
+    except RulesInvalid as exc:
+        raise ConfigError("\n".join(str(p) for p in exc.problems)) from None
 
 
-def _check_yaml(paths: Sequence[Path]) -> None:
+def _check_yaml(files: Mapping[str, str]) -> None:
     errors = []
-    for path in paths:
+    for name, text in sorted(files.items()):
         try:
-            yaml.safe_load(path.read_text(encoding="utf-8"))
+            yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
             errors.append(f"{where}: invalid YAML: {exc.problem}")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            errors.append(f"{path}: cannot read rule file: {exc}")
+        except yaml.YAMLError as exc:
+            errors.append(f"{name}: invalid YAML: {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
 
 
 def digest(files: Mapping[str, str]) -> str:
-    """A digest of the rule texts by relative path: equal texts, equal digest."""
-    canonical = json.dumps(sorted(files.items()), ensure_ascii=False)
+    """A digest of the rule texts by relative path: equal texts, equal digest. The same
+    formula as the rules package's own (`rules.validate.check`), so both agree on a set."""
+    canonical = "\0".join(f"{name}\0{files[name]}" for name in sorted(files))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -13,7 +13,6 @@ from . import outbox
 from .status import PAGES_DIRTY
 from .tables import (
     audit_log,
-    maintenance_services,
     page_groups,
     page_services,
     services,
@@ -167,23 +166,3 @@ def relayout_pages_of(conn: Connection, service_ids: Iterable[int]) -> list[int]
         )
     )
     return [pid for pid in page_ids if sync_page_layout(conn, pid, page_service_ids(conn, pid))]
-
-
-def set_maintenance_services(conn: Connection, window_id: int, service_ids: Iterable[int]) -> None:
-    conn.execute(maintenance_services.delete().where(maintenance_services.c.window_id == window_id))
-    rows = [{"window_id": window_id, "service_id": sid} for sid in sorted(set(service_ids))]
-    if rows:
-        conn.execute(maintenance_services.insert(), rows)
-
-
-def schedule_maintenance(conn: Connection, window_id: int) -> None:
-    """(Re)schedule a window's start and end after it was created or moved."""
-    import importlib
-
-    try:
-        maintenance = importlib.import_module("engine.maintenance")
-    except ImportError:  # the maintenance module lands from the lead's branch
-        return
-    sync = getattr(maintenance, "sync_schedule", None)
-    if sync is not None:
-        sync(conn, window_id)

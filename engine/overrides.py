@@ -1,14 +1,14 @@
 """Manual status overrides: an operator's word on a service's status, which wins over rules,
 incidents and maintenance until it is cleared or expires (DESIGN.md, "Service").
 
-An expiry is a deadline (`override-expiry`, keyed by service id), so it fires once, on time,
-in whichever process ticks first, and survives restarts.
+An expiry is a deadline (`service.override`, keyed by service id), so it fires once, on time,
+in whichever process ticks first, and survives restarts. An expired override is ignored by
+`engine.status` from the moment it expires; the deadline makes the stored status follow.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,7 +19,9 @@ from .models import ServiceStatus
 from .status import recompute
 from .tables import services, utcnow
 
-EXPIRY = "override-expiry"
+#: The deadline kind whose handler (workers.jobs.handle_override_expiry) recomputes the
+#: service once its override has expired.
+EXPIRY = "service.override"
 
 
 def set_override(
@@ -52,7 +54,9 @@ def set_override(
         deadlines.cancel(conn, EXPIRY, str(service_id))
     else:
         deadlines.schedule(conn, EXPIRY, str(service_id), until, {"service_id": service_id})
-    recompute(conn, [service_id], cause_kind="override", cause={"by": by, "reason": reason}, now=now)
+    recompute(
+        conn, [service_id], cause_kind="override", cause={"by": by, "reason": reason}, now=now
+    )
 
 
 def clear_override(conn: Connection, service_id: int, *, by: str) -> None:
@@ -80,26 +84,3 @@ def _clear(conn: Connection, service_id: int) -> None:
 def _exists(conn: Connection, service_id: int) -> None:
     if conn.execute(sa.select(services.c.id).where(services.c.id == service_id)).first() is None:
         raise NotFoundError(f"no service {service_id}")
-
-
-def handle_expiry(rt: Any, payloads: list[dict[str, Any]]) -> None:
-    """Outbox handler for `deadline.override-expiry`: end overrides whose time has come.
-
-    Idempotent: an override that was changed or cleared since the deadline was set is left
-    alone (only an override whose `until` has passed is removed).
-    """
-    now = utcnow()
-    ids = sorted({int(p["service_id"]) for p in payloads if "service_id" in p})
-    with rt.store.begin() as conn:
-        expired = list(
-            conn.execute(
-                sa.select(services.c.id).where(
-                    services.c.id.in_(ids),
-                    services.c.override_until.isnot(None),
-                    services.c.override_until <= now,
-                )
-            ).scalars()
-        )
-        for service_id in expired:
-            _clear(conn, service_id)
-        recompute(conn, expired, cause_kind="expiry", cause={"override": "expired"}, now=now)

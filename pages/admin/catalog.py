@@ -70,7 +70,8 @@ def _insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
 
 def _service_out(row: Any) -> ServiceOut:
     override = None
-    if row.override_status:
+    # An expired override no longer counts (engine.status); its fields stay until replaced.
+    if row.override_status and (row.override_until is None or row.override_until > utcnow()):
         override = {
             "status": row.override_status,
             "until": row.override_until,

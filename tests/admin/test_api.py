@@ -7,10 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine import overrides
 from engine.tables import audit_log, deadlines, services
 from pages.admin import ENDPOINTS
 from pages.admin.openapi import openapi_path
+from workers.jobs import handle_override_expiry
 
 from .conftest import Api
 
@@ -162,7 +162,7 @@ def test_an_override_wins_until_cleared_or_expired(api: Api) -> None:
     assert set_.json()["override"]["reason"] == "fire"
     with api.store.read() as conn:
         due = conn.execute(
-            sa.select(deadlines.c.due_at).where(deadlines.c.kind == "override-expiry")
+            sa.select(deadlines.c.due_at).where(deadlines.c.kind == "service.override")
         )
         assert due.scalar_one() == until
     # The deadline's handler ends an override whose time has passed.
@@ -174,7 +174,7 @@ def test_an_override_wins_until_cleared_or_expired(api: Api) -> None:
     class Rt:
         store = api.store
 
-    overrides.handle_expiry(Rt(), [{"service_id": svc["id"]}])
+    handle_override_expiry(Rt(), [{"service_id": svc["id"]}])  # type: ignore[arg-type]
     after = api.client.get(f"/api/v1/services/{svc['id']}", headers=key).json()
     assert after["status"] == "operational" and after["override"] is None
 

@@ -85,7 +85,9 @@ def apply_file(
             try:
                 check_rules(want.rule_files, want.known)
             except ConfigError as exc:
-                errors.append(str(exc))
+                # Rule files are named relative to the config file; show where they are.
+                prefix = "" if str(path.parent) == "." else f"{path.parent}/"
+                errors.extend(prefix + line for line in str(exc).splitlines())
         if errors:
             raise ConfigError("\n".join(errors))
         now = current.read(conn)

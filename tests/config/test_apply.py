@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from engine.tables import (
     alert_sources,
     assets,
     audit_log,
+    deadlines,
     outbox,
     page_services,
     rule_sets,
@@ -335,3 +337,30 @@ def test_the_cli_applies_twice_and_prints_no_changes(
     bad = write(tmp_path, "teams:\n  - {key: x, nmae: y}\n")
     assert main(["apply", str(bad)]) == 2
     assert f"{bad}:2:14: unknown field 'nmae'" in capsys.readouterr().err
+
+
+def test_a_maintenance_window_is_scheduled_changed_and_pruned(store: Store, tmp_path: Path) -> None:
+    window = (
+        "maintenance_windows:\n"
+        "  - {key: upgrade, team: platform, services: [db], start: 2099-01-01T22:00:00Z,\n"
+        "     end: 2099-01-02T01:00:00Z, message: Upgrade}\n"
+    )
+    path = write(tmp_path, TWO_TEAMS + window)
+    apply_file(store, path)
+    with store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.due_at)).all()
+    assert [(k, d.year) for k, d in due] == [("maintenance.start", 2099)]
+    moved = apply_file(store, write(tmp_path, TWO_TEAMS + window.replace("01T22", "01T23")))
+    assert [c.fields.get("start", ("", ""))[1] for c in moved.changes] == [
+        datetime(2099, 1, 1, 23, tzinfo=UTC)
+    ]
+    pruned = apply_file(store, write(tmp_path, TWO_TEAMS + "maintenance_windows: []\n"), prune=True)
+    assert [(c.action, c.kind) for c in pruned.changes] == [("delete", "maintenance window")]
+    with store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(deadlines)).scalar_one() == 0
+
+
+def test_bad_yaml_is_reported_with_its_position(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "teams:\n  - {key: a\n")
+    with pytest.raises(ConfigError, match=rf"{path}:3:1: invalid YAML"):
+        apply_file(store, path)

@@ -23,15 +23,14 @@ ENDPOINTS: list[Endpoint] = [
     *incidents.ENDPOINTS,
 ]
 
-_DOCUMENT: dict[str, object] = {}
-
 
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI 3.1 document (needs an API key, like the rest of `/api/v1`)."""
     require_principal(request)
-    if not _DOCUMENT:
-        _DOCUMENT.update(document(ENDPOINTS))
-    return JSONResponse(_DOCUMENT)
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:  # built once per app: routes are fixed
+        state.openapi = document(ENDPOINTS, routes=request.app.routes)
+    return JSONResponse(state.openapi)
 
 
 routes: list[BaseRoute] = [

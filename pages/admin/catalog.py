@@ -4,7 +4,6 @@ sources: the objects of one team, each visible only to its team and to admins.""
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,9 +31,6 @@ from .schemas import (
     TemplateOut,
     TemplatePatch,
 )
-
-#: How long a rotated integration key keeps working, so senders can be moved over.
-ROTATION_GRACE = timedelta(hours=24)
 
 
 def _with_team(table: sa.Table) -> Any:
@@ -458,23 +454,6 @@ def update_source(ctx: Ctx) -> AlertSourceOut:
         return _source_out(ctx, _row(ctx, conn, alert_sources, "alert source"))
 
 
-def rotate_source_key(ctx: Ctx) -> AlertSourceOut:
-    with ctx.store.begin() as conn:
-        row = _row(ctx, conn, alert_sources, "alert source")
-        conn.execute(
-            alert_sources.update()
-            .where(alert_sources.c.id == row.id)
-            .values(
-                integration_key=secrets.token_urlsafe(24),
-                previous_integration_key=row.integration_key,
-                previous_key_expires_at=utcnow() + ROTATION_GRACE,
-                updated_at=utcnow(),
-            )
-        )
-        ctx.audit(conn, "rotate key", "alert source", row.key, row.team_id)
-        return _source_out(ctx, _row(ctx, conn, alert_sources, "alert source"))
-
-
 def delete_source(ctx: Ctx) -> None:
     with ctx.store.begin() as conn:
         row = _row(ctx, conn, alert_sources, "alert source")
@@ -621,14 +600,6 @@ ENDPOINTS = [
         "alert sources",
         AlertSourcePatch,
         AlertSourceOut,
-    ),
-    Endpoint(
-        "POST",
-        A + "/{id:int}/rotate-key",
-        rotate_source_key,
-        "Rotate the integration key (the old one works 24 h more)",
-        "alert sources",
-        response=AlertSourceOut,
     ),
     Endpoint(
         "DELETE",

@@ -3,16 +3,21 @@ routes are built from, with JSON Schemas from the pydantic input and output mode
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute, Route
 
 from .api import Endpoint
 from .schemas import MAX_ID
 
 _PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
+#: `/api/v1` routes that answer without credentials (DESIGN.md, "HTTP").
+PUBLIC_PREFIXES = ("/api/v1/events/", "/api/v1/tls/")
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -68,8 +73,53 @@ def _parameters(path: str) -> list[dict[str, Any]]:
     return params
 
 
-def document(endpoints: list[Endpoint], *, title: str = "Beacon admin API") -> dict[str, Any]:
-    """The OpenAPI 3.1 document describing `endpoints`."""
+def other_operations(routes: Iterable[BaseRoute], known: set[str]) -> dict[str, dict[str, Any]]:
+    """Minimal operations for `/api/v1` routes that other modules register as plain Starlette
+    routes (event intake, alert-source events, TLS ask), so the document lists every route.
+
+    Their bodies are not described (each module parses its own), only their paths, path
+    parameters, a summary from the endpoint's docstring, and the answers every route gives.
+    """
+    paths: dict[str, dict[str, Any]] = {}
+    for item in routes:
+        if not isinstance(item, Route) or not item.path.startswith("/api/v1/"):
+            continue
+        path = openapi_path(item.path)
+        if path in known or item.path == "/api/v1/openapi.json":
+            continue
+        doc = (inspect.getdoc(item.endpoint) or item.name or "").strip().splitlines()
+        open_route = any(item.path.startswith(p) for p in PUBLIC_PREFIXES)
+        for method in sorted((item.methods or set()) - {"HEAD"}):
+            op: dict[str, Any] = {
+                "operationId": f"{item.name}_{method.lower()}",
+                "summary": doc[0] if doc else item.path,
+                "tags": ["other"],
+                "responses": {"default": {"description": "See the summary"}},
+            }
+            if open_route:
+                op["security"] = []
+            params = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+                for name in item.param_convertors
+            ]
+            if params:
+                op["parameters"] = params
+            paths.setdefault(path, {})[method.lower()] = op
+    return paths
+
+
+def document(
+    endpoints: list[Endpoint],
+    *,
+    routes: Iterable[BaseRoute] = (),
+    title: str = "Beacon admin API",
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing `endpoints`, and the other `/api/v1` `routes`."""
     wanted: list[tuple[type[BaseModel], Any]] = []
     for ep in endpoints:
         if ep.body is not None:
@@ -119,6 +169,8 @@ def document(endpoints: list[Endpoint], *, title: str = "Beacon admin API") -> d
             op["responses"][str(code)] = _error(code)
         paths.setdefault(openapi_path(ep.path), {})[ep.method.lower()] = op
 
+    for path, ops in other_operations(routes, set(paths)).items():
+        paths.setdefault(path, {}).update(ops)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -40,9 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
     config = args.config or settings.config_path
     if config:
-        _apply(
-            runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url
-        )
+        _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
     app = create_app(runtime, background=True)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)

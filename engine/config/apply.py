@@ -263,6 +263,11 @@ def _write_service(ctx: _Context, ident: Any, fields: dict[str, Any], change: Ch
         "group_name": fields["group"],
         "position": fields["position"],
     }
+    if values["position"] is KEEP:
+        if ident in ctx.now.ids["services"]:
+            del values["position"]
+        else:
+            values["position"] = ctx.want.file_positions[ident]
     row_id = _upsert(ctx, "services", services, ident, values)
     ctx.dirty_services.add(row_id)
     if "group" in change.fields:

@@ -45,6 +45,8 @@ class Desired:
     rule_paths: list[Path] = field(default_factory=list)
     known: dict[str, TeamKeys] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Where a service without `position` goes when it is created: its place in the file.
+    file_positions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,11 +187,15 @@ def build(
     for i, svc in enumerate(config.services or []):
         check.team(("services", i, "team"), svc.team)
         check.unique("services", (svc.team, svc.key), seen, i)
+        want.file_positions[(svc.team, svc.key)] = i
         objects["services"][(svc.team, svc.key)] = {
             "name": svc.name,
             "description": svc.description,
             "group": svc.group,
-            "position": svc.position if svc.position is not None else i,
+            # Without an explicit position, a new service goes where the file lists it and an
+            # existing one keeps its place: inserting one service must not report every
+            # later one as moved.
+            "position": svc.position if svc.position is not None else KEEP,
         }
 
     objects["channels"] = {}

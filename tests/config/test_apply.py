@@ -364,3 +364,15 @@ def test_bad_yaml_is_reported_with_its_position(store: Store, tmp_path: Path) ->
     path = write(tmp_path, "teams:\n  - {key: a\n")
     with pytest.raises(ConfigError, match=rf"{path}:3:1: invalid YAML"):
         apply_file(store, path)
+
+
+def test_inserting_a_service_reports_only_that_service(store: Store, tmp_path: Path) -> None:
+    apply_file(store, write(tmp_path, TWO_TEAMS))
+    inserted = TWO_TEAMS.replace(
+        "services:\n", "services:\n  - {key: cdn, name: CDN, team: platform}\n", 1
+    )
+    plan = apply_file(store, write(tmp_path, inserted))
+    assert [(c.action, c.key) for c in plan.changes] == [("create", "platform/cdn")]
+    moved = inserted.replace("name: CDN, team", "name: CDN, position: 7, team")
+    plan = apply_file(store, write(tmp_path, moved))
+    assert plan.changes[0].fields == {"position": (0, 7)}

@@ -74,6 +74,16 @@ class AlertSourceSpec(Spec):
     enabled: bool = True
 
 
+#: What each built-in channel type needs (adapters/channels read `url` or `address`).
+CHANNEL_TARGET = {
+    "slack": "url",
+    "webhook": "url",
+    "email": "address",
+    "smtp": "address",
+    "sms": "address",
+}
+
+
 class ChannelSpec(Spec):
     """A team's notification target for rules' `notify` action."""
 
@@ -81,15 +91,22 @@ class ChannelSpec(Spec):
     team: Key
     type: str = Field(min_length=1, max_length=40)
     url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
-    to: list[str] | None = None
+    address: str | None = Field(default=None, min_length=3, max_length=320)
     secret: str | None = Field(default=None, max_length=500)
     settings: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
 
+    @model_validator(mode="after")
+    def _has_target(self) -> ChannelSpec:
+        needed = CHANNEL_TARGET.get(self.type)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"a {self.type} channel needs `{needed}`")
+        return self
+
     def config(self) -> dict[str, Any]:
         """The channel's stored `config`: its target fields plus adapter settings."""
         found: dict[str, Any] = dict(self.settings)
-        for name in ("url", "to", "secret"):
+        for name in ("url", "address", "secret"):
             value = getattr(self, name)
             if value is not None:
                 found[name] = value

@@ -12,12 +12,13 @@ from starlette.routing import BaseRoute, Route
 
 from pages.auth import require_principal
 
-from . import accounts, catalog, incidents, statuspages
+from . import accounts, catalog, incidents, services, statuspages
 from .api import Endpoint, route
 from .openapi import document
 
 ENDPOINTS: list[Endpoint] = [
     *accounts.ENDPOINTS,
+    *services.ENDPOINTS,
     *catalog.ENDPOINTS,
     *statuspages.ENDPOINTS,
     *incidents.ENDPOINTS,

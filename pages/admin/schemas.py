@@ -424,3 +424,39 @@ class AlertSourceOut(Out):
     last_event_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+# --- channels -----------------------------------------------------------------------------------
+
+
+class ChannelIn(Body):
+    key: Key
+    type: Annotated[str, Field(min_length=1, max_length=40)]
+    team: Key | None = None
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    address: Annotated[Text, Field(min_length=3, max_length=320)] | None = None
+    secret: Annotated[Text, Field(max_length=500)] | None = None
+    enabled: bool = True
+
+
+class ChannelPatch(Body):
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    address: Annotated[Text, Field(min_length=3, max_length=320)] | None = None
+    secret: Annotated[Text, Field(max_length=500)] | None = Field(
+        default=None, description="null removes the secret"
+    )
+    enabled: bool | None = None
+
+
+class ChannelOut(Out):
+    id: int
+    key: str
+    team: str
+    type: str
+    url: str | None
+    address: str | None
+    has_secret: bool
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -69,6 +69,14 @@ def test_every_object_can_be_created_read_updated_and_deleted(api: Api) -> None:
         {"key": "am", "name": "AM", "type": "alertmanager"},
         {"name": "Alertmanager", "enabled": False},
     )
+    channel = crud(
+        api,
+        key,
+        "/api/v1/channels",
+        {"key": "ops", "type": "webhook", "url": "https://hooks.example/x", "secret": "s3"},
+        {"url": "https://hooks.example/y", "enabled": False},
+    )
+    assert channel["has_secret"] and "s3" not in str(channel)
     api_svc = api.client.post(
         "/api/v1/services", json={"key": "api", "name": "API", "group": "Core"}, headers=key
     ).json()

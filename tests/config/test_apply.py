@@ -376,3 +376,23 @@ def test_inserting_a_service_reports_only_that_service(store: Store, tmp_path: P
     moved = inserted.replace("name: CDN, team", "name: CDN, position: 7, team")
     plan = apply_file(store, write(tmp_path, moved))
     assert plan.changes[0].fields == {"position": (0, 7)}
+
+
+def test_a_broken_rule_file_is_an_error_and_nothing_is_written(
+    store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "bad.yaml").write_text("version: 1\nrules: [\n")
+    path = write(tmp_path, TWO_TEAMS + "rules: [rules/*.yaml]\n")
+    with pytest.raises(ConfigError, match=r"rules/bad\.yaml:\d+:\d+"):
+        apply_file(store, path)
+    assert count(store, teams) == 0
+    assert count(store, rule_sets) == 0
+
+
+def test_a_rules_glob_outside_the_config_directory_is_an_error(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write(tmp_path, TWO_TEAMS + "rules: [../*.yaml]\n")
+    with pytest.raises(ConfigError, match="must stay inside the config file's directory"):
+        apply_file(store, path)

@@ -44,15 +44,23 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def limit_for(role: str) -> int:
+    return MAX_LOGO_BYTES if role == "logo" else MAX_FAVICON_BYTES
+
+
 def check(path: Path, *, role: str) -> Asset:
     """Read and check a `role` ("logo" or "favicon") file; `ValueError` says what is wrong."""
-    allowed, limit = (
-        (LOGO_TYPES, MAX_LOGO_BYTES) if role == "logo" else (FAVICON_TYPES, MAX_FAVICON_BYTES)
-    )
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read {role} file {str(path)!r}: {exc.strerror}") from None
+    return check_bytes(data, role=role)
+
+
+def check_bytes(data: bytes, *, role: str) -> Asset:
+    """Check a `role` image's content (type sniffed from the bytes, size, SVG safety)."""
+    allowed = LOGO_TYPES if role == "logo" else FAVICON_TYPES
+    limit = limit_for(role)
     if len(data) > limit:
         raise ValueError(f"{role} file is {len(data)} bytes; the limit is {limit}")
     kind = sniff(data)

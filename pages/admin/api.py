@@ -96,7 +96,8 @@ class Endpoint:
     many: bool = False
     status: int = 200
     admin: bool = False
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    #: A raw (non-JSON) body of at most this many bytes, given to the handler as `bytes`.
+    raw_limit: int = 0
 
 
 def _dump(result: Any) -> Any:
@@ -123,7 +124,11 @@ def route(endpoint: Endpoint) -> Route:
                 raise NotFoundError(f"no such {name}")
             else:
                 ids[name] = value
-        body = await parse_json(request, endpoint.body) if endpoint.body else None
+        body: Any = None
+        if endpoint.raw_limit:
+            body = await _raw_body(request, endpoint.raw_limit)
+        elif endpoint.body:
+            body = await parse_json(request, endpoint.body)
         ctx = Ctx(request, who, request.app.state.store, body, ids, names)
         result = await run_in_threadpool(endpoint.handler, ctx)
         if ctx.nudge:
@@ -135,6 +140,17 @@ def route(endpoint: Endpoint) -> Route:
         return JSONResponse(_dump(result), status_code=endpoint.status)
 
     return Route(endpoint.path, call, methods=[endpoint.method], name=endpoint.handler.__name__)
+
+
+async def _raw_body(request: Request, limit: int) -> bytes:
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise HTTPException(413, f"the body is larger than {limit} bytes")
+    if not data:
+        raise FieldErrors([{"field": "body", "message": "the file's bytes are required"}])
+    return data
 
 
 def fields_set(body: BaseModel) -> dict[str, Any]:

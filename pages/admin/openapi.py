@@ -46,6 +46,7 @@ _ERRORS = {
     404: "No such object, or another team's",
     409: "Conflicts with an existing object",
     422: "Invalid body; `error.fields` names each problem",
+    413: "The body is too large",
 }
 
 
@@ -143,7 +144,16 @@ def document(
         params = _parameters(ep.path)
         if params:
             op["parameters"] = params
-        if ep.body is not None:
+        if ep.raw_limit:
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {
+                        "schema": {"type": "string", "maxLength": ep.raw_limit}
+                    }
+                },
+            }
+        elif ep.body is not None:
             op["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
@@ -165,6 +175,8 @@ def document(
             codes.append(404)
         if ep.body is not None or ep.method in ("POST", "PATCH", "PUT", "DELETE"):
             codes += [409, 422]
+        if ep.raw_limit:
+            codes.append(413)
         for code in codes:
             op["responses"][str(code)] = _error(code)
         paths.setdefault(openapi_path(ep.path), {})[ep.method.lower()] = op

@@ -223,6 +223,8 @@ class PageOut(Out):
     custom_domain: str | None
     active: bool
     hide_uptime: bool
+    has_logo: bool
+    has_favicon: bool
     url: str
     created_at: datetime
     updated_at: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import crud
+from engine.config.assets import Asset, check_bytes, limit_for, store_asset
 from engine.errors import ConflictError, NotFoundError
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
@@ -49,6 +51,8 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
             "teams": [keys[i] for i in ids],
             "services": crud.page_service_ids(conn, row.id),
             "url": f"{ctx.base_url}/p/{row.slug}/",
+            "has_logo": row.logo_asset_id is not None,
+            "has_favicon": row.favicon_asset_id is not None,
         }
     )
 
@@ -184,6 +188,41 @@ def delete_page(ctx: Ctx) -> None:
         ctx.audit(conn, "delete", "status page", row.slug, row.team_id)
 
 
+def _image(role: str) -> Callable[[Ctx], PageOut]:
+    def put_image(ctx: Ctx) -> PageOut:
+        try:
+            asset = check_bytes(ctx.body, role=role)
+        except ValueError as exc:
+            raise FieldErrors([{"field": "body", "message": str(exc)}]) from None
+        return _set_image(ctx, role, asset)
+
+    put_image.__name__ = f"put_{role}"
+    put_image.__doc__ = f"Upload the page's {role} (the type is read from the bytes)."
+    return put_image
+
+
+def _clear_image(role: str) -> Callable[[Ctx], PageOut]:
+    def delete_image(ctx: Ctx) -> PageOut:
+        return _set_image(ctx, role, None)
+
+    delete_image.__name__ = f"delete_{role}"
+    return delete_image
+
+
+def _set_image(ctx: Ctx, role: str, asset: Asset | None) -> PageOut:
+    with ctx.store.begin() as conn:
+        row = _page(ctx, conn)
+        asset_id = store_asset(conn, asset) if asset is not None else None
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == row.id)
+            .values(**{f"{role}_asset_id": asset_id}, updated_at=utcnow())
+        )
+        crud.pages_dirty(conn, page_ids=[row.id])
+        ctx.audit(conn, "update", "status page", row.slug, row.team_id, fields=[role])
+        return _out(ctx, conn, _page(ctx, conn))
+
+
 ENDPOINTS = [
     Endpoint("GET", P, list_pages, "List status pages", "pages", response=PageOut, many=True),
     Endpoint("POST", P, create_page, "Create a status page", "pages", PageIn, PageOut, status=201),
@@ -192,4 +231,27 @@ ENDPOINTS = [
         "PATCH", P + "/{id:int}", update_page, "Change a status page", "pages", PagePatch, PageOut
     ),
     Endpoint("DELETE", P + "/{id:int}", delete_page, "Delete a status page", "pages", status=204),
+    *(
+        endpoint
+        for role in ("logo", "favicon")
+        for endpoint in (
+            Endpoint(
+                "PUT",
+                f"{P}/{{id:int}}/{role}",
+                _image(role),
+                f"Upload the page's {role} (PNG, JPEG, GIF, WebP, SVG; a favicon also ICO)",
+                "pages",
+                response=PageOut,
+                raw_limit=limit_for(role),
+            ),
+            Endpoint(
+                "DELETE",
+                f"{P}/{{id:int}}/{role}",
+                _clear_image(role),
+                f"Remove the page's {role}",
+                "pages",
+                response=PageOut,
+            ),
+        )
+    ),
 ]

@@ -304,3 +304,22 @@ def test_the_openapi_document_matches_the_routes(api: Api) -> None:
         path = openapi_path(ep.path).replace("{id}", "1").replace("{update_id}", "1")
         answer = api.client.request(ep.method, path.replace("{name}", "x"))
         assert answer.status_code == 401, (ep.method, path)
+
+
+def test_a_page_logo_is_uploaded_checked_and_removed(api: Api) -> None:
+    from pathlib import Path
+
+    _, key = setup_team(api)
+    page = api.client.post("/api/v1/pages", json={"slug": "s", "name": "S"}, headers=key).json()
+    url = f"/api/v1/pages/{page['id']}/logo"
+    png = (Path(__file__).resolve().parents[2] / "examples" / "assets" / "logo.png").read_bytes()
+    uploaded = api.client.put(url, content=png, headers=key)
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["has_logo"] is True
+    bad = api.client.put(url, content=b"<html>no</html>", headers=key)
+    assert bad.status_code == 422 and "not a known image type" in bad.text
+    huge = api.client.put(url, content=b"\x89PNG\r\n\x1a\n" + b"0" * 600_000, headers=key)
+    assert huge.status_code == 413
+    ico = api.client.put(url.replace("logo", "favicon"), content=png, headers=key)
+    assert ico.json()["has_favicon"] is True
+    assert api.client.delete(url, headers=key).json()["has_logo"] is False

@@ -115,3 +115,53 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class RecordingServer:
+    """A real HTTP server on loopback that records every request and answers with the next
+    queued `(status, body)` (default 200 `{}`): the stand-in for SendGrid, Twilio, Slack or
+    a subscriber's webhook."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.requests: list[dict[str, object]] = []
+        self.answers: list[tuple[int, bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                outer.requests.append(
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
+                )
+                status, answer = outer.answers.pop(0) if outer.answers else (200, b"{}")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self._json = json
+
+    def answer(self, status: int, body: object = None) -> None:
+        self.answers.append((status, self._json.dumps(body if body is not None else {}).encode()))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -66,7 +66,7 @@ class AlertSourceSpec(Spec):
     type: str = Field(min_length=1, max_length=40)
     team: Key
     integration_key: str | None = Field(
-        default=None, min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
+        default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
     )
     signing_secret: str | None = Field(default=None, min_length=1, max_length=500)
     settings: dict[str, Any] = Field(default_factory=dict)

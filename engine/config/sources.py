@@ -35,6 +35,7 @@ def source_problems(
         for err in exc.errors(include_url=False):
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = str(msg).removeprefix("Value error, ")
             problems.append((("settings", *err["loc"]), f"settings.{name}: {msg}"))
         return problems
     return []

@@ -384,7 +384,7 @@ class MaintenanceOut(Out):
 # --- alert sources ---------------------------------------------------------------------------
 
 
-IntegrationKey = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+IntegrationKey = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class AlertSourceIn(Body):

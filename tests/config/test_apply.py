@@ -396,3 +396,83 @@ def test_a_rules_glob_outside_the_config_directory_is_an_error(
     path = write(tmp_path, TWO_TEAMS + "rules: [../*.yaml]\n")
     with pytest.raises(ConfigError, match="must stay inside the config file's directory"):
         apply_file(store, path)
+
+
+DESIGN_SAMPLE = """\
+teams:
+  - {key: platform}
+  - {key: acme, private: true}
+services:
+  - {key: api, name: Public API, group: Core, team: platform, description: REST and GraphQL}
+  - {key: db, name: Database, group: Core, team: platform}
+alert_sources:
+  - {key: kuma, name: Uptime Kuma, type: uptime-kuma, team: platform, integration_key: kuma-secret-123}
+  - {key: am, name: Prometheus Alertmanager, type: alertmanager, team: platform, rate_limit: 50/s}
+  - {key: graf, name: Grafana, type: grafana, team: platform, signing_secret: s3cret,
+     settings: {timestamp_header: X-Grafana-Alerting-Timestamp}}
+  - key: legacy
+    name: In-house monitor
+    type: generic
+    team: platform
+    enabled: true
+    settings:                   # JMESPath over the JSON body
+      alerts: "checks[]"        # optional: one event per element
+      status: "state == 'DOWN' && 'firing' || 'resolved'"
+      dedup_key: "id"
+      severity: "'critical'"
+      summary: "message"
+      labels: "{host: host, check: name}"
+channels:
+  - {key: platform-slack, team: platform, type: slack, url: https://hooks.slack.example/T000/B000/XXX}
+incident_templates:
+  - key: db-outage
+    team: platform
+    title: "Database degraded: {{ event.summary }}"
+    message: "We are investigating elevated errors on {{ service.name }}."
+    resolve_message: "The database has recovered."
+    status: investigating
+    services: {db: major_outage}
+maintenance_windows:
+  - {key: db-upgrade, team: platform, services: [db], start: 2026-12-01T22:00:00Z,
+     end: 2026-12-02T02:00:00Z, message: "Database upgrade", notify: true, on_end: replay}
+status_pages:
+  - slug: acme
+    name: ACME Status
+    type: public
+    teams: [platform]
+    services: [api, db]
+    time_zone: Europe/Berlin
+    custom_domain: status.acme.test
+    logo: assets/logo.png
+    favicon: assets/favicon.ico
+    active: true
+"""
+
+
+def test_the_design_documents_sample_applies_twice(store: Store, tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "examples" / "assets", tmp_path / "assets")
+    path = write(tmp_path, DESIGN_SAMPLE)
+    first = apply_file(store, path)
+    assert len(first.changes) == 12
+    assert "kuma-secret-123" in first.render()  # the webhook URL, printed on purpose
+    assert not apply_file(store, path).changed
+
+
+def test_generic_adapter_settings_are_checked_where_they_are(store: Store, tmp_path: Path) -> None:
+    text = TWO_TEAMS + (
+        "alert_sources:\n"
+        "  - key: legacy\n"
+        "    name: Legacy\n"
+        "    type: generic\n"
+        "    team: platform\n"
+        "    settings:\n"
+        '      status: "state =="\n'
+        "      dedup: id\n"
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        apply_file(store, path)
+    message = str(caught.value)
+    assert f"{path}:16:7: settings.status: " in message and "JMESPath" in message
+    assert f"{path}:17:7: settings.dedup: unknown field" in message
+    assert f"{path}:15:5: settings.dedup_key: Field required" in message

@@ -406,7 +406,8 @@ services:
   - {key: api, name: Public API, group: Core, team: platform, description: REST and GraphQL}
   - {key: db, name: Database, group: Core, team: platform}
 alert_sources:
-  - {key: kuma, name: Uptime Kuma, type: uptime-kuma, team: platform, integration_key: kuma-secret-123}
+  - {key: kuma, name: Uptime Kuma, type: uptime-kuma, team: platform,
+     integration_key: kuma-secret-123}
   - {key: am, name: Prometheus Alertmanager, type: alertmanager, team: platform, rate_limit: 50/s}
   - {key: graf, name: Grafana, type: grafana, team: platform, signing_secret: s3cret,
      settings: {timestamp_header: X-Grafana-Alerting-Timestamp}}

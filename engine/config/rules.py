@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,14 +43,28 @@ def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], li
     return sorted(found), errors, warnings
 
 
-def check_rules(files: Mapping[str, str], known: Mapping[str, TeamKeys]) -> None:
-    """Validate the rule texts ({path relative to the config file: text}) against the keys
-    each team has; `ConfigError` lists every problem as `file:line:column: [rule] message`."""
+def check_rules(
+    files: Mapping[str, str], known: Mapping[str, TeamKeys], paths: Sequence[Path] = ()
+) -> None:
+    """Validate the rule texts ({path relative to the config file: text}, read from `paths`)
+    against the keys each team has; `ConfigError` lists every problem as
+    `file:line:column: [rule] message`.
+
+    Uses the rules package's checker: `rules.load_rule_files` (contracts.md) when it exists,
+    else `rules.validate.check`; without the rules package only the YAML is checked.
+    """
+    try:
+        import rules
+    except ImportError:
+        _check_yaml(files)
+        return
+    if hasattr(rules, "load_rule_files"):
+        _check_with_loader(rules, paths, known)
+        return
     try:
         from rules.validate import Known, RulesInvalid, check
         from rules.validate import TeamKeys as RulesTeamKeys
     except ImportError:
-        # The rules package is not merged yet: check that the files are at least YAML.
         _check_yaml(files)
         return
     rules_known = Known(
@@ -67,6 +82,24 @@ def check_rules(files: Mapping[str, str], known: Mapping[str, TeamKeys]) -> None
         check(dict(files), rules_known)
     except RulesInvalid as exc:
         raise ConfigError("\n".join(str(p) for p in exc.problems)) from None
+
+
+def _check_with_loader(rules: Any, paths: Sequence[Path], known: Mapping[str, TeamKeys]) -> None:
+    rules_known = rules.Known(
+        teams={
+            team: rules.TeamKeys(
+                services=set(k.services),
+                templates=set(k.templates),
+                channels=set(k.channels),
+                sources=set(k.sources),
+            )
+            for team, k in known.items()
+        }
+    )
+    try:
+        rules.load_rule_files(list(paths), rules_known)
+    except rules.RuleErrors as exc:
+        raise ConfigError("\n".join(str(e) for e in exc.errors)) from None
 
 
 def _check_yaml(files: Mapping[str, str]) -> None:

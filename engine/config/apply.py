@@ -158,11 +158,13 @@ def _diff(
     if want.rule_files is not None:
         newest = conn.execute(
             sa.select(rule_sets.c.version, rule_sets.c.digest)
+            .where(rule_sets.c.active.is_(True))
             .order_by(rule_sets.c.version.desc())
             .limit(1)
         ).first()
         if newest is None or newest.digest != digest(want.rule_files):
-            version = (newest.version if newest else 0) + 1
+            top = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
+            version = int(top) + 1
             rule_change = Change("create", "rule set", f"version {version}")
     return changes, rule_change
 

@@ -7,7 +7,7 @@ references are kept as keys, so a dry run can plan without creating anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,21 +174,28 @@ def build(
     held = _read_store(conn)
     check = _Checker(config, loc, held, prune)
     want = Desired(kinds=check.kinds, teams_declared=check.teams_declared)
-    objects = want.objects
+    for kind, build_kind in KIND_BUILDERS:
+        want.objects[kind] = {}
+        build_kind(check, want, base)
+    if config.rules is not None:
+        _rules(check, want, base)
+    return want, check.errors
 
+
+def _teams(check: _Checker, want: Desired, base: Path) -> None:
     seen: dict[Any, int] = {}
-    objects["teams"] = {}
-    for i, team in enumerate(config.teams or []):
+    for i, team in enumerate(check.config.teams or []):
         check.unique("teams", team.key, seen, i)
-        objects["teams"][team.key] = {"name": team.name, "private": team.private}
+        want.objects["teams"][team.key] = {"name": team.name, "private": team.private}
 
-    objects["services"] = {}
-    seen = {}
-    for i, svc in enumerate(config.services or []):
+
+def _services(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
+    for i, svc in enumerate(check.config.services or []):
         check.team(("services", i, "team"), svc.team)
         check.unique("services", (svc.team, svc.key), seen, i)
         want.file_positions[(svc.team, svc.key)] = i
-        objects["services"][(svc.team, svc.key)] = {
+        want.objects["services"][(svc.team, svc.key)] = {
             "name": svc.name,
             "description": svc.description,
             "group": svc.group,
@@ -198,27 +205,29 @@ def build(
             "position": svc.position if svc.position is not None else KEEP,
         }
 
-    objects["channels"] = {}
-    seen = {}
-    for i, chan in enumerate(config.channels or []):
+
+def _channels(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
+    for i, chan in enumerate(check.config.channels or []):
         check.team(("channels", i, "team"), chan.team)
         check.unique("channels", (chan.team, chan.key), seen, i)
         _check_channel_type(check, i, chan.type)
-        objects["channels"][(chan.team, chan.key)] = {
+        want.objects["channels"][(chan.team, chan.key)] = {
             "type": chan.type,
             "config": chan.config(),
             "enabled": chan.enabled,
         }
 
-    objects["alert_sources"] = {}
-    seen = {}
+
+def _sources(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
     file_keys: dict[str, int] = {}
-    for i, src in enumerate(config.alert_sources or []):
+    for i, src in enumerate(check.config.alert_sources or []):
         check.team(("alert_sources", i, "team"), src.team)
         check.unique("alert_sources", (src.team, src.key), seen, i)
         _check_source(check, i, src.type, src.settings)
         if src.integration_key:
-            owner = held.integration_keys.get(src.integration_key)
+            owner = check.held.integration_keys.get(src.integration_key)
             if src.integration_key in file_keys:
                 check.error(("alert_sources", i, "integration_key"), "integration key used twice")
             elif owner is not None and owner != (src.team, src.key):
@@ -227,7 +236,7 @@ def build(
                     "integration key already belongs to another alert source",
                 )
             file_keys[src.integration_key] = i
-        objects["alert_sources"][(src.team, src.key)] = {
+        want.objects["alert_sources"][(src.team, src.key)] = {
             "name": src.name,
             "type": src.type,
             "integration_key": src.integration_key or KEEP,
@@ -237,9 +246,10 @@ def build(
             "enabled": src.enabled,
         }
 
-    objects["incident_templates"] = {}
-    seen = {}
-    for i, tpl in enumerate(config.incident_templates or []):
+
+def _templates(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
+    for i, tpl in enumerate(check.config.incident_templates or []):
         check.team(("incident_templates", i, "team"), tpl.team)
         check.unique("incident_templates", (tpl.team, tpl.key), seen, i)
         for key in tpl.services:
@@ -248,7 +258,7 @@ def build(
             problem = _template_syntax(getattr(tpl, name))
             if problem:
                 check.error(("incident_templates", i, name), f"template syntax: {problem}")
-        objects["incident_templates"][(tpl.team, tpl.key)] = {
+        want.objects["incident_templates"][(tpl.team, tpl.key)] = {
             "title": tpl.title,
             "message": tpl.message,
             "resolve_message": tpl.resolve_message,
@@ -256,14 +266,15 @@ def build(
             "services": {k: str(v) for k, v in tpl.services.items()},
         }
 
-    objects["maintenance_windows"] = {}
-    seen = {}
-    for i, win in enumerate(config.maintenance_windows or []):
+
+def _windows(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
+    for i, win in enumerate(check.config.maintenance_windows or []):
         check.team(("maintenance_windows", i, "team"), win.team)
         check.unique("maintenance_windows", (win.team, win.key), seen, i)
         for j, key in enumerate(win.services):
             check.reference(("maintenance_windows", i, "services", j), "services", win.team, key)
-        objects["maintenance_windows"][(win.team, win.key)] = {
+        want.objects["maintenance_windows"][(win.team, win.key)] = {
             "title": win.display_title,
             "message": win.message,
             "start": win.start,
@@ -273,10 +284,12 @@ def build(
             "services": sorted(set(win.services)),
         }
 
-    objects["status_pages"] = {}
-    seen = {}
+
+def _pages(check: _Checker, want: Desired, base: Path) -> None:
+    seen: dict[Any, int] = {}
     domains: dict[str, int] = {}
-    for i, page in enumerate(config.status_pages or []):
+    held = check.held
+    for i, page in enumerate(check.config.status_pages or []):
         check.unique("status_pages", page.slug, seen, i)
         for j, team_key in enumerate(page.teams):
             check.team(("status_pages", i, "teams", j), team_key)
@@ -313,33 +326,49 @@ def build(
             "hide_uptime": page.hide_uptime,
         }
         for role in ("logo", "favicon"):
-            name = getattr(page, role)
-            fields[role] = None
-            if name is None:
-                continue
-            try:
-                asset = asset_files.check(_inside(base, name), role=role)
-            except ValueError as exc:
-                check.error(("status_pages", i, role), str(exc))
-                continue
-            want.assets[asset.sha256] = asset
-            fields[role] = asset.sha256
-        objects["status_pages"][page.slug] = fields
+            fields[role] = _asset(check, want, base, i, role, getattr(page, role))
+        want.objects["status_pages"][page.slug] = fields
 
-    if config.rules is not None:
-        paths, problems, want.warnings = find_rule_files(base, config.rules)
-        for problem in problems:
-            check.error(("rules",), problem)
-        want.rule_paths = paths
-        files: dict[str, str] = {}
-        for path in paths:
-            try:
-                files[path.relative_to(base).as_posix()] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                check.error(("rules",), f"cannot read rule file {str(path)!r}: {exc}")
-        want.rule_files = files
-        want.known = _known(check, config, held)
-    return want, check.errors
+
+def _asset(
+    check: _Checker, want: Desired, base: Path, i: int, role: str, name: str | None
+) -> str | None:
+    """The checked file's SHA-256 (kept in `want.assets`), or None."""
+    if name is None:
+        return None
+    try:
+        asset = asset_files.check(_inside(base, name), role=role)
+    except ValueError as exc:
+        check.error(("status_pages", i, role), str(exc))
+        return None
+    want.assets[asset.sha256] = asset
+    return asset.sha256
+
+
+def _rules(check: _Checker, want: Desired, base: Path) -> None:
+    paths, problems, want.warnings = find_rule_files(base, check.config.rules or [])
+    for problem in problems:
+        check.error(("rules",), problem)
+    want.rule_paths = paths
+    files: dict[str, str] = {}
+    for path in paths:
+        try:
+            files[path.relative_to(base).as_posix()] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            check.error(("rules",), f"cannot read rule file {str(path)!r}: {exc}")
+    want.rule_files = files
+    want.known = _known(check, check.config, check.held)
+
+
+KIND_BUILDERS: list[tuple[str, Callable[[_Checker, Desired, Path], None]]] = [
+    ("teams", _teams),
+    ("services", _services),
+    ("channels", _channels),
+    ("alert_sources", _sources),
+    ("incident_templates", _templates),
+    ("maintenance_windows", _windows),
+    ("status_pages", _pages),
+]
 
 
 def _inside(base: Path, name: str) -> Path:

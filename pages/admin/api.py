@@ -113,6 +113,9 @@ def route(endpoint: Endpoint) -> Route:
         who = require_principal(request)
         if endpoint.admin and not who.admin:
             raise HTTPException(403, "this needs an admin API key (beacon apikey create --admin)")
+        if endpoint.method != "GET" and who.role == "stakeholder":
+            # Stakeholders read their teams' pages; they change nothing.
+            raise HTTPException(403, "stakeholders have read-only access")
         ids: dict[str, int] = {}
         names: dict[str, str] = {}
         for name, value in request.path_params.items():

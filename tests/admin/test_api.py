@@ -13,6 +13,7 @@ from starlette.routing import Route
 from engine.tables import audit_log, deadlines, services
 from pages.admin import ENDPOINTS
 from pages.admin.openapi import openapi_path
+from pages.auth import principal_for_user
 from workers.jobs import handle_override_expiry
 
 from .conftest import Api
@@ -323,3 +324,24 @@ def test_a_page_logo_is_uploaded_checked_and_removed(api: Api) -> None:
     ico = api.client.put(url.replace("logo", "favicon"), content=png, headers=key)
     assert ico.json()["has_favicon"] is True
     assert api.client.delete(url, headers=key).json()["has_logo"] is False
+
+
+def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
+    from engine.accounts import create_user
+
+    _, key = setup_team(api)
+    svc = api.client.post("/api/v1/services", json={"key": "db", "name": "DB"}, headers=key).json()
+    user_id = create_user(api.store, "viewer@example.com", role="stakeholder", teams=["platform"])
+    principal = principal_for_user(api.store, user_id)
+    assert principal is not None
+
+    async def as_user(request: Request) -> Response:
+        request.session["user_id"] = user_id
+        return Response()
+
+    app = api.client.app
+    app.router.routes.insert(0, Route("/test-login", as_user, methods=["POST"]))  # type: ignore[attr-defined]
+    api.client.post("/test-login")
+    assert api.client.get(f"/api/v1/services/{svc['id']}").status_code == 200
+    changed = api.client.patch(f"/api/v1/services/{svc['id']}", json={"name": "x"})
+    assert changed.status_code == 403

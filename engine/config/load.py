@@ -46,6 +46,9 @@ def read_config(path: Path) -> tuple[ConfigFile, Locations]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{name}:1:1: the config file must be a mapping of kinds to lists")
+    # Top-level `x-...` keys are free for YAML anchors (`x-defaults: &d {team: platform}`),
+    # as in Compose files; everything else must be a known kind.
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         return ConfigFile.model_validate(data), locations
     except ValidationError as exc:

@@ -57,23 +57,31 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        self.loader.flatten_mapping(node)  # resolves `<<` merge keys, placing them first
+        merged = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        seen: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.build(key_node, (*path, "<key>"))
             if not isinstance(key, str | int | bool | float) or key is None:
                 line, column = _mark(key_node)
                 self.errors.append(f"{self.locations.filename}:{line}:{column}: keys must be text")
                 continue
             key = str(key) if not isinstance(key, str) else key
-            if key in result:
-                line, column = _mark(key_node)
-                self.errors.append(
-                    f"{self.locations.filename}:{line}:{column}: duplicate key {key!r}"
-                )
-                continue
+            if index >= merged:
+                # A key written twice is an error; a key overriding a merged one is the point
+                # of `<<`.
+                if key in seen:
+                    line, column = _mark(key_node)
+                    self.errors.append(
+                        f"{self.locations.filename}:{line}:{column}: duplicate key {key!r}"
+                    )
+                    continue
+                seen.add(key)
+            elif key in result:
+                continue  # an earlier merged mapping wins over a later one, as in YAML
             # The key's own position: "unknown field 'stauts'" points at the key itself.
-            self.locations.values[(*path, key)] = _mark(key_node)
             result[key] = self.build(value_node, (*path, key))
             self.locations.values[(*path, key)] = _mark(key_node)
         self.locations.values.pop((*path, "<key>"), None)

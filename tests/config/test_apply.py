@@ -477,3 +477,17 @@ def test_generic_adapter_settings_are_checked_where_they_are(store: Store, tmp_p
     assert f"{path}:16:7: settings.status: " in message and "JMESPath" in message
     assert f"{path}:17:7: settings.dedup: unknown field" in message
     assert f"{path}:15:5: settings.dedup_key: Field required" in message
+
+
+def test_anchors_and_merge_keys_shorten_a_file(store: Store, tmp_path: Path) -> None:
+    text = (
+        "x-core: &core {team: platform, group: Core}\n"
+        "teams: [{key: platform}]\n"
+        "services:\n"
+        "  - {<<: *core, key: api, name: API}\n"
+        "  - {<<: *core, key: cdn, name: CDN, group: Edge}\n"
+    )
+    apply_file(store, write(tmp_path, text))
+    with store.read() as conn:
+        groups = dict(conn.execute(sa.select(services.c.key, services.c.group_name)).all())
+    assert groups == {"api": "Core", "cdn": "Edge"}

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from engine import crud
 from engine.db import Store
-from engine.errors import NotFoundError
+from engine.errors import ConflictError, NotFoundError
 from engine.tables import teams
 from pages.auth import Principal, require_principal
 from pages.errors import FieldErrors, parse_json
@@ -133,7 +133,11 @@ def route(endpoint: Endpoint) -> Route:
         elif endpoint.body:
             body = await parse_json(request, endpoint.body)
         ctx = Ctx(request, who, request.app.state.store, body, ids, names)
-        result = await run_in_threadpool(endpoint.handler, ctx)
+        try:
+            result = await run_in_threadpool(endpoint.handler, ctx)
+        except sa.exc.IntegrityError:
+            # A unique key taken by a concurrent request between our check and our insert.
+            raise ConflictError("the change conflicts with an existing object") from None
         if ctx.nudge:
             runtime = getattr(request.app.state, "runtime", None)
             if runtime is not None:

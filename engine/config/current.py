@@ -19,7 +19,9 @@ from ..tables import (
     page_teams,
     services,
     status_pages,
+    team_members,
     teams,
+    users,
 )
 
 
@@ -35,11 +37,22 @@ def read(conn: Connection) -> Current:
     now = Current()
     team_key: dict[int, str] = {}
     now.objects["teams"], now.ids["teams"] = {}, {}
+    emails: dict[int, list[str]] = {}
+    for team_id, email in conn.execute(
+        sa.select(team_members.c.team_id, users.c.email).join(
+            users, users.c.id == team_members.c.user_id
+        )
+    ):
+        emails.setdefault(team_id, []).append(email)
     for row in conn.execute(sa.select(teams)):
         team_key[row.id] = row.key
         now.team_ids[row.key] = row.id
         now.ids["teams"][row.key] = row.id
-        now.objects["teams"][row.key] = {"name": row.name, "private": bool(row.private)}
+        now.objects["teams"][row.key] = {
+            "name": row.name,
+            "private": bool(row.private),
+            "members": sorted(emails.get(row.id, [])),
+        }
 
     service_ident: dict[int, tuple[str, str]] = {}
     _scoped(now, "services")

@@ -22,6 +22,7 @@ from ..tables import (
     services,
     status_pages,
     teams,
+    users,
 )
 from . import assets as asset_files
 from .models import ConfigFile, declared_kinds
@@ -61,6 +62,7 @@ class _Store:
     integration_keys: dict[str, tuple[str, str]]  # key -> (team, source key)
     activated: dict[str, str]  # slug -> type, for pages activated once
     source_types: dict[tuple[str, str], str]  # (team, key) -> adapter type
+    users: set[str]  # emails
 
 
 def _read_store(conn: Connection) -> _Store:
@@ -103,6 +105,7 @@ def _read_store(conn: Connection) -> _Store:
         integration_keys={s.integration_key: (team_key[s.team_id], s.key) for s in sources},
         activated={p.slug: p.type for p in pages if p.activated_at is not None},
         source_types={(team_key[s.team_id], s.key): s.type for s in sources},
+        users=set(conn.execute(sa.select(users.c.email)).scalars()),
     )
 
 
@@ -186,7 +189,17 @@ def _teams(check: _Checker, want: Desired, base: Path) -> None:
     seen: dict[Any, int] = {}
     for i, team in enumerate(check.config.teams or []):
         check.unique("teams", team.key, seen, i)
-        want.objects["teams"][team.key] = {"name": team.name, "private": team.private}
+        fields: dict[str, Any] = {"name": team.name, "private": team.private}
+        if team.members is not None:
+            emails = [m.strip().lower() for m in team.members]
+            for j, email in enumerate(emails):
+                if email not in check.held.users:
+                    check.error(
+                        ("teams", i, "members", j),
+                        f"no user {email!r} (create it with `beacon user create`)",
+                    )
+            fields["members"] = sorted(set(emails))
+        want.objects["teams"][team.key] = fields
 
 
 def _services(check: _Checker, want: Desired, base: Path) -> None:

@@ -49,6 +49,8 @@ class TeamSpec(Spec):
     key: Key
     name: str = Field(default="", max_length=200)
     private: bool = False
+    #: Emails of existing users (`beacon user create`); left out, membership is not managed.
+    members: list[Annotated[str, Field(min_length=3, max_length=320)]] | None = None
 
 
 class ServiceSpec(Spec):

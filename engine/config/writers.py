@@ -24,7 +24,9 @@ from ..tables import (
     page_teams,
     services,
     status_pages,
+    team_members,
     teams,
+    users,
     utcnow,
 )
 from . import current
@@ -77,8 +79,17 @@ def _upsert(ctx: Context, kind: str, table: sa.Table, ident: Any, values: dict[s
 
 
 def _write_team(ctx: Context, ident: str, fields: dict[str, Any], change: Change) -> None:
-    row_id = _upsert(ctx, "teams", teams, ident, {"key": ident, **fields})
+    values = {"key": ident, "name": fields["name"], "private": fields["private"]}
+    row_id = _upsert(ctx, "teams", teams, ident, values)
     ctx.now.team_ids[ident] = row_id
+    if "members" in fields:
+        ctx.conn.execute(team_members.delete().where(team_members.c.team_id == row_id))
+        user_ids = ctx.conn.execute(
+            sa.select(users.c.id).where(users.c.email.in_(fields["members"]))
+        ).scalars()
+        rows = [{"team_id": row_id, "user_id": uid} for uid in user_ids]
+        if rows:
+            ctx.conn.execute(team_members.insert(), rows)
 
 
 def _write_service(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:

@@ -491,3 +491,21 @@ def test_anchors_and_merge_keys_shorten_a_file(store: Store, tmp_path: Path) -> 
     with store.read() as conn:
         groups = dict(conn.execute(sa.select(services.c.key, services.c.group_name)).all())
     assert groups == {"api": "Core", "cdn": "Edge"}
+
+
+def test_team_members_are_declared_by_email(store: Store, tmp_path: Path) -> None:
+    from engine.accounts import create_user
+
+    create_user(store, "ana@example.com", role="stakeholder")
+    create_user(store, "bo@example.com", role="responder")
+    text = "teams:\n  - {key: acme, private: true, members: [Ana@example.com]}\n"
+    apply_file(store, write(tmp_path, text))
+    assert not apply_file(store, write(tmp_path, text)).changed
+    both = text.replace("[Ana@example.com]", "[ana@example.com, bo@example.com]")
+    plan = apply_file(store, write(tmp_path, both))
+    assert plan.changes[0].fields == {
+        "members": (["ana@example.com"], ["ana@example.com", "bo@example.com"])
+    }
+    path = write(tmp_path, text.replace("Ana@", "nobody@"))
+    with pytest.raises(ConfigError, match=rf"{path}:2:42: no user 'nobody@example.com'"):
+        apply_file(store, path)

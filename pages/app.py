@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import badge, embed, feeds, health, public, statuspage_api, tls
+from . import admin, badge, embed, feeds, health, public, statuspage_api, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
 from .page_access import OneVary
@@ -70,6 +70,7 @@ def all_routes() -> list[BaseRoute]:
     # Page routes go last: root-served custom-domain routes must not shadow the others.
     return [
         *health.routes,
+        *admin.routes,
         *tls.routes,
         *statuspage_api.routes,
         *feeds.routes,

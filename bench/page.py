@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import migrate  # noqa: E402
+from engine.accounts import create_api_key  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from pages import documents, render  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -112,25 +113,30 @@ def render_times(rt: Runtime, page_id: int, rounds: int = 15) -> tuple[list[floa
     return times, size
 
 
-def change_latency(rt: Runtime, base: str, service_ids: list[int], count: int) -> list[float]:
-    """Seconds from committing a status change (with its outbox row, as a rule's action
-    does) to `GET /p/{slug}/` answering a new ETag, changes spaced past the render interval."""
+def change_latency(base: str, key: str, service_ids: list[int], count: int) -> list[float]:
+    """Seconds from sending a status change (a manual override over the admin API, which
+    commits it with its outbox row and wakes the dispatcher, as the webhook intake does) to
+    `GET /p/{slug}/` answering a new ETag; changes spaced past the render interval."""
     statuses = ["major_outage", "operational"]
     latencies = []
-    with httpx.Client(base_url=base, timeout=5) as client:
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, timeout=10) as client:
         for n in range(count):
             etag = client.get(PATHS["page"]).headers["etag"]
             time.sleep(render.RENDER_INTERVAL + 0.1)
+            # Each service goes down, then back up: every change is a real change.
+            sid = service_ids[(n // 2) % len(service_ids)]
             started = time.perf_counter()
-            with rt.store.begin() as conn:
-                # Each service goes down, then back up: every change is a real change.
-                sid = service_ids[(n // 2) % len(service_ids)]
-                factory.set_status(conn, sid, statuses[n % 2], datetime.now(UTC))
+            answer = client.put(
+                f"/api/v1/services/{sid}/override", json={"status": statuses[n % 2]}, headers=auth
+            )
+            if answer.status_code != 200:
+                raise SystemExit(f"override: {answer.status_code} {answer.text}")
             give_up = started + 30
             while client.get(PATHS["page"]).headers["etag"] == etag:
                 if time.perf_counter() > give_up:
                     raise SystemExit(f"change {n} did not show within 30 s")
-                time.sleep(0.005)
+                time.sleep(0.002)
             latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -154,6 +160,7 @@ def main() -> int:
     with rt.store.begin() as conn:
         ids = factory.big_page(conn, datetime.now(UTC), services_count=50, incidents_count=3)
     page_id: int = ids["page"]  # type: ignore[assignment]
+    admin_key = create_api_key(rt.store, name="bench", admin=True)
 
     times, size = render_times(rt, page_id)
     print(f"page: 50 services x 90 days, 3 incidents; HTML {size / 1024:.1f} KB")
@@ -220,12 +227,12 @@ def main() -> int:
             )
 
         if args.changes:
-            latencies = change_latency(rt, base, ids["services"], args.changes)  # type: ignore[arg-type]
+            latencies = change_latency(base, admin_key, ids["services"], args.changes)  # type: ignore[arg-type]
             print(
-                f"\nstatus change -> page shows it ({len(latencies)} changes, another process "
-                f"writing, so the dispatcher finds them on its 0.25 s tick): "
+                f"\nstatus change over HTTP -> page shows it ({len(latencies)} changes): "
                 f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-                f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms"
+                f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
+                f"max {max(latencies) * 1000:.0f} ms"
             )
     finally:
         if nginx is not None:

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from engine import migrate
+from engine.accounts import create_api_key
 from engine.db import Store, create_store
 from engine.settings import Settings
 from engine.tables import services
@@ -48,6 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stor
     migrate.upgrade(store)
     with store.begin() as conn:
         ids = factory.big_page(conn, datetime.now(UTC), services_count=12, incidents_count=3)
+    ids["admin_key"] = create_api_key(store, name="browser-test", admin=True)
     try:
         with serve(data) as base:
             yield base, store, ids
@@ -90,10 +93,17 @@ def test_the_page_shows_services_and_follows_a_change_live(served: Any, browser:
     page.wait_for_timeout(500)
 
     target = ids["services"][4]
-    started = time.perf_counter()
-    with store.begin() as conn:
-        factory.set_status(conn, target, "major_outage", datetime.now(UTC))
+    with store.read() as conn:
         name = conn.execute(sa.select(services.c.name).where(services.c.id == target)).scalar()
+    # The change arrives over HTTP (a manual override on the admin API) and travels the
+    # same way a webhook's does: committed with its outbox row, then rendered by workers.
+    started = time.perf_counter()
+    answer = httpx.put(
+        f"{base}/api/v1/services/{target}/override",
+        json={"status": "major_outage"},
+        headers={"Authorization": f"Bearer {ids['admin_key']}"},
+    )
+    assert answer.status_code == 200, answer.text
     page.wait_for_function(
         "name => [...document.querySelectorAll('.c')].some(c =>"
         " c.querySelector('.n').textContent === name &&"

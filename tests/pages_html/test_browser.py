@@ -143,9 +143,12 @@ def test_axe_finds_no_serious_violations(served: Any, browser: Any, scheme: str)
     page.screenshot(path=str(ARTIFACTS / f"page-{scheme}.png"), full_page=True)
     assert serious_violations(page) == []
     phone = browser.new_page(color_scheme=scheme, viewport={"width": 375, "height": 800})
-    phone.goto(f"{base}/p/acme/history")
-    phone.screenshot(path=str(ARTIFACTS / f"history-{scheme}-phone.png"), full_page=True)
-    assert serious_violations(phone) == []
+    for path, shot in (("", "page"), ("history", "history")):
+        phone.goto(f"{base}/p/acme/{path}")
+        phone.screenshot(path=str(ARTIFACTS / f"{shot}-{scheme}-phone.png"), full_page=True)
+        assert serious_violations(phone) == []
+        # Responsive: nothing wider than the phone's screen.
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 375
     page.close()
     phone.close()
 

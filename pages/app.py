@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import admin, badge, embed, feeds, health, public, statuspage_api, tls
+from . import admin, badge, embed, fastpath, feeds, health, public, statuspage_api, tls
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
 from .page_access import OneVary
@@ -105,8 +105,8 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
         # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on
         # a page's host nothing else, not even the fast path, answers for another page.
         Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
-        # Cached public pages are answered before everything else (pages/public.py).
-        Middleware(public.FastPages),
+        # Cached public pages are answered before everything else (pages/fastpath.py).
+        Middleware(fastpath.FastPages),
         Middleware(AccessLog),
         Middleware(OneVary),
         Middleware(

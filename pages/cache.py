@@ -72,6 +72,25 @@ class Entry:
         return self.documents.get(name)
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether the client takes gzip (`gzip;q=0` is a refusal)."""
+    if not accept_encoding:
+        return False
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def not_modified(if_none_match: str | None, if_modified_since: str | None, doc: Document) -> bool:
+    """RFC 9110: If-None-Match wins; a weak match counts for GET."""
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or doc.etag in tags or doc.gzip_etag in tags
+    return if_modified_since is not None and if_modified_since == doc.last_modified
+
+
 def http_date(at: datetime) -> str:
     return format_datetime(at.astimezone(UTC).replace(microsecond=0), usegmt=True)
 

@@ -19,8 +19,8 @@ Renderer = Callable[[PageSnapshot], bytes]
 
 #: Document name -> "module:function". Other parts add their documents here, one line each.
 RENDERERS: dict[str, str] = {
-    "index.html": "pages.public:render_index",
-    "history": "pages.public:render_history",
+    "index.html": "pages.html:render_index",
+    "history": "pages.html:render_history",
     "api/v2/summary.json": "pages.statuspage_api:render_summary",
     "api/v2/status.json": "pages.statuspage_api:render_status",
     "api/v2/components.json": "pages.statuspage_api:render_components",

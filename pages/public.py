@@ -1,25 +1,22 @@
-"""The status page in HTML: the page, the archive, incident permalinks, live updates, assets.
+"""The status page's routes: the page, the archive, incident permalinks, live updates, assets.
 
 The page (`index.html`) and the first archive page (`history`) are documents of the page
-cache (`pages.documents`), rendered by workers; routes answer them from the cache with
-ETag and Last-Modified. Older archive pages and permalinks render on request. Every page
-route asks `_entry`, the one call site of the access check (`engine.access` through
-`pages.page_access.guard`).
+cache (`pages.documents`), rendered by workers (`pages.html`); routes answer them from the
+cache with ETag and Last-Modified. Older archive pages and permalinks render on request.
+Every page route asks `_entry`, the one call site of the access check (`engine.access`
+through `pages.page_access.guard`). Cached public pages are usually answered before these
+routes, by `pages.fastpath`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,203 +24,24 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from engine import pagedata
-from engine.models import ServiceStatus
-from engine.pagedata import Incident, PageSnapshot
 from engine.tables import assets, status_pages, utcnow
 
-from .cache import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, Document, Entry, for_runtime
+from .cache import (
+    PRIVATE_CACHE_CONTROL,
+    PUBLIC_CACHE_CONTROL,
+    Document,
+    Entry,
+    accepts_gzip,
+    for_runtime,
+    not_modified,
+)
+from .html import ARCHIVE_PAGE, render_archive, render_incident
 from .render import cold_render
 
-HERE = Path(__file__).parent
-
-
-def _compact(text: str, comment: str) -> str:
-    """The asset without indentation and whole-line comments: every page carries it inline."""
-    lines = (line.strip() for line in text.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith(comment))
-
-
-CSS = _compact((HERE / "static" / "page.css").read_text(), "/*")
-JS = _compact((HERE / "static" / "page.js").read_text(), "//")
 #: How often an open live-update stream looks at the page's cache version.
 LIVE_POLL_SECONDS = 0.25
 LIVE_KEEPALIVE_SECONDS = 15.0
 ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"
-ARCHIVE_PAGE = 25
-
-STATUS_CODES = {
-    ServiceStatus.OPERATIONAL: "o",
-    ServiceStatus.UNDER_MAINTENANCE: "m",
-    ServiceStatus.DEGRADED: "d",
-    ServiceStatus.PARTIAL_OUTAGE: "p",
-    ServiceStatus.MAJOR_OUTAGE: "x",
-}
-STATUS_NAMES = {
-    ServiceStatus.OPERATIONAL: "Operational",
-    ServiceStatus.UNDER_MAINTENANCE: "Under Maintenance",
-    ServiceStatus.DEGRADED: "Degraded Performance",
-    ServiceStatus.PARTIAL_OUTAGE: "Partial Outage",
-    ServiceStatus.MAJOR_OUTAGE: "Major Outage",
-}
-
-
-# --- rendering ------------------------------------------------------------------------------
-
-
-def _local(dt: datetime, page: pagedata.PageInfo) -> str:
-    local = dt.astimezone(pagedata.page_tz(page.time_zone))
-    return local.strftime("%b %d, %Y %H:%M ") + (local.tzname() or "")
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(
-        iso=lambda dt: dt.isoformat(),
-        local=_local,
-        longdate=lambda d: d.strftime("%b %d, %Y"),
-        code=lambda s: STATUS_CODES[ServiceStatus(s)],
-        status_name=lambda s: STATUS_NAMES[ServiceStatus(s)],
-        incident_status=lambda s: str(s).replace("_", " ").capitalize(),
-        maintenance_status=lambda s: str(s).replace("_", " ").capitalize(),
-    )
-    return env
-
-
-ENV = _environment()
-
-
-@dataclass(frozen=True)
-class Bars:
-    """A component's uptime bar, compact: one letter per day, details only where needed."""
-
-    codes: str
-    #: "day index:uptime:incident ids" for days below 100 % or with incidents, ";"-joined.
-    extra: str
-    #: (code, days) runs, drawn without JavaScript.
-    runs: tuple[tuple[str, int], ...]
-    uptime: str
-
-
-def pct(value: float | None) -> str:
-    if value is None:
-        return "no data"
-    text = f"{value * 100:.2f}".rstrip("0").rstrip(".")
-    return f"{text}%"
-
-
-def bars(component: pagedata.Component) -> Bars:
-    codes, extra = [], []
-    for index, day in enumerate(component.uptime_days):
-        codes.append(STATUS_CODES[day.worst] if day.worst else "n")
-        below = day.uptime is not None and day.uptime < 0.99995
-        if below or day.incidents:
-            up = "" if day.uptime is None else pct(day.uptime)[:-1]
-            ids = ",".join(i.public_id for i in day.incidents)
-            extra.append(f"{index}:{up}:{ids}")
-    runs: list[tuple[str, int]] = []
-    for code in codes:
-        if runs and runs[-1][0] == code:
-            runs[-1] = (code, runs[-1][1] + 1)
-        else:
-            runs.append((code, 1))
-    return Bars("".join(codes), ";".join(extra), tuple(runs), pct(component.uptime))
-
-
-@dataclass(frozen=True)
-class _LayoutItem:
-    group: pagedata.Group | None
-    components: tuple[pagedata.Component, ...]
-
-
-def _layout(snap: PageSnapshot) -> list[_LayoutItem]:
-    """Groups and ungrouped components in page order (a group sits at its first member)."""
-    items: list[_LayoutItem] = []
-    groups = {g.public_id: g for g in snap.groups}
-    placed: set[str] = set()
-    for c in snap.components:
-        if c.group_id is None:
-            items.append(_LayoutItem(None, (c,)))
-        elif c.group_id not in placed:
-            placed.add(c.group_id)
-            group = groups[c.group_id]
-            items.append(_LayoutItem(group, snap.in_group(group)))
-    return items
-
-
-def _context(snap: PageSnapshot, root: str) -> dict[str, Any]:
-    return {
-        "snap": snap,
-        "page": snap.page,
-        "status": snap.status,
-        "root": root,
-        "css": CSS,
-        "js": JS,
-        "names": {c.public_id: c.name for c in snap.components},
-    }
-
-
-def _titles(snap: PageSnapshot) -> str:
-    found = {
-        i.public_id: i.title for c in snap.components for d in c.uptime_days for i in d.incidents
-    }
-    # Inside <script> no "<" may appear, whatever the titles say ("</script>", "<!--").
-    return json.dumps(found, ensure_ascii=False).replace("<", "\\u003c")
-
-
-def _days_back(snap: PageSnapshot, days: int) -> list[tuple[date, list[Incident]]]:
-    tz = snap.tz
-    today = snap.generated_at.astimezone(tz).date()
-    by_day: dict[date, list[Incident]] = {}
-    for incident in snap.history(days):
-        by_day.setdefault(incident.started_at.astimezone(tz).date(), []).append(incident)
-    return [(d, by_day.get(d, [])) for d in (today - timedelta(n) for n in range(days))]
-
-
-def render_index(snap: PageSnapshot) -> bytes:
-    """The status page's HTML (document `index.html`)."""
-    context = _context(snap, "")
-    context.update(
-        layout=_layout(snap),
-        bars={c.public_id: bars(c) for c in snap.components},
-        d0=snap.uptime_days[0].isoformat() if snap.uptime_days else "",
-        titles=_titles(snap),
-        history=_days_back(snap, pagedata.HISTORY_DAYS),
-    )
-    return ENV.get_template("page/index.html").render(context).encode()
-
-
-def _months(snap: PageSnapshot, found: Iterable[Incident]) -> list[tuple[str, list[Incident]]]:
-    months: dict[str, list[Incident]] = {}
-    for incident in found:
-        months.setdefault(incident.started_at.astimezone(snap.tz).strftime("%B %Y"), []).append(
-            incident
-        )
-    return list(months.items())
-
-
-def render_archive(snap: PageSnapshot, found: tuple[Incident, ...], more: bool) -> bytes:
-    context = _context(snap, "")
-    older = found[-1].started_at.isoformat() if more and found else ""
-    context.update(months=_months(snap, found), older=older)
-    return ENV.get_template("page/history.html").render(context).encode()
-
-
-def render_history(snap: PageSnapshot) -> bytes:
-    """The archive's first page (document `history`): the newest incidents, by month."""
-    found = snap.incidents[:ARCHIVE_PAGE]
-    return render_archive(snap, found, len(snap.incidents) > ARCHIVE_PAGE)
-
-
-def render_incident(snap: PageSnapshot, incident: Incident) -> bytes:
-    context = _context(snap, "../")
-    context.update(item=incident)
-    return ENV.get_template("page/incident.html").render(context).encode()
-
 
 # --- serving --------------------------------------------------------------------------------
 
@@ -309,25 +127,6 @@ def document_response(request: Request, doc: Document, *, public: bool = True) -
     if request.method == "HEAD":
         response.headers["content-length"] = str(len(full))
     return response
-
-
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether the client takes gzip (`gzip;q=0` is a refusal)."""
-    if not accept_encoding:
-        return False
-    for item in accept_encoding.lower().split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
-
-
-def not_modified(if_none_match: str | None, if_modified_since: str | None, doc: Document) -> bool:
-    """RFC 9110: If-None-Match wins; a weak match counts for GET."""
-    if if_none_match is not None:
-        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-        return "*" in tags or doc.etag in tags or doc.gzip_etag in tags
-    return if_modified_since is not None and if_modified_since == doc.last_modified
 
 
 async def cached_page(request: Request, name: str) -> Response:
@@ -459,110 +258,3 @@ routes: list[BaseRoute] = [
     Route("/p/{slug}/live", page_live, methods=["GET"]),
     Route("/p/{slug}/assets/{digest}", page_asset, methods=["GET", "HEAD"]),
 ]
-
-
-# --- the fast path ------------------------------------------------------------------------------
-
-
-class FastPages:
-    """Answers GETs of cached public page documents before routing and the other middleware.
-
-    A public page is the same for everyone, so an anonymous hit needs nothing but the cache:
-    this is what lets one process serve pages near a static file server's speed. Anything
-    else (query strings, private or inactive pages, cache misses, other paths) goes on to
-    the app unchanged. Fast-path hits are not in the access log.
-
-    Inside the app's middleware (after `pages.hosts` has mapped a page host's paths) it
-    needs no arguments. Wrapped around the whole app (`outermost`), it answers only for
-    Beacon's own host names, since on a page's host `/p/<other>/` must stay a 404.
-    """
-
-    def __init__(
-        self, app: Any, runtime: Any = None, own_hosts: frozenset[str] | None = None
-    ) -> None:
-        self.app = app
-        self.runtime = runtime
-        self.own_hosts = own_hosts
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] in ("GET", "HEAD")
-            and scope["path"].startswith("/p/")
-            and not scope.get("query_string")
-            and (self.own_hosts is None or _host(scope) in self.own_hosts)
-        ):
-            slug, slash, rest = scope["path"][3:].partition("/")
-            if slash:
-                rt = self.runtime or scope["app"].state.runtime
-                entry = for_runtime(rt).get(slug)
-                doc = entry.get(rest or "index.html") if entry and entry.public else None
-                if doc is not None:
-                    await _send_document(scope, send, doc)
-                    return
-        await self.app(scope, receive, send)
-
-
-def outermost(app: Any, runtime: Any) -> FastPages:
-    """`app` behind a fast path that runs before any of its middleware (`beacon serve`)."""
-    from .hosts import own_hosts
-
-    return FastPages(app, runtime, own_hosts(runtime.settings))
-
-
-def _host(scope: Any) -> str:
-    for name, value in scope["headers"]:
-        if name == b"host":
-            host: str = value.decode("latin-1").lower()
-            return host.rsplit(":", 1)[0] if not host.startswith("[") else host
-    return ""
-
-
-async def _send_document(scope: Any, send: Any, doc: Document) -> None:
-    inm = ims = encodings = None
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            inm = value.decode("latin-1")
-        elif name == b"if-modified-since":
-            ims = value.decode("latin-1")
-        elif name == b"accept-encoding":
-            encodings = value.decode("latin-1")
-    packed = doc.gzipped is not None and accepts_gzip(encodings)
-    if (inm is not None or ims is not None) and not_modified(inm, ims, doc):
-        headers = _validators(doc, packed)
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": _full_headers(doc, packed)}
-    )
-    body = (doc.gzipped if packed else doc.body) or b""
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
-
-@functools.lru_cache(maxsize=4096)
-def _validators(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
-    """The headers of a fast-path answer, built once per document (the hot path)."""
-    headers = [
-        (b"etag", (doc.gzip_etag if packed else doc.etag).encode()),
-        (b"last-modified", doc.last_modified.encode()),
-        (b"cache-control", PUBLIC_CACHE_CONTROL.encode()),
-        # Public pages' documents may be read from any origin (the v2 JSON is made for it).
-        (b"access-control-allow-origin", b"*"),
-    ]
-    if doc.gzipped is not None:
-        headers.append((b"vary", b"Accept-Encoding"))
-    return headers
-
-
-@functools.lru_cache(maxsize=4096)
-def _full_headers(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
-    body = doc.gzipped if packed and doc.gzipped is not None else doc.body
-    headers = [
-        *_validators(doc, packed),
-        (b"content-type", doc.content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if packed:
-        headers.append((b"content-encoding", b"gzip"))
-    return headers

@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     config = args.config or settings.config_path
     if config:
         _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
-    from pages.public import outermost
+    from pages.fastpath import outermost
 
     app = outermost(create_app(runtime, background=True), runtime)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"

@@ -189,7 +189,7 @@ def test_cached_pages_are_answered_before_routing(rt: Runtime, client: TestClien
 
 def test_the_outermost_fast_path_answers_only_on_beacons_own_hosts(rt: Runtime) -> None:
     from pages.app import create_app
-    from pages.public import outermost
+    from pages.fastpath import outermost
 
     seed(rt, services_count=1)
     with rt.store.begin() as conn:

@@ -1,0 +1,116 @@
+"""The fast path: cached public page documents answered before routing and middleware.
+
+A public page is the same for everyone, so an anonymous hit needs nothing but the page
+cache: this is what lets one process serve pages near a static file server's speed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .cache import PUBLIC_CACHE_CONTROL, Document, accepts_gzip, for_runtime, not_modified
+
+
+class FastPages:
+    """Answers GETs of cached public page documents before routing and the other middleware.
+
+    A public page is the same for everyone, so an anonymous hit needs nothing but the cache:
+    this is what lets one process serve pages near a static file server's speed. Anything
+    else (query strings, private or inactive pages, cache misses, other paths) goes on to
+    the app unchanged. Fast-path hits are not in the access log.
+
+    Inside the app's middleware (after `pages.hosts` has mapped a page host's paths) it
+    needs no arguments. Wrapped around the whole app (`outermost`), it answers only for
+    Beacon's own host names, since on a page's host `/p/<other>/` must stay a 404.
+    """
+
+    def __init__(
+        self, app: Any, runtime: Any = None, own_hosts: frozenset[str] | None = None
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.own_hosts = own_hosts
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and scope["path"].startswith("/p/")
+            and not scope.get("query_string")
+            and (self.own_hosts is None or _host(scope) in self.own_hosts)
+        ):
+            slug, slash, rest = scope["path"][3:].partition("/")
+            if slash:
+                rt = self.runtime or scope["app"].state.runtime
+                entry = for_runtime(rt).get(slug)
+                doc = entry.get(rest or "index.html") if entry and entry.public else None
+                if doc is not None:
+                    await _send_document(scope, send, doc)
+                    return
+        await self.app(scope, receive, send)
+
+
+def outermost(app: Any, runtime: Any) -> FastPages:
+    """`app` behind a fast path that runs before any of its middleware (`beacon serve`)."""
+    from .hosts import own_hosts
+
+    return FastPages(app, runtime, own_hosts(runtime.settings))
+
+
+def _host(scope: Any) -> str:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").lower()
+            return host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    return ""
+
+
+async def _send_document(scope: Any, send: Any, doc: Document) -> None:
+    inm = ims = encodings = None
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            inm = value.decode("latin-1")
+        elif name == b"if-modified-since":
+            ims = value.decode("latin-1")
+        elif name == b"accept-encoding":
+            encodings = value.decode("latin-1")
+    packed = doc.gzipped is not None and accepts_gzip(encodings)
+    if (inm is not None or ims is not None) and not_modified(inm, ims, doc):
+        headers = _validators(doc, packed)
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": _full_headers(doc, packed)}
+    )
+    body = (doc.gzipped if packed else doc.body) or b""
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+@functools.lru_cache(maxsize=4096)
+def _validators(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
+    """The headers of a fast-path answer, built once per document (the hot path)."""
+    headers = [
+        (b"etag", (doc.gzip_etag if packed else doc.etag).encode()),
+        (b"last-modified", doc.last_modified.encode()),
+        (b"cache-control", PUBLIC_CACHE_CONTROL.encode()),
+        # Public pages' documents may be read from any origin (the v2 JSON is made for it).
+        (b"access-control-allow-origin", b"*"),
+    ]
+    if doc.gzipped is not None:
+        headers.append((b"vary", b"Accept-Encoding"))
+    return headers
+
+
+@functools.lru_cache(maxsize=4096)
+def _full_headers(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
+    body = doc.gzipped if packed and doc.gzipped is not None else doc.body
+    headers = [
+        *_validators(doc, packed),
+        (b"content-type", doc.content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if packed:
+        headers.append((b"content-encoding", b"gzip"))
+    return headers

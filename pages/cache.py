@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -28,6 +29,7 @@ import redis
 PUBLIC_CACHE_CONTROL = "public, max-age=5, stale-while-revalidate=25"
 PRIVATE_CACHE_CONTROL = "private, no-store"
 GZIP_MIN = 1024
+WATCH_TTL = 0.2
 COMPRESSIBLE = ("text/", "application/json", "application/rss", "application/atom", "image/svg")
 
 
@@ -116,6 +118,8 @@ class PageCache(Protocol):
 
     def version(self, slug: str) -> int | None: ...
 
+    def watched_version(self, slug: str) -> int | None: ...
+
     def drop(self, slug: str) -> None: ...
 
     def drop_page(self, page_id: int) -> None: ...
@@ -135,6 +139,9 @@ class LocalCache:
     def version(self, slug: str) -> int | None:
         entry = self._entries.get(slug)
         return entry.version if entry else None
+
+    def watched_version(self, slug: str) -> int | None:
+        return self.version(slug)
 
     def put(self, entry: Entry) -> Entry:
         """Store `entry` unless a newer version is already there; returns what is stored."""
@@ -171,6 +178,7 @@ class RedisCache:
         self.redis = connection
         self.prefix = prefix
         self._memo: dict[str, Entry] = {}
+        self._watched: dict[str, tuple[int | None, float]] = {}
 
     def _key(self, slug: str) -> str:
         return f"{self.prefix}pagecache:{slug}"
@@ -181,6 +189,17 @@ class RedisCache:
     def version(self, slug: str) -> int | None:
         raw = self.redis.hget(self._key(slug), "version")
         return int(raw) if raw is not None else None
+
+    def watched_version(self, slug: str) -> int | None:
+        """The version for live-update streams: asked of Redis at most every `WATCH_TTL`
+        seconds per page and process, however many visitors have the page open."""
+        now = time.monotonic()
+        seen = self._watched.get(slug)
+        if seen is not None and seen[1] > now:
+            return seen[0]
+        version = self.version(slug)
+        self._watched[slug] = (version, now + WATCH_TTL)
+        return version
 
     def get(self, slug: str) -> Entry | None:
         version = self.version(slug)

@@ -202,7 +202,7 @@ async def page_live(request: Request) -> Response:
         seen: int | None = None
         idle = 0.0
         while True:
-            version = cache.version(slug)
+            version = cache.watched_version(slug)
             if version != seen:
                 seen = version
                 idle = 0.0

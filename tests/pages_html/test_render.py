@@ -205,7 +205,7 @@ def test_the_redis_cache_is_shared_between_processes(
         web.close()
 
 
-def test_live_updates_follow_the_cache_version(rt: Runtime) -> None:
+def test_the_local_cache_keeps_the_newest_render_and_follows_renames(rt: Runtime) -> None:
     local = cache.LocalCache()
     doc = cache.Document.make(b"x", "text/html", NOW)
     local.put(cache.Entry(1, "acme", 3, True, {"index.html": doc}))
@@ -266,3 +266,21 @@ def test_concurrent_cold_misses_render_once(rt: Runtime) -> None:
         t.join()
     assert len(results) == 6 and all(r is not None for r in results)
     assert render.render_count(rt, ids["page"]) == 1  # type: ignore[arg-type]
+
+
+def test_live_streams_ask_redis_at_most_every_fifth_of_a_second(
+    redis_prefix: str, settings: Settings
+) -> None:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    shared = cache.RedisCache(client, redis_prefix)
+    doc = cache.Document.make(b"x", "text/html", NOW)
+    shared.put(cache.Entry(1, "acme", 1, True, {"index.html": doc}))
+    assert shared.watched_version("acme") == 1
+    shared.put(cache.Entry(1, "acme", 2, True, {"index.html": doc}))
+    assert shared.watched_version("acme") == 1  # remembered for WATCH_TTL
+    assert shared.version("acme") == 2
+    time.sleep(cache.WATCH_TTL + 0.05)
+    assert shared.watched_version("acme") == 2
+    client.close()

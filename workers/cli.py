@@ -82,7 +82,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
-    from engine.config import apply_file
+    from workers.config import apply_file
 
     plan = apply_file(store, path, prune=prune, dry_run=dry_run, base_url=base_url)  # type: ignore[arg-type,unused-ignore]
     print(plan.render())

@@ -30,6 +30,7 @@ Handler = Callable[[Runtime, list[dict[str, Any]]], None]
 #: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
 HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
+    "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -1,0 +1,211 @@
+"""The durable event log: alert events stored once, handed to evaluation, purged when old.
+
+Every event is stored in the same transaction as the outbox row `evaluate` that hands its
+source's partition to the rules engine (contracts: intake -> rules), so an accepted event is
+evaluated even if the process dies right after answering. A retried delivery is recognised
+by its fingerprint (unique per source) and has no second effect: the existing row's id is
+returned instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from . import deadlines, outbox
+from .db import Store
+from .models import AlertEvent
+from .sources import Source, touch_last_event
+from .tables import alert_events, utcnow
+
+EVALUATE = "evaluate"
+PURGE_DEADLINE = "events.purge"
+PURGE_KEY = "daily"
+PURGE_EVERY = timedelta(days=1)
+#: Rows deleted per transaction when purging, so a purge never holds the write lock long.
+PURGE_CHUNK = 2000
+
+
+def fingerprint(event: AlertEvent) -> str:
+    """What makes a delivery of this event a retry: the tool's delivery id (with the alert's
+    dedup key and status, since one delivery may carry several alerts), or else its dedup
+    key, status and the tool's own time. The source is the other half of the unique key."""
+    if event.delivery_id:
+        parts = ["delivery", event.delivery_id, event.dedup_key, event.status.value]
+    else:
+        parts = ["alert", event.dedup_key, event.status.value, event.occurred_at.isoformat()]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event's place in the log: its id, and whether it was already there."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One delivery's events for one source, as the intake hands them to the store."""
+
+    source: Source
+    events: Sequence[AlertEvent]
+    received_at: datetime
+    #: False for events Beacon made up itself (the test route): the source sent nothing.
+    touch: bool = True
+
+
+def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
+    return {
+        "source_id": source.id,
+        "dedup_key": event.dedup_key,
+        "status": event.status.value,
+        "severity": event.severity.value,
+        "summary": event.summary,
+        "details": event.details,
+        "labels": dict(event.labels),
+        "links": list(event.links),
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+        "raw": _jsonable(event.raw),
+        "test": event.test,
+        "fingerprint": fingerprint(event),
+        "partition": source.partition,
+        # A tool's test delivery is acknowledged and shown, never evaluated.
+        "evaluated_at": event.received_at if event.test else None,
+        "outcome": {"result": "test", "rules": [], "message": "test delivery"}
+        if event.test
+        else None,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    # `raw` is the tool's original alert; a round trip through orjson turns anything an
+    # adapter kept (datetimes, tuples) into what a JSON column stores.
+    if value is None:
+        return None
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def store(conn: Connection, submissions: Sequence[Submission]) -> list[list[Stored]]:
+    """Store the submissions' events in the caller's transaction; per submission, per
+    event, its id and whether it was a duplicate. Emits one outbox `evaluate` per partition
+    with new events to evaluate, and moves each source's `last_event_at` forward."""
+    rows: list[dict[str, Any]] = []
+    for sub in submissions:
+        rows.extend(_row(sub.source, e) for e in sub.events)
+    if not rows:
+        return [[] for _ in submissions]
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+        alert_events
+    )
+    inserted = conn.execute(
+        insert.on_conflict_do_nothing(index_elements=["source_id", "fingerprint"]).returning(
+            alert_events.c.id, alert_events.c.source_id, alert_events.c.fingerprint
+        ),
+        rows,
+    ).all()
+    new: dict[tuple[int, str], int] = {(r.source_id, r.fingerprint): r.id for r in inserted}
+    missing = {(r["source_id"], r["fingerprint"]) for r in rows} - set(new)
+    existing = _existing(conn, missing)
+
+    results: list[list[Stored]] = []
+    claimed: set[tuple[int, str]] = set()
+    partitions: set[str] = set()
+    last_seen: dict[int, datetime] = {}
+    cursor = 0
+    for sub in submissions:
+        out = []
+        for _event in sub.events:
+            row = rows[cursor]
+            cursor += 1
+            key = (row["source_id"], row["fingerprint"])
+            if key in new and key not in claimed:
+                # The first of identical events in this batch is the new one; later copies
+                # (a retry racing its original) are duplicates of it.
+                claimed.add(key)
+                out.append(Stored(new[key], False))
+                if not row["test"]:
+                    partitions.add(row["partition"])
+            else:
+                out.append(Stored(new.get(key) or existing[key], True))
+        results.append(out)
+        if sub.events and sub.touch:
+            seen = last_seen.get(sub.source.id)
+            last_seen[sub.source.id] = max(sub.received_at, seen) if seen else sub.received_at
+    outbox.emit_many(conn, EVALUATE, [{"partition": p} for p in sorted(partitions)])
+    touch_last_event(conn, last_seen)
+    return results
+
+
+def _existing(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    found: dict[tuple[int, str], int] = {}
+    by_source: dict[int, list[str]] = {}
+    for source_id, fp in keys:
+        by_source.setdefault(source_id, []).append(fp)
+    for source_id, fps in by_source.items():
+        for row in conn.execute(
+            sa.select(alert_events.c.id, alert_events.c.fingerprint).where(
+                alert_events.c.source_id == source_id, alert_events.c.fingerprint.in_(fps)
+            )
+        ):
+            found[(source_id, row.fingerprint)] = row.id
+    return found
+
+
+def store_one(store_: Store, submission: Submission) -> list[Stored]:
+    """Store one submission in its own transaction (the CLI and test route's path)."""
+    with store_.begin() as conn:
+        return store(conn, [submission])[0]
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def ensure_purge_scheduled(conn: Connection, now: datetime | None = None) -> None:
+    """Schedule the daily purge unless it is already pending (it reschedules itself)."""
+    if deadlines.get(conn, PURGE_DEADLINE, PURGE_KEY) is None:
+        deadlines.schedule(conn, PURGE_DEADLINE, PURGE_KEY, (now or utcnow()) + PURGE_EVERY)
+
+
+def purge(store_: Store, retention_days: int, now: datetime | None = None) -> int:
+    """Delete events received more than `retention_days` ago, in short transactions;
+    returns how many were deleted. A retention of zero or less keeps everything."""
+    if retention_days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    total = 0
+    while True:
+        with store_.begin() as conn:
+            ids = (
+                conn.execute(
+                    sa.select(alert_events.c.id)
+                    .where(alert_events.c.received_at < cutoff)
+                    .order_by(alert_events.c.id)
+                    .limit(PURGE_CHUNK)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return total
+            conn.execute(alert_events.delete().where(alert_events.c.id.in_(ids)))
+        total += len(ids)
+
+
+def handle_purge(rt: Any, payloads: list[dict[str, Any]]) -> None:
+    """Deadline handler `deadline.events.purge`: purge old events, then schedule the next
+    purge a day later. Idempotent: a second run finds nothing old and moves the same
+    deadline."""
+    purge(rt.store, rt.settings.event_retention_days)
+    with rt.store.begin() as conn:
+        deadlines.schedule(conn, PURGE_DEADLINE, PURGE_KEY, utcnow() + PURGE_EVERY)

@@ -162,6 +162,22 @@ def _existing(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, s
     return found
 
 
+def recent(
+    conn: Connection,
+    source_id: int,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> list[Any]:
+    """The source's events, newest first (`before`: ids below it; `after`: ids above it)."""
+    query = sa.select(alert_events).where(alert_events.c.source_id == source_id)
+    if before is not None:
+        query = query.where(alert_events.c.id < before)
+    if after is not None:
+        query = query.where(alert_events.c.id > after)
+    return list(conn.execute(query.order_by(alert_events.c.id.desc()).limit(limit)))
+
+
 def store_one(store_: Store, submission: Submission) -> list[Stored]:
     """Store one submission in its own transaction (the CLI and test route's path)."""
     with store_.begin() as conn:

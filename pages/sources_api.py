@@ -24,7 +24,7 @@ from engine import events as events_mod
 from engine import sources as sources_mod
 from engine.models import AlertEvent, EventStatus, Severity
 from engine.sources import Source
-from engine.tables import alert_events, teams, utcnow
+from engine.tables import teams, utcnow
 
 from . import intake
 from .auth import Principal, require_principal, visible_team_ids
@@ -92,18 +92,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def recent_events(
-    conn: Any, source_id: int, limit: int, before: int | None = None, after: int | None = None
-) -> list[Any]:
-    """The source's events, newest first (`before`: ids below it; `after`: ids above it)."""
-    query = sa.select(alert_events).where(alert_events.c.source_id == source_id)
-    if before is not None:
-        query = query.where(alert_events.c.id < before)
-    if after is not None:
-        query = query.where(alert_events.c.id > after)
-    return list(conn.execute(query.order_by(alert_events.c.id.desc()).limit(limit)))
-
-
 async def list_events(request: Request) -> Response:
     """`GET /api/v1/alert-sources/{key}/events`: recent events and their outcome, newest
     first; `?limit=` (max 500), `?before=<event id>` pages back."""
@@ -112,7 +100,7 @@ async def list_events(request: Request) -> Response:
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     before = _int_param(request, "before", 0, 0, 2**62) or None
     with request.app.state.store.read() as conn:
-        rows = recent_events(conn, source.id, limit, before)
+        rows = events_mod.recent(conn, source.id, limit, before)
         last = conn.execute(
             sa.select(sources_mod.alert_sources.c.last_event_at).where(
                 sources_mod.alert_sources.c.id == source.id

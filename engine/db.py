@@ -8,6 +8,7 @@ read transaction tries to upgrade; `busy_timeout` makes them wait rather than er
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite has one writer at a time. Writers of this process queue on this lock and
+        # start the moment the previous one commits; left to SQLite's busy handler they
+        # would sleep in growing steps (1, 2, 5, 10 ms...) and the intake's group commits
+        # would wait on the dispatcher's naps (bench/ingest.py). Other processes still
+        # queue through busy_timeout.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -37,7 +44,11 @@ class Store:
     @contextlib.contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction: commits on success, rolls back on an exception."""
-        with self.engine.begin() as conn:
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @contextlib.contextmanager

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 
 from .db import Store
 from .events import Stored, Submission, ensure_purge_scheduled, store
@@ -37,7 +38,8 @@ class BatchStats:
     submissions: int = 0
     largest: int = 0
     fallbacks: int = 0
-    sizes: list[int] = field(default_factory=list, repr=False)
+    #: Wall time spent in commits (the thread's whole transaction), seconds.
+    commit_seconds: float = 0.0
 
 
 class EventWriter:
@@ -95,16 +97,17 @@ class EventWriter:
                 pending.future.set_result(result)
 
     def _write(self, submissions: list[Submission]) -> list[list[Stored]]:
+        started = time.perf_counter()
         with self.store.begin() as conn:
             results = store(conn, submissions)
             if not self._purge_scheduled:
                 # Where events are written, the daily purge of old ones must be pending.
                 ensure_purge_scheduled(conn)
         self._purge_scheduled = True
+        self.stats.commit_seconds += time.perf_counter() - started
         return results
 
     @staticmethod
     def _fail(pending: _Pending, exc: BaseException) -> None:
         if not pending.future.done():
             pending.future.set_exception(exc)
-

@@ -175,6 +175,7 @@ def _poll(store: Store, source_id: int, last_id: int, pending: set[int]) -> tupl
     import sqlalchemy as sa
 
     from engine.tables import alert_events
+
     with store.read() as conn:
         new = list(reversed(events.recent(conn, source_id, 500, after=last_id)))
         done = []

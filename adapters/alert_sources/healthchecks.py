@@ -19,7 +19,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_dollar_placeholder, parse_time, text_labels
+from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "healthchecks"
@@ -64,7 +64,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"check:{key}",
+            dedup_key=bounded_key(f"check:{key}"),
             status=status,
             severity=severity,
             summary=f"{name or key} is {status_word}"[:2000],
@@ -89,14 +89,22 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
 
 
 def _document(delivery: Delivery) -> dict[str, Any]:
-    if delivery.body.strip():
+    if delivery.form:
+        return dict(delivery.form)
+    text = delivery.body.strip()
+    if text and not text.startswith((b"{", b"[")):
+        # A form-style body template (status=$STATUS&code=$CODE), sent without a type.
+        fields = delivery.fields()
+        if "status" in fields:
+            return fields
+    if text:
         return require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     fields = delivery.fields()
     if not fields:
         raise AdapterError(
             f"empty delivery: expected a JSON body or query fields status and code ({FORMAT})"
         )
-    return dict(fields)
+    return fields
 
 
 def _text(document: Mapping[str, Any], name: str) -> str:

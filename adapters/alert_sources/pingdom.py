@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import parse_time, text_labels, validate
+from .common import bounded_key, parse_time, text_labels, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "pingdom"
@@ -33,6 +33,8 @@ IMPORTANCE_SEVERITY: dict[str, Severity] = {"HIGH": Severity.CRITICAL, "LOW": Se
 
 
 class CheckParams(BaseModel):
+    """`check_params`: what the check probes."""
+
     model_config = ConfigDict(extra="allow")
 
     hostname: str | None = None
@@ -41,6 +43,8 @@ class CheckParams(BaseModel):
 
 
 class StateChange(BaseModel):
+    """The state-change webhook body."""
+
     model_config = ConfigDict(extra="allow")
 
     check_id: int | str
@@ -78,7 +82,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=f"check:{change.check_id}",
+            dedup_key=bounded_key(f"check:{change.check_id}"),
             status=STATES[state],
             severity=IMPORTANCE_SEVERITY.get(
                 (change.importance_level or "").upper(), Severity.CRITICAL

@@ -22,7 +22,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import is_star_placeholder, parse_time, text_labels
+from .common import bounded_key, is_star_placeholder, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "uptimerobot"
@@ -71,7 +71,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,
-            dedup_key=key + suffix,
+            dedup_key=bounded_key(key + suffix),
             status=status,
             severity=severity,
             summary=(": ".join(p for p in (name, details) if p) or f"alert type {alert_type}")[

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -55,16 +54,6 @@ class Expect:
     prepare: Callable[[Path], Delivery] | None = None
 
 
-def payload_files(tool_dir: str) -> list[str]:
-    """`<tool dir>/<file>` for every payload (not `.meta.md`) of one tool."""
-    folder = ALERT_SOURCES / tool_dir
-    return sorted(
-        f"{tool_dir}/{p.name}"
-        for p in folder.iterdir()
-        if p.suffix in PAYLOAD_SUFFIXES and not p.name.endswith(".meta.md")
-    )
-
-
 def delivery_from_file(
     path: Path, *, headers: Mapping[str, str] | None = None, received_at: datetime = RECEIVED
 ) -> Delivery:
@@ -84,10 +73,6 @@ def delivery_from_file(
     )
 
 
-def delivery_from_request(raw: bytes, *, received_at: datetime = RECEIVED) -> Delivery:
-    return _from_request(raw, {}, received_at)
-
-
 def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -> Delivery:
     head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
     request_line, *header_lines = head.split(b"\n")
@@ -99,7 +84,7 @@ def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -
         headers[name.strip().lower()] = value.strip()
     query = dict(parse_qsl(urlsplit(match.group(2).decode()).query, keep_blank_values=True))
     content_type = headers.get("content-type", "")
-    form = None
+    form: dict[str, str] | None = None
     if content_type.startswith("multipart/form-data"):
         # Multipart needs CRLF; the fixture's line endings are normalised above.
         message = BytesParser(policy=HTTP).parsebytes(
@@ -107,8 +92,10 @@ def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -
         )
         form = {}
         for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            form[str(name)] = part.get_payload(decode=True).decode().rstrip("\r\n")
+            field_name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes), payload
+            form[str(field_name)] = payload.decode().rstrip("\r\n")
     return Delivery(
         body=body.strip() if form is None else body,
         received_at=received_at,
@@ -162,7 +149,3 @@ def _diff(got: dict[str, str], want: dict[str, str]) -> str:
     extra = {k: v for k, v in got.items() if want.get(k) != v}
     missing = {k: v for k, v in want.items() if got.get(k) != v}
     return f"labels differ: got {extra}, expected {missing}"
-
-
-def json_body(value: Any) -> bytes:
-    return orjson.dumps(value)

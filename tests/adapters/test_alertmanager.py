@@ -35,7 +35,7 @@ def icmp(ip: str) -> Ev:
         status="firing",
         dedup_key=labels_key(labels),
         severity="high",  # "major" is the high level of the shared word table
-        summary=f"{ip} does not reply to ICMP pings",
+        summary=f"No physical connection to {ip}",  # the summary label beats the description
         labels={**labels, "annotation.description": f"{ip} does not reply to ICMP pings"},
         occurred_at="2019-09-27T16:27:56.612666Z",
     )
@@ -223,4 +223,13 @@ def test_it_never_mutates_the_delivery_body() -> None:
     delivery = Delivery(body=body, received_at=RECEIVED)
     (event,) = parse(delivery, {})
     assert delivery.body == body
-    assert event.raw == document["alerts"][0]  # type: ignore[index]
+    assert event.raw == document["alerts"][0]
+
+
+def test_an_over_long_fingerprint_still_gives_a_valid_distinct_key() -> None:
+    one = _alert(fingerprint="f" * 600 + "1")
+    two = _alert(fingerprint="f" * 600 + "2")
+    first, second = parse(_delivery({"alerts": [one, two]}), {})
+    assert len(first.dedup_key) <= 512
+    assert first.dedup_key != second.dedup_key
+    assert first.dedup_key.startswith("f" * 480)

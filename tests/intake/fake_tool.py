@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.alert_sources.base import Delivery, require_object
-from adapters.alert_sources.common import check_hex_signature, hmac_sha256_hex, parse_time
+from adapters.alert_sources.common import hmac_sha256_hex, parse_time, require_hex_signature
 from adapters.alert_sources.errors import AdapterError
 from engine.models import AlertEvent, EventStatus
 
@@ -22,7 +22,7 @@ EXPECTED = 'fake-tool JSON {"alerts": [{"id": ..., "state": "down"|"up"}]} or fi
 
 def verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: datetime) -> None:
     expected = hmac_sha256_hex(secret, delivery.body)
-    check_hex_signature(
+    require_hex_signature(
         expected, delivery.headers.get("x-fake-signature"), header="X-Fake-Signature"
     )
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .db import Store
-from .events import Stored, Submission, ensure_purge_scheduled, store
+from .events import Stored, Submission, ensure_purge_scheduled, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,15 @@ class EventWriter:
     """Commits submissions in groups. `submit` returns once the submission is committed,
     or raises what storing it raised."""
 
-    def __init__(self, store_: Store, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store_: Store,
+        max_batch: int = MAX_BATCH,
+        on_emit: Callable[[], object] | None = None,
+    ) -> None:
         self.store = store_
+        #: Called (from the writer's thread) after a commit that wrote outbox rows.
+        self.on_emit = on_emit
         self.max_batch = max_batch
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -99,13 +107,15 @@ class EventWriter:
     def _write(self, submissions: list[Submission]) -> list[list[Stored]]:
         started = time.perf_counter()
         with self.store.begin() as conn:
-            results = store(conn, submissions)
+            batch = store_batch(conn, submissions)
             if not self._purge_scheduled:
                 # Where events are written, the daily purge of old ones must be pending.
                 ensure_purge_scheduled(conn)
         self._purge_scheduled = True
         self.stats.commit_seconds += time.perf_counter() - started
-        return results
+        if batch.emitted and self.on_emit is not None:
+            self.on_emit()
+        return batch.results
 
     @staticmethod
     def _fail(pending: _Pending, exc: BaseException) -> None:

@@ -25,6 +25,7 @@ from .db import Store
 from .models import AlertEvent
 from .sources import Source, touch_last_event
 from .tables import alert_events, utcnow
+from .tables import outbox as outbox_table
 
 EVALUATE = "evaluate"
 PURGE_DEADLINE = "events.purge"
@@ -179,15 +180,31 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[i
     return found
 
 
+@dataclass(frozen=True)
+class StoredBatch:
+    """What storing a batch did: per submission, per event, its place; and whether it
+    wrote an outbox `evaluate` row (then the dispatcher is worth waking)."""
+
+    results: list[list[Stored]]
+    emitted: bool
+
+
 def store(conn: Connection, submissions: Sequence[Submission]) -> list[list[Stored]]:
     """Store the submissions' events in the caller's transaction; per submission, per
-    event, its id and whether it was a duplicate. Emits one outbox `evaluate` per partition
-    with new events to evaluate, and moves each source's `last_event_at` forward."""
+    event, its id and whether it was a duplicate (see `store_batch`)."""
+    return store_batch(conn, submissions).results
+
+
+def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBatch:
+    """Store the submissions' events in the caller's transaction. Every partition with new
+    events to evaluate gets an outbox `evaluate` row, unless one is already waiting to be
+    claimed (its handler will see these events too); each source's `last_event_at` moves
+    forward."""
     rows: list[dict[str, Any]] = []
     for sub in submissions:
         rows.extend(_row(sub.source, e) for e in sub.events)
     if not rows:
-        return [[] for _ in submissions]
+        return StoredBatch([[] for _ in submissions], False)
     if conn.dialect.name == "sqlite":
         inserted = _insert_sqlite(conn, rows)
     else:
@@ -232,9 +249,32 @@ def store(conn: Connection, submissions: Sequence[Submission]) -> list[list[Stor
         if sub.events and sub.touch:
             seen = last_seen.get(sub.source.id)
             last_seen[sub.source.id] = max(sub.received_at, seen) if seen else sub.received_at
+    partitions -= _waiting_evaluations(conn)
     outbox.emit_many(conn, EVALUATE, [{"partition": p} for p in sorted(partitions)])
     touch_last_event(conn, last_seen)
-    return results
+    return StoredBatch(results, bool(partitions))
+
+
+def _waiting_evaluations(conn: Connection) -> set[str]:
+    """Partitions with an `evaluate` row that no dispatcher has claimed yet.
+
+    Under load a row per batch would make the dispatcher claim, run and mark one tiny job
+    per commit. A waiting row is enough: it is claimed only after this transaction commits,
+    so its handler sees these events. On PostgreSQL the rows are locked until then, and the
+    dispatcher's claim (`SKIP LOCKED`) passes them by; SQLite's writers run one at a time.
+    """
+    query = sa.select(outbox_table.c.payload).where(
+        outbox_table.c.kind == EVALUATE,
+        outbox_table.c.done_at.is_(None),
+        outbox_table.c.claimed_at.is_(None),
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {
+        str(payload.get("partition"))
+        for payload in conn.execute(query).scalars()
+        if isinstance(payload, dict)
+    }
 
 
 def _existing(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:

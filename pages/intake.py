@@ -251,17 +251,17 @@ def writer(request: Request) -> EventWriter:
     extras = request.app.state.runtime.extras
     found = extras.get("intake.writer")
     if found is None:
-        found = extras["intake.writer"] = EventWriter(request.app.state.store)
+        runtime = request.app.state.runtime
+        found = EventWriter(runtime.store, on_emit=runtime.nudge.set)
+        extras["intake.writer"] = found
     return found
 
 
 async def store_events(
     request: Request, source: Source, events: list[AlertEvent], received_at: datetime
 ) -> list[Stored]:
-    stored = await writer(request).submit(Submission(source, events, received_at))
-    if any(not s.duplicate for s, e in zip(stored, events, strict=True) if not e.test):
-        request.app.state.runtime.nudge.set()
-    return stored
+    # The writer wakes the dispatcher itself when a commit gave it work.
+    return await writer(request).submit(Submission(source, events, received_at))
 
 
 def accepted(events: list[AlertEvent], stored: list[Stored]) -> dict[str, Any]:

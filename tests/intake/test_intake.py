@@ -255,3 +255,21 @@ def test_a_second_app_on_the_same_store_sees_the_events(env: Env, settings: Sett
     uninstall()
     rt.close()
     assert [r.dedup_key for r in rows(env)] == ["x2"]
+
+
+def test_one_waiting_evaluate_row_serves_every_delivery_until_it_is_claimed(env: Env) -> None:
+    env.post(firing("w1"))
+    env.post(firing("w2"))
+    assert len(evaluate_rows(env)) == 1
+    # Once a dispatcher has claimed it, its handler may already be running: a new row.
+    from engine import outbox as outbox_mod
+
+    outbox_mod.claim(env.store, "test-dispatcher")
+    env.post(firing("w3"))
+    assert len(evaluate_rows(env)) == 2
+
+
+def test_one_waiting_evaluate_row_serves_every_delivery_on_postgresql(pg_env: Env) -> None:
+    pg_env.post(firing("w1"))
+    pg_env.post(firing("w2"))
+    assert len(evaluate_rows(pg_env)) == 1

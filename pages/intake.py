@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError as PydanticValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -28,6 +31,7 @@ from starlette.routing import Route
 from adapters.alert_sources import AdapterError, Delivery, SignatureError, get_adapter
 from adapters.alert_sources.errors import UnknownAdapterError
 from engine import sources as sources_mod
+from engine.errors import ValidationError
 from engine.event_writer import EventWriter
 from engine.events import Stored, Submission
 from engine.models import AlertEvent, EventStatus
@@ -42,6 +46,9 @@ log = logging.getLogger("beacon.intake")
 #: working within this time in every process (at once in the process that rotated it).
 SOURCE_CACHE_SECONDS = 1.0
 _SOURCE_CACHE_MAX = 10_000
+
+#: Seconds a tool is asked to wait when the store cannot take its events.
+STORE_RETRY_AFTER = 5
 
 _RAW_TYPES = ("application/json", "application/octet-stream")
 _FORM = "application/x-www-form-urlencoded"
@@ -229,18 +236,23 @@ def check_rate(request: Request, source: Source, events: list[AlertEvent]) -> in
         return None
     try:
         limit = sources_mod.parse_rate_limit(source.rate_limit)
-    except Exception:
+    except ValidationError:
         log.warning("source %r has an unreadable rate limit %r", source.key, source.rate_limit)
         return None
     runtime = request.app.state.runtime
-    decision = sources_mod.take_rate(
-        runtime.queues.connection,
-        runtime.settings.redis_prefix,
-        source.id,
-        limit,
-        firing,
-        time.time(),
-    )
+    try:
+        decision = sources_mod.take_rate(
+            runtime.queues.connection,
+            runtime.settings.redis_prefix,
+            source.id,
+            limit,
+            firing,
+            time.time(),
+        )
+    except RedisError as exc:
+        # A limit exists to stop floods, not to lose alerts: without Redis, let them in.
+        log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
+        return None
     return None if decision.allowed else decision.retry_after
 
 
@@ -296,7 +308,18 @@ async def receive(request: Request) -> Response:
         kept = [e for e in events if e.status == EventStatus.RESOLVED or e.test]
         refused = len(events) - len(kept)
         events = kept
-    stored = await store_events(request, source, events, received_at) if events else []
+    try:
+        stored = await store_events(request, source, events, received_at) if events else []
+    except (DBAPIError, sqlite3.Error) as exc:
+        # The tool retries a 503; the events were not acknowledged, so nothing is lost.
+        # (sqlite3's own errors: the SQLite insert goes through the driver directly.)
+        # The driver's own message only: SQLAlchemy's would repeat the alerts' parameters.
+        log.error("could not store events of source %r: %s", source.key, getattr(exc, "orig", exc))
+        raise HTTPException(
+            503,
+            "the event store is unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
+        ) from None
     request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))
     if retry_after is not None:
         raise HTTPException(

@@ -273,3 +273,15 @@ def test_one_waiting_evaluate_row_serves_every_delivery_on_postgresql(pg_env: En
     pg_env.post(firing("w1"))
     pg_env.post(firing("w2"))
     assert len(evaluate_rows(pg_env)) == 1
+
+
+def test_it_answers_503_and_stores_nothing_while_the_store_cannot_write(env: Env) -> None:
+    with env.store.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE alert_events RENAME TO alert_events_away")
+    r = env.post(firing("s1"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert "nothing was stored" in r.json()["error"]["message"]
+    with env.store.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE alert_events_away RENAME TO alert_events")
+    assert env.post(firing("s1")).status_code == 202
+    assert len(rows(env)) == 1

@@ -242,3 +242,23 @@ def test_the_test_route_shows_how_a_pasted_payload_is_normalised(env: Env) -> No
     assert (shown["dedup_key"], shown["status"], shown["test"]) == ("t9", "firing", True)
     r = env.client.post("/api/v1/alert-sources/tool/test", json={"alerts": 3}, headers=headers)
     assert r.status_code == 400 and "alerts" in r.json()["error"]["message"]
+
+
+def test_a_rate_limit_lets_alerts_in_when_redis_is_down(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path / "data"),
+            "BEACON_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "BEACON_SECRET_KEY": "k",
+        }
+    )
+    rt = build_runtime(settings)
+    team = add_team(rt.store, "platform")
+    _, key = add_source(rt.store, team, "am", rate_limit="1/h")
+    with TestClient(create_app(rt)) as client:
+        answers = [client.post(f"/api/v1/events/{key}", json=firing(f"r{n}")) for n in range(3)]
+    uninstall()
+    rt.close()
+    assert [r.status_code for r in answers] == [202, 202, 202]

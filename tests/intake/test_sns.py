@@ -302,3 +302,16 @@ def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, FakeSNS, 
     body = (SNS_DIR / "ok_message_decoded_2021.json").read_bytes()
     r = env.client.post(f"/api/v1/events/{key}", content=body)
     assert r.status_code == 202, r.text
+
+
+def test_the_trust_files_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_SNS_TRUST_ANCHORS": "/etc/beacon/sns-roots.pem",
+            "BEACON_SNS_INTERMEDIATES": "/etc/beacon/sns-intermediates.pem",
+        }
+    )
+    assert settings.sns_trust_anchors == Path("/etc/beacon/sns-roots.pem")
+    assert settings.sns_intermediates == Path("/etc/beacon/sns-intermediates.pem")
+    assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).sns_trust_anchors is None

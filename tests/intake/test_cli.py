@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from engine.sources import find_by_key
 from engine.tables import alert_events, outbox, utcnow
 from tests.conftest import ROOT
 from tests.intake.conftest import add_source, add_team, firing
+from tests.support import beacon_env
 from workers.cli import main
 
 
@@ -121,7 +121,7 @@ def test_tail_shows_recent_events_with_their_outcome(
 
 
 def test_tail_follows_new_events_and_their_outcomes(data_dir: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BEACON_DATA_DIR": str(data_dir)}
+    env = beacon_env(data_dir)
     with subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "events", "tail", "tool"],
         cwd=ROOT,

@@ -262,3 +262,22 @@ def test_a_rate_limit_lets_alerts_in_when_redis_is_down(tmp_path: Path) -> None:
     uninstall()
     rt.close()
     assert [r.status_code for r in answers] == [202, 202, 202]
+
+
+def test_a_mixed_delivery_past_the_limit_keeps_its_resolves(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "mixed", rate_limit="1/h")
+    assert env.post(firing("m0"), key=key).status_code == 202
+    mixed = {
+        "alerts": [
+            {"id": "m1", "state": "down", "at": "2026-11-29T10:00:00Z"},
+            {"id": "m0", "state": "up", "at": "2026-11-29T10:05:00Z"},
+        ]
+    }
+    r = env.post(mixed, key=key)
+    assert r.status_code == 429
+    assert "1 firing event(s) refused, 1 resolve(s) accepted" in r.json()["error"]["message"]
+    with env.store.read() as conn:
+        stored = conn.execute(
+            sa.select(alert_events.c.dedup_key, alert_events.c.status).order_by(alert_events.c.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [("m0", "firing"), ("m0", "resolved")]

@@ -52,25 +52,34 @@ class EventWriter:
         store_: Store,
         max_batch: int = MAX_BATCH,
         on_emit: Callable[[], object] | None = None,
+        writers: int = 1,
     ) -> None:
         self.store = store_
+        #: Transactions in flight at once: one for SQLite (a single writer anyway); more for
+        #: PostgreSQL, which flushes concurrent commits' WAL together.
+        self.writers = max(1, writers)
         #: Called (from the writer's thread) after a commit that wrote outbox rows.
         self.on_emit = on_emit
         self.max_batch = max_batch
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._purge_scheduled = False
 
     async def submit(self, submission: Submission) -> list[Stored]:
         """Store `submission` durably (in some batch) and return its events' places."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
-            # A new event loop (a test client, a restarted server) gets its own writer.
+        if self._loop is not loop or not self._tasks or any(t.done() for t in self._tasks):
+            # A new event loop (a test client, a restarted server) gets its own writers.
+            for task in self._tasks:
+                task.cancel()
             self._loop = loop
             self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._run(self._queue), name="beacon-event-writer")
+            self._tasks = [
+                loop.create_task(self._run(self._queue), name=f"beacon-event-writer-{n}")
+                for n in range(self.writers)
+            ]
         assert self._queue is not None
         future: asyncio.Future[list[Stored]] = loop.create_future()
         self._queue.put_nowait(_Pending(submission, future))

@@ -262,7 +262,9 @@ def _waiting_evaluations(conn: Connection) -> set[str]:
     Under load a row per batch would make the dispatcher claim, run and mark one tiny job
     per commit. A waiting row is enough: it is claimed only after this transaction commits,
     so its handler sees these events. On PostgreSQL the rows are locked until then, and the
-    dispatcher's claim (`SKIP LOCKED`) passes them by; SQLite's writers run one at a time.
+    dispatcher's claim (`SKIP LOCKED`) passes them by; a row another writer holds is skipped
+    here too (that writer may commit first), so this batch gets a row of its own. SQLite's
+    writers run one at a time.
     """
     query = sa.select(outbox_table.c.payload).where(
         outbox_table.c.kind == EVALUATE,
@@ -270,7 +272,7 @@ def _waiting_evaluations(conn: Connection) -> set[str]:
         outbox_table.c.claimed_at.is_(None),
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(skip_locked=True)
     return {
         str(payload.get("partition"))
         for payload in conn.execute(query).scalars()

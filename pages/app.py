@@ -22,7 +22,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import admin, badge, embed, fastpath, feeds, health, public, statuspage_api, tls
+from . import (
+    admin,
+    badge,
+    embed,
+    fastpath,
+    feeds,
+    health,
+    intake,
+    public,
+    sources_api,
+    statuspage_api,
+    tls,
+)
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
 from .page_access import OneVary
@@ -70,6 +82,8 @@ def all_routes() -> list[BaseRoute]:
     # Page routes go last: root-served custom-domain routes must not shadow the others.
     return [
         *health.routes,
+        *intake.routes,
+        *sources_api.routes,
         *admin.routes,
         *tls.routes,
         *statuspage_api.routes,

@@ -115,7 +115,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
-    from engine.config import apply_file
+    from workers.config import apply_file
 
     plan = apply_file(store, path, prune=prune, dry_run=dry_run, base_url=base_url)  # type: ignore[arg-type,unused-ignore]
     print(plan.render())
@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 #: Further subcommands registered by other parts (rules, events), each a function adding its
 #: parsers to the subparsers object.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg,unused-ignore]
+
+from .events_cli import register as _register_events  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_events)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

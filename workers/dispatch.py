@@ -36,6 +36,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
     "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
+    "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from engine.config.models import DOMAIN_PATTERN, KEY_PATTERN, RATE_LIMIT_PATTERN, SLUG_PATTERN
 from engine.models import (
     Impact,
     IncidentStatus,
@@ -21,6 +20,7 @@ from engine.models import (
     Role,
     ServiceStatus,
 )
+from workers.config.models import DOMAIN_PATTERN, KEY_PATTERN, RATE_LIMIT_PATTERN, SLUG_PATTERN
 
 MAX_ID = 2**31 - 1
 

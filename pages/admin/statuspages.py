@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import crud
-from engine.config.assets import Asset, check_bytes, limit_for, store_asset
 from engine.errors import ConflictError, NotFoundError
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
+from workers.config.assets import Asset, check_bytes, limit_for, store_asset
 
 from .api import Ctx, Endpoint, fields_set
 from .schemas import PageIn, PageOut, PagePatch

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.config import apply_file
 from engine.db import Store
 from engine.errors import ConfigError
 from engine.tables import (
@@ -24,6 +23,7 @@ from engine.tables import (
     status_pages,
     teams,
 )
+from workers.config import apply_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "beacon.yaml"

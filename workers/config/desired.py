@@ -1,6 +1,6 @@
 """From a validated config file to the state it asks for, checking every reference.
 
-The result compares field by field with what the store holds (`engine.config.current`):
+The result compares field by field with what the store holds (`workers.config.current`):
 objects are identified by `(team key, object key)` (pages by slug, teams by key), and
 references are kept as keys, so a dry run can plan without creating anything.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..tables import (
+from engine.tables import (
     alert_sources,
     channels,
     incident_templates,
@@ -24,6 +24,7 @@ from ..tables import (
     teams,
     users,
 )
+
 from . import assets as asset_files
 from .models import ConfigFile, declared_kinds
 from .rules import TeamKeys, find_rule_files

@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..tables import assets
+from engine.tables import assets
 
 MAX_LOGO_BYTES = 512 * 1024
 MAX_FAVICON_BYTES = 128 * 1024

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import ConfigError
+from engine.errors import ConfigError
 
 Path = tuple[str | int, ...]
 

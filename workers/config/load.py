@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from engine.errors import ConfigError
+
 from .models import ConfigFile
 from .yamlsrc import Locations, load
 

@@ -1,4 +1,4 @@
-"""What the store holds, in the same shape as `engine.config.desired` builds from a file."""
+"""What the store holds, in the same shape as `workers.config.desired` builds from a file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..tables import (
+from engine.tables import (
     alert_sources,
     assets,
     channels,

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from engine.errors import ConfigError
 
 
 @dataclass

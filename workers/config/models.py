@@ -2,7 +2,7 @@
 
 Unknown fields are errors (a misspelt `stauts:` must not be silently ignored). These models
 only check each object on its own; references between objects are checked by
-`engine.config.resolve`, which knows which team each object belongs to.
+`workers.config.resolve`, which knows which team each object belongs to.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from ..models import IncidentStatus, OnEnd, PageType, ServiceStatus
+from engine.models import IncidentStatus, OnEnd, PageType, ServiceStatus
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"

@@ -13,9 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import crud, maintenance
-from ..errors import ConfigError, ValidationError
-from ..tables import (
+from engine import crud, maintenance
+from engine.errors import ConfigError, ValidationError
+from engine.tables import (
     alert_sources,
     channels,
     incident_templates,
@@ -29,6 +29,7 @@ from ..tables import (
     users,
     utcnow,
 )
+
 from . import current
 from .assets import store_asset
 from .desired import KEEP, Desired

@@ -14,12 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import crud, outbox
-from ..db import Store
-from ..errors import ConfigError
-from ..tables import (
+from engine import crud, outbox
+from engine.db import Store
+from engine.errors import ConfigError
+from engine.tables import (
     rule_sets,
 )
+
 from . import current
 from .desired import KEEP, Desired, build
 from .load import read_config

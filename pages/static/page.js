@@ -50,7 +50,7 @@
     bar.innerHTML = html;
     bar.removeAttribute("aria-label");
     bar.setAttribute("role", "group");
-    var name = bar.parentNode.querySelector(".n").textContent;
+    var name = bar.parentNode.querySelector(".nm").textContent;
     bar.setAttribute("aria-label", name + ": uptime per day, last " + s.length + " days");
   }
 

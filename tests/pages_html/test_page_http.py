@@ -232,3 +232,33 @@ def test_public_documents_are_gzipped_for_clients_that_take_it(
         )
     raw = client.get("/p/acme/", headers={"Accept-Encoding": "gzip;q=0"})
     assert "content-encoding" not in raw.headers
+
+
+def test_maintenance_in_progress_and_upcoming_is_shown(rt: Runtime, client: TestClient) -> None:
+    ids = seed(rt, services_count=2, incidents_count=0)
+    services: list[int] = ids["services"]  # type: ignore[assignment]
+    with rt.store.begin() as conn:
+        factory.maintenance(
+            conn,
+            ids["team"],  # type: ignore[arg-type]
+            "Network switch swap",
+            starts_at=NOW - timedelta(minutes=30),
+            ends_at=NOW + timedelta(minutes=30),
+            service_ids=[services[0]],
+            status="in_progress",
+            message="Brief packet loss is expected.",
+        )
+        factory.maintenance(
+            conn,
+            ids["team"],  # type: ignore[arg-type]
+            "Database upgrade",
+            starts_at=NOW + timedelta(days=3),
+            ends_at=NOW + timedelta(days=3, hours=2),
+            service_ids=[services[1]],
+        )
+    main = client.get("/p/acme/").text.split("<main")[1]
+    section = main.split('id="h-maint"')[1].split("</section>")[0]
+    assert section.index("Network switch swap") < section.index("Database upgrade")
+    assert "In progress" in section and "Scheduled" in section
+    assert "Brief packet loss is expected." in section
+    assert "affects Service 0" in section

@@ -140,9 +140,20 @@ def handle_deadline(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
         run_render(rt, page_id)
 
 
+#: A failed render job tries again after this long (a store deadline: no outbox row is
+#: left to retry it, and RQ's own delayed retries do not run in embedded mode).
+RETRY_SECONDS = 5.0
+
+
 def render_job(page_id: int) -> None:
-    """RQ job: render page `page_id` (the caller holds its pending flag)."""
-    run_render(current(), page_id)
+    """RQ job: render page `page_id` (the caller holds its pending flag). Best-effort: a
+    failure is logged and the render rescheduled, so the page cannot stay stale."""
+    rt = current()
+    try:
+        run_render(rt, page_id)
+    except Exception:
+        log.exception("rendering page %s failed; trying again in %.0f s", page_id, RETRY_SECONDS)
+        _schedule(rt, page_id, time.time() + RETRY_SECONDS)
 
 
 def mark_dirty(rt: Runtime, page_id: int) -> bool:

@@ -284,3 +284,22 @@ def test_live_streams_ask_redis_at_most_every_fifth_of_a_second(
     time.sleep(cache.WATCH_TTL + 0.05)
     assert shared.watched_version("acme") == 2
     client.close()
+
+
+def test_a_failed_render_job_is_rescheduled(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(rt)
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=1, incidents_count=0)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(render, "render_page", broken)
+    render.render_job(ids["page"])  # type: ignore[arg-type]
+    with rt.store.read() as conn:
+        (due,) = conn.execute(sa.select(deadlines.deadlines)).all()
+    assert due.payload == {"page_id": ids["page"]}
+    assert "trying again" in caplog.text
+    uninstall()

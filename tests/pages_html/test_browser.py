@@ -150,9 +150,16 @@ def test_keyboard_focus_on_a_bar_shows_the_days_details(served: Any, browser: An
     tip = page.locator("#tip")
     assert tip.is_visible()
     assert "uptime" in tip.text_content() or "No data" in tip.text_content()
+    # Today on Service 0 has the open incident: its title is in the day's details.
+    assert "Elevated errors on Service 0" in tip.text_content()
     page.keyboard.press("ArrowLeft")
     assert page.evaluate("document.activeElement.dataset.i") == "88"
-    assert tip.is_visible()
+    assert tip.is_visible() and "Elevated errors" not in tip.text_content()
+    page.keyboard.press("Escape")
+    assert not tip.is_visible()
+    # The mouse shows the same details.
+    page.locator(".bar").nth(1).locator("i").nth(89).hover()
+    assert tip.is_visible() and "uptime" in tip.text_content()
     page.close()
 
 

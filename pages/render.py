@@ -29,8 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import deadlines, pagedata
+from engine import deadlines, outbox, pagedata
 from engine.errors import NotFoundError
+from engine.status import PAGES_DIRTY
 from engine.tables import (
     incident_services,
     incidents,
@@ -115,6 +116,17 @@ def _ints(value: Any) -> list[int]:
     if not isinstance(value, list):
         return []
     return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def warm(store: Any) -> int:
+    """Mark every page dirty; `beacon serve` calls it at start, so the workers render the
+    pages before visitors come, and a new release's templates replace what an older one
+    left in a shared (Redis) cache. Returns how many pages."""
+    with store.begin() as conn:
+        ids = sorted(conn.execute(sa.select(status_pages.c.id)).scalars())
+        if ids:
+            outbox.emit(conn, PAGES_DIRTY, {"page_ids": ids})
+    return len(ids)
 
 
 # --- outbox handlers and the job -------------------------------------------------------------

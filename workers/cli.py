@@ -42,7 +42,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if config:
         _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
     from pages.fastpath import outermost
+    from pages.render import warm
 
+    warm(runtime.store)  # render every page now, with this release's templates
     app = outermost(create_app(runtime, background=True), runtime)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)

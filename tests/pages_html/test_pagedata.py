@@ -185,3 +185,48 @@ def test_it_lists_upcoming_and_active_maintenance(store: Store) -> None:
 def test_an_unknown_page_is_not_found(store: Store) -> None:
     with store.read() as conn, pytest.raises(NotFoundError):
         pagedata.load_page(conn, 9999, NOW)
+
+
+def test_a_notice_on_no_service_shows_on_every_page_of_its_team(store: Store) -> None:
+    with store.begin() as conn:
+        ids = build(conn)
+        factory.incident(
+            conn,
+            ids["team"],
+            "Support lines are busy",
+            started_at=NOW - timedelta(minutes=10),
+            impacts={},
+            impact="none",
+        )
+        factory.incident(
+            conn,
+            ids["other"],
+            "Another team's notice",
+            started_at=NOW - timedelta(minutes=10),
+            impacts={},
+        )
+        snap = pagedata.load_page(conn, ids["page"], NOW)
+    assert [i.title for i in snap.open_incidents] == ["Support lines are busy"]
+    assert snap.open_incidents[0].impacts == ()
+    # A notice without impact does not change the page's status.
+    assert snap.status.description == "Partially Degraded Service"
+
+
+def test_a_page_without_services_is_all_operational(store: Store) -> None:
+    with store.begin() as conn:
+        team = factory.team(conn)
+        page = factory.page(conn, team, "empty")
+        snap = pagedata.load_page(conn, page, NOW)
+    assert snap.components == () and snap.groups == ()
+    assert snap.status.indicator is Impact.NONE
+    assert snap.status.description == "All Systems Operational"
+    assert len(snap.uptime_days) == 90
+
+
+def test_an_unknown_time_zone_falls_back_to_utc(store: Store) -> None:
+    with store.begin() as conn:
+        team = factory.team(conn)
+        page = factory.page(conn, team, "tz", time_zone="Mars/Olympus_Mons")
+        snap = pagedata.load_page(conn, page, NOW)
+    assert snap.uptime_days[-1] == NOW.date()
+    assert snap.page.url == "/p/tz"

@@ -303,3 +303,14 @@ def test_a_failed_render_job_is_rescheduled(
     assert due.payload == {"page_id": ids["page"]}
     assert "trying again" in caplog.text
     uninstall()
+
+
+def test_warming_renders_every_page_before_its_first_visitor(rt: Runtime) -> None:
+    with rt.store.begin() as conn:
+        factory.big_page(conn, NOW, services_count=1, incidents_count=0)
+        factory.page(conn, factory.team(conn, "second"), "second")
+    assert render.warm(rt.store) == 2
+    with TestClient(create_app(rt, background=True)):
+        settle(rt)
+        assert cache.for_runtime(rt).get("acme") is not None
+        assert cache.for_runtime(rt).get("second") is not None

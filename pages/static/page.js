@@ -108,9 +108,10 @@
     if (window.EventSource) {
       // Every message (the first one too, sent on connect) means "check the page".
       new EventSource(url).onmessage = refresh;
-    } else {
-      setInterval(refresh, 30000);
     }
+    // A proxy that buffers the stream must not freeze the page: check now and then anyway
+    // (a 304 when nothing changed).
+    setInterval(refresh, window.EventSource ? 60000 : 30000);
   }
 
   var main = document.getElementById("main");

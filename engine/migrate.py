@@ -1,4 +1,4 @@
-"""Schema migrations (Alembic), run by `beacon db upgrade` and by `beacon serve` in embedded mode."""
+"""Schema migrations (Alembic): run by `beacon db upgrade`, and by embedded `beacon serve`."""
 
 from __future__ import annotations
 

@@ -109,8 +109,12 @@ users = sa.Table(
 team_members = sa.Table(
     "team_members",
     metadata,
-    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
 )
 
 api_keys = sa.Table(
@@ -157,7 +161,9 @@ status_changes = sa.Table(
     "status_changes",
     metadata,
     _id(),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("old_status", sa.String(20), nullable=True),
     sa.Column("new_status", sa.String(20), nullable=False),
     # cause_kind: rule | incident | maintenance | override | user | expiry | system
@@ -203,8 +209,15 @@ status_pages = sa.Table(
 page_teams = sa.Table(
     "page_teams",
     metadata,
-    sa.Column("page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "page_id",
+        sa.Integer,
+        sa.ForeignKey("status_pages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("position", sa.Integer, nullable=False, default=0),
 )
 
@@ -213,7 +226,9 @@ page_groups = sa.Table(
     metadata,
     _id(),
     sa.Column("public_id", sa.String(16), nullable=False, unique=True, default=new_public_id),
-    sa.Column("page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("position", sa.Integer, nullable=False, default=0),
     _created(),
@@ -227,9 +242,15 @@ page_services = sa.Table(
     metadata,
     _id(),
     sa.Column("public_id", sa.String(16), nullable=False, unique=True, default=new_public_id),
-    sa.Column("page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("group_id", sa.Integer, sa.ForeignKey("page_groups.id", ondelete="SET NULL"), nullable=True),
+    sa.Column(
+        "page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "group_id", sa.Integer, sa.ForeignKey("page_groups.id", ondelete="SET NULL"), nullable=True
+    ),
     sa.Column("position", sa.Integer, nullable=False, default=0),
     _created(),
     _updated(),
@@ -270,7 +291,12 @@ incidents = sa.Table(
     sa.Column("identified_at", UTCDateTime, nullable=True),
     sa.Column("monitoring_at", UTCDateTime, nullable=True),
     sa.Column("resolved_at", UTCDateTime, nullable=True),
-    sa.Column("template_id", sa.Integer, sa.ForeignKey("incident_templates.id", ondelete="SET NULL"), nullable=True),
+    sa.Column(
+        "template_id",
+        sa.Integer,
+        sa.ForeignKey("incident_templates.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
     sa.Column("activation_id", sa.Integer, nullable=True),
     # "automation" while rules drive it; "human" once a person took it over.
     sa.Column("managed_by", sa.String(20), nullable=False, default="human"),
@@ -282,8 +308,15 @@ incidents = sa.Table(
 incident_services = sa.Table(
     "incident_services",
     metadata,
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "incident_id",
+        sa.Integer,
+        sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("impact", sa.String(20), nullable=False),
 )
 
@@ -292,7 +325,9 @@ incident_updates = sa.Table(
     metadata,
     _id(),
     sa.Column("public_id", sa.String(16), nullable=False, unique=True, default=new_public_id),
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("body", sa.Text, nullable=False, default=""),
     sa.Column("display_at", UTCDateTime, nullable=False, default=utcnow),
@@ -308,8 +343,18 @@ incident_updates = sa.Table(
 incident_alerts = sa.Table(
     "incident_alerts",
     metadata,
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("event_id", sa.Integer, sa.ForeignKey("alert_events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "incident_id",
+        sa.Integer,
+        sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "event_id",
+        sa.Integer,
+        sa.ForeignKey("alert_events.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
 )
 
 maintenance_windows = sa.Table(
@@ -336,8 +381,15 @@ maintenance_windows = sa.Table(
 maintenance_services = sa.Table(
     "maintenance_services",
     metadata,
-    sa.Column("window_id", sa.Integer, sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "window_id",
+        sa.Integer,
+        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    ),
 )
 
 maintenance_updates = sa.Table(
@@ -345,7 +397,12 @@ maintenance_updates = sa.Table(
     metadata,
     _id(),
     sa.Column("public_id", sa.String(16), nullable=False, unique=True, default=new_public_id),
-    sa.Column("window_id", sa.Integer, sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "window_id",
+        sa.Integer,
+        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("body", sa.Text, nullable=False, default=""),
     sa.Column("display_at", UTCDateTime, nullable=False, default=utcnow),
@@ -380,7 +437,12 @@ alert_events = sa.Table(
     "alert_events",
     metadata,
     _id(),
-    sa.Column("source_id", sa.Integer, sa.ForeignKey("alert_sources.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "source_id",
+        sa.Integer,
+        sa.ForeignKey("alert_sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("dedup_key", sa.String(512), nullable=False),
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("severity", sa.String(10), nullable=False),
@@ -405,7 +467,7 @@ alert_events = sa.Table(
     sa.Index("ix_alert_events_pending", "evaluated_at", "partition"),
 )
 
-# --- rules state (DESIGN.md "State": keyed by rule and group, changed with its effects) -------------
+# --- rules state (DESIGN.md "State": keyed by rule and group, changed with its effects) ---
 
 rule_sets = sa.Table(
     "rule_sets",
@@ -434,7 +496,9 @@ activations = sa.Table(
     sa.Column("last_firing_at", UTCDateTime, nullable=True),
     sa.Column("ended_at", UTCDateTime, nullable=True),
     sa.Column("end_reason", sa.String(40), nullable=True),
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True),
+    sa.Column(
+        "incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
+    ),
     sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_activations_rule_group_state", "rule_id", "group_key", "state"),
 )
@@ -443,8 +507,18 @@ activation_alerts = sa.Table(
     "activation_alerts",
     metadata,
     _id(),
-    sa.Column("activation_id", sa.Integer, sa.ForeignKey("activations.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("source_id", sa.Integer, sa.ForeignKey("alert_sources.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "activation_id",
+        sa.Integer,
+        sa.ForeignKey("activations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "source_id",
+        sa.Integer,
+        sa.ForeignKey("alert_sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("dedup_key", sa.String(512), nullable=False),
     sa.Column("firing", sa.Boolean, nullable=False, default=True),
     sa.Column("first_fired_at", UTCDateTime, nullable=False),
@@ -459,8 +533,15 @@ claims = sa.Table(
     "claims",
     metadata,
     _id(),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("activation_id", sa.Integer, sa.ForeignKey("activations.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "activation_id",
+        sa.Integer,
+        sa.ForeignKey("activations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("rule_id", sa.String(128), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
@@ -473,8 +554,15 @@ held_alerts = sa.Table(
     "held_alerts",
     metadata,
     _id(),
-    sa.Column("window_id", sa.Integer, sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("event_id", sa.Integer, sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "window_id",
+        sa.Integer,
+        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "event_id", sa.Integer, sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("rule_id", sa.String(128), nullable=False),
     sa.Column("released_at", UTCDateTime, nullable=True),
 )
@@ -484,8 +572,12 @@ rule_errors = sa.Table(
     metadata,
     _id(),
     sa.Column("rule_id", sa.String(128), nullable=False),
-    sa.Column("event_id", sa.Integer, sa.ForeignKey("alert_events.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=True),
+    sa.Column(
+        "event_id", sa.Integer, sa.ForeignKey("alert_events.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column(
+        "service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE"), nullable=True
+    ),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False, default=utcnow),
 )
@@ -511,7 +603,9 @@ subscribers = sa.Table(
     "subscribers",
     metadata,
     _id(),
-    sa.Column("page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("channel", sa.String(10), nullable=False),
     sa.Column("address", sa.String(2048), nullable=False),
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
@@ -533,8 +627,15 @@ deliveries = sa.Table(
     # Deterministic: what is sent, to whom (e.g. "incident-update:42:subscriber:7"), so that a
     # retried fan-out never creates a second delivery.
     sa.Column("dedup_key", sa.String(300), nullable=False, unique=True),
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=True),
-    sa.Column("channel_id", sa.Integer, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column(
+        "channel_id", sa.Integer, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=True
+    ),
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("message", JSONType, nullable=False),
     # pending | sending | sent | failed

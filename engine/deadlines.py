@@ -1,0 +1,118 @@
+"""Deadlines: work due at a time (a rule's `for`, resolve damping, maintenance start and end,
+retries, purges), kept as rows so that they survive restarts and fire once across processes.
+
+A ticker (`workers.dispatch`) calls `fire_due`, which in one transaction deletes the due rows
+and writes an outbox row `deadline.<kind>` for each: the hand-over is atomic, so a deadline
+fires exactly once however many tickers run. RQ's own scheduler is not used (see
+shared/notes/rq-embedded.md: scheduled jobs stayed scheduled in embedded mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from .db import Store
+from .tables import deadlines, outbox, utcnow
+
+DEADLINE_PREFIX = "deadline."
+
+
+@dataclass(frozen=True)
+class Deadline:
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+def schedule(
+    conn: Connection,
+    kind: str,
+    key: str,
+    due_at: datetime,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Set the deadline (`kind`, `key`) to `due_at`, replacing an earlier one with that name."""
+    values = {"kind": kind, "key": key, "due_at": due_at, "payload": dict(payload or {})}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(deadlines)
+    conn.execute(
+        insert.values(**values).on_conflict_do_update(
+            index_elements=["kind", "key"],
+            set_={"due_at": due_at, "payload": values["payload"]},
+        )
+    )
+
+
+def cancel(conn: Connection, kind: str, key: str) -> bool:
+    """Remove the deadline if it is still pending; true if there was one."""
+    result = conn.execute(
+        deadlines.delete().where(deadlines.c.kind == kind, deadlines.c.key == key)
+    )
+    return bool(result.rowcount)
+
+
+def get(conn: Connection, kind: str, key: str) -> Deadline | None:
+    row = conn.execute(
+        sa.select(deadlines).where(deadlines.c.kind == kind, deadlines.c.key == key)
+    ).first()
+    if row is None:
+        return None
+    return Deadline(row.kind, row.key, row.due_at, dict(row.payload or {}))
+
+
+def fire_due(store: Store, now: datetime | None = None, *, limit: int = 500) -> int:
+    """Turn every deadline due by `now` into an outbox row; returns how many fired."""
+    now = now or utcnow()
+    query = (
+        sa.select(
+            deadlines.c.id,
+            deadlines.c.kind,
+            deadlines.c.key,
+            deadlines.c.due_at,
+            deadlines.c.payload,
+        )
+        .where(deadlines.c.due_at <= now)
+        .order_by(deadlines.c.due_at, deadlines.c.id)
+        .limit(limit)
+    )
+    if store.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    with store.begin() as conn:
+        rows = conn.execute(query).all()
+        if not rows:
+            return 0
+        conn.execute(deadlines.delete().where(deadlines.c.id.in_([r.id for r in rows])))
+        conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "kind": DEADLINE_PREFIX + r.kind,
+                    "payload": {
+                        **dict(r.payload or {}),
+                        "deadline_key": r.key,
+                        "due_at": r.due_at.isoformat(),
+                    },
+                }
+                for r in rows
+            ],
+        )
+    return len(rows)
+
+
+def next_due(store: Store) -> datetime | None:
+    """When the earliest pending deadline is due (None without any)."""
+    with store.read() as conn:
+        value = conn.execute(sa.select(sa.func.min(deadlines.c.due_at))).scalar()
+    if value is None:
+        return None
+    # func.min loses the column type on SQLite, which then answers with text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,145 @@
+"""The transactional outbox: work for the workers, written with the change that causes it.
+
+A change and its follow-up work commit together (`emit` takes the caller's connection), so
+a crash between the commit and the enqueue loses nothing: the dispatcher
+(`workers.dispatch`) claims rows that are not done and enqueues them. Rows are claimed by
+state (`done_at IS NULL` and no live claim), never by "id greater than the last one seen",
+since sequence ids can commit out of order.
+
+Delivery to handlers is at least once: a handler that dies half-way runs again after the
+claim's lease ends, so every handler is idempotent (renders overwrite, deliveries are
+marked sent conditionally).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .db import Store
+from .tables import outbox, utcnow
+
+#: How long a claimed row may stay unfinished before another dispatcher takes it over.
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def emit(conn: Connection, kind: str, payload: Mapping[str, Any] | None = None) -> None:
+    """Record work of `kind` in the caller's transaction."""
+    conn.execute(outbox.insert().values(kind=kind, payload=dict(payload or {})))
+
+
+def emit_many(conn: Connection, kind: str, payloads: Iterable[Mapping[str, Any]]) -> None:
+    rows = [{"kind": kind, "payload": dict(p)} for p in payloads]
+    if rows:
+        conn.execute(outbox.insert(), rows)
+
+
+def claim(
+    store: Store, claimer: str, *, limit: int = 500, now: datetime | None = None
+) -> list[OutboxRow]:
+    """Claim up to `limit` rows that are not done and not claimed by a live lease.
+
+    On PostgreSQL concurrent dispatchers skip each other's locked rows; on SQLite the
+    write transaction (`BEGIN IMMEDIATE`) serialises them.
+    """
+    now = now or utcnow()
+    stale = now - LEASE
+    query = (
+        sa.select(outbox.c.id, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
+        .where(outbox.c.done_at.is_(None))
+        .where(sa.or_(outbox.c.claimed_at.is_(None), outbox.c.claimed_at < stale))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if store.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    with store.begin() as conn:
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(ids))
+            .values(claimed_at=now, claimed_by=claimer, attempts=outbox.c.attempts + 1)
+        )
+    return [OutboxRow(r.id, r.kind, dict(r.payload or {}), r.attempts + 1) for r in rows]
+
+
+def take(store: Store, ids: Sequence[int]) -> list[OutboxRow]:
+    """The rows among `ids` that are still not done (a job's view before it runs them)."""
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(outbox.c.id, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
+            .where(outbox.c.id.in_(list(ids)))
+            .where(outbox.c.done_at.is_(None))
+            .order_by(outbox.c.id)
+        ).all()
+    return [OutboxRow(r.id, r.kind, dict(r.payload or {}), r.attempts) for r in rows]
+
+
+def mark_done(store: Store, ids: Sequence[int], now: datetime | None = None) -> int:
+    """Mark rows done if they are not already; returns how many this call marked."""
+    if not ids:
+        return 0
+    with store.begin() as conn:
+        result = conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(list(ids)))
+            .where(outbox.c.done_at.is_(None))
+            .values(done_at=now or utcnow(), error=None)
+        )
+    return int(result.rowcount or 0)
+
+
+def mark_failed(store: Store, ids: Sequence[int], error: str, retry_at: datetime) -> None:
+    """Record a handler's failure; the rows become claimable again at `retry_at`."""
+    if not ids:
+        return
+    # A claim that looks `LEASE` old at `retry_at` is free again then.
+    with store.begin() as conn:
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(list(ids)))
+            .where(outbox.c.done_at.is_(None))
+            .values(claimed_at=retry_at - LEASE, error=error[:2000])
+        )
+
+
+def release_claims(store: Store, claimer_prefix: str = "") -> None:
+    """Free every live claim (embedded mode at start: its in-process queue died with it)."""
+    query = outbox.update().where(outbox.c.done_at.is_(None)).where(outbox.c.claimed_at.isnot(None))
+    if claimer_prefix:
+        query = query.where(outbox.c.claimed_by.startswith(claimer_prefix))
+    with store.begin() as conn:
+        conn.execute(query.values(claimed_at=None, claimed_by=None))
+
+
+def purge_done(store: Store, older_than: datetime) -> int:
+    with store.begin() as conn:
+        result = conn.execute(
+            outbox.delete().where(outbox.c.done_at.isnot(None)).where(outbox.c.done_at < older_than)
+        )
+    return int(result.rowcount or 0)
+
+
+def pending_count(store: Store) -> int:
+    with store.read() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))
+            ).scalar_one()
+        )

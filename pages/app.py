@@ -1,0 +1,112 @@
+"""The Starlette application: built from plain lists of routes and middleware.
+
+Each area of the app keeps its routes in its own module (`pages.health.routes`, ...);
+`create_app` concatenates them. `background=True` (what `beacon serve` passes) also starts
+the dispatcher ticker and, in embedded mode, the RQ worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workers.dispatch import Ticker
+from workers.runtime import Runtime, install
+
+from . import health
+from .errors import EXCEPTION_HANDLERS, redact_path
+
+access_log = logging.getLogger("beacon.access")
+
+
+class AccessLog:
+    """One log line per request, with integration keys redacted (uvicorn's own access log is
+    off: it would print them)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("-", 0)
+                access_log.info(
+                    '%s "%s %s" %d %.1fms',
+                    client[0],
+                    scope["method"],
+                    redact_path(scope["path"]),
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
+
+
+def all_routes() -> list[BaseRoute]:
+    """Every route of the app, in matching order."""
+    return [*health.routes]
+
+
+def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
+    """The app for `runtime`; with `background`, it also runs the dispatcher and, in embedded
+    mode, the worker threads for the app's lifetime."""
+    install(runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ticker: Ticker | None = None
+        threads: list[Any] = []
+        if background:
+            if runtime.queues.embedded:
+                threads = runtime.queues.start_threads(runtime.settings.embedded_workers)
+            ticker = Ticker(runtime)
+            ticker.start()
+        try:
+            yield
+        finally:
+            if ticker is not None:
+                ticker.stop()
+            runtime.queues.stop_threads(threads)
+
+    middleware = [
+        Middleware(AccessLog),
+        Middleware(
+            SessionMiddleware,
+            secret_key=runtime.settings.secret_key.get_secret_value(),
+            session_cookie="beacon_session",
+            https_only=runtime.settings.base_url.startswith("https://"),
+            same_site="lax",
+        ),
+    ]
+    app = Starlette(
+        routes=all_routes(),
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.settings = runtime.settings
+    app.state.store = runtime.store
+    app.state.metrics = health.Metrics()
+    return app

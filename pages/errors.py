@@ -1,0 +1,101 @@
+"""JSON error answers for the APIs: a status, a message, and field details where there are any."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from engine.errors import ConflictError, NotFoundError, ValidationError
+
+log = logging.getLogger("beacon.http")
+
+
+class FieldErrors(HTTPException):
+    """422 with a list of `{field, message}`."""
+
+    def __init__(self, errors: list[dict[str, str]], message: str = "invalid request body") -> None:
+        super().__init__(422, message)
+        self.errors = errors
+
+
+def error_body(
+    status: int, message: str, errors: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": {"status": status, "message": message}}
+    if errors:
+        body["error"]["fields"] = errors
+    return body
+
+
+def pydantic_errors(exc: PydanticValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ]
+
+
+async def parse_json(request: Request, model: type[BaseModel]) -> Any:
+    """The request body validated as `model`, or a 400/422 that says what is wrong."""
+    raw = await request.body()
+    if not raw.strip():
+        raise FieldErrors([{"field": "body", "message": "a JSON body is required"}])
+    try:
+        return model.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        errors = pydantic_errors(exc)
+        if any(e["message"].startswith("Invalid JSON") for e in errors):
+            raise HTTPException(400, "body is not valid JSON") from None
+        raise FieldErrors(errors) from None
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=headers)
+    errors = exc.errors if isinstance(exc, FieldErrors) else None
+    return JSONResponse(
+        error_body(exc.status_code, str(exc.detail), errors), exc.status_code, headers
+    )
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse(error_body(404, str(exc) or "not found"), 404)
+
+
+async def conflict(request: Request, exc: Exception) -> Response:
+    return JSONResponse(error_body(409, str(exc)), 409)
+
+
+async def invalid(request: Request, exc: Exception) -> Response:
+    field = getattr(exc, "field", None)
+    errors = [{"field": field, "message": str(exc)}] if field else None
+    return JSONResponse(error_body(422, str(exc), errors), 422)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
+    return JSONResponse(error_body(500, "internal error; it has been logged"), 500)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: http_exception,
+    NotFoundError: not_found,
+    ConflictError: conflict,
+    ValidationError: invalid,
+    Exception: server_error,
+}
+
+
+def redact_path(path: str) -> str:
+    """The path with an integration key replaced: keys are secrets and never reach logs."""
+    prefix = "/api/v1/events/"
+    if path.startswith(prefix):
+        return prefix + "<redacted>"
+    return path

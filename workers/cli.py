@@ -1,0 +1,197 @@
+"""The `beacon` command. Builds `Settings` from the environment once, here, and passes it on."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine import migrate
+from engine.errors import BeaconError, ConfigError
+from engine.settings import Settings
+
+log = logging.getLogger("beacon")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from pages.app import create_app
+
+    from .runtime import Runtime
+
+    runtime = Runtime.build(settings)
+    if settings.embedded:
+        migrate.upgrade(runtime.store)
+        from engine import outbox
+
+        # The in-process queue died with the last process: nothing claimed is running.
+        outbox.release_claims(runtime.store)
+    elif not migrate.is_current(runtime.store):
+        raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
+    config = args.config or settings.config_path
+    if config:
+        _apply(runtime.store, Path(config), prune=False, dry_run=False)
+    app = create_app(runtime, background=True)
+    mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
+    print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from .dispatch import Ticker, dispatch_once
+    from .runtime import Runtime, install
+
+    if settings.embedded:
+        raise ConfigError(
+            "beacon worker needs BEACON_REDIS_URL (scaled mode); in embedded mode "
+            "`beacon serve` runs the workers itself"
+        )
+    runtime = install(Runtime.build(settings))
+    worker = runtime.queues.worker(name=runtime.name)
+    if args.burst:
+        dispatch_once(runtime)
+        worker.work(burst=True, logging_level="WARNING")
+        return 0
+    ticker = Ticker(runtime)
+    ticker.start()
+    try:
+        worker.work(logging_level="WARNING")
+    finally:
+        ticker.stop()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.db import create_store
+
+    store = create_store(settings)
+    migrate.upgrade(store)
+    print(f"database at revision {migrate.current_revision(store)}")
+    return 0
+
+
+def _apply(store: object, path: Path, *, prune: bool, dry_run: bool) -> int:
+    from engine.config import apply_file
+
+    plan = apply_file(store, path, prune=prune, dry_run=dry_run)  # type: ignore[arg-type,unused-ignore]
+    print(plan.render())
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.db import create_store
+
+    store = create_store(settings)
+    if settings.embedded:
+        migrate.upgrade(store)
+    return _apply(store, Path(args.file), prune=args.prune, dry_run=args.dry_run)
+
+
+def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.accounts import create_user
+    from engine.db import create_store
+
+    store = create_store(settings)
+    password = os.environ.get("BEACON_USER_PASSWORD") or None
+    user_id = create_user(store, args.email, role=args.role, teams=args.team, password=password)
+    print(f"created user {args.email} (id {user_id}, role {args.role})")
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.accounts import create_api_key
+    from engine.db import create_store
+
+    store = create_store(settings)
+    key = create_api_key(store, name=args.name, team=args.team, admin=args.admin)
+    print(key)
+    print("Store this key now: Beacon keeps only its hash.", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beacon", description="Status pages and incident automation"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app (and, in embedded mode, the workers)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--config", help="a config file to apply at start")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="an RQ worker for all of Beacon's queues (scaled mode)")
+    worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    worker.set_defaults(func=cmd_worker)
+
+    apply = sub.add_parser("apply", help="declare the config file's objects")
+    apply.add_argument("file")
+    apply.add_argument(
+        "--prune", action="store_true", help="delete objects the file no longer declares"
+    )
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    apply.set_defaults(func=cmd_apply)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)
+
+    user = sub.add_parser("user", help="user accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create = user_sub.add_parser(
+        "create", help="create a user (password from BEACON_USER_PASSWORD)"
+    )
+    create.add_argument("email")
+    create.add_argument("--role", required=True, choices=["admin", "responder", "stakeholder"])
+    create.add_argument("--team", action="append", default=[])
+    create.set_defaults(func=cmd_user_create)
+
+    apikey = sub.add_parser("apikey", help="API keys")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    key_create = apikey_sub.add_parser("create", help="create an API key; it is printed once")
+    who = key_create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--team", help="the team the key acts for (responder rights)")
+    who.add_argument("--admin", action="store_true", help="an admin key: also teams and users")
+    key_create.add_argument("--name", required=True)
+    key_create.set_defaults(func=cmd_apikey_create)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Further subcommands registered by other parts (rules, events), each a function adding its
+#: parsers to the subparsers object.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg,unused-ignore]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings()
+        return int(args.func(args, settings))
+    except BeaconError as exc:
+        print(f"beacon: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The dispatcher: outbox rows and due deadlines become RQ jobs.
+
+Every `beacon worker` and the embedded `beacon serve` run a `Ticker` thread. Each pass fires
+due deadlines into outbox rows (engine.deadlines), claims outbox rows (engine.outbox) and
+enqueues one `run_outbox` job per kind for the whole claimed batch, so the number of jobs
+grows with batches, not with events. Handlers are looked up in `HANDLERS`, an explicit
+registry of dotted paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from engine import deadlines, outbox
+from engine.tables import utcnow
+
+from .runtime import Runtime, current
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Runtime, list[dict[str, Any]]], None]
+
+#: Outbox kind -> (queue, "module:function"). A handler takes the runtime and the payloads
+#: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
+HANDLERS: dict[str, tuple[str, str]] = {
+    "noop": ("beacon-default", "workers.dispatch:handle_noop"),
+}
+
+#: Attempts before a failing row is given up on (kept, with its error, for operators).
+MAX_ATTEMPTS = 8
+BATCH = 200
+
+
+def handle_noop(_rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
+    """Does nothing: a kind for checking the pipeline."""
+
+
+def resolve(kind: str) -> tuple[str, Handler]:
+    queue, path = HANDLERS[kind]
+    module, _, name = path.partition(":")
+    return queue, getattr(importlib.import_module(module), name)
+
+
+def dispatch_once(rt: Runtime) -> int:
+    """One pass: fire due deadlines, claim outbox rows and enqueue their jobs."""
+    deadlines.fire_due(rt.store)
+    rows = outbox.claim(rt.store, rt.name)
+    if not rows:
+        return 0
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.kind].append(row.id)
+    unknown = [k for k in by_kind if k not in HANDLERS]
+    for kind in unknown:
+        ids = by_kind.pop(kind)
+        log.error("no handler for outbox kind %r (rows %s); giving up on them", kind, ids)
+        outbox.mark_failed(
+            rt.store, ids, f"no handler for kind {kind!r}", utcnow() + timedelta(days=3650)
+        )
+    for kind, ids in by_kind.items():
+        queue = HANDLERS[kind][0]
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            rt.queues.enqueue(
+                queue,
+                "workers.dispatch.run_outbox",
+                chunk,
+                job_id=f"outbox-{chunk[0]}-{chunk[-1]}-{rows[0].attempts}",
+                result_ttl=0,
+                failure_ttl=86400,
+            )
+    return len(rows)
+
+
+def run_outbox(ids: list[int]) -> None:
+    """RQ job: run the handlers of the outbox rows `ids` that are not done yet."""
+    rt = current()
+    rows = outbox.take(rt.store, ids)
+    by_kind: dict[str, list[outbox.OutboxRow]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.kind].append(row)
+    for kind, kind_rows in by_kind.items():
+        row_ids = [r.id for r in kind_rows]
+        try:
+            _queue, handler = resolve(kind)
+            handler(rt, [r.payload for r in kind_rows])
+        except Exception as exc:  # a handler's failure must not lose the rows: retry later
+            attempts = max(r.attempts for r in kind_rows)
+            log.exception("outbox handler for %r failed (attempt %d)", kind, attempts)
+            if attempts >= MAX_ATTEMPTS:
+                outbox.mark_failed(
+                    rt.store, row_ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650)
+                )
+            else:
+                delay = timedelta(seconds=min(2**attempts, 300))
+                outbox.mark_failed(rt.store, row_ids, repr(exc), utcnow() + delay)
+            continue
+        outbox.mark_done(rt.store, row_ids)
+
+
+class Ticker(threading.Thread):
+    """Runs `dispatch_once` every `interval` seconds, or at once when nudged."""
+
+    def __init__(self, rt: Runtime, interval: float = 0.25) -> None:
+        super().__init__(name="beacon-ticker", daemon=True)
+        self.rt = rt
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                busy = dispatch_once(self.rt)
+            except Exception:  # the database may be briefly away: keep ticking
+                log.exception("dispatcher pass failed")
+                busy = 0
+            if not busy:
+                self.rt.nudge.wait(self.interval)
+                self.rt.nudge.clear()
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stop_event.set()
+        self.rt.nudge.set()
+        self.join(timeout)

@@ -1,0 +1,68 @@
+"""The process's shared resources (settings, store, queues), set up once at start.
+
+RQ job functions take ids and plain values; the connections they need are per process, so
+`beacon serve` and `beacon worker` install a `Runtime` before any job runs and jobs ask for
+it with `current()`. Opening a database pool per job would cost more than the job.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.db import Store, create_store
+from engine.settings import Settings
+
+from .queue import Queues
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    queues: Queues
+    #: Unique per process: names outbox claims and workers.
+    name: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
+    #: Set to wake the dispatcher at once after a commit that emitted outbox rows.
+    nudge: threading.Event = field(default_factory=threading.Event)
+    #: Per-process caches other parts attach (compiled rules, page cache, ...), by name.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, queues: Queues | None = None) -> Runtime:
+        return cls(settings, create_store(settings), queues or Queues.from_settings(settings))
+
+    def close(self) -> None:
+        self.store.dispose()
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make `runtime` the one jobs of this process use."""
+    global _current
+    with _lock:
+        _current = runtime
+    return runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError(
+            "no Beacon runtime installed in this process (beacon serve/worker do it)"
+        )
+    return _current
+
+
+def uninstall() -> None:
+    global _current
+    with _lock:
+        _current = None

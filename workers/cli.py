@@ -178,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg,unused-ignore]
 
 
+def _rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .rules_commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_rules_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

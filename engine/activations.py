@@ -392,6 +392,7 @@ class Machine:
                 outcome.effects.append(f"{policy.id}: ignored: firing older than its resolve")
                 return []
         is_new = alert is None or not alert.firing
+        joins = alert is None
         if alert is None:
             alert = act.alerts[key] = AlertState(True, now, event.occurred_at, None, event.id)
         else:
@@ -406,7 +407,7 @@ class Machine:
             act.resolving_since = None
             outcome.effects.append(f"{policy.id}: re-fired while resolving")
         if act.state == ActivationState.ACTIVE:
-            if is_new and act.incident_opened:
+            if joins and act.incident_opened:
                 intents.append(self._intent(IntentKind.ATTACH_ALERT, now, act, _alert(event)))
             outcome.effects.append(f"{policy.id}: joined active activation")
         elif act.state == ActivationState.PENDING:

@@ -209,7 +209,7 @@ class State(Protocol):
 
     def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None: ...
 
-    def by_alert(self, source: str, dedup_key: str) -> list[Activation]: ...
+    def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]: ...
 
     def due(self, now: datetime) -> list[Activation]: ...
 
@@ -219,9 +219,11 @@ class State(Protocol):
 
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]: ...
 
-    def last_status(self, source: str, dedup_key: str) -> tuple[EventStatus, datetime] | None: ...
+    def last_status(
+        self, team: str, source: str, dedup_key: str
+    ) -> tuple[EventStatus, datetime] | None: ...
 
-    def note_status(self, event: AlertEvent) -> None: ...
+    def note_status(self, team: str, event: AlertEvent) -> None: ...
 
 
 class MemoryState:
@@ -240,11 +242,13 @@ class MemoryState:
                 return act
         return None
 
-    def by_alert(self, source: str, dedup_key: str) -> list[Activation]:
+    def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]:
         return [
             a
             for a in self.activations
-            if a.state != ActivationState.ENDED and (source, dedup_key) in a.alerts
+            if a.state != ActivationState.ENDED
+            and a.team == team
+            and (source, dedup_key) in a.alerts
         ]
 
     def due(self, now: datetime) -> list[Activation]:
@@ -276,10 +280,12 @@ class MemoryState:
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
         return self.held.pop(window, [])
 
-    def last_status(self, source: str, dedup_key: str) -> tuple[EventStatus, datetime] | None:
+    def last_status(
+        self, team: str, source: str, dedup_key: str
+    ) -> tuple[EventStatus, datetime] | None:
         return self.statuses.get((source, dedup_key))
 
-    def note_status(self, event: AlertEvent) -> None:
+    def note_status(self, team: str, event: AlertEvent) -> None:
         key = (event.source, event.dedup_key)
         known = self.statuses.get(key)
         if known is None or event.occurred_at >= known[1]:
@@ -338,21 +344,22 @@ class Machine:
     # events ------------------------------------------------------------------------------
 
     def on_event(
-        self, event: AlertEvent, matches: Sequence[RulePolicy]
+        self, event: AlertEvent, matches: Sequence[RulePolicy], team: str | None = None
     ) -> tuple[list[Intent], Outcome]:
-        """Apply one event (`matches`: the rules it matched, for a firing event)."""
+        """Apply one event (`matches`: the rules it matched, for a firing event) from a
+        source of `team` (looked up by the source key when not given)."""
         outcome = Outcome(matched=[m.id for m in matches])
         intents: list[Intent] = list(self.on_time(event.received_at))
-        team = self.world.team_of(event.source)
+        team = team or self.world.team_of(event.source)
         if team is None:
             outcome.effects.append(f"unknown source {event.source!r}")
             return intents, outcome
         if event.status == EventStatus.RESOLVED:
-            intents += self._resolve(event, outcome)
+            intents += self._resolve(team, event, outcome)
         else:
             for policy in matches:
                 intents += self._fire(team, policy, event, outcome)
-        self.state.note_status(event)
+        self.state.note_status(team, event)
         return intents, outcome
 
     def _fire(
@@ -431,11 +438,11 @@ class Machine:
             outcome.effects.append(f"{policy.id}: acted")
         return intents
 
-    def _resolve(self, event: AlertEvent, outcome: Outcome) -> list[Intent]:
+    def _resolve(self, team: str, event: AlertEvent, outcome: Outcome) -> list[Intent]:
         now = event.received_at
         intents: list[Intent] = []
         key = (event.source, event.dedup_key)
-        for act in self.state.by_alert(*key):
+        for act in self.state.by_alert(team, *key):
             alert = act.alerts[key]
             if not alert.firing:
                 continue
@@ -538,7 +545,7 @@ class Machine:
     # maintenance -------------------------------------------------------------------------
 
     def end_maintenance(
-        self, window: str, on_end: str, now: datetime, matches: Any
+        self, window: str, on_end: str, now: datetime, matches: Any, team: str | None = None
     ) -> list[Intent]:
         """At a window's end: replay held alerts still firing (`on_end: replay`) as if received
         `now`, or drop them. `matches(event)` gives the rules an event matches now."""
@@ -549,7 +556,8 @@ class Machine:
             if on_end != "replay" or key in seen:
                 continue
             seen.add(key)
-            last = self.state.last_status(*key)
+            owner = team or self.world.team_of(event.source) or ""
+            last = self.state.last_status(owner, *key)
             if (
                 last is not None
                 and last[0] == EventStatus.RESOLVED
@@ -557,7 +565,7 @@ class Machine:
             ):
                 continue
             replayed = event.model_copy(update={"received_at": now})
-            found, _outcome = self.on_event(replayed, matches(replayed))
+            found, _outcome = self.on_event(replayed, matches(replayed), owner)
             intents += found
         return intents
 
@@ -603,7 +611,7 @@ class Machine:
         if template is None:
             message = f"unknown incident template {incident.template!r} in team {act.team!r}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, {"message": message})
+            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event))
         context = self._context(act, policy, event)
         try:
             title = render(template.title, context)
@@ -611,7 +619,7 @@ class Machine:
         except TemplateError as exc:
             message = f"template {incident.template!r} failed to render: {exc}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, {"message": message})
+            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event))
         act.incident_opened = True
         impacts = dict(template.services) or {
             s: str(worst_status(policy.claims or [ServiceStatus.MAJOR_OUTAGE]))
@@ -732,8 +740,8 @@ def _alert(event: AlertEvent) -> dict[str, Any]:
     return {"alert": event.dedup_key, "source": event.source, "event_id": event.id}
 
 
-def _err(message: str, event: AlertEvent) -> dict[str, Any]:
-    return {"message": message, **_alert(event)}
+def _err(message: str, event: AlertEvent | None) -> dict[str, Any]:
+    return {"message": message, **(_alert(event) if event else {})}
 
 
 def _event_context(event: AlertEvent) -> dict[str, Any]:

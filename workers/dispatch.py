@@ -30,6 +30,9 @@ Handler = Callable[[Runtime, list[dict[str, Any]]], None]
 #: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
 HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
+    "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
+    "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
+    "maintenance.ended": ("beacon-evaluate", "workers.evaluate:handle_maintenance_ended"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -77,7 +77,10 @@ INCIDENT = """
 
 
 def test_two_alerts_on_one_service_and_one_resolves_the_other_claim_stays():
-    lines = run(API, [event(dedup_key="a"), event(dedup_key="b", at=1), event("resolved", dedup_key="a", at=2)])
+    lines = run(
+        API,
+        [event(dedup_key="a"), event(dedup_key="b", at=1), event("resolved", dedup_key="a", at=2)],
+    )
     assert kinds(lines) == ["claim", "claim", "release"]
     assert lines[2]["group"] == "am/a"
 
@@ -103,7 +106,9 @@ def test_duplicate_deliveries_have_one_effect():
 def test_a_resolve_older_than_the_firing_is_ignored():
     lines = run(API, [event(at=60), event("resolved", at=61, occurred=30)])
     assert kinds(lines) == ["claim", "ignored"]
-    lines = run(API, [event(at=60), event("resolved", at=61, occurred=30), event("resolved", at=90)])
+    lines = run(
+        API, [event(at=60), event("resolved", at=61, occurred=30), event("resolved", at=90)]
+    )
     assert kinds(lines) == ["claim", "ignored", "release"]
 
 
@@ -192,7 +197,9 @@ def test_incident_keep_leaves_the_incident_open():
 
 def test_later_firing_alerts_of_the_group_attach_to_its_incident():
     rules = INCIDENT.replace("match: {source: am}", "match: {source: am}\n    group_by: [source]")
-    lines = run(rules, [event(dedup_key="a"), event(dedup_key="b", at=5), event(dedup_key="b", at=6)])
+    lines = run(
+        rules, [event(dedup_key="a"), event(dedup_key="b", at=5), event(dedup_key="b", at=6)]
+    )
     assert kinds(lines) == ["claim", "open_incident", "attach_alert"]
     assert lines[2]["alert"] == "b"
 
@@ -208,6 +215,8 @@ def test_for_restarts_after_the_group_resolved():
 def test_a_resolve_from_another_rule_set_version_still_ends_the_activation():
     # Resolves go by source and dedup key, never through `match`: a recovery that no longer
     # matches (here: different labels) still ends what its firing started.
-    lines = run(API.replace("{source: am}", "{source: am, labels.x: y}"),
-                [event(labels={"x": "y"}), event("resolved", at=5, labels={"x": "z"})])
+    lines = run(
+        API.replace("{source: am}", "{source: am, labels.x: y}"),
+        [event(labels={"x": "y"}), event("resolved", at=5, labels={"x": "z"})],
+    )
     assert kinds(lines) == ["claim", "release"]

@@ -227,52 +227,54 @@ class State(Protocol):
 
 
 class MemoryState:
-    """`State` in memory (replays and tests)."""
+    """`State` in memory (replays, tests, benchmarks), indexed so each step is O(1)-ish."""
 
     def __init__(self) -> None:
         self.activations: list[Activation] = []
         self.held: dict[str, list[tuple[AlertEvent, str]]] = {}
         self.statuses: dict[AlertKey, tuple[EventStatus, datetime]] = {}
+        self._open: dict[tuple[str, str, str], Activation] = {}
+        self._by_alert: dict[tuple[str, str, str], dict[int, Activation]] = {}
+        self._scheduled: dict[int, Activation] = {}
 
     def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None:
-        for act in self.activations:
-            if (act.team, act.rule_id, act.group_key) == (team, rule_id, group_key) and (
-                act.state != ActivationState.ENDED
-            ):
-                return act
-        return None
+        return self._open.get((team, rule_id, group_key))
 
     def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]:
-        return [
-            a
-            for a in self.activations
-            if a.state != ActivationState.ENDED
-            and a.team == team
-            and (source, dedup_key) in a.alerts
-        ]
+        found = self._by_alert.get((team, source, dedup_key), {})
+        return [a for _, a in sorted(found.items()) if a.state != ActivationState.ENDED]
 
     def due(self, now: datetime) -> list[Activation]:
         return sorted(
-            (
-                a
-                for a in self.activations
-                if a.state != ActivationState.ENDED and a.due_at is not None and a.due_at <= now
-            ),
+            (a for a in self._scheduled.values() if a.due_at is not None and a.due_at <= now),
             key=lambda a: (a.due_at, a.id or 0),
         )
 
     def next_due(self) -> datetime | None:
-        dues = [
-            a.due_at
-            for a in self.activations
-            if a.state != ActivationState.ENDED and a.due_at is not None
-        ]
+        dues = [a.due_at for a in self._scheduled.values() if a.due_at is not None]
         return min(dues) if dues else None
 
     def save(self, activation: Activation) -> None:
         if activation.id is None:
             activation.id = len(self.activations) + 1
             self.activations.append(activation)
+        key = (activation.team, activation.rule_id, activation.group_key)
+        ended = activation.state == ActivationState.ENDED
+        if ended:
+            if self._open.get(key) is activation:
+                del self._open[key]
+        else:
+            self._open[key] = activation
+        for source, dedup in activation.alerts:
+            alert_key = (activation.team, source, dedup)
+            if ended:
+                self._by_alert.get(alert_key, {}).pop(activation.id, None)
+            else:
+                self._by_alert.setdefault(alert_key, {})[activation.id] = activation
+        if activation.due_at is not None and not ended:
+            self._scheduled[activation.id] = activation
+        else:
+            self._scheduled.pop(activation.id, None)
 
     def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
         self.held.setdefault(window, []).append((event, rule_id))

@@ -23,10 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.activations import Machine, MemoryState  # noqa: E402
-from engine.models import AlertEvent  # noqa: E402
+from engine.models import AlertEvent, EventStatus, Severity  # noqa: E402
 from rules.runtime import RuleBook  # noqa: E402
 from rules.validate import check  # noqa: E402
-from rules.world import world_from_config  # noqa: E402
+from rules.world import ConfigWorld, world_from_config  # noqa: E402
 
 SOURCES = [("am", "alertmanager"), ("graf", "grafana"), ("kuma", "uptime-kuma"), ("dd", "datadog")]
 SERVICES = [f"svc-{i:03d}" for i in range(200)]
@@ -71,8 +71,8 @@ def events(count: int, rng: random.Random) -> list[AlertEvent]:
                 source=source,
                 source_type=source_type,
                 dedup_key=f"a{rng.randrange(5000)}",
-                status="firing" if rng.random() < 0.6 else "resolved",
-                severity=rng.choice(["critical", "high", "warning"]),
+                status=EventStatus.FIRING if rng.random() < 0.6 else EventStatus.RESOLVED,
+                severity=rng.choice([Severity.CRITICAL, Severity.HIGH, Severity.WARNING]),
                 summary="bench",
                 labels={
                     "service": rng.choice(SERVICES),
@@ -87,7 +87,7 @@ def events(count: int, rng: random.Random) -> list[AlertEvent]:
     return result
 
 
-def world():  # type: ignore[no-untyped-def]
+def world() -> ConfigWorld:
     return world_from_config(
         {
             "teams": [{"key": "bench"}],
@@ -133,15 +133,15 @@ def bench_commit(n: int) -> list[float]:
         store = create_store(Settings.from_env({"BEACON_DATA_DIR": tmp}))
         migrate.upgrade(store)
         with store.begin() as conn:
-            team = conn.execute(teams.insert().values(key="bench")).inserted_primary_key[0]
+            team = conn.execute(teams.insert().values(key="bench").returning(teams.c.id)).scalar()
             for key in SERVICES:
                 conn.execute(services.insert().values(team_id=team, key=key, name=key))
             source_ids = {
                 key: conn.execute(
-                    alert_sources.insert().values(
-                        team_id=team, key=key, name=key, type=kind, integration_key=f"k-{key}"
-                    )
-                ).inserted_primary_key[0]
+                    alert_sources.insert()
+                    .values(team_id=team, key=key, name=key, type=kind, integration_key=f"k-{key}")
+                    .returning(alert_sources.c.id)
+                ).scalar()
                 for key, kind in SOURCES
             }
         publish_rules(store, {"bench.yaml": rules_text(1000, random.Random(5))}, None)

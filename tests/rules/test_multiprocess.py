@@ -1,0 +1,261 @@
+"""Two `beacon worker` processes on real PostgreSQL and Redis evaluate an event log; one is
+SIGKILLed in the middle of a batch. The result must equal a single-process replay of the
+same log (`rules.replay`, what `beacon rules test` runs)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from engine import migrate
+from engine.db import create_store
+from engine.models import AlertEvent, EventStatus
+from engine.settings import Settings
+from engine.tables import (
+    activations,
+    alert_events,
+    alert_sources,
+    claims,
+    outbox,
+    services,
+    teams,
+)
+from rules.replay import replay
+from rules.runtime import RuleBook
+from rules.validate import check
+from rules.world import world_from_config
+from tests.conftest import REDIS_URL, ROOT
+from tests.rules.helpers import T0
+from workers.evaluate import publish_rules
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+RULES = """version: 1
+rules:
+  - id: am-alert
+    match: {source: am, labels.alertname: {in: [A, B]}}
+    service_from: labels.service
+    then: [{set_status: partial_outage}]
+  - id: kuma-down
+    match: {source: kuma}
+    service_from: labels.service
+    continue: true
+    then: [{set_status: major_outage}]
+  - id: grouped
+    match: {labels.alertname: C}
+    group_by: [labels.service]
+    service_from: labels.service
+    then: [{set_status: degraded}]
+"""
+SERVICES = [f"s{i}" for i in range(12)]
+SOURCES = {"am": "alertmanager", "kuma": "uptime-kuma"}
+
+
+def _log(count: int) -> list[AlertEvent]:
+    rng = random.Random(42)
+    alerts = {
+        (source, f"{source}-{i}"): (rng.choice(SERVICES), rng.choice("ABC"))
+        for source in SOURCES
+        for i in range(60)
+    }
+    events = []
+    for i in range(count):
+        (source, dedup), (service, name) = rng.choice(sorted(alerts.items()))
+        at = T0 + timedelta(seconds=i)
+        events.append(
+            AlertEvent(
+                id=str(i + 1),
+                source=source,
+                source_type=SOURCES[source],
+                dedup_key=dedup,
+                status=EventStatus.FIRING if rng.random() < 0.6 else EventStatus.RESOLVED,
+                labels={"service": service, "alertname": name},
+                occurred_at=at,
+                received_at=at,
+            )
+        )
+    return events
+
+
+def _seed(store, events: list[AlertEvent]) -> None:
+    with store.begin() as conn:
+        team = conn.execute(teams.insert().values(key="platform").returning(teams.c.id)).scalar()
+        for key in SERVICES:
+            conn.execute(services.insert().values(team_id=team, key=key, name=key))
+        source_ids = {
+            key: conn.execute(
+                alert_sources.insert()
+                .values(team_id=team, key=key, name=key, type=kind, integration_key=f"mp-{key}")
+                .returning(alert_sources.c.id)
+            ).scalar()
+            for key, kind in SOURCES.items()
+        }
+    # As the intake does: events and an `evaluate` row per partition, in several deliveries.
+    for start in range(0, len(events), 100):
+        with store.begin() as conn:
+            chunk = events[start : start + 100]
+            conn.execute(
+                alert_events.insert(),
+                [
+                    {
+                        "source_id": source_ids[e.source],
+                        "dedup_key": e.dedup_key,
+                        "status": str(e.status),
+                        "severity": str(e.severity),
+                        "labels": dict(e.labels),
+                        "links": [],
+                        "occurred_at": e.occurred_at,
+                        "received_at": e.received_at,
+                        "fingerprint": f"fp-{e.id}",
+                        "partition": e.source,
+                    }
+                    for e in chunk
+                ],
+            )
+            conn.execute(
+                outbox.insert(),
+                [
+                    {"kind": "evaluate", "payload": {"partition": p}}
+                    for p in sorted({e.source for e in chunk})
+                ],
+            )
+
+
+def _expected(events: list[AlertEvent]) -> set[tuple[str, str, str, str]]:
+    world = world_from_config(
+        {
+            "teams": [{"key": "platform"}],
+            "services": [{"key": s} for s in SERVICES],
+            "alert_sources": [{"key": k, "type": t} for k, t in SOURCES.items()],
+        },
+        "test",
+    )
+    book = RuleBook(check({"rules.yaml": RULES}, world.known()), 1)
+    open_claims: set[tuple[str, str, str, str]] = set()
+    for intent in replay(book, world, events):
+        key = (intent.rule_id, intent.group_key, str(intent.data.get("service")))
+        if intent.kind == "claim":
+            open_claims.add((*key, str(intent.data["status"])))
+        elif intent.kind == "release":
+            open_claims = {c for c in open_claims if c[:3] != key}
+    return open_claims
+
+
+def _worker(url: str, prefix: str, name: str, data_dir: str, log) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BEACON_DATABASE_URL": f"{url}?application_name={name}",
+        "BEACON_REDIS_URL": REDIS_URL,
+        "BEACON_REDIS_PREFIX": prefix,
+        "BEACON_SECRET_KEY": "multiprocess-test-secret",
+        "BEACON_DATA_DIR": data_dir,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_two_workers_with_one_killed_mid_batch_equal_a_single_process_replay(
+    pg_url, redis_prefix, tmp_path
+):
+    settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_DATABASE_URL": pg_url})
+    store = create_store(settings)
+    migrate.upgrade(store)
+    events = _log(1200)
+    publish_rules(store, {"rules.yaml": RULES}, None)
+    _seed(store, events)
+
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("w1", "w2")}  # noqa: SIM115
+    workers = {
+        name: _worker(pg_url, redis_prefix, name, str(tmp_path / name), logs[name])
+        for name in ("w1", "w2")
+    }
+    killed = None
+    try:
+        # Kill the first worker seen holding a partition's lock: it is inside a batch's
+        # transaction, with events read and effects half-written.
+        deadline = time.monotonic() + 60
+        while killed is None and time.monotonic() < deadline:
+            with store.read() as conn:
+                holder = conn.execute(
+                    sa.text(
+                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                        "AND a.application_name IN ('w1', 'w2') LIMIT 1"
+                    )
+                ).scalar()
+            if holder:
+                workers[holder].send_signal(signal.SIGKILL)
+                workers[holder].wait()
+                killed = holder
+            else:
+                time.sleep(0.01)
+        assert killed is not None, "no worker was ever seen inside a batch"
+        with store.read() as conn:
+            unevaluated = conn.execute(
+                sa.select(sa.func.count()).where(alert_events.c.evaluated_at.is_(None))
+            ).scalar()
+        assert unevaluated, "the kill came too late to interrupt a batch"
+
+        # The survivor (and the lease on the dead worker's outbox rows) finish the log.
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            with store.read() as conn:
+                unevaluated = conn.execute(
+                    sa.select(sa.func.count()).where(alert_events.c.evaluated_at.is_(None))
+                ).scalar()
+            if not unevaluated:
+                break
+            time.sleep(0.5)
+        assert unevaluated == 0, "events were lost with the killed worker"
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in logs.values():
+            log.close()
+
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(claims.c.rule_id, activations.c.group_key, services.c.key, claims.c.status)
+            .join(activations, activations.c.id == claims.c.activation_id)
+            .join(services, services.c.id == claims.c.service_id)
+            .where(claims.c.released_at.is_(None))
+        ).all()
+        statuses = dict(conn.execute(sa.select(services.c.key, services.c.status)).all())
+        open_per_group = conn.execute(
+            sa.select(activations.c.rule_id, activations.c.group_key, sa.func.count())
+            .where(activations.c.state != "ended")
+            .group_by(activations.c.rule_id, activations.c.group_key)
+            .having(sa.func.count() > 1)
+        ).all()
+    store.dispose()
+    expected = _expected(events)
+    assert {tuple(r) for r in rows} == expected
+    assert len(rows) == len(expected), "a claim was written twice"
+    assert open_per_group == [], "two open activations for one group"
+    worst = {}
+    order = ["operational", "degraded", "partial_outage", "major_outage"]
+    for _rule, _group, service, status in expected:
+        if order.index(status) > order.index(worst.get(service, "operational")):
+            worst[service] = status
+    assert statuses == {s: worst.get(s, "operational") for s in SERVICES}

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import deadlines, outbox, status
+from . import incidents as incidents_api
 from .activations import (
     Activation,
     ActivationState,
@@ -33,7 +34,7 @@ from .activations import (
     IntentKind,
     TemplateSpec,
 )
-from .models import IMPACT_OF_STATUS, AlertEvent, EventStatus, ServiceStatus, worst_status
+from .models import AlertEvent, EventStatus, ServiceStatus
 from .tables import (
     activation_alerts,
     activations,
@@ -43,9 +44,7 @@ from .tables import (
     claims,
     held_alerts,
     incident_alerts,
-    incident_services,
     incident_templates,
-    incident_updates,
     incidents,
     maintenance_services,
     maintenance_windows,
@@ -57,9 +56,8 @@ from .tables import (
 #: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
 #: is `deadline.rules.tick` (engine.deadlines).
 TICK = "rules.tick"
-INCIDENT_OPENED = "incident.opened"
-INCIDENT_RESOLVED = "incident.resolved"
-CHANNEL_NOTIFY = "channel.notify"
+#: workers.notify's outbox kind for a message to a team channel.
+NOTIFY_CHANNEL = "notify.channel"
 
 
 @dataclass
@@ -479,48 +477,27 @@ def _open_incident(conn: Connection, ids: Ids, intent: Intent) -> None:
         found = ids.service(intent.team, key)
         if found is not None:
             impacts[found[0]] = ServiceStatus(impact)
-    peak = IMPACT_OF_STATUS[worst_status(impacts.values())]
+    team_id = ids.team(intent.team)
     template_id = conn.execute(
         sa.select(incident_templates.c.id).where(
-            incident_templates.c.team_id == ids.team(intent.team),
+            incident_templates.c.team_id == team_id,
             incident_templates.c.key == data.get("template"),
         )
     ).scalar()
-    incident_id = _inserted(
-        conn.execute(
-            incidents.insert().values(
-                team_id=ids.team(intent.team),
-                title=str(data["title"]),
-                status=str(data.get("status") or "investigating"),
-                impact=str(peak),
-                started_at=intent.at,
-                template_id=template_id,
-                activation_id=intent.activation_id,
-                managed_by="automation",
-                created_at=intent.at,
-                updated_at=intent.at,
-            )
-        )
-    )
-    if impacts:
-        conn.execute(
-            incident_services.insert(),
-            [
-                {"incident_id": incident_id, "service_id": s, "impact": str(i)}
-                for s, i in impacts.items()
-            ],
-        )
-    conn.execute(
-        incident_updates.insert().values(
-            incident_id=incident_id,
-            status=str(data.get("status") or "investigating"),
-            body=str(data.get("message") or ""),
-            display_at=intent.at,
-            deliver_notifications=bool(data.get("notify", True)),
-            author=f"rule:{intent.rule_id}",
-            created_at=intent.at,
-            updated_at=intent.at,
-        )
+    incident_id = incidents_api.create(
+        conn,
+        team_id=team_id,
+        title=str(data["title"]),
+        message=str(data.get("message") or ""),
+        status=str(data.get("status") or "investigating"),
+        impacts=impacts,
+        started_at=intent.at,
+        template_id=template_id,
+        activation_id=intent.activation_id,
+        managed_by="automation",
+        author=f"rule:{intent.rule_id}",
+        notify=bool(data.get("notify", True)),
+        now=intent.at,
     )
     event_id = _event_id(data)
     if event_id is not None:
@@ -529,12 +506,6 @@ def _open_incident(conn: Connection, ids: Ids, intent: Intent) -> None:
         activations.update()
         .where(activations.c.id == intent.activation_id)
         .values(incident_id=incident_id)
-    )
-    status.recompute(
-        conn, list(impacts), cause_kind="incident", cause={"incident": incident_id}, now=intent.at
-    )
-    outbox.emit(
-        conn, INCIDENT_OPENED, {"incident_id": incident_id, "notify": bool(data.get("notify"))}
     )
 
 
@@ -565,44 +536,65 @@ def _resolve_incident(conn: Connection, ids: Ids, intent: Intent) -> None:
     # A person who took the incident over owns its timeline: automation leaves it alone.
     if incident is None or incident.managed_by != "automation" or incident.status == "resolved":
         return
-    conn.execute(
-        incidents.update()
-        .where(incidents.c.id == incident.id)
-        .values(status="resolved", resolved_at=intent.at, updated_at=intent.at)
+    incidents_api.resolve(
+        conn,
+        incident.id,
+        message=str(intent.data.get("message") or ""),
+        author=f"rule:{intent.rule_id}",
+        now=intent.at,
     )
-    conn.execute(
-        incident_updates.insert().values(
-            incident_id=incident.id,
-            status="resolved",
-            body=str(intent.data.get("message") or ""),
-            display_at=intent.at,
-            author=f"rule:{intent.rule_id}",
-            created_at=intent.at,
-            updated_at=intent.at,
-        )
-    )
-    affected = conn.execute(
-        sa.select(incident_services.c.service_id).where(
-            incident_services.c.incident_id == incident.id
-        )
-    ).scalars()
-    status.recompute(
-        conn, list(affected), cause_kind="incident", cause={"incident": incident.id}, now=intent.at
-    )
-    outbox.emit(conn, INCIDENT_RESOLVED, {"incident_id": incident.id})
 
 
 def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
+    data = intent.data
+    channel = conn.execute(
+        sa.select(channels.c.id).where(
+            channels.c.team_id == ids.team(intent.team), channels.c.key == data.get("channel")
+        )
+    ).scalar()
+    if channel is None:
+        _rule_error(
+            conn,
+            ids,
+            Intent(
+                IntentKind.RULE_ERROR,
+                intent.at,
+                intent.rule_id,
+                intent.team,
+                intent.group_key,
+                intent.activation_id,
+                {"message": f"unknown channel {data.get('channel')!r} in team {intent.team!r}"},
+            ),
+        )
+        return
+    state = str(data.get("state") or "firing")
+    summary = ""
+    event_id = _event_id(data)
+    if event_id is not None:
+        summary = str(
+            conn.execute(
+                sa.select(alert_events.c.summary).where(alert_events.c.id == event_id)
+            ).scalar()
+            or ""
+        )
+    text = f"{intent.rule_id} {state}" + (f": {summary}" if summary else "")
     outbox.emit(
         conn,
-        CHANNEL_NOTIFY,
+        NOTIFY_CHANNEL,
         {
-            "team": intent.team,
-            "channel": intent.data.get("channel"),
-            "state": intent.data.get("state"),
-            "rule": intent.rule_id,
-            "activation_id": intent.activation_id,
-            "event_id": _event_id(intent.data),
+            "channel_id": channel,
+            # One message per activation, state and channel, however often this is retried.
+            "dedup_key": f"rule:{intent.activation_id}:{state}:{channel}",
+            "subject": f"[{state}] {intent.rule_id}",
+            "text": text,
+            "payload": {
+                "rule": intent.rule_id,
+                "state": state,
+                "group": intent.group_key,
+                "activation": intent.activation_id,
+                "event_id": event_id,
+                "summary": summary,
+            },
         },
     )
 

@@ -107,6 +107,7 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"beacon-test-{secrets.token_hex(6)}:"
     yield prefix
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+    # RQ's own keys carry the prefix inside them (rq:queue:<prefix>..., rq:job:<prefix>-...).
+    for key in client.scan_iter(match=f"*{prefix.rstrip(':')}*", count=1000):
         client.delete(key)
     client.close()

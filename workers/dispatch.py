@@ -30,6 +30,10 @@ Handler = Callable[[Runtime, list[dict[str, Any]]], None]
 #: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
 HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
+    "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
+    "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
+    "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
+    "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
     "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
     "maintenance.ended": ("beacon-evaluate", "workers.evaluate:handle_maintenance_ended"),

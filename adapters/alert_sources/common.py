@@ -43,3 +43,292 @@ def check_hex_signature(expected_hex: str, given: str | None, *, header: str) ->
         raise SignatureError(f"missing signature header {header}")
     if not hmac.compare_digest(expected_hex.lower(), given.strip().lower()):
         raise SignatureError(f"signature in {header} does not match")
+
+
+# --- helpers shared by the Alertmanager-family and uptime adapters (appended) ---
+
+import re  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+import orjson  # noqa: E402
+from pydantic import BaseModel, ValidationError  # noqa: E402
+
+from engine.models import Severity  # noqa: E402
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def error_location(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as a JSON path: `("alerts", 0, "status")` -> `alerts[0].status`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validate(model: type[ModelT], data: Any, *, expected: str, where: str = "") -> ModelT:
+    """`data` validated as `model`, or an `AdapterError` naming the first wrong field, what was
+    wrong with it and the `expected` tool format."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        location = error_location(first["loc"])
+        if where:
+            location = where if location == "body" else f"{where}.{location}"
+        got = first.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f", got {_short(got)}"
+        raise AdapterError(f"{location}: {first['msg'].lower()}{shown} ({expected})") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_go_zero_time(value: datetime) -> bool:
+    """Go's zero `time.Time` (`0001-01-01T00:00:00Z`), which Alertmanager and Grafana send as the
+    `endsAt` of an alert that is still firing."""
+    return value.year <= 1
+
+
+def label_set_hash(labels: Mapping[str, str]) -> str:
+    """A stable 16-hex-digit hash of a label set (sorted keys, JSON-encoded, SHA-256)."""
+    canonical = orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels `<prefix><name>` for every non-null entry of `values`, as strings."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        out[f"{prefix}{name}"] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return out
+
+
+def text_labels(**values: Any) -> dict[str, str]:
+    """Labels from keyword arguments, leaving out None and empty strings; numbers and booleans
+    become their JSON spelling (`80`, `true`)."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, str):
+            out[name] = value
+        else:
+            try:
+                out[name] = orjson.dumps(value).decode()
+            except TypeError:  # integers beyond 64 bits, which JSON allows and orjson refuses
+                out[name] = str(value)
+    return out
+
+
+# The usual spellings of severity in label values and vendor fields, lower-cased. Tools that
+# let users pick free-form severities (Alertmanager and Grafana labels) share this table.
+SEVERITY_WORDS: dict[str, Severity] = {
+    "critical": Severity.CRITICAL,
+    "crit": Severity.CRITICAL,
+    "fatal": Severity.CRITICAL,
+    "emergency": Severity.CRITICAL,
+    "emerg": Severity.CRITICAL,
+    "alert": Severity.CRITICAL,
+    "disaster": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "p1": Severity.CRITICAL,
+    "sev0": Severity.CRITICAL,
+    "sev1": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "major": Severity.HIGH,
+    "error": Severity.HIGH,
+    "err": Severity.HIGH,
+    "p2": Severity.HIGH,
+    "sev2": Severity.HIGH,
+    "warning": Severity.WARNING,
+    "warn": Severity.WARNING,
+    "minor": Severity.WARNING,
+    "average": Severity.WARNING,
+    "medium": Severity.WARNING,
+    "p3": Severity.WARNING,
+    "sev3": Severity.WARNING,
+    "info": Severity.INFO,
+    "informational": Severity.INFO,
+    "information": Severity.INFO,
+    "notice": Severity.INFO,
+    "low": Severity.INFO,
+    "debug": Severity.INFO,
+    "none": Severity.INFO,
+    "ok": Severity.INFO,
+    "p4": Severity.INFO,
+    "p5": Severity.INFO,
+    "sev4": Severity.INFO,
+}
+
+
+def severity_from_word(word: str | None, *, default: Severity = Severity.CRITICAL) -> Severity:
+    """The normalised severity for a free-form word (case-insensitive), else `default`."""
+    if not word:
+        return default
+    return SEVERITY_WORDS.get(word.strip().lower(), default)
+
+
+_PLACEHOLDER = {
+    "dollar": re.compile(r"\$[A-Z][A-Z0-9_]*"),
+    "star": re.compile(r"^\*[A-Za-z][A-Za-z0-9_]*\*$"),
+}
+
+
+def find_dollar_placeholder(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first (field, value) whose string value is an unrendered `$VARIABLE` template
+    placeholder (Datadog, Healthchecks), searching nested objects; None when there is none."""
+    for name, value in values.items():
+        if isinstance(value, str) and _PLACEHOLDER["dollar"].fullmatch(value.strip()):
+            return name, value
+        if isinstance(value, Mapping):
+            found = find_dollar_placeholder(value)
+            if found:
+                return f"{name}.{found[0]}", found[1]
+    return None
+
+
+def is_star_placeholder(value: Any) -> bool:
+    """True for an UptimeRobot `*variable*` left unreplaced by the tool."""
+    return isinstance(value, str) and bool(_PLACEHOLDER["star"].match(value.strip()))
+
+
+def split_signatures(header_value: str) -> list[str]:
+    """The hex values of a `v1=<hex>[,v1=<hex>...]` signature header (PagerDuty style)."""
+    values: list[str] = []
+    for part in header_value.split(","):
+        scheme, _, value = part.strip().partition("=")
+        if scheme.strip().lower() == "v1" and value.strip():
+            values.append(value.strip())
+    return values
+
+
+def hex_digest_matches(expected_hex: str, given: str) -> bool:
+    """Constant-time comparison of a hex digest with a header value. Unlike comparing `str`
+    values, which raises TypeError for non-ASCII text, any header value gives an answer."""
+    return hmac.compare_digest(
+        expected_hex.lower().encode(), given.strip().lower().encode("utf-8", "replace")
+    )
+
+
+def require_hex_signature(expected_hex: str, given: str | None, *, header: str) -> None:
+    """Raise `SignatureError` unless `given` equals `expected_hex` (constant time, any text)."""
+    if not given or not given.strip():
+        raise SignatureError(f"missing signature header {header}")
+    if not hex_digest_matches(expected_hex, given):
+        raise SignatureError(f"signature in {header} does not match")
+
+
+MAX_DEDUP_KEY = 512  # AlertEvent.dedup_key's limit
+
+
+def bounded_key(key: str) -> str:
+    """`key` when it fits a dedup key's 512 characters; else its first 480 characters and a
+    hash of the whole, so an over-long vendor value still gives a stable, distinct key."""
+    if len(key) <= MAX_DEDUP_KEY:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key[:480]}~{digest}"
+
+
+# --- helpers for the adapters-b tools (zabbix, cloudwatch, azure-monitor, newrelic, gatus,
+# checkly, betterstack, generic), appended ---
+
+# re, Mapping, Any, TypeVar, BaseModel and ValidationError come from the block above.
+from collections.abc import Iterable  # noqa: E402
+
+from engine.models import AlertEvent  # noqa: E402
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_Value = TypeVar("_Value")
+
+
+def load_model(model: type[_Model], data: object, *, expected: str, where: str = "") -> _Model:
+    """`data` validated as `model`, or an `AdapterError` naming the first wrong field (as a
+    dotted path under `where`) and the `expected` tool format."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join([where] * bool(where) + [str(part) for part in error["loc"]])
+        got = error.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f", got {_brief(got)}"
+        message = f"{path or 'body'}: {error['msg'].lower()}{shown} ({expected})"
+        raise AdapterError(message) from None
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def find_placeholder(document: object, pattern: re.Pattern[str], path: str = "") -> str | None:
+    """The dotted path and text of the first string in `document` that still holds a template
+    placeholder matching `pattern` (the user posted a template, or the tool left one
+    unrendered), else None."""
+    if isinstance(document, str):
+        match = pattern.search(document)
+        return f"{path or 'body'}: unrendered placeholder {match.group(0)}" if match else None
+    if isinstance(document, dict):
+        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
+    elif isinstance(document, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(document))
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
+        found = find_placeholder(value, pattern, sub)
+        if found:
+            return found
+    return None
+
+
+def joined(values: Iterable[object]) -> str:
+    """List-valued vendor fields as one label value: items joined by commas, empties dropped."""
+    return ",".join(str(v) for v in values if v is not None and str(v) != "")
+
+
+def check_timestamp_skew(
+    sent_at: datetime, now: datetime, *, max_skew_seconds: float, header: str
+) -> None:
+    """Raise `SignatureError` when `sent_at` is further than `max_skew_seconds` from `now`
+    (a replayed or badly delayed delivery)."""
+    if abs((now - sent_at).total_seconds()) > max_skew_seconds:
+        raise SignatureError(
+            f"{header} is {sent_at.isoformat()}, more than {max_skew_seconds:g}s from now: "
+            "stale or replayed delivery"
+        )
+
+
+def make_event(*, expected: str, **fields: Any) -> AlertEvent:
+    """An `AlertEvent` from adapter-mapped `fields`, with the dedup key bounded and the summary
+    cut to its limit; anything the model still refuses becomes an `AdapterError`."""
+    fields["dedup_key"] = bounded_key(str(fields["dedup_key"]))
+    fields["summary"] = str(fields.get("summary", ""))[:2000]
+    try:
+        return AlertEvent(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = f"cannot build the event: {where}: {error['msg']} ({expected})"
+        raise AdapterError(message) from None
+
+
+def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: str) -> _Value:
+    """`table[value]`, or an `AdapterError` listing the values the tool format allows."""
+    try:
+        return table[value]  # type: ignore[index]
+    except (KeyError, TypeError):
+        known = ", ".join(repr(key) for key in table)
+        message = f"{field}: expected one of {known}, got {_brief(value)} ({expected})"
+        raise AdapterError(message) from None

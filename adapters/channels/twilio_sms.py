@@ -1,0 +1,47 @@
+"""SMS through Twilio's Messages API, with the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from .base import Context, Message
+from .errors import ChannelError
+
+#: Twilio error codes that retrying cannot fix (https://www.twilio.com/docs/api/errors).
+PERMANENT_CODES = {
+    21211: "invalid phone number",
+    21408: "no permission to send to this region",
+    21610: "the recipient has opted out (STOP)",
+    21614: "not a mobile number",
+}
+SMS_LIMIT = 320
+
+
+def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
+    if not (ctx.twilio_account_sid and ctx.twilio_auth_token and ctx.twilio_from):
+        raise ChannelError("Twilio is not configured (BEACON_TWILIO_*)", permanent=True)
+    client = Client(
+        ctx.twilio_account_sid, ctx.twilio_auth_token, http_client=TwilioHttpClient(timeout=10)
+    )
+    client.api.base_url = ctx.twilio_api_url
+    # Plain ASCII keeps an SMS in the GSM-7 alphabet: one non-GSM character (a curly quote,
+    # a non-breaking space) makes the whole message UCS-2 and cost twice as much.
+    body = message.text.replace("\u00a0", " ").replace("\u2019", "'")[:SMS_LIMIT]
+    try:
+        client.messages.create(to=str(target["address"]), from_=ctx.twilio_from, body=body)
+    except TwilioRestException as exc:
+        if exc.code in PERMANENT_CODES:
+            raise ChannelError(
+                f"Twilio {exc.code}: {PERMANENT_CODES[exc.code]}", permanent=True
+            ) from None
+        permanent = 400 <= exc.status < 500 and exc.status != 429
+        raise ChannelError(
+            f"Twilio answered {exc.status}: {exc.msg}", permanent=permanent
+        ) from None
+    except OSError as exc:
+        raise ChannelError(f"could not reach Twilio: {exc}") from None

@@ -1,0 +1,288 @@
+"""Maintenance windows: they move through Statuspage's states by themselves.
+
+A window is `scheduled` until its start, `in_progress` until its end (its services show
+`under_maintenance`), then `completed`, with a timeline update at each step. The steps are
+deadlines (`maintenance.start`, `maintenance.end`), so they happen once, on time, across
+restarts and processes. At the end an outbox row `maintenance.ended` tells the rules runtime
+to replay or drop the alerts it held during the window (`on_end`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import deadlines, outbox, status
+from .errors import NotFoundError, ValidationError
+from .models import MaintenanceStatus, OnEnd
+from .status import PAGES_DIRTY
+from .tables import maintenance_services, maintenance_updates, maintenance_windows, services, utcnow
+
+START = "maintenance.start"
+END = "maintenance.end"
+ENDED = "maintenance.ended"
+
+
+def _service_ids(conn: Connection, window_id: int) -> list[int]:
+    return sorted(
+        conn.execute(
+            sa.select(maintenance_services.c.service_id).where(
+                maintenance_services.c.window_id == window_id
+            )
+        ).scalars()
+    )
+
+
+def _window(conn: Connection, window_id: int) -> Any:
+    row = conn.execute(
+        sa.select(maintenance_windows).where(maintenance_windows.c.id == window_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no maintenance window {window_id}")
+    return row
+
+
+def _check(
+    conn: Connection,
+    team_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    service_ids: Sequence[int],
+) -> None:
+    if ends_at <= starts_at:
+        raise ValidationError("a maintenance window must end after it starts", field="end")
+    found = set(
+        conn.execute(
+            sa.select(services.c.id).where(
+                services.c.id.in_(list(service_ids)), services.c.team_id == team_id
+            )
+        ).scalars()
+    )
+    if set(service_ids) - found:
+        raise ValidationError("every service must belong to the window's team", field="services")
+
+
+def create(
+    conn: Connection,
+    *,
+    team_id: int,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    service_ids: Sequence[int],
+    message: str = "",
+    notify: bool = False,
+    on_end: OnEnd | str = OnEnd.REPLAY,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Schedule a window; it starts and ends by itself. Returns its id."""
+    now = now or utcnow()
+    _check(conn, team_id, starts_at, ends_at, service_ids)
+    inserted = conn.execute(
+        maintenance_windows.insert().values(
+            team_id=team_id,
+            key=key,
+            title=title,
+            message=message,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            notify=notify,
+            on_end=OnEnd(on_end),
+            status=MaintenanceStatus.SCHEDULED,
+            created_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key
+    assert inserted is not None
+    window_id = int(inserted[0])
+    if service_ids:
+        conn.execute(
+            maintenance_services.insert(),
+            [{"window_id": window_id, "service_id": s} for s in set(service_ids)],
+        )
+    conn.execute(
+        maintenance_updates.insert().values(
+            window_id=window_id,
+            status=MaintenanceStatus.SCHEDULED,
+            body=message,
+            display_at=now,
+            created_at=now,
+        )
+    )
+    sync_schedule(conn, window_id, now=now)
+    return window_id
+
+
+def update(
+    conn: Connection,
+    window_id: int,
+    *,
+    title: str | None = None,
+    message: str | None = None,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    service_ids: Sequence[int] | None = None,
+    notify: bool | None = None,
+    on_end: OnEnd | str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Change a window; its deadlines follow the new times. A completed window is history."""
+    now = now or utcnow()
+    row = _window(conn, window_id)
+    if row.status == MaintenanceStatus.COMPLETED:
+        raise ValidationError("a completed maintenance window cannot be changed")
+    new_start = starts_at or row.starts_at
+    new_end = ends_at or row.ends_at
+    ids = list(service_ids) if service_ids is not None else _service_ids(conn, window_id)
+    _check(conn, row.team_id, new_start, new_end, ids)
+    values: dict[str, Any] = {"starts_at": new_start, "ends_at": new_end, "updated_at": now}
+    for name, value in (("title", title), ("message", message), ("notify", notify)):
+        if value is not None:
+            values[name] = value
+    if on_end is not None:
+        values["on_end"] = OnEnd(on_end)
+    conn.execute(
+        maintenance_windows.update().where(maintenance_windows.c.id == window_id).values(**values)
+    )
+    touched = set(_service_ids(conn, window_id))
+    if service_ids is not None:
+        conn.execute(
+            maintenance_services.delete().where(maintenance_services.c.window_id == window_id)
+        )
+        if ids:
+            conn.execute(
+                maintenance_services.insert(),
+                [{"window_id": window_id, "service_id": s} for s in set(ids)],
+            )
+        touched |= set(ids)
+    status.recompute(
+        conn, touched, cause_kind="maintenance", cause={"window_id": window_id}, now=now
+    )
+    sync_schedule(conn, window_id, now=now)
+    outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": sorted(touched)})
+
+
+def delete(conn: Connection, window_id: int) -> None:
+    """Remove a window (a mistake); its services recompute and its deadlines go."""
+    _window(conn, window_id)
+    ids = _service_ids(conn, window_id)
+    deadlines.cancel(conn, START, str(window_id))
+    deadlines.cancel(conn, END, str(window_id))
+    outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
+    conn.execute(maintenance_windows.delete().where(maintenance_windows.c.id == window_id))
+    status.recompute(
+        conn, ids, cause_kind="maintenance", cause={"window_id": window_id, "deleted": True}
+    )
+
+
+def sync_schedule(conn: Connection, window_id: int, *, now: datetime | None = None) -> None:
+    """Make the window's deadlines match its state and times (starting or ending it at once
+    when its time has already come)."""
+    now = now or utcnow()
+    row = _window(conn, window_id)
+    if row.status == MaintenanceStatus.SCHEDULED:
+        deadlines.cancel(conn, END, str(window_id))
+        if row.starts_at <= now:
+            start(conn, window_id, now=now)
+        else:
+            deadlines.schedule(conn, START, str(window_id), row.starts_at, {"window_id": window_id})
+    elif row.status == MaintenanceStatus.IN_PROGRESS:
+        deadlines.cancel(conn, START, str(window_id))
+        if row.ends_at <= now:
+            complete(conn, window_id, now=now)
+        else:
+            deadlines.schedule(conn, END, str(window_id), row.ends_at, {"window_id": window_id})
+
+
+def start(conn: Connection, window_id: int, *, now: datetime | None = None) -> bool:
+    """Move a scheduled window to in progress (its services go under maintenance)."""
+    now = now or utcnow()
+    result = conn.execute(
+        maintenance_windows.update()
+        .where(
+            maintenance_windows.c.id == window_id,
+            maintenance_windows.c.status == MaintenanceStatus.SCHEDULED,
+        )
+        .values(status=MaintenanceStatus.IN_PROGRESS, started_at=now, updated_at=now)
+    )
+    if not result.rowcount:
+        return False
+    row = _window(conn, window_id)
+    conn.execute(
+        maintenance_updates.insert().values(
+            window_id=window_id,
+            status=MaintenanceStatus.IN_PROGRESS,
+            body=row.message or "Scheduled maintenance is in progress.",
+            display_at=now,
+            created_at=now,
+        )
+    )
+    ids = _service_ids(conn, window_id)
+    status.recompute(
+        conn,
+        ids,
+        cause_kind="maintenance",
+        cause={"window_id": window_id, "title": row.title},
+        now=now,
+    )
+    outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
+    if row.ends_at <= now:
+        complete(conn, window_id, now=now)
+    else:
+        deadlines.schedule(conn, END, str(window_id), row.ends_at, {"window_id": window_id})
+    return True
+
+
+def complete(conn: Connection, window_id: int, *, now: datetime | None = None) -> bool:
+    """Move an in-progress window to completed and hand its held alerts to the rules."""
+    now = now or utcnow()
+    result = conn.execute(
+        maintenance_windows.update()
+        .where(
+            maintenance_windows.c.id == window_id,
+            maintenance_windows.c.status == MaintenanceStatus.IN_PROGRESS,
+        )
+        .values(status=MaintenanceStatus.COMPLETED, completed_at=now, updated_at=now)
+    )
+    if not result.rowcount:
+        return False
+    row = _window(conn, window_id)
+    conn.execute(
+        maintenance_updates.insert().values(
+            window_id=window_id,
+            status=MaintenanceStatus.COMPLETED,
+            body="The scheduled maintenance has been completed.",
+            display_at=now,
+            created_at=now,
+        )
+    )
+    ids = _service_ids(conn, window_id)
+    status.recompute(
+        conn,
+        ids,
+        cause_kind="maintenance",
+        cause={"window_id": window_id, "title": row.title},
+        now=now,
+    )
+    outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
+    outbox.emit(conn, ENDED, {"window_id": window_id, "on_end": row.on_end, "service_ids": ids})
+    return True
+
+
+def active_window_ids(conn: Connection, service_id: int) -> list[int]:
+    """The in-progress windows on a service (firing alerts for it are held meanwhile)."""
+    return list(
+        conn.execute(
+            sa.select(maintenance_windows.c.id)
+            .join(
+                maintenance_services, maintenance_services.c.window_id == maintenance_windows.c.id
+            )
+            .where(maintenance_services.c.service_id == service_id)
+            .where(maintenance_windows.c.status == MaintenanceStatus.IN_PROGRESS)
+        ).scalars()
+    )

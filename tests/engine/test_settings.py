@@ -1,0 +1,50 @@
+"""Settings come from the environment once; secrets are generated or required by mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.settings import Settings
+
+
+def test_embedded_mode_generates_and_keeps_a_secret_key(tmp_path: Path) -> None:
+    env = {"BEACON_DATA_DIR": str(tmp_path)}
+    first = Settings.from_env(env)
+    second = Settings.from_env(env)
+    assert first.embedded
+    assert len(first.secret_key.get_secret_value()) >= 40
+    assert first.secret_key == second.secret_key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_scaled_mode_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BEACON_SECRET_KEY"):
+        Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_REDIS_URL": "redis://x"})
+
+
+def test_the_database_defaults_to_sqlite_in_the_data_directory(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)})
+    assert settings.effective_database_url == f"sqlite:///{(tmp_path / 'beacon.db').resolve()}"
+
+
+def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path), "BEACON_DATABASE_URL": "postgres://u@h/db"}
+    )
+    assert settings.effective_database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_a_bad_number_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BEACON_MAX_BODY_BYTES must be a whole number"):
+        Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_MAX_BODY_BYTES": "1MB"})
+
+
+def test_secrets_do_not_show_in_the_settings_repr(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path), "BEACON_TWILIO_AUTH_TOKEN": "tw-secret-123"}
+    )
+    assert "tw-secret-123" not in repr(settings)
+    assert settings.secret_key.get_secret_value() not in repr(settings)

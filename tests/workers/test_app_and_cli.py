@@ -1,0 +1,103 @@
+"""The app's health endpoints and the account commands, on a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from engine import migrate
+from engine.settings import Settings
+from engine.tables import api_keys, team_members, teams, users
+from pages.app import create_app
+from pages.auth import principal_for_api_key
+from tests.conftest import free_port
+from tests.support import beacon, beacon_env
+from workers.queue import Queues
+from workers.runtime import Runtime
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.build(settings)
+    migrate.upgrade(rt.store)
+    yield rt
+    rt.close()
+
+
+def test_healthz_readyz_and_metrics_answer(runtime: Runtime) -> None:
+    with TestClient(create_app(runtime)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"store": "ok", "queue": "ok"}
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "beacon_outbox_pending 0.0" in metrics.text
+
+
+def test_readyz_says_which_part_is_unreachable(runtime: Runtime) -> None:
+    # A real Redis client aimed at a port where nothing listens.
+    runtime.queues = Queues(redis.Redis(port=free_port(), socket_connect_timeout=0.5))
+    with TestClient(create_app(runtime)) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["queue"] == "unreachable"
+
+
+def test_an_unknown_route_is_a_json_404(runtime: Runtime) -> None:
+    with TestClient(create_app(runtime)) as client:
+        answer = client.get("/api/v1/nothing-here")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["status"] == 404
+
+
+def test_apikey_create_prints_a_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:
+    env = beacon_env(tmp_path / "data")
+    assert beacon(["db", "upgrade"], env).returncode == 0
+    settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data")})
+    rt = Runtime.build(settings)
+    with rt.store.begin() as conn:
+        conn.execute(teams.insert().values(key="platform", name="Platform"))
+    made = beacon(["apikey", "create", "--team", "platform", "--name", "ci"], env)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("bk_")
+    with rt.store.read() as conn:
+        stored = conn.execute(sa.select(api_keys)).one()
+    assert key not in str(tuple(stored))
+    who = principal_for_api_key(rt.store, key)
+    assert who is not None and not who.admin and who.team_ids == {stored.team_id}
+    assert principal_for_api_key(rt.store, key + "x") is None
+    rt.close()
+
+
+def test_user_create_puts_the_user_in_its_teams(tmp_path: Path) -> None:
+    env = beacon_env(tmp_path / "data")
+    beacon(["db", "upgrade"], env)
+    rt = Runtime.build(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data")}))
+    with rt.store.begin() as conn:
+        conn.execute(teams.insert().values(key="acme", name="ACME", private=True))
+    made = beacon(
+        ["user", "create", "Ops@Acme.test", "--role", "stakeholder", "--team", "acme"], env
+    )
+    assert made.returncode == 0, made.stderr
+    with rt.store.read() as conn:
+        user = conn.execute(sa.select(users)).one()
+        member = conn.execute(sa.select(team_members)).one()
+    assert user.email == "ops@acme.test" and user.role == "stakeholder"
+    assert member.user_id == user.id
+    unknown = beacon(["user", "create", "x@y.test", "--role", "admin", "--team", "nope"], env)
+    assert unknown.returncode == 2
+    assert "no team with key 'nope'" in unknown.stderr
+    rt.close()
+
+
+def test_beacon_worker_refuses_embedded_mode_with_a_reason(tmp_path: Path) -> None:
+    result = beacon(["worker", "--burst"], beacon_env(tmp_path / "data"))
+    assert result.returncode == 2
+    assert "BEACON_REDIS_URL" in result.stderr

@@ -1,0 +1,34 @@
+"""Handlers for the domain's own deadlines: maintenance steps and manual override expiry.
+
+Each runs in one transaction per payload and is idempotent: a maintenance step that already
+happened is a no-op, and recomputing a status that is already right changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import maintenance, status
+
+from .runtime import Runtime
+
+OVERRIDE_EXPIRY = "service.override"
+
+
+def handle_maintenance_start(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    for payload in payloads:
+        with rt.store.begin() as conn:
+            maintenance.start(conn, int(payload["window_id"]))
+
+
+def handle_maintenance_end(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    for payload in payloads:
+        with rt.store.begin() as conn:
+            maintenance.complete(conn, int(payload["window_id"]))
+
+
+def handle_override_expiry(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """An override's expiry passed: the service's status falls back to its other inputs."""
+    ids = [int(p["service_id"]) for p in payloads]
+    with rt.store.begin() as conn:
+        status.recompute(conn, ids, cause_kind="expiry", cause={"override": "expired"})

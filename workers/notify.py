@@ -1,0 +1,153 @@
+"""Deliver notifications to team channels (a rule's `notify` action), each delivery recorded.
+
+Outbox kind `notify.channel`, payload `{"channel_id", "dedup_key", "subject", "text",
+"payload"}`. A delivery row is created once per `dedup_key`; it is sent only while it is
+pending ("mark sending if pending"), so a retried batch or a second worker never sends twice.
+A temporary failure puts it back to pending and raises, so the outbox retries the batch with
+backoff; a permanent one marks it failed and disables the channel with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from adapters.channels import ChannelError, Context, Message, get_channel
+from engine.settings import Settings
+from engine.tables import channels, deliveries, utcnow
+
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "notify.channel"
+#: A delivery stuck in `sending` this long (its worker died mid-send) is tried again.
+SENDING_LEASE = timedelta(minutes=5)
+
+
+class DeliveryRetry(Exception):
+    """Some deliveries of the batch failed temporarily; the outbox retries the batch."""
+
+
+def context(settings: Settings) -> Context:
+    return Context(
+        sendgrid_api_key=settings.sendgrid_api_key.get_secret_value(),
+        sendgrid_api_url=settings.sendgrid_api_url,
+        email_from=settings.email_from,
+        smtp_url=settings.smtp_url.get_secret_value(),
+        twilio_account_sid=settings.twilio_account_sid,
+        twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
+        twilio_from=settings.twilio_from,
+        twilio_api_url=settings.twilio_api_url,
+        allow_private=settings.webhook_allow_private,
+    )
+
+
+def channel_module(kind: str, ctx: Context) -> str:
+    """The channel module for a team channel's type (`email` goes through SendGrid when it
+    is configured, else SMTP)."""
+    if kind == "email":
+        return "email" if ctx.sendgrid_api_key else "smtp"
+    return kind
+
+
+def handle_notify_channel(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    ctx = context(rt.settings)
+    retry = []
+    for payload in payloads:
+        try:
+            deliver_to_channel(rt, payload, ctx)
+        except DeliveryRetry as exc:
+            retry.append(str(exc))
+    if retry:
+        raise DeliveryRetry("; ".join(retry))
+
+
+def _insert_once(conn: sa.Connection, values: dict[str, Any]) -> None:
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(deliveries)
+    conn.execute(insert.values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]))
+
+
+def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> None:
+    """Send one notification to a team channel, at most once per dedup key."""
+    now = utcnow()
+    message = {k: payload.get(k) for k in ("subject", "text", "payload")}
+    with rt.store.begin() as conn:
+        _insert_once(
+            conn,
+            {
+                "dedup_key": payload["dedup_key"],
+                "channel_id": payload["channel_id"],
+                "kind": "channel",
+                "message": message,
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        claimed = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.dedup_key == payload["dedup_key"])
+            .where(
+                sa.or_(
+                    deliveries.c.status == "pending",
+                    sa.and_(
+                        deliveries.c.status == "sending",
+                        deliveries.c.updated_at < now - SENDING_LEASE,
+                    ),
+                )
+            )
+            .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=now)
+        ).rowcount
+        channel = conn.execute(
+            sa.select(channels).where(channels.c.id == payload["channel_id"])
+        ).first()
+    if not claimed:
+        return  # already sent, failed for good, or being sent by another worker
+    if channel is None or not channel.enabled:
+        _finish(rt, payload["dedup_key"], "failed", "the channel is deleted or disabled")
+        return
+    try:
+        module = get_channel(channel_module(channel.type, ctx))
+        module.send(
+            Message(
+                subject=message["subject"] or "",
+                text=message["text"] or "",
+                payload=message["payload"] or {},
+            ),
+            dict(channel.config or {}),
+            ctx,
+        )
+    except ChannelError as exc:
+        if exc.permanent:
+            _finish(rt, payload["dedup_key"], "failed", str(exc))
+            with rt.store.begin() as conn:
+                conn.execute(
+                    channels.update()
+                    .where(channels.c.id == channel.id)
+                    .values(enabled=False, disabled_reason=str(exc), updated_at=utcnow())
+                )
+            log.warning("channel %s disabled: %s", channel.key, exc)
+            return
+        _finish(rt, payload["dedup_key"], "pending", str(exc))
+        raise DeliveryRetry(f"{channel.key}: {exc}") from None
+    _finish(rt, payload["dedup_key"], "sent", None)
+
+
+def _finish(rt: Runtime, dedup_key: str, status: str, error: str | None) -> None:
+    now = utcnow()
+    with rt.store.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.dedup_key == dedup_key, deliveries.c.status == "sending")
+            .values(
+                status=status,
+                last_error=error,
+                sent_at=now if status == "sent" else None,
+                updated_at=now,
+            )
+        )

@@ -679,18 +679,23 @@ class Machine:
                 )
         keep = policy is not None and str(policy.resolve.incident) == "keep"
         if act.incident_opened and not keep:
-            template = None
+            message = ""
             if policy is not None and policy.incident is not None:
                 template = self.world.template(act.team, policy.incident.template)
+                text = template.resolve_message if template else ""
+                try:
+                    # No event ends an activation by itself (timeouts, damping): the
+                    # resolve message sees the services and the rule, and an empty event.
+                    message = render(text, self._context(act, policy, None))
+                except TemplateError as exc:
+                    message = text
+                    error = f"resolve message of {policy.incident.template!r} failed: {exc}"
+                    intents.append(
+                        self._intent(IntentKind.RULE_ERROR, now, act, {"message": error})
+                    )
             intents.append(
                 self._intent(
-                    IntentKind.RESOLVE_INCIDENT,
-                    now,
-                    act,
-                    {
-                        "message": template.resolve_message if template else "",
-                        "reason": reason,
-                    },
+                    IntentKind.RESOLVE_INCIDENT, now, act, {"message": message, "reason": reason}
                 )
             )
         for channel in policy.channels if policy is not None else []:

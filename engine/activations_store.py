@@ -51,6 +51,7 @@ from .tables import (
     rule_errors,
     services,
     teams,
+    utcnow,
 )
 
 #: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
@@ -625,3 +626,28 @@ _HANDLERS = {
     IntentKind.NOTIFY: _notify,
     IntentKind.RULE_ERROR: _rule_error,
 }
+
+
+def release_claim(conn: Connection, claim_id: int, *, by: str, now: datetime | None = None) -> bool:
+    """An operator releases one claim: the service's status stops counting it at once,
+    while its activation runs on (and will not claim again for the same alerts). False if
+    the claim does not exist or was already released."""
+    row = conn.execute(
+        sa.select(claims.c.service_id, claims.c.rule_id, claims.c.activation_id).where(
+            claims.c.id == claim_id, claims.c.released_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        return False
+    at = now or utcnow()
+    conn.execute(
+        claims.update().where(claims.c.id == claim_id).values(released_at=at, released_by=by)
+    )
+    status.recompute(
+        conn,
+        [row.service_id],
+        cause_kind="user",
+        cause={"released_claim": claim_id, "rule": row.rule_id, "by": by},
+        now=at,
+    )
+    return True

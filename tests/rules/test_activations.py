@@ -220,3 +220,35 @@ def test_a_resolve_from_another_rule_set_version_still_ends_the_activation():
         [event(labels={"x": "y"}), event("resolved", at=5, labels={"x": "z"})],
     )
     assert kinds(lines) == ["claim", "release"]
+
+
+def test_the_resolve_message_is_rendered_with_the_services_and_the_rule():
+    world = world_from_config(
+        {
+            "teams": [{"key": "platform"}],
+            "services": [{"key": "api", "name": "Public API"}],
+            "alert_sources": [{"key": "am", "type": "alertmanager"}],
+            "incident_templates": [
+                {
+                    "key": "t",
+                    "title": "{{ service.name }} down",
+                    "resolve_message": "{{ service.name }} recovered ({{ rule.id }}).",
+                }
+            ],
+        },
+        "test",
+    )
+    rules = """version: 1
+rules:
+  - id: api
+    match: {source: am}
+    services: [api]
+    then: [{open_incident: {template: t}}]
+"""
+    book = RuleBook(check({"r.yaml": rules}, world.known()))
+    events = [event().with_ids(id="1", source="am"), event("resolved", at=5)]
+    lines = [i.to_json() for i in replay(book, world, events)]
+    assert [(x["intent"], x.get("title") or x.get("message")) for x in lines] == [
+        ("open_incident", "Public API down"),
+        ("resolve_incident", "Public API recovered (api)."),
+    ]

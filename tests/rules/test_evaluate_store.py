@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from engine.activations_store import release_claim
 from engine.incidents import take_over
 from engine.tables import (
     activations,
     alert_events,
     channels,
+    claims,
     deadlines,
     incident_updates,
     incidents,
@@ -266,3 +268,32 @@ def test_notify_hands_one_message_per_activation_and_state_to_the_channel_worker
         ("[resolved] api", "api resolved"),
     ]
     assert len({p["dedup_key"] for p in payloads}) == 2
+
+
+def test_an_operator_releases_one_claim_and_the_activation_runs_on(store):
+    ids = seed(store)
+    # Two rules claim the API for the same alert: the first lets the second act too.
+    first = API.replace("services: [api]", "services: [api]\n    continue: true")
+    second = API.replace("id: api-5xx", "id: api-slow").replace("partial_outage", "degraded")
+    runtime = load_rules(store, first + second)
+    ingest(store, ids["am"], event())
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "partial_outage"
+    with store.begin() as conn:
+        claim = conn.execute(
+            sa.select(claims.c.id).where(claims.c.rule_id == "api-5xx")
+        ).scalar_one()
+        assert release_claim(conn, claim, by="ops@example.com")
+        assert not release_claim(conn, claim, by="ops@example.com")
+    assert status_of(store, ids["api"]) == "degraded"
+    ingest(store, ids["am"], event("resolved", at=5))
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        released = conn.execute(
+            sa.select(claims.c.rule_id, claims.c.released_by).order_by(claims.c.id)
+        ).all()
+    assert [tuple(r) for r in released] == [
+        ("api-5xx", "ops@example.com"),
+        ("api-slow", "rule:api-slow"),
+    ]

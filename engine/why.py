@@ -9,6 +9,7 @@ says which input decides. `beacon why SERVICE` prints it; the admin API serves i
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -40,10 +41,16 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def explain(
-    conn: Connection, service_key: str, *, team: str | None = None, now: datetime | None = None
+    conn: Connection,
+    service_key: str,
+    *,
+    team: str | None = None,
+    team_ids: Collection[int] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The explanation of `service_key`'s status (in `team` when given; a key found in
-    several teams without `team` is a `NotFoundError` asking for it)."""
+    several teams without `team` is a `NotFoundError` asking for it). `team_ids` limits the
+    search to the teams a caller may see (None: all)."""
     now = now or utcnow()
     query = (
         sa.select(services, teams.c.key.label("team_key"))
@@ -52,12 +59,14 @@ def explain(
     )
     if team is not None:
         query = query.where(teams.c.key == team)
+    if team_ids is not None:
+        query = query.where(services.c.team_id.in_(list(team_ids)))
     rows = conn.execute(query).all()
     if not rows:
         raise NotFoundError(f"no service {service_key!r}" + (f" in team {team!r}" if team else ""))
     if len(rows) > 1:
         names = ", ".join(sorted(r.team_key for r in rows))
-        raise NotFoundError(f"service {service_key!r} exists in teams {names}: give --team")
+        raise NotFoundError(f"service {service_key!r} exists in teams {names}: name the team")
     svc = rows[0]
     report: dict[str, Any] = {
         "service": svc.key,

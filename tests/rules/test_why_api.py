@@ -9,6 +9,7 @@ from engine.tables import teams
 from pages.app import create_app
 from tests.rules.helpers import event
 from tests.rules.store_helpers import evaluate, ingest, load_rules, seed
+from workers.cli import main
 from workers.queue import Queues
 from workers.runtime import Runtime, uninstall
 
@@ -52,3 +53,28 @@ def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(settings
             assert client.get("/api/v1/services/api/why").status_code == 401
     finally:
         uninstall()
+
+
+def test_beacon_why_prints_the_explanation(settings, sqlite_store, monkeypatch, capsys):
+    ids = seed(sqlite_store)
+    runtime = load_rules(
+        sqlite_store,
+        """
+  - id: api-5xx
+    match: {source: am}
+    services: [api]
+    then: [{set_status: partial_outage}]
+""",
+    )
+    ingest(sqlite_store, ids["am"], event(dedup_key="eu"))
+    evaluate(sqlite_store, runtime)
+    monkeypatch.setenv("BEACON_DATA_DIR", str(settings.data_dir))
+    assert main(["why", "api"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [
+        out.splitlines()[0],
+        "because partial_outage: the worst of rule api-5xx claims partial_outage",
+    ]
+    assert "claim partial_outage by rule api-5xx" in out and "firing: eu" in out
+    assert main(["why", "nope"]) == 2
+    assert "no service 'nope'" in capsys.readouterr().err

@@ -29,6 +29,8 @@ from .validate import LocatedRule
 # Measured: 512 rules testing one field hang durable_rules, and more than 256 rules with the
 # same last condition fail; small rulesets also compile fast (~2 ms) and match fast.
 MAX_RULES_PER_RULESET = 150
+# Below durable_rules' 255 properties per event, with room for `_after`.
+MAX_PROPERTIES = 200
 PYTHON_OPERATORS = ("startswith", "endswith", "contains", "matches")
 NUMERIC_OPERATORS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
@@ -174,9 +176,37 @@ def compile_unit(name: str, rules: Sequence[LocatedRule]) -> Unit:
     return builder.unit
 
 
+def _properties(located: LocatedRule) -> set[tuple[str, ...]]:
+    """The fact properties a rule needs (see `_Builder`): one per field tested by the
+    engine, one per field compared as a number, one per Python-evaluated condition."""
+    found: set[tuple[str, ...]] = set()
+    for path, condition in located.rule.match.items():
+        for op, arg in condition.operators():
+            if op in PYTHON_OPERATORS:
+                found.add(("p", path, op, str(arg)))
+            elif op in NUMERIC_OPERATORS:
+                found.add(("n", path))
+            else:
+                found.add(("f", path))
+    return found
+
+
 def first_match_order(rules: Sequence[LocatedRule]) -> list[list[LocatedRule]]:
-    """`rules` cut into consecutive chunks small enough for one ruleset each."""
-    return [
-        list(rules[i : i + MAX_RULES_PER_RULESET])
-        for i in range(0, len(rules), MAX_RULES_PER_RULESET)
-    ]
+    """`rules` cut into consecutive chunks small enough for one ruleset each: at most
+    `MAX_RULES_PER_RULESET` rules and `MAX_PROPERTIES` fact properties (durable_rules
+    refuses events with more than 255)."""
+    chunks: list[list[LocatedRule]] = []
+    current: list[LocatedRule] = []
+    properties: set[tuple[str, ...]] = set()
+    for located in rules:
+        needed = _properties(located)
+        if current and (
+            len(current) >= MAX_RULES_PER_RULESET or len(properties | needed) > MAX_PROPERTIES
+        ):
+            chunks.append(current)
+            current, properties = [], set()
+        current.append(located)
+        properties |= needed
+    if current:
+        chunks.append(current)
+    return chunks

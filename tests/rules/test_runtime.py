@@ -239,3 +239,18 @@ def test_fifty_reloads_leave_memory_and_threads_flat():
     assert ENGINE.ruleset_count == rulesets
     assert after - before < 20_000, f"peak RSS grew by {after - before} KiB over 50 reloads"
     runtime.close()
+
+
+def test_rulesets_are_split_below_the_engines_limit_of_event_properties():
+    # 150 rules with two Python-evaluated conditions each: as one ruleset, every event would
+    # carry 300 0/1 properties, and durable_rules refuses more than 255 (error 302).
+    text = "".join(
+        f"  - id: l{i}\n"
+        f"    match: {{labels.k{i}: {{contains: v}}, labels.j{i}: {{endswith: y}}}}\n"
+        f"    services: [api]\n    then: [{{set_status: degraded}}]\n"
+        for i in range(150)
+    )
+    book = book_of(text)
+    assert ids(book, event(labels={"k149": "v", "j149": "y"})) == ["l149"]
+    assert ids(book, event(labels={"k0": "v", "j0": "y", "k120": "v", "j120": "y"})) == ["l0"]
+    assert ids(book, event(labels={"k120": "v", "j120": "x"})) == []

@@ -97,9 +97,10 @@ def _rules_of(
     name: str, text: str, problems: list[RuleProblem]
 ) -> Iterable[tuple[Rule, tuple[int, int], tuple[int, int]]]:
     located, load_problems = load(text, name)
-    problems.extend(load_problems)
     if located is None:
+        problems.extend(load_problems)
         return
+    problems.extend(_with_rule_ids(load_problems, located))
     data = located.data
     if not isinstance(data, dict):
         problems.append(
@@ -143,6 +144,26 @@ def _rules_of(
             )
             continue
         yield rule, located.where(path), located.where((*path, "id"))
+
+
+def _with_rule_ids(problems: list[RuleProblem], located: Located) -> list[RuleProblem]:
+    """Name the rule each problem is in (duplicate keys are found before any rule exists)."""
+    rules = located.data.get("rules") if isinstance(located.data, dict) else None
+    if not isinstance(rules, list):
+        return problems
+    starts = [
+        (located.values[("rules", i)][0], raw.get("id"))
+        for i, raw in enumerate(rules)
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str)
+    ]
+    named = []
+    for problem in problems:
+        owners = [rule_id for line, rule_id in starts if line <= problem.line]
+        rule_id = owners[-1] if owners else None
+        named.append(
+            RuleProblem(problem.file, problem.line, problem.column, problem.message, rule_id)
+        )
+    return named
 
 
 def _problems(

@@ -16,6 +16,9 @@ import yaml
 from .errors import RuleProblem
 
 Path = tuple[Any, ...]
+# Aliases can make a small document expand enormously ("billion laughs"); no rule file
+# comes near this many values.
+MAX_NODES = 200_000
 # libyaml's parser is ~20x faster on large rule files and keeps the same marks.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -58,8 +61,15 @@ def load(text: str, filename: str) -> tuple[Located | None, list[RuleProblem]]:
     problems: list[RuleProblem] = []
     if node is None:
         return Located(None), []
-    located.data = _build(node, (), located, problems, filename, yaml.SafeLoader(""))
+    try:
+        located.data = _build(node, (), located, problems, filename, yaml.SafeLoader(""))
+    except _TooLarge:
+        return None, [RuleProblem(filename, 1, 1, f"more than {MAX_NODES} values (aliases?)")]
     return located, problems
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _build(
@@ -71,6 +81,8 @@ def _build(
     constructor: yaml.SafeLoader,
 ) -> Any:
     located.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if len(located.values) > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         constructor.flatten_mapping(node)
         result: dict[Any, Any] = {}

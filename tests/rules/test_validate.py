@@ -127,3 +127,24 @@ def test_a_label_name_may_contain_dots():
 def test_it_rejects_a_severity_no_event_carries():
     text = GOOD.replace("[critical, high]", "[critical, hgh]")
     assert any("severity 'hgh' never occurs" in p for p in problems(text))
+
+
+def test_a_duplicate_key_names_its_rule():
+    text = GOOD.replace("    services: [api]\n", "    services: [api]\n    services: [db]\n")
+    [message] = problems(text)
+    assert message.startswith("rules/api.yaml:10:5: rule 'api-down': duplicate key 'services'")
+
+
+def test_an_alias_bomb_is_a_clear_error():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 8):
+        refs = ", ".join(f"*a{i - 1}" for _ in range(10))
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    [message] = problems("\n".join(lines) + "\n")
+    assert message == "rules/api.yaml:1:1: more than 200000 values (aliases?)"
+
+
+def test_an_empty_file_says_what_a_rule_file_is():
+    assert problems("") == [
+        "rules/api.yaml:1:1: a rule file is a mapping with `version` and `rules`"
+    ]

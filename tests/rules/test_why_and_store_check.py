@@ -1,4 +1,4 @@
-"""`GET /api/v1/services/{key}/why` on the real app, with real API keys."""
+"""`GET /api/v1/services/{key}/why`, `beacon why` and `beacon rules check` against the store."""
 
 from __future__ import annotations
 
@@ -78,3 +78,20 @@ def test_beacon_why_prints_the_explanation(settings, sqlite_store, monkeypatch, 
     assert "claim partial_outage by rule api-5xx" in out and "firing: eu" in out
     assert main(["why", "nope"]) == 2
     assert "no service 'nope'" in capsys.readouterr().err
+
+
+def test_rules_check_without_config_checks_references_against_the_store(
+    settings, sqlite_store, monkeypatch, tmp_path, capsys
+):
+    seed(sqlite_store)
+    monkeypatch.setenv("BEACON_DATA_DIR", str(settings.data_dir))
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "version: 1\nrules:\n  - id: a\n    match: {source: am}\n    services: [api]\n"
+        "    then: [{open_incident: {template: outage}}]\n"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("[api]", "[nope]"))
+    assert main(["rules", "check", str(good)]) == 0
+    assert main(["rules", "check", str(bad)]) == 1
+    assert f"{bad}:3:5: rule 'a': unknown service 'nope'" in capsys.readouterr().out

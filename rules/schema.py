@@ -214,6 +214,12 @@ class Rule(Strict):
             raise ValueError(problem[1])
         if self.claims and self.services is None and self.service_from is None:
             raise ValueError("set_status needs `services` or `service_from`")
+        if self.window is not None and self.window.count > 1 and not self.group_by:
+            # Without group_by each alert is its own group: a count above 1 could never be
+            # reached, and the rule would silently never act.
+            raise ValueError(
+                "window.count above 1 needs `group_by` (each alert is its own group otherwise)"
+            )
         return self
 
     @property

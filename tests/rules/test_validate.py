@@ -148,3 +148,10 @@ def test_an_empty_file_says_what_a_rule_file_is():
     assert problems("") == [
         "rules/api.yaml:1:1: a rule file is a mapping with `version` and `rules`"
     ]
+
+
+def test_a_window_count_above_one_needs_group_by():
+    text = GOOD.replace("    for: 2m\n", "    window: {count: 3, within: 5m}\n").replace(
+        "    group_by: [labels.instance]\n", ""
+    )
+    assert any("window.count above 1 needs `group_by`" in p for p in problems(text))

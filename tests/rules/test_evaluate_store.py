@@ -297,3 +297,38 @@ def test_an_operator_releases_one_claim_and_the_activation_runs_on(store):
         ("api-5xx", "ops@example.com"),
         ("api-slow", "rule:api-slow"),
     ]
+
+
+def test_ten_flaps_inside_resolve_after_keep_one_incident_and_a_steady_status(store):
+    ids = seed(store)
+    runtime = load_rules(
+        store,
+        """
+  - id: api-flaps
+    match: {source: am}
+    services: [api]
+    resolve: {after: 5m}
+    then:
+      - set_status: major_outage
+      - open_incident: {template: outage}
+""",
+    )
+    flaps = []
+    for i in range(10):
+        flaps += [event(at=i * 20, summary="flap"), event("resolved", at=i * 20 + 10)]
+    ingest(store, ids["am"], *flaps)
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "major_outage"
+    tick(store, runtime, T0 + timedelta(minutes=4))
+    assert status_of(store, ids["api"]) == "major_outage"
+    tick(store, runtime, T0 + timedelta(minutes=10))
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        opened = conn.execute(sa.select(incidents.c.status)).scalars().all()
+        changes = (
+            conn.execute(sa.select(status_changes.c.new_status).order_by(status_changes.c.id))
+            .scalars()
+            .all()
+        )
+    assert opened == ["resolved"]
+    assert changes == ["major_outage", "operational"]

@@ -388,6 +388,14 @@ class Machine:
                     )
                 ]
         group = group_key(policy, event)
+        if policy.service_from is not None and policy.group_by:
+            # The service is part of the group: one group's activation claims one service.
+            group = f"{group}|service={services[0]}"
+        last = self.state.last_status(team, event.source, event.dedup_key)
+        if last is not None and last[0] == EventStatus.RESOLVED and event.occurred_at < last[1]:
+            # A late firing the tool already resolved (by its own clock): nothing to start.
+            outcome.effects.append(f"{policy.id}: ignored: firing older than its resolve")
+            return []
         act = self.state.open_for(team, policy.id, group)
         if act is None:
             act = Activation(team, policy.id, group, ActivationState.PENDING, now, services)

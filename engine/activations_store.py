@@ -381,6 +381,8 @@ class StoreState:
             sa.select(alert_events.c.status, alert_events.c.occurred_at)
             .where(alert_events.c.source_id == source_id, alert_events.c.dedup_key == dedup_key)
             .where(alert_events.c.test.is_(False))
+            # Only what was evaluated before: later events of the batch are not known yet.
+            .where(alert_events.c.evaluated_at.isnot(None))
             .order_by(alert_events.c.occurred_at.desc(), alert_events.c.id.desc())
             .limit(1)
         ).first()

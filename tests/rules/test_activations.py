@@ -252,3 +252,26 @@ rules:
         ("open_incident", "Public API down"),
         ("resolve_incident", "Public API recovered (api)."),
     ]
+
+
+def test_a_late_firing_older_than_the_resolve_that_ended_its_activation_starts_nothing():
+    lines = run(API, [event(at=60), event("resolved", at=70), event(at=80, occurred=30)])
+    assert kinds(lines) == ["claim", "release"]
+
+
+def test_service_from_with_group_by_keeps_one_activation_per_service():
+    rules = """
+  - id: by-label
+    match: {source: am}
+    service_from: labels.service
+    group_by: [labels.alertname]
+    then: [{set_status: degraded}]
+"""
+    lines = run(
+        rules,
+        [
+            event(dedup_key="a", labels={"service": "api", "alertname": "Down"}),
+            event(dedup_key="b", at=1, labels={"service": "web", "alertname": "Down"}),
+        ],
+    )
+    assert [(x["intent"], x["service"]) for x in lines] == [("claim", "api"), ("claim", "web")]

@@ -332,3 +332,23 @@ def test_ten_flaps_inside_resolve_after_keep_one_incident_and_a_steady_status(st
         )
     assert opened == ["resolved"]
     assert changes == ["major_outage", "operational"]
+
+
+def test_a_late_firing_older_than_its_resolve_starts_nothing_on_the_store(store):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(store, ids["am"], event(at=60), event("resolved", at=70))
+    evaluate(store, runtime)
+    ingest(store, ids["am"], event(at=80, occurred=30))
+    evaluate(store, runtime)
+    assert open_claims(store) == []
+    # In one batch, a firing followed by its resolve is evaluated in order, not skipped.
+    ingest(store, ids["am"], event(dedup_key="x", at=90), event("resolved", dedup_key="x", at=95))
+    evaluate(store, runtime)
+    with store.read() as conn:
+        changes = (
+            conn.execute(sa.select(status_changes.c.new_status).order_by(status_changes.c.id))
+            .scalars()
+            .all()
+        )
+    assert changes == ["partial_outage", "operational", "partial_outage", "operational"]

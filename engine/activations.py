@@ -359,6 +359,8 @@ class Machine:
         if event.status == EventStatus.RESOLVED:
             intents += self._resolve(team, event, outcome)
         else:
+            if not matches:
+                outcome.effects.append("no rule matched")
             for policy in matches:
                 intents += self._fire(team, policy, event, outcome)
         self.state.note_status(team, event)

@@ -226,12 +226,10 @@ class RuleBook:
 
 
 def _allows(located: LocatedRule, path: str, value: str) -> bool:
+    """Whether the rule can hear an event with `path` = `value`: only equality (`eq`, `in`)
+    rules out a partition here; other operators are left to the engine."""
     values = _equals(located, path)
-    if values is not None:
-        return value in values
-    condition = located.rule.match.get(path)
-    # Other operators on source/source_type (ne, matches, ...) are left to the engine.
-    return condition is None or True
+    return values is None or value in values
 
 
 def _merge(first: list[LocatedRule], second: list[LocatedRule]) -> list[LocatedRule]:

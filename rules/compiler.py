@@ -74,6 +74,7 @@ class Unit:
     name: str
     rules: list[LocatedRule]
     definition: dict[str, Any]
+    indices: list[int] = field(default_factory=list)  # the rules' global positions
     fields: dict[str, str] = field(default_factory=dict)
     numbers: dict[str, str] = field(default_factory=dict)
     predicates: list[_Predicate] = field(default_factory=list)
@@ -173,6 +174,7 @@ def compile_unit(name: str, rules: Sequence[LocatedRule]) -> Unit:
             "run": str(position),
         }
     builder.unit.rules = list(rules)
+    builder.unit.indices = [r.index for r in rules]
     return builder.unit
 
 

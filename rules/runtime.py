@@ -8,16 +8,18 @@ source type, further cut by the field most rules test for equality (often
 Reloads must not leak, and durable_rules cannot truly unload a ruleset: measured here,
 `delete_ruleset` frees the ruleset but not the working memory of the state it created on
 the first post (~13 KB per rule), and `delete_state` crashes the process (free(): invalid
-size). So rulesets are content-addressed and shared by every book of the process
-(`_Engine`): a ruleset is compiled once per distinct definition and reused by every later
-version that contains the same conditions in the same order, so reloading unchanged or
-partly changed rules compiles, and keeps, only what is new. durable_rules' own `Host` also
+size). So rulesets that are posted to are content-addressed and shared by every book of the
+process (`_Engine`): a ruleset is compiled once per distinct definition and reused by every
+later version that contains the same conditions in the same order, so reloading unchanged
+or partly changed rules compiles, and keeps, only what is new. The compile check of a new
+version (`_Engine.check`) is never posted to, and is deleted at once. durable_rules' own `Host` also
 starts two timer threads that re-arm forever; `_Host` starts none -- Beacon uses no durable
 timers, its deadlines live in the store -- so idle CPU does not grow with rulesets.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import threading
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import durable_rules_engine
 import orjson
 from durable.engine import Host, MessageNotHandledException
 
@@ -109,6 +112,24 @@ class _Engine:
                 self.names[key] = name
             return name
 
+    def check(self, unit: Unit) -> None:
+        """Compile `unit` once to see that the engine takes it, then delete it again: a
+        ruleset never posted to has no working memory, so deleting it frees it (a 150-rule
+        ruleset holds ~1.6 MB). Definitions already in use are known to compile."""
+        key = orjson.dumps(unit.definition, option=orjson.OPT_SORT_KEYS).decode()
+        with self.lock:
+            if key in self.names:
+                return
+            name = f"check{next(self._counter)}"
+            try:
+                self.host.register_rulesets({name: _copy(unit.definition)})
+            except Exception as exc:  # durable_rules raises bare numbered errors
+                ids = ", ".join(r.rule.id for r in unit.rules)
+                raise RuleCompileError(f"durable_rules refused rules {ids}: {exc}") from exc
+            ruleset = self.host._ruleset_directory.pop(name)
+            self.host._ruleset_list.remove(ruleset)
+            durable_rules_engine.delete_ruleset(ruleset._handle)
+
     @property
     def ruleset_count(self) -> int:
         return len(self.host._ruleset_list)
@@ -132,7 +153,7 @@ class RuleBook:
     def _verify(self) -> None:
         """Compile every rule once, so a reload fails before it swaps, not at first use."""
         for chunk in first_match_order(self.spec.rules):
-            self._compile(chunk)
+            self._engine.check(compile_unit("", chunk))
 
     def _compile(self, rules: list[LocatedRule]) -> Unit:
         unit = compile_unit("", rules)
@@ -141,25 +162,42 @@ class RuleBook:
 
     def match(self, event: AlertEvent) -> list[LocatedRule]:
         """The rules that act on firing `event`, in order: the first match, then further
-        matches while the previous one says `continue`."""
+        matches while the previous one says `continue`.
+
+        The candidate rules may sit in several rulesets (a bucket's and the partition's
+        wildcard rules, or chunks of a large partition), each holding its rules in global
+        order: each step posts to every ruleset that could still hold an earlier match,
+        gated at the position of the last match, and takes the earliest hit."""
         with self._engine.lock:
             if self._closed:
                 raise RulesError(f"rule book version {self.version} is closed")
+            units = self._units(event)
+            facts: list[dict[str, Any] | None] = [None] * len(units)
             result: list[LocatedRule] = []
-            for unit in self._units(event):
-                fact = unit.fact(event)
-                after = -1
-                while True:
-                    fact["_after"] = after
+            after = -1  # the global index of the last rule that matched
+            while True:
+                best: LocatedRule | None = None
+                for i, unit in enumerate(units):
+                    local = bisect.bisect_right(unit.indices, after) - 1
+                    if local + 1 >= len(unit.indices):
+                        continue
+                    if best is not None and unit.indices[local + 1] > best.index:
+                        continue  # nothing in this ruleset can come before the hit we have
+                    fact = facts[i]
+                    if fact is None:
+                        fact = facts[i] = unit.fact(event)
+                    fact["_after"] = local
                     position = self._post(unit, fact)
-                    if position is None:
-                        break
-                    located = unit.rules[position]
-                    result.append(located)
-                    if not located.rule.continue_:
-                        return result
-                    after = position
-            return result
+                    if position is not None and (
+                        best is None or unit.rules[position].index < best.index
+                    ):
+                        best = unit.rules[position]
+                if best is None:
+                    return result
+                result.append(best)
+                if not best.rule.continue_:
+                    return result
+                after = best.index
 
     def _post(self, unit: Unit, fact: dict[str, Any]) -> int | None:
         host = self._engine.host
@@ -176,18 +214,20 @@ class RuleBook:
         partition = self._partitions.get(key)
         if partition is None:
             partition = self._partitions[key] = self._partition(*key)
-        value = _NO_VALUE
-        rules = partition.rules
-        if partition.bucket_field is not None:
-            found = event_value(event, partition.bucket_field)
-            if found is not None and found in partition.buckets:
-                value = found
-                rules = _merge(partition.buckets[found], partition.wildcard)
-            else:
-                rules = partition.wildcard
-        units = partition.units.get(value)
+        if partition.bucket_field is None:
+            return self._units_of(partition, _NO_VALUE, partition.rules)
+        # A bucket's rules and the wildcard rules are separate rulesets, so the wildcard
+        # rules are compiled once per partition, not once per bucket.
+        units = self._units_of(partition, _NO_VALUE, partition.wildcard)
+        found = event_value(event, partition.bucket_field)
+        if found is not None and found in partition.buckets:
+            units = [*self._units_of(partition, found, partition.buckets[found]), *units]
+        return units
+
+    def _units_of(self, partition: _Partition, key: str, rules: list[LocatedRule]) -> list[Unit]:
+        units = partition.units.get(key)
         if units is None:
-            units = partition.units[value] = [self._compile(c) for c in first_match_order(rules)]
+            units = partition.units[key] = [self._compile(c) for c in first_match_order(rules)]
         return units
 
     def _partition(self, source: str, source_type: str) -> _Partition:
@@ -230,10 +270,6 @@ def _allows(located: LocatedRule, path: str, value: str) -> bool:
     rules out a partition here; other operators are left to the engine."""
     values = _equals(located, path)
     return values is None or value in values
-
-
-def _merge(first: list[LocatedRule], second: list[LocatedRule]) -> list[LocatedRule]:
-    return sorted([*first, *second], key=lambda r: r.index)
 
 
 def _copy(value: Any) -> Any:

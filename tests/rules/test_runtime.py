@@ -241,6 +241,36 @@ def test_fifty_reloads_leave_memory_and_threads_flat():
     runtime.close()
 
 
+def test_fifty_reloads_that_each_change_a_rule_keep_only_what_changed():
+    base = _random_rules(random.Random(8), 150)
+    runtime = RuleRuntime()
+
+    def one(version: int) -> None:
+        # Each version edits the first rule's match: a real edit, not a no-op reload.
+        text = base.replace(
+            "  - id: r0\n    match: {", f"  - id: r0\n    match: {{labels.v: x{version}, ", 1
+        )
+        runtime.swap(check({"r.yaml": "version: 1\nrules:\n" + text}, None), version)
+        with runtime.using() as book:
+            for i in range(40):
+                book.match(event(labels={"service": f"svc-{i}", "v": f"x{version}"}))
+
+    for version in range(5):
+        one(version)
+    gc.collect()
+    rulesets = ENGINE.ruleset_count
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for version in range(5, 55):
+        one(version)
+    gc.collect()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Only the rulesets holding the edited rule are new (one bucket's, at most two per
+    # version); the partition's other rulesets are reused, and the compile check is freed.
+    assert ENGINE.ruleset_count - rulesets <= 100
+    assert after - before < 40_000, f"peak RSS grew by {after - before} KiB over 50 edits"
+    runtime.close()
+
+
 def test_rulesets_are_split_below_the_engines_limit_of_event_properties():
     # 150 rules with two Python-evaluated conditions each: as one ruleset, every event would
     # carry 300 0/1 properties, and durable_rules refuses more than 255 (error 302).

@@ -1,9 +1,11 @@
-"""Two `beacon worker` processes on real PostgreSQL and Redis evaluate an event log; one is
-SIGKILLed in the middle of a batch. The result must equal a single-process replay of the
-same log (`rules.replay`, what `beacon rules test` runs)."""
+"""Two `beacon serve` (dispatching) and two `beacon worker` processes on real PostgreSQL and
+Redis evaluate an event log; a worker is SIGKILLed in the middle of a batch. The result must
+equal a single-process replay of the same log (`rules.replay`, what `beacon rules test`
+runs). The events are stored as the intake stores them (rows plus `evaluate` outbox rows)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -34,6 +36,7 @@ from rules.validate import check
 from rules.world import world_from_config
 from tests.conftest import REDIS_URL, ROOT
 from tests.rules.helpers import T0
+from tests.support import serve
 from workers.evaluate import publish_rules
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -168,7 +171,55 @@ def _worker(url: str, prefix: str, name: str, data_dir: str, log) -> subprocess.
     )
 
 
-def test_two_workers_with_one_killed_mid_batch_equal_a_single_process_replay(
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _unevaluated(store) -> int:
+    with store.read() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(alert_events.c.evaluated_at.is_(None))
+            ).scalar_one()
+        )
+
+
+def _kill_one_mid_batch_then_finish(store, workers: dict[str, subprocess.Popen[bytes]]) -> None:
+    # Kill the first worker seen holding a partition's lock: it is inside a batch's
+    # transaction, with events read and effects half-written.
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:
+        with store.read() as conn:
+            holder = conn.execute(
+                sa.text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND a.application_name IN ('w1', 'w2') LIMIT 1"
+                )
+            ).scalar()
+        if holder:
+            workers[holder].send_signal(signal.SIGKILL)
+            workers[holder].wait()
+            killed = holder
+        else:
+            time.sleep(0.01)
+    assert killed is not None, "no worker was ever seen inside a batch"
+    assert _unevaluated(store), "the kill came too late to interrupt a batch"
+    # The survivor (and the lease on the dead worker's outbox rows) finish the log.
+    deadline = time.monotonic() + 150
+    while _unevaluated(store) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _unevaluated(store) == 0, "events were lost with the killed worker"
+
+
+def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_process_replay(
     pg_url, redis_prefix, tmp_path
 ):
     settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_DATABASE_URL": pg_url})
@@ -178,61 +229,23 @@ def test_two_workers_with_one_killed_mid_batch_equal_a_single_process_replay(
     publish_rules(store, {"rules.yaml": RULES}, None)
     _seed(store, events)
 
-    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("w1", "w2")}  # noqa: SIM115
-    workers = {
-        name: _worker(pg_url, redis_prefix, name, str(tmp_path / name), logs[name])
-        for name in ("w1", "w2")
+    scaled = {
+        "BEACON_DATABASE_URL": pg_url,
+        "BEACON_REDIS_URL": REDIS_URL,
+        "BEACON_REDIS_PREFIX": redis_prefix,
+        "BEACON_SECRET_KEY": "multiprocess-test-secret",
     }
-    killed = None
-    try:
-        # Kill the first worker seen holding a partition's lock: it is inside a batch's
-        # transaction, with events read and effects half-written.
-        deadline = time.monotonic() + 60
-        while killed is None and time.monotonic() < deadline:
-            with store.read() as conn:
-                holder = conn.execute(
-                    sa.text(
-                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
-                        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                        "AND a.application_name IN ('w1', 'w2') LIMIT 1"
-                    )
-                ).scalar()
-            if holder:
-                workers[holder].send_signal(signal.SIGKILL)
-                workers[holder].wait()
-                killed = holder
-            else:
-                time.sleep(0.01)
-        assert killed is not None, "no worker was ever seen inside a batch"
-        with store.read() as conn:
-            unevaluated = conn.execute(
-                sa.select(sa.func.count()).where(alert_events.c.evaluated_at.is_(None))
-            ).scalar()
-        assert unevaluated, "the kill came too late to interrupt a batch"
-
-        # The survivor (and the lease on the dead worker's outbox rows) finish the log.
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            with store.read() as conn:
-                unevaluated = conn.execute(
-                    sa.select(sa.func.count()).where(alert_events.c.evaluated_at.is_(None))
-                ).scalar()
-            if not unevaluated:
-                break
-            time.sleep(0.5)
-        assert unevaluated == 0, "events were lost with the killed worker"
-    finally:
-        for process in workers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in workers.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log in logs.values():
-            log.close()
+    with contextlib.ExitStack() as stack:
+        for name in ("s1", "s2"):
+            stack.enter_context(
+                serve(tmp_path / name, env=scaled, log_path=tmp_path / f"{name}.log")
+            )
+        workers = {}
+        for name in ("w1", "w2"):
+            log = stack.enter_context(open(tmp_path / f"{name}.log", "wb"))  # noqa: SIM115
+            workers[name] = _worker(pg_url, redis_prefix, name, str(tmp_path / name), log)
+            stack.callback(_stop, workers[name])
+        _kill_one_mid_batch_then_finish(store, workers)
 
     with store.read() as conn:
         rows = conn.execute(

@@ -34,6 +34,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
     "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
+    "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
     "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
     "maintenance.ended": ("beacon-evaluate", "workers.evaluate:handle_maintenance_ended"),

@@ -1,7 +1,8 @@
-"""Two `beacon serve` (dispatching) and two `beacon worker` processes on real PostgreSQL and
-Redis evaluate an event log; a worker is SIGKILLed in the middle of a batch. The result must
-equal a single-process replay of the same log (`rules.replay`, what `beacon rules test`
-runs). The events are stored as the intake stores them (rows plus `evaluate` outbox rows)."""
+"""Two `beacon serve` and two `beacon worker` processes on real PostgreSQL and Redis: an
+event log arrives as Alertmanager webhooks through both servers, the workers evaluate it,
+and one worker is SIGKILLed in the middle of a batch. The result must equal a
+single-process replay of the same stored log (`rules.replay`, what `beacon rules test`
+runs)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import sys
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from engine import migrate
+from engine.activations_store import Ids, event_from_row
 from engine.db import create_store
 from engine.models import AlertEvent, EventStatus
 from engine.settings import Settings
@@ -26,7 +29,6 @@ from engine.tables import (
     alert_events,
     alert_sources,
     claims,
-    outbox,
     services,
     teams,
 )
@@ -47,8 +49,8 @@ rules:
     match: {source: am, labels.alertname: {in: [A, B]}}
     service_from: labels.service
     then: [{set_status: partial_outage}]
-  - id: kuma-down
-    match: {source: kuma}
+  - id: prom-down
+    match: {source: prom}
     service_from: labels.service
     continue: true
     then: [{set_status: major_outage}]
@@ -59,7 +61,7 @@ rules:
     then: [{set_status: degraded}]
 """
 SERVICES = [f"s{i}" for i in range(12)]
-SOURCES = {"am": "alertmanager", "kuma": "uptime-kuma"}
+SOURCES = {"am": "alertmanager", "prom": "alertmanager"}
 
 
 def _log(count: int) -> list[AlertEvent]:
@@ -88,48 +90,56 @@ def _log(count: int) -> list[AlertEvent]:
     return events
 
 
-def _seed(store, events: list[AlertEvent]) -> None:
+def _seed(store) -> None:
     with store.begin() as conn:
         team = conn.execute(teams.insert().values(key="platform").returning(teams.c.id)).scalar()
         for key in SERVICES:
             conn.execute(services.insert().values(team_id=team, key=key, name=key))
-        source_ids = {
-            key: conn.execute(
-                alert_sources.insert()
-                .values(team_id=team, key=key, name=key, type=kind, integration_key=f"mp-{key}")
-                .returning(alert_sources.c.id)
-            ).scalar()
-            for key, kind in SOURCES.items()
-        }
-    # As the intake does: events and an `evaluate` row per partition, in several deliveries.
-    for start in range(0, len(events), 100):
-        with store.begin() as conn:
-            chunk = events[start : start + 100]
+        for key, kind in SOURCES.items():
             conn.execute(
-                alert_events.insert(),
-                [
-                    {
-                        "source_id": source_ids[e.source],
-                        "dedup_key": e.dedup_key,
-                        "status": str(e.status),
-                        "severity": str(e.severity),
-                        "labels": dict(e.labels),
-                        "links": [],
-                        "occurred_at": e.occurred_at,
-                        "received_at": e.received_at,
-                        "fingerprint": f"fp-{e.id}",
-                        "partition": e.source,
-                    }
-                    for e in chunk
-                ],
+                alert_sources.insert().values(
+                    team_id=team, key=key, name=key, type=kind, integration_key=f"mp-{key}-key"
+                )
             )
-            conn.execute(
-                outbox.insert(),
-                [
-                    {"kind": "evaluate", "payload": {"partition": p}}
-                    for p in sorted({e.source for e in chunk})
-                ],
-            )
+
+
+def _alert(event: AlertEvent) -> dict[str, object]:
+    """The Alertmanager webhook alert that the adapter turns back into `event`."""
+    when = event.occurred_at.isoformat().replace("+00:00", "Z")
+    firing = event.status == EventStatus.FIRING
+    return {
+        "status": str(event.status),
+        "labels": {**event.labels, "severity": "critical"},
+        "annotations": {},
+        "startsAt": when if firing else "2026-10-01T00:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if firing else when,
+        "generatorURL": "",
+        "fingerprint": event.dedup_key,
+    }
+
+
+def _post_log(urls: list[str], events: list[AlertEvent]) -> None:
+    """Deliver the log in order, 20 events at a time, one webhook per source, alternating
+    between the `beacon serve` processes."""
+    turn = 0
+    for start in range(0, len(events), 20):
+        block = events[start : start + 20]
+        for source in SOURCES:
+            alerts = [_alert(e) for e in block if e.source == source]
+            if not alerts:
+                continue
+            body = {"version": "4", "status": "firing", "receiver": "beacon", "alerts": alerts}
+            answer = httpx.post(f"{urls[turn % 2]}/api/v1/events/mp-{source}-key", json=body)
+            assert answer.status_code == 202, answer.text
+            turn += 1
+
+
+def _stored_log(store) -> list[AlertEvent]:
+    """The event log as the intake stored it, in id order."""
+    with store.read() as conn:
+        ids = Ids(conn)
+        rows = conn.execute(sa.select(alert_events).order_by(alert_events.c.id)).all()
+        return [event_from_row(row, ids) for row in rows]
 
 
 def _expected(events: list[AlertEvent]) -> set[tuple[str, str, str, str]]:
@@ -227,7 +237,7 @@ def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_pro
     migrate.upgrade(store)
     events = _log(1200)
     publish_rules(store, {"rules.yaml": RULES}, None)
-    _seed(store, events)
+    _seed(store)
 
     scaled = {
         "BEACON_DATABASE_URL": pg_url,
@@ -236,10 +246,14 @@ def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_pro
         "BEACON_SECRET_KEY": "multiprocess-test-secret",
     }
     with contextlib.ExitStack() as stack:
-        for name in ("s1", "s2"):
+        urls = [
             stack.enter_context(
                 serve(tmp_path / name, env=scaled, log_path=tmp_path / f"{name}.log")
             )
+            for name in ("s1", "s2")
+        ]
+        # The whole log arrives before any worker runs, so the first batches are long.
+        _post_log(urls, events)
         workers = {}
         for name in ("w1", "w2"):
             log = stack.enter_context(open(tmp_path / f"{name}.log", "wb"))  # noqa: SIM115
@@ -261,8 +275,10 @@ def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_pro
             .group_by(activations.c.rule_id, activations.c.group_key)
             .having(sa.func.count() > 1)
         ).all()
+    log = _stored_log(store)
     store.dispose()
-    expected = _expected(events)
+    assert len(log) == len(events)
+    expected = _expected(log)
     assert {tuple(r) for r in rows} == expected
     assert len(rows) == len(expected), "a claim was written twice"
     assert open_per_group == [], "two open activations for one group"

@@ -41,10 +41,10 @@ NO_STORE = {"Cache-Control": "no-store", "Vary": "Cookie"}
 # --- shared helpers (the subscription flows use them too) -----------------------------------
 
 
-def html(name: str, status: int = 200, **context: Any) -> Response:
+def html(name: str, status_code: int = 200, /, **context: Any) -> Response:
     """Render one of this area's templates, never cached (it may carry a CSRF token)."""
     body = ENV.get_template(name).render(**context)
-    return Response(body, status, headers=NO_STORE, media_type="text/html; charset=utf-8")
+    return Response(body, status_code, headers=NO_STORE, media_type="text/html; charset=utf-8")
 
 
 def csrf_token(request: Request) -> str:

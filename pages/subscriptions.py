@@ -33,11 +33,12 @@ from engine.tables import users
 
 from .auth import principal
 from .errors import FieldErrors
-from .login import client_address, html, limiter
+from .login import Limiter, client_address, html, limiter
 
 SUBSCRIBER_CONFIRM = "notify.subscriber_confirm"
-#: Confirmation messages per address and hour: re-subscribing cannot flood an inbox.
-CONFIRMATIONS_PER_HOUR = 3
+#: Confirmation messages per address: one per 10 minutes and a few a day, so subscribing
+#: again (by its owner or by someone else) cannot flood an inbox or a phone.
+CONFIRMATION_LIMITS = ((1, 600), (5, 86400))
 #: Subscribe requests per client address and 10 minutes.
 SUBSCRIBES_PER_WINDOW = 30
 MAX_BODY = 16 * 1024
@@ -114,7 +115,10 @@ def _page(request: Request) -> subs.Page:
 def _subscribe(
     request: Request, page: subs.Page, fields: Fields, user_id: int | None
 ) -> subs.Subscription:
-    confirmations = limiter(request, "confirm", CONFIRMATIONS_PER_HOUR, 3600)
+    limits = [
+        limiter(request, f"confirm-{window}", count, window)
+        for count, window in CONFIRMATION_LIMITS
+    ]
     with request.app.state.store.begin() as conn:
         address = fields.address
         channel = fields.channel or ("user" if page.private else "email")
@@ -129,13 +133,22 @@ def _subscribe(
                 users.select().with_only_columns(users.c.email).where(users.c.id == user_id)
             ).scalar_one()
         found = subs.subscribe(conn, page, channel, address, fields.services, user_id=user_id)
-        if found.confirm_token and confirmations.take(found.channel, found.address):
+        if found.confirm_token and _may_confirm(limits, found):
             outbox.emit(
                 conn,
                 SUBSCRIBER_CONFIRM,
                 {"subscriber_id": found.subscriber_id, "nonce": new_token()},
             )
     return found
+
+
+def _may_confirm(limits: list[Limiter], found: subs.Subscription) -> bool:
+    key = (str(found.channel), found.address)
+    if any(limit.retry_after(*key) is not None for limit in limits):
+        return False
+    for limit in limits:
+        limit.hit(*key)
+    return True
 
 
 def _member(request: Request, page: subs.Page, user_id: int) -> bool:

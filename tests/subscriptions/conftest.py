@@ -28,6 +28,9 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def server() -> Iterator[RecordingServer]:
     srv = RecordingServer()
+    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
+    # connection resets from the stand-in itself. A real provider takes them all.
+    srv.server.socket.listen(128)
     yield srv
     srv.close()
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from engine import incidents, migrate
 from engine.security import new_token
-from engine.tables import deliveries, subscribers
+from engine.tables import deliveries, incident_updates, subscribers
 from tests.support import RecordingServer
 from workers.dispatch import dispatch_once
 from workers.fanout import handle_incident_update
@@ -76,9 +76,7 @@ def test_an_update_reaches_1000_subscribers_once_each_with_a_bounded_number_of_j
             message="We are investigating.",
             impacts={site.service_ids["api"]: "major_outage"},
         )
-        update_id = conn.execute(
-            sa.select(sa.func.max(sa.text("id"))).select_from(sa.table("incident_updates"))
-        ).scalar_one()
+        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
 
     dispatch_once(rt)
     # One job for the incident update and one for the component change, not one per subscriber.

@@ -150,14 +150,26 @@ def drain(rt: Runtime, rounds: int = 10) -> None:
         rt.queues.worker().work(burst=True, logging_level="WARNING")
 
 
+def body_of(request: dict[str, object]) -> bytes:
+    body = request["body"]
+    assert isinstance(body, bytes)
+    return body
+
+
+def header_of(request: dict[str, object], name: str) -> str:
+    headers = request["headers"]
+    assert isinstance(headers, dict)
+    return str(headers.get(name, ""))
+
+
 def sent_json(server: RecordingServer) -> list[dict[str, Any]]:
     """The JSON bodies the server received (SendGrid mails, webhook payloads)."""
     import json
 
     return [
-        json.loads(r["body"])  # type: ignore[arg-type]
+        json.loads(body_of(r))
         for r in server.requests
-        if str(r["headers"].get("Content-Type", "")).startswith("application/json")  # type: ignore[union-attr]
+        if header_of(r, "Content-Type").startswith("application/json")
     ]
 
 
@@ -166,7 +178,7 @@ def sms_sent(server: RecordingServer) -> list[dict[str, str]]:
     from urllib.parse import parse_qsl
 
     return [
-        dict(parse_qsl(r["body"].decode()))  # type: ignore[union-attr]
+        dict(parse_qsl(body_of(r).decode()))
         for r in server.requests
         if "/Messages.json" in str(r["path"])
     ]

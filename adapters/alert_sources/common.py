@@ -1,10 +1,19 @@
-"""Small helpers several adapters share: time parsing, constant-time HMAC checks."""
+"""Helpers the adapters share: validation with located errors, timestamps, labels, severity
+words, template detection, dedup keys and constant-time signature checks."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from engine.models import AlertEvent, Severity
 
 from .errors import AdapterError, SignatureError
 
@@ -36,25 +45,6 @@ def parse_time(value: object, *, field: str) -> datetime:
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
-
-def check_hex_signature(expected_hex: str, given: str | None, *, header: str) -> None:
-    """Raise `SignatureError` unless `given` equals `expected_hex` (constant time)."""
-    if not given:
-        raise SignatureError(f"missing signature header {header}")
-    if not hmac.compare_digest(expected_hex.lower(), given.strip().lower()):
-        raise SignatureError(f"signature in {header} does not match")
-
-
-# --- helpers shared by the Alertmanager-family and uptime adapters (appended) ---
-
-import re  # noqa: E402
-from collections.abc import Mapping, Sequence  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
-
-import orjson  # noqa: E402
-from pydantic import BaseModel, ValidationError  # noqa: E402
-
-from engine.models import Severity  # noqa: E402
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -124,7 +114,10 @@ def text_labels(**values: Any) -> dict[str, str]:
         elif isinstance(value, str):
             out[name] = value
         else:
-            out[name] = orjson.dumps(value).decode()
+            try:
+                out[name] = orjson.dumps(value).decode()
+            except TypeError:  # integers beyond 64 bits, which JSON allows and orjson refuses
+                out[name] = str(value)
     return out
 
 
@@ -236,3 +229,68 @@ def bounded_key(key: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{key[:480]}~{digest}"
+
+
+_Value = TypeVar("_Value")
+
+
+def find_placeholder(document: object, pattern: re.Pattern[str], path: str = "") -> str | None:
+    """The dotted path and text of the first string in `document` that still holds a template
+    placeholder matching `pattern` (the user posted a template, or the tool left one
+    unrendered), else None."""
+    if isinstance(document, str):
+        match = pattern.search(document)
+        return f"{path or 'body'}: unrendered placeholder {match.group(0)}" if match else None
+    if isinstance(document, dict):
+        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
+    elif isinstance(document, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(document))
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
+        found = find_placeholder(value, pattern, sub)
+        if found:
+            return found
+    return None
+
+
+def joined(values: Iterable[object]) -> str:
+    """List-valued vendor fields as one label value: items joined by commas, empties dropped."""
+    return ",".join(str(v) for v in values if v is not None and str(v) != "")
+
+
+def check_timestamp_skew(
+    sent_at: datetime, now: datetime, *, max_skew_seconds: float, header: str
+) -> None:
+    """Raise `SignatureError` when `sent_at` is further than `max_skew_seconds` from `now`
+    (a replayed or badly delayed delivery)."""
+    if abs((now - sent_at).total_seconds()) > max_skew_seconds:
+        raise SignatureError(
+            f"{header} is {sent_at.isoformat()}, more than {max_skew_seconds:g}s from now: "
+            "stale or replayed delivery"
+        )
+
+
+def make_event(*, expected: str, **fields: Any) -> AlertEvent:
+    """An `AlertEvent` from adapter-mapped `fields`, with the dedup key bounded and the summary
+    cut to its limit; anything the model still refuses becomes an `AdapterError`."""
+    fields["dedup_key"] = bounded_key(str(fields["dedup_key"]))
+    fields["summary"] = str(fields.get("summary", ""))[:2000]
+    try:
+        return AlertEvent(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = f"cannot build the event: {where}: {error['msg']} ({expected})"
+        raise AdapterError(message) from None
+
+
+def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: str) -> _Value:
+    """`table[value]`, or an `AdapterError` listing the values the tool format allows."""
+    try:
+        return table[value]  # type: ignore[index]
+    except (KeyError, TypeError):
+        known = ", ".join(repr(key) for key in table)
+        message = f"{field}: expected one of {known}, got {_short(value)} ({expected})"
+        raise AdapterError(message) from None

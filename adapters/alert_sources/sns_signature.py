@@ -1,0 +1,203 @@
+"""Amazon SNS message signatures: the canonical string, the certificate chain, the check.
+
+SNS signs with RSA over `name\nvalue\n` pairs of the message's signed fields
+(`SignatureVersion` 1 = SHA1withRSA, 2 = SHA256withRSA) and publishes the signing
+certificate at `SigningCertURL`. These functions are pure: the caller fetches the
+certificate (see `adapters.alert_sources.cloudwatch` for what the intake does).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import ssl
+import warnings
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .common import parse_time
+from .errors import AdapterError, SignatureError
+
+# The name in SNS signing certificates: sns.amazonaws.com, or a regional SNS host.
+SNS_CERT_SUBJECT = r"sns(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?"
+
+# The fields SNS signs, in the order it signs them, per message type.
+SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+SIGNED_FIELDS["UnsubscribeConfirmation"] = SIGNED_FIELDS["SubscriptionConfirmation"]
+SIGNATURE_HASH: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+
+
+def compiles(value: str) -> str:
+    """`value` if it is a valid regular expression, else a `ValueError` for pydantic."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class TrustSettings(BaseModel):
+    """What a signing certificate must chain to and be named for.
+
+    `anchors_pem` None means the system's public CAs (Amazon's roots are among them).
+    The `.pem` SNS serves holds only its leaf certificate: when the issuing intermediate is
+    not in the anchors, pass it in `intermediates_pem` (Amazon publishes them).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    anchors_pem: bytes | None = None
+    intermediates_pem: bytes | None = None
+    subject_pattern: str = SNS_CERT_SUBJECT
+    # SNS retries a delivery for up to an hour under its default policies: a signed
+    # message older than this is a replay.
+    max_age_seconds: float | None = Field(default=3600, gt=0)
+
+    @field_validator("subject_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        return compiles(value)
+
+
+def canonical_string(envelope: Mapping[str, Any]) -> bytes:
+    """The bytes SNS signs: `name\\nvalue\\n` for each signed field of the message type, in
+    SNS's order; `Subject` only when present. `SignatureError` when a field is missing."""
+    kind = envelope.get("Type")
+    fields = SIGNED_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise SignatureError(f"Type: cannot verify a message of type {kind!r}")
+    text = []
+    for name in fields:
+        value = envelope.get(name)
+        if value is None and name == "Subject":
+            continue
+        if not isinstance(value, str):
+            raise SignatureError(f"{name}: missing, yet SNS signs it")
+        text.append(f"{name}\n{value}\n")
+    return "".join(text).encode()
+
+
+def verify_envelope(
+    envelope: Mapping[str, Any], cert_pem: bytes, trust: TrustSettings, now: datetime
+) -> None:
+    """Raise `SignatureError` unless `envelope` was signed by the certificate in `cert_pem`,
+    that certificate chains to `trust`'s anchors at `now` and is named for SNS, and the
+    message is not older than `trust.max_age_seconds`."""
+    algorithm = SIGNATURE_HASH.get(str(envelope.get("SignatureVersion")))
+    if algorithm is None:
+        raise SignatureError(
+            f"SignatureVersion: expected '1' or '2', got {envelope.get('SignatureVersion')!r}"
+        )
+    try:
+        signature = base64.b64decode(str(envelope.get("Signature") or ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("Signature: not base64") from None
+    if not signature:
+        raise SignatureError("Signature: missing")
+    message = canonical_string(envelope)
+    leaf = _trusted_leaf(cert_pem, trust, now)
+    key = leaf.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureError("SigningCertURL: the certificate's key is not RSA")
+    try:
+        key.verify(signature, message, padding.PKCS1v15(), algorithm())
+    except InvalidSignature:
+        raise SignatureError("Signature: does not match the message") from None
+    if trust.max_age_seconds is not None:
+        try:
+            sent_at = parse_time(envelope.get("Timestamp"), field="Timestamp")
+        except AdapterError as exc:
+            raise SignatureError(str(exc)) from None
+        if (now - sent_at).total_seconds() > trust.max_age_seconds:
+            raise SignatureError(
+                f"Timestamp: {sent_at.isoformat()} is older than {trust.max_age_seconds:g}s: "
+                "stale or replayed message"
+            )
+
+
+def _trusted_leaf(cert_pem: bytes, trust: TrustSettings, now: datetime) -> x509.Certificate:
+    try:
+        leaf, *intermediates = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        raise SignatureError("SigningCertURL: not a PEM certificate") from None
+    try:
+        if trust.intermediates_pem:
+            intermediates += x509.load_pem_x509_certificates(trust.intermediates_pem)
+        anchors = (
+            x509.load_pem_x509_certificates(trust.anchors_pem)
+            if trust.anchors_pem
+            else list(_system_anchors())
+        )
+    except ValueError as exc:
+        raise SignatureError(f"trust settings: unreadable certificates ({exc})") from None
+    # SNS signing certificates are issued for TLS servers (serverAuth), not for clients or
+    # code signing, so the leaf's extensions are not held to a purpose; the CAs are.
+    verifier = (
+        PolicyBuilder()
+        .store(Store(anchors))
+        .time(now)
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=ExtensionPolicy.permit_all(),
+        )
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, intermediates)
+    except VerificationError as exc:
+        raise SignatureError(f"SigningCertURL: certificate not trusted ({exc})") from None
+    names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names += san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        pass
+    if not any(re.fullmatch(trust.subject_pattern, str(name)) for name in names):
+        raise SignatureError(f"SigningCertURL: certificate is for {names!r}, not for SNS")
+    return leaf
+
+
+@lru_cache(maxsize=1)
+def _system_anchors() -> tuple[x509.Certificate, ...]:
+    """The system's CA bundle (certifi's where the system has none), read once."""
+    cafile = ssl.get_default_verify_paths().cafile
+    if not cafile or not Path(cafile).exists():
+        import certifi
+
+        cafile = certifi.where()
+    anchors = []
+    end = b"-----END CERTIFICATE-----"
+    for block in Path(cafile).read_bytes().split(end)[:-1]:
+        # Some long-lived roots break RFC 5280 (a negative serial, say): cryptography warns
+        # about them today and will refuse them later. None of them is Amazon's: skip them.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            try:
+                anchors.append(x509.load_pem_x509_certificate(block + end))
+            except ValueError:
+                continue
+    return tuple(anchors)

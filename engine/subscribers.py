@@ -47,7 +47,8 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]{2,}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 MAX_ADDRESS = 2048
-PUBLIC_CHANNELS = (SubscriberChannel.EMAIL, SubscriberChannel.SMS, SubscriberChannel.WEBHOOK)
+#: Outbox kind: send a new email or SMS subscriber its confirmation (workers.fanout).
+CONFIRM = "notify.subscriber_confirm"
 
 
 @dataclass(frozen=True)

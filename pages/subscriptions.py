@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,7 +36,6 @@ from .auth import principal
 from .errors import FieldErrors
 from .login import Limiter, client_address, html, limiter
 
-SUBSCRIBER_CONFIRM = "notify.subscriber_confirm"
 #: Confirmation messages per address: one per 10 minutes and a few a day, so subscribing
 #: again (by its owner or by someone else) cannot flood an inbox or a phone.
 CONFIRMATION_LIMITS = ((1, 600), (5, 86400))
@@ -130,13 +130,13 @@ def _subscribe(
                 )
             channel = "user"
             address = conn.execute(
-                users.select().with_only_columns(users.c.email).where(users.c.id == user_id)
+                sa.select(users.c.email).where(users.c.id == user_id)
             ).scalar_one()
         found = subs.subscribe(conn, page, channel, address, fields.services, user_id=user_id)
         if found.confirm_token and _may_confirm(limits, found):
             outbox.emit(
                 conn,
-                SUBSCRIBER_CONFIRM,
+                subs.CONFIRM,
                 {"subscriber_id": found.subscriber_id, "nonce": new_token()},
             )
     return found

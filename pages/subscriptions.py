@@ -132,6 +132,15 @@ def _subscribe(
             address = conn.execute(
                 sa.select(users.c.email).where(users.c.id == user_id)
             ).scalar_one()
+        if (
+            channel == SubscriberChannel.WEBHOOK
+            and not request.app.state.settings.webhook_allow_private
+            and subs.literal_private_host(address.strip())
+        ):
+            # Names are resolved and checked again at each send; a literal is refused now.
+            raise ValidationError(
+                "the webhook URL points at a loopback or private address", field="address"
+            )
         found = subs.subscribe(conn, page, channel, address, fields.services, user_id=user_id)
         if found.confirm_token and _may_confirm(limits, found):
             outbox.emit(

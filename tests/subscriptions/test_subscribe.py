@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine import migrate
 from engine.tables import deliveries
+from pages.app import create_app
 from tests.support import RecordingServer
-from workers.runtime import Runtime
+from workers.runtime import Runtime, uninstall
 
-from .conftest import BASE_URL, drain, make_site, sent_json, sms_sent, subscriber_rows
+from .conftest import (
+    BASE_URL,
+    drain,
+    make_site,
+    sent_json,
+    settings_for,
+    sms_sent,
+    subscriber_rows,
+)
 
 
 def _confirm_path(text: str) -> str:
@@ -212,3 +223,28 @@ def test_a_subscriber_disabled_by_a_failure_can_subscribe_again(
     assert row.disabled_reason is None and not row.confirmed and row.confirm_token
     with rt.store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == 0
+
+
+def test_a_webhook_to_a_private_address_is_refused_unless_allowed(
+    tmp_path: Path, server: RecordingServer
+) -> None:
+    settings = settings_for(tmp_path, server, BEACON_WEBHOOK_ALLOW_PRIVATE="false")
+    runtime = Runtime.build(settings)
+    migrate.upgrade(runtime.store)
+    make_site(runtime)
+    try:
+        with TestClient(create_app(runtime)) as client:
+            for url in (
+                "http://127.0.0.1:9/h",
+                "http://10.1.2.3/h",
+                "http://[::1]/h",
+                "http://localhost/h",
+            ):
+                response = client.post(
+                    "/p/acme/subscribe", json={"channel": "webhook", "address": url}
+                )
+                assert response.status_code == 422, url
+                assert "private address" in response.json()["error"]["message"]
+    finally:
+        runtime.close()
+        uninstall()

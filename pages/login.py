@@ -35,7 +35,7 @@ ENV = Environment(
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 15 * 60
 GENERIC_ERROR = "The email or password is not right."
-NO_STORE = {"Cache-Control": "no-store", "Vary": "Cookie"}
+NO_STORE = {"Cache-Control": "private, no-store", "Vary": "Cookie, Authorization"}
 
 
 # --- shared helpers (the subscription flows use them too) -----------------------------------

@@ -181,9 +181,12 @@ async def subscribe(request: Request) -> Response:
         user_id = who.user_id
     requests = limiter(request, "subscribe", SUBSCRIBES_PER_WINDOW, 600)
     if not await run_in_threadpool(requests.take, client_address(request)):
-        raise HTTPException(
-            429, "too many subscribe requests; try again later", {"Retry-After": "600"}
-        )
+        message = "Too many subscribe requests from your address; try again later."
+        if as_json:
+            raise HTTPException(429, message, {"Retry-After": "600"})
+        response = _error(request, page, 429, "We could not subscribe you", message)
+        response.headers["Retry-After"] = "600"
+        return response
     try:
         fields = await _fields(request)
         found = await run_in_threadpool(_subscribe, request, page, fields, user_id)

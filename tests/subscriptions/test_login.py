@@ -19,7 +19,7 @@ def test_the_form_is_accessible_html_without_external_assets(client: TestClient)
     response = client.get("/login?next=/p/acme/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == "private, no-store"
     body = response.text
     assert '<label for="email">' in body and '<label for="password">' in body
     assert 'autocomplete="current-password"' in body

@@ -248,3 +248,17 @@ def test_a_webhook_to_a_private_address_is_refused_unless_allowed(
     finally:
         runtime.close()
         uninstall()
+
+
+def test_one_client_address_cannot_subscribe_without_end(rt: Runtime, client: TestClient) -> None:
+    make_site(rt)
+    answers = [
+        client.post(
+            "/p/acme/subscribe", json={"channel": "email", "address": f"u{n}@example.com"}
+        ).status_code
+        for n in range(31)
+    ]
+    assert answers[:30] == [202] * 30 and answers[30] == 429
+    form = client.post("/p/acme/subscribe", data={"address": "late@example.com"})
+    assert form.status_code == 429 and "Too many" in form.text
+    assert form.headers["retry-after"] == "600"

@@ -68,6 +68,13 @@ class Page:
     def private(self) -> bool:
         return self.type == PageType.PRIVATE
 
+    def url(self, base_url: str) -> str:
+        """The page's address in links: its custom domain (which serves the page's routes at
+        the root) when it has one, else `/p/<slug>` under Beacon's base URL."""
+        if self.custom_domain:
+            return f"https://{self.custom_domain}"
+        return f"{base_url.rstrip('/')}/p/{self.slug}"
+
 
 @dataclass(frozen=True)
 class Subscription:

@@ -52,7 +52,7 @@ class Fields:
 
 
 def page_url(request: Request, page: subs.Page) -> str:
-    return f"{request.app.state.settings.base_url}/p/{page.slug}"
+    return page.url(request.app.state.settings.base_url)
 
 
 def _wants_json(request: Request) -> bool:

@@ -315,7 +315,7 @@ def build(
         body = {
             "meta": {
                 "unsubscribe": unsubscribe_url,
-                "documentation": f"{rt.settings.base_url}/p/{notice.page.slug}/#subscribe",
+                "documentation": f"{notice.page_url}/#subscribe",
                 "generated_at": iso(utcnow()),
             },
             **notice.envelope,

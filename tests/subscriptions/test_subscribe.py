@@ -262,3 +262,21 @@ def test_one_client_address_cannot_subscribe_without_end(rt: Runtime, client: Te
     form = client.post("/p/acme/subscribe", data={"address": "late@example.com"})
     assert form.status_code == 429 and "Too many" in form.text
     assert form.headers["retry-after"] == "600"
+
+
+def test_links_use_the_pages_custom_domain_when_it_has_one(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    from engine.tables import status_pages
+
+    site = make_site(rt)
+    with rt.store.begin() as conn:
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == site.page_id)
+            .values(custom_domain="status.acme.test")
+        )
+    client.post("/p/acme/subscribe", json={"channel": "email", "address": "eve@example.com"})
+    drain(rt)
+    (mail,) = sent_json(server)
+    assert "https://status.acme.test/subscriptions/confirm/" in mail["content"][0]["value"]

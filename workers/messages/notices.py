@@ -70,7 +70,7 @@ class Notice:
 
 
 def _page_url(settings: Settings, page: subs.Page) -> str:
-    return f"{settings.base_url}/p/{page.slug}"
+    return page.url(settings.base_url)
 
 
 def iso(value: datetime | None) -> str | None:

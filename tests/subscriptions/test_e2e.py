@@ -1,5 +1,5 @@
 """End to end on a real `beacon serve`: the confirmation travels outbox -> embedded worker ->
-SendGrid stand-in, and its link confirms."""
+SendGrid stand-in, and its link confirms; a user made with `beacon user create` signs in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from engine import migrate
 from engine.db import create_store
 from engine.settings import Settings
-from tests.support import RecordingServer, serve
+from tests.support import RecordingServer, beacon, beacon_env, serve
 
 from .conftest import make_site, sent_json
 
@@ -58,3 +58,23 @@ def _wait_for_mail(server: RecordingServer, timeout: float = 30) -> list[dict[st
             return mails
         time.sleep(0.1)
     raise AssertionError("no confirmation mail reached the SendGrid stand-in")
+
+
+@pytest.mark.e2e
+def test_a_user_made_with_the_cli_signs_in_on_a_running_server(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = beacon_env(data_dir, {"BEACON_USER_PASSWORD": "s3cret-enough"})
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    migrate.upgrade(store)
+    store.dispose()
+    made = beacon(["user", "create", "ana@acme.test", "--role", "stakeholder"], env)
+    assert made.returncode == 0, made.stderr
+    with serve(data_dir) as base, httpx.Client(base_url=base, timeout=10) as client:
+        form = client.get("/login").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        answer = client.post(
+            "/login",
+            data={"email": "ana@acme.test", "password": "s3cret-enough", "csrf": csrf},
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        assert "ana@acme.test" in client.get("/login").text

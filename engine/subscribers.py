@@ -307,9 +307,10 @@ def subscribe(
 def _again(
     conn: Connection, row: Any, channel: SubscriberChannel, wanted: list[str] | None
 ) -> Subscription:
-    """A repeated subscription. A working confirmed one stays as it is; an unconfirmed one
-    takes the new filter (its owner still has to confirm); one disabled by a permanent
-    failure starts over (email/SMS confirm again, a webhook gets a new secret)."""
+    """A repeated subscription. A working confirmed one stays as it is, except that a
+    signed-in member (`user`) sets their own filter; an unconfirmed one takes the new filter
+    (its owner still has to confirm); one disabled by a permanent failure starts over
+    (email/SMS confirm again, a webhook gets a new secret)."""
     values: dict[str, Any] = {}
     secret = None
     if row.disabled_reason is not None:
@@ -319,6 +320,8 @@ def _again(
         elif channel == SubscriberChannel.WEBHOOK:
             secret = new_webhook_secret()
             values.update(webhook_secret=secret)
+    elif channel == SubscriberChannel.USER:
+        values.update(services=wanted)  # a signed-in member changes their own filter
     elif not row.confirmed:
         values.update(services=wanted)
         if not row.confirm_token:

@@ -39,10 +39,12 @@ def test_a_member_subscribes_as_a_user_at_once(rt: Runtime, client: TestClient) 
     assert first.status_code == 201
     assert first.json()["channel"] == "user" and first.json()["address"] == "ana@acme.test"
     assert "unsubscribe_url" in first.json()
-    assert client.post("/p/acme/subscribe", json={"channel": "user"}).status_code == 200
     (row,) = subscriber_rows(rt)
     assert row.channel == "user" and row.user_id == user_id and row.confirmed
     assert row.services == ["db"]
+    again = client.post("/p/acme/subscribe", json={"channel": "user", "services": ["api"]})
+    assert again.status_code == 200 and again.json()["services"] == ["api"]
+    assert [r.services for r in subscriber_rows(rt)] == [["api"]]
 
 
 def test_a_member_cannot_subscribe_others_by_email_or_webhook(

@@ -208,9 +208,10 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _claim(rt: Runtime, ids: list[int], now: datetime) -> list[Any]:
+def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
     """Move the still-claimable deliveries among `ids` to `sending`; returns them with their
     subscribers. Whoever's UPDATE moves a row is the one who sends it."""
+    now = utcnow()  # per batch: the lease runs from this claim, not from the run's start
     with rt.store.begin() as conn:
         claimed = list(
             conn.execute(
@@ -239,14 +240,13 @@ def _claim(rt: Runtime, ids: list[int], now: datetime) -> list[Any]:
 
 def send_pending(rt: Runtime, notice: Notice, ctx: Context) -> list[str]:
     """Send the notice's claimable deliveries; returns the temporary failures' messages."""
-    now = utcnow()
-    ids = _pending_ids(rt, notice, now)
+    ids = _pending_ids(rt, notice, utcnow())
     temporary: list[str] = []
     if not ids:
         return temporary
     with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="beacon-fanout") as pool:
         for start in range(0, len(ids), SEND_BATCH):
-            rows = _claim(rt, ids[start : start + SEND_BATCH], now)
+            rows = _claim(rt, ids[start : start + SEND_BATCH])
             outcomes = list(pool.map(lambda r: send_one(rt, notice, r, ctx), rows))
             _record(rt, outcomes)
             temporary += [

@@ -307,3 +307,27 @@ def test_message_templates_refuse_missing_values() -> None:
         messages.email("incident", {"page": {"name": "x", "url": "u"}})
     with pytest.raises(ValueError, match="unknown message kind"):
         messages.sms("nope", {})
+
+
+def test_a_delivery_stuck_in_sending_is_retried_only_after_its_lease(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    from workers import fanout
+
+    site = make_site(rt)
+    subscribe(rt, site, "email", "eve@example.com")
+    open_incident(rt, site, notify=True)
+    with rt.store.read() as conn:
+        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
+        (notice,) = fanout.incident_notices(conn, rt.settings, update_id)
+    fanout.expand(rt, notice)
+    with rt.store.begin() as conn:  # another worker claimed it just now and is sending
+        conn.execute(deliveries.update().values(status="sending", updated_at=utcnow()))
+    handle_incident_update(rt, [{"update_id": update_id}])
+    assert server.requests == []
+    with rt.store.begin() as conn:  # that worker died mid-send long ago
+        conn.execute(deliveries.update().values(updated_at=utcnow() - timedelta(minutes=6)))
+    handle_incident_update(rt, [{"update_id": update_id}])
+    assert len(server.requests) == 1
+    with rt.store.read() as conn:
+        assert conn.execute(sa.select(deliveries.c.status)).scalar_one() == "sent"

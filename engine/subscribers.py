@@ -154,6 +154,25 @@ def page_service_keys(conn: Connection, page_id: int) -> dict[int, str]:
     }
 
 
+@dataclass(frozen=True)
+class Component:
+    key: str
+    name: str
+
+
+def page_components(conn: Connection, page_id: int) -> list[Component]:
+    """The page's services in page order, for choosing which to follow."""
+    return [
+        Component(r.key, r.name)
+        for r in conn.execute(
+            sa.select(services.c.key, services.c.name)
+            .join(page_services, page_services.c.service_id == services.c.id)
+            .where(page_services.c.page_id == page_id)
+            .order_by(page_services.c.position, page_services.c.id)
+        )
+    ]
+
+
 # --- validation ---------------------------------------------------------------------------
 
 

@@ -194,13 +194,48 @@ async def subscribe(request: Request) -> Response:
         if as_json:
             raise
         message = str(exc) if isinstance(exc, ValidationError) else _field_text(exc)
-        return _error(request, page, 422, "We could not subscribe you", message)
+        return _error(request, page, 422, "We could not subscribe you", message, retry=True)
     except HTTPException as exc:
         if as_json:
             raise
         return _error(request, page, exc.status_code, "We could not subscribe you", exc.detail)
     request.app.state.runtime.nudge.set()
     return _answer(request, page, found, as_json)
+
+
+def _form_context(request: Request, page: subs.Page, user_id: int | None) -> dict[str, Any]:
+    with request.app.state.store.read() as conn:
+        components = subs.page_components(conn, page.id)
+        email = (
+            conn.execute(sa.select(users.c.email).where(users.c.id == user_id)).scalar()
+            if user_id is not None
+            else None
+        )
+    return {"components": components, "user_email": email}
+
+
+async def subscribe_form(request: Request) -> Response:
+    """The subscribe form: channel, address and the page's services to follow (a member's
+    email on a private page). `?services=api,db` ticks services in advance."""
+    page = await run_in_threadpool(_page, request)
+    user_id: int | None = None
+    if page.private:
+        who = await run_in_threadpool(principal, request)
+        if who is None or who.user_id is None:
+            return RedirectResponse(f"/login?next={request.url.path}", 303)
+        if not await run_in_threadpool(_member, request, page, who.user_id):
+            raise HTTPException(404, f"no status page {page.slug!r}")
+        user_id = who.user_id
+    context = await run_in_threadpool(_form_context, request, page, user_id)
+    chosen = request.query_params.get("services", "").split(",")
+    return html(
+        "subscribe_form.html",
+        page=page,
+        page_url=page_url(request, page),
+        action=request.url.path,
+        chosen=[c for c in chosen if c],
+        **context,
+    )
 
 
 def _field_text(exc: FieldErrors) -> str:
@@ -249,11 +284,19 @@ def _answer(request: Request, page: subs.Page, found: subs.Subscription, as_json
     )
 
 
-def _error(request: Request, page: Any, status: int, title: str, message: str) -> Response:
+def _error(
+    request: Request, page: Any, status: int, title: str, message: str, retry: bool = False
+) -> Response:
     base = page_url(request, page) if isinstance(page, subs.Page) else ""
     shown = page if page is not None else {"name": "Beacon"}
     return html(
-        "subscribe_error.html", status, page=shown, page_url=base, title=title, message=message
+        "subscribe_error.html",
+        status,
+        page=shown,
+        page_url=base,
+        title=title,
+        message=message,
+        retry_url=request.url.path if retry else None,
     )
 
 
@@ -330,6 +373,7 @@ async def unsubscribe(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
+    Route("/p/{slug}/subscribe", subscribe_form, methods=["GET", "HEAD"]),
     Route("/p/{slug}/subscribe", subscribe, methods=["POST"]),
     Route("/p/{slug}/subscriptions/confirm/{token}", confirm, methods=["GET", "HEAD"]),
     Route(

@@ -280,3 +280,40 @@ def test_links_use_the_pages_custom_domain_when_it_has_one(
     drain(rt)
     (mail,) = sent_json(server)
     assert "https://status.acme.test/subscriptions/confirm/" in mail["content"][0]["value"]
+
+
+def test_the_subscribe_form_offers_every_channel_and_the_pages_services(
+    rt: Runtime, client: TestClient
+) -> None:
+    make_site(rt)
+    form = client.get("/p/acme/subscribe?services=db")
+    assert form.status_code == 200
+    body = form.text
+    for channel in ("email", "sms", "webhook"):
+        assert f'name="channel" value="{channel}"' in body
+    assert '<label for="address">' in body and 'action="/p/acme/subscribe"' in body
+    assert 'value="api"> API service' in body
+    assert 'value="db" checked> DB service' in body
+    assert "<link" not in body and "<script" not in body
+    retry = client.post("/p/acme/subscribe", data={"channel": "sms", "address": "x"})
+    assert 'href="/p/acme/subscribe">Try again' in retry.text
+
+
+def test_the_subscribe_form_of_a_private_page_is_for_members(
+    rt: Runtime, client: TestClient
+) -> None:
+    from .conftest import make_user, sign_in
+
+    make_site(rt, slug="acme", team_key="acme", private=True)
+    make_site(rt, slug="draft", team_key="drafts", active=False)
+    anonymous = client.get("/p/acme/subscribe", follow_redirects=False)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/login?next=/p/acme/subscribe"
+    assert client.get("/p/draft/subscribe").status_code == 404
+    make_user(rt, "ana@acme.test", teams=("acme",))
+    sign_in(client, "ana@acme.test")
+    form = client.get("/p/acme/subscribe")
+    assert form.status_code == 200
+    assert "<strong>ana@acme.test</strong>" in form.text
+    assert 'name="channel" value="user"' in form.text
+    assert 'name="address"' not in form.text

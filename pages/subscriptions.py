@@ -232,7 +232,6 @@ async def subscribe_form(request: Request) -> Response:
         "subscribe_form.html",
         page=page,
         page_url=page_url(request, page),
-        action=request.url.path,
         chosen=[c for c in chosen if c],
         **context,
     )
@@ -364,7 +363,6 @@ async def unsubscribe(request: Request) -> Response:
             page=page,
             page_url=base,
             address=row.address,
-            action=request.url.path,
         )
     await run_in_threadpool(_unsubscribe, request, page.id, token)
     if as_json:

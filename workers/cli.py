@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
     config = args.config or settings.config_path
     if config:
-        _apply(runtime.store, Path(config), prune=False, dry_run=False)
+        _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
     app = create_app(runtime, background=True)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
@@ -81,10 +81,10 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _apply(store: object, path: Path, *, prune: bool, dry_run: bool) -> int:
-    from engine.config import apply_file
+def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
+    from workers.config import apply_file
 
-    plan = apply_file(store, path, prune=prune, dry_run=dry_run)  # type: ignore[arg-type,unused-ignore]
+    plan = apply_file(store, path, prune=prune, dry_run=dry_run, base_url=base_url)  # type: ignore[arg-type,unused-ignore]
     print(plan.render())
     return 0
 
@@ -95,7 +95,9 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     store = create_store(settings)
     if settings.embedded:
         migrate.upgrade(store)
-    return _apply(store, Path(args.file), prune=args.prune, dry_run=args.dry_run)
+    return _apply(
+        store, Path(args.file), prune=args.prune, dry_run=args.dry_run, base_url=settings.base_url
+    )
 
 
 def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:

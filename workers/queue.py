@@ -31,7 +31,7 @@ class ThreadWorker(SimpleWorker):
 
     def _install_signal_handlers(self) -> None:
         # Signals belong to the main thread; the embedded server stops workers through
-        # `request_stop` instead.
+        # `_stop_requested` instead.
         pass
 
 
@@ -112,11 +112,21 @@ class Queues:
             started.append((thread, worker))
         return started
 
-    @staticmethod
     def stop_threads(
-        threads: list[tuple[threading.Thread, SimpleWorker]], timeout: float = 10
+        self, threads: list[tuple[threading.Thread, SimpleWorker]], timeout: float = 10
     ) -> None:
+        """Stop worker threads after their current job. RQ's dequeue loop looks at the stop
+        flag only between jobs, so each idle thread is woken with a job that does nothing."""
+        if not threads:
+            return
         for _thread, worker in threads:
             worker._stop_requested = True
+        for index in range(len(threads)):
+            # One by one: fakeredis does not wake a blocked BLPOP for a pipelined push.
+            self.enqueue(QUEUE_NAMES[0], "workers.queue.wake", job_id=f"wake-{index}")
         for thread, _worker in threads:
             thread.join(timeout)
+
+
+def wake() -> None:
+    """A job that does nothing: it lets an idle worker thread see its stop request."""

@@ -101,3 +101,32 @@ def test_beacon_worker_refuses_embedded_mode_with_a_reason(tmp_path: Path) -> No
     result = beacon(["worker", "--burst"], beacon_env(tmp_path / "data"))
     assert result.returncode == 2
     assert "BEACON_REDIS_URL" in result.stderr
+
+
+def test_beacon_serve_stops_promptly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    from tests.support import wait_http
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)],
+        env=beacon_env(tmp_path / "data"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        time.sleep(1.5)  # the worker threads are now blocked waiting for jobs
+        proc.send_signal(signal.SIGTERM)
+        # Generous bound for a loaded machine; before the fix it took 20 s or more.
+        # uvicorn re-raises the signal after a graceful shutdown, as a well-behaved server does.
+        assert proc.wait(timeout=8) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

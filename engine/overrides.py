@@ -1,0 +1,86 @@
+"""Manual status overrides: an operator's word on a service's status, which wins over rules,
+incidents and maintenance until it is cleared or expires (DESIGN.md, "Service").
+
+An expiry is a deadline (`service.override`, keyed by service id), so it fires once, on time,
+in whichever process ticks first, and survives restarts. An expired override is ignored by
+`engine.status` from the moment it expires; the deadline makes the stored status follow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import deadlines
+from .errors import NotFoundError, ValidationError
+from .models import ServiceStatus
+from .status import recompute
+from .tables import services, utcnow
+
+#: The deadline kind whose handler (workers.jobs.handle_override_expiry) recomputes the
+#: service once its override has expired.
+EXPIRY = "service.override"
+
+
+def set_override(
+    conn: Connection,
+    service_id: int,
+    status: ServiceStatus,
+    *,
+    until: datetime | None,
+    reason: str | None,
+    by: str,
+    now: datetime | None = None,
+) -> None:
+    """Pin the service at `status` (until `until`, if given) and recompute it now."""
+    now = now or utcnow()
+    if until is not None and until <= now:
+        raise ValidationError("until must be in the future", field="until")
+    _exists(conn, service_id)
+    conn.execute(
+        services.update()
+        .where(services.c.id == service_id)
+        .values(
+            override_status=ServiceStatus(status),
+            override_until=until,
+            override_reason=reason,
+            override_by=by,
+            updated_at=now,
+        )
+    )
+    if until is None:
+        deadlines.cancel(conn, EXPIRY, str(service_id))
+    else:
+        deadlines.schedule(conn, EXPIRY, str(service_id), until, {"service_id": service_id})
+    recompute(
+        conn, [service_id], cause_kind="override", cause={"by": by, "reason": reason}, now=now
+    )
+
+
+def clear_override(conn: Connection, service_id: int, *, by: str) -> None:
+    """Remove the override; the service's status comes from its other inputs again."""
+    _exists(conn, service_id)
+    _clear(conn, service_id)
+    deadlines.cancel(conn, EXPIRY, str(service_id))
+    recompute(conn, [service_id], cause_kind="user", cause={"by": by, "override": "cleared"})
+
+
+def _clear(conn: Connection, service_id: int) -> None:
+    conn.execute(
+        services.update()
+        .where(services.c.id == service_id)
+        .values(
+            override_status=None,
+            override_until=None,
+            override_reason=None,
+            override_by=None,
+            updated_at=utcnow(),
+        )
+    )
+
+
+def _exists(conn: Connection, service_id: int) -> None:
+    if conn.execute(sa.select(services.c.id).where(services.c.id == service_id)).first() is None:
+        raise NotFoundError(f"no service {service_id}")

@@ -1,0 +1,40 @@
+"""The admin API (`/api/v1/...`): every domain object over JSON, with an OpenAPI document.
+
+Routes and the document come from one list of `Endpoint`s (`ENDPOINTS`), so the document
+matches the routes by construction.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pages.auth import require_principal
+
+from . import accounts, catalog, incidents, services, statuspages
+from .api import Endpoint, route
+from .openapi import document
+
+ENDPOINTS: list[Endpoint] = [
+    *accounts.ENDPOINTS,
+    *services.ENDPOINTS,
+    *catalog.ENDPOINTS,
+    *statuspages.ENDPOINTS,
+    *incidents.ENDPOINTS,
+]
+
+
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI 3.1 document (needs an API key, like the rest of `/api/v1`)."""
+    require_principal(request)
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:  # built once per app: routes are fixed
+        state.openapi = document(ENDPOINTS, routes=request.app.routes)
+    return JSONResponse(state.openapi)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
+    *(route(ep) for ep in ENDPOINTS),
+]

@@ -1,0 +1,347 @@
+"""The admin API: CRUD for every object, team scoping, auth, and JSON errors with fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.tables import audit_log, deadlines, services
+from pages.admin import ENDPOINTS
+from pages.admin.openapi import openapi_path
+from pages.auth import principal_for_user
+from workers.jobs import handle_override_expiry
+
+from .conftest import Api
+
+
+def setup_team(api: Api, key: str = "platform") -> tuple[int, dict[str, str]]:
+    made = api.client.post(
+        "/api/v1/teams", json={"key": key, "name": key.title()}, headers=api.admin
+    )
+    assert made.status_code == 201, made.text
+    return made.json()["id"], api.key_for(key)
+
+
+def crud(
+    api: Api, headers: dict[str, str], path: str, body: dict[str, Any], patch: dict[str, Any]
+) -> dict[str, Any]:
+    """Create, read, list, update and delete one object; returns what was last read."""
+    made = api.client.post(path, json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    url = f"{path}/{made.json()['id']}"
+    assert api.client.get(url, headers=headers).json() == made.json()
+    assert made.json()["id"] in [o["id"] for o in api.client.get(path, headers=headers).json()]
+    changed = api.client.patch(url, json=patch, headers=headers)
+    assert changed.status_code == 200, changed.text
+    for name, value in patch.items():
+        assert changed.json()[name] == value, name
+    assert api.client.delete(url, headers=headers).status_code == 204
+    assert api.client.get(url, headers=headers).status_code == 404
+    return changed.json()
+
+
+def test_every_object_can_be_created_read_updated_and_deleted(api: Api) -> None:
+    team_id, key = setup_team(api)
+    crud(api, api.admin, "/api/v1/teams", {"key": "other"}, {"name": "Other team"})
+    crud(
+        api,
+        api.admin,
+        "/api/v1/users",
+        {"email": "ops@example.com", "role": "responder", "teams": ["platform"]},
+        {"name": "Ops", "teams": []},
+    )
+    crud(api, key, "/api/v1/services", {"key": "db", "name": "Database"}, {"name": "DB"})
+    crud(
+        api,
+        key,
+        "/api/v1/incident-templates",
+        {"key": "down", "title": "Down: {{ event.summary }}"},
+        {"title": "Still down"},
+    )
+    crud(
+        api,
+        key,
+        "/api/v1/alert-sources",
+        {"key": "am", "name": "AM", "type": "alertmanager"},
+        {"name": "Alertmanager", "enabled": False},
+    )
+    channel = crud(
+        api,
+        key,
+        "/api/v1/channels",
+        {"key": "ops", "type": "webhook", "url": "https://hooks.example/x", "secret": "s3"},
+        {"url": "https://hooks.example/y", "enabled": False},
+    )
+    assert channel["has_secret"] and "s3" not in str(channel)
+    api_svc = api.client.post(
+        "/api/v1/services", json={"key": "api", "name": "API", "group": "Core"}, headers=key
+    ).json()
+    page = crud(
+        api,
+        key,
+        "/api/v1/pages",
+        {"slug": "status", "name": "Status", "services": [api_svc["id"]], "active": True},
+        {"name": "Our status", "services": []},
+    )
+    assert page["url"].endswith("/p/status/")
+    start = datetime.now(UTC) + timedelta(days=1)
+    crud(
+        api,
+        key,
+        "/api/v1/maintenance-windows",
+        {
+            "title": "Upgrade",
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=2)).isoformat(),
+            "services": [api_svc["id"]],
+        },
+        {"title": "Database upgrade"},
+    )
+    incident = crud(
+        api,
+        key,
+        "/api/v1/incidents",
+        {"title": "API errors", "impacts": {str(api_svc["id"]): "partial_outage"}},
+        {"title": "API errors for EU customers", "impact_override": "critical"},
+    )
+    assert incident["services"] == [{"service_id": api_svc["id"], "impact": "partial_outage"}]
+    keys = api.client.post("/api/v1/api-keys", json={"name": "ci"}, headers=key)
+    assert keys.status_code == 201 and keys.json()["key"].startswith("bk_")
+    assert keys.json()["team"] == "platform"
+    assert (
+        api.client.delete(f"/api/v1/api-keys/{keys.json()['id']}", headers=key).status_code == 204
+    )
+    with api.store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one() > 10
+    assert team_id
+
+
+def test_incident_updates_backdate_and_move_statuses(api: Api) -> None:
+    _, key = setup_team(api)
+    svc = api.client.post("/api/v1/services", json={"key": "db", "name": "DB"}, headers=key).json()
+    started = datetime.now(UTC) - timedelta(hours=3)
+    incident = api.client.post(
+        "/api/v1/incidents",
+        json={
+            "title": "Slow queries",
+            "impacts": {str(svc["id"]): "degraded"},
+            "started_at": started.isoformat(),
+        },
+        headers=key,
+    ).json()
+    assert datetime.fromisoformat(incident["started_at"]) == started
+    assert (
+        api.client.get(f"/api/v1/services/{svc['id']}", headers=key).json()["status"] == "degraded"
+    )
+    base = f"/api/v1/incidents/{incident['id']}/updates"
+    shown = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    update = api.client.post(
+        base,
+        json={"status": "identified", "message": "Found it", "display_at": shown},
+        headers=key,
+    )
+    assert update.status_code == 201, update.text
+    url = f"{base}/{update.json()['id']}"
+    edited = api.client.patch(url, json={"message": "Found the slow index"}, headers=key)
+    assert edited.json()["body"] == "Found the slow index"
+    assert len(api.client.get(base, headers=key).json()) == 2
+    resolved = api.client.post(base, json={"status": "resolved", "message": "Fixed"}, headers=key)
+    assert resolved.status_code == 201
+    assert api.client.get(f"/api/v1/services/{svc['id']}", headers=key).json()["status"] == (
+        "operational"
+    )
+    assert api.client.delete(url, headers=key).status_code == 204
+    assert api.client.get(url, headers=key).status_code == 404
+
+
+def test_an_override_wins_until_cleared_or_expired(api: Api) -> None:
+    _, key = setup_team(api)
+    svc = api.client.post("/api/v1/services", json={"key": "db", "name": "DB"}, headers=key).json()
+    url = f"/api/v1/services/{svc['id']}/override"
+    until = datetime.now(UTC) + timedelta(hours=1)
+    set_ = api.client.put(
+        url,
+        json={"status": "major_outage", "until": until.isoformat(), "reason": "fire"},
+        headers=key,
+    )
+    assert set_.status_code == 200, set_.text
+    assert set_.json()["status"] == "major_outage"
+    assert set_.json()["override"]["reason"] == "fire"
+    with api.store.read() as conn:
+        due = conn.execute(
+            sa.select(deadlines.c.due_at).where(deadlines.c.kind == "service.override")
+        )
+        assert due.scalar_one() == until
+    # The deadline's handler ends an override whose time has passed.
+    with api.store.begin() as conn:
+        conn.execute(
+            services.update().values(override_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    class Rt:
+        store = api.store
+
+    handle_override_expiry(Rt(), [{"service_id": svc["id"]}])  # type: ignore[arg-type]
+    after = api.client.get(f"/api/v1/services/{svc['id']}", headers=key).json()
+    assert after["status"] == "operational" and after["override"] is None
+
+    api.client.put(url, json={"status": "degraded"}, headers=key)
+    cleared = api.client.delete(url, headers=key)
+    assert cleared.json()["status"] == "operational"
+    past = api.client.put(
+        url, json={"status": "degraded", "until": "2020-01-01T00:00:00Z"}, headers=key
+    )
+    assert past.status_code == 422
+    assert past.json()["error"]["fields"][0]["field"] == "until"
+
+
+def test_groups_regroup_services_and_pages(api: Api) -> None:
+    team_id, key = setup_team(api)
+    ids = [
+        api.client.post("/api/v1/services", json={"key": k, "name": k}, headers=key).json()["id"]
+        for k in ("a", "b")
+    ]
+    base = f"/api/v1/teams/{team_id}/groups"
+    made = api.client.post(base, json={"name": "Core", "services": ids}, headers=key)
+    assert made.status_code == 201, made.text
+    renamed = api.client.patch(
+        f"{base}/Core", json={"name": "Edge", "services": ids[:1]}, headers=key
+    )
+    assert renamed.json() == {"team": "platform", "name": "Edge", "services": ids[:1]}
+    assert api.client.get(f"/api/v1/services/{ids[1]}", headers=key).json()["group"] is None
+    assert api.client.delete(f"{base}/Edge", headers=key).status_code == 204
+    assert api.client.get(f"{base}/Edge", headers=key).status_code == 404
+
+
+def test_it_answers_401_without_a_key(api: Api) -> None:
+    for path in ("/api/v1/openapi.json", "/api/v1/services", "/api/v1/teams", "/api/v1/pages/1"):
+        answer = api.client.get(path)
+        assert answer.status_code == 401, path
+        assert answer.json()["error"]["status"] == 401
+    assert (
+        api.client.get("/api/v1/services", headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
+
+
+def test_another_teams_objects_are_404(api: Api) -> None:
+    _, mine = setup_team(api, "mine")
+    _, theirs = setup_team(api, "theirs")
+    svc = api.client.post(
+        "/api/v1/services", json={"key": "db", "name": "DB"}, headers=theirs
+    ).json()
+    url = f"/api/v1/services/{svc['id']}"
+    assert api.client.get(url, headers=mine).status_code == 404
+    assert api.client.patch(url, json={"name": "x"}, headers=mine).status_code == 404
+    assert api.client.delete(url, headers=mine).status_code == 404
+    assert api.client.get("/api/v1/services", headers=mine).json() == []
+    assert api.client.get(url, headers=theirs).status_code == 200
+    made = api.client.post(
+        "/api/v1/services", json={"key": "x", "name": "X", "team": "theirs"}, headers=mine
+    )
+    assert made.status_code == 422
+    page = api.client.post(
+        "/api/v1/pages", json={"slug": "p", "name": "P", "services": [svc["id"]]}, headers=mine
+    )
+    assert page.status_code == 422
+    assert page.json()["error"]["fields"][0]["field"] == "services"
+
+
+def test_team_keys_cannot_manage_teams_or_users(api: Api) -> None:
+    _, key = setup_team(api)
+    assert api.client.post("/api/v1/teams", json={"key": "x"}, headers=key).status_code == 403
+    assert api.client.get("/api/v1/users", headers=key).status_code == 403
+    made = api.client.post("/api/v1/api-keys", json={"name": "x", "admin": True}, headers=key)
+    assert made.status_code == 422
+
+
+def test_bad_bodies_get_422_with_field_errors(api: Api) -> None:
+    _, key = setup_team(api)
+    answer = api.client.post(
+        "/api/v1/services", json={"key": "Bad Key", "name": "", "stauts": 1}, headers=key
+    )
+    assert answer.status_code == 422
+    fields = {f["field"] for f in answer.json()["error"]["fields"]}
+    assert fields == {"key", "name", "stauts"}
+    assert api.client.post("/api/v1/services", content=b"{", headers=key).status_code == 400
+    assert api.client.post("/api/v1/services", content=b"", headers=key).status_code == 422
+    source = api.client.post(
+        "/api/v1/alert-sources", json={"key": "x", "name": "X", "type": "nagios"}, headers=key
+    )
+    assert source.status_code == 422 and source.json()["error"]["fields"][0]["field"] == "type"
+    dup = api.client.post("/api/v1/services", json={"key": "a", "name": "A"}, headers=key)
+    assert dup.status_code == 201
+    assert (
+        api.client.post("/api/v1/services", json={"key": "a", "name": "A"}, headers=key).status_code
+        == 409
+    )
+    assert api.client.get(f"/api/v1/services/{2**40}", headers=key).status_code == 404
+
+
+def test_the_openapi_document_matches_the_routes(api: Api) -> None:
+    async def other(request: Request) -> Response:
+        """Another module's route."""
+        return Response()
+
+    app = api.client.app
+    app.router.routes.append(Route("/api/v1/things/{key}", other, methods=["POST"]))  # type: ignore[attr-defined]
+    doc = api.client.get("/api/v1/openapi.json", headers=api.admin).json()
+    assert doc["openapi"] == "3.1.0"
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    routed = {
+        (method, openapi_path(r.path))
+        for r in app.routes  # type: ignore[attr-defined]
+        if isinstance(r, Route) and r.path.startswith("/api/v1/") and "openapi" not in r.path
+        for method in (r.methods or set()) - {"HEAD"}
+    }
+    assert documented == routed
+    assert doc["paths"]["/api/v1/things/{key}"]["post"]["summary"] == "Another module's route."
+    for ep in ENDPOINTS:
+        path = openapi_path(ep.path).replace("{id}", "1").replace("{update_id}", "1")
+        answer = api.client.request(ep.method, path.replace("{name}", "x"))
+        assert answer.status_code == 401, (ep.method, path)
+
+
+def test_a_page_logo_is_uploaded_checked_and_removed(api: Api) -> None:
+    from pathlib import Path
+
+    _, key = setup_team(api)
+    page = api.client.post("/api/v1/pages", json={"slug": "s", "name": "S"}, headers=key).json()
+    url = f"/api/v1/pages/{page['id']}/logo"
+    png = (Path(__file__).resolve().parents[2] / "examples" / "assets" / "logo.png").read_bytes()
+    uploaded = api.client.put(url, content=png, headers=key)
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["has_logo"] is True
+    bad = api.client.put(url, content=b"<html>no</html>", headers=key)
+    assert bad.status_code == 422 and "not a known image type" in bad.text
+    huge = api.client.put(url, content=b"\x89PNG\r\n\x1a\n" + b"0" * 600_000, headers=key)
+    assert huge.status_code == 413
+    ico = api.client.put(url.replace("logo", "favicon"), content=png, headers=key)
+    assert ico.json()["has_favicon"] is True
+    assert api.client.delete(url, headers=key).json()["has_logo"] is False
+
+
+def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
+    from engine.accounts import create_user
+
+    _, key = setup_team(api)
+    svc = api.client.post("/api/v1/services", json={"key": "db", "name": "DB"}, headers=key).json()
+    user_id = create_user(api.store, "viewer@example.com", role="stakeholder", teams=["platform"])
+    principal = principal_for_user(api.store, user_id)
+    assert principal is not None
+
+    async def as_user(request: Request) -> Response:
+        request.session["user_id"] = user_id
+        return Response()
+
+    app = api.client.app
+    app.router.routes.insert(0, Route("/test-login", as_user, methods=["POST"]))  # type: ignore[attr-defined]
+    api.client.post("/test-login")
+    assert api.client.get(f"/api/v1/services/{svc['id']}").status_code == 200
+    changed = api.client.patch(f"/api/v1/services/{svc['id']}", json={"name": "x"})
+    assert changed.status_code == 403

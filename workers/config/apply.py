@@ -1,0 +1,212 @@
+"""`beacon apply`: make the store hold what a config file declares, in one transaction.
+
+Planning compares the desired state (`desired.build`) with the store's (`current.read`)
+field by field, so a second apply of the same file changes nothing. `--prune` deletes
+objects of the kinds the file declares, within the teams the file declares; teams
+themselves are never pruned (deleting one would take every object of the team with it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine import crud, outbox
+from engine.db import Store
+from engine.errors import ConfigError
+from engine.tables import (
+    rule_sets,
+)
+
+from . import current
+from .desired import KEEP, Desired, build
+from .load import read_config
+from .plan import Change, Plan
+from .rules import check_rules, digest
+from .writers import WRITERS, Context, delete
+
+ORDER = [
+    "teams",
+    "services",
+    "channels",
+    "alert_sources",
+    "incident_templates",
+    "maintenance_windows",
+    "status_pages",
+]
+NOUN = {
+    "teams": "team",
+    "services": "service",
+    "channels": "channel",
+    "alert_sources": "alert source",
+    "incident_templates": "incident template",
+    "maintenance_windows": "maintenance window",
+    "status_pages": "status page",
+}
+RULES_CHANGED = "rules.changed"
+
+
+def apply_file(
+    store: Store,
+    path: Path | str,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    base_url: str = "",
+    actor: str | None = None,
+) -> Plan:
+    """Apply the config file at `path` and return what changed (with `dry_run`, what would).
+
+    On any error nothing is written, and `ConfigError` lists every problem as
+    `file:line:column: message`.
+    """
+    path = Path(path)
+    config, locations = read_config(path)
+    base = path.resolve().parent
+    actor = actor or f"apply:{path.name}"
+    plan = Plan(file=str(path), dry_run=dry_run, base_url=base_url.rstrip("/"))
+    with store.read() if dry_run else store.begin() as conn:
+        want, errors = build(conn, config, locations, base, prune=prune)
+        if want.rule_files is not None and not errors:
+            try:
+                check_rules(want.rule_files, want.known, want.rule_paths)
+            except ConfigError as exc:
+                # Rule files are named relative to the config file; show where they are.
+                prefix = "" if str(path.parent) == "." else f"{path.parent}/"
+                errors.extend(prefix + line for line in str(exc).splitlines())
+        if errors:
+            raise ConfigError("\n".join(errors))
+        now = current.read(conn)
+        changes, rule_change = _diff(conn, want, now, prune=prune)
+        plan.changes = [*changes, *([rule_change] if rule_change else [])]
+        generated: dict[tuple[str, str], str] = {}
+        if not dry_run:
+            try:
+                generated = _execute(conn, want, now, changes, actor)
+                if rule_change is not None and want.rule_files is not None:
+                    _store_rules(conn, want.rule_files, actor)
+            except sa.exc.IntegrityError as exc:
+                raise ConfigError(f"{path}: the store refused the change: {exc.orig}") from None
+    plan.warnings = [f"{path}: {w}" for w in want.warnings]
+    plan.pages = [(slug, f"/p/{slug}/") for slug in want.objects["status_pages"]]
+    for ident, fields in want.objects["alert_sources"].items():
+        key = fields["integration_key"]
+        if key is KEEP:
+            key = generated.get(ident) or now.objects["alert_sources"].get(ident, {}).get(
+                "integration_key"
+            )
+        url = f"/api/v1/events/{key}" if key else "(key generated on apply)"
+        plan.sources.append(("/".join(ident), url))
+    return plan
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return "/".join(value)
+    if isinstance(value, list):
+        return [_display(v) for v in value]
+    return value
+
+
+def _team_of(kind: str, ident: Any, fields: dict[str, Any]) -> str:
+    if kind == "status_pages":
+        return str(fields["teams"][0])
+    return str(ident if kind == "teams" else ident[0])
+
+
+def _diff(
+    conn: Connection, want: Desired, now: current.Current, *, prune: bool
+) -> tuple[list[Change], Change | None]:
+    changes: list[Change] = []
+    if prune:
+        for kind in reversed(ORDER[1:]):
+            if kind not in want.kinds:
+                continue
+            for ident, fields in now.objects[kind].items():
+                if ident not in want.objects[kind] and (
+                    _team_of(kind, ident, fields) in want.teams_declared
+                ):
+                    changes.append(Change("delete", NOUN[kind], _display(ident)))
+    for kind in ORDER:
+        for ident, fields in want.objects[kind].items():
+            old = now.objects[kind].get(ident)
+            if old is None:
+                changes.append(Change("create", NOUN[kind], _display(ident)))
+                continue
+            diff = {
+                name: (_display(old.get(name)), _display(value))
+                for name, value in fields.items()
+                if value is not KEEP and old.get(name) != value
+            }
+            if diff:
+                changes.append(Change("update", NOUN[kind], _display(ident), diff))
+    rule_change = None
+    if want.rule_files is not None:
+        newest = conn.execute(
+            sa.select(rule_sets.c.version, rule_sets.c.digest)
+            .where(rule_sets.c.active.is_(True))
+            .order_by(rule_sets.c.version.desc())
+            .limit(1)
+        ).first()
+        if newest is None or newest.digest != digest(want.rule_files):
+            top = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
+            version = int(top) + 1
+            rule_change = Change("create", "rule set", f"version {version}")
+    return changes, rule_change
+
+
+def _execute(
+    conn: Connection, want: Desired, now: current.Current, changes: list[Change], actor: str
+) -> dict[tuple[str, str], str]:
+    ctx = Context(conn, want, now, actor)
+    kind_of = {noun: kind for kind, noun in NOUN.items()}
+    for change in changes:
+        kind = kind_of[change.kind]
+        ident = _ident(kind, change.key)
+        if change.action == "delete":
+            delete(ctx, kind, ident)
+        else:
+            WRITERS[kind](ctx, ident, want.objects[kind][ident], change)
+        team_key = _team_of(
+            kind, ident, {**now.objects[kind].get(ident, {}), **want.objects[kind].get(ident, {})}
+        )
+        crud.audit(
+            conn,
+            actor,
+            change.action,
+            NOUN[kind],
+            change.key,
+            team_id=now.team_ids.get(team_key),
+            detail={"fields": sorted(change.fields)} if change.fields else {},
+        )
+    # Pages of the file are laid out afresh; other pages showing a regrouped service too.
+    for slug, fields in want.objects["status_pages"].items():
+        page_id = now.ids["status_pages"][slug]
+        wanted = [ctx.service_id(*ref) for ref in fields["services"]]
+        if crud.sync_page_layout(conn, page_id, wanted):
+            ctx.dirty_pages.add(page_id)
+    ctx.dirty_pages.update(crud.relayout_pages_of(conn, ctx.regrouped))
+    crud.pages_dirty(conn, page_ids=ctx.dirty_pages, service_ids=ctx.dirty_services)
+    return ctx.generated
+
+
+def _ident(kind: str, key: str) -> Any:
+    if kind in ("teams", "status_pages"):
+        return key
+    team, _, rest = key.partition("/")
+    return (team, rest)
+
+
+def _store_rules(conn: Connection, files: dict[str, str], actor: str) -> None:
+    newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
+    version = int(newest) + 1
+    conn.execute(
+        rule_sets.insert().values(version=version, files=files, digest=digest(files), active=True)
+    )
+    crud.audit(
+        conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}
+    )
+    outbox.emit(conn, RULES_CHANGED, {"version": version})

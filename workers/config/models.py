@@ -1,0 +1,202 @@
+"""The config file's shape (DESIGN.md, "Config file"), as strict pydantic models.
+
+Unknown fields are errors (a misspelt `stauts:` must not be silently ignored). These models
+only check each object on its own; references between objects are checked by
+`workers.config.resolve`, which knows which team each object belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from zoneinfo import available_timezones
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from engine.models import IncidentStatus, OnEnd, PageType, ServiceStatus
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+RATE_LIMIT_PATTERN = r"^[1-9][0-9]*/(s|m|h)$"
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+Key = Annotated[str, Field(pattern=KEY_PATTERN)]
+# A service reference: its key in the referring object's team, or `team/key` on a page
+# managed by several teams.
+ServiceRef = Annotated[
+    str, Field(pattern=r"^([a-z0-9][a-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_.-]{0,63}$")
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+_ZONES: set[str] = set()
+
+
+def _time_zone(value: str) -> str:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+    if value != "UTC" and value not in _ZONES:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TeamSpec(Spec):
+    key: Key
+    name: str = Field(default="", max_length=200)
+    private: bool = False
+    #: Emails of existing users (`beacon user create`); left out, membership is not managed.
+    members: list[Annotated[str, Field(min_length=3, max_length=320)]] | None = None
+
+
+class ServiceSpec(Spec):
+    key: Key
+    name: Name
+    team: Key
+    group: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    position: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class AlertSourceSpec(Spec):
+    key: Key
+    name: Name
+    type: str = Field(min_length=1, max_length=40)
+    team: Key
+    integration_key: str | None = Field(
+        default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
+    )
+    signing_secret: str | None = Field(default=None, min_length=1, max_length=500)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: str | None = Field(default=None, pattern=RATE_LIMIT_PATTERN)
+    enabled: bool = True
+
+
+#: What each built-in channel type needs (adapters/channels read `url` or `address`).
+CHANNEL_TARGET = {
+    "slack": "url",
+    "webhook": "url",
+    "email": "address",
+    "smtp": "address",
+    "sms": "address",
+}
+
+
+class ChannelSpec(Spec):
+    """A team's notification target for rules' `notify` action."""
+
+    key: Key
+    team: Key
+    type: str = Field(min_length=1, max_length=40)
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    address: str | None = Field(default=None, min_length=3, max_length=320)
+    secret: str | None = Field(default=None, max_length=500)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _has_target(self) -> ChannelSpec:
+        needed = CHANNEL_TARGET.get(self.type)
+        if needed and not getattr(self, needed):
+            raise ValueError(f"a {self.type} channel needs `{needed}`")
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The channel's stored `config`: its target fields plus adapter settings."""
+        found: dict[str, Any] = dict(self.settings)
+        for name in ("url", "address", "secret"):
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = value
+        return found
+
+
+class TemplateSpec(Spec):
+    key: Key
+    team: Key
+    title: str = Field(min_length=1, max_length=500)
+    message: str = Field(default="", max_length=10_000)
+    resolve_message: str = Field(default="", max_length=10_000)
+    status: IncidentStatus = IncidentStatus.INVESTIGATING
+    services: dict[Key, ServiceStatus] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _open_status(self) -> TemplateSpec:
+        if self.status in (IncidentStatus.RESOLVED, IncidentStatus.POSTMORTEM):
+            raise ValueError("a template opens an incident: status cannot be resolved/postmortem")
+        return self
+
+
+class MaintenanceSpec(Spec):
+    key: Key
+    team: Key
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    services: list[Key] = Field(min_length=1)
+    start: AwareDatetime
+    end: AwareDatetime
+    message: str = Field(default="", max_length=10_000)
+    notify: bool = False
+    on_end: OnEnd = OnEnd.REPLAY
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> MaintenanceSpec:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or (self.message.splitlines()[0] if self.message else self.key)
+
+
+class PageSpec(Spec):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    name: Name
+    type: PageType = PageType.PUBLIC
+    teams: list[Key] = Field(min_length=1)
+    services: list[ServiceRef] = Field(default_factory=list)
+    time_zone: TimeZone = "UTC"
+    custom_domain: str | None = Field(default=None, max_length=253, pattern=DOMAIN_PATTERN)
+    logo: str | None = Field(default=None, min_length=1)
+    favicon: str | None = Field(default=None, min_length=1)
+    active: bool = True
+    hide_uptime: bool = False
+
+    @property
+    def team(self) -> str:
+        return self.teams[0]
+
+
+class ConfigFile(Spec):
+    """The whole file. A kind left out is not managed by this file (and never pruned)."""
+
+    teams: list[TeamSpec] | None = None
+    services: list[ServiceSpec] | None = None
+    alert_sources: list[AlertSourceSpec] | None = None
+    channels: list[ChannelSpec] | None = None
+    incident_templates: list[TemplateSpec] | None = None
+    maintenance_windows: list[MaintenanceSpec] | None = None
+    status_pages: list[PageSpec] | None = None
+    rules: list[str] | None = None
+
+
+def declared_kinds(config: ConfigFile) -> set[str]:
+    """The kinds the file declares (present, even as an empty list): the kinds prune touches."""
+    return {name for name in ConfigFile.model_fields if getattr(config, name) is not None}
+
+
+__all__ = [
+    "AlertSourceSpec",
+    "ChannelSpec",
+    "ConfigFile",
+    "MaintenanceSpec",
+    "PageSpec",
+    "ServiceSpec",
+    "TeamSpec",
+    "TemplateSpec",
+    "declared_kinds",
+]

@@ -8,6 +8,8 @@ read transaction tries to upgrade; `busy_timeout` makes them wait rather than er
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from .settings import Settings
 # FULL: a commit is on disk before the intake answers 202, and survives power loss, not
 # only a crash of Beacon (docs/operations.md, "Durability").
 SQLITE_SYNCHRONOUS = "FULL"
+#: How long a writer waits for the write lock before failing (SQLite's busy_timeout below).
+SQLITE_BUSY_SECONDS = 30
 
 
 class Store:
@@ -29,6 +33,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite has one writer at a time. Writers of this process queue on this lock and
+        # start the moment the previous one commits; left to SQLite's busy handler they
+        # sleep in growing steps (1, 2, 5, 10 ms...), and the intake's group commit would
+        # nap behind the dispatcher's transactions. Other processes (the CLI) still queue
+        # through busy_timeout.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -37,8 +47,21 @@ class Store:
     @contextlib.contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction: commits on success, rolls back on an exception."""
-        with self.engine.begin() as conn:
-            yield conn
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        # As long as SQLite's own busy timeout: a writer that waits longer fails the same way
+        # it would have without the lock, rather than hanging.
+        if not self._write_lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise sa.exc.OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            )
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            self._write_lock.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

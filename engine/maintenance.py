@@ -202,27 +202,30 @@ def sync_schedule(conn: Connection, window_id: int, *, now: datetime | None = No
             deadlines.schedule(conn, END, str(window_id), row.ends_at, {"window_id": window_id})
 
 
-def start(conn: Connection, window_id: int, *, now: datetime | None = None) -> bool:
-    """Move a scheduled window to in progress (its services go under maintenance)."""
-    now = now or utcnow()
+def _step(
+    conn: Connection,
+    window_id: int,
+    *,
+    from_status: MaintenanceStatus,
+    to_status: MaintenanceStatus,
+    stamp: str,
+    default_body: str,
+    now: datetime,
+) -> tuple[Any, list[int]] | None:
+    """Move the window from `from_status` to `to_status` if it is still there (a second
+    delivery of the same deadline does nothing), with a timeline update and its services'
+    statuses recomputed. Returns the window and its service ids, or None if it had moved."""
     result = conn.execute(
         maintenance_windows.update()
-        .where(
-            maintenance_windows.c.id == window_id,
-            maintenance_windows.c.status == MaintenanceStatus.SCHEDULED,
-        )
-        .values(status=MaintenanceStatus.IN_PROGRESS, started_at=now, updated_at=now)
+        .where(maintenance_windows.c.id == window_id, maintenance_windows.c.status == from_status)
+        .values(status=to_status, updated_at=now, **{stamp: now})
     )
     if not result.rowcount:
-        return False
+        return None
     row = _window(conn, window_id)
     update_row = conn.execute(
         maintenance_updates.insert().values(
-            window_id=window_id,
-            status=MaintenanceStatus.IN_PROGRESS,
-            body=row.message or "Scheduled maintenance is in progress.",
-            display_at=now,
-            created_at=now,
+            window_id=window_id, status=to_status, body=default_body, display_at=now, created_at=now
         )
     )
     _notify(conn, row.notify, update_row)
@@ -235,6 +238,27 @@ def start(conn: Connection, window_id: int, *, now: datetime | None = None) -> b
         now=now,
     )
     outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
+    return row, ids
+
+
+def start(conn: Connection, window_id: int, *, now: datetime | None = None) -> bool:
+    """Move a scheduled window to in progress (its services go under maintenance)."""
+    now = now or utcnow()
+    message = conn.execute(
+        sa.select(maintenance_windows.c.message).where(maintenance_windows.c.id == window_id)
+    ).scalar()
+    stepped = _step(
+        conn,
+        window_id,
+        from_status=MaintenanceStatus.SCHEDULED,
+        to_status=MaintenanceStatus.IN_PROGRESS,
+        stamp="started_at",
+        default_body=message or "Scheduled maintenance is in progress.",
+        now=now,
+    )
+    if stepped is None:
+        return False
+    row, _ids = stepped
     if row.ends_at <= now:
         complete(conn, window_id, now=now)
     else:
@@ -245,36 +269,18 @@ def start(conn: Connection, window_id: int, *, now: datetime | None = None) -> b
 def complete(conn: Connection, window_id: int, *, now: datetime | None = None) -> bool:
     """Move an in-progress window to completed and hand its held alerts to the rules."""
     now = now or utcnow()
-    result = conn.execute(
-        maintenance_windows.update()
-        .where(
-            maintenance_windows.c.id == window_id,
-            maintenance_windows.c.status == MaintenanceStatus.IN_PROGRESS,
-        )
-        .values(status=MaintenanceStatus.COMPLETED, completed_at=now, updated_at=now)
-    )
-    if not result.rowcount:
-        return False
-    row = _window(conn, window_id)
-    update_row = conn.execute(
-        maintenance_updates.insert().values(
-            window_id=window_id,
-            status=MaintenanceStatus.COMPLETED,
-            body="The scheduled maintenance has been completed.",
-            display_at=now,
-            created_at=now,
-        )
-    )
-    _notify(conn, row.notify, update_row)
-    ids = _service_ids(conn, window_id)
-    status.recompute(
+    stepped = _step(
         conn,
-        ids,
-        cause_kind="maintenance",
-        cause={"window_id": window_id, "title": row.title},
+        window_id,
+        from_status=MaintenanceStatus.IN_PROGRESS,
+        to_status=MaintenanceStatus.COMPLETED,
+        stamp="completed_at",
+        default_body="The scheduled maintenance has been completed.",
         now=now,
     )
-    outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
+    if stepped is None:
+        return False
+    row, ids = stepped
     outbox.emit(conn, ENDED, {"window_id": window_id, "on_end": row.on_end, "service_ids": ids})
     return True
 

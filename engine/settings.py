@@ -42,6 +42,11 @@ class Settings(BaseModel):
     event_retention_days: int = 30
     embedded_workers: int = 2
     redis_prefix: str = ""
+    # AWS SNS (CloudWatch sources): PEM files of the CAs that signing certificates must chain
+    # to (and that the certificate's HTTPS host must present), and of extra intermediates.
+    # Unset: the system's CAs. Tests point these at a CA of their own.
+    sns_trust_anchors: Path | None = None
+    sns_intermediates: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -86,6 +91,12 @@ class Settings(BaseModel):
             "webhook_allow_private": flag("BEACON_WEBHOOK_ALLOW_PRIVATE"),
             "redis_prefix": env.get("BEACON_REDIS_PREFIX", ""),
         }
+        for name, key in (
+            ("BEACON_SNS_TRUST_ANCHORS", "sns_trust_anchors"),
+            ("BEACON_SNS_INTERMEDIATES", "sns_intermediates"),
+        ):
+            if env.get(name):
+                values[key] = Path(env[name])
         if env.get("BEACON_SENDGRID_API_URL"):
             values["sendgrid_api_url"] = env["BEACON_SENDGRID_API_URL"].rstrip("/")
         if env.get("BEACON_TWILIO_API_URL"):

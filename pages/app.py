@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import admin, health, login, subscriptions
+from . import admin, health, intake, login, sources_api, subscriptions
 from .errors import EXCEPTION_HANDLERS, redact_path
 
 access_log = logging.getLogger("beacon.access")
@@ -65,7 +65,14 @@ class AccessLog:
 
 def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
-    return [*health.routes, *admin.routes, *login.routes, *subscriptions.routes]
+    return [
+        *health.routes,
+        *intake.routes,
+        *sources_api.routes,
+        *admin.routes,
+        *login.routes,
+        *subscriptions.routes,
+    ]
 
 
 def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:

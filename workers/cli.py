@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 #: parsers to the subparsers object.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg,unused-ignore]
 
+from .events_cli import register as _register_events  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_events)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()

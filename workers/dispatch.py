@@ -38,6 +38,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),
     "notify.component_update": ("beacon-notify", "workers.fanout:handle_component_update"),
     "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
+    "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

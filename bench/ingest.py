@@ -1,0 +1,266 @@
+"""Intake throughput: Beacon against a bare Starlette app, same load, same run.
+
+    python bench/ingest.py [--url http://127.0.0.1:8000 --key INTEGRATION_KEY]
+                           [--seconds 10] [--connections 50]
+
+Posts distinct Alertmanager deliveries (one alert each, every one a new event) with `wrk`
+at 50 connections, first to Beacon (a running server given by --url/--key, or else a
+`beacon serve` it starts in a temporary data directory), then to a bare Starlette app on
+uvicorn that parses the same JSON and answers 202. Prints events/s and p50/p99 for both,
+the ratio, the mode and the durability setting, and checks that every 202 is a committed
+row (when it started the server itself). Nothing here asserts a time: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Each wrk thread numbers its requests; the thread id and the number make the alert's
+# fingerprint and start time distinct, so no delivery is a retry of another.
+LUA = r"""
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  tid = tid or 0
+end
+request = function()
+  counter = counter + 1
+  local id = string.format("%d-%d", tid, counter)
+  local body = string.format(
+    '{"receiver":"beacon","status":"firing","alerts":[{"status":"firing",' ..
+    '"labels":{"alertname":"Bench","instance":"host-%s","severity":"critical"},' ..
+    '"annotations":{"summary":"bench alert %s"},' ..
+    '"startsAt":"2026-11-29T10:00:00.%06dZ","endsAt":"0001-01-01T00:00:00Z",' ..
+    '"generatorURL":"http://prometheus/graph","fingerprint":"f%s"}],' ..
+    '"groupLabels":{"alertname":"Bench"},"commonLabels":{"alertname":"Bench"},' ..
+    '"commonAnnotations":{},"externalURL":"http://alertmanager:9093","version":"4",' ..
+    '"groupKey":"{}:{alertname=\\"Bench\\"}","truncatedAlerts":0}',
+    id, id, counter % 1000000, id)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+BARE_APP = """
+import orjson, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def receive(request):
+    document = orjson.loads(await request.body())
+    return JSONResponse({"accepted": len(document["alerts"])}, 202)
+
+app = Starlette(routes=[Route("/api/v1/events/{key}", receive, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=PORT, access_log=False, log_level="warning")
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    total: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def _ms(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
+    if text.endswith("us"):
+        return value / 1000
+    if text.endswith("ms"):
+        return value
+    if text.endswith("s"):
+        return value * 1000
+    return value
+
+
+def run_wrk(name: str, url: str, seconds: int, connections: int, script: Path) -> Result:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    # The latency distribution's own lines ("     50%   12.34ms"), not a Stdev column's "87.50%".
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors:.*", out)
+    if socket_errors:
+        print(f"  {name}: {socket_errors.group(0)}")
+    return Result(name, rps, p50, p99, total, errors)
+
+
+def start_beacon(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    from engine.db import create_store
+    from engine.migrate import upgrade
+    from engine.settings import Settings
+    from engine.tables import alert_sources, teams
+
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    upgrade(store)
+    key = "bench-" + os.urandom(8).hex()
+    with store.begin() as conn:
+        team = conn.execute(teams.insert().values(key="bench", name="bench")).inserted_primary_key
+        assert team is not None
+        conn.execute(
+            alert_sources.insert().values(
+                team_id=team[0], key="am", name="am", type="alertmanager", integration_key=key
+            )
+        )
+    store.dispose()
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BEACON_DATA_DIR": str(data_dir)}
+    for name in ("BEACON_DATABASE_URL", "BEACON_REDIS_URL", "BEACON_CONFIG"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", proc)
+    return proc, url, key
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(3)
+    except subprocess.TimeoutExpired:
+        # The embedded worker threads may wait out their dequeue timeout: do not wait too.
+        proc.kill()
+        proc.wait(5)
+
+
+def committed(data_dir: Path) -> int:
+    import sqlalchemy as sa
+
+    from engine.db import create_store
+    from engine.settings import Settings
+    from engine.tables import alert_events
+
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    with store.read() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(alert_events)).scalar_one()
+    store.dispose()
+    return int(count)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running Beacon (default: start one)")
+    parser.add_argument("--key", help="the integration key of an alertmanager source there")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    from engine.db import SQLITE_SYNCHRONOUS
+
+    work = Path(tempfile.mkdtemp(prefix="beacon-bench-"))
+    script = work / "alertmanager.lua"
+    script.write_text(LUA)
+    beacon: subprocess.Popen[bytes] | None = None
+    data_dir = work / "data"
+    if args.url:
+        if not args.key:
+            raise SystemExit("--url needs --key")
+        url, key = args.url.rstrip("/"), args.key
+        mode = "a running server (mode as it was started)"
+    else:
+        beacon, url, key = start_beacon(data_dir)
+        mode = f"embedded (SQLite WAL, synchronous={SQLITE_SYNCHRONOUS}, one process)"
+    try:
+        ours = run_wrk(
+            "beacon", f"{url}/api/v1/events/{key}", args.seconds, args.connections, script
+        )
+        stored = committed(data_dir) if beacon is not None else None
+    finally:
+        if beacon is not None:
+            stop(beacon)
+
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP.replace("PORT", str(port))])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", bare)
+        theirs = run_wrk(
+            "bare starlette",
+            f"http://127.0.0.1:{port}/api/v1/events/bench",
+            args.seconds,
+            args.connections,
+            script,
+        )
+    finally:
+        stop(bare)
+    shutil.rmtree(work, ignore_errors=True)
+
+    print(f"mode: {mode}; {args.connections} connections, {args.seconds} s each, one alert each")
+    print(f"{'':16} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'non-2xx':>8}")
+    for r in (ours, theirs):
+        print(
+            f"{r.name:16} {r.requests_per_s:10.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
+            f"{r.total:9d} {r.errors:8d}"
+        )
+    print(f"ratio beacon/bare: {ours.requests_per_s / theirs.requests_per_s:.2f}")
+    if stored is not None:
+        accepted = ours.total - ours.errors
+        print(f"committed rows: {stored} (202 answers counted by wrk: {accepted})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""The durable event log: alert events stored once, handed to evaluation, purged when old.
+
+Every event is stored in the same transaction as the outbox row `evaluate` that hands its
+source's partition to the rules engine (contracts: intake -> rules), so an accepted event is
+evaluated even if the process dies right after answering. A retried delivery is recognised
+by its fingerprint (unique per source) and has no second effect: the existing row's id is
+returned instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from . import deadlines, outbox
+from .db import Store
+from .models import AlertEvent
+from .sources import Source, touch_last_event
+from .tables import alert_events, utcnow
+from .tables import outbox as outbox_table
+
+EVALUATE = "evaluate"
+PURGE_DEADLINE = "events.purge"
+PURGE_KEY = "daily"
+PURGE_EVERY = timedelta(days=1)
+#: Rows deleted per transaction when purging, so a purge never holds the write lock long.
+PURGE_CHUNK = 2000
+
+
+def fingerprint(event: AlertEvent) -> str:
+    """What makes a delivery of this event a retry: the tool's delivery id (with the alert's
+    dedup key and status, since one delivery may carry several alerts), or else its dedup
+    key, status and the tool's own time. The source is the other half of the unique key."""
+    if event.delivery_id:
+        parts = ["delivery", event.delivery_id, event.dedup_key, event.status.value]
+    else:
+        parts = ["alert", event.dedup_key, event.status.value, event.occurred_at.isoformat()]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event's place in the log: its id, and whether it was already there."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One delivery's events for one source, as the intake hands them to the store."""
+
+    source: Source
+    events: Sequence[AlertEvent]
+    received_at: datetime
+    #: False for events Beacon made up itself (the test route): the source sent nothing.
+    touch: bool = True
+
+
+def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
+    return {
+        "source_id": source.id,
+        "dedup_key": event.dedup_key,
+        "status": event.status.value,
+        "severity": event.severity.value,
+        "summary": event.summary,
+        "details": event.details,
+        "labels": dict(event.labels),
+        "links": list(event.links),
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+        "raw": event.raw,
+        "test": event.test,
+        "fingerprint": fingerprint(event),
+        "partition": source.partition,
+        # A tool's test delivery is acknowledged and shown, never evaluated.
+        "evaluated_at": event.received_at if event.test else None,
+        "outcome": {"result": "test", "rules": [], "message": "test delivery"}
+        if event.test
+        else None,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    # `raw` is the tool's original alert; a round trip through orjson turns anything an
+    # adapter kept (datetimes, tuples) into what a JSON column stores.
+    if value is None:
+        return None
+    return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_COLUMNS = (
+    "source_id",
+    "dedup_key",
+    "status",
+    "severity",
+    "summary",
+    "details",
+    "labels",
+    "links",
+    "occurred_at",
+    "received_at",
+    "raw",
+    "test",
+    "fingerprint",
+    "partition",
+    "evaluated_at",
+    "outcome",
+)
+#: Rows per INSERT statement on SQLite: 16 parameters each, under the limit of 32766 that
+#: SQLite has had since 3.32 (the `RETURNING` used here needs 3.35; Debian 12 has 3.40).
+_SQLITE_ROWS_PER_INSERT = 500
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The text form SQLAlchemy's SQLite DateTime writes and reads: naive UTC, microseconds.
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """The events inserted straight through the driver, skipping those already stored.
+
+    This is the intake's hot path: SQLAlchemy's per-parameter processing and the stdlib
+    JSON encoder took most of the writer's time per event, and every driver call hands the
+    GIL back and forth with the event loop; one multi-row statement per batch does neither.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    found: list[tuple[int, int, str]] = []
+    try:
+        for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+            chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
+            params: list[Any] = []
+            for r in chunk:
+                params.extend(
+                    (
+                        r["source_id"],
+                        r["dedup_key"],
+                        r["status"],
+                        r["severity"],
+                        r["summary"],
+                        r["details"],
+                        _json_text(r["labels"]),
+                        _json_text(r["links"]),
+                        _sqlite_time(r["occurred_at"]),
+                        _sqlite_time(r["received_at"]),
+                        _json_text(r["raw"]),
+                        1 if r["test"] else 0,
+                        r["fingerprint"],
+                        r["partition"],
+                        _sqlite_time(r["evaluated_at"]),
+                        _json_text(r["outcome"]),
+                    )
+                )
+            one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+            cursor.execute(
+                f"INSERT INTO alert_events ({', '.join(_COLUMNS)}) "
+                f"VALUES {','.join([one] * len(chunk))} "
+                "ON CONFLICT (source_id, fingerprint) DO NOTHING "
+                "RETURNING id, source_id, fingerprint",
+                params,
+            )
+            found.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return found
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """What storing a batch did: per submission, per event, its place; and whether it
+    wrote an outbox `evaluate` row (then the dispatcher is worth waking)."""
+
+    results: list[list[Stored]]
+    emitted: bool
+
+
+def store(conn: Connection, submissions: Sequence[Submission]) -> list[list[Stored]]:
+    """Store the submissions' events in the caller's transaction; per submission, per
+    event, its id and whether it was a duplicate (see `store_batch`)."""
+    return store_batch(conn, submissions).results
+
+
+def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBatch:
+    """Store the submissions' events in the caller's transaction. Every partition with new
+    events to evaluate gets an outbox `evaluate` row, unless one is already waiting to be
+    claimed (its handler will see these events too); each source's `last_event_at` moves
+    forward."""
+    rows: list[dict[str, Any]] = []
+    for sub in submissions:
+        rows.extend(_row(sub.source, e) for e in sub.events)
+    if not rows:
+        return StoredBatch([[] for _ in submissions], False)
+    if conn.dialect.name == "sqlite":
+        inserted = _insert_sqlite(conn, rows)
+    else:
+        insert = postgresql.insert(alert_events).on_conflict_do_nothing(
+            index_elements=["source_id", "fingerprint"]
+        )
+        params = [{**r, "raw": _jsonable(r["raw"])} for r in rows]
+        inserted = [
+            tuple(r)
+            for r in conn.execute(
+                insert.returning(
+                    alert_events.c.id, alert_events.c.source_id, alert_events.c.fingerprint
+                ),
+                params,
+            )
+        ]
+    new: dict[tuple[int, str], int] = {(sid, fp): id_ for id_, sid, fp in inserted}
+    missing = {(r["source_id"], r["fingerprint"]) for r in rows} - set(new)
+    existing = _existing(conn, missing)
+
+    results: list[list[Stored]] = []
+    claimed: set[tuple[int, str]] = set()
+    partitions: set[str] = set()
+    last_seen: dict[int, datetime] = {}
+    cursor = 0
+    for sub in submissions:
+        out = []
+        for _event in sub.events:
+            row = rows[cursor]
+            cursor += 1
+            key = (row["source_id"], row["fingerprint"])
+            if key in new and key not in claimed:
+                # The first of identical events in this batch is the new one; later copies
+                # (a retry racing its original) are duplicates of it.
+                claimed.add(key)
+                out.append(Stored(new[key], False))
+                if not row["test"]:
+                    partitions.add(row["partition"])
+            else:
+                out.append(Stored(new.get(key) or existing[key], True))
+        results.append(out)
+        if sub.events and sub.touch:
+            seen = last_seen.get(sub.source.id)
+            last_seen[sub.source.id] = max(sub.received_at, seen) if seen else sub.received_at
+    partitions -= _waiting_evaluations(conn)
+    outbox.emit_many(conn, EVALUATE, [{"partition": p} for p in sorted(partitions)])
+    touch_last_event(conn, last_seen)
+    return StoredBatch(results, bool(partitions))
+
+
+def _waiting_evaluations(conn: Connection) -> set[str]:
+    """Partitions with an `evaluate` row that no dispatcher has claimed yet.
+
+    Under load a row per batch would make the dispatcher claim, run and mark one tiny job
+    per commit. A waiting row is enough: it is claimed only after this transaction commits,
+    so its handler sees these events. On PostgreSQL the rows are locked until then, and the
+    dispatcher's claim (`SKIP LOCKED`) passes them by; a row another writer holds is skipped
+    here too (that writer may commit first), so this batch gets a row of its own. SQLite's
+    writers run one at a time.
+    """
+    query = sa.select(outbox_table.c.payload).where(
+        outbox_table.c.kind == EVALUATE,
+        outbox_table.c.done_at.is_(None),
+        outbox_table.c.claimed_at.is_(None),
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return {
+        str(payload.get("partition"))
+        for payload in conn.execute(query).scalars()
+        if isinstance(payload, dict)
+    }
+
+
+def _existing(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    found: dict[tuple[int, str], int] = {}
+    by_source: dict[int, list[str]] = {}
+    for source_id, fp in keys:
+        by_source.setdefault(source_id, []).append(fp)
+    for source_id, fps in by_source.items():
+        for row in conn.execute(
+            sa.select(alert_events.c.id, alert_events.c.fingerprint).where(
+                alert_events.c.source_id == source_id, alert_events.c.fingerprint.in_(fps)
+            )
+        ):
+            found[(source_id, row.fingerprint)] = row.id
+    return found
+
+
+def recent(
+    conn: Connection,
+    source_id: int,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> list[Any]:
+    """The source's events, newest first (`before`: ids below it; `after`: ids above it)."""
+    query = sa.select(alert_events).where(alert_events.c.source_id == source_id)
+    if before is not None:
+        query = query.where(alert_events.c.id < before)
+    if after is not None:
+        query = query.where(alert_events.c.id > after)
+    return list(conn.execute(query.order_by(alert_events.c.id.desc()).limit(limit)))
+
+
+def store_one(store_: Store, submission: Submission) -> list[Stored]:
+    """Store one submission in its own transaction (the CLI and test route's path)."""
+    with store_.begin() as conn:
+        return store(conn, [submission])[0]
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def ensure_purge_scheduled(conn: Connection, now: datetime | None = None) -> None:
+    """Schedule the daily purge unless it is already pending (it reschedules itself)."""
+    if deadlines.get(conn, PURGE_DEADLINE, PURGE_KEY) is None:
+        deadlines.schedule(conn, PURGE_DEADLINE, PURGE_KEY, (now or utcnow()) + PURGE_EVERY)
+
+
+def purge(store_: Store, retention_days: int, now: datetime | None = None) -> int:
+    """Delete events received more than `retention_days` ago, in short transactions;
+    returns how many were deleted. A retention of zero or less keeps everything."""
+    if retention_days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    total = 0
+    while True:
+        with store_.begin() as conn:
+            ids = (
+                conn.execute(
+                    sa.select(alert_events.c.id)
+                    .where(alert_events.c.received_at < cutoff)
+                    .order_by(alert_events.c.id)
+                    .limit(PURGE_CHUNK)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return total
+            conn.execute(alert_events.delete().where(alert_events.c.id.in_(ids)))
+        total += len(ids)
+
+
+def handle_purge(rt: Any, payloads: list[dict[str, Any]]) -> None:
+    """Deadline handler `deadline.events.purge`: purge old events, then schedule the next
+    purge a day later. Idempotent: a second run finds nothing old and moves the same
+    deadline."""
+    purge(rt.store, rt.settings.event_retention_days)
+    with rt.store.begin() as conn:
+        deadlines.schedule(conn, PURGE_DEADLINE, PURGE_KEY, utcnow() + PURGE_EVERY)

@@ -1,0 +1,216 @@
+"""Operating alert sources: finding one by its integration key, rotating keys, rate limits.
+
+An integration key is the secret in a source's webhook URL. After a rotation the previous
+key keeps working until `previous_key_expires_at`, so a tool can be reconfigured without
+losing alerts. Unknown, expired and disabled keys look the same to a caller (None), so the
+intake's answer never tells an attacker which keys exist.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from .errors import ValidationError
+from .tables import alert_sources, utcnow
+
+#: Longest grace period a rotation may give the previous key.
+MAX_GRACE = timedelta(days=30)
+#: Grace period when a rotation names none: a day to update the tool's webhook URL.
+DEFAULT_GRACE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the intake needs to know about an alert source."""
+
+    id: int
+    team_id: int
+    key: str
+    name: str
+    type: str
+    signing_secret: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    rate_limit: str | None = None
+    enabled: bool = True
+    last_event_at: datetime | None = None
+
+    @property
+    def partition(self) -> str:
+        """The evaluation partition of this source's events (contracts: intake -> rules)."""
+        return f"source:{self.id}"
+
+
+def _source(row: Row[Any]) -> Source:
+    return Source(
+        id=row.id,
+        team_id=row.team_id,
+        key=row.key,
+        name=row.name,
+        type=row.type,
+        signing_secret=row.signing_secret or None,
+        settings=dict(row.settings or {}),
+        rate_limit=row.rate_limit or None,
+        enabled=bool(row.enabled),
+        last_event_at=row.last_event_at,
+    )
+
+
+def find_by_integration_key(
+    conn: Connection, integration_key: str, now: datetime | None = None
+) -> Source | None:
+    """The enabled source whose current key, or previous key still in its grace period, is
+    `integration_key`; None otherwise (unknown, expired and disabled alike)."""
+    if not integration_key or len(integration_key) > 128:
+        return None
+    now = now or utcnow()
+    row = conn.execute(
+        sa.select(alert_sources).where(
+            sa.or_(
+                alert_sources.c.integration_key == integration_key,
+                alert_sources.c.previous_integration_key == integration_key,
+            )
+        )
+    ).first()
+    if row is None or not row.enabled:
+        return None
+    if row.integration_key != integration_key:
+        # The previous key: valid only until its grace period ends.
+        expires = row.previous_key_expires_at
+        if expires is None or expires <= now:
+            return None
+    return _source(row)
+
+
+def find_by_key(
+    conn: Connection, key: str, team_ids: list[int] | None, team_key: str | None = None
+) -> list[Source]:
+    """Sources named `key` in the teams `team_ids` (None: every team), optionally only the
+    team `team_key`. Several teams may use the same source key, so this returns a list."""
+    from .tables import teams
+
+    query = (
+        sa.select(alert_sources)
+        .join(teams, teams.c.id == alert_sources.c.team_id)
+        .where(alert_sources.c.key == key)
+    )
+    if team_ids is not None:
+        query = query.where(alert_sources.c.team_id.in_(team_ids))
+    if team_key is not None:
+        query = query.where(teams.c.key == team_key)
+    return [_source(row) for row in conn.execute(query.order_by(alert_sources.c.id))]
+
+
+def new_integration_key() -> str:
+    """A fresh integration key: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    integration_key: str
+    previous_key_expires_at: datetime | None
+
+
+def rotate_key(
+    conn: Connection, source_id: int, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None
+) -> Rotation:
+    """Give the source a new integration key; the current one keeps working for `grace`
+    (zero: it stops at once). A key from an earlier rotation is dropped."""
+    if grace < timedelta(0) or grace > MAX_GRACE:
+        raise ValidationError(
+            f"grace must be between 0 and {int(MAX_GRACE.total_seconds())} seconds", field="grace"
+        )
+    now = now or utcnow()
+    current = conn.execute(
+        sa.select(alert_sources.c.integration_key).where(alert_sources.c.id == source_id)
+    ).scalar_one()
+    key = new_integration_key()
+    expires = now + grace if grace > timedelta(0) else None
+    conn.execute(
+        alert_sources.update()
+        .where(alert_sources.c.id == source_id)
+        .values(
+            integration_key=key,
+            previous_integration_key=current if expires else None,
+            previous_key_expires_at=expires,
+        )
+    )
+    return Rotation(key, expires)
+
+
+def touch_last_event(conn: Connection, last_seen: Mapping[int, datetime]) -> None:
+    """Move each source's `last_event_at` forward to the given time (never backward: group
+    commits from several processes may land out of order)."""
+    for source_id, at in last_seen.items():
+        conn.execute(
+            alert_sources.update()
+            .where(alert_sources.c.id == source_id)
+            .where(
+                sa.or_(alert_sources.c.last_event_at.is_(None), alert_sources.c.last_event_at < at)
+            )
+            .values(last_event_at=at)
+        )
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", re.IGNORECASE)
+_PERIODS = {"s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` firing events per `seconds`."""
+
+    count: int
+    seconds: int
+    text: str
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """`50/s`, `600/m` or `10000/h` as a `RateLimit`; a `ValidationError` otherwise."""
+    match = _RATE.match(text or "")
+    if not match or int(match.group(1)) <= 0:
+        raise ValidationError(
+            f"rate_limit {text!r} is not of the form N/s, N/m or N/h (N > 0)", field="rate_limit"
+        )
+    return RateLimit(int(match.group(1)), _PERIODS[match.group(2)[0].lower()], text.strip())
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after: int = 0
+
+
+def take_rate(
+    redis: Any, prefix: str, source_id: int, limit: RateLimit, count: int, now: float
+) -> RateDecision:
+    """Count `count` events against the source's limit in the current window, on Redis so
+    that every process shares the count. A refused take is given back, so a flood that is
+    refused does not also lock out the events after it.
+
+    Fixed windows: simple and one round trip; a burst across a window boundary may pass up
+    to twice the limit, which a limit meant to stop floods tolerates.
+    """
+    if count <= 0:
+        return RateDecision(True)
+    window = int(now // limit.seconds)
+    key = f"{prefix}beacon:rate:{source_id}:{limit.seconds}:{window}"
+    pipe = redis.pipeline()
+    pipe.incrby(key, count)
+    pipe.expire(key, limit.seconds + 1)
+    used = int(pipe.execute()[0])
+    if used <= limit.count:
+        return RateDecision(True)
+    redis.decrby(key, count)
+    retry_after = max(1, int((window + 1) * limit.seconds - now + 0.999))
+    return RateDecision(False, retry_after)

@@ -1,0 +1,340 @@
+"""The event intake: `POST /api/v1/events/{integration_key}` (and `GET` with a query string).
+
+A delivery goes: source lookup by key (404 for unknown and disabled alike) -> body read up to
+the size cap (413) -> transport decoded (JSON, text, form, multipart, query string; 415 only
+for a declared type Beacon cannot read) -> the adapter's signature check over the raw bytes
+(401) -> the adapter's parse (400 saying what was wrong) -> the rate limit (429, never for a
+resolve) -> stored durably by the group-commit writer -> 202 with the events' ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError as PydanticValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.alert_sources import AdapterError, Delivery, SignatureError, get_adapter
+from adapters.alert_sources.errors import UnknownAdapterError
+from engine import sources as sources_mod
+from engine.errors import ValidationError
+from engine.event_writer import EventWriter
+from engine.events import Stored, Submission
+from engine.models import AlertEvent, EventStatus
+from engine.sources import Source
+from engine.tables import utcnow
+
+from . import sns
+
+log = logging.getLogger("beacon.intake")
+
+#: How long a key lookup is cached per process. Short: a disabled or rotated-away key stops
+#: working within this time in every process (at once in the process that rotated it).
+SOURCE_CACHE_SECONDS = 1.0
+_SOURCE_CACHE_MAX = 10_000
+
+#: Group commits in flight at once on PostgreSQL (SQLite has one writer at a time).
+POSTGRES_WRITERS = 4
+#: Seconds a tool is asked to wait when the store cannot take its events.
+STORE_RETRY_AFTER = 5
+
+_RAW_TYPES = ("application/json", "application/octet-stream")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+# --- source lookup ------------------------------------------------------------------------
+
+
+def _cache(request: Request) -> dict[str, tuple[Source | None, float]]:
+    extras = request.app.state.runtime.extras
+    return extras.setdefault("intake.sources", {})
+
+
+def forget_sources(extras: dict[str, Any]) -> None:
+    """Drop cached key lookups (after a rotation in this process)."""
+    extras.pop("intake.sources", None)
+
+
+async def lookup_source(request: Request, integration_key: str) -> Source | None:
+    cache = _cache(request)
+    now = time.monotonic()
+    hit = cache.get(integration_key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    store = request.app.state.store
+
+    def find() -> Source | None:
+        with store.read() as conn:
+            return sources_mod.find_by_integration_key(conn, integration_key)
+
+    source = await asyncio.to_thread(find)
+    if len(cache) >= _SOURCE_CACHE_MAX:
+        cache.clear()
+    cache[integration_key] = (source, now + SOURCE_CACHE_SECONDS)
+    return source
+
+
+# --- reading the delivery -----------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 once it passes `limit` bytes (checked before reading when the
+    client declares its length, and while reading otherwise)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def readable(kind: str) -> bool:
+    """Whether Beacon can read a body declared as `kind` (empty: not declared)."""
+    return (
+        not kind
+        or kind in _RAW_TYPES
+        or kind in (_FORM, _MULTIPART)
+        or kind.startswith("text/")
+        or kind.endswith("+json")
+    )
+
+
+async def _multipart(request: Request, body: bytes) -> dict[str, str]:
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(request.headers, stream(), max_files=20, max_fields=200)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise HTTPException(400, f"multipart body could not be read: {exc.message}") from None
+    fields: dict[str, str] = {}
+    try:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                fields[name] = data.decode("utf-8", "replace")
+            else:
+                fields[name] = value
+    finally:
+        await form.close()
+    return fields
+
+
+async def read_delivery(request: Request, received_at: datetime) -> Delivery:
+    """The request as a `Delivery`: raw body bytes (what signatures cover), lower-case
+    headers, query fields and, for form and multipart bodies, their fields."""
+    settings = request.app.state.settings
+    body = (
+        b""
+        if request.method in ("GET", "HEAD")
+        else await read_body(request, settings.max_body_bytes)
+    )
+    content_type = request.headers.get("content-type", "")
+    kind = media_type(content_type)
+    if body and not readable(kind):
+        raise HTTPException(
+            415,
+            f"content type {kind!r} is not one Beacon reads: send JSON, text, "
+            "a form (urlencoded or multipart) or a query string",
+        )
+    form: dict[str, str] | None = None
+    if body and kind == _FORM:
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif body and kind == _MULTIPART:
+        form = await _multipart(request, body)
+    return Delivery(
+        body=body,
+        received_at=received_at,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        form=form,
+        content_type=content_type,
+    )
+
+
+# --- adapters -----------------------------------------------------------------------------
+
+
+def adapter_for(source: Source) -> Any:
+    try:
+        return get_adapter(source.type)
+    except (UnknownAdapterError, ImportError):
+        # The source was declared with a type this build has no adapter for.
+        raise HTTPException(
+            501, f"alert source {source.key!r} has type {source.type!r}, which has no adapter"
+        ) from None
+
+
+def verify(source: Source, adapter: Any, delivery: Delivery, now: datetime) -> None:
+    """The adapter's signature check, when the tool signs and the source has a secret."""
+    check = getattr(adapter, "verify", None)
+    if check is None or not source.signing_secret:
+        return
+    try:
+        check(delivery, source.signing_secret, source.settings, now)
+    except SignatureError as exc:
+        raise HTTPException(401, f"{source.type} signature: {exc}") from None
+    except AdapterError as exc:
+        raise HTTPException(400, f"{source.type} signature: {exc}") from None
+
+
+def parse(source: Source, adapter: Any, delivery: Delivery) -> list[AlertEvent]:
+    """The adapter's events, or an HTTP error that says what was wrong with the delivery."""
+    try:
+        return list(adapter.parse(delivery, source.settings))
+    except SignatureError as exc:
+        raise HTTPException(401, f"{source.type} signature: {exc}") from None
+    except AdapterError as exc:
+        raise HTTPException(400, f"not a {source.type} delivery: {exc}") from None
+    except PydanticValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        )
+        raise HTTPException(400, f"not a {source.type} delivery: {where}") from None
+    except Exception:
+        # An adapter bug must still answer the tool with a reason, and be seen by operators.
+        log.exception("the %s adapter failed on a delivery to source %r", source.type, source.key)
+        raise HTTPException(
+            400, f"the {source.type} adapter could not read this delivery (details are logged)"
+        ) from None
+
+
+# --- rate limit ---------------------------------------------------------------------------
+
+
+def check_rate(request: Request, source: Source, events: list[AlertEvent]) -> int | None:
+    """Seconds to wait when the source's firing events are over its rate limit, else None.
+    Resolves and test deliveries are never counted or refused."""
+    if not source.rate_limit:
+        return None
+    firing = sum(1 for e in events if e.status == EventStatus.FIRING and not e.test)
+    if not firing:
+        return None
+    try:
+        limit = sources_mod.parse_rate_limit(source.rate_limit)
+    except ValidationError:
+        log.warning("source %r has an unreadable rate limit %r", source.key, source.rate_limit)
+        return None
+    runtime = request.app.state.runtime
+    try:
+        decision = sources_mod.take_rate(
+            runtime.queues.connection,
+            runtime.settings.redis_prefix,
+            source.id,
+            limit,
+            firing,
+            time.time(),
+        )
+    except RedisError as exc:
+        # A limit exists to stop floods, not to lose alerts: without Redis, let them in.
+        log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
+        return None
+    return None if decision.allowed else decision.retry_after
+
+
+# --- the route ----------------------------------------------------------------------------
+
+
+def writer(request: Request) -> EventWriter:
+    extras = request.app.state.runtime.extras
+    found = extras.get("intake.writer")
+    if found is None:
+        runtime = request.app.state.runtime
+        writers = POSTGRES_WRITERS if runtime.store.is_postgres else 1
+        found = EventWriter(runtime.store, on_emit=runtime.nudge.set, writers=writers)
+        extras["intake.writer"] = found
+    return found
+
+
+async def store_events(
+    request: Request, source: Source, events: list[AlertEvent], received_at: datetime
+) -> list[Stored]:
+    # The writer wakes the dispatcher itself when a commit gave it work.
+    return await writer(request).submit(Submission(source, events, received_at))
+
+
+def accepted(events: list[AlertEvent], stored: list[Stored]) -> dict[str, Any]:
+    return {
+        "accepted": len(events),
+        "events": [str(s.id) for s in stored],
+        "duplicates": sum(1 for s in stored if s.duplicate),
+    }
+
+
+async def receive(request: Request) -> Response:
+    """Accept one webhook delivery (see the module docstring for the answers)."""
+    received_at = utcnow()
+    source = await lookup_source(request, request.path_params["integration_key"])
+    if source is None:
+        raise HTTPException(404, "no enabled alert source has this integration key")
+    delivery = await read_delivery(request, received_at)
+    adapter = adapter_for(source)
+    if sns.is_sns(source, delivery):
+        handled = await sns.handle(request, source, adapter, delivery)
+        if handled is not None:
+            return handled
+    else:
+        verify(source, adapter, delivery, received_at)
+    events = parse(source, adapter, delivery)
+
+    retry_after = check_rate(request, source, events)
+    refused = 0
+    if retry_after is not None:
+        # Resolves always count: keep them, refuse the firing events, and let the tool retry
+        # (a retried resolve is then a duplicate and has no second effect).
+        kept = [e for e in events if e.status == EventStatus.RESOLVED or e.test]
+        refused = len(events) - len(kept)
+        events = kept
+    try:
+        stored = await store_events(request, source, events, received_at) if events else []
+    except (DBAPIError, sqlite3.Error) as exc:
+        # The tool retries a 503; the events were not acknowledged, so nothing is lost.
+        # (sqlite3's own errors: the SQLite insert goes through the driver directly.)
+        # The driver's own message only: SQLAlchemy's would repeat the alerts' parameters.
+        log.error("could not store events of source %r: %s", source.key, getattr(exc, "orig", exc))
+        raise HTTPException(
+            503,
+            "the event store is unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
+        ) from None
+    request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))
+    if retry_after is not None:
+        raise HTTPException(
+            429,
+            f"alert source {source.key!r} is over its rate limit of {source.rate_limit}: "
+            f"{refused} firing event(s) refused, {len(events)} resolve(s) accepted; "
+            f"retry after {retry_after}s",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return JSONResponse(accepted(events, stored), 202)
+
+
+routes = [
+    Route("/api/v1/events/{integration_key}", receive, methods=["GET", "POST", "PUT"]),
+]

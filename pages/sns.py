@@ -1,0 +1,186 @@
+"""AWS SNS deliveries (CloudWatch sources): signature checks and subscription confirmation.
+
+The cloudwatch adapter is pure; the network part is here. For a signed SNS envelope the
+intake fetches the signing certificate (only from an https URL on an SNS host, which the
+adapter checks), verifies the signature against it and the configured trust anchors, and,
+for a `SubscriptionConfirmation`, confirms the subscription by fetching its `SubscribeURL`
+(again only on an SNS host, and only once the signature holds, so that nobody but SNS can
+make Beacon fetch a URL). A body without an envelope is SNS's raw message delivery, which
+is unsigned: the integration key in the URL is then the only secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import AuthorityInformationAccessOID
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.alert_sources import AdapterError, Delivery, SignatureError
+from engine.settings import Settings
+from engine.sources import Source
+from engine.tables import utcnow
+
+log = logging.getLogger("beacon.intake.sns")
+
+SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
+#: SNS keeps a signing certificate for months; a few hours of caching saves a fetch per
+#: delivery and still follows a rotation the same day.
+CERT_CACHE_SECONDS = 6 * 3600
+_CERT_CACHE_MAX = 64
+TIMEOUT = httpx.Timeout(5.0)
+# Intermediates are fetched from the leaf's "CA issuers" URL only on Amazon's own hosts; what
+# is fetched must still chain to the trust anchors, so plain http does not weaken the check.
+_ISSUER_HOST = re.compile(r"([a-z0-9-]+\.)*amazontrust\.com")
+
+
+def envelope_of(source: Source, delivery: Delivery) -> dict[str, Any] | None:
+    """The SNS envelope of a delivery to a CloudWatch source, or None (another source type,
+    a raw message delivery, or a body the adapter will refuse anyway)."""
+    if source.type != "cloudwatch" or not delivery.body.strip():
+        return None
+    try:
+        document = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict) or document.get("Type") not in SNS_TYPES:
+        return None
+    return document
+
+
+def is_sns(source: Source, delivery: Delivery) -> bool:
+    return envelope_of(source, delivery) is not None
+
+
+async def handle(
+    request: Request, source: Source, adapter: Any, delivery: Delivery
+) -> Response | None:
+    """Verify an SNS envelope and confirm a subscription; None means "go on and parse it",
+    an HTTP error says why not."""
+    envelope = envelope_of(source, delivery)
+    assert envelope is not None
+    if not envelope.get("Signature"):
+        raise HTTPException(401, "SNS envelope without a Signature: refused")
+    settings: Settings = request.app.state.settings
+    try:
+        cert_url = adapter.signing_cert_url(envelope, source.settings)
+    except SignatureError as exc:
+        raise HTTPException(401, f"cloudwatch signature: {exc}") from None
+    except AdapterError as exc:
+        raise HTTPException(400, f"cloudwatch source settings: {exc}") from None
+    extras = request.app.state.runtime.extras
+    pem, intermediates = await signing_certificate(extras, settings, cert_url)
+    configured = _read(extras, settings.sns_intermediates) or b""
+    trust = adapter.TrustSettings(
+        anchors_pem=_read(extras, settings.sns_trust_anchors),
+        intermediates_pem=(configured + intermediates) or None,
+    )
+    try:
+        adapter.verify_signature(envelope, pem, trust, utcnow(), source.settings)
+    except SignatureError as exc:
+        raise HTTPException(401, f"cloudwatch signature: {exc}") from None
+    confirm_url = adapter.subscription_confirm_url(delivery, source.settings)
+    if confirm_url:
+        await confirm(settings, confirm_url, source)
+    return None
+
+
+def _read(extras: dict[str, Any], path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    files: dict[Path, bytes] = extras.setdefault("sns.files", {})
+    if path not in files:
+        try:
+            files[path] = path.read_bytes()
+        except OSError as exc:
+            log.error("cannot read SNS trust file %s: %s", path, exc)
+            raise HTTPException(503, "SNS trust anchors are not readable (see the log)") from None
+    return files[path]
+
+
+def _client(settings: Settings) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = True
+    if settings.sns_trust_anchors is not None:
+        verify = ssl.create_default_context(cafile=str(settings.sns_trust_anchors))
+    return httpx.AsyncClient(timeout=TIMEOUT, verify=verify, follow_redirects=False)
+
+
+async def signing_certificate(
+    extras: dict[str, Any], settings: Settings, url: str
+) -> tuple[bytes, bytes]:
+    """The signing certificate's PEM and any intermediates its issuer URL gave, cached."""
+    cache: dict[str, tuple[bytes, bytes, float]] = extras.setdefault("sns.certs", {})
+    hit = cache.get(url)
+    now = time.monotonic()
+    if hit is not None and hit[2] > now:
+        return hit[0], hit[1]
+    async with _client(settings) as client:
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise HTTPException(
+                502, f"could not fetch the SNS signing certificate: {type(exc).__name__}"
+            ) from None
+        if response.status_code != 200:
+            raise HTTPException(
+                502, f"the SNS signing certificate URL answered {response.status_code}"
+            )
+        pem = response.content
+        intermediates = await _issuers(client, pem)
+    if len(cache) >= _CERT_CACHE_MAX:
+        cache.clear()
+    cache[url] = (pem, intermediates, now + CERT_CACHE_SECONDS)
+    return pem, intermediates
+
+
+async def _issuers(client: httpx.AsyncClient, pem: bytes) -> bytes:
+    """The leaf's issuing certificate from its "CA issuers" URL on an Amazon host (SNS
+    serves the leaf alone, and the system's CAs hold only Amazon's roots); empty when there
+    is none or it cannot be had (verification then says what is missing)."""
+    try:
+        leaf = x509.load_pem_x509_certificate(pem)
+        access = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (ValueError, x509.ExtensionNotFound):
+        return b""
+    for description in access:
+        if description.access_method != AuthorityInformationAccessOID.CA_ISSUERS:
+            continue
+        url = str(description.access_location.value)
+        if not _ISSUER_HOST.fullmatch(urlsplit(url).hostname or ""):
+            continue
+        try:
+            response = await client.get(url)
+            der = response.content if response.status_code == 200 else b""
+            return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        except (httpx.HTTPError, ValueError):
+            log.warning("could not fetch the SNS certificate's issuer from %s", url)
+    return b""
+
+
+async def confirm(settings: Settings, url: str, source: Source) -> None:
+    """Confirm an SNS subscription by fetching its SubscribeURL; a failure answers 502 so
+    that SNS retries the confirmation."""
+    async with _client(settings) as client:
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise HTTPException(
+                502, f"could not confirm the SNS subscription: {type(exc).__name__}"
+            ) from None
+    if response.status_code != 200:
+        raise HTTPException(
+            502, f"confirming the SNS subscription: SNS answered {response.status_code}"
+        )
+    log.info("confirmed the SNS subscription of alert source %r", source.key)

@@ -1,0 +1,200 @@
+"""Operating an alert source: its recent events and what happened to them, key rotation and
+test events. (Creating and editing sources is the admin API's.)
+
+Sources belong to teams: a team's key sees only its team's sources, and any other source
+answers 404 as if it did not exist. Source keys are unique per team only, so an admin whose
+key matches sources of several teams names the team with `?team=<team key>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine import events as events_mod
+from engine import sources as sources_mod
+from engine.models import AlertEvent, EventStatus, Severity
+from engine.sources import Source
+from engine.tables import teams, utcnow
+
+from . import intake
+from .auth import Principal, require_principal, visible_team_ids
+from .errors import parse_json
+
+MAX_LIMIT = 500
+
+
+def _find(request: Request, who: Principal) -> Source:
+    key = request.path_params["key"]
+    team_key = request.query_params.get("team") or None
+    with request.app.state.store.read() as conn:
+        found = sources_mod.find_by_key(conn, key, visible_team_ids(request, who), team_key)
+    if not found:
+        raise HTTPException(404, f"no alert source {key!r} in your teams")
+    if len(found) > 1:
+        with request.app.state.store.read() as conn:
+            names = conn.execute(
+                sa.select(teams.c.key).where(teams.c.id.in_([s.team_id for s in found]))
+            ).scalars()
+            choices = ", ".join(sorted(names))
+        raise HTTPException(
+            400, f"alert source {key!r} exists in several teams ({choices}): add ?team=<team key>"
+        )
+    return found[0]
+
+
+def _responder(who: Principal) -> None:
+    if who.role == "stakeholder":
+        raise HTTPException(403, "stakeholders may read, not operate, alert sources")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def event_json(row: Any) -> dict[str, Any]:
+    """An alert event as the API shows it, with what evaluation made of it."""
+    return {
+        "id": str(row.id),
+        "dedup_key": row.dedup_key,
+        "status": row.status,
+        "severity": row.severity,
+        "summary": row.summary,
+        "labels": row.labels or {},
+        "occurred_at": _iso(row.occurred_at),
+        "received_at": _iso(row.received_at),
+        "test": bool(row.test),
+        "evaluated_at": _iso(row.evaluated_at),
+        # Until the rules engine has looked at it, an event is pending.
+        "outcome": row.outcome if row.outcome is not None else {"result": "pending"},
+    }
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPException(400, f"query parameter {name} must be a whole number") from None
+    if not low <= value <= high:
+        raise HTTPException(400, f"query parameter {name} must be between {low} and {high}")
+    return value
+
+
+async def list_events(request: Request) -> Response:
+    """`GET /api/v1/alert-sources/{key}/events`: recent events and their outcome, newest
+    first; `?limit=` (max 500), `?before=<event id>` pages back."""
+    who = require_principal(request)
+    source = _find(request, who)
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    before = _int_param(request, "before", 0, 0, 2**62) or None
+    with request.app.state.store.read() as conn:
+        rows = events_mod.recent(conn, source.id, limit, before)
+        last = conn.execute(
+            sa.select(sources_mod.alert_sources.c.last_event_at).where(
+                sources_mod.alert_sources.c.id == source.id
+            )
+        ).scalar()
+    return JSONResponse(
+        {
+            "source": {
+                "key": source.key,
+                "type": source.type,
+                "enabled": source.enabled,
+                "last_event_at": _iso(last),
+            },
+            "events": [event_json(r) for r in rows],
+            "next_before": str(rows[-1].id) if len(rows) == limit else None,
+        }
+    )
+
+
+class RotateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace: int = Field(
+        default=int(sources_mod.DEFAULT_GRACE.total_seconds()),
+        ge=0,
+        le=int(sources_mod.MAX_GRACE.total_seconds()),
+        description="seconds the current key keeps working",
+    )
+
+
+async def rotate_key(request: Request) -> Response:
+    """`POST /api/v1/alert-sources/{key}/rotate-key` `{"grace": seconds}` (optional): a new
+    integration key, shown once here; the old key works until the grace period ends."""
+    who = require_principal(request)
+    _responder(who)
+    source = _find(request, who)
+    body = await request.body()
+    grace = (await parse_json(request, RotateBody)).grace if body.strip() else RotateBody().grace
+    with request.app.state.store.begin() as conn:
+        rotation = sources_mod.rotate_key(conn, source.id, timedelta(seconds=grace))
+    intake.forget_sources(request.app.state.runtime.extras)
+    base = request.app.state.settings.base_url
+    return JSONResponse(
+        {
+            "integration_key": rotation.integration_key,
+            "url": f"{base}/api/v1/events/{rotation.integration_key}",
+            "previous_key_expires_at": _iso(rotation.previous_key_expires_at),
+        }
+    )
+
+
+def synthetic_test_event(source: Source) -> AlertEvent:
+    now = utcnow()
+    return AlertEvent(
+        source_type=source.type,
+        dedup_key="beacon-test-event",
+        status=EventStatus.FIRING,
+        severity=Severity.INFO,
+        summary=f"Test event for alert source {source.key}",
+        labels={"beacon_test": "true"},
+        occurred_at=now,
+        received_at=now,
+        test=True,
+    )
+
+
+async def send_test(request: Request) -> Response:
+    """`POST /api/v1/alert-sources/{key}/test`: store a test event, shown in the events list
+    and never evaluated. With a body, the body is read as a delivery of the source's tool,
+    so the answer shows how Beacon normalises it (no signature needed: the caller is
+    authenticated)."""
+    who = require_principal(request)
+    _responder(who)
+    source = _find(request, who)
+    received_at = utcnow()
+    delivery = await intake.read_delivery(request, received_at)
+    if delivery.body.strip() or delivery.form:
+        adapter = intake.adapter_for(source)
+        parsed = intake.parse(source, adapter, delivery)
+        made = [e.model_copy(update={"test": True}) for e in parsed]
+    else:
+        made = [synthetic_test_event(source)]
+    submission = events_mod.Submission(source, made, received_at, touch=False)
+    stored = await asyncio.to_thread(events_mod.store_one, request.app.state.store, submission)
+    answer = intake.accepted(made, stored)
+    answer["normalised"] = [
+        orjson.loads(e.with_ids(id=str(s.id), source=source.key).model_dump_json(exclude={"raw"}))
+        for e, s in zip(made, stored, strict=True)
+    ]
+    return JSONResponse(answer, 202)
+
+
+routes = [
+    Route("/api/v1/alert-sources/{key}/events", list_events, methods=["GET"]),
+    Route("/api/v1/alert-sources/{key}/rotate-key", rotate_key, methods=["POST"]),
+    Route("/api/v1/alert-sources/{key}/test", send_test, methods=["POST"]),
+]

@@ -1,0 +1,117 @@
+"""Fixtures for the intake's tests: an app on a real store with teams and alert sources."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from adapters.alert_sources import ADAPTERS
+from engine import migrate
+from engine.accounts import create_api_key
+from engine.db import Store
+from engine.settings import Settings
+from engine.tables import alert_sources, teams
+from pages.app import create_app
+from workers.runtime import Runtime, uninstall
+
+FAKE_TYPE = "fake-tool"
+
+
+@pytest.fixture(autouse=True)
+def fake_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ADAPTERS, FAKE_TYPE, "tests.intake.fake_tool")
+
+
+def add_team(store: Store, key: str) -> int:
+    with store.begin() as conn:
+        return int(conn.execute(teams.insert().values(key=key, name=key)).inserted_primary_key[0])
+
+
+def add_source(
+    store: Store,
+    team_id: int,
+    key: str = "tool",
+    *,
+    type: str = FAKE_TYPE,
+    integration_key: str | None = None,
+    **values: Any,
+) -> tuple[int, str]:
+    """A source row; returns its id and integration key."""
+    ikey = integration_key or secrets.token_urlsafe(16)
+    with store.begin() as conn:
+        source_id = conn.execute(
+            alert_sources.insert().values(
+                team_id=team_id, key=key, name=key, type=type, integration_key=ikey, **values
+            )
+        ).inserted_primary_key[0]
+    return int(source_id), ikey
+
+
+@dataclass
+class Env:
+    runtime: Runtime
+    client: TestClient
+    team_id: int
+    source_id: int
+    key: str
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    def post(self, body: Any = None, key: str | None = None, **kwargs: Any) -> Any:
+        url = f"/api/v1/events/{key or self.key}"
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.post(url, **kwargs)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    rt = Runtime.build(settings)
+    migrate.upgrade(rt.store)
+    return rt
+
+
+@pytest.fixture
+def env(settings: Settings) -> Iterator[Env]:
+    """An embedded-mode app (SQLite file, fakeredis) with one team and one fake-tool source."""
+    yield from _env(settings)
+
+
+@pytest.fixture
+def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
+    """The same on PostgreSQL."""
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path / "pgdata"), "BEACON_DATABASE_URL": pg_url}
+    )
+    yield from _env(settings)
+
+
+def _env(settings: Settings) -> Iterator[Env]:
+    rt = build_runtime(settings)
+    team_id = add_team(rt.store, "platform")
+    source_id, key = add_source(rt.store, team_id)
+    app = create_app(rt)
+    with TestClient(app) as client:
+        yield Env(rt, client, team_id, source_id, key)
+    uninstall()
+    rt.close()
+
+
+def api_key(store: Store, team: str | None = None, admin: bool = False) -> dict[str, str]:
+    key = create_api_key(store, name=f"k-{secrets.token_hex(3)}", team=team, admin=admin)
+    return {"Authorization": f"Bearer {key}"}
+
+
+def firing(id: str = "a1", **extra: Any) -> dict[str, Any]:
+    return {"alerts": [{"id": id, "state": "down", "at": "2026-11-29T10:00:00Z", **extra}]}
+
+
+def resolved(id: str = "a1", **extra: Any) -> dict[str, Any]:
+    return {"alerts": [{"id": id, "state": "up", "at": "2026-11-29T10:05:00Z", **extra}]}

@@ -1,0 +1,283 @@
+"""Operating sources: rate limits across processes, key rotation, retention, the source API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from engine import deadlines, events, sources
+from engine.settings import Settings
+from engine.tables import alert_events, alert_sources, utcnow
+from pages.app import create_app
+from tests.conftest import REDIS_URL
+from tests.intake.conftest import (
+    Env,
+    add_source,
+    add_team,
+    api_key,
+    build_runtime,
+    firing,
+    resolved,
+)
+from workers.dispatch import dispatch_once
+from workers.runtime import Runtime, install, uninstall
+
+
+def test_rate_limits_read_per_second_minute_and_hour() -> None:
+    assert sources.parse_rate_limit("50/s") == sources.RateLimit(50, 1, "50/s")
+    assert sources.parse_rate_limit("600/m").seconds == 60
+    assert sources.parse_rate_limit("10000/h").seconds == 3600
+    for bad in ("50", "0/s", "5/d", "/s", "fast"):
+        with pytest.raises(Exception, match="N/s, N/m or N/h"):
+            sources.parse_rate_limit(bad)
+
+
+def test_it_refuses_firing_events_past_the_rate_limit_but_never_a_resolve(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "limited", rate_limit="2/h")
+    assert env.post(firing("f1"), key=key).status_code == 202
+    assert env.post(firing("f2"), key=key).status_code == 202
+    refused = env.post(firing("f3"), key=key)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert "2/h" in refused.json()["error"]["message"]
+    assert env.post(resolved("f1"), key=key).status_code == 202
+
+
+@pytest.fixture
+def scaled_pair(redis_prefix: str, tmp_path: Path) -> Iterator[tuple[Runtime, Runtime]]:
+    """Two runtimes as two `beacon serve` processes: one store, one real Redis."""
+    env = {
+        "BEACON_DATA_DIR": str(tmp_path / "shared"),
+        "BEACON_REDIS_URL": REDIS_URL,
+        "BEACON_SECRET_KEY": "test-secret",
+        "BEACON_REDIS_PREFIX": redis_prefix,
+    }
+    one = build_runtime(Settings.from_env(env))
+    two = Runtime.build(Settings.from_env(env))
+    yield one, two
+    uninstall()
+    one.close()
+    two.close()
+
+
+def test_the_rate_limit_is_counted_across_processes(scaled_pair: tuple[Runtime, Runtime]) -> None:
+    one, two = scaled_pair
+    team = add_team(one.store, "platform")
+    _, key = add_source(one.store, team, "am", rate_limit="3/h")
+    answers = []
+    with TestClient(create_app(one)) as a, TestClient(create_app(two)) as b:
+        for index, client in enumerate([a, b, a, b]):
+            answers.append(client.post(f"/api/v1/events/{key}", json=firing(f"x{index}")))
+    assert [r.status_code for r in answers] == [202, 202, 202, 429]
+
+
+def test_a_rotated_key_keeps_working_for_its_grace_period(env: Env) -> None:
+    with env.store.begin() as conn:
+        rotation = sources.rotate_key(conn, env.source_id, timedelta(hours=1))
+    with env.store.read() as conn:
+        now = utcnow()
+        assert sources.find_by_integration_key(conn, rotation.integration_key, now)
+        assert sources.find_by_integration_key(conn, env.key, now)
+        assert sources.find_by_integration_key(conn, env.key, now + timedelta(hours=2)) is None
+
+
+def test_a_rotation_without_grace_retires_the_old_key_at_once(env: Env) -> None:
+    with env.store.begin() as conn:
+        rotation = sources.rotate_key(conn, env.source_id, timedelta(0))
+    with env.store.read() as conn:
+        assert sources.find_by_integration_key(conn, env.key) is None
+        assert sources.find_by_integration_key(conn, rotation.integration_key) is not None
+
+
+def old_event(env: Env, days: int) -> None:
+    at = utcnow() - timedelta(days=days)
+    with env.store.begin() as conn:
+        conn.execute(
+            alert_events.insert().values(
+                source_id=env.source_id,
+                dedup_key=f"old-{days}",
+                status="firing",
+                severity="critical",
+                occurred_at=at,
+                received_at=at,
+                fingerprint=f"old-{days}",
+            )
+        )
+
+
+def test_the_purge_deletes_events_older_than_the_retention(env: Env) -> None:
+    old_event(env, 40)
+    old_event(env, 10)
+    assert events.purge(env.store, retention_days=30) == 1
+    with env.store.read() as conn:
+        keys = conn.execute(sa.select(alert_events.c.dedup_key)).scalars().all()
+    assert keys == ["old-10"]
+
+
+def test_the_first_event_schedules_the_daily_purge_which_reschedules_itself(env: Env) -> None:
+    env.post(firing())
+    with env.store.read() as conn:
+        pending = deadlines.get(conn, events.PURGE_DEADLINE, events.PURGE_KEY)
+    assert pending is not None and pending.due_at > utcnow() + timedelta(hours=23)
+    old_event(env, 400)
+    # Make it due now; the dispatcher's pass and an RQ worker then run it as in production.
+    with env.store.begin() as conn:
+        deadlines.schedule(conn, events.PURGE_DEADLINE, events.PURGE_KEY, utcnow())
+    install(env.runtime)
+    dispatch_once(env.runtime)
+    env.runtime.queues.worker().work(burst=True, logging_level="WARNING")
+    with env.store.read() as conn:
+        keys = conn.execute(sa.select(alert_events.c.dedup_key)).scalars().all()
+        again = deadlines.get(conn, events.PURGE_DEADLINE, events.PURGE_KEY)
+    assert "old-400" not in keys and keys == ["a1"]
+    assert again is not None and again.due_at > utcnow() + timedelta(hours=23)
+
+
+# --- the source API --------------------------------------------------------------------
+
+
+def test_the_events_list_shows_recent_events_and_their_outcome(env: Env) -> None:
+    env.post(firing("e1"))
+    env.post(firing("e2", test=True))
+    with env.store.begin() as conn:
+        conn.execute(
+            alert_events.update()
+            .where(alert_events.c.dedup_key == "e1")
+            .values(evaluated_at=utcnow(), outcome={"result": "no_match", "rules": []})
+        )
+    env.post(resolved("e1"))
+    r = env.client.get("/api/v1/alert-sources/tool/events", headers=api_key(env.store, "platform"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"]["last_event_at"] is not None
+    listed = [(e["dedup_key"], e["status"], e["outcome"]["result"]) for e in body["events"]]
+    assert listed == [
+        ("e1", "resolved", "pending"),
+        ("e2", "firing", "test"),
+        ("e1", "firing", "no_match"),
+    ]
+
+
+def test_the_events_list_pages_back(env: Env) -> None:
+    for n in range(5):
+        env.post(firing(f"p{n}"))
+    headers = api_key(env.store, "platform")
+    first = env.client.get("/api/v1/alert-sources/tool/events?limit=2", headers=headers).json()
+    cursor = first["next_before"]
+    second = env.client.get(
+        f"/api/v1/alert-sources/tool/events?limit=2&before={cursor}", headers=headers
+    ).json()
+    assert [e["dedup_key"] for e in first["events"] + second["events"]] == ["p4", "p3", "p2", "p1"]
+    bad = env.client.get("/api/v1/alert-sources/tool/events?limit=x", headers=headers)
+    assert bad.status_code == 400 and "limit" in bad.json()["error"]["message"]
+
+
+def test_a_team_key_sees_only_its_teams_sources(env: Env) -> None:
+    add_team(env.store, "acme")
+    other = api_key(env.store, "acme")
+    for method, path in [
+        ("GET", "events"),
+        ("POST", "rotate-key"),
+        ("POST", "test"),
+    ]:
+        r = env.client.request(method, f"/api/v1/alert-sources/tool/{path}", headers=other)
+        assert r.status_code == 404, path
+    assert env.client.get("/api/v1/alert-sources/tool/events").status_code == 401
+
+
+def test_an_admin_names_the_team_when_several_share_a_source_key(env: Env) -> None:
+    acme = add_team(env.store, "acme")
+    add_source(env.store, acme, "tool")
+    admin = api_key(env.store, admin=True)
+    ambiguous = env.client.get("/api/v1/alert-sources/tool/events", headers=admin)
+    assert ambiguous.status_code == 400 and "?team=" in ambiguous.json()["error"]["message"]
+    named = env.client.get("/api/v1/alert-sources/tool/events?team=acme", headers=admin)
+    assert named.status_code == 200
+
+
+def test_rotate_key_gives_a_new_key_and_keeps_the_old_one_for_the_grace(env: Env) -> None:
+    headers = api_key(env.store, "platform")
+    env.post(firing())  # the old key is now cached by the intake
+    r = env.client.post(
+        "/api/v1/alert-sources/tool/rotate-key", json={"grace": 60}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    new_key = r.json()["integration_key"]
+    assert r.json()["url"].endswith(f"/api/v1/events/{new_key}")
+    assert env.post(firing("n1"), key=new_key).status_code == 202
+    assert env.post(firing("o1")).status_code == 202
+    # Without grace the previous (now the second) key stops at once, in this process.
+    r = env.client.post("/api/v1/alert-sources/tool/rotate-key", json={"grace": 0}, headers=headers)
+    assert env.post(firing("n2"), key=new_key).status_code == 404
+    assert env.post(firing("n3"), key=r.json()["integration_key"]).status_code == 202
+    bad = env.client.post(
+        "/api/v1/alert-sources/tool/rotate-key", json={"grace": -1}, headers=headers
+    )
+    assert bad.status_code == 422
+
+
+def test_the_test_route_stores_a_test_event_that_is_never_evaluated(env: Env) -> None:
+    headers = api_key(env.store, "platform")
+    r = env.client.post("/api/v1/alert-sources/tool/test", headers=headers)
+    assert r.status_code == 202, r.text
+    [shown] = r.json()["normalised"]
+    assert shown["test"] is True and shown["source"] == "tool"
+    with env.store.read() as conn:
+        row = conn.execute(sa.select(alert_events)).one()
+        last = conn.execute(sa.select(alert_sources.c.last_event_at)).scalar()
+    assert row.test and row.outcome["result"] == "test"
+    assert last is None  # Beacon made this one up: the tool has still sent nothing
+
+
+def test_the_test_route_shows_how_a_pasted_payload_is_normalised(env: Env) -> None:
+    headers = api_key(env.store, "platform")
+    r = env.client.post("/api/v1/alert-sources/tool/test", json=firing("t9"), headers=headers)
+    assert r.status_code == 202
+    [shown] = r.json()["normalised"]
+    assert (shown["dedup_key"], shown["status"], shown["test"]) == ("t9", "firing", True)
+    r = env.client.post("/api/v1/alert-sources/tool/test", json={"alerts": 3}, headers=headers)
+    assert r.status_code == 400 and "alerts" in r.json()["error"]["message"]
+
+
+def test_a_rate_limit_lets_alerts_in_when_redis_is_down(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path / "data"),
+            "BEACON_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "BEACON_SECRET_KEY": "k",
+        }
+    )
+    rt = build_runtime(settings)
+    team = add_team(rt.store, "platform")
+    _, key = add_source(rt.store, team, "am", rate_limit="1/h")
+    with TestClient(create_app(rt)) as client:
+        answers = [client.post(f"/api/v1/events/{key}", json=firing(f"r{n}")) for n in range(3)]
+    uninstall()
+    rt.close()
+    assert [r.status_code for r in answers] == [202, 202, 202]
+
+
+def test_a_mixed_delivery_past_the_limit_keeps_its_resolves(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "mixed", rate_limit="1/h")
+    assert env.post(firing("m0"), key=key).status_code == 202
+    mixed = {
+        "alerts": [
+            {"id": "m1", "state": "down", "at": "2026-11-29T10:00:00Z"},
+            {"id": "m0", "state": "up", "at": "2026-11-29T10:05:00Z"},
+        ]
+    }
+    r = env.post(mixed, key=key)
+    assert r.status_code == 429
+    assert "1 firing event(s) refused, 1 resolve(s) accepted" in r.json()["error"]["message"]
+    with env.store.read() as conn:
+        stored = conn.execute(
+            sa.select(alert_events.c.dedup_key, alert_events.c.status).order_by(alert_events.c.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [("m0", "firing"), ("m0", "resolved")]

@@ -1,0 +1,317 @@
+"""AWS SNS deliveries to a CloudWatch source, against a local HTTPS "SNS" that serves the
+signing certificate and takes subscription confirmations, under a CA of the test's own."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from adapters.alert_sources.cloudwatch import canonical_string
+from engine.settings import Settings
+from engine.tables import alert_events
+from tests.conftest import FIXTURES
+from tests.intake.conftest import Env, _env, add_source
+
+SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class CA:
+    """A root CA that issues the SNS signing certificate and the local server's TLS one."""
+
+    def __init__(self) -> None:
+        self.key = _key()
+        now = datetime.now(UTC) - timedelta(days=1)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("Beacon Test SNS Root"))
+            .issuer_name(_name("Beacon Test SNS Root"))
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def issue(self, name: x509.GeneralName, cn: str) -> tuple[x509.Certificate, Any]:
+        key = _key()
+        now = datetime.now(UTC) - timedelta(days=1)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([name]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return cert, key
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class FakeSNS:
+    """HTTPS on 127.0.0.1: `/cert.pem` and `/confirm`, counting confirmations."""
+
+    def __init__(self, ca: CA, tmp: Path) -> None:
+        self.signing_cert, self.signing_key = ca.issue(
+            x509.DNSName("sns.eu-west-1.amazonaws.com"), "sns.eu-west-1.amazonaws.com"
+        )
+        tls_cert, tls_key = ca.issue(x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "sns")
+        (tmp / "tls.pem").write_bytes(pem(tls_cert))
+        (tmp / "tls.key").write_bytes(
+            tls_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.confirmations = 0
+        self.cert_fetches = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path.startswith("/cert.pem"):
+                    fake.cert_fetches += 1
+                    body = pem(fake.signing_cert)
+                elif self.path.startswith("/confirm"):
+                    fake.confirmations += 1
+                    body = b"<ConfirmSubscriptionResponse/>"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp / "tls.pem", tmp / "tls.key")
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def sign(self, envelope: dict[str, Any], key: Any = None) -> dict[str, Any]:
+        signed = {**envelope, "SignatureVersion": "2", "SigningCertURL": f"{self.url}/cert.pem"}
+        signature = (key or self.signing_key).sign(
+            canonical_string(signed), padding.PKCS1v15(), hashes.SHA256()
+        )
+        return {**signed, "Signature": base64.b64encode(signature).decode()}
+
+
+@pytest.fixture
+def sns(tmp_path: Path) -> Iterator[tuple[FakeSNS, Path]]:
+    ca = CA()
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(pem(ca.cert))
+    fake = FakeSNS(ca, tmp_path)
+    yield fake, anchors
+    fake.close()
+
+
+@pytest.fixture
+def sns_env(settings: Settings, sns: tuple[FakeSNS, Path]) -> Iterator[tuple[Env, FakeSNS, str]]:
+    fake, anchors = sns
+    for env in _env(settings.model_copy(update={"sns_trust_anchors": anchors})):
+        _, key = add_source(
+            env.store,
+            env.team_id,
+            "cw",
+            type="cloudwatch",
+            settings={"sns_host_pattern": r"127\.0\.0\.1"},
+        )
+        yield env, fake, key
+
+
+def envelope(name: str, **changes: Any) -> dict[str, Any]:
+    document = json.loads((SNS_DIR / name).read_text())
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return {**document, "Timestamp": now, **changes}
+
+
+def post(env: Env, key: str, document: dict[str, Any]) -> Any:
+    return env.client.post(
+        f"/api/v1/events/{key}",
+        content=json.dumps(document).encode(),
+        headers={
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": document["Type"],
+        },
+    )
+
+
+def stored(env: Env) -> list[sa.Row]:
+    with env.store.read() as conn:
+        return list(conn.execute(sa.select(alert_events).order_by(alert_events.c.id)))
+
+
+def test_it_confirms_a_signed_subscription_on_the_sns_host(
+    sns_env: tuple[Env, FakeSNS, str],
+) -> None:
+    env, fake, key = sns_env
+    document = envelope(
+        "subscription_confirmation_real_2015.json", SubscribeURL=f"{fake.url}/confirm?Token=t"
+    )
+    r = post(env, key, fake.sign(document))
+    assert r.status_code == 202, r.text
+    assert fake.confirmations == 1
+    [row] = stored(env)
+    assert row.test  # acknowledged, never evaluated
+
+
+def test_it_never_fetches_a_subscribe_url_off_the_sns_host(
+    sns_env: tuple[Env, FakeSNS, str],
+) -> None:
+    env, fake, key = sns_env
+    elsewhere = fake.url.replace("127.0.0.1", "localhost") + "/confirm?Token=t"
+    document = envelope("subscription_confirmation_real_2015.json", SubscribeURL=elsewhere)
+    r = post(env, key, fake.sign(document))
+    assert r.status_code == 202
+    assert fake.confirmations == 0
+
+
+def test_it_refuses_an_unsigned_subscription_without_fetching_anything(
+    sns_env: tuple[Env, FakeSNS, str],
+) -> None:
+    env, fake, key = sns_env
+    document = envelope(
+        "subscription_confirmation_real_2015.json", SubscribeURL=f"{fake.url}/confirm?Token=t"
+    )
+    document.pop("Signature")
+    assert post(env, key, document).status_code == 401
+    assert fake.confirmations == fake.cert_fetches == 0
+
+
+def test_a_signed_alarm_notification_becomes_an_event(sns_env: tuple[Env, FakeSNS, str]) -> None:
+    env, fake, key = sns_env
+    r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
+    assert r.status_code == 202, r.text
+    [row] = stored(env)
+    assert row.status == "resolved" and not row.test
+    # The certificate is fetched once and kept.
+    post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
+    assert fake.cert_fetches == 1
+
+
+def test_a_tampered_notification_is_refused(sns_env: tuple[Env, FakeSNS, str]) -> None:
+    env, fake, key = sns_env
+    signed = fake.sign(envelope("ok_notification_real_2021.json"))
+    signed["Message"] = signed["Message"].replace('"OK"', '"ALARM"')
+    r = post(env, key, signed)
+    assert r.status_code == 401
+    assert "Signature" in r.json()["error"]["message"]
+    assert stored(env) == []
+
+
+def test_a_signature_by_another_key_is_refused(sns_env: tuple[Env, FakeSNS, str]) -> None:
+    env, fake, key = sns_env
+    r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json"), key=_key()))
+    assert r.status_code == 401
+
+
+def test_a_certificate_url_off_the_sns_host_is_refused_unfetched(
+    sns_env: tuple[Env, FakeSNS, str],
+) -> None:
+    env, fake, key = sns_env
+    signed = fake.sign(envelope("ok_notification_real_2021.json"))
+    signed["SigningCertURL"] = fake.url.replace("127.0.0.1", "localhost") + "/cert.pem"
+    assert post(env, key, signed).status_code == 401
+    assert fake.cert_fetches == 0
+
+
+def test_a_certificate_from_an_untrusted_ca_is_refused(
+    settings: Settings, sns: tuple[FakeSNS, Path], tmp_path: Path
+) -> None:
+    fake, _anchors = sns
+    other = tmp_path / "other.pem"
+    other.write_bytes(pem(CA().cert))
+    for env in _env(settings.model_copy(update={"sns_trust_anchors": other})):
+        _, key = add_source(
+            env.store,
+            env.team_id,
+            "cw",
+            type="cloudwatch",
+            settings={"sns_host_pattern": r"127\.0\.0\.1"},
+        )
+        # The TLS handshake with the certificate host already fails: 502, SNS retries.
+        r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
+        assert r.status_code in (401, 502)
+        assert stored(env) == []
+
+
+def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, FakeSNS, str]) -> None:
+    env, _fake, key = sns_env
+    body = (SNS_DIR / "ok_message_decoded_2021.json").read_bytes()
+    r = env.client.post(f"/api/v1/events/{key}", content=body)
+    assert r.status_code == 202, r.text
+
+
+def test_the_trust_files_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_SNS_TRUST_ANCHORS": "/etc/beacon/sns-roots.pem",
+            "BEACON_SNS_INTERMEDIATES": "/etc/beacon/sns-intermediates.pem",
+        }
+    )
+    assert settings.sns_trust_anchors == Path("/etc/beacon/sns-roots.pem")
+    assert settings.sns_intermediates == Path("/etc/beacon/sns-intermediates.pem")
+    assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).sns_trust_anchors is None

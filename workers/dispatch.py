@@ -116,10 +116,14 @@ def run_outbox(ids: list[int]) -> None:
 class Ticker(threading.Thread):
     """Runs `dispatch_once` every `interval` seconds, or at once when nudged."""
 
-    def __init__(self, rt: Runtime, interval: float = 0.25) -> None:
+    def __init__(self, rt: Runtime, interval: float = 0.25, breath: float = 0.05) -> None:
         super().__init__(name="beacon-ticker", daemon=True)
         self.rt = rt
         self.interval = interval
+        #: The pause after a pass that found work. Under load it lets the work of many
+        #: commits gather into one claim and one job (the intake adds no `evaluate` row
+        #: while an unclaimed one waits), instead of a claim per commit.
+        self.breath = breath
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -129,7 +133,9 @@ class Ticker(threading.Thread):
             except Exception:  # the database may be briefly away: keep ticking
                 log.exception("dispatcher pass failed")
                 busy = 0
-            if not busy:
+            if busy:
+                self._stop_event.wait(self.breath)
+            else:
                 self.rt.nudge.wait(self.interval)
                 self.rt.nudge.clear()
 

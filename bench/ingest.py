@@ -209,7 +209,7 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    from engine.db import SQLITE_SYNCHRONOUS
+    synchronous = (os.environ.get("BEACON_SQLITE_SYNCHRONOUS") or "FULL").upper()
 
     work = Path(tempfile.mkdtemp(prefix="beacon-bench-"))
     script = work / "alertmanager.lua"
@@ -223,7 +223,7 @@ def main() -> int:
         mode = "a running server (mode as it was started)"
     else:
         beacon, url, key = start_beacon(data_dir)
-        mode = f"embedded (SQLite WAL, synchronous={SQLITE_SYNCHRONOUS}, one process)"
+        mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process)"
     try:
         ours = run_wrk(
             "beacon", f"{url}/api/v1/events/{key}", args.seconds, args.connections, script

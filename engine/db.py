@@ -20,9 +20,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from .settings import Settings
 
-# FULL: a commit is on disk before the intake answers 202, and survives power loss, not
-# only a crash of Beacon (docs/operations.md, "Durability").
+# FULL (the default): a commit is on disk before the intake answers 202, and survives power
+# loss, not only a crash of Beacon. NORMAL survives a crash of Beacon but may lose the last
+# commits on power loss (docs/operations.md, "Durability"). BEACON_SQLITE_SYNCHRONOUS.
 SQLITE_SYNCHRONOUS = "FULL"
+SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 #: How long a writer waits for the write lock before failing (SQLite's busy_timeout below).
 SQLITE_BUSY_SECONDS = 30
 
@@ -82,7 +84,7 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     """A `Store` for the settings' database URL, configured for its dialect."""
     url = settings.effective_database_url
     if url.startswith("sqlite"):
-        return Store(sqlite_engine(url, **engine_kwargs))
+        return Store(sqlite_engine(url, synchronous=settings.sqlite_synchronous, **engine_kwargs))
     engine = sa.create_engine(
         url,
         pool_pre_ping=True,
@@ -93,7 +95,9 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     return Store(engine)
 
 
-def sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
+def sqlite_engine(
+    url: str, *, synchronous: str = SQLITE_SYNCHRONOUS, **engine_kwargs: Any
+) -> Engine:
     """A SQLite engine in WAL mode with foreign keys on and writers that queue."""
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
@@ -110,7 +114,7 @@ def sqlite_engine(url: str, **engine_kwargs: Any) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()

@@ -39,6 +39,7 @@ class Settings(BaseModel):
     webhook_allow_private: bool = False
     # Operational knobs with sane defaults; documented in docs/operations.md.
     max_body_bytes: int = 1024 * 1024
+    sqlite_synchronous: str = "FULL"
     event_retention_days: int = 30
     embedded_workers: int = 2
     redis_prefix: str = ""
@@ -111,6 +112,14 @@ class Settings(BaseModel):
                     values[key] = int(env[name])
                 except ValueError:
                     raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from None
+
+        synchronous = (env.get("BEACON_SQLITE_SYNCHRONOUS") or "FULL").strip().upper()
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError(
+                "BEACON_SQLITE_SYNCHRONOUS must be FULL or NORMAL, "
+                f"got {env['BEACON_SQLITE_SYNCHRONOUS']!r}"
+            )
+        values["sqlite_synchronous"] = synchronous
 
         secret = env.get("BEACON_SECRET_KEY", "")
         if not secret:

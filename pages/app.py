@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
-from . import admin, health, intake, sources_api, why
+from . import admin, health, intake, login, sources_api, subscriptions, why
 from .errors import EXCEPTION_HANDLERS, redact_path
 
 access_log = logging.getLogger("beacon.access")
@@ -65,7 +65,15 @@ class AccessLog:
 
 def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
-    return [*health.routes, *intake.routes, *sources_api.routes, *why.routes, *admin.routes]
+    return [
+        *health.routes,
+        *intake.routes,
+        *sources_api.routes,
+        *why.routes,
+        *admin.routes,
+        *login.routes,
+        *subscriptions.routes,
+    ]
 
 
 def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:

@@ -34,6 +34,10 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
     "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
+    "notify.incident_update": ("beacon-notify", "workers.fanout:handle_incident_update"),
+    "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),
+    "notify.component_update": ("beacon-notify", "workers.fanout:handle_component_update"),
+    "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
     "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
     "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
@@ -115,10 +119,14 @@ def run_outbox(ids: list[int]) -> None:
 class Ticker(threading.Thread):
     """Runs `dispatch_once` every `interval` seconds, or at once when nudged."""
 
-    def __init__(self, rt: Runtime, interval: float = 0.25) -> None:
+    def __init__(self, rt: Runtime, interval: float = 0.25, breath: float = 0.05) -> None:
         super().__init__(name="beacon-ticker", daemon=True)
         self.rt = rt
         self.interval = interval
+        #: The pause after a pass that found work. Under load it lets the work of many
+        #: commits gather into one claim and one job (the intake adds no `evaluate` row
+        #: while an unclaimed one waits), instead of a claim per commit.
+        self.breath = breath
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -128,7 +136,9 @@ class Ticker(threading.Thread):
             except Exception:  # the database may be briefly away: keep ticking
                 log.exception("dispatcher pass failed")
                 busy = 0
-            if not busy:
+            if busy:
+                self._stop_event.wait(self.breath)
+            else:
                 self.rt.nudge.wait(self.interval)
                 self.rt.nudge.clear()
 

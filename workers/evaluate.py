@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from engine.activations import Machine
 from engine.activations_store import Ids, StoreState, StoreWorld, apply_intents, event_from_row
 from engine.db import Store
+from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
 from engine.tables import alert_events, alert_sources, maintenance_windows, rule_sets, utcnow
 from rules.runtime import RuleBook, RuleRuntime
@@ -133,7 +134,7 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
                 event = event_from_row(row, ids)
                 outcome: dict[str, Any] = {"rules_version": book.version}
                 if event.test:
-                    outcome["effects"] = ["test delivery: not evaluated"]
+                    outcome.update(TEST_OUTCOME)
                 else:
                     matched = book.match(event) if event.status == EventStatus.FIRING else []
                     intents, result = machine.on_event(
@@ -141,12 +142,22 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
                     )
                     apply_intents(conn, ids, intents)
                     outcome.update(result.to_json())
+                    outcome["result"] = outcome_result(result.matched, result.effects)
                 conn.execute(
                     alert_events.update()
                     .where(alert_events.c.id == row.id)
                     .values(evaluated_at=utcnow(), outcome=outcome)
                 )
             total += len(rows)
+
+
+def outcome_result(matched: list[str], effects: list[str]) -> str:
+    """The one-word summary of an event's outcome: `matched` (a rule matched it),
+    `applied` (no rule matched but it changed something, e.g. a resolve that ended an
+    activation), or `no_match`."""
+    if matched:
+        return "matched"
+    return "applied" if effects else "no_match"
 
 
 def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int:

@@ -34,6 +34,15 @@ PURGE_EVERY = timedelta(days=1)
 #: Rows deleted per transaction when purging, so a purge never holds the write lock long.
 PURGE_CHUNK = 2000
 
+#: The outcome of a tool's test or ping delivery (never evaluated). Every outcome has the
+#: keys `result` (test | pending | matched | applied | no_match), `matched` (rule ids) and
+#: `effects` (what happened, in words); evaluated ones also carry `rules_version`.
+TEST_OUTCOME: dict[str, object] = {
+    "result": "test",
+    "matched": [],
+    "effects": ["test delivery: acknowledged, not evaluated"],
+}
+
 
 def fingerprint(event: AlertEvent) -> str:
     """What makes a delivery of this event a retry: the tool's delivery id (with the alert's
@@ -83,9 +92,7 @@ def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
         "partition": source.partition,
         # A tool's test delivery is acknowledged and shown, never evaluated.
         "evaluated_at": event.received_at if event.test else None,
-        "outcome": {"result": "test", "rules": [], "message": "test delivery"}
-        if event.test
-        else None,
+        "outcome": dict(TEST_OUTCOME) if event.test else None,
     }
 
 

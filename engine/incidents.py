@@ -29,6 +29,8 @@ from .tables import (
     utcnow,
 )
 
+#: Outbox kind for an update whose subscribers are to be told (workers.fanout).
+NOTIFY_UPDATE = "notify.incident_update"
 OPEN_STATUSES = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING)
 _STAMP = {
     IncidentStatus.IDENTIFIED: "identified_at",
@@ -164,7 +166,7 @@ def create(
         )
     _recompute(conn, list(impact_map), incident_id, values["title"], now)
     after = _current_statuses(conn, list(impact_map))
-    conn.execute(
+    first = conn.execute(
         incident_updates.insert().values(
             incident_id=incident_id,
             status=status,
@@ -176,7 +178,9 @@ def create(
             created_at=now,
             updated_at=now,
         )
-    )
+    ).inserted_primary_key
+    if notify and first is not None:
+        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(first[0])})
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
     return incident_id
 
@@ -266,6 +270,8 @@ def post_update(
         )
     ).inserted_primary_key
     assert inserted is not None
+    if notify:
+        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(inserted[0])})
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
     return int(inserted[0])
 

@@ -25,6 +25,8 @@ from .tables import maintenance_services, maintenance_updates, maintenance_windo
 START = "maintenance.start"
 END = "maintenance.end"
 ENDED = "maintenance.ended"
+#: Outbox kind for an update of a window with `notify` (workers.fanout tells subscribers).
+NOTIFY_UPDATE = "notify.maintenance_update"
 
 
 def _service_ids(conn: Connection, window_id: int) -> list[int]:
@@ -105,7 +107,7 @@ def create(
             maintenance_services.insert(),
             [{"window_id": window_id, "service_id": s} for s in set(service_ids)],
         )
-    conn.execute(
+    update_row = conn.execute(
         maintenance_updates.insert().values(
             window_id=window_id,
             status=MaintenanceStatus.SCHEDULED,
@@ -114,6 +116,7 @@ def create(
             created_at=now,
         )
     )
+    _notify(conn, notify, update_row)
     sync_schedule(conn, window_id, now=now)
     return window_id
 
@@ -220,11 +223,12 @@ def _step(
     if not result.rowcount:
         return None
     row = _window(conn, window_id)
-    conn.execute(
+    update_row = conn.execute(
         maintenance_updates.insert().values(
             window_id=window_id, status=to_status, body=default_body, display_at=now, created_at=now
         )
     )
+    _notify(conn, row.notify, update_row)
     ids = _service_ids(conn, window_id)
     status.recompute(
         conn,
@@ -279,6 +283,12 @@ def complete(conn: Connection, window_id: int, *, now: datetime | None = None) -
     row, ids = stepped
     outbox.emit(conn, ENDED, {"window_id": window_id, "on_end": row.on_end, "service_ids": ids})
     return True
+
+
+def _notify(conn: Connection, notify: bool, inserted: Any) -> None:
+    """Hand a new update of a window with `notify` to the subscriber fan-out."""
+    if notify and inserted.inserted_primary_key is not None:
+        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(inserted.inserted_primary_key[0])})
 
 
 def active_window_ids(conn: Connection, service_id: int) -> list[int]:

@@ -31,6 +31,7 @@ from .tables import (
 )
 
 PAGES_DIRTY = "pages.dirty"
+NOTIFY_COMPONENTS = "notify.component_update"
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ def recompute(
             ],
         )
         outbox.emit(conn, PAGES_DIRTY, {"service_ids": [c.service_id for c in changes]})
+        # Component subscribers hear about every change (workers.fanout).
+        outbox.emit(
+            conn,
+            NOTIFY_COMPONENTS,
+            {
+                "cause_kind": cause_kind,
+                "at": now.isoformat(),
+                "changes": [[c.service_id, c.old, c.new] for c in changes],
+            },
+        )
     return changes
 
 

@@ -500,7 +500,11 @@ activations = sa.Table(
         "incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
     ),
     sa.Column("error", sa.Text, nullable=True),
+    # When the activation next needs the clock (`for`, window expiry, resolve.after,
+    # resolve.timeout); null when only an event can change it.
+    sa.Column("due_at", UTCDateTime, nullable=True),
     sa.Index("ix_activations_rule_group_state", "rule_id", "group_key", "state"),
+    sa.Index("ix_activations_due", "due_at"),
 )
 
 activation_alerts = sa.Table(

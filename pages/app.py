@@ -30,10 +30,13 @@ from . import (
     feeds,
     health,
     intake,
+    login,
     public,
     sources_api,
     statuspage_api,
+    subscriptions,
     tls,
+    why,
 )
 from .errors import EXCEPTION_HANDLERS, redact_path
 from .hosts import PageHosts
@@ -84,7 +87,10 @@ def all_routes() -> list[BaseRoute]:
         *health.routes,
         *intake.routes,
         *sources_api.routes,
+        *why.routes,
         *admin.routes,
+        *login.routes,
+        *subscriptions.routes,
         *tls.routes,
         *statuspage_api.routes,
         *feeds.routes,

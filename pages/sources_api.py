@@ -75,7 +75,9 @@ def event_json(row: Any) -> dict[str, Any]:
         "test": bool(row.test),
         "evaluated_at": _iso(row.evaluated_at),
         # Until the rules engine has looked at it, an event is pending.
-        "outcome": row.outcome if row.outcome is not None else {"result": "pending"},
+        "outcome": row.outcome
+        if row.outcome is not None
+        else {"result": "pending", "matched": [], "effects": []},
     }
 
 

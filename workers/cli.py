@@ -222,6 +222,15 @@ from .events_cli import register as _register_events  # noqa: E402
 EXTRA_COMMANDS.append(_register_events)
 
 
+def _rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .rules_commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_rules_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -36,7 +36,14 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
     "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
+    "notify.incident_update": ("beacon-notify", "workers.fanout:handle_incident_update"),
+    "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),
+    "notify.component_update": ("beacon-notify", "workers.fanout:handle_component_update"),
+    "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
     "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
+    "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
+    "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
+    "maintenance.ended": ("beacon-evaluate", "workers.evaluate:handle_maintenance_ended"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

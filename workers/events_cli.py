@@ -124,11 +124,12 @@ def describe_outcome(row: Any) -> str:
         return "pending"
     outcome = row.outcome
     text = str(outcome.get("result", "?"))
-    rules = [str(r.get("rule")) for r in outcome.get("rules") or [] if isinstance(r, dict)]
-    if rules:
-        text += " by " + ", ".join(rules)
-    if outcome.get("message"):
-        text += f" ({outcome['message']})"
+    matched = [str(rule) for rule in outcome.get("matched") or []]
+    if matched:
+        text += " by " + ", ".join(matched)
+    effects = [str(effect) for effect in outcome.get("effects") or []]
+    if effects:
+        text += ": " + "; ".join(effects)
     return text
 
 

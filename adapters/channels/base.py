@@ -30,6 +30,8 @@ class Message:
     text: str
     html: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    #: Extra email headers (e.g. RFC 8058 `List-Unsubscribe`); other channels ignore them.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Mail
+from sendgrid.helpers.mail import Header, Mail
 
 from .base import Context, Message, raise_for_status
 from .errors import ChannelError
@@ -26,6 +26,8 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
         plain_text_content=message.text,
         html_content=message.html,
     )
+    for name, value in message.headers.items():
+        mail.header = Header(name, value)
     client = SendGridAPIClient(api_key=ctx.sendgrid_api_key, host=ctx.sendgrid_api_url)
     client.client.timeout = 10  # the SDK has no default timeout
     try:

@@ -22,6 +22,8 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     mail["From"] = ctx.email_from
     mail["To"] = str(target["address"])
     mail["Subject"] = message.subject
+    for name, value in message.headers.items():
+        mail[name] = value
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")

@@ -108,7 +108,11 @@ def test_tail_shows_recent_events_with_their_outcome(
             .where(alert_events.c.dedup_key == "t2")
             .values(
                 evaluated_at=utcnow(),
-                outcome={"result": "matched", "rules": [{"rule": "db-down", "actions": []}]},
+                outcome={
+                    "result": "matched",
+                    "matched": ["db-down"],
+                    "effects": ["claim db major_outage"],
+                },
             )
         )
     store.dispose()
@@ -117,7 +121,8 @@ def test_tail_shows_recent_events_with_their_outcome(
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     assert "t1" in lines[0] and lines[0].endswith("-> pending")
-    assert "t2" in lines[1] and lines[1].endswith("-> matched by db-down")
+    assert "t2" in lines[1]
+    assert lines[1].endswith("-> matched by db-down: claim db major_outage")
 
 
 def test_tail_follows_new_events_and_their_outcomes(data_dir: Path) -> None:
@@ -158,7 +163,9 @@ def _follow(proc: subprocess.Popen[str], data_dir: Path) -> None:
         conn.execute(
             alert_events.update()
             .where(alert_events.c.id == place.id)
-            .values(evaluated_at=utcnow(), outcome={"result": "no_match", "rules": []})
+            .values(
+                evaluated_at=utcnow(), outcome={"result": "no_match", "matched": [], "effects": []}
+            )
         )
         conn.execute(outbox.delete())
     store.dispose()

@@ -148,7 +148,9 @@ def test_the_events_list_shows_recent_events_and_their_outcome(env: Env) -> None
         conn.execute(
             alert_events.update()
             .where(alert_events.c.dedup_key == "e1")
-            .values(evaluated_at=utcnow(), outcome={"result": "no_match", "rules": []})
+            .values(
+                evaluated_at=utcnow(), outcome={"result": "no_match", "matched": [], "effects": []}
+            )
         )
     env.post(resolved("e1"))
     r = env.client.get("/api/v1/alert-sources/tool/events", headers=api_key(env.store, "platform"))

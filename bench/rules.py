@@ -1,0 +1,324 @@
+"""Rules throughput: events/s through evaluation with 10, 100 and 1,000 realistic rules over
+200 services, in one process; and the time from an event stored by the intake to its
+committed status (SQLite, embedded mode). Reported, never asserted.
+
+    python bench/rules.py [--events N]
+
+"Realistic" rules: one to five per service, split over four alert sources; each tests the
+source, the service label and one or two of alertname (equality or `matches`), severity
+(`in`) and a numeric label; a tenth say `continue`. Events pick a random service, source and
+alert, so most match one rule and some match none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.activations import Machine, MemoryState  # noqa: E402
+from engine.models import AlertEvent, EventStatus, Severity  # noqa: E402
+from rules.runtime import RuleBook  # noqa: E402
+from rules.validate import check  # noqa: E402
+from rules.world import ConfigWorld, world_from_config  # noqa: E402
+
+SOURCES = [("am", "alertmanager"), ("graf", "grafana"), ("kuma", "uptime-kuma"), ("dd", "datadog")]
+SERVICES = [f"svc-{i:03d}" for i in range(200)]
+ALERTS = ["HighLatency", "ErrorRate", "Down", "DiskFull", "CertExpiry", "QueueBacklog"]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def rules_text(count: int, rng: random.Random) -> str:
+    lines = ["version: 1", "rules:"]
+    for i in range(count):
+        source = SOURCES[i % len(SOURCES)][0]
+        service = SERVICES[(i * 7) % len(SERVICES)]
+        alert = ALERTS[i % len(ALERTS)]
+        match = [f"source: {source}", f"labels.service: {service}"]
+        if rng.random() < 0.3:
+            match.append(f'labels.alertname: {{matches: "^{alert}(Warning|Critical)?$"}}')
+        else:
+            match.append(f"labels.alertname: {alert}")
+        if rng.random() < 0.5:
+            match.append("severity: {in: [critical, high]}")
+        if rng.random() < 0.2:
+            match.append(f"labels.value: {{gte: {rng.randrange(50, 100)}}}")
+        status = rng.choice(["degraded", "partial_outage", "major_outage"])
+        lines += [
+            f"  - id: r{i}",
+            f"    match: {{{', '.join(match)}}}",
+            f"    services: [{service}]",
+            f"    continue: {'true' if rng.random() < 0.1 else 'false'}",
+            f"    then: [{{set_status: {status}}}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def events(count: int, rng: random.Random) -> list[AlertEvent]:
+    result = []
+    for i in range(count):
+        source, source_type = rng.choice(SOURCES)
+        at = T0 + timedelta(milliseconds=i)
+        result.append(
+            AlertEvent(
+                id=str(i),
+                source=source,
+                source_type=source_type,
+                dedup_key=f"a{rng.randrange(5000)}",
+                status=EventStatus.FIRING if rng.random() < 0.6 else EventStatus.RESOLVED,
+                severity=rng.choice([Severity.CRITICAL, Severity.HIGH, Severity.WARNING]),
+                summary="bench",
+                labels={
+                    "service": rng.choice(SERVICES),
+                    "alertname": rng.choice(ALERTS),
+                    "value": str(rng.randrange(120)),
+                    "instance": f"10.0.0.{rng.randrange(50)}:9100",
+                },
+                occurred_at=at,
+                received_at=at,
+            )
+        )
+    return result
+
+
+def world() -> ConfigWorld:
+    return world_from_config(
+        {
+            "teams": [{"key": "bench"}],
+            "services": [{"key": s} for s in SERVICES],
+            "alert_sources": [{"key": k, "type": t} for k, t in SOURCES],
+        },
+        "bench",
+    )
+
+
+def bench_match(rule_count: int, n: int) -> tuple[float, float]:
+    rng = random.Random(rule_count)
+    book = RuleBook(check({"bench.yaml": rules_text(rule_count, rng)}, None), rule_count)
+    sample = [e for e in events(n, rng) if e.status == "firing"]
+    for event in sample[:2000]:  # compile the partitions first: steady state is measured
+        book.match(event)
+    start = time.perf_counter()
+    for event in sample:
+        book.match(event)
+    match_rate = len(sample) / (time.perf_counter() - start)
+
+    machine = Machine(MemoryState(), world(), {r: lr.rule for r, lr in book.rules.items()})
+    evs = events(n, random.Random(rule_count + 1))
+    start = time.perf_counter()
+    for event in evs:
+        matched = [m.rule for m in book.match(event)] if event.status == "firing" else []
+        machine.on_event(event, matched, "bench")
+    full_rate = len(evs) / (time.perf_counter() - start)
+    return match_rate, full_rate
+
+
+def bench_commit(n: int) -> list[float]:
+    """Intake-stored event -> evaluated and status committed, on a SQLite file."""
+    import sqlalchemy as sa
+
+    from engine import migrate
+    from engine.db import create_store
+    from engine.settings import Settings
+    from engine.tables import alert_events, alert_sources, services, teams
+    from workers.evaluate import evaluate_partition, publish_rules, rules_runtime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = create_store(Settings.from_env({"BEACON_DATA_DIR": tmp}))
+        migrate.upgrade(store)
+        with store.begin() as conn:
+            team = conn.execute(teams.insert().values(key="bench").returning(teams.c.id)).scalar()
+            for key in SERVICES:
+                conn.execute(services.insert().values(team_id=team, key=key, name=key))
+            source_ids = {
+                key: conn.execute(
+                    alert_sources.insert()
+                    .values(team_id=team, key=key, name=key, type=kind, integration_key=f"k-{key}")
+                    .returning(alert_sources.c.id)
+                ).scalar()
+                for key, kind in SOURCES
+            }
+        publish_rules(store, {"bench.yaml": rules_text(1000, random.Random(5))}, None)
+        runtime = rules_runtime(store, {})
+        times = []
+        for i, event in enumerate(events(n, random.Random(9))):
+            start = time.perf_counter()
+            with store.begin() as conn:
+                conn.execute(
+                    alert_events.insert().values(
+                        source_id=source_ids[event.source],
+                        dedup_key=event.dedup_key,
+                        status=str(event.status),
+                        severity=str(event.severity),
+                        labels=dict(event.labels),
+                        links=[],
+                        occurred_at=event.occurred_at,
+                        received_at=event.received_at,
+                        fingerprint=f"f{i}",
+                        partition=event.source,
+                    )
+                )
+            evaluate_partition(store, runtime, event.source)
+            times.append(time.perf_counter() - start)
+        with store.read() as conn:
+            conn.execute(sa.select(sa.func.count()).select_from(services)).scalar()
+        store.dispose()
+    return times
+
+
+def bench_webhook(n: int) -> list[float] | None:
+    """Webhook POST -> intake -> outbox -> embedded worker -> evaluated -> status committed,
+    on the real app (SQLite, in-process queue). None when the intake route is not there."""
+    import json
+
+    import sqlalchemy as sa
+    from starlette.testclient import TestClient
+
+    from engine import migrate
+    from engine.settings import Settings
+    from engine.tables import alert_sources, services, teams, utcnow
+    from pages.app import create_app
+    from workers.evaluate import publish_rules
+    from workers.runtime import Runtime, uninstall
+
+    payload = json.loads(
+        (
+            Path(__file__).resolve().parent.parent / "tests/rules/fixtures/firing_single.json"
+        ).read_text()
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = Runtime.build(Settings.from_env({"BEACON_DATA_DIR": tmp}))
+        migrate.upgrade(rt.store)
+        with rt.store.begin() as conn:
+            team = conn.execute(teams.insert().values(key="bench").returning(teams.c.id)).scalar()
+            svc = conn.execute(
+                services.insert()
+                .values(team_id=team, key="db", name="Database")
+                .returning(services.c.id)
+            ).scalar()
+            conn.execute(
+                alert_sources.insert().values(
+                    team_id=team,
+                    key="am",
+                    name="AM",
+                    type="alertmanager",
+                    integration_key="bench-am",
+                )
+            )
+        rules = rules_text(1000, random.Random(5)) + (
+            "  - id: fire\n    match: {source: am, labels.alertname: Fire}\n"
+            "    services: [db]\n    then: [{set_status: major_outage}]\n"
+        )
+        publish_rules(rt.store, {"bench.yaml": rules}, None)
+        times: list[float] = []
+        try:
+            with TestClient(create_app(rt, background=True)) as client:
+                for i in range(n):
+                    firing = i % 2 == 0
+                    now = utcnow().isoformat()
+                    alert = dict(payload["alerts"][0], status="firing" if firing else "resolved")
+                    alert["startsAt" if firing else "endsAt"] = now
+                    body = dict(payload, status=alert["status"], alerts=[alert])
+                    want = "major_outage" if firing else "operational"
+                    start = time.perf_counter()
+                    answer = client.post("/api/v1/events/bench-am", json=body)
+                    if answer.status_code == 404:
+                        return None
+                    while True:
+                        with rt.store.read() as conn:
+                            got = conn.execute(
+                                sa.select(services.c.status).where(services.c.id == svc)
+                            ).scalar()
+                        if got == want:
+                            break
+                        if time.perf_counter() - start > 30:
+                            raise RuntimeError(f"status never became {want}: {answer.text}")
+                        time.sleep(0.001)
+                    times.append(time.perf_counter() - start)
+        finally:
+            uninstall()
+            rt.close()
+    return times
+
+
+def bench_reloads(count: int = 50) -> tuple[float, float, float]:
+    """RSS growth (MiB) over `count` reloads that each edit one rule, and the process's CPU
+    share while idle for two seconds afterwards (durable_rules' own Host would add timer
+    threads per version)."""
+    import gc
+    import resource
+
+    from rules.runtime import RuleRuntime
+
+    base = rules_text(1000, random.Random(11))
+    runtime = RuleRuntime()
+    sample = events(2000, random.Random(12))
+    rss = 0
+    for version in range(count + 1):
+        if version == 1:  # the first version compiles everything; count the reloads after it
+            gc.collect()
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        text = base.replace(
+            "  - id: r0\n    match: {", f"  - id: r0\n    match: {{labels.v: x{version}, "
+        )
+        runtime.swap(check({"bench.yaml": text}, None), version)
+        with runtime.using() as book:
+            for event in sample:
+                if event.status == EventStatus.FIRING:
+                    book.match(event)
+    gc.collect()
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(2)
+    idle = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    runtime.close()
+    return grown, grown / count, idle * 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--commits", type=int, default=300)
+    parser.add_argument("--webhooks", type=int, default=100)
+    args = parser.parse_args()
+    results = {}
+    for count in (10, 100, 1000):
+        match_rate, full_rate = bench_match(count, args.events)
+        results[count] = match_rate
+        print(
+            f"{count:>5} rules: {match_rate:>8.0f} firing events/s matched, "
+            f"{full_rate:>8.0f} events/s matched + activations (in memory)"
+        )
+    print(f"per-event cost, 1,000 rules vs 10 rules: {results[10] / results[1000]:.2f}x")
+    times = sorted(bench_commit(args.commits))
+    p50, p95 = times[len(times) // 2], times[int(len(times) * 0.95)]
+    print(
+        f"stored event -> evaluated, status committed (SQLite, 1,000 rules): "
+        f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms over {len(times)} events"
+    )
+    grown, per_reload, idle = bench_reloads()
+    print(
+        f"50 reloads of 1,000 rules, each editing one rule: peak RSS +{grown:.1f} MiB "
+        f"({per_reload * 1024:.0f} KiB per reload); "
+        f"idle CPU afterwards {idle:.1f} %"
+    )
+    hooks = bench_webhook(args.webhooks) if args.webhooks else []
+    if not hooks:
+        print("webhook -> committed status: skipped (no intake route here, or --webhooks 0)")
+    else:
+        hooks.sort()
+        p50, p95 = hooks[len(hooks) // 2], hooks[int(len(hooks) * 0.95)]
+        print(
+            f"webhook POST -> status committed (embedded, 1,000 rules): "
+            f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms over {len(hooks)} webhooks"
+        )
+
+
+if __name__ == "__main__":
+    main()

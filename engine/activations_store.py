@@ -1,0 +1,655 @@
+"""Activations in the store, and intents applied to it, in the caller's transaction.
+
+`StoreState` is `engine.activations.State` over the tables `activations`,
+`activation_alerts`, `held_alerts` and `alert_events`; `StoreWorld` answers the machine's
+questions about services, templates and maintenance from the store; `apply_intents` turns
+intents into claims, incidents, rule errors and outbox rows, and recomputes the affected
+services' status with its cause. Everything happens on the connection it is given, so an
+evaluation batch, its effects and its events' `evaluated_at` commit together.
+
+On PostgreSQL, rows an evaluator reads to change are locked (`FOR UPDATE`), and creating an
+activation takes a transaction-scoped advisory lock on its (team, rule, group), so two
+evaluators of different partitions (two sources feeding one `group_by`) never create two
+activations for one group. SQLite serialises writers already.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import deadlines, outbox, status
+from . import incidents as incidents_api
+from .activations import (
+    Activation,
+    ActivationState,
+    AlertState,
+    Intent,
+    IntentKind,
+    TemplateSpec,
+)
+from .models import AlertEvent, EventStatus, ServiceStatus
+from .tables import (
+    activation_alerts,
+    activations,
+    alert_events,
+    alert_sources,
+    channels,
+    claims,
+    held_alerts,
+    incident_alerts,
+    incident_templates,
+    incidents,
+    maintenance_services,
+    maintenance_windows,
+    rule_errors,
+    services,
+    teams,
+    utcnow,
+)
+
+#: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
+#: is `deadline.rules.tick` (engine.deadlines).
+TICK = "rules.tick"
+#: workers.notify's outbox kind for a message to a team channel.
+NOTIFY_CHANNEL = "notify.channel"
+
+
+@dataclass
+class Ids:
+    """Key <-> id lookups for one transaction (teams, sources, services)."""
+
+    conn: Connection
+    _teams: dict[str, int] = field(default_factory=dict)
+    _team_keys: dict[int, str] = field(default_factory=dict)
+    _sources: dict[tuple[int, str], tuple[int, str]] = field(default_factory=dict)
+    _source_keys: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _services: dict[tuple[int, str], tuple[int, str] | None] = field(default_factory=dict)
+
+    def team(self, key: str) -> int:
+        if key not in self._teams:
+            found = self.conn.execute(sa.select(teams.c.id).where(teams.c.key == key)).scalar()
+            if found is None:
+                raise LookupError(f"no team {key!r}")
+            self._teams[key] = int(found)
+            self._team_keys[int(found)] = key
+        return self._teams[key]
+
+    def team_key(self, team_id: int) -> str:
+        if team_id not in self._team_keys:
+            key = self.conn.execute(sa.select(teams.c.key).where(teams.c.id == team_id)).scalar()
+            self._team_keys[team_id] = str(key)
+            self._teams[str(key)] = team_id
+        return self._team_keys[team_id]
+
+    def source(self, team: str, key: str) -> int:
+        return self._source(team, key)[0]
+
+    def _source(self, team: str, key: str) -> tuple[int, str]:
+        team_id = self.team(team)
+        if (team_id, key) not in self._sources:
+            row = self.conn.execute(
+                sa.select(alert_sources.c.id, alert_sources.c.type).where(
+                    alert_sources.c.team_id == team_id, alert_sources.c.key == key
+                )
+            ).first()
+            if row is None:
+                raise LookupError(f"no alert source {key!r} in team {team!r}")
+            self._sources[(team_id, key)] = (row.id, row.type)
+            self._source_keys[row.id] = (key, row.type)
+        return self._sources[(team_id, key)]
+
+    def source_key(self, source_id: int) -> tuple[str, str]:
+        """(key, type) of an alert source."""
+        if source_id not in self._source_keys:
+            row = self.conn.execute(
+                sa.select(alert_sources.c.key, alert_sources.c.type).where(
+                    alert_sources.c.id == source_id
+                )
+            ).one()
+            self._source_keys[source_id] = (row.key, row.type)
+        return self._source_keys[source_id]
+
+    def service(self, team: str, key: str) -> tuple[int, str] | None:
+        """(id, name) of a team's service, None if there is none."""
+        team_id = self.team(team)
+        if (team_id, key) not in self._services:
+            row = self.conn.execute(
+                sa.select(services.c.id, services.c.name).where(
+                    services.c.team_id == team_id, services.c.key == key
+                )
+            ).first()
+            self._services[(team_id, key)] = (row.id, row.name) if row else None
+        return self._services[(team_id, key)]
+
+
+class StoreWorld:
+    """`engine.activations.World` answered from the store."""
+
+    def __init__(self, ids: Ids) -> None:
+        self.ids = ids
+        self.conn = ids.conn
+
+    def team_of(self, source: str) -> str | None:
+        # Source keys are unique per team only: the evaluator passes the team explicitly.
+        return None
+
+    def service_name(self, team: str, key: str) -> str | None:
+        found = self.ids.service(team, key)
+        return found[1] if found else None
+
+    def template(self, team: str, key: str) -> TemplateSpec | None:
+        row = self.conn.execute(
+            sa.select(incident_templates).where(
+                incident_templates.c.team_id == self.ids.team(team),
+                incident_templates.c.key == key,
+            )
+        ).first()
+        if row is None:
+            return None
+        return TemplateSpec(
+            row.title,
+            row.message,
+            row.resolve_message,
+            row.status,
+            {str(k): str(v) for k, v in dict(row.services or {}).items()},
+        )
+
+    def has_channel(self, team: str, key: str) -> bool:
+        found = self.conn.execute(
+            sa.select(channels.c.id).where(
+                channels.c.team_id == self.ids.team(team), channels.c.key == key
+            )
+        ).first()
+        return found is not None
+
+    def maintenance(self, team: str, service: str, at: datetime) -> str | None:
+        found = self.ids.service(team, service)
+        if found is None:
+            return None
+        window = self.conn.execute(
+            sa.select(maintenance_windows.c.id)
+            .join(
+                maintenance_services,
+                maintenance_services.c.window_id == maintenance_windows.c.id,
+            )
+            .where(maintenance_services.c.service_id == found[0])
+            .where(maintenance_windows.c.starts_at <= at, maintenance_windows.c.ends_at > at)
+            .where(maintenance_windows.c.status != "completed")
+            .order_by(maintenance_windows.c.id)
+        ).scalar()
+        return None if window is None else str(window)
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class StoreState:
+    """`engine.activations.State` on the store, with an identity map per transaction."""
+
+    def __init__(self, ids: Ids) -> None:
+        self.ids = ids
+        self.conn = ids.conn
+        self._loaded: dict[int, Activation] = {}
+        self._postgres = self.conn.dialect.name == "postgresql"
+
+    def _select(self) -> Any:
+        query = sa.select(activations)
+        return query.with_for_update() if self._postgres else query
+
+    def _load(self, row: Any) -> Activation:
+        if row.id in self._loaded:
+            return self._loaded[row.id]
+        spec = dict(row.spec or {})
+        act = Activation(
+            team=self.ids.team_key(row.team_id),
+            rule_id=row.rule_id,
+            group_key=row.group_key,
+            state=ActivationState(row.state),
+            started_at=row.started_at,
+            services=list(spec.get("services", [])),
+            id=row.id,
+            acted_at=row.acted_at,
+            last_firing_at=row.last_firing_at,
+            resolving_since=_dt(spec.get("resolving_since")),
+            ended_at=row.ended_at,
+            end_reason=row.end_reason,
+            due_at=row.due_at,
+            incident_opened=bool(spec.get("incident_opened")),
+            error=row.error,
+        )
+        for source, dedup, at in spec.get("fires", []):
+            act.fires[(source, dedup)] = datetime.fromisoformat(at)
+        for alert in self.conn.execute(
+            sa.select(activation_alerts)
+            .where(activation_alerts.c.activation_id == row.id)
+            .order_by(activation_alerts.c.id)
+        ):
+            key = (self.ids.source_key(alert.source_id)[0], alert.dedup_key)
+            act.alerts[key] = AlertState(
+                alert.firing,
+                alert.first_fired_at,
+                alert.last_occurred_at,
+                alert.resolved_at,
+                str(alert.last_event_id or ""),
+            )
+        self._loaded[row.id] = act
+        return act
+
+    def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None:
+        for act in self._loaded.values():
+            if (act.team, act.rule_id, act.group_key) == (team, rule_id, group_key) and (
+                act.state != ActivationState.ENDED
+            ):
+                return act
+        if self._postgres:
+            lock = zlib.crc32(f"{team}\0{rule_id}\0{group_key}".encode()) - 2**31
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+        row = self.conn.execute(
+            self._select()
+            .where(activations.c.team_id == self.ids.team(team))
+            .where(activations.c.rule_id == rule_id, activations.c.group_key == group_key)
+            .where(activations.c.state != ActivationState.ENDED)
+            .order_by(activations.c.id)
+        ).first()
+        return None if row is None else self._load(row)
+
+    def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]:
+        try:
+            source_id = self.ids.source(team, source)
+        except LookupError:
+            return []
+        ids = self.conn.execute(
+            sa.select(activation_alerts.c.activation_id)
+            .join(activations, activations.c.id == activation_alerts.c.activation_id)
+            .where(activation_alerts.c.source_id == source_id)
+            .where(activation_alerts.c.dedup_key == dedup_key)
+            .where(activations.c.state != ActivationState.ENDED)
+            .order_by(activation_alerts.c.activation_id)
+        ).scalars()
+        return [self._by_id(i) for i in ids]
+
+    def _by_id(self, activation_id: int) -> Activation:
+        if activation_id in self._loaded:
+            return self._loaded[activation_id]
+        row = self.conn.execute(self._select().where(activations.c.id == activation_id)).one()
+        return self._load(row)
+
+    def due(self, now: datetime) -> list[Activation]:
+        rows = self.conn.execute(
+            self._select()
+            .where(activations.c.due_at <= now)
+            .where(activations.c.state != ActivationState.ENDED)
+            .order_by(activations.c.due_at, activations.c.id)
+            .limit(100)
+        ).all()
+        found = [self._load(r) for r in rows]
+        return [
+            a
+            for a in found
+            if a.state != ActivationState.ENDED and a.due_at is not None and a.due_at <= now
+        ]
+
+    def save(self, act: Activation) -> None:
+        values = {
+            "team_id": self.ids.team(act.team),
+            "rule_id": act.rule_id,
+            "group_key": act.group_key,
+            "state": str(act.state),
+            "spec": act.spec(),
+            "started_at": act.started_at,
+            "acted_at": act.acted_at,
+            "last_firing_at": act.last_firing_at,
+            "ended_at": act.ended_at,
+            "end_reason": act.end_reason,
+            "error": act.error,
+            "due_at": act.due_at,
+        }
+        if act.id is None:
+            act.id = _inserted(self.conn.execute(activations.insert().values(**values)))
+            self._loaded[act.id] = act
+        else:
+            self.conn.execute(
+                activations.update().where(activations.c.id == act.id).values(**values)
+            )
+        if act.due_at is not None:
+            deadlines.schedule(self.conn, TICK, f"activation:{act.id}", act.due_at)
+        else:
+            deadlines.cancel(self.conn, TICK, f"activation:{act.id}")
+        for (source, dedup), alert in act.alerts.items():
+            row = {
+                "firing": alert.firing,
+                "first_fired_at": alert.first_fired_at,
+                "last_occurred_at": alert.last_occurred_at,
+                "resolved_at": alert.resolved_at,
+                "last_event_id": int(alert.last_event_id)
+                if alert.last_event_id.isdigit()
+                else None,
+            }
+            source_id = self.ids.source(act.team, source)
+            updated = self.conn.execute(
+                activation_alerts.update()
+                .where(activation_alerts.c.activation_id == act.id)
+                .where(activation_alerts.c.source_id == source_id)
+                .where(activation_alerts.c.dedup_key == dedup)
+                .values(**row)
+            )
+            if not updated.rowcount:
+                self.conn.execute(
+                    activation_alerts.insert().values(
+                        activation_id=act.id, source_id=source_id, dedup_key=dedup, **row
+                    )
+                )
+
+    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
+        self.conn.execute(
+            held_alerts.insert().values(
+                window_id=int(window), event_id=int(event.id), rule_id=rule_id
+            )
+        )
+
+    def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
+        rows = self.conn.execute(
+            sa.select(held_alerts.c.id, held_alerts.c.rule_id, alert_events)
+            .join(alert_events, alert_events.c.id == held_alerts.c.event_id)
+            .where(held_alerts.c.window_id == int(window), held_alerts.c.released_at.is_(None))
+            .order_by(held_alerts.c.id)
+        ).all()
+        if rows:
+            self.conn.execute(
+                held_alerts.update()
+                .where(held_alerts.c.id.in_([r.id for r in rows]))
+                .values(released_at=sa.func.now())
+            )
+        return [(event_from_row(r, self.ids), r.rule_id) for r in rows]
+
+    def last_status(
+        self, team: str, source: str, dedup_key: str
+    ) -> tuple[EventStatus, datetime] | None:
+        try:
+            source_id = self.ids.source(team, source)
+        except LookupError:
+            return None
+        row = self.conn.execute(
+            sa.select(alert_events.c.status, alert_events.c.occurred_at)
+            .where(alert_events.c.source_id == source_id, alert_events.c.dedup_key == dedup_key)
+            .where(alert_events.c.test.is_(False))
+            # Only what was evaluated before: later events of the batch are not known yet.
+            .where(alert_events.c.evaluated_at.isnot(None))
+            .order_by(alert_events.c.occurred_at.desc(), alert_events.c.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (EventStatus(row.status), row.occurred_at)
+
+    def note_status(self, team: str, event: AlertEvent) -> None:
+        """Nothing to do: the intake stored the event."""
+
+
+def event_from_row(row: Any, ids: Ids) -> AlertEvent:
+    """An `alert_events` row as the normalised event (its id as text)."""
+    source_key, source_type = ids.source_key(row.source_id)
+    return AlertEvent(
+        id=str(row.id),
+        source=source_key,
+        source_type=source_type,
+        dedup_key=row.dedup_key,
+        status=row.status,
+        severity=row.severity,
+        summary=row.summary,
+        details=row.details,
+        labels=dict(row.labels or {}),
+        links=list(row.links or []),
+        occurred_at=row.occurred_at,
+        received_at=row.received_at,
+        test=row.test,
+    )
+
+
+# --- applying intents -----------------------------------------------------------------------
+
+
+def _inserted(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])
+
+
+def _event_id(data: Any) -> int | None:
+    value = str(data.get("event_id") or "")
+    return int(value) if value.isdigit() else None
+
+
+def apply_intents(conn: Connection, ids: Ids, intents: Iterable[Intent]) -> None:
+    """Apply `intents` in order on `conn` (see the module docstring)."""
+    for intent in intents:
+        handler = _HANDLERS.get(intent.kind)
+        if handler is not None:
+            handler(conn, ids, intent)
+
+
+def _cause(intent: Intent) -> dict[str, Any]:
+    return {
+        "rule": intent.rule_id,
+        "activation": intent.activation_id,
+        "group": intent.group_key,
+        **{k: v for k, v in intent.data.items() if k in ("alert", "source", "event_id", "reason")},
+    }
+
+
+def _claim(conn: Connection, ids: Ids, intent: Intent) -> None:
+    found = ids.service(intent.team, str(intent.data["service"]))
+    if found is None:
+        return
+    conn.execute(
+        claims.insert().values(
+            service_id=found[0],
+            activation_id=intent.activation_id,
+            status=str(intent.data["status"]),
+            rule_id=intent.rule_id,
+            created_at=intent.at,
+        )
+    )
+    status.recompute(conn, [found[0]], cause_kind="rule", cause=_cause(intent), now=intent.at)
+
+
+def _release(conn: Connection, ids: Ids, intent: Intent) -> None:
+    found = ids.service(intent.team, str(intent.data["service"]))
+    if found is None:
+        return
+    conn.execute(
+        claims.update()
+        .where(claims.c.activation_id == intent.activation_id)
+        .where(claims.c.service_id == found[0])
+        .where(claims.c.released_at.is_(None))
+        .values(released_at=intent.at, released_by=f"rule:{intent.rule_id}")
+    )
+    status.recompute(conn, [found[0]], cause_kind="rule", cause=_cause(intent), now=intent.at)
+
+
+def _open_incident(conn: Connection, ids: Ids, intent: Intent) -> None:
+    data = intent.data
+    impacts: dict[int, ServiceStatus] = {}
+    for key, impact in dict(data.get("services") or {}).items():
+        found = ids.service(intent.team, key)
+        if found is not None:
+            impacts[found[0]] = ServiceStatus(impact)
+    team_id = ids.team(intent.team)
+    template_id = conn.execute(
+        sa.select(incident_templates.c.id).where(
+            incident_templates.c.team_id == team_id,
+            incident_templates.c.key == data.get("template"),
+        )
+    ).scalar()
+    incident_id = incidents_api.create(
+        conn,
+        team_id=team_id,
+        title=str(data["title"]),
+        message=str(data.get("message") or ""),
+        status=str(data.get("status") or "investigating"),
+        impacts=impacts,
+        started_at=intent.at,
+        template_id=template_id,
+        activation_id=intent.activation_id,
+        managed_by="automation",
+        author=f"rule:{intent.rule_id}",
+        notify=bool(data.get("notify", True)),
+        now=intent.at,
+    )
+    event_id = _event_id(data)
+    if event_id is not None:
+        conn.execute(incident_alerts.insert().values(incident_id=incident_id, event_id=event_id))
+    conn.execute(
+        activations.update()
+        .where(activations.c.id == intent.activation_id)
+        .values(incident_id=incident_id)
+    )
+
+
+def _incident_of(conn: Connection, intent: Intent) -> Any:
+    return conn.execute(
+        sa.select(incidents.c.id, incidents.c.status, incidents.c.managed_by)
+        .join(activations, activations.c.incident_id == incidents.c.id)
+        .where(activations.c.id == intent.activation_id)
+    ).first()
+
+
+def _attach_alert(conn: Connection, ids: Ids, intent: Intent) -> None:
+    incident = _incident_of(conn, intent)
+    event_id = _event_id(intent.data)
+    if incident is None or event_id is None:
+        return
+    exists = conn.execute(
+        sa.select(incident_alerts.c.event_id).where(
+            incident_alerts.c.incident_id == incident.id, incident_alerts.c.event_id == event_id
+        )
+    ).first()
+    if exists is None:
+        conn.execute(incident_alerts.insert().values(incident_id=incident.id, event_id=event_id))
+
+
+def _resolve_incident(conn: Connection, ids: Ids, intent: Intent) -> None:
+    incident = _incident_of(conn, intent)
+    # A person who took the incident over owns its timeline: automation leaves it alone.
+    if incident is None or incident.managed_by != "automation" or incident.status == "resolved":
+        return
+    incidents_api.resolve(
+        conn,
+        incident.id,
+        message=str(intent.data.get("message") or ""),
+        author=f"rule:{intent.rule_id}",
+        now=intent.at,
+    )
+
+
+def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
+    data = intent.data
+    channel = conn.execute(
+        sa.select(channels.c.id).where(
+            channels.c.team_id == ids.team(intent.team), channels.c.key == data.get("channel")
+        )
+    ).scalar()
+    if channel is None:
+        _rule_error(
+            conn,
+            ids,
+            Intent(
+                IntentKind.RULE_ERROR,
+                intent.at,
+                intent.rule_id,
+                intent.team,
+                intent.group_key,
+                intent.activation_id,
+                {"message": f"unknown channel {data.get('channel')!r} in team {intent.team!r}"},
+            ),
+        )
+        return
+    state = str(data.get("state") or "firing")
+    summary = ""
+    event_id = _event_id(data)
+    if event_id is not None:
+        summary = str(
+            conn.execute(
+                sa.select(alert_events.c.summary).where(alert_events.c.id == event_id)
+            ).scalar()
+            or ""
+        )
+    text = f"{intent.rule_id} {state}" + (f": {summary}" if summary else "")
+    outbox.emit(
+        conn,
+        NOTIFY_CHANNEL,
+        {
+            "channel_id": channel,
+            # One message per activation, state and channel, however often this is retried.
+            "dedup_key": f"rule:{intent.activation_id}:{state}:{channel}",
+            "subject": f"[{state}] {intent.rule_id}",
+            "text": text,
+            "payload": {
+                "rule": intent.rule_id,
+                "state": state,
+                "group": intent.group_key,
+                "activation": intent.activation_id,
+                "event_id": event_id,
+                "summary": summary,
+            },
+        },
+    )
+
+
+def _rule_error(conn: Connection, ids: Ids, intent: Intent) -> None:
+    conn.execute(
+        rule_errors.insert().values(
+            rule_id=intent.rule_id,
+            event_id=_event_id(intent.data),
+            message=str(intent.data.get("message", "")),
+            at=intent.at,
+        )
+    )
+    if intent.activation_id is not None:
+        conn.execute(
+            activations.update()
+            .where(activations.c.id == intent.activation_id)
+            .values(error=str(intent.data.get("message", ""))[:2000])
+        )
+
+
+_HANDLERS = {
+    IntentKind.CLAIM: _claim,
+    IntentKind.RELEASE: _release,
+    IntentKind.OPEN_INCIDENT: _open_incident,
+    IntentKind.ATTACH_ALERT: _attach_alert,
+    IntentKind.RESOLVE_INCIDENT: _resolve_incident,
+    IntentKind.NOTIFY: _notify,
+    IntentKind.RULE_ERROR: _rule_error,
+}
+
+
+def release_claim(conn: Connection, claim_id: int, *, by: str, now: datetime | None = None) -> bool:
+    """An operator releases one claim: the service's status stops counting it at once,
+    while its activation runs on (and will not claim again for the same alerts). False if
+    the claim does not exist or was already released."""
+    row = conn.execute(
+        sa.select(claims.c.service_id, claims.c.rule_id, claims.c.activation_id).where(
+            claims.c.id == claim_id, claims.c.released_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        return False
+    at = now or utcnow()
+    conn.execute(
+        claims.update().where(claims.c.id == claim_id).values(released_at=at, released_by=by)
+    )
+    status.recompute(
+        conn,
+        [row.service_id],
+        cause_kind="user",
+        cause={"released_claim": claim_id, "rule": row.rule_id, "by": by},
+        now=at,
+    )
+    return True

@@ -1,0 +1,480 @@
+"""Subscribers of a status page: who gets told about incidents, maintenance and components.
+
+A subscriber belongs to one page and has a channel (`email`, `sms`, `webhook`, or `user` on
+private pages), an address and an optional service filter (service keys; null follows every
+service of the page). Email and SMS need double opt-in: they are stored unconfirmed with a
+confirmation token and count only once confirmed. Webhooks are confirmed at once and get a
+signing secret. Private-page subscribers are signed-in members (`user`), confirmed at once.
+
+Subscribing the same address twice never adds a row: `(page, channel, address)` is unique,
+and a confirmed subscription is left alone (an anonymous request must not change someone
+else's filter). Everything here works in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .errors import ValidationError
+from .models import PageType, SubscriberChannel
+from .security import new_token
+from .tables import (
+    incident_services,
+    page_services,
+    page_teams,
+    services,
+    status_pages,
+    subscribers,
+    team_members,
+    users,
+    utcnow,
+)
+
+# Deliberately simple: one "@", a dotted domain, no spaces. The confirmation email is the
+# real check; a stricter pattern only rejects valid addresses.
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]{2,}$")
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+MAX_ADDRESS = 2048
+#: Outbox kind: send a new email or SMS subscriber its confirmation (workers.fanout).
+CONFIRM = "notify.subscriber_confirm"
+
+
+@dataclass(frozen=True)
+class Page:
+    """What the subscription flows need to know about a page."""
+
+    id: int
+    public_id: str
+    slug: str
+    name: str
+    type: PageType
+    active: bool
+    team_ids: frozenset[int]
+    custom_domain: str | None
+
+    @property
+    def private(self) -> bool:
+        return self.type == PageType.PRIVATE
+
+    def url(self, base_url: str) -> str:
+        """The page's address in links: its custom domain (which serves the page's routes at
+        the root) when it has one, else `/p/<slug>` under Beacon's base URL."""
+        if self.custom_domain:
+            return f"https://{self.custom_domain}"
+        return f"{base_url.rstrip('/')}/p/{self.slug}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The outcome of `subscribe`. `confirm_token` is set while a confirmation is owed;
+    `webhook_secret` only when a new secret was made (it is shown once)."""
+
+    subscriber_id: int
+    channel: SubscriberChannel
+    address: str
+    services: list[str] | None
+    confirmed: bool
+    created: bool
+    confirm_token: str | None
+    unsubscribe_token: str
+    webhook_secret: str | None = None
+
+
+def page_by_slug(conn: Connection, slug: str) -> Page | None:
+    """The page with `slug`, or None."""
+    row = conn.execute(sa.select(status_pages).where(status_pages.c.slug == slug)).first()
+    return _page(conn, row) if row is not None else None
+
+
+def page_by_id(conn: Connection, page_id: int) -> Page | None:
+    row = conn.execute(sa.select(status_pages).where(status_pages.c.id == page_id)).first()
+    return _page(conn, row) if row is not None else None
+
+
+def _page(conn: Connection, row: Any) -> Page:
+    team_ids = set(
+        conn.execute(
+            sa.select(page_teams.c.team_id).where(page_teams.c.page_id == row.id)
+        ).scalars()
+    )
+    team_ids.add(row.team_id)
+    return Page(
+        id=row.id,
+        public_id=row.public_id,
+        slug=row.slug,
+        name=row.name,
+        type=PageType(row.type),
+        active=bool(row.active),
+        team_ids=frozenset(team_ids),
+        custom_domain=row.custom_domain,
+    )
+
+
+def is_member(conn: Connection, page: Page, user_id: int) -> bool:
+    """Whether the user is an active admin or a member of one of the page's teams."""
+    user = conn.execute(
+        sa.select(users.c.role, users.c.active).where(users.c.id == user_id)
+    ).first()
+    if user is None or not user.active:
+        return False
+    if user.role == "admin":
+        return True
+    return (
+        conn.execute(
+            sa.select(team_members.c.team_id)
+            .where(team_members.c.user_id == user_id)
+            .where(team_members.c.team_id.in_(sorted(page.team_ids)))
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def page_service_keys(conn: Connection, page_id: int) -> dict[int, str]:
+    """The page's services: service id -> service key."""
+    return {
+        r.id: r.key
+        for r in conn.execute(
+            sa.select(services.c.id, services.c.key)
+            .join(page_services, page_services.c.service_id == services.c.id)
+            .where(page_services.c.page_id == page_id)
+        )
+    }
+
+
+@dataclass(frozen=True)
+class Component:
+    key: str
+    name: str
+
+
+def page_components(conn: Connection, page_id: int) -> list[Component]:
+    """The page's services in page order, for choosing which to follow."""
+    return [
+        Component(r.key, r.name)
+        for r in conn.execute(
+            sa.select(services.c.key, services.c.name)
+            .join(page_services, page_services.c.service_id == services.c.id)
+            .where(page_services.c.page_id == page_id)
+            .order_by(page_services.c.position, page_services.c.id)
+        )
+    ]
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def normalise_address(channel: SubscriberChannel, address: str) -> str:
+    """The address in its stored form, or a `ValidationError` naming what is wrong."""
+    value = (address or "").strip()
+    if not value:
+        raise ValidationError("an address is required", field="address")
+    if len(value) > MAX_ADDRESS:
+        raise ValidationError(
+            f"the address is longer than {MAX_ADDRESS} characters", field="address"
+        )
+    if channel == SubscriberChannel.EMAIL:
+        if len(value) > 254 or not _EMAIL.match(value):
+            raise ValidationError(f"{value!r} is not an email address", field="address")
+        return value.lower()
+    if channel == SubscriberChannel.SMS:
+        phone = _PHONE_PUNCTUATION.sub("", value)
+        if not _E164.match(phone):
+            raise ValidationError(
+                f"{value!r} is not a phone number in E.164 form (e.g. +4915112345678)",
+                field="address",
+            )
+        return phone
+    if channel == SubscriberChannel.WEBHOOK:
+        return _webhook_url(value)
+    raise ValidationError(f"channel {channel!r} takes no address", field="channel")
+
+
+def _webhook_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValidationError(f"{value!r} is not a valid URL", field="address") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{value!r} is not an http(s) URL with a host", field="address")
+    if parts.username or parts.password:
+        # Credentials in the URL would be shown back in listings and logs.
+        raise ValidationError("the webhook URL must not contain credentials", field="address")
+    return value
+
+
+def literal_private_host(url: str) -> bool:
+    """Whether the URL's host is an IP literal that is not globally routable (checked at
+    subscribe time; names are resolved and checked again when sending)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def check_services(conn: Connection, page_id: int, keys: Iterable[str] | None) -> list[str] | None:
+    """The filter as stored (sorted, deduplicated), or a `ValidationError` naming unknown keys.
+    None or an empty list means every service of the page."""
+    if keys is None:
+        return None
+    wanted = sorted({str(k).strip() for k in keys if str(k).strip()})
+    if not wanted:
+        return None
+    known = set(page_service_keys(conn, page_id).values())
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        raise ValidationError(
+            f"unknown services for this page: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known)) or 'none'})",
+            field="services",
+        )
+    return wanted
+
+
+# --- the subscription lifecycle --------------------------------------------------------------
+
+
+def subscribe(
+    conn: Connection,
+    page: Page,
+    channel: SubscriberChannel | str,
+    address: str,
+    services_filter: Sequence[str] | None = None,
+    *,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> Subscription:
+    """Subscribe `address` to `page` by `channel` (idempotent; see the module docstring).
+
+    For `user` the address is the user's email and `user_id` is required; the caller has
+    checked that the user may see the page.
+    """
+    now = now or utcnow()
+    try:
+        channel = SubscriberChannel(channel)
+    except ValueError:
+        raise ValidationError(
+            f"unknown channel {channel!r} (email, sms or webhook)", field="channel"
+        ) from None
+    if page.private and channel != SubscriberChannel.USER:
+        raise ValidationError(
+            "this page is private: members subscribe while signed in (channel user)",
+            field="channel",
+        )
+    if not page.private and channel == SubscriberChannel.USER:
+        raise ValidationError("channel user is for private pages only", field="channel")
+    if channel == SubscriberChannel.USER:
+        if user_id is None:
+            raise ValidationError("sign in to subscribe to a private page", field="channel")
+        stored_address = address.strip().lower()
+        match = subscribers.c.user_id == user_id
+    else:
+        stored_address = normalise_address(channel, address)
+        match = subscribers.c.address == stored_address
+    wanted = check_services(conn, page.id, services_filter)
+    existing = conn.execute(
+        sa.select(subscribers)
+        .where(subscribers.c.page_id == page.id, subscribers.c.channel == channel)
+        .where(match)
+    ).first()
+    if existing is not None:
+        return _again(conn, existing, channel, wanted)
+    confirmed = channel in (SubscriberChannel.WEBHOOK, SubscriberChannel.USER)
+    values: dict[str, Any] = {
+        "page_id": page.id,
+        "channel": channel,
+        "address": stored_address,
+        "user_id": user_id,
+        "services": wanted,
+        "confirmed": confirmed,
+        "confirm_token": None if confirmed else new_token(),
+        "unsubscribe_token": new_token(),
+        "webhook_secret": new_webhook_secret() if channel == SubscriberChannel.WEBHOOK else None,
+        "created_at": now,
+    }
+    inserted = conn.execute(subscribers.insert().values(**values)).inserted_primary_key
+    assert inserted is not None
+    return Subscription(
+        subscriber_id=int(inserted[0]),
+        channel=channel,
+        address=stored_address,
+        services=wanted,
+        confirmed=confirmed,
+        created=True,
+        confirm_token=values["confirm_token"],
+        unsubscribe_token=values["unsubscribe_token"],
+        webhook_secret=values["webhook_secret"],
+    )
+
+
+def _again(
+    conn: Connection, row: Any, channel: SubscriberChannel, wanted: list[str] | None
+) -> Subscription:
+    """A repeated subscription. A working confirmed one stays as it is, except that a
+    signed-in member (`user`) sets their own filter; an unconfirmed one takes the new filter
+    (its owner still has to confirm); one disabled by a permanent failure starts over
+    (email/SMS confirm again, a webhook gets a new secret)."""
+    values: dict[str, Any] = {}
+    secret = None
+    if row.disabled_reason is not None:
+        values.update(disabled_reason=None, services=wanted)
+        if channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
+            values.update(confirmed=False, confirm_token=new_token())
+        elif channel == SubscriberChannel.WEBHOOK:
+            secret = new_webhook_secret()
+            values.update(webhook_secret=secret)
+    elif channel == SubscriberChannel.USER:
+        values.update(services=wanted)  # a signed-in member changes their own filter
+    elif not row.confirmed:
+        values.update(services=wanted)
+        if not row.confirm_token:
+            values.update(confirm_token=new_token())
+    if values:
+        conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(**values))
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
+    return Subscription(
+        subscriber_id=row.id,
+        channel=channel,
+        address=row.address,
+        services=row.services,
+        confirmed=bool(row.confirmed),
+        created=False,
+        confirm_token=None if row.confirmed else row.confirm_token,
+        unsubscribe_token=row.unsubscribe_token,
+        webhook_secret=secret,
+    )
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(24)
+
+
+def confirm(conn: Connection, page_id: int, token: str) -> Any | None:
+    """Confirm the subscriber holding `token` on the page; returns its row, or None for a
+    token this page does not know. Confirming twice is harmless."""
+    row = conn.execute(
+        sa.select(subscribers).where(
+            subscribers.c.page_id == page_id, subscribers.c.confirm_token == token
+        )
+    ).first()
+    if row is None:
+        return None
+    if not row.confirmed:
+        conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(confirmed=True))
+    return conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
+
+
+def by_unsubscribe_token(conn: Connection, page_id: int, token: str) -> Any | None:
+    return conn.execute(
+        sa.select(subscribers).where(
+            subscribers.c.page_id == page_id, subscribers.c.unsubscribe_token == token
+        )
+    ).first()
+
+
+def unsubscribe(conn: Connection, page_id: int, token: str) -> bool:
+    """Remove the subscriber holding `token` (its pending deliveries go with it); returns
+    whether there was one."""
+    result = conn.execute(
+        subscribers.delete().where(
+            subscribers.c.page_id == page_id, subscribers.c.unsubscribe_token == token
+        )
+    )
+    return bool(result.rowcount)
+
+
+def disable(conn: Connection, subscriber_id: int, reason: str) -> None:
+    """Stop delivering to a subscriber after a permanent failure, keeping the reason."""
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .values(disabled_reason=reason[:2000])
+    )
+
+
+# --- who hears about what ---------------------------------------------------------------------
+
+
+def pages_showing(conn: Connection, team_id: int, service_ids: Iterable[int]) -> list[int]:
+    """The active pages an incident or maintenance of `team_id` on `service_ids` shows on:
+    pages the team manages that contain one of the services (any such page when there are
+    no services), as the status page itself decides."""
+    ids = sorted(set(service_ids))
+    managed = sa.or_(
+        status_pages.c.team_id == team_id,
+        sa.exists().where(
+            page_teams.c.page_id == status_pages.c.id, page_teams.c.team_id == team_id
+        ),
+    )
+    query = sa.select(status_pages.c.id).where(status_pages.c.active.is_(True)).where(managed)
+    if ids:
+        query = query.where(
+            sa.exists().where(
+                page_services.c.page_id == status_pages.c.id,
+                page_services.c.service_id.in_(ids),
+            )
+        )
+    return list(conn.execute(query.order_by(status_pages.c.id)).scalars())
+
+
+def pages_with_service(conn: Connection, service_id: int) -> list[int]:
+    """The active pages on which the service is a component."""
+    return list(
+        conn.execute(
+            sa.select(status_pages.c.id)
+            .join(page_services, page_services.c.page_id == status_pages.c.id)
+            .where(page_services.c.service_id == service_id)
+            .where(status_pages.c.active.is_(True))
+            .order_by(status_pages.c.id)
+        ).scalars()
+    )
+
+
+def incident_service_ids(conn: Connection, incident_id: int) -> list[int]:
+    return sorted(
+        conn.execute(
+            sa.select(incident_services.c.service_id).where(
+                incident_services.c.incident_id == incident_id
+            )
+        ).scalars()
+    )
+
+
+def follows(filter_keys: Sequence[str] | None, keys: set[str] | None) -> bool:
+    """Whether a subscriber with `filter_keys` hears about something touching `keys`
+    (None: something that touches no particular service, which everyone hears about)."""
+    if not filter_keys or keys is None:
+        return True
+    return bool(set(filter_keys) & keys)
+
+
+def recipients(conn: Connection, page_id: int, *, after_id: int = 0, limit: int = 500) -> list[Any]:
+    """A batch of the page's confirmed, working subscribers with ids above `after_id`, in id
+    order (keyset pagination keeps each query cheap however many subscribers there are)."""
+    return list(
+        conn.execute(
+            sa.select(subscribers)
+            .where(subscribers.c.page_id == page_id)
+            .where(subscribers.c.confirmed.is_(True))
+            .where(subscribers.c.disabled_reason.is_(None))
+            .where(subscribers.c.id > after_id)
+            .order_by(subscribers.c.id)
+            .limit(limit)
+        )
+    )

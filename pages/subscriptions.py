@@ -1,0 +1,382 @@
+"""Subscription flows: subscribe, confirm (double opt-in), unsubscribe.
+
+`POST /p/{slug}/subscribe` takes form or JSON fields `channel` (`email`, `sms`, `webhook`),
+`address` and optional `services` (service keys of the page). It answers JSON when the
+request is JSON (or asks for it), else a small HTML page. Email and SMS get a confirmation
+message (outbox `notify.subscriber_confirm`, sent by `workers.fanout`); the answer is the same
+whether or not the address was subscribed already, so it tells nobody who subscribes.
+Confirmations are rate-limited per address. Webhooks are confirmed at once and get a signing
+secret, shown once. A private page takes subscriptions only from signed-in members, as
+channel `user`.
+
+Links in messages use `BEACON_BASE_URL` and `/p/{slug}/...`, which work on every host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine import outbox
+from engine import subscribers as subs
+from engine.errors import ValidationError
+from engine.models import SubscriberChannel
+from engine.security import new_token
+from engine.tables import users
+
+from .auth import principal
+from .errors import FieldErrors
+from .login import Limiter, client_address, html, limiter
+
+#: Confirmation messages per address: one per 10 minutes and a few a day, so subscribing
+#: again (by its owner or by someone else) cannot flood an inbox or a phone.
+CONFIRMATION_LIMITS = ((1, 600), (5, 86400))
+#: Subscribe requests per client address and 10 minutes.
+SUBSCRIBES_PER_WINDOW = 30
+MAX_BODY = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Fields:
+    channel: str
+    address: str
+    services: list[str] | None
+
+
+def page_url(request: Request, page: subs.Page) -> str:
+    return page.url(request.app.state.settings.base_url)
+
+
+def _wants_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def _fields(request: Request) -> Fields:
+    """The request's fields from JSON or a form; a 400/422 that says what is wrong."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise HTTPException(400, "body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPException(400, "body must be a JSON object")
+        unknown = sorted(set(data) - {"channel", "address", "services"})
+        if unknown:
+            raise FieldErrors([{"field": k, "message": "unknown field"} for k in unknown])
+        services = data.get("services")
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=64)
+        data = {k: form.get(k) for k in ("channel", "address")}
+        found = [str(v) for v in form.getlist("services")]
+        # A form sends one field per checkbox, or one comma-separated text field.
+        services = [p for v in found for p in v.split(",")] if found else None
+    else:
+        raise HTTPException(
+            415, "send application/json or a form (application/x-www-form-urlencoded)"
+        )
+    errors = []
+    for name in ("channel", "address"):
+        if data.get(name) is not None and not isinstance(data.get(name), str):
+            errors.append({"field": name, "message": "must be a string"})
+    if services is not None and (
+        not isinstance(services, list) or not all(isinstance(s, str) for s in services)
+    ):
+        errors.append({"field": "services", "message": "must be a list of service keys"})
+    if errors:
+        raise FieldErrors(errors)
+    return Fields(str(data.get("channel") or ""), str(data.get("address") or ""), services)
+
+
+def _page(request: Request) -> subs.Page:
+    slug = request.path_params["slug"]
+    with request.app.state.store.read() as conn:
+        page = subs.page_by_slug(conn, slug)
+    if page is None or not page.active:
+        raise HTTPException(404, f"no status page {slug!r}")
+    return page
+
+
+def _subscribe(
+    request: Request, page: subs.Page, fields: Fields, user_id: int | None
+) -> subs.Subscription:
+    limits = [
+        limiter(request, f"confirm-{window}", count, window)
+        for count, window in CONFIRMATION_LIMITS
+    ]
+    with request.app.state.store.begin() as conn:
+        address = fields.address
+        channel = fields.channel or ("user" if page.private else "email")
+        if page.private:
+            if fields.channel not in ("", "user"):
+                raise ValidationError(
+                    "this page is private: members subscribe while signed in (channel user)",
+                    field="channel",
+                )
+            channel = "user"
+            address = conn.execute(
+                sa.select(users.c.email).where(users.c.id == user_id)
+            ).scalar_one()
+        if (
+            channel == SubscriberChannel.WEBHOOK
+            and not request.app.state.settings.webhook_allow_private
+            and subs.literal_private_host(address.strip())
+        ):
+            # Names are resolved and checked again at each send; a literal is refused now.
+            raise ValidationError(
+                "the webhook URL points at a loopback or private address", field="address"
+            )
+        found = subs.subscribe(conn, page, channel, address, fields.services, user_id=user_id)
+        if found.confirm_token and _may_confirm(limits, found):
+            outbox.emit(
+                conn,
+                subs.CONFIRM,
+                {"subscriber_id": found.subscriber_id, "nonce": new_token()},
+            )
+    return found
+
+
+def _may_confirm(limits: list[Limiter], found: subs.Subscription) -> bool:
+    key = (str(found.channel), found.address)
+    if any(limit.retry_after(*key) is not None for limit in limits):
+        return False
+    for limit in limits:
+        limit.hit(*key)
+    return True
+
+
+def _member(request: Request, page: subs.Page, user_id: int) -> bool:
+    with request.app.state.store.read() as conn:
+        return subs.is_member(conn, page, user_id)
+
+
+async def subscribe(request: Request) -> Response:
+    """Subscribe to the page; see the module docstring for the answers."""
+    as_json = _wants_json(request)
+    page = await run_in_threadpool(_page, request)
+    user_id: int | None = None
+    if page.private:
+        who = await run_in_threadpool(principal, request)
+        if who is None or who.user_id is None:
+            if as_json:
+                raise HTTPException(401, "sign in to subscribe to this private page")
+            return RedirectResponse(f"/login?next=/p/{page.slug}/", 303)
+        if not await run_in_threadpool(_member, request, page, who.user_id):
+            raise HTTPException(404, f"no status page {page.slug!r}")
+        user_id = who.user_id
+    requests = limiter(request, "subscribe", SUBSCRIBES_PER_WINDOW, 600)
+    if not await run_in_threadpool(requests.take, client_address(request)):
+        message = "Too many subscribe requests from your address; try again later."
+        if as_json:
+            raise HTTPException(429, message, {"Retry-After": "600"})
+        response = _error(request, page, 429, "We could not subscribe you", message)
+        response.headers["Retry-After"] = "600"
+        return response
+    try:
+        fields = await _fields(request)
+        found = await run_in_threadpool(_subscribe, request, page, fields, user_id)
+    except (FieldErrors, ValidationError) as exc:
+        if as_json:
+            raise
+        message = str(exc) if isinstance(exc, ValidationError) else _field_text(exc)
+        return _error(request, page, 422, "We could not subscribe you", message, retry=True)
+    except HTTPException as exc:
+        if as_json:
+            raise
+        return _error(request, page, exc.status_code, "We could not subscribe you", exc.detail)
+    request.app.state.runtime.nudge.set()
+    return _answer(request, page, found, as_json)
+
+
+def _form_context(request: Request, page: subs.Page, user_id: int | None) -> dict[str, Any]:
+    with request.app.state.store.read() as conn:
+        components = subs.page_components(conn, page.id)
+        email = (
+            conn.execute(sa.select(users.c.email).where(users.c.id == user_id)).scalar()
+            if user_id is not None
+            else None
+        )
+    return {"components": components, "user_email": email}
+
+
+async def subscribe_form(request: Request) -> Response:
+    """The subscribe form: channel, address and the page's services to follow (a member's
+    email on a private page). `?services=api,db` ticks services in advance."""
+    page = await run_in_threadpool(_page, request)
+    user_id: int | None = None
+    if page.private:
+        who = await run_in_threadpool(principal, request)
+        if who is None or who.user_id is None:
+            return RedirectResponse(f"/login?next={request.url.path}", 303)
+        if not await run_in_threadpool(_member, request, page, who.user_id):
+            raise HTTPException(404, f"no status page {page.slug!r}")
+        user_id = who.user_id
+    context = await run_in_threadpool(_form_context, request, page, user_id)
+    chosen = request.query_params.get("services", "").split(",")
+    return html(
+        "subscribe_form.html",
+        page=page,
+        page_url=page_url(request, page),
+        chosen=[c for c in chosen if c],
+        **context,
+    )
+
+
+def _field_text(exc: FieldErrors) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+
+
+def _answer(request: Request, page: subs.Page, found: subs.Subscription, as_json: bool) -> Response:
+    base = page_url(request, page)
+    body: dict[str, Any] = {
+        "channel": found.channel,
+        "address": found.address,
+        "services": found.services,
+    }
+    if found.channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
+        # The same answer for new, pending and confirmed addresses.
+        body.update(
+            status="pending_confirmation",
+            message=f"If {found.address} is not subscribed yet, a confirmation is on its way.",
+        )
+        if as_json:
+            return JSONResponse(body, 202)
+        return html("subscribe_pending.html", 202, page=page, page_url=base, **body)
+    body["status"] = "subscribed"
+    unsubscribe_url = None
+    # The unsubscribe link and the secret go only to whoever made them: anyone can post a
+    # known webhook URL again, and must learn nothing from it.
+    if found.created or found.webhook_secret or found.channel == SubscriberChannel.USER:
+        unsubscribe_url = f"{base}/subscriptions/unsubscribe/{found.unsubscribe_token}"
+        body["unsubscribe_url"] = unsubscribe_url
+    if found.webhook_secret:
+        body["signing_secret"] = found.webhook_secret
+        body["signature_header"] = "X-Beacon-Signature"
+    status = 201 if found.created else 200
+    if as_json:
+        return JSONResponse(body, status)
+    return html(
+        "subscribe_done.html",
+        status,
+        page=page,
+        page_url=base,
+        created=found.created,
+        address=found.address,
+        services=found.services,
+        secret=found.webhook_secret,
+        unsubscribe_url=unsubscribe_url,
+    )
+
+
+def _error(
+    request: Request, page: Any, status: int, title: str, message: str, retry: bool = False
+) -> Response:
+    base = page_url(request, page) if isinstance(page, subs.Page) else ""
+    shown = page if page is not None else {"name": "Beacon"}
+    return html(
+        "subscribe_error.html",
+        status,
+        page=shown,
+        page_url=base,
+        title=title,
+        message=message,
+        retry_url=request.url.path if retry else None,
+    )
+
+
+def _any_page(request: Request) -> subs.Page | None:
+    with request.app.state.store.read() as conn:
+        return subs.page_by_slug(conn, request.path_params["slug"])
+
+
+def _confirm(request: Request, page_id: int, token: str) -> Any:
+    with request.app.state.store.begin() as conn:
+        return subs.confirm(conn, page_id, token)
+
+
+async def confirm(request: Request) -> Response:
+    """The link in a confirmation message: the subscription starts counting."""
+    page = await run_in_threadpool(_any_page, request)
+    token = request.path_params["token"]
+    row = await run_in_threadpool(_confirm, request, page.id, token) if page else None
+    if page is None or row is None:
+        return _error(
+            request,
+            page,
+            404,
+            "Link not valid",
+            "This confirmation link is not valid (any more). Subscribe again on the status page.",
+        )
+    base = page_url(request, page)
+    return html(
+        "subscribe_confirmed.html",
+        page=page,
+        page_url=base,
+        address=row.address,
+        services=row.services,
+        unsubscribe_url=f"{base}/subscriptions/unsubscribe/{row.unsubscribe_token}",
+    )
+
+
+def _by_token(request: Request, page_id: int, token: str) -> Any:
+    with request.app.state.store.read() as conn:
+        return subs.by_unsubscribe_token(conn, page_id, token)
+
+
+def _unsubscribe(request: Request, page_id: int, token: str) -> bool:
+    with request.app.state.store.begin() as conn:
+        return subs.unsubscribe(conn, page_id, token)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """GET shows what will stop and a button; POST unsubscribes (also RFC 8058 one-click
+    `List-Unsubscribe=One-Click` from mail clients, and webhook receivers' POSTs)."""
+    page = await run_in_threadpool(_any_page, request)
+    token = request.path_params["token"]
+    row = await run_in_threadpool(_by_token, request, page.id, token) if page else None
+    as_json = _wants_json(request)
+    if page is None or row is None:
+        if as_json:
+            raise HTTPException(404, "this unsubscribe link is not valid (any more)")
+        return _error(
+            request, page, 404, "Link not valid", "This unsubscribe link is not valid (any more)."
+        )
+    base = page_url(request, page)
+    if request.method in ("GET", "HEAD"):
+        return html(
+            "subscribe_unsubscribe.html",
+            page=page,
+            page_url=base,
+            address=row.address,
+        )
+    await run_in_threadpool(_unsubscribe, request, page.id, token)
+    if as_json:
+        return JSONResponse({"status": "unsubscribed", "address": row.address})
+    return html("subscribe_unsubscribed.html", page=page, page_url=base, address=row.address)
+
+
+routes: list[BaseRoute] = [
+    Route("/p/{slug}/subscribe", subscribe_form, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/subscribe", subscribe, methods=["POST"]),
+    Route("/p/{slug}/subscriptions/confirm/{token}", confirm, methods=["GET", "HEAD"]),
+    Route(
+        "/p/{slug}/subscriptions/unsubscribe/{token}",
+        unsubscribe,
+        methods=["GET", "HEAD", "POST"],
+    ),
+]

@@ -1,0 +1,124 @@
+"""Seeding a store the way `beacon apply` and the intake would, for the evaluator's tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.db import Store
+from engine.models import AlertEvent
+from engine.tables import (
+    alert_events,
+    alert_sources,
+    claims,
+    incident_templates,
+    maintenance_services,
+    maintenance_windows,
+    services,
+    teams,
+)
+from rules.runtime import RuleRuntime
+from tests.rules.helpers import T0
+from workers.evaluate import evaluate_partition, publish_rules, rules_runtime
+
+_fingerprints = itertools.count()
+
+
+def seed(store: Store) -> dict[str, int]:
+    """Team `platform` with services api, db, web, source `am`, templates and a window."""
+    with store.begin() as conn:
+        team = conn.execute(
+            teams.insert().values(key="platform", name="Platform")
+        ).inserted_primary_key[0]
+        ids = {"team": team}
+        for key in ("api", "db", "web"):
+            ids[key] = conn.execute(
+                services.insert().values(team_id=team, key=key, name=key.title())
+            ).inserted_primary_key[0]
+        for key, kind in (("am", "alertmanager"), ("kuma", "uptime-kuma")):
+            ids[key] = conn.execute(
+                alert_sources.insert().values(
+                    team_id=team,
+                    key=key,
+                    name=key,
+                    type=kind,
+                    integration_key=f"{key}-{team}-secret",
+                )
+            ).inserted_primary_key[0]
+        conn.execute(
+            incident_templates.insert().values(
+                team_id=team,
+                key="outage",
+                title="{{ service.name }} down: {{ event.summary }}",
+                message="Investigating.",
+                resolve_message="Recovered.",
+                services={"api": "major_outage"},
+            )
+        )
+        window = conn.execute(
+            maintenance_windows.insert().values(
+                team_id=team,
+                key="mw",
+                title="Upgrade",
+                starts_at=T0 + timedelta(minutes=10),
+                ends_at=T0 + timedelta(minutes=20),
+                on_end="replay",
+                status="in_progress",
+            )
+        ).inserted_primary_key[0]
+        conn.execute(maintenance_services.insert().values(window_id=window, service_id=ids["db"]))
+        ids["window"] = window
+    return ids
+
+
+def ingest(store: Store, source_id: int, *events: AlertEvent, partition: str = "am") -> list[int]:
+    """Store events as the intake does: unevaluated, in the source's partition."""
+    new = []
+    with store.begin() as conn:
+        for event in events:
+            new.append(
+                conn.execute(
+                    alert_events.insert().values(
+                        source_id=source_id,
+                        dedup_key=event.dedup_key,
+                        status=str(event.status),
+                        severity=str(event.severity),
+                        summary=event.summary,
+                        labels=dict(event.labels),
+                        links=[],
+                        occurred_at=event.occurred_at,
+                        received_at=event.received_at,
+                        fingerprint=f"fp-{next(_fingerprints)}",
+                        partition=partition,
+                    )
+                ).inserted_primary_key[0]
+            )
+    return new
+
+
+def load_rules(store: Store, text: str) -> RuleRuntime:
+    publish_rules(store, {"rules.yaml": "version: 1\nrules:\n" + text}, None)
+    return rules_runtime(store, {})
+
+
+def evaluate(store: Store, runtime: RuleRuntime, partition: str = "am") -> int:
+    return evaluate_partition(store, rules_runtime(store, {"rules": runtime}), partition)
+
+
+def status_of(store: Store, service_id: int) -> str:
+    with store.read() as conn:
+        return str(
+            conn.execute(sa.select(services.c.status).where(services.c.id == service_id)).scalar()
+        )
+
+
+def open_claims(store: Store) -> list[Any]:
+    with store.read() as conn:
+        return conn.execute(
+            sa.select(claims.c.service_id, claims.c.status, claims.c.rule_id)
+            .where(claims.c.released_at.is_(None))
+            .order_by(claims.c.id)
+        ).all()

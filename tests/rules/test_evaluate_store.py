@@ -1,0 +1,354 @@
+"""The evaluator on real stores (SQLite file and PostgreSQL): intents become claims, status,
+incidents, rule errors, deadlines; state survives between batches and rule reloads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from engine.activations_store import release_claim
+from engine.incidents import take_over
+from engine.tables import (
+    activations,
+    alert_events,
+    channels,
+    claims,
+    deadlines,
+    incident_updates,
+    incidents,
+    outbox,
+    rule_errors,
+    status_changes,
+)
+from engine.why import explain
+from tests.rules.helpers import T0, event
+from tests.rules.store_helpers import (
+    evaluate,
+    ingest,
+    load_rules,
+    open_claims,
+    seed,
+    status_of,
+)
+from workers.evaluate import end_maintenance, publish_rules, rules_runtime, tick
+
+API = """
+  - id: api-5xx
+    match: {source: am}
+    services: [api]
+    then: [{set_status: partial_outage}]
+"""
+
+
+def test_resolving_one_alert_never_clears_a_status_another_alert_holds(store):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(store, ids["am"], event(dedup_key="eu"), event(dedup_key="us", at=1))
+    assert evaluate(store, runtime) == 2
+    assert status_of(store, ids["api"]) == "partial_outage"
+    ingest(store, ids["am"], event("resolved", dedup_key="eu", at=5))
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "partial_outage"
+    assert len(open_claims(store)) == 1
+    ingest(store, ids["am"], event("resolved", dedup_key="us", at=6))
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        changes = conn.execute(sa.select(status_changes).order_by(status_changes.c.id)).all()
+        outcomes = conn.execute(
+            sa.select(alert_events.c.outcome, alert_events.c.evaluated_at)
+        ).all()
+    assert [(c.new_status, c.cause_kind, c.cause["rule"]) for c in changes] == [
+        ("partial_outage", "rule", "api-5xx"),
+        ("operational", "rule", "api-5xx"),
+    ]
+    assert all(o.evaluated_at is not None and o.outcome["rules_version"] == 1 for o in outcomes)
+
+
+def test_duplicate_and_out_of_order_events_have_no_second_effect(store):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(
+        store,
+        ids["am"],
+        event(at=60),
+        event(at=61),  # a re-send
+        event("resolved", at=62, occurred=30),  # older than the firing: ignored
+    )
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "partial_outage"
+    assert len(open_claims(store)) == 1
+
+
+def test_for_acts_on_the_clock_through_a_deadline(store):
+    ids = seed(store)
+    runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
+    ingest(store, ids["am"], event())
+    evaluate(store, runtime)
+    with store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.due_at)).all()
+    assert [(d.kind, d.due_at) for d in due] == [("rules.tick", T0 + timedelta(minutes=2))]
+    assert tick(store, runtime, T0 + timedelta(minutes=1)) == 0
+    assert status_of(store, ids["api"]) == "operational"
+    assert tick(store, runtime, T0 + timedelta(minutes=3)) == 1
+    assert status_of(store, ids["api"]) == "partial_outage"
+
+
+def test_an_incident_opens_from_its_template_and_a_person_can_take_it_over(store):
+    ids = seed(store)
+    rules = """
+  - id: api-down
+    match: {source: am}
+    services: [api]
+    then:
+      - set_status: major_outage
+      - open_incident: {template: outage}
+"""
+    runtime = load_rules(store, rules)
+    ingest(store, ids["am"], event(summary="502s"), event(dedup_key="b", at=1, summary="x"))
+    evaluate(store, runtime)
+    with store.begin() as conn:
+        rows = conn.execute(sa.select(incidents).order_by(incidents.c.id)).all()
+        assert [(r.title, r.status, r.impact, r.managed_by) for r in rows] == [
+            ("Api down: 502s", "investigating", "critical", "automation"),
+            ("Api down: x", "investigating", "critical", "automation"),
+        ]
+        # A person takes the second one over.
+        take_over(conn, rows[1].id, "ops@example.com")
+    ingest(store, ids["am"], event("resolved", at=10), event("resolved", dedup_key="b", at=11))
+    evaluate(store, runtime)
+    with store.read() as conn:
+        rows = conn.execute(sa.select(incidents).order_by(incidents.c.id)).all()
+        updates = conn.execute(
+            sa.select(
+                incident_updates.c.incident_id, incident_updates.c.status, incident_updates.c.body
+            ).order_by(incident_updates.c.id)
+        ).all()
+        kinds = [r.kind for r in conn.execute(sa.select(outbox.c.kind).order_by(outbox.c.id))]
+    assert [r.status for r in rows] == ["resolved", "investigating"]
+    assert [tuple(u) for u in updates] == [
+        (rows[0].id, "investigating", "Investigating."),
+        (rows[1].id, "investigating", "Investigating."),
+        (rows[0].id, "resolved", "Recovered."),
+    ]
+    assert "pages.dirty" in kinds
+    # The taken-over incident still holds the service's status.
+    assert status_of(store, ids["api"]) == "major_outage"
+
+
+def test_a_service_from_value_naming_no_service_is_recorded_and_shown_by_why(store):
+    ids = seed(store)
+    runtime = load_rules(
+        store,
+        """
+  - id: by-label
+    match: {source: am}
+    service_from: labels.service
+    then: [{set_status: degraded}]
+""",
+    )
+    ingest(
+        store,
+        ids["am"],
+        event(labels={"service": "payments"}),
+        event(dedup_key="w", labels={"service": "web"}),
+    )
+    evaluate(store, runtime)
+    assert status_of(store, ids["web"]) == "degraded"
+    with store.read() as conn:
+        errors = conn.execute(sa.select(rule_errors.c.rule_id, rule_errors.c.message)).all()
+        evaluated = conn.execute(
+            sa.select(sa.func.count()).where(alert_events.c.evaluated_at.isnot(None))
+        ).scalar()
+        report = explain(conn, "web")
+    assert [tuple(e) for e in errors] == [("by-label", "no service 'payments' in team 'platform'")]
+    assert evaluated == 2  # the event is kept and evaluated
+    assert report["status"] == "degraded"
+    assert report["claims"][0]["rule"] == "by-label"
+    assert report["claims"][0]["alerts"] == [{"source": "am", "dedup_key": "w", "firing": True}]
+    assert report["rule_errors"][0]["message"] == "no service 'payments' in team 'platform'"
+    assert report["because"].startswith("degraded: the worst of rule by-label claims degraded")
+
+
+def test_maintenance_holds_firing_and_replays_still_firing_alerts_at_its_end(store):
+    ids = seed(store)
+    runtime = load_rules(
+        store,
+        """
+  - id: db
+    match: {source: am}
+    services: [db]
+    then: [{set_status: major_outage}]
+""",
+    )
+    ingest(
+        store,
+        ids["am"],
+        event(at=11 * 60),
+        event(dedup_key="gone", at=12 * 60),
+        event("resolved", dedup_key="gone", at=13 * 60),
+    )
+    evaluate(store, runtime)
+    assert open_claims(store) == []
+    assert end_maintenance(store, runtime, ids["window"]) == 1
+    assert [c.service_id for c in open_claims(store)] == [ids["db"]]
+
+
+def test_a_reload_swaps_rules_and_activations_carry_over(store):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(store, ids["am"], event())
+    evaluate(store, runtime)
+    publish_rules(
+        store,
+        {"rules.yaml": "version: 1\nrules:\n" + API.replace("partial_outage", "degraded")},
+        None,
+    )
+    runtime = rules_runtime(store, {"rules": runtime})
+    assert runtime.book is not None and runtime.book.version == 2
+    # The new version's rule matches new alerts with its new status ...
+    ingest(store, ids["am"], event(dedup_key="new", at=5))
+    evaluate(store, runtime)
+    assert sorted(c.status for c in open_claims(store)) == ["degraded", "partial_outage"]
+    # ... and the old activation still ends on its alert's resolve.
+    ingest(store, ids["am"], event("resolved", at=10))
+    evaluate(store, runtime)
+    assert [c.status for c in open_claims(store)] == ["degraded"]
+    with store.read() as conn:
+        states = (
+            conn.execute(sa.select(activations.c.state).order_by(activations.c.id)).scalars().all()
+        )
+    assert states == ["ended", "active"]
+
+
+def test_publishing_the_same_rules_again_keeps_the_version(store):
+    files = {"r.yaml": "version: 1\nrules:\n" + API}
+    assert publish_rules(store, files, None) == 1
+    assert publish_rules(store, files, None) == 1
+
+
+def test_notify_hands_one_message_per_activation_and_state_to_the_channel_worker(store):
+    ids = seed(store)
+    with store.begin() as conn:
+        conn.execute(
+            channels.insert().values(team_id=ids["team"], key="slack", type="slack", config={})
+        )
+    runtime = load_rules(
+        store,
+        """
+  - id: api
+    match: {source: am}
+    services: [api]
+    resolve: {after: 1m}
+    then: [{notify: {channel: slack}}]
+""",
+    )
+    ingest(
+        store,
+        ids["am"],
+        event(summary="boom"),
+        event("resolved", at=5),
+        event(at=10),  # a flap inside resolve.after: no second message
+        event("resolved", at=20),
+    )
+    evaluate(store, runtime)
+    tick(store, runtime, T0 + timedelta(minutes=5))
+    with store.read() as conn:
+        payloads = [
+            r.payload
+            for r in conn.execute(
+                sa.select(outbox.c.payload)
+                .where(outbox.c.kind == "notify.channel")
+                .order_by(outbox.c.id)
+            )
+        ]
+    assert [(p["subject"], p["text"]) for p in payloads] == [
+        ("[firing] api", "api firing: boom"),
+        ("[resolved] api", "api resolved"),
+    ]
+    assert len({p["dedup_key"] for p in payloads}) == 2
+
+
+def test_an_operator_releases_one_claim_and_the_activation_runs_on(store):
+    ids = seed(store)
+    # Two rules claim the API for the same alert: the first lets the second act too.
+    first = API.replace("services: [api]", "services: [api]\n    continue: true")
+    second = API.replace("id: api-5xx", "id: api-slow").replace("partial_outage", "degraded")
+    runtime = load_rules(store, first + second)
+    ingest(store, ids["am"], event())
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "partial_outage"
+    with store.begin() as conn:
+        claim = conn.execute(
+            sa.select(claims.c.id).where(claims.c.rule_id == "api-5xx")
+        ).scalar_one()
+        assert release_claim(conn, claim, by="ops@example.com")
+        assert not release_claim(conn, claim, by="ops@example.com")
+    assert status_of(store, ids["api"]) == "degraded"
+    ingest(store, ids["am"], event("resolved", at=5))
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        released = conn.execute(
+            sa.select(claims.c.rule_id, claims.c.released_by).order_by(claims.c.id)
+        ).all()
+    assert [tuple(r) for r in released] == [
+        ("api-5xx", "ops@example.com"),
+        ("api-slow", "rule:api-slow"),
+    ]
+
+
+def test_ten_flaps_inside_resolve_after_keep_one_incident_and_a_steady_status(store):
+    ids = seed(store)
+    runtime = load_rules(
+        store,
+        """
+  - id: api-flaps
+    match: {source: am}
+    services: [api]
+    resolve: {after: 5m}
+    then:
+      - set_status: major_outage
+      - open_incident: {template: outage}
+""",
+    )
+    flaps = []
+    for i in range(10):
+        flaps += [event(at=i * 20, summary="flap"), event("resolved", at=i * 20 + 10)]
+    ingest(store, ids["am"], *flaps)
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "major_outage"
+    tick(store, runtime, T0 + timedelta(minutes=4))
+    assert status_of(store, ids["api"]) == "major_outage"
+    tick(store, runtime, T0 + timedelta(minutes=10))
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        opened = conn.execute(sa.select(incidents.c.status)).scalars().all()
+        changes = (
+            conn.execute(sa.select(status_changes.c.new_status).order_by(status_changes.c.id))
+            .scalars()
+            .all()
+        )
+    assert opened == ["resolved"]
+    assert changes == ["major_outage", "operational"]
+
+
+def test_a_late_firing_older_than_its_resolve_starts_nothing_on_the_store(store):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(store, ids["am"], event(at=60), event("resolved", at=70))
+    evaluate(store, runtime)
+    ingest(store, ids["am"], event(at=80, occurred=30))
+    evaluate(store, runtime)
+    assert open_claims(store) == []
+    # In one batch, a firing followed by its resolve is evaluated in order, not skipped.
+    ingest(store, ids["am"], event(dedup_key="x", at=90), event("resolved", dedup_key="x", at=95))
+    evaluate(store, runtime)
+    with store.read() as conn:
+        changes = (
+            conn.execute(sa.select(status_changes.c.new_status).order_by(status_changes.c.id))
+            .scalars()
+            .all()
+        )
+    assert changes == ["partial_outage", "operational", "partial_outage", "operational"]

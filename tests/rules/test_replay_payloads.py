@@ -1,0 +1,110 @@
+"""`beacon rules test` with raw tool payloads, parsed by the real adapters as the intake
+would: fixtures from `../shared/fixtures/alert_sources/`, copied as they are into
+`tests/rules/fixtures/`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from workers.cli import main
+
+PAYLOADS = Path(__file__).parent / "fixtures"
+CONFIG = """
+teams: [{key: platform}]
+services: [{key: api, name: Public API}, {key: db, name: Database}]
+alert_sources:
+  - {key: kuma, name: Uptime Kuma, type: uptime-kuma}
+  - {key: am, name: Alertmanager, type: alertmanager}
+"""
+RULES = """version: 1
+rules:
+  - id: kuma-test-monitor
+    match: {source_type: uptime-kuma, labels.monitor_name: test}
+    services: [api]
+    then: [{set_status: major_outage}]
+  - id: am-fire
+    match: {source: am, labels.alertname: Fire, severity: critical}
+    services: [db]
+    then: [{set_status: partial_outage}]
+"""
+
+
+def _files(tmp_path):
+    (tmp_path / "beacon.yaml").write_text(CONFIG)
+    (tmp_path / "rules.yaml").write_text(RULES)
+    for payload in PAYLOADS.glob("*.json"):
+        shutil.copy(payload, tmp_path / payload.name)
+
+
+def test_a_raw_payload_file_goes_through_its_sources_adapter(tmp_path, capsys):
+    _files(tmp_path)
+    code = main(
+        [
+            "rules",
+            "test",
+            str(tmp_path / "rules.yaml"),
+            "--events",
+            str(tmp_path / "down_v1_23.json"),
+            "--source",
+            "kuma",
+            "--config",
+            str(tmp_path / "beacon.yaml"),
+        ]
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [(x["intent"], x["rule"], x["service"]) for x in lines] == [
+        ("claim", "kuma-test-monitor", "api")
+    ]
+    assert lines[0]["group"] == "kuma/monitor:89"
+
+
+def test_a_scenario_mixes_payloads_over_time_and_checks_expectations(tmp_path, capsys):
+    _files(tmp_path)
+    (tmp_path / "scenario.yaml").write_text(
+        """
+events:
+  - {at: 0s, source: kuma, payload: down_v1_23.json}
+  - {at: 30s, source: am, payload: firing_single.json}
+  - {at: 2m, source: kuma, payload: up_v1_23.json}
+  - {at: 3m, source: am, payload: resolved_single.json}
+expect:
+  - {at: "2026-01-01T00:00:00Z", intent: claim, service: api, status: major_outage}
+  - {at: "2026-01-01T00:00:30Z", intent: claim, service: db, status: partial_outage}
+  - {at: "2026-01-01T00:02:00Z", intent: release, service: api}
+  - {at: "2026-01-01T00:03:00Z", intent: release, service: db}
+"""
+    )
+    code = main(
+        [
+            "rules",
+            "test",
+            str(tmp_path / "rules.yaml"),
+            "--events",
+            str(tmp_path / "scenario.yaml"),
+            "--config",
+            str(tmp_path / "beacon.yaml"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+
+
+def test_an_unreadable_scenario_exits_2_and_says_where(tmp_path, capsys):
+    _files(tmp_path)
+    (tmp_path / "scenario.yaml").write_text("events:\n  - {at: soon, source: kuma, event: {}}\n")
+    code = main(
+        [
+            "rules",
+            "test",
+            str(tmp_path / "rules.yaml"),
+            "--events",
+            str(tmp_path / "scenario.yaml"),
+            "--config",
+            str(tmp_path / "beacon.yaml"),
+        ]
+    )
+    assert code == 2
+    assert "scenario.yaml: event 1: at 'soon' is neither a duration" in capsys.readouterr().err

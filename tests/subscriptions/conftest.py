@@ -1,0 +1,184 @@
+"""Fixtures for the subscription tests: a runtime whose SendGrid, Twilio and webhook targets
+are one real HTTP server on loopback, the app on it, and pages to subscribe to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from engine import migrate
+from engine.accounts import create_user
+from engine.settings import Settings
+from engine.tables import page_services, page_teams, status_pages, subscribers, team_members
+from pages.app import create_app
+from tests.engine.factories import service, team
+from tests.support import RecordingServer
+from workers.runtime import Runtime, uninstall
+
+BASE_URL = "http://status.test"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    srv = RecordingServer()
+    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
+    # connection resets from the stand-in itself. A real provider takes them all.
+    srv.server.socket.listen(128)
+    yield srv
+    srv.close()
+
+
+def settings_for(tmp_path: Path, server: RecordingServer, **extra: str) -> Settings:
+    env = {
+        "BEACON_DATA_DIR": str(tmp_path / "data"),
+        "BEACON_BASE_URL": BASE_URL,
+        "BEACON_SENDGRID_API_KEY": "SG.test",
+        "BEACON_SENDGRID_API_URL": server.url,
+        "BEACON_EMAIL_FROM": "status@acme.test",
+        "BEACON_TWILIO_ACCOUNT_SID": "AC123",
+        "BEACON_TWILIO_AUTH_TOKEN": "token",
+        "BEACON_TWILIO_FROM": "+15550001111",
+        "BEACON_TWILIO_API_URL": server.url,
+        "BEACON_WEBHOOK_ALLOW_PRIVATE": "true",
+        **extra,
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def rt(tmp_path: Path, server: RecordingServer) -> Iterator[Runtime]:
+    runtime = Runtime.build(settings_for(tmp_path, server))
+    migrate.upgrade(runtime.store)
+    yield runtime
+    runtime.close()
+    uninstall()
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@dataclass(frozen=True)
+class Site:
+    team_id: int
+    service_ids: dict[str, int]
+    page_id: int
+    slug: str
+
+
+def make_site(
+    rt: Runtime,
+    *,
+    slug: str = "acme",
+    team_key: str = "platform",
+    private: bool = False,
+    active: bool = True,
+    keys: tuple[str, ...] = ("api", "db"),
+) -> Site:
+    with rt.store.begin() as conn:
+        team_id = team(conn, team_key, private=private)
+        ids = {key: service(conn, team_id, key, name=f"{key.upper()} service") for key in keys}
+        inserted = conn.execute(
+            status_pages.insert().values(
+                team_id=team_id,
+                slug=slug,
+                name=f"{slug.title()} Status",
+                type="private" if private else "public",
+                active=active,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        page_id = int(inserted[0])
+        conn.execute(page_teams.insert().values(page_id=page_id, team_id=team_id))
+        conn.execute(
+            page_services.insert(),
+            [
+                {"page_id": page_id, "service_id": sid, "position": n}
+                for n, sid in enumerate(ids.values())
+            ],
+        )
+    return Site(team_id, ids, page_id, slug)
+
+
+def make_user(
+    rt: Runtime, email: str, *, teams: tuple[str, ...] = (), role: str = "stakeholder"
+) -> int:
+    return create_user(rt.store, email, role=role, teams=list(teams), password=PASSWORD)
+
+
+def leave_team(rt: Runtime, user_id: int) -> None:
+    with rt.store.begin() as conn:
+        conn.execute(team_members.delete().where(team_members.c.user_id == user_id))
+
+
+def subscriber_rows(rt: Runtime) -> list[Any]:
+    with rt.store.read() as conn:
+        return list(conn.execute(sa.select(subscribers).order_by(subscribers.c.id)))
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD, next_path: str = "/") -> Any:
+    client.get("/login")
+    token = client.cookies.get("beacon_session")
+    assert token
+    form = client.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf": csrf, "next": next_path},
+        follow_redirects=False,
+    )
+
+
+def drain(rt: Runtime, rounds: int = 10) -> None:
+    """Run the real pipeline until the outbox is quiet: dispatcher passes and burst workers."""
+    from workers.dispatch import dispatch_once
+    from workers.runtime import install
+
+    install(rt)
+    for _ in range(rounds):
+        if not dispatch_once(rt):
+            return
+        rt.queues.worker().work(burst=True, logging_level="WARNING")
+
+
+def body_of(request: dict[str, object]) -> bytes:
+    body = request["body"]
+    assert isinstance(body, bytes)
+    return body
+
+
+def header_of(request: dict[str, object], name: str) -> str:
+    headers = request["headers"]
+    assert isinstance(headers, dict)
+    return str(headers.get(name, ""))
+
+
+def sent_json(server: RecordingServer) -> list[dict[str, Any]]:
+    """The JSON bodies the server received (SendGrid mails, webhook payloads)."""
+    import json
+
+    return [
+        json.loads(body_of(r))
+        for r in server.requests
+        if header_of(r, "Content-Type").startswith("application/json")
+    ]
+
+
+def sms_sent(server: RecordingServer) -> list[dict[str, str]]:
+    """The Twilio messages the server received, as form fields."""
+    from urllib.parse import parse_qsl
+
+    return [
+        dict(parse_qsl(body_of(r).decode()))
+        for r in server.requests
+        if "/Messages.json" in str(r["path"])
+    ]

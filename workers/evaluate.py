@@ -1,0 +1,220 @@
+"""The evaluation job: a partition's new events through the rules, in order, in batches.
+
+Contract with the intake (see also `engine.activations`): events are stored in
+`alert_events` with `partition` (the alert source's id and key, `"<source id>:<key>"` or
+any stable string per source) and `evaluated_at` null, and an outbox row `evaluate` with
+`{"partition": ...}` is emitted in the same transaction. The dispatcher hands every claimed
+`evaluate` row of a pass to one `handle_evaluate` call, which evaluates each distinct
+partition once -- batches of events, never one job per event.
+
+Order and exclusivity: a partition's events are taken in id order, up to `BATCH` per
+transaction; on PostgreSQL the transaction first takes an advisory lock on the partition,
+so one evaluator at a time works on it (SQLite's writer lock does the same). The batch,
+its effects (activations, claims, incidents, deadlines, outbox rows) and the events'
+`evaluated_at` and `outcome` commit together: an evaluator killed mid-batch leaves every
+event of the batch unevaluated, and the outbox row's lease expiring hands the partition to
+another evaluator. Deadlines (`deadline.rules.tick`) run the machine's clock the same way.
+
+Rules come from the `rule_sets` table: the newest active version is compiled once per
+process and swapped in between batches (`rules.runtime.RuleRuntime`); one batch uses one
+version throughout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.activations import Machine
+from engine.activations_store import Ids, StoreState, StoreWorld, apply_intents, event_from_row
+from engine.db import Store
+from engine.events import TEST_OUTCOME
+from engine.models import EventStatus
+from engine.tables import alert_events, alert_sources, maintenance_windows, rule_sets, utcnow
+from rules.runtime import RuleBook, RuleRuntime
+from rules.validate import Known, RuleBookSpec, check
+
+from .runtime import Runtime
+
+BATCH = 500
+EVALUATE = "evaluate"
+EXTRA_KEY = "rules"
+
+
+# --- rule set versions ----------------------------------------------------------------------
+
+
+def publish_rules(store: Store, files: Mapping[str, str], known: Known | None) -> int:
+    """Validate `files` and make them the rules in force; returns the new version (the same
+    version when the text is unchanged). Raises `rules.errors.RulesInvalid` and changes
+    nothing if any file has a problem."""
+    spec = check(files, known)
+    with store.begin() as conn:
+        current = conn.execute(
+            sa.select(rule_sets.c.version, rule_sets.c.digest)
+            .where(rule_sets.c.active.is_(True))
+            .order_by(rule_sets.c.version.desc())
+            .limit(1)
+        ).first()
+        if current is not None and current.digest == spec.digest:
+            return int(current.version)
+        version = int(conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0) + 1
+        conn.execute(
+            rule_sets.insert().values(
+                version=version, files=dict(files), digest=spec.digest, active=True
+            )
+        )
+    return version
+
+
+def _in_force(store: Store) -> tuple[int, dict[str, str]]:
+    with store.read() as conn:
+        row = conn.execute(
+            sa.select(rule_sets.c.version, rule_sets.c.files)
+            .where(rule_sets.c.active.is_(True))
+            .order_by(rule_sets.c.version.desc())
+            .limit(1)
+        ).first()
+    return (0, {}) if row is None else (int(row.version), dict(row.files))
+
+
+def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
+    """The process's rule runtime, brought up to the version in force in the store."""
+    runtime = extras.get(EXTRA_KEY)
+    if runtime is None:
+        runtime = extras[EXTRA_KEY] = RuleRuntime()
+    version, files = _in_force(store)
+    book = runtime.book
+    if book is None or book.version != version:
+        # Stored rules were validated when published; references may have changed since,
+        # which is a run-time rule error, not a reason to stop evaluating.
+        runtime.swap(check(files, None) if files else RuleBookSpec((), "", {}), version)
+    return runtime
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def _lock(conn: sa.Connection, name: str) -> None:
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(name.encode()) - 2**31
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _machine(conn: sa.Connection, book: RuleBook) -> tuple[Ids, Machine]:
+    ids = Ids(conn)
+    policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
+    return ids, Machine(StoreState(ids), StoreWorld(ids), policies)
+
+
+def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
+    """Evaluate every unevaluated event of `partition`, in id order, `BATCH` per
+    transaction; returns how many were evaluated."""
+    total = 0
+    while True:
+        with runtime.using() as book, store.begin() as conn:
+            _lock(conn, f"evaluate:{partition}")
+            rows = conn.execute(
+                sa.select(alert_events, alert_sources.c.team_id.label("team_id"))
+                .join(alert_sources, alert_sources.c.id == alert_events.c.source_id)
+                .where(alert_events.c.partition == partition)
+                .where(alert_events.c.evaluated_at.is_(None))
+                .order_by(alert_events.c.id)
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                return total
+            ids, machine = _machine(conn, book)
+            for row in rows:
+                event = event_from_row(row, ids)
+                outcome: dict[str, Any] = {"rules_version": book.version}
+                if event.test:
+                    outcome.update(TEST_OUTCOME)
+                else:
+                    matched = book.match(event) if event.status == EventStatus.FIRING else []
+                    intents, result = machine.on_event(
+                        event, [m.rule for m in matched], ids.team_key(row.team_id)
+                    )
+                    apply_intents(conn, ids, intents)
+                    outcome.update(result.to_json())
+                    outcome["result"] = outcome_result(result.matched, result.effects)
+                conn.execute(
+                    alert_events.update()
+                    .where(alert_events.c.id == row.id)
+                    .values(evaluated_at=utcnow(), outcome=outcome)
+                )
+            total += len(rows)
+
+
+def outcome_result(matched: list[str], effects: list[str]) -> str:
+    """The one-word summary of an event's outcome: `matched` (a rule matched it),
+    `applied` (no rule matched but it changed something, e.g. a resolve that ended an
+    activation), or `no_match`."""
+    if matched:
+        return "matched"
+    return "applied" if effects else "no_match"
+
+
+def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int:
+    """Run the machine's clock to `now` (activations due: `for`, windows, damping,
+    timeouts); returns how many intents it applied."""
+    now = now or utcnow()
+    with runtime.using() as book, store.begin() as conn:
+        _lock(conn, "rules-tick")
+        ids, machine = _machine(conn, book)
+        intents = machine.on_time(now)
+        apply_intents(conn, ids, intents)
+    return len(intents)
+
+
+def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
+    """At a maintenance window's end: replay its held alerts that are still firing (or
+    drop them, per its `on_end`); returns how many intents it applied."""
+    with runtime.using() as book, store.begin() as conn:
+        window = conn.execute(
+            sa.select(maintenance_windows).where(maintenance_windows.c.id == window_id)
+        ).first()
+        if window is None:
+            return 0
+        ids, machine = _machine(conn, book)
+
+        def matches(event: Any) -> list[Any]:
+            return [m.rule for m in book.match(event)]
+
+        intents = machine.end_maintenance(
+            str(window_id), window.on_end, window.ends_at, matches, ids.team_key(window.team_id)
+        )
+        apply_intents(conn, ids, intents)
+    return len(intents)
+
+
+# --- outbox handlers (workers.dispatch.HANDLERS) ----------------------------------------------
+
+
+def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Outbox `evaluate`: evaluate each distinct partition of the batch once."""
+    runtime = rules_runtime(rt.store, rt.extras)
+    for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
+        evaluate_partition(rt.store, runtime, partition)
+
+
+def handle_tick(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Outbox `deadline.rules.tick`: an activation needs the clock."""
+    tick(rt.store, rules_runtime(rt.store, rt.extras))
+
+
+def handle_maintenance_ended(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Outbox `maintenance.ended` with `{"window_id": ...}`."""
+    runtime = rules_runtime(rt.store, rt.extras)
+    for window_id in sorted({int(p["window_id"]) for p in payloads if "window_id" in p}):
+        end_maintenance(rt.store, runtime, window_id)
+
+
+def digest(files: Mapping[str, str]) -> str:
+    """The digest `publish_rules` stores (for callers comparing texts)."""
+    return hashlib.sha256("\0".join(f"{n}\0{files[n]}" for n in sorted(files)).encode()).hexdigest()

@@ -1,0 +1,432 @@
+"""What each notice says: the message context and Statuspage's webhook envelope.
+
+A notice is one thing to tell the subscribers of one page (an incident update, a maintenance
+step, a component change, a confirmation). `workers.fanout` expands notices into deliveries
+and sends them; this module only reads the store to describe them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine import subscribers as subs
+from engine.models import Impact, ServiceStatus
+from engine.settings import Settings
+from engine.status import page_status
+from engine.tables import (
+    incident_services,
+    incident_updates,
+    incidents,
+    maintenance_services,
+    maintenance_updates,
+    maintenance_windows,
+    page_groups,
+    page_services,
+    services,
+    subscribers,
+)
+
+COMPONENT_STATUS = {
+    ServiceStatus.OPERATIONAL: "operational",
+    ServiceStatus.UNDER_MAINTENANCE: "under_maintenance",
+    ServiceStatus.DEGRADED: "degraded_performance",
+    ServiceStatus.PARTIAL_OUTAGE: "partial_outage",
+    ServiceStatus.MAJOR_OUTAGE: "major_outage",
+}
+STATUS_NAME = {
+    ServiceStatus.OPERATIONAL: "Operational",
+    ServiceStatus.UNDER_MAINTENANCE: "Under Maintenance",
+    ServiceStatus.DEGRADED: "Degraded Performance",
+    ServiceStatus.PARTIAL_OUTAGE: "Partial Outage",
+    ServiceStatus.MAJOR_OUTAGE: "Major Outage",
+}
+#: Causes whose change comes with an update of its own (people hear about that one).
+EXPLAINED_CAUSES = {"incident", "maintenance"}
+
+
+@dataclass
+class Notice:
+    """One thing to tell the subscribers of one page."""
+
+    key: str  # the dedup prefix: "<what>:<id>:page:<page id>"
+    kind: str  # the message templates: incident | maintenance | component | confirm
+    page: subs.Page
+    page_url: str
+    #: The services it is about (a subscriber's filter must meet them); None: all.
+    service_keys: set[str] | None
+    #: Whether email, SMS and user subscribers hear about it (webhooks always do).
+    people: bool
+    context: dict[str, Any]
+    #: The webhook body after `meta`.
+    envelope: dict[str, Any]
+    #: Only these subscribers (a confirmation), else every confirmed one of the page.
+    only: list[int] | None = None
+
+
+def _page_url(settings: Settings, page: subs.Page) -> str:
+    return page.url(settings.base_url)
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware time in Statuspage's JSON form (UTC, `Z`)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _shown(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%b %d, %Y %H:%M UTC")
+
+
+def _page_components(conn: Connection, page_id: int, service_ids: Iterable[int]) -> list[Any]:
+    return list(
+        conn.execute(
+            sa.select(
+                page_services.c.public_id,
+                page_services.c.service_id,
+                page_services.c.position,
+                page_services.c.created_at,
+                page_groups.c.public_id.label("group_public_id"),
+                services.c.key,
+                services.c.name,
+                services.c.description,
+                services.c.status,
+                services.c.status_since,
+            )
+            .join(services, services.c.id == page_services.c.service_id)
+            .outerjoin(page_groups, page_groups.c.id == page_services.c.group_id)
+            .where(page_services.c.page_id == page_id)
+            .where(page_services.c.service_id.in_(sorted(set(service_ids))))
+            .order_by(page_services.c.position, page_services.c.id)
+        )
+    )
+
+
+def _component(row: Any, page: subs.Page) -> dict[str, Any]:
+    """A component in Statuspage's field names."""
+    return {
+        "id": row.public_id,
+        "name": row.name,
+        "status": COMPONENT_STATUS[ServiceStatus(row.status)],
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.status_since),
+        "position": row.position,
+        "description": row.description or None,
+        "showcase": True,
+        "start_date": None,
+        "group_id": row.group_public_id,
+        "page_id": page.public_id,
+        "group": False,
+        "only_show_if_degraded": False,
+    }
+
+
+def _page_envelope(conn: Connection, page: subs.Page) -> dict[str, Any]:
+    """`page {id, status_indicator, status_description}` as the page shows it now."""
+    statuses = [
+        ServiceStatus(s)
+        for s in conn.execute(
+            sa.select(services.c.status)
+            .join(page_services, page_services.c.service_id == services.c.id)
+            .where(page_services.c.page_id == page.id)
+        ).scalars()
+    ]
+    page_service_ids = sa.select(page_services.c.service_id).where(
+        page_services.c.page_id == page.id
+    )
+    shown = sa.or_(
+        sa.exists().where(
+            incident_services.c.incident_id == incidents.c.id,
+            incident_services.c.service_id.in_(page_service_ids),
+        ),
+        ~sa.exists().where(incident_services.c.incident_id == incidents.c.id),
+    )
+    impacts = [
+        Impact(r.impact_override or r.impact)
+        for r in conn.execute(
+            sa.select(incidents.c.impact, incidents.c.impact_override)
+            .where(incidents.c.team_id.in_(sorted(page.team_ids)))
+            .where(incidents.c.status.notin_(["resolved", "postmortem"]))
+            .where(shown)
+        )
+    ]
+    status = page_status(statuses, impacts)
+    return {
+        "id": page.public_id,
+        "status_indicator": str(status.indicator),
+        "status_description": status.description,
+    }
+
+
+def _service_keys(components: Sequence[Any], had_services: bool) -> set[str] | None:
+    return {c.key for c in components} if had_services else None
+
+
+def incident_notices(conn: Connection, settings: Settings, update_id: int) -> list[Notice]:
+    """One notice per active page that shows the update's incident."""
+    update = conn.execute(
+        sa.select(incident_updates).where(incident_updates.c.id == update_id)
+    ).first()
+    if update is None or not update.deliver_notifications:
+        return []
+    incident = conn.execute(sa.select(incidents).where(incidents.c.id == update.incident_id)).one()
+    affected = [int(a["service_id"]) for a in (update.affected or [])]
+    service_ids = sorted(set(subs.incident_service_ids(conn, incident.id)) | set(affected))
+    all_updates = list(
+        conn.execute(
+            sa.select(incident_updates)
+            .where(incident_updates.c.incident_id == incident.id)
+            .order_by(incident_updates.c.display_at.desc(), incident_updates.c.id.desc())
+        )
+    )
+    notices = []
+    for page_id in subs.pages_showing(conn, incident.team_id, service_ids):
+        page = subs.page_by_id(conn, page_id)
+        assert page is not None
+        url = _page_url(settings, page)
+        components = _page_components(conn, page.id, service_ids)
+        by_service = {c.service_id: c for c in components}
+        incident_url = f"{url}/incidents/{incident.public_id}"
+        body = {
+            "id": incident.public_id,
+            "name": incident.title,
+            "status": incident.status,
+            "created_at": iso(incident.created_at),
+            "updated_at": iso(incident.updated_at),
+            "monitoring_at": iso(incident.monitoring_at),
+            "resolved_at": iso(incident.resolved_at),
+            "impact": incident.impact_override or incident.impact,
+            "shortlink": incident_url,
+            "started_at": iso(incident.started_at),
+            "page_id": page.public_id,
+            "incident_updates": [
+                _incident_update(u, incident.public_id, by_service) for u in all_updates
+            ],
+            "components": [_component(c, page) for c in components],
+        }
+        notices.append(
+            Notice(
+                key=f"incident-update:{update.id}:page:{page.id}",
+                kind="incident",
+                page=page,
+                page_url=url,
+                service_keys=_service_keys(components, bool(service_ids)),
+                people=True,
+                context={
+                    "incident": {"title": incident.title, "url": incident_url},
+                    "update": {
+                        "status": update.status,
+                        "status_name": str(update.status).replace("_", " ").capitalize(),
+                        "body": update.body,
+                        "display_at": _shown(update.display_at),
+                    },
+                    "components": [
+                        {"name": c.name, "status_name": STATUS_NAME[ServiceStatus(c.status)]}
+                        for c in components
+                    ],
+                },
+                envelope={"page": _page_envelope(conn, page), "incident": body},
+            )
+        )
+    return notices
+
+
+def _incident_update(row: Any, incident_public_id: str, by_service: dict[int, Any]) -> Any:
+    affected = None
+    if row.affected:
+        affected = [
+            {
+                "code": by_service[a["service_id"]].public_id,
+                "name": by_service[a["service_id"]].name,
+                "old_status": COMPONENT_STATUS[ServiceStatus(a["old_status"])]
+                if a.get("old_status")
+                else None,
+                "new_status": COMPONENT_STATUS[ServiceStatus(a["new_status"])],
+            }
+            for a in row.affected
+            if a["service_id"] in by_service
+        ]
+    return {
+        "id": row.public_id,
+        "status": row.status,
+        "body": row.body,
+        "incident_id": incident_public_id,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "display_at": iso(row.display_at),
+        "affected_components": affected,
+        "deliver_notifications": bool(row.deliver_notifications),
+    }
+
+
+def maintenance_notices(conn: Connection, settings: Settings, update_id: int) -> list[Notice]:
+    """One notice per active page that shows the update's maintenance window."""
+    update = conn.execute(
+        sa.select(maintenance_updates).where(maintenance_updates.c.id == update_id)
+    ).first()
+    if update is None:
+        return []
+    window = conn.execute(
+        sa.select(maintenance_windows).where(maintenance_windows.c.id == update.window_id)
+    ).one()
+    if not window.notify:
+        return []
+    service_ids = sorted(
+        conn.execute(
+            sa.select(maintenance_services.c.service_id).where(
+                maintenance_services.c.window_id == window.id
+            )
+        ).scalars()
+    )
+    all_updates = list(
+        conn.execute(
+            sa.select(maintenance_updates)
+            .where(maintenance_updates.c.window_id == window.id)
+            .order_by(maintenance_updates.c.display_at.desc(), maintenance_updates.c.id.desc())
+        )
+    )
+    notices = []
+    for page_id in subs.pages_showing(conn, window.team_id, service_ids):
+        page = subs.page_by_id(conn, page_id)
+        assert page is not None
+        url = _page_url(settings, page)
+        components = _page_components(conn, page.id, service_ids)
+        body = {
+            "id": window.public_id,
+            "name": window.title,
+            "status": update.status,
+            "created_at": iso(window.created_at),
+            "updated_at": iso(window.updated_at),
+            "monitoring_at": None,
+            "resolved_at": iso(window.completed_at),
+            "impact": "maintenance",
+            "shortlink": f"{url}/",
+            "started_at": iso(window.started_at or window.starts_at),
+            "page_id": page.public_id,
+            "scheduled_for": iso(window.starts_at),
+            "scheduled_until": iso(window.ends_at),
+            "incident_updates": [
+                {
+                    "id": u.public_id,
+                    "status": u.status,
+                    "body": u.body,
+                    "incident_id": window.public_id,
+                    "created_at": iso(u.created_at),
+                    "updated_at": iso(u.created_at),
+                    "display_at": iso(u.display_at),
+                    "affected_components": None,
+                    "deliver_notifications": True,
+                }
+                for u in all_updates
+            ],
+            "components": [_component(c, page) for c in components],
+        }
+        notices.append(
+            Notice(
+                key=f"maintenance-update:{update.id}:page:{page.id}",
+                kind="maintenance",
+                page=page,
+                page_url=url,
+                service_keys=_service_keys(components, bool(service_ids)),
+                people=True,
+                context={
+                    "window": {
+                        "title": window.title,
+                        "starts": _shown(window.starts_at),
+                        "ends": _shown(window.ends_at),
+                    },
+                    "update": {
+                        "status": update.status,
+                        "status_name": str(update.status).replace("_", " ").capitalize(),
+                        "body": update.body,
+                    },
+                    "components": [{"name": c.name} for c in components],
+                },
+                envelope={"page": _page_envelope(conn, page), "incident": body},
+            )
+        )
+    return notices
+
+
+def component_notices(
+    conn: Connection, settings: Settings, payload: dict[str, Any]
+) -> list[Notice]:
+    """One notice per change and active page that has the changed service as a component."""
+    at = datetime.fromisoformat(str(payload["at"]))
+    stamp = int(at.timestamp() * 1_000_000)
+    people = payload.get("cause_kind") not in EXPLAINED_CAUSES
+    notices = []
+    for service_id, old, new in payload.get("changes", []):
+        for page_id in subs.pages_with_service(conn, int(service_id)):
+            page = subs.page_by_id(conn, page_id)
+            assert page is not None
+            (row,) = _page_components(conn, page.id, [int(service_id)])
+            component = _component(row, page)
+            # The status at the change, not whatever it is by the time this runs.
+            component["status"] = COMPONENT_STATUS[ServiceStatus(new)]
+            component["updated_at"] = iso(at)
+            key = f"component-update:{service_id}:{stamp}:page:{page.id}"
+            url = _page_url(settings, page)
+            notices.append(
+                Notice(
+                    key=key,
+                    kind="component",
+                    page=page,
+                    page_url=url,
+                    service_keys={row.key},
+                    people=people,
+                    context={
+                        "component": {
+                            "name": row.name,
+                            "old_name": STATUS_NAME[ServiceStatus(old)],
+                            "new_name": STATUS_NAME[ServiceStatus(new)],
+                        },
+                        "at": _shown(at),
+                    },
+                    envelope={
+                        "page": _page_envelope(conn, page),
+                        "component": component,
+                        "component_update": {
+                            "old_status": COMPONENT_STATUS[ServiceStatus(old)],
+                            "new_status": COMPONENT_STATUS[ServiceStatus(new)],
+                            "created_at": iso(at),
+                            "component_type": "Component",
+                            "id": f"{row.public_id}{stamp:x}"[-24:],
+                            "component_id": row.public_id,
+                        },
+                    },
+                )
+            )
+    return notices
+
+
+def confirm_notices(conn: Connection, settings: Settings, payload: dict[str, Any]) -> list[Notice]:
+    """The confirmation message for one subscriber, unless it is confirmed or gone."""
+    row = conn.execute(
+        sa.select(subscribers).where(subscribers.c.id == int(payload["subscriber_id"]))
+    ).first()
+    if row is None or row.confirmed or not row.confirm_token:
+        return []
+    page = subs.page_by_id(conn, row.page_id)
+    assert page is not None
+    url = _page_url(settings, page)
+    return [
+        Notice(
+            key=f"confirm:{row.id}:{payload.get('nonce', '')}",
+            kind="confirm",
+            page=page,
+            page_url=url,
+            service_keys=None,
+            people=True,
+            context={
+                "confirm_url": f"{url}/subscriptions/confirm/{row.confirm_token}",
+                "services": row.services or [],
+            },
+            envelope={},
+            only=[row.id],
+        )
+    ]

@@ -21,7 +21,7 @@ from engine.accounts import create_api_key
 from engine.db import Store, create_store
 from engine.settings import Settings
 from engine.tables import services
-from tests.conftest import ROOT, need
+from tests.conftest import FIXTURES, ROOT, need
 from tests.support import serve
 
 from . import factory
@@ -193,3 +193,33 @@ def test_artifacts_dir_is_ignored_by_git() -> None:
         ["git", "check-ignore", "test-artifacts/page-light.png"], cwd=ROOT, capture_output=True
     )
     assert out.returncode == 0
+
+
+def test_a_webhook_turns_a_service_down_on_the_open_page(example: Any, browser: Any) -> None:
+    """The whole path: Uptime Kuma's webhook -> intake -> rules -> status -> render -> page."""
+    import json
+
+    base, _store, _key = example
+    page = browser.new_page()
+    page.goto(f"{base}/p/northwind/")
+    page.evaluate("window.beaconMarker = 'no reload'")
+    page.wait_for_timeout(500)
+    body = json.loads((FIXTURES / "alert_sources" / "uptime-kuma" / "down_v1_23.json").read_text())
+    # examples/rules/uptime.yaml: a monitor tagged service:<key> marks that service down.
+    body["monitor"]["name"] = "Sign-in check"
+    body["monitor"]["tags"] = [{"name": "service", "value": "auth", "color": "#000"}]
+    started = time.perf_counter()
+    answer = httpx.post(f"{base}/api/v1/events/example-uptime-kuma-key-change-me", json=body)
+    assert answer.status_code == 202, answer.text
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.c')].some(c =>"
+        " c.querySelector('.nm').textContent === 'Sign-in' &&"
+        " c.querySelector('.st').textContent === 'Partial Outage')",
+        timeout=10_000,
+    )
+    seconds = time.perf_counter() - started
+    assert page.evaluate("window.beaconMarker") == "no reload"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "webhook-update.txt").write_text(f"webhook to updated page: {seconds:.3f} s\n")
+    print(f"webhook shown without reload after {seconds:.3f} s")
+    page.close()

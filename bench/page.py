@@ -141,6 +141,57 @@ def change_latency(base: str, key: str, service_ids: list[int], count: int) -> l
     return latencies
 
 
+def webhook_latency(work: Path, env: dict[str, str], count: int) -> list[float]:
+    """Seconds from POSTing an Uptime Kuma webhook to the example page answering a new ETag,
+    on `beacon serve --config examples/beacon.yaml`: intake, rules (a monitor tagged
+    `service:auth` marks Sign-in partially down; its recovery ends that), status, render.
+    Alternates down and up, spaced past the render interval."""
+    import json
+
+    from tests.conftest import FIXTURES
+
+    data = work / "example-data"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
+        + ["--config", str(ROOT / "examples" / "beacon.yaml")],
+        cwd=ROOT,
+        env={**env, "BEACON_DATA_DIR": str(data)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "example-serve.log", "w"),  # noqa: SIM115
+    )
+    base = f"http://127.0.0.1:{port}"
+    body = json.loads((FIXTURES / "alert_sources" / "uptime-kuma" / "down_v1_23.json").read_text())
+    body["monitor"]["tags"] = [{"name": "service", "value": "auth", "color": "#000"}]
+    latencies = []
+    try:
+        wait_http(base + "/healthz")
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for n in range(count):
+                etag = client.get("/p/northwind/").headers["etag"]
+                time.sleep(render.RENDER_INTERVAL + 0.1)
+                body["heartbeat"]["status"] = 0 if n % 2 == 0 else 1  # down, then up
+                body["heartbeat"]["time"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                started = time.perf_counter()
+                answer = client.post("/api/v1/events/example-uptime-kuma-key-change-me", json=body)
+                if answer.status_code != 202:
+                    raise SystemExit(f"webhook: {answer.status_code} {answer.text}")
+                give_up = started + 30
+                while client.get("/p/northwind/").headers["etag"] == etag:
+                    if time.perf_counter() > give_up:
+                        raise SystemExit(f"webhook {n} did not show within 30 s")
+                    time.sleep(0.002)
+                latencies.append(time.perf_counter() - started)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return latencies
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
@@ -233,6 +284,12 @@ def main() -> int:
                 f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                 f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
                 f"max {max(latencies) * 1000:.0f} ms"
+            )
+            hooks = webhook_latency(work, env, args.changes)
+            print(
+                f"webhook -> page shows it (Uptime Kuma, example config, {len(hooks)} "
+                f"webhooks): p50 {percentile(hooks, 0.5) * 1000:.0f} ms, "
+                f"p99 {percentile(hooks, 0.99) * 1000:.0f} ms, max {max(hooks) * 1000:.0f} ms"
             )
     finally:
         if nginx is not None:

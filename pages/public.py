@@ -25,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from engine import pagedata
+from engine.access import Want
 from engine.models import ServiceStatus
 from engine.pagedata import Incident, PageSnapshot
 from engine.tables import assets, status_pages, utcnow
@@ -237,14 +238,18 @@ async def _entry(request: Request, slug: str) -> Entry:
         entry = await run_in_threadpool(cold_render, rt, slug)
     if entry is None:
         raise HTTPException(404, f"no status page {slug!r}")
-    _check_access(request, entry)
+    await _check_access(request, entry)
     return entry
 
 
-def _check_access(request: Request, entry: Entry) -> None:
-    """Until `engine.access` exists: only active public pages are served."""
-    if not entry.public:
-        raise HTTPException(404, f"no status page {entry.slug!r}")
+async def _check_access(request: Request, entry: Entry) -> None:
+    """engine.access's answer, through pages.page_access.guard: live updates and assets are
+    data (401 to an anonymous visitor of a private page), the rest HTML (sign-in redirect)."""
+    from .page_access import guard  # page_access imports this module
+
+    path = request.url.path
+    data = path.endswith("/live") or "/assets/" in path
+    await guard(request, Want.DATA if data else Want.HTML)
 
 
 def document_response(request: Request, doc: Document, *, public: bool = True) -> Response:

@@ -3,7 +3,8 @@
 The page (`index.html`) and the first archive page (`history`) are documents of the page
 cache (`pages.documents`), rendered by workers; routes answer them from the cache with
 ETag and Last-Modified. Older archive pages and permalinks render on request. Every page
-route asks `_check_access` (one call site, to switch to `engine.access` once it lands).
+route asks `_entry`, the one call site of the access check (`engine.access` through
+`pages.page_access.guard`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from engine import pagedata
-from engine.access import Want
 from engine.models import ServiceStatus
 from engine.pagedata import Incident, PageSnapshot
 from engine.tables import assets, status_pages, utcnow
@@ -231,25 +231,50 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-async def _entry(request: Request, slug: str) -> Entry:
+@dataclass(frozen=True)
+class _Granted:
+    entry: Entry
+    access: Any  # engine.access.Access
+
+
+async def _entry(request: Request, want: str = "html") -> _Granted:
+    """The request's page from the cache (rendered on a cold miss), after the access check:
+    the single call site of `engine.access` for these routes."""
+    from engine.access import Want
+
+    from .page_access import guard
+
+    decision = await guard(request, Want(want))
+    assert decision.page is not None  # guard raises for a page that does not exist
+    slug = decision.page.slug
     rt = _runtime(request)
     entry = for_runtime(rt).get(slug)
     if entry is None:
         entry = await run_in_threadpool(cold_render, rt, slug)
     if entry is None:
         raise HTTPException(404, f"no status page {slug!r}")
-    await _check_access(request, entry)
-    return entry
+    return _Granted(entry, decision)
 
 
-async def _check_access(request: Request, entry: Entry) -> None:
-    """engine.access's answer, through pages.page_access.guard: live updates and assets are
-    data (401 to an anonymous visitor of a private page), the rest HTML (sign-in redirect)."""
-    from .page_access import guard  # page_access imports this module
+def _finish(response: Response, granted: _Granted) -> Response:
+    from .page_access import finish
 
-    path = request.url.path
-    data = path.endswith("/live") or "/assets/" in path
-    await guard(request, Want.DATA if data else Want.HTML)
+    return finish(response, granted.access, cors=True)
+
+
+PREVIEW_MARK = b"<!--beacon:preview-->"
+PREVIEW_BANNER = (
+    b'<p class="preview" role="status">Preview: this page is not active yet; '
+    b"only its teams' members can see it.</p>"
+)
+
+
+def _previewed(doc: Document, granted: _Granted) -> Document:
+    """Members looking at an inactive page see a banner saying so."""
+    if not granted.access.preview or PREVIEW_MARK not in doc.body:
+        return doc
+    body = doc.body.replace(PREVIEW_MARK, PREVIEW_BANNER, 1)
+    return Document(body, doc.content_type, f'"p{doc.etag[1:]}', doc.last_modified)
 
 
 def document_response(request: Request, doc: Document, *, public: bool = True) -> Response:
@@ -282,17 +307,18 @@ def not_modified(if_none_match: str | None, if_modified_since: str | None, doc: 
     return if_modified_since is not None and if_modified_since == doc.last_modified
 
 
-async def cached_document(request: Request, slug: str, name: str) -> Response:
-    """Serve document `name` of page `slug` from the page cache (for other page routes too)."""
-    entry = await _entry(request, slug)
-    doc = entry.get(name)
+async def cached_page(request: Request, name: str) -> Response:
+    """Serve HTML document `name` of the request's page from the page cache."""
+    granted = await _entry(request)
+    doc = granted.entry.get(name)
     if doc is None:
-        raise HTTPException(404, f"page {slug!r} has no document {name!r}")
-    return document_response(request, doc, public=entry.public)
+        raise HTTPException(404, f"page {granted.entry.slug!r} has no document {name!r}")
+    doc = _previewed(doc, granted)
+    return _finish(document_response(request, doc, public=granted.entry.public), granted)
 
 
 async def page_index(request: Request) -> Response:
-    return await cached_document(request, request.path_params["slug"], "index.html")
+    return await cached_page(request, "index.html")
 
 
 async def page_redirect(request: Request) -> Response:
@@ -300,20 +326,19 @@ async def page_redirect(request: Request) -> Response:
 
 
 async def page_history(request: Request) -> Response:
-    slug = request.path_params["slug"]
     before = request.query_params.get("before")
     if not before:
-        return await cached_document(request, slug, "history")
+        return await cached_page(request, "history")
     try:
         when = datetime.fromisoformat(before)
     except ValueError:
         raise HTTPException(400, f"before: not an ISO 8601 time: {before!r}") from None
     if when.tzinfo is None:
         raise HTTPException(400, "before: give a time zone (e.g. 2026-11-01T00:00:00+00:00)")
-    entry = await _entry(request, slug)
-    body = await run_in_threadpool(_render_older, _runtime(request), entry.page_id, when)
-    doc = Document.make(body, "text/html; charset=utf-8", utcnow())
-    return document_response(request, doc, public=entry.public)
+    granted = await _entry(request)
+    body = await run_in_threadpool(_render_older, _runtime(request), granted.entry.page_id, when)
+    doc = _previewed(Document.make(body, "text/html; charset=utf-8", utcnow()), granted)
+    return _finish(document_response(request, doc, public=granted.entry.public), granted)
 
 
 def _render_older(rt: Any, page_id: int, before: datetime) -> bytes:
@@ -324,14 +349,14 @@ def _render_older(rt: Any, page_id: int, before: datetime) -> bytes:
 
 
 async def page_incident(request: Request) -> Response:
-    entry = await _entry(request, request.path_params["slug"])
+    granted = await _entry(request)
     body = await run_in_threadpool(
-        _render_permalink, _runtime(request), entry.page_id, request.path_params["incident"]
+        _render_permalink, _runtime(request), granted.entry.page_id, request.path_params["incident"]
     )
     if body is None:
         raise HTTPException(404, "no such incident on this page")
-    doc = Document.make(body, "text/html; charset=utf-8", utcnow())
-    return document_response(request, doc, public=entry.public)
+    doc = _previewed(Document.make(body, "text/html; charset=utf-8", utcnow()), granted)
+    return _finish(document_response(request, doc, public=granted.entry.public), granted)
 
 
 def _render_permalink(rt: Any, page_id: int, public_id: str) -> bytes | None:
@@ -346,8 +371,8 @@ def _render_permalink(rt: Any, page_id: int, public_id: str) -> bytes | None:
 async def page_live(request: Request) -> Response:
     """Server-sent events: a message whenever the page's cached version changes (and one on
     connect), so open pages refetch themselves through the cache."""
-    slug = request.path_params["slug"]
-    entry = await _entry(request, slug)
+    granted = await _entry(request, "data")
+    slug = granted.entry.slug
     cache = for_runtime(_runtime(request))
 
     async def stream() -> AsyncIterator[bytes]:
@@ -367,24 +392,23 @@ async def page_live(request: Request) -> Response:
             idle += LIVE_POLL_SECONDS
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    if not entry.public:
-        headers["Vary"] = "Cookie, Authorization"
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    response = StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return _finish(response, granted)
 
 
 async def page_asset(request: Request) -> Response:
     """The page's logo or favicon by content hash: immutable, cached for a year."""
-    slug, digest = request.path_params["slug"], request.path_params["digest"]
-    entry = await _entry(request, slug)
-    row = await run_in_threadpool(_asset, _runtime(request), entry.page_id, digest)
+    digest = request.path_params["digest"]
+    granted = await _entry(request, "data")
+    row = await run_in_threadpool(_asset, _runtime(request), granted.entry.page_id, digest)
     if row is None:
         raise HTTPException(404, "no such asset on this page")
     content_type, data = row
     doc = Document(data, content_type, f'"{digest[:20]}"', "")
     headers = {"ETag": doc.etag, "Cache-Control": ASSET_CACHE_CONTROL}
     if not_modified(request.headers.get("if-none-match"), None, doc):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type=content_type, headers=headers)
+        return _finish(Response(status_code=304, headers=headers), granted)
+    return _finish(Response(data, media_type=content_type, headers=headers), granted)
 
 
 def _asset(rt: Any, page_id: int, digest: str) -> tuple[str, bytes] | None:

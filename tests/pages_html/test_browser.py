@@ -4,10 +4,8 @@ serious or critical accessibility violations in light or dark mode."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +19,8 @@ from engine import migrate
 from engine.db import Store, create_store
 from engine.settings import Settings
 from engine.tables import services
-from tests.conftest import ROOT, free_port, need
+from tests.conftest import ROOT, need
+from tests.support import serve
 
 from . import factory
 
@@ -49,44 +48,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stor
     migrate.upgrade(store)
     with store.begin() as conn:
         ids = factory.big_page(conn, datetime.now(UTC), services_count=12, incidents_count=3)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BEACON_DATA_DIR": str(data)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_server(base, proc)
-        yield base, store, ids
+        with serve(data) as base:
+            yield base, store, ids
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # its worker threads wait on the queue; nothing is left to lose here
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
         store.dispose()
-
-
-def wait_for_server(base: str, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise AssertionError(f"beacon serve exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("beacon serve did not start")
 
 
 @pytest.fixture(scope="module")

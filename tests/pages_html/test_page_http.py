@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.testclient import TestClient
 
+from engine.accounts import create_api_key
 from engine.tables import assets, status_pages
 from workers.runtime import Runtime
 
@@ -59,15 +60,30 @@ def test_a_matching_etag_gets_304(rt: Runtime, client: TestClient) -> None:
     assert client.get("/p/acme/", headers={"If-None-Match": '"other"'}).status_code == 200
 
 
-def test_only_active_public_pages_are_served(rt: Runtime, client: TestClient) -> None:
+def test_private_and_inactive_pages_go_through_the_access_check(
+    rt: Runtime, client: TestClient
+) -> None:
     seed(rt, services_count=1)
     with rt.store.begin() as conn:
         team = factory.team(conn, "second")
         factory.page(conn, team, "draft", active=False)
         factory.page(conn, team, "inside", type="private")
+    key = create_api_key(rt.store, name="member", team="second")
+    member = {"Authorization": f"Bearer {key}"}
     assert client.get("/p/draft/").status_code == 404
-    assert client.get("/p/inside/").status_code == 404
     assert client.get("/p/nope/").status_code == 404
+    login = client.get("/p/inside/", follow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"].startswith("/login?next=")
+    assert client.get("/p/inside/live").status_code == 401
+    # Members see the draft, with a preview banner, never cached by anyone else.
+    draft = client.get("/p/draft/", headers=member)
+    assert draft.status_code == 200 and "Preview: this page is not active" in draft.text
+    assert draft.headers["cache-control"] == "private, no-store"
+    assert "Authorization" in draft.headers["vary"]
+    inside = client.get("/p/inside/", headers=member)
+    assert inside.status_code == 200 and "Preview" not in inside.text
+    # A cached private page is still not served to anonymous visitors.
+    assert client.get("/p/inside/", follow_redirects=False).status_code == 303
     assert client.get("/p/acme", follow_redirects=False).headers["location"] == "/p/acme/"
 
 

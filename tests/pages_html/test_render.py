@@ -58,7 +58,13 @@ def test_changes_resolve_to_the_pages_that_show_them(store: Store) -> None:
     }
 
 
-def test_a_burst_of_1000_changes_causes_at_most_two_renders(rt: Runtime) -> None:
+def test_a_burst_of_1000_changes_causes_at_most_two_renders(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The burst is written in about a second; on a busy machine it can take longer than
+    # the 1 s render interval, so the interval is stretched to keep the claim about the
+    # burst (one render, plus one for what arrived during it) independent of machine speed.
+    monkeypatch.setattr(render, "RENDER_INTERVAL", 4.0)
     with rt.store.begin() as conn:
         ids = factory.big_page(conn, NOW, services_count=20, incidents_count=1)
     page_id = ids["page"]

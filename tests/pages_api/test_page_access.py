@@ -142,3 +142,19 @@ def test_private_and_inactive_pages_html_for_outsiders_and_members(pages: App) -
         assert html_answers(pages, slug, pages.key("acme")) == {r: (200, True) for r in HTML_ROUTES}
     assert html_answers(pages, "draft", {}) == {r: (404, True) for r in HTML_ROUTES}
     assert pages.client.get("/p/draft/live").status_code == 404
+
+
+def test_documents_revalidate_with_etags_for_members_too(pages: App) -> None:
+    member = pages.key("acme")
+    first = pages.client.get("/p/secret/api/v2/summary.json", headers=member)
+    etag = first.headers["etag"]
+    again = pages.client.get(
+        "/p/secret/api/v2/summary.json", headers={**member, "If-None-Match": etag}
+    )
+    assert again.status_code == 304
+    assert private_headers(again) == PRIVATE
+    head = pages.client.head("/p/secret/badge.svg", headers=member)
+    assert head.status_code == 200 and head.content == b""
+    # Without credentials the validator does not help: still 401.
+    anonymous = pages.client.get("/p/secret/api/v2/summary.json", headers={"If-None-Match": etag})
+    assert anonymous.status_code == 401

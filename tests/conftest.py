@@ -20,7 +20,20 @@ from engine.db import Store, create_store
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("BEACON_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def _shared_dir() -> Path:
+    """`shared/` beside the checkout (as CI lays it out), or beside one of its parents (a
+    git worktree kept in a subfolder); BEACON_SHARED_DIR overrides both."""
+    if os.environ.get("BEACON_SHARED_DIR"):
+        return Path(os.environ["BEACON_SHARED_DIR"])
+    for parent in ROOT.parents:
+        if (parent / "shared" / "fixtures").is_dir():
+            return parent / "shared"
+    return ROOT.parent / "shared"
+
+
+SHARED = _shared_dir()
 FIXTURES = SHARED / "fixtures"
 PG_ADMIN_URL = os.environ.get("BEACON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BEACON_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -94,8 +107,8 @@ def pg_store(pg_url: str, tmp_path: Path) -> Iterator[Store]:
 def store(request: pytest.FixtureRequest) -> Store:
     """The same test on a SQLite file and on a PostgreSQL database."""
     if request.param == "postgres":
-        return request.getfixturevalue("pg_store")  # type: ignore[no-any-return]
-    return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return]
+        return request.getfixturevalue("pg_store")  # type: ignore[no-any-return,unused-ignore]
+    return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return,unused-ignore]
 
 
 @pytest.fixture

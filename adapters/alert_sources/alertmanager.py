@@ -35,8 +35,16 @@ from .common import (
 SOURCE_TYPE = "alertmanager"
 FORMAT = "Alertmanager webhook v4"
 
-# Where a human-readable one-liner usually lives, best first.
-SUMMARY_ANNOTATIONS = ("summary", "message", "description", "title")
+# Where a one-line summary usually lives, best first: an explicit summary (annotation, older
+# setups' `message`, or a label some rule authors use) beats the longer description.
+SUMMARY_SOURCES = (
+    ("annotations", "summary"),
+    ("annotations", "message"),
+    ("labels", "summary"),
+    ("annotations", "description"),
+    ("annotations", "title"),
+    ("labels", "alertname"),
+)
 
 
 class AmAlert(BaseModel):
@@ -83,10 +91,12 @@ def severity_of(labels: Mapping[str, str]) -> Severity:
 
 
 def summary_of(alert: AmAlert) -> str:
-    for name in SUMMARY_ANNOTATIONS:
-        if alert.annotations.get(name):
-            return alert.annotations[name]
-    return alert.labels.get("summary") or alert.labels.get("alertname") or "alert"
+    """The first non-empty of `SUMMARY_SOURCES`."""
+    for kind, name in SUMMARY_SOURCES:
+        value = (alert.annotations if kind == "annotations" else alert.labels).get(name)
+        if value:
+            return value
+    return "alert"
 
 
 def occurred_at(alert: AmAlert, *, where: str, received_at: datetime) -> datetime:
@@ -114,7 +124,9 @@ def event_from_alert(
     links: list[str] | None = None,
     test: bool = False,
 ) -> AlertEvent:
-    """The event for `alerts[index]` of an Alertmanager-style group."""
+    """The event for `alerts[index]` of an Alertmanager-style group: validated, labelled with
+    the alert's labels, `annotation.<name>` and `extra_labels` (the alert's own win), keyed
+    on its fingerprint (else a hash of its labels) after `dedup_prefix`."""
     where = f"alerts[{index}]"
     alert = validate(AmAlert, raw, expected=expected, where=where)
     # The tool's own labels win over the ones Beacon adds, so a rule sees what the user set.

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import joined, load_model, lookup, make_event, parse_time
+from .common import joined, lookup, make_event, parse_time, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "azure-monitor"
@@ -80,7 +80,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             f"schemaId: expected {COMMON_SCHEMA!r}, got {schema!r}: enable the common alert "
             f"schema on the action group's webhook action ({FORMAT})"
         )
-    payload = load_model(_Payload, document, expected=FORMAT)
+    payload = validate(_Payload, document, expected=FORMAT)
     essentials = payload.data.essentials
     status = lookup(
         STATUS,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import joined, load_model, lookup, make_event, parse_time
+from .common import joined, lookup, make_event, parse_time, validate
 
 SOURCE_TYPE = "betterstack"
 FORMAT = "Better Stack Uptime incident webhook"
@@ -77,7 +77,7 @@ class _Payload(BaseModel):
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event per incident change; none while the incident is still unconfirmed."""
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
-    incident = load_model(_Payload, document, expected=FORMAT).data
+    incident = validate(_Payload, document, expected=FORMAT).data
     attributes = incident.attributes
     status = lookup(STATUS, attributes.status, field="data.attributes.status", expected=FORMAT)
     if status is None:

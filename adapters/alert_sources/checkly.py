@@ -25,14 +25,14 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
-    check_hex_signature,
     check_timestamp_skew,
     find_placeholder,
     hmac_sha256_hex,
-    load_model,
     lookup,
     make_event,
     parse_time,
+    require_hex_signature,
+    validate,
 )
 from .errors import AdapterError, SignatureError
 
@@ -89,8 +89,8 @@ class _Body(BaseModel):
 def verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: datetime) -> None:
     """Raise `SignatureError` unless `x-checkly-signature` is the body's HMAC under `secret`,
     and, when `x-checkly-timestamp` is sent, it lies within the allowed skew of `now`."""
-    options = load_model(Settings, dict(settings), expected="Checkly adapter settings")
-    check_hex_signature(
+    options = validate(Settings, dict(settings), expected="Checkly adapter settings")
+    require_hex_signature(
         hmac_sha256_hex(secret, delivery.body),
         delivery.headers.get(SIGNATURE_HEADER),
         header=SIGNATURE_HEADER,
@@ -127,7 +127,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
         unrendered = find_placeholder(document.get(name), _PLACEHOLDER, name)
         if unrendered:
             raise AdapterError(f"{unrendered}: this is the template, not a delivery ({FORMAT})")
-    body = load_model(_Body, document, expected=FORMAT)
+    body = validate(_Body, document, expected=FORMAT)
     status, severity, suffix = lookup(
         ALERT_TYPES, body.alert_type, field="alert_type", expected=FORMAT
     )

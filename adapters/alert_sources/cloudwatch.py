@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import load_model, lookup, make_event, parse_time
+from .common import lookup, make_event, parse_time, validate
 from .errors import AdapterError, SignatureError
 from .sns_signature import TrustSettings, canonical_string, compiles, verify_envelope
 
@@ -139,12 +139,12 @@ class _Alarm(BaseModel):
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """Events for one SNS delivery: the alarm's state, or a test event for subscription
     notices and non-alarm messages. A raw-delivery body is read as the alarm itself."""
-    options = load_model(Settings, dict(settings), expected="CloudWatch adapter settings")
+    options = validate(Settings, dict(settings), expected="CloudWatch adapter settings")
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     if "AlarmName" in document and "Type" not in document:
-        alarm = load_model(_Alarm, document, expected=ALARM)
+        alarm = validate(_Alarm, document, expected=ALARM)
         return _alarm_events(delivery, alarm, options, raw=document, envelope=None)
-    envelope = load_model(_Envelope, document, expected=FORMAT)
+    envelope = validate(_Envelope, document, expected=FORMAT)
     declared = delivery.headers.get("x-amz-sns-message-type")
     if declared and declared != envelope.Type:
         raise AdapterError(
@@ -165,7 +165,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
         message = None
     if not isinstance(message, dict) or "AlarmName" not in message:
         return [_notice(delivery, envelope, document)]
-    alarm = load_model(_Alarm, message, expected=FORMAT, where="Message")
+    alarm = validate(_Alarm, message, expected=FORMAT, where="Message")
     return _alarm_events(delivery, alarm, options, raw=document, envelope=envelope)
 
 
@@ -282,7 +282,7 @@ def _sns_url(url: object, field: str, options: Settings) -> str:
 def signing_cert_url(envelope: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> str:
     """The envelope's `SigningCertURL`, only if it is https on `sns.<region>.amazonaws.com`
     (or `.amazonaws.com.cn`, or the settings' test host); `SignatureError` otherwise."""
-    options = load_model(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
+    options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
     return _sns_url(envelope.get("SigningCertURL"), "SigningCertURL", options)
 
 
@@ -292,7 +292,7 @@ def subscription_confirm_url(
     """The `SubscribeURL` to GET when `delivery` is a SubscriptionConfirmation whose URL is
     https on an SNS host; None for every other delivery. Call it only after the signature
     holds, so that nobody but SNS makes Beacon fetch a URL."""
-    options = load_model(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
+    options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
     try:
         document = delivery.json(expected=FORMAT)
     except AdapterError:
@@ -316,7 +316,7 @@ def verify_signature(
     (fetched from `signing_cert_url`), that certificate chains to `trust`'s anchors at
     `now` and is named for SNS, the message is not older than `trust.max_age_seconds`, and
     its topic is allowed by the settings."""
-    options = load_model(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
+    options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
     verify_envelope(envelope, cert_pem, trust, now)
     topic = str(envelope.get("TopicArn"))
     if options.topic_arns and topic not in options.topic_arns:

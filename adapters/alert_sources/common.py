@@ -1,10 +1,19 @@
-"""Small helpers several adapters share: time parsing, constant-time HMAC checks."""
+"""Helpers the adapters share: validation with located errors, timestamps, labels, severity
+words, template detection, dedup keys and constant-time signature checks."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from engine.models import AlertEvent, Severity
 
 from .errors import AdapterError, SignatureError
 
@@ -36,25 +45,6 @@ def parse_time(value: object, *, field: str) -> datetime:
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
-
-def check_hex_signature(expected_hex: str, given: str | None, *, header: str) -> None:
-    """Raise `SignatureError` unless `given` equals `expected_hex` (constant time)."""
-    if not given:
-        raise SignatureError(f"missing signature header {header}")
-    if not hmac.compare_digest(expected_hex.lower(), given.strip().lower()):
-        raise SignatureError(f"signature in {header} does not match")
-
-
-# --- helpers shared by the Alertmanager-family and uptime adapters (appended) ---
-
-import re  # noqa: E402
-from collections.abc import Mapping, Sequence  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
-
-import orjson  # noqa: E402
-from pydantic import BaseModel, ValidationError  # noqa: E402
-
-from engine.models import Severity  # noqa: E402
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -241,35 +231,7 @@ def bounded_key(key: str) -> str:
     return f"{key[:480]}~{digest}"
 
 
-# --- helpers for the adapters-b tools (zabbix, cloudwatch, azure-monitor, newrelic, gatus,
-# checkly, betterstack, generic), appended ---
-
-# re, Mapping, Any, TypeVar, BaseModel and ValidationError come from the block above.
-from collections.abc import Iterable  # noqa: E402
-
-from engine.models import AlertEvent  # noqa: E402
-
-_Model = TypeVar("_Model", bound=BaseModel)
 _Value = TypeVar("_Value")
-
-
-def load_model(model: type[_Model], data: object, *, expected: str, where: str = "") -> _Model:
-    """`data` validated as `model`, or an `AdapterError` naming the first wrong field (as a
-    dotted path under `where`) and the `expected` tool format."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        path = ".".join([where] * bool(where) + [str(part) for part in error["loc"]])
-        got = error.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f", got {_brief(got)}"
-        message = f"{path or 'body'}: {error['msg'].lower()}{shown} ({expected})"
-        raise AdapterError(message) from None
-
-
-def _brief(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def find_placeholder(document: object, pattern: re.Pattern[str], path: str = "") -> str | None:
@@ -330,5 +292,5 @@ def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: 
         return table[value]  # type: ignore[index]
     except (KeyError, TypeError):
         known = ", ".join(repr(key) for key in table)
-        message = f"{field}: expected one of {known}, got {_brief(value)} ({expected})"
+        message = f"{field}: expected one of {known}, got {_short(value)} ({expected})"
         raise AdapterError(message) from None

@@ -74,7 +74,7 @@ _TITLE = re.compile(r"^\[(?P<transition>[A-Za-z][A-Za-z -]*?)(?: on (?P<scope>\{
 
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the monitor's transition."""
-    document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
+    document = _document(delivery)
     placeholder = find_dollar_placeholder(document)
     if placeholder:
         name, value = placeholder
@@ -85,8 +85,9 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     fields = _flatten(document)
     title = _pick(fields, "title")
     match = _TITLE.match(title)
-    transition = (fields.get("alert_transition") or (match["transition"] if match else "")).lower()
-    status = _status(transition, fields.get("alert_type", "").lower())
+    transition_text = fields.get("alert_transition") or (match["transition"] if match else "")
+    transition = transition_text.lower()
+    status = _status(transition_text, fields.get("alert_type", "").lower())
     tags = _tags(_pick(fields, "tags"))
     scope = fields.get("alert_scope") or (
         match["scope"].strip("{}") if match and match["scope"] else ""
@@ -108,8 +109,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
                     metric=fields.get("alert_metric"),
                     priority=fields.get("alert_priority"),
                     alert_type=fields.get("alert_type"),
-                    transition=fields.get("alert_transition")
-                    or (match["transition"] if match else None),
+                    transition=transition_text,
                     event_type=fields.get("event_type"),
                     org_id=fields.get("org_id"),
                     org_name=fields.get("org_name"),
@@ -123,6 +123,17 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             raw={k: v for k, v in document.items() if k.lower() not in SECRET_FIELDS},
         )
     ]
+
+
+def _document(delivery: Delivery) -> dict[str, Any]:
+    # "Encode as form" sends the payload's fields form-encoded instead of as JSON.
+    if delivery.form:
+        return dict(delivery.form)
+    if delivery.body.strip() and not delivery.body.lstrip().startswith(b"{"):
+        fields = delivery.fields()
+        if fields:
+            return dict(fields)
+    return require_object(delivery.json(expected=FORMAT), expected=FORMAT)
 
 
 def _text(name: str, value: Any) -> str:
@@ -144,12 +155,12 @@ def _pick(fields: Mapping[str, str], variable: str) -> str:
 
 def _status(transition: str, alert_type: str) -> EventStatus:
     if transition:
-        if transition not in TRANSITIONS:
+        if transition.lower() not in TRANSITIONS:
             known = ", ".join(sorted(TRANSITIONS))
             raise AdapterError(
                 f"alert_transition: expected one of {known}, got {transition[:30]!r} ({FORMAT})"
             )
-        return TRANSITIONS[transition]
+        return TRANSITIONS[transition.lower()]
     if alert_type == "success":
         return EventStatus.RESOLVED
     if alert_type in ALERT_TYPE_SEVERITY:

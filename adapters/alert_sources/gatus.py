@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery
-from .common import find_placeholder, load_model, make_event
+from .common import find_placeholder, make_event, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "gatus"
@@ -63,9 +63,9 @@ class _Alert(BaseModel):
 
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the endpoint's alert; an `AdapterError` for templates and other shapes."""
-    options = load_model(Settings, dict(settings), expected="Gatus adapter settings")
+    options = validate(Settings, dict(settings), expected="Gatus adapter settings")
     fields = _fields(delivery)
-    alert = load_model(_Alert, fields, expected=FORMAT)
+    alert = validate(_Alert, fields, expected=FORMAT)
     if alert.state in options.triggered:
         status = EventStatus.FIRING
     elif alert.state in options.resolved:

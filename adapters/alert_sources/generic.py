@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery
-from .common import load_model, make_event, parse_time
+from .common import make_event, parse_time, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "generic"
@@ -67,7 +67,7 @@ class Settings(BaseModel):
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event per alert the mapping finds; an `AdapterError` names the setting and alert
     whose expression failed or yielded the wrong type."""
-    mapping = load_model(Settings, dict(settings), expected="generic adapter settings")
+    mapping = validate(Settings, dict(settings), expected="generic adapter settings")
     if not delivery.body.strip() and (delivery.query or delivery.form):
         document: Any = delivery.fields()
     else:

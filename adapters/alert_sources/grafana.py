@@ -56,12 +56,14 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    signature_header: str = "X-Grafana-Alerting-Signature"
-    timestamp_header: str | None = None
+    signature_header: str = Field(default="X-Grafana-Alerting-Signature", min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
     max_skew_seconds: int = Field(default=300, ge=1, le=86400)
 
 
 class UnifiedMessage(BaseModel):
+    """The unified-alerting body: an Alertmanager-style group plus `orgId`."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     alerts: list[dict[str, Any]]
@@ -69,12 +71,14 @@ class UnifiedMessage(BaseModel):
 
 
 class LegacyMessage(BaseModel):
+    """The legacy dashboard-alert body: one rule and its state."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     state: str
     title: str = ""
     message: str = ""
-    rule_id: int = Field(default=0, alias="ruleId")
+    rule_id: int | None = Field(default=None, alias="ruleId")
     rule_name: str = Field(default="", alias="ruleName")
     rule_url: str = Field(default="", alias="ruleUrl")
     org_id: int = Field(default=0, alias="orgId")
@@ -140,7 +144,8 @@ def _legacy(document: dict[str, Any], delivery: Delivery) -> list[AlertEvent]:
         ),
         **(message.tags or {}),
     }
-    key = f"legacy:{message.org_id}:{message.dashboard_id}:{message.panel_id}:{message.rule_id}"
+    rule_id = message.rule_id or 0
+    key = f"legacy:{message.org_id}:{message.dashboard_id}:{message.panel_id}:{rule_id}"
     return [
         AlertEvent(
             source_type=SOURCE_TYPE,

@@ -89,14 +89,22 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
 
 
 def _document(delivery: Delivery) -> dict[str, Any]:
-    if delivery.body.strip():
+    if delivery.form:
+        return dict(delivery.form)
+    text = delivery.body.strip()
+    if text and not text.startswith((b"{", b"[")):
+        # A form-style body template (status=$STATUS&code=$CODE), sent without a type.
+        fields = delivery.fields()
+        if "status" in fields:
+            return fields
+    if text:
         return require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     fields = delivery.fields()
     if not fields:
         raise AdapterError(
             f"empty delivery: expected a JSON body or query fields status and code ({FORMAT})"
         )
-    return dict(fields)
+    return fields
 
 
 def _text(document: Mapping[str, Any], name: str) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_placeholder, joined, load_model, lookup, make_event, parse_time
+from .common import find_placeholder, joined, lookup, make_event, parse_time, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "newrelic"
@@ -117,7 +117,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
 
 
 def _workflow(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
-    issue = load_model(_Issue, document, expected=WORKFLOW)
+    issue = validate(_Issue, document, expected=WORKFLOW)
     status = lookup(WORKFLOW_STATUS, issue.state.upper(), field="state", expected=WORKFLOW)
     severity = lookup(PRIORITY, issue.priority.upper(), field="priority", expected=WORKFLOW)
     # A firing starts when the issue was created; a close happens at its last update.
@@ -154,7 +154,7 @@ def _workflow(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
 
 
 def _legacy(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
-    incident = load_model(_LegacyIncident, document, expected=LEGACY)
+    incident = validate(_LegacyIncident, document, expected=LEGACY)
     status = lookup(
         LEGACY_STATUS, incident.current_state.lower(), field="current_state", expected=LEGACY
     )

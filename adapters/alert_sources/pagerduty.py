@@ -62,6 +62,8 @@ URGENCY_SEVERITY: dict[str, Severity] = {"high": Severity.CRITICAL, "low": Sever
 
 
 class Reference(BaseModel):
+    """A PagerDuty object reference (`{id, summary, ...}`)."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = ""
@@ -69,6 +71,8 @@ class Reference(BaseModel):
 
 
 class Incident(BaseModel):
+    """`event.data` of an incident event."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1)
@@ -87,6 +91,8 @@ class Incident(BaseModel):
 
 
 class Event(BaseModel):
+    """The one event of a V3 webhook delivery."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = ""
@@ -97,6 +103,8 @@ class Event(BaseModel):
 
 
 class Envelope(BaseModel):
+    """The V3 webhook body."""
+
     model_config = ConfigDict(extra="allow")
 
     event: Event
@@ -182,9 +190,11 @@ def verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: da
     """Accept the delivery when any `v1=` signature is the HMAC-SHA256 of the body with
     `secret`; else `SignatureError`. PagerDuty sends no timestamp to check for staleness."""
     header = delivery.headers.get(SIGNATURE_HEADER.lower(), "")
+    if not header.strip():
+        raise SignatureError(f"missing signature header {SIGNATURE_HEADER}")
     given = split_signatures(header)
     if not given:
-        raise SignatureError(f"missing signature header {SIGNATURE_HEADER} (v1=<hex>)")
+        raise SignatureError(f"{SIGNATURE_HEADER}: expected v1=<hex>[,v1=<hex>...]")
     expected = hmac_sha256_hex(secret, delivery.body)
     # Compare every value, not just until the first match, so timing says nothing.
     matches = [hex_digest_matches(expected, value) for value in given]

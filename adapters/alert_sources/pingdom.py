@@ -33,6 +33,8 @@ IMPORTANCE_SEVERITY: dict[str, Severity] = {"HIGH": Severity.CRITICAL, "LOW": Se
 
 
 class CheckParams(BaseModel):
+    """`check_params`: what the check probes."""
+
     model_config = ConfigDict(extra="allow")
 
     hostname: str | None = None
@@ -41,6 +43,8 @@ class CheckParams(BaseModel):
 
 
 class StateChange(BaseModel):
+    """The state-change webhook body."""
+
     model_config = ConfigDict(extra="allow")
 
     check_id: int | str

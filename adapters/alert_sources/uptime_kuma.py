@@ -41,6 +41,8 @@ _EMPTY_URLS = frozenset({"", "http://", "https://"})
 
 
 class Tag(BaseModel):
+    """A monitor tag (`monitor.tags[]`)."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str
@@ -48,6 +50,8 @@ class Tag(BaseModel):
 
 
 class Monitor(BaseModel):
+    """The monitor JSON Uptime Kuma sends (`includeSensitiveData` off)."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     id: int
@@ -61,6 +65,8 @@ class Monitor(BaseModel):
 
 
 class Heartbeat(BaseModel):
+    """The beat that caused the notification."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     monitor_id: int | None = Field(default=None, alias="monitorID")
@@ -70,6 +76,8 @@ class Heartbeat(BaseModel):
 
 
 class Notification(BaseModel):
+    """The webhook body; `heartbeat` is null for notices that are not beats."""
+
     model_config = ConfigDict(extra="allow")
 
     heartbeat: Heartbeat | None = None

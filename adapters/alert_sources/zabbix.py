@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_placeholder, joined, load_model, lookup, make_event, parse_time
+from .common import find_placeholder, joined, lookup, make_event, parse_time, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "zabbix"
@@ -163,7 +163,7 @@ KEY_FIELDS: dict[str, tuple[str, ...]] = {
 
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the problem or recovery; an `AdapterError` for macro templates."""
-    options = load_model(Settings, dict(settings), expected="Zabbix adapter settings")
+    options = validate(Settings, dict(settings), expected="Zabbix adapter settings")
     document = require_object(delivery.json(expected=FORMATS), expected=FORMATS)
     zone = ZoneInfo(options.timezone)
     if "event_id" in document or "event_value" in document:
@@ -206,7 +206,7 @@ def _text(value: object) -> str | None:
 def _from_params(
     delivery: Delivery, document: dict[str, Any], zone: ZoneInfo, *, raw: dict[str, Any]
 ) -> AlertEvent:
-    params = load_model(_Params, document, expected=PARAMS)
+    params = validate(_Params, document, expected=PARAMS)
     event_id = _text(params.event_id)
     if event_id is None:
         raise AdapterError(f"event_id: expected the problem's {{EVENT.ID}}, got nothing ({PARAMS})")
@@ -270,7 +270,7 @@ def _from_params(
 def _from_oncall(
     delivery: Delivery, document: dict[str, Any], zone: ZoneInfo, *, raw: dict[str, Any]
 ) -> AlertEvent:
-    alert = load_model(_OnCall, document, expected=ONCALL)
+    alert = validate(_OnCall, document, expected=ONCALL)
     uid = _text(alert.alert_uid)
     if uid is None:
         raise AdapterError(
@@ -311,7 +311,7 @@ def _from_oncall(
 
 
 def _from_zulip(delivery: Delivery, document: dict[str, Any], *, raw: dict[str, Any]) -> AlertEvent:
-    alert = load_model(_Zulip, document, expected=ZULIP)
+    alert = validate(_Zulip, document, expected=ZULIP)
     if alert.status.upper() == "PROBLEM":
         status = EventStatus.FIRING
     elif _RECOVERED.match(alert.status):

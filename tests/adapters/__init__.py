@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -55,16 +54,6 @@ class Expect:
     prepare: Callable[[Path], Delivery] | None = None
 
 
-def payload_files(tool_dir: str) -> list[str]:
-    """`<tool dir>/<file>` for every payload (not `.meta.md`) of one tool."""
-    folder = ALERT_SOURCES / tool_dir
-    return sorted(
-        f"{tool_dir}/{p.name}"
-        for p in folder.iterdir()
-        if p.suffix in PAYLOAD_SUFFIXES and not p.name.endswith(".meta.md")
-    )
-
-
 def delivery_from_file(
     path: Path, *, headers: Mapping[str, str] | None = None, received_at: datetime = RECEIVED
 ) -> Delivery:
@@ -82,10 +71,6 @@ def delivery_from_file(
         headers=given,
         content_type=given.get("content-type", ""),
     )
-
-
-def delivery_from_request(raw: bytes, *, received_at: datetime = RECEIVED) -> Delivery:
-    return _from_request(raw, {}, received_at)
 
 
 def _from_request(raw: bytes, extra: Mapping[str, str], received_at: datetime) -> Delivery:
@@ -164,7 +149,3 @@ def _diff(got: dict[str, str], want: dict[str, str]) -> str:
     extra = {k: v for k, v in got.items() if want.get(k) != v}
     missing = {k: v for k, v in want.items() if got.get(k) != v}
     return f"labels differ: got {extra}, expected {missing}"
-
-
-def json_body(value: Any) -> bytes:
-    return orjson.dumps(value)

@@ -35,7 +35,7 @@ def icmp(ip: str) -> Ev:
         status="firing",
         dedup_key=labels_key(labels),
         severity="high",  # "major" is the high level of the shared word table
-        summary=f"{ip} does not reply to ICMP pings",
+        summary=f"No physical connection to {ip}",  # the summary label beats the description
         labels={**labels, "annotation.description": f"{ip} does not reply to ICMP pings"},
         occurred_at="2019-09-27T16:27:56.612666Z",
     )

@@ -127,6 +127,14 @@ def test_a_changed_body_fails() -> None:
         verify(tampered, SECRET, {}, NOW)
 
 
+def test_a_signature_with_non_ascii_characters_fails_instead_of_crashing() -> None:
+    delivery = Delivery(
+        body=b"{}", received_at=RECEIVED_AT, headers={"x-checkly-signature": "é" * 64}
+    )
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(delivery, SECRET, {}, NOW)
+
+
 def test_a_missing_signature_fails() -> None:
     with pytest.raises(SignatureError, match="missing signature header x-checkly-signature"):
         verify(Delivery(body=b"{}", received_at=RECEIVED_AT), SECRET, {}, NOW)

@@ -120,7 +120,7 @@ def test_it_keys_on_monitor_and_scope_without_a_cycle_key() -> None:
 
 
 def test_it_names_an_unknown_transition() -> None:
-    with pytest.raises(AdapterError, match="alert_transition: expected one of .*'exploded'"):
+    with pytest.raises(AdapterError, match="alert_transition: expected one of .*'Exploded'"):
         parse(rendered(alert_transition="Exploded"), {})
 
 
@@ -128,3 +128,12 @@ def test_it_asks_for_the_transition_when_nothing_tells_firing_from_recovered() -
     body = orjson.dumps({"title": "something", "id": "1"})
     with pytest.raises(AdapterError, match=r"add \"alert_transition\""):
         parse(Delivery(body=body, received_at=RECEIVED), {})
+
+
+def test_it_reads_a_payload_encoded_as_form() -> None:
+    form = {"alert_cycle_key": "987", "alert_transition": "Recovered", "alert_title": "CPU"}
+    delivery = Delivery(
+        body=b"", received_at=RECEIVED, form=form, content_type="application/x-www-form-urlencoded"
+    )
+    (event,) = parse(delivery, {})
+    assert (event.status, event.dedup_key) == ("resolved", "cycle:987")

@@ -386,3 +386,13 @@ def test_it_answers_non_ascii_signature_headers_with_a_signature_error() -> None
 def test_its_settings_forbid_unknown_keys() -> None:
     with pytest.raises(ValueError, match="timestamp_heder"):
         Settings.model_validate({"timestamp_heder": "X-Ts"})
+
+
+def test_a_legacy_alert_of_a_real_rule_is_not_a_test() -> None:
+    body = orjson.dumps({"state": "alerting", "ruleId": 7, "ruleName": "CPU", "orgId": 1})
+    (event,) = parse(Delivery(body=body, received_at=RECEIVED), {})
+    assert (event.test, event.dedup_key, event.labels["alertname"]) == (
+        False,
+        "legacy:1:0:0:7",
+        "CPU",
+    )

@@ -99,3 +99,9 @@ def test_it_names_an_unknown_status() -> None:
     body = orjson.dumps({"status": "grace", "code": UUID})
     with pytest.raises(AdapterError, match="status: expected 'down' or 'up', got 'grace'"):
         parse(Delivery(body=body, received_at=RECEIVED), {})
+
+
+def test_it_reads_a_form_style_body_sent_without_a_content_type() -> None:
+    body = f"status=up&code={UUID}&name=Database+Backup".encode()
+    (event,) = parse(Delivery(body=body, received_at=RECEIVED), {})
+    assert (event.status, event.labels["check_name"]) == ("resolved", "Database Backup")

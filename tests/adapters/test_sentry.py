@@ -22,7 +22,7 @@ def hook(resource: str) -> dict[str, str]:
         "content-type": "application/json",
         "request-id": "8b3bdb9f5f2a4f52a3e6f47b2a1c0d9e",
         "sentry-hook-resource": resource,
-        "sentry-hook-timestamp": "1566248778",
+        "sentry-hook-timestamp": str(int(RECEIVED.timestamp())),
     }
 
 
@@ -217,3 +217,34 @@ def test_it_rejects_a_signature_over_the_reserialised_body() -> None:
 def test_it_rejects_a_missing_signature() -> None:
     with pytest.raises(SignatureError, match="missing signature header Sentry-Hook-Signature"):
         verify(signed(None, b"{}"), SECRET, {}, RECEIVED)
+
+
+def stamped(stamp: str, body: bytes) -> Delivery:
+    delivery = signed(digest(body), body)
+    return Delivery(
+        body=body,
+        received_at=RECEIVED,
+        headers={**delivery.headers, "sentry-hook-timestamp": stamp},
+    )
+
+
+def test_it_accepts_a_fresh_timestamp() -> None:
+    stamp = str(int(RECEIVED.timestamp()) - 20)
+    verify(stamped(stamp, b"{}"), SECRET, {}, RECEIVED)
+
+
+def test_it_rejects_a_stale_timestamp_even_with_a_valid_signature() -> None:
+    stamp = str(int(RECEIVED.timestamp()) - 3600)
+    with pytest.raises(SignatureError, match="stale or replayed"):
+        verify(stamped(stamp, b"{}"), SECRET, {}, RECEIVED)
+
+
+def test_the_timestamp_check_can_be_turned_off() -> None:
+    stamp = str(int(RECEIVED.timestamp()) - 3600)
+    verify(stamped(stamp, b"{}"), SECRET, {"max_skew_seconds": None}, RECEIVED)
+
+
+def test_it_rejects_a_malformed_timestamp() -> None:
+    for stamp in ("yesterday", "nan", "١٢٣"):
+        with pytest.raises(SignatureError, match="Sentry-Hook-Timestamp"):
+            verify(stamped(stamp, b"{}"), SECRET, {}, RECEIVED)

@@ -68,7 +68,10 @@ def custom_domain_slug(store: Store, host: str) -> str | None:
     """The slug of the page whose custom domain is `host`, if any."""
     with store.read() as conn:
         return conn.execute(
-            sa.select(status_pages.c.slug).where(status_pages.c.custom_domain == host)
+            # Operators may have typed the domain in any case; DNS names have none.
+            sa.select(status_pages.c.slug).where(
+                sa.func.lower(status_pages.c.custom_domain) == host
+            )
         ).scalar()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
+from functools import cached_property
 from typing import Any
 
 from starlette.requests import Request
@@ -67,9 +68,17 @@ class Document:
         self.url = url.rstrip("/")
         self.tz = snap.tz
         self.page_id = snap.page.public_id
+        self._times: dict[datetime, str] = {}
 
     def ts(self, value: datetime | None) -> str | None:
-        return timestamp(value, self.tz)
+        # The same instants recur (an update's created, updated and display times), and
+        # formatting in a zone is the costliest step of a document.
+        if value is None:
+            return None
+        text = self._times.get(value)
+        if text is None:
+            text = self._times[value] = timestamp(value, self.tz) or ""
+        return text
 
     # --- page and status ------------------------------------------------------------------
 
@@ -137,6 +146,11 @@ class Document:
     def components(self) -> list[Json]:
         """Every component in page order, each group just before its members; positions
         count from 1 as on Statuspage."""
+        return self._components
+
+    @cached_property
+    def _components(self) -> list[Json]:
+        # Built once per document: incidents and maintenances embed the same objects.
         groups = {g.public_id: g for g in self.snap.groups}
         out: list[Json] = []
         seen: set[str] = set()
@@ -151,8 +165,12 @@ class Document:
                 out.append(self.group(group, len(out) + 1))
         return out
 
+    @cached_property
+    def _by_id(self) -> dict[str, Json]:
+        return {c["id"]: c for c in self._components}
+
     def components_by_id(self) -> dict[str, Json]:
-        return {c["id"]: c for c in self.components()}
+        return self._by_id
 
     # --- incidents ------------------------------------------------------------------------
 
@@ -207,6 +225,10 @@ class Document:
 
     # --- scheduled maintenances -----------------------------------------------------------
 
+    @cached_property
+    def _names(self) -> dict[str, str]:
+        return {c.public_id: c.name for c in self.snap.components}
+
     def maintenance_update(self, maint: Maintenance, update: MaintenanceUpdate) -> Json:
         # Statuspage shows the components' move into and out of maintenance on each step.
         old, new = {
@@ -214,7 +236,7 @@ class Document:
             "verifying": ("under_maintenance", "under_maintenance"),
             "completed": ("under_maintenance", "operational"),
         }.get(str(update.status), ("operational", "operational"))
-        names = {c.public_id: c.name for c in self.snap.components}
+        names = self._names
         return {
             "id": update.public_id,
             "status": str(update.status),

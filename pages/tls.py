@@ -36,7 +36,7 @@ def page_for_domain(store: Store, domain: str, pages_domain: str) -> str | None:
     if slug is not None:
         query = query.where(status_pages.c.slug == slug)
     else:
-        query = query.where(status_pages.c.custom_domain == domain)
+        query = query.where(sa.func.lower(status_pages.c.custom_domain) == domain)
     with store.read() as conn:
         return conn.execute(query).scalar()
 

@@ -112,3 +112,49 @@ def test_a_signed_in_member_user_sees_the_private_page(pages: App) -> None:
         assert check(conn, "secret", who, Want.HTML).headers["Cache-Control"] == (
             "private, no-store"
         )
+
+
+HTML_ROUTES = ["", "history"]
+
+
+def html_answers(pages: App, slug: str, headers: dict[str, str]) -> dict[str, tuple[int, bool]]:
+    found = {}
+    for route in HTML_ROUTES:
+        response = pages.client.get(f"/p/{slug}/{route}", headers=headers, follow_redirects=False)
+        found[route] = (response.status_code, private_headers(response) == PRIVATE)
+    return found
+
+
+def test_private_pages_html_sends_anonymous_visitors_to_login(pages: App) -> None:
+    assert html_answers(pages, "secret", {}) == {r: (303, True) for r in HTML_ROUTES}
+    response = pages.client.get("/p/secret/history", follow_redirects=False)
+    assert response.headers["location"] == "/login?next=/p/secret/history"
+    # Live updates are data: 401, never a redirect.
+    live = pages.client.get("/p/secret/live")
+    assert live.status_code == 401 and private_headers(live) == PRIVATE
+
+
+def test_private_and_inactive_pages_html_for_outsiders_and_members(pages: App) -> None:
+    for slug in ("secret", "draft"):
+        assert html_answers(pages, slug, pages.key("other")) == {
+            r: (404, True) for r in HTML_ROUTES
+        }
+        assert html_answers(pages, slug, pages.key("acme")) == {r: (200, True) for r in HTML_ROUTES}
+    assert html_answers(pages, "draft", {}) == {r: (404, True) for r in HTML_ROUTES}
+    assert pages.client.get("/p/draft/live").status_code == 404
+
+
+def test_documents_revalidate_with_etags_for_members_too(pages: App) -> None:
+    member = pages.key("acme")
+    first = pages.client.get("/p/secret/api/v2/summary.json", headers=member)
+    etag = first.headers["etag"]
+    again = pages.client.get(
+        "/p/secret/api/v2/summary.json", headers={**member, "If-None-Match": etag}
+    )
+    assert again.status_code == 304
+    assert private_headers(again) == PRIVATE
+    head = pages.client.head("/p/secret/badge.svg", headers=member)
+    assert head.status_code == 200 and head.content == b""
+    # Without credentials the validator does not help: still 401.
+    anonymous = pages.client.get("/p/secret/api/v2/summary.json", headers={"If-None-Match": etag})
+    assert anonymous.status_code == 401

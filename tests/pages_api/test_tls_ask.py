@@ -41,3 +41,10 @@ def test_it_needs_a_domain(app: App) -> None:
     got = app.client.get("/api/v1/tls/ask")
     assert got.status_code == 400
     assert "domain" in got.json()["error"]["message"]
+
+
+def test_a_custom_domain_matches_whatever_its_case(app: App) -> None:
+    seed.page(app.store, "acme", custom_domain="Status.ACME.test")
+    assert app.client.get("/api/v1/tls/ask?domain=status.acme.test").status_code == 200
+    got = app.client.get("/api/v2/status.json", headers={"Host": "STATUS.acme.test"})
+    assert got.status_code == 200

@@ -11,16 +11,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# axe-core for the page's accessibility test (tests/pages_html/test_browser.py)
-	if command -v npm >/dev/null; then npm install --prefix tests/pages_html --no-audit --no-fund --silent; fi
 	touch $@
+
+# axe-core for the page's accessibility test (tests/pages_html/test_browser.py); only the
+# tests need it, so `make run` does not.
+tests/pages_html/node_modules/.installed: tests/pages_html/package.json
+	if command -v npm >/dev/null; then npm install --prefix tests/pages_html --no-audit --no-fund --silent && touch $@; fi
 
 install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/beacon serve --host $(HOST) --port $(PORT) --config examples/beacon.yaml
 
-test: install
+test: install tests/pages_html/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -143,7 +143,9 @@ def run_wrk(name: str, url: str, seconds: int, connections: int, script: Path) -
     return Result(name, rps, p50, p99, total, errors)
 
 
-def start_beacon(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_beacon(
+    data_dir: Path, server: str = "uvicorn"
+) -> tuple[subprocess.Popen[bytes], str, str]:
     from engine.db import create_store
     from engine.migrate import upgrade
     from engine.settings import Settings
@@ -166,7 +168,7 @@ def start_beacon(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     for name in ("BEACON_DATABASE_URL", "BEACON_REDIS_URL", "BEACON_CONFIG"):
         env.pop(name, None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port), "--server", server],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -206,6 +208,9 @@ def main() -> int:
     parser.add_argument("--key", help="the integration key of an alertmanager source there")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="Beacon's HTTP server"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -222,8 +227,8 @@ def main() -> int:
         url, key = args.url.rstrip("/"), args.key
         mode = "a running server (mode as it was started)"
     else:
-        beacon, url, key = start_beacon(data_dir)
-        mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process)"
+        beacon, url, key = start_beacon(data_dir, args.server)
+        mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process, {args.server})"
     try:
         ours = run_wrk(
             "beacon", f"{url}/api/v1/events/{key}", args.seconds, args.connections, script

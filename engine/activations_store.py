@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -191,6 +191,18 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# Built once: resolves look activations up by alert for every event, and building the
+# statement cost more than running it.
+_OPEN_BY_ALERT = (
+    sa.select(activation_alerts.c.activation_id)
+    .join(activations, activations.c.id == activation_alerts.c.activation_id)
+    .where(activation_alerts.c.source_id == sa.bindparam("source_id"))
+    .where(activation_alerts.c.dedup_key == sa.bindparam("dedup_key"))
+    .where(activations.c.state != ActivationState.ENDED)
+    .order_by(activation_alerts.c.activation_id)
+)
+
+
 class StoreState:
     """`engine.activations.State` on the store, with an identity map per transaction."""
 
@@ -199,6 +211,11 @@ class StoreState:
         self.conn = ids.conn
         self._loaded: dict[int, Activation] = {}
         self._postgres = self.conn.dialect.name == "postgresql"
+        # A lower bound on the earliest stored due time (None: nothing due at all), so that
+        # `due`, which the machine asks before every event, queries only when something can
+        # be due. Unknown until first needed; every `save` lowers it.
+        self._earliest: datetime | None = None
+        self._earliest_known = False
 
     def _select(self) -> Any:
         query = sa.select(activations)
@@ -267,12 +284,7 @@ class StoreState:
         except LookupError:
             return []
         ids = self.conn.execute(
-            sa.select(activation_alerts.c.activation_id)
-            .join(activations, activations.c.id == activation_alerts.c.activation_id)
-            .where(activation_alerts.c.source_id == source_id)
-            .where(activation_alerts.c.dedup_key == dedup_key)
-            .where(activations.c.state != ActivationState.ENDED)
-            .order_by(activation_alerts.c.activation_id)
+            _OPEN_BY_ALERT, {"source_id": source_id, "dedup_key": dedup_key}
         ).scalars()
         return [self._by_id(i) for i in ids]
 
@@ -282,7 +294,30 @@ class StoreState:
         row = self.conn.execute(self._select().where(activations.c.id == activation_id)).one()
         return self._load(row)
 
+    def _maybe_due(self, now: datetime) -> bool:
+        if not self._earliest_known:
+            value = self.conn.execute(
+                sa.select(sa.func.min(activations.c.due_at)).where(
+                    activations.c.state != ActivationState.ENDED
+                )
+            ).scalar()
+            if isinstance(value, str):  # SQLite's min() loses the column type
+                value = datetime.fromisoformat(value)
+            if value is not None and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            self._earliest, self._earliest_known = value, True
+        if self._earliest is not None and self._earliest <= now:
+            return True
+        # Activations changed in this transaction but not saved yet.
+        return any(
+            a.due_at is not None and a.due_at <= now and a.state != ActivationState.ENDED
+            for a in self._loaded.values()
+        )
+
     def due(self, now: datetime) -> list[Activation]:
+        if not self._maybe_due(now):
+            return []
+        self._earliest_known = False  # something is due: its handling moves the bound
         rows = self.conn.execute(
             self._select()
             .where(activations.c.due_at <= now)
@@ -320,6 +355,8 @@ class StoreState:
                 activations.update().where(activations.c.id == act.id).values(**values)
             )
         if act.due_at is not None:
+            if self._earliest_known and (self._earliest is None or act.due_at < self._earliest):
+                self._earliest = act.due_at
             deadlines.schedule(self.conn, TICK, f"activation:{act.id}", act.due_at)
         else:
             deadlines.cancel(self.conn, TICK, f"activation:{act.id}")

@@ -130,6 +130,7 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
             if not rows:
                 return total
             ids, machine = _machine(conn, book)
+            outcomes: list[dict[str, Any]] = []
             for row in rows:
                 event = event_from_row(row, ids)
                 outcome: dict[str, Any] = {"rules_version": book.version}
@@ -143,12 +144,17 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
                     apply_intents(conn, ids, intents)
                     outcome.update(result.to_json())
                     outcome["result"] = outcome_result(result.matched, result.effects)
-                conn.execute(
-                    alert_events.update()
-                    .where(alert_events.c.id == row.id)
-                    .values(evaluated_at=utcnow(), outcome=outcome)
-                )
+                outcomes.append({"event_id": row.id, "at": utcnow(), "outcome": outcome})
+            # One statement for the batch's outcomes: they commit with its effects.
+            conn.execute(_RECORD_OUTCOME, outcomes)
             total += len(rows)
+
+
+_RECORD_OUTCOME = (
+    alert_events.update()
+    .where(alert_events.c.id == sa.bindparam("event_id"))
+    .values(evaluated_at=sa.bindparam("at"), outcome=sa.bindparam("outcome"))
+)
 
 
 def outcome_result(matched: list[str], effects: list[str]) -> str:

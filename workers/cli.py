@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engine import migrate
 from engine.errors import BeaconError, ConfigError
@@ -57,7 +58,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _serve_granian(app: object, host: str, port: int) -> int:
     """Granian's in-process server: the same app object, so embedded mode's worker threads
     and page cache stay in this process (about twice uvicorn's speed on cached pages)."""
-    import asyncio
 
     try:
         from granian.constants import Interfaces
@@ -77,10 +77,23 @@ def _serve_granian(app: object, host: str, port: int) -> int:
         log_level=LogLevels.warning,
     )
     try:
-        asyncio.run(server.serve())
+        _run_loop(server.serve())
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _run_loop(coroutine: Any) -> None:
+    """Run `coroutine` on uvloop when it is installed (it comes with uvicorn[standard]):
+    its event loop costs less per request than asyncio's own."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+        return
+    uvloop.run(coroutine)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

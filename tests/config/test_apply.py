@@ -424,7 +424,7 @@ alert_sources:
       summary: "message"
       labels: "{host: host, check: name}"
 channels:
-  - {key: platform-slack, team: platform, type: slack, url: https://hooks.slack.example/T000/B000/XXX}
+  - {key: platform-slack, team: platform, type: slack, url: https://hooks.slack.example/T000/B000/hook}
 incident_templates:
   - key: db-outage
     team: platform

@@ -38,7 +38,7 @@ class FastPages:
             and scope["method"] in ("GET", "HEAD")
             and scope["path"].startswith("/p/")
             and not scope.get("query_string")
-            and (self.own_hosts is None or _host(scope) in self.own_hosts)
+            and (self.own_hosts is None or request_host(scope) in self.own_hosts)
         ):
             slug, slash, rest = scope["path"][3:].partition("/")
             if slash:
@@ -51,14 +51,18 @@ class FastPages:
         await self.app(scope, receive, send)
 
 
-def outermost(app: Any, runtime: Any) -> FastPages:
-    """`app` behind a fast path that runs before any of its middleware (`beacon serve`)."""
+def outermost(app: Any, runtime: Any) -> Any:
+    """`app` behind the fast paths that run before any of its middleware (`beacon serve`):
+    webhook deliveries (`pages.intake.FastIntake`) and cached public pages."""
     from .hosts import own_hosts
+    from .intake import FastIntake
 
-    return FastPages(app, runtime, own_hosts(runtime.settings))
+    own = own_hosts(runtime.settings)
+    return FastIntake(app, FastPages(app, runtime, own), own)
 
 
-def _host(scope: Any) -> str:
+def request_host(scope: Any) -> str:
+    """The request's Host, lower case, without its port."""
     for name, value in scope["headers"]:
         if name == b"host":
             host: str = value.decode("latin-1").lower()

@@ -18,6 +18,7 @@ from engine.db import Store
 from engine.settings import Settings
 from engine.tables import alert_sources, teams
 from pages.app import create_app
+from pages.fastpath import outermost
 from workers.runtime import Runtime, uninstall
 
 FAKE_TYPE = "fake-tool"
@@ -78,10 +79,13 @@ def build_runtime(settings: Settings) -> Runtime:
     return rt
 
 
-@pytest.fixture
-def env(settings: Settings) -> Iterator[Env]:
-    """An embedded-mode app (SQLite file, fakeredis) with one team and one fake-tool source."""
-    yield from _env(settings)
+@pytest.fixture(params=["fast path", "routed"])
+def env(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """An embedded-mode app (SQLite file, fakeredis) with one team and one fake-tool source,
+    as `beacon serve` runs it: deliveries to Beacon's own host answered before the
+    middleware ("fast path"), and to another host name through the app's route ("routed").
+    Both must give the same answers."""
+    yield from _env(settings, fast=request.param == "fast path")
 
 
 @pytest.fixture
@@ -93,12 +97,14 @@ def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
     yield from _env(settings)
 
 
-def _env(settings: Settings) -> Iterator[Env]:
+def _env(settings: Settings, fast: bool = True) -> Iterator[Env]:
     rt = build_runtime(settings)
     team_id = add_team(rt.store, "platform")
     source_id, key = add_source(rt.store, team_id)
-    app = create_app(rt)
-    with TestClient(app) as client:
+    app = outermost(create_app(rt), rt)
+    # localhost is one of Beacon's own names; a LAN address a tool posts to may not be.
+    base_url = "http://localhost" if fast else "http://10.1.2.3"
+    with TestClient(app, base_url=base_url) as client:
         yield Env(rt, client, team_id, source_id, key)
     uninstall()
     rt.close()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine.settings import Settings
-from engine.tables import alert_events, alert_sources, outbox
+from engine.tables import alert_events, alert_sources, outbox, status_pages
 from pages.app import create_app
 from tests.intake.conftest import (
     Env,
@@ -217,6 +217,27 @@ def test_it_keeps_integration_keys_out_of_the_access_log(
     text = caplog.text
     assert "/api/v1/events/<redacted>" in text
     assert env.key not in text and "unknown-secret-key" not in text
+
+
+def test_a_status_pages_own_domain_takes_no_deliveries(env: Env) -> None:
+    # On a page's custom domain only that page's paths exist: the intake is not one of them,
+    # on the fast path or through the app.
+    with env.store.begin() as conn:
+        conn.execute(
+            status_pages.insert().values(
+                team_id=env.team_id, slug="acme", name="Acme", custom_domain="status.acme.test"
+            )
+        )
+    r = env.post(firing(), headers={"Host": "status.acme.test"})
+    assert r.status_code == 404
+    assert rows(env) == []
+    assert env.post(firing()).status_code == 202
+
+
+def test_other_methods_get_405_not_a_delivery(env: Env) -> None:
+    r = env.client.delete(f"/api/v1/events/{env.key}")
+    assert r.status_code == 405
+    assert rows(env) == []
 
 
 def test_a_multi_alert_delivery_answers_every_id(env: Env) -> None:

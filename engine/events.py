@@ -263,6 +263,15 @@ def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBa
     return StoredBatch(results, bool(partitions))
 
 
+# Built once: these run in every group commit, and building them cost more than running them.
+_WAITING = sa.select(outbox_table.c.payload).where(
+    outbox_table.c.kind == EVALUATE,
+    outbox_table.c.done_at.is_(None),
+    outbox_table.c.claimed_at.is_(None),
+)
+_WAITING_PG = _WAITING.with_for_update(skip_locked=True)
+
+
 def _waiting_evaluations(conn: Connection) -> set[str]:
     """Partitions with an `evaluate` row that no dispatcher has claimed yet.
 
@@ -273,13 +282,7 @@ def _waiting_evaluations(conn: Connection) -> set[str]:
     here too (that writer may commit first), so this batch gets a row of its own. SQLite's
     writers run one at a time.
     """
-    query = sa.select(outbox_table.c.payload).where(
-        outbox_table.c.kind == EVALUATE,
-        outbox_table.c.done_at.is_(None),
-        outbox_table.c.claimed_at.is_(None),
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = _WAITING_PG if conn.dialect.name == "postgresql" else _WAITING
     return {
         str(payload.get("partition"))
         for payload in conn.execute(query).scalars()

@@ -121,17 +121,28 @@ def run_outbox(ids: list[int]) -> None:
 class Ticker(threading.Thread):
     """Runs `dispatch_once` every `interval` seconds, or at once when nudged."""
 
-    def __init__(self, rt: Runtime, interval: float = 0.25, breath: float = 0.05) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        interval: float = 0.25,
+        breath: float = 0.05,
+        max_breath: float | None = None,
+    ) -> None:
         super().__init__(name="beacon-ticker", daemon=True)
         self.rt = rt
         self.interval = interval
-        #: The pause after a pass that found work. Under load it lets the work of many
-        #: commits gather into one claim and one job (the intake adds no `evaluate` row
-        #: while an unclaimed one waits), instead of a claim per commit.
+        #: The pause after a pass that found work, doubling while passes keep finding work
+        #: up to `max_breath` (default `interval`), and back to `breath` after an idle pass.
+        #: Under load it lets the work of many commits gather into one claim and one job
+        #: per kind (the intake adds no `evaluate` row while an unclaimed one waits): a job
+        #: costs about 70 Redis commands, some 8 ms of CPU on embedded mode's emulated Redis,
+        #: whatever its size. A lone alert after a quiet spell is dispatched at once.
         self.breath = breath
+        self.max_breath = interval if max_breath is None else max_breath
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        pause = self.breath
         while not self._stop_event.is_set():
             try:
                 busy = dispatch_once(self.rt)
@@ -139,8 +150,10 @@ class Ticker(threading.Thread):
                 log.exception("dispatcher pass failed")
                 busy = 0
             if busy:
-                self._stop_event.wait(self.breath)
+                self._stop_event.wait(pause)
+                pause = min(pause * 2, self.max_breath)
             else:
+                pause = self.breath
                 self.rt.nudge.wait(self.interval)
                 self.rt.nudge.clear()
 

@@ -23,6 +23,7 @@ version throughout.
 from __future__ import annotations
 
 import hashlib
+import time
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -41,7 +42,11 @@ from rules.validate import Known, RuleBookSpec, check
 
 from .runtime import Runtime
 
+#: Most events evaluated in one transaction, and the least fetched after a slow one.
 BATCH = 500
+MIN_BATCH = 20
+#: About how long one evaluation transaction may work (see `evaluate_partition`).
+BATCH_SECONDS = 0.025
 EVALUATE = "evaluate"
 EXTRA_KEY = "rules"
 
@@ -113,25 +118,29 @@ def _machine(conn: sa.Connection, book: RuleBook) -> tuple[Ids, Machine]:
 
 
 def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
-    """Evaluate every unevaluated event of `partition`, in id order, `BATCH` per
-    transaction; returns how many were evaluated."""
+    """Evaluate every unevaluated event of `partition`, in id order, in transactions of at
+    most `BATCH` events and about `BATCH_SECONDS` of work; returns how many were evaluated.
+
+    The time bound matters on SQLite: a transaction holds the one write lock, which the
+    intake's group commit waits for, so a long batch would be every webhook's latency.
+    """
     total = 0
+    limit = BATCH
     while True:
         with runtime.using() as book, store.begin() as conn:
             _lock(conn, f"evaluate:{partition}")
-            rows = conn.execute(
-                sa.select(alert_events, alert_sources.c.team_id.label("team_id"))
-                .join(alert_sources, alert_sources.c.id == alert_events.c.source_id)
-                .where(alert_events.c.partition == partition)
-                .where(alert_events.c.evaluated_at.is_(None))
-                .order_by(alert_events.c.id)
-                .limit(BATCH)
-            ).all()
+            rows = conn.execute(_PENDING, {"partition": partition, "limit": limit}).all()
             if not rows:
                 return total
             ids, machine = _machine(conn, book)
             outcomes: list[dict[str, Any]] = []
+            started = time.perf_counter()
             for row in rows:
+                if outcomes and time.perf_counter() - started > BATCH_SECONDS:
+                    # The rest stay unevaluated for the next transaction, which fetches
+                    # about as many as fitted in this one.
+                    limit = max(MIN_BATCH, len(outcomes))
+                    break
                 event = event_from_row(row, ids)
                 outcome: dict[str, Any] = {"rules_version": book.version}
                 if event.test:
@@ -145,10 +154,36 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
                     outcome.update(result.to_json())
                     outcome["result"] = outcome_result(result.matched, result.effects)
                 outcomes.append({"event_id": row.id, "at": utcnow(), "outcome": outcome})
+            else:
+                limit = min(BATCH, limit * 2)
             # One statement for the batch's outcomes: they commit with its effects.
             conn.execute(_RECORD_OUTCOME, outcomes)
-            total += len(rows)
+            total += len(outcomes)
 
+
+# What evaluation reads of an event (not the tool's `raw` payload, the largest column).
+_PENDING = (
+    sa.select(
+        alert_events.c.id,
+        alert_events.c.source_id,
+        alert_events.c.dedup_key,
+        alert_events.c.status,
+        alert_events.c.severity,
+        alert_events.c.summary,
+        alert_events.c.details,
+        alert_events.c.labels,
+        alert_events.c.links,
+        alert_events.c.occurred_at,
+        alert_events.c.received_at,
+        alert_events.c.test,
+        alert_sources.c.team_id.label("team_id"),
+    )
+    .join(alert_sources, alert_sources.c.id == alert_events.c.source_id)
+    .where(alert_events.c.partition == sa.bindparam("partition"))
+    .where(alert_events.c.evaluated_at.is_(None))
+    .order_by(alert_events.c.id)
+    .limit(sa.bindparam("limit"))
+)
 
 _RECORD_OUTCOME = (
     alert_events.update()

@@ -352,3 +352,60 @@ def test_a_late_firing_older_than_its_resolve_starts_nothing_on_the_store(store)
             .all()
         )
     assert changes == ["partial_outage", "operational", "partial_outage", "operational"]
+
+
+def _flaps_and_outcomes(store, monkeypatch, batch_seconds):
+    import workers.evaluate as evaluate_mod
+
+    monkeypatch.setattr(evaluate_mod, "BATCH_SECONDS", batch_seconds)
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    events = []
+    for i in range(30):
+        key = f"k{i % 4}"
+        events += [event(at=i * 2, dedup_key=key), event("resolved", at=i * 2 + 1, dedup_key=key)]
+    ingest(store, ids["am"], *events, event(at=100, dedup_key="last"))
+    commits = []
+
+    def count(conn):
+        commits.append(1)
+
+    sa.event.listen(store.engine, "commit", count)
+    evaluated = evaluate(store, runtime)
+    sa.event.remove(store.engine, "commit", count)
+    with store.read() as conn:
+        outcomes = [
+            (o["result"], o["matched"], o["effects"])
+            for o in conn.execute(
+                sa.select(alert_events.c.outcome).order_by(alert_events.c.id)
+            ).scalars()
+        ]
+        changes = (
+            conn.execute(sa.select(status_changes.c.new_status).order_by(status_changes.c.id))
+            .scalars()
+            .all()
+        )
+    return evaluated, len(commits), outcomes, changes, status_of(store, ids["api"])
+
+
+def test_time_bounded_evaluation_transactions_change_nothing_but_their_number(
+    store, monkeypatch, tmp_path
+):
+    # With no time to spare, each transaction evaluates one event (a long one would hold
+    # SQLite's write lock, which every webhook's group commit waits for); the outcomes,
+    # status history and final status are those of one big transaction.
+    from engine.db import create_store
+    from engine.migrate import upgrade
+    from engine.settings import Settings
+
+    other = create_store(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "other")}))
+    upgrade(other)
+    try:
+        tight = _flaps_and_outcomes(other, monkeypatch, 0.0)
+    finally:
+        other.dispose()
+    roomy = _flaps_and_outcomes(store, monkeypatch, 60.0)
+    assert tight[0] == roomy[0] == 61
+    assert tight[1] >= 61 > roomy[1]
+    assert tight[2:] == roomy[2:]
+    assert roomy[4] == "partial_outage"

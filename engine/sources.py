@@ -171,11 +171,14 @@ _TOUCH = (
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", re.IGNORECASE)
 _PERIODS = {"s": 1, "m": 60, "h": 3600}
+#: Largest N in a rate limit: the limiter counts in integer microseconds on Lua's doubles,
+#: exact below 2**53, and N events an hour in microseconds stay under that.
+MAX_RATE_COUNT = 1_000_000
 
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most `count` firing events per `seconds`."""
+    """At most `count` firing events at once, refilled at `count` per `seconds`."""
 
     count: int
     seconds: int
@@ -185,39 +188,82 @@ class RateLimit:
 def parse_rate_limit(text: str) -> RateLimit:
     """`50/s`, `600/m` or `10000/h` as a `RateLimit`; a `ValidationError` otherwise."""
     match = _RATE.match(text or "")
-    if not match or int(match.group(1)) <= 0:
+    if not match or not 0 < int(match.group(1)) <= MAX_RATE_COUNT:
         raise ValidationError(
-            f"rate_limit {text!r} is not of the form N/s, N/m or N/h (N > 0)", field="rate_limit"
+            f"rate_limit {text!r} is not of the form N/s, N/m or N/h (0 < N <= {MAX_RATE_COUNT})",
+            field="rate_limit",
         )
     return RateLimit(int(match.group(1)), _PERIODS[match.group(2)[0].lower()], text.strip())
 
 
 @dataclass(frozen=True)
 class RateDecision:
+    """Whether a take was allowed; if not, the whole seconds to wait before it would be."""
+
     allowed: bool
     retry_after: int = 0
+
+
+# GCRA in its "continuous-state leaky bucket" form, which admits exactly what the
+# theoretical-arrival-time form admits. Units: one event costs `period` (microseconds of the
+# limit's period) and the bucket drains `limit` units per microsecond, so the capacity is
+# `limit * period` = `limit` events and every quantity is an integer: no rounding can let an
+# extra event in or refuse one that is exactly on time. `at` only moves forward, so a process
+# whose clock is behind sees no refill it has not reached.
+#
+# KEYS[1] the bucket; ARGV now (us), limit (events), period (us), n (events to take).
+# Returns {1, 0} when taken, {0, wait in whole seconds (at least 1)} when refused.
+_GCRA = """
+local now, limit, period, n =
+    tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function int(x) return string.format('%.0f', x) end
+local function ceil_div(a, b) return math.floor((a + b - 1) / b) end
+
+local capacity = limit * period
+local state = redis.call('HMGET', KEYS[1], 'level', 'at')
+local level, at = tonumber(state[1]) or 0, tonumber(state[2]) or now
+if now > at then
+    level = math.max(0, level - (now - at) * limit)
+    at = now
+end
+local wanted = level + n * period
+if wanted <= capacity then
+    redis.call('HSET', KEYS[1], 'level', int(wanted), 'at', int(at))
+    -- Gone once drained: an absent key is a full bucket. A second more for clock skew.
+    redis.call('PEXPIRE', KEYS[1], ceil_div(ceil_div(wanted, limit), 1000) + 1000)
+    return {1, 0}
+end
+-- Refused: nothing is written. The wait is until n events fit, or, for a take larger than
+-- the whole capacity, until the bucket is full again (the take never fits).
+local over = math.min(wanted - capacity, level)
+local wait_us = (at - now) + ceil_div(over, limit)
+return {0, math.max(1, ceil_div(wait_us, 1000000))}
+"""
 
 
 def take_rate(
     redis: Any, prefix: str, source_id: int, limit: RateLimit, count: int, now: float
 ) -> RateDecision:
-    """Count `count` events against the source's limit in the current window, on Redis so
-    that every process shares the count. A refused take is given back, so a flood that is
-    refused does not also lock out the events after it.
+    """Take `count` events from the source's budget, all or nothing, in one atomic script on
+    Redis, so that every process shares the budget exactly.
 
-    Fixed windows: simple and one round trip; a burst across a window boundary may pass up
-    to twice the limit, which a limit meant to stop floods tolerates.
+    The budget is a token bucket (GCRA): `limit.count` events at once, refilled continuously
+    at `limit.count` per `limit.seconds`. So no burst, across any boundary, passes more than
+    `limit.count`, and over any span of t seconds at most `limit.count * (1 + t/seconds)`
+    pass. A refused take consumes nothing, and its `retry_after` is the exact wait, rounded
+    up to whole seconds (at least 1), until `count` events would be taken. A take of more
+    than `limit.count` events can never be taken: it is refused with the wait until the
+    bucket is full, which only says when the source has its whole budget back.
+
+    Time is the caller's `now`, not Redis's clock: tests are then deterministic, and hosts
+    running NTP agree to milliseconds, which at most lets that many milliseconds of refill
+    through early. The bucket's key carries the limit, so a changed limit starts full.
     """
     if count <= 0:
         return RateDecision(True)
-    window = int(now // limit.seconds)
-    key = f"{prefix}beacon:rate:{source_id}:{limit.seconds}:{window}"
-    pipe = redis.pipeline()
-    pipe.incrby(key, count)
-    pipe.expire(key, limit.seconds + 1)
-    used = int(pipe.execute()[0])
-    if used <= limit.count:
-        return RateDecision(True)
-    redis.decrby(key, count)
-    retry_after = max(1, int((window + 1) * limit.seconds - now + 0.999))
-    return RateDecision(False, retry_after)
+    key = f"{prefix}beacon:gcra:{source_id}:{limit.count}/{limit.seconds}"
+    # EVALSHA, loading the script only when this Redis has not seen it yet.
+    allowed, retry_after = redis.register_script(_GCRA)(
+        keys=[key], args=[round(now * 1_000_000), limit.count, limit.seconds * 1_000_000, count]
+    )
+    return RateDecision(True) if allowed else RateDecision(False, int(retry_after))

@@ -263,7 +263,18 @@ def check_rate(request: Request, source: Source, events: list[AlertEvent]) -> in
         # A limit exists to stop floods, not to lose alerts: without Redis, let them in.
         log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
         return None
-    return None if decision.allowed else decision.retry_after
+    if decision.allowed:
+        return None
+    if firing > limit.count:
+        # Refused however long the tool waits: the operator must raise the limit.
+        log.warning(
+            "source %r sent %d firing events in one delivery, more than its rate limit %s "
+            "ever lets through at once",
+            source.key,
+            firing,
+            source.rate_limit,
+        )
+    return decision.retry_after
 
 
 # --- the route ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Running real Beacon processes in tests: `beacon serve` and `beacon worker` subprocesses."""
+"""Test support: real Beacon processes (`beacon serve`, `beacon worker`), a recording HTTP
+server, and a certificate authority of the test's own."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .conftest import ROOT, free_port
 
@@ -165,3 +172,119 @@ class RecordingServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- a certificate authority of the test's own ------------------------------------------------
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    """The certificates as one PEM text, in the order given (a chain: leaf first)."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _named(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A leaf certificate and its private key."""
+
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    def write_pem(self, path: Path) -> Path:
+        """Certificate and key in one file, as `ssl.SSLContext.load_cert_chain` reads it."""
+        key = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem(self.cert) + key)
+        return path
+
+
+class LocalCA:
+    """A certificate authority made in the test: a self-signed root, or with `parent` an
+    intermediate under another `LocalCA`. It issues TLS server certificates, the kind SNS
+    signs its messages with and the kind a loopback HTTPS server presents.
+
+    Every certificate it makes is valid for `days` from `valid_from` (default: from a day
+    ago, so that a test using the real clock is inside the window)."""
+
+    def __init__(
+        self,
+        name: str,
+        parent: LocalCA | None = None,
+        valid_from: datetime | None = None,
+        days: int = 30,
+    ) -> None:
+        if parent is not None:
+            valid_from, days = parent.valid_from, parent.days
+        self.valid_from: datetime = valid_from or datetime.now(UTC) - timedelta(days=1)
+        self.days = days
+        self.key = new_key()
+        signer = parent.key if parent else self.key
+        self.cert = (
+            self._builder(_named(name), self.key, parent.cert.subject if parent else _named(name))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                critical=False,
+            )
+            .sign(signer, hashes.SHA256())
+        )
+
+    def intermediate(self, name: str) -> LocalCA:
+        """An intermediate CA under this one, valid for the same window."""
+        return LocalCA(name, parent=self)
+
+    def issue(self, cn: str, san: x509.GeneralName | None = None) -> Issued:
+        """A TLS server certificate named `cn`, with `san` (default: `cn` as a DNS name) as
+        its subject alternative name."""
+        key = new_key()
+        cert = (
+            self._builder(_named(cn), key, self.cert.subject)
+            .add_extension(x509.SubjectAlternativeName([san or x509.DNSName(cn)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return Issued(cert, key)
+
+    def _builder(
+        self, subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name
+    ) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.valid_from)
+            .not_valid_after(self.valid_from + timedelta(days=self.days))
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+        )

@@ -31,8 +31,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .common import parse_time
 from .errors import AdapterError, SignatureError
 
-# The name in SNS signing certificates: sns.amazonaws.com, or a regional SNS host.
-SNS_CERT_SUBJECT = r"sns(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?"
+# The names SNS signing certificates carry, as AWS's own SDK expects them by region
+# (aws-sdk-java-v2, SnsHostProvider): sns.amazonaws.com in most regions (a real one is in
+# tests/adapters/sns_real), sns-signing.<region>.amazonaws.com in regions enabled on
+# request (af-south-1, ap-east-1, ...), sns-<region>.amazonaws.com.cn in China and
+# sns-us-gov-west-1.amazonaws.com in GovCloud; or a regional SNS host. The isolated and
+# sovereign partitions (c2s.ic.gov, amazonaws.eu, ...) are not covered.
+_REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]"
+SNS_CERT_SUBJECT = (
+    r"sns(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?"
+    rf"|sns-signing\.{_REGION}\.amazonaws\.com"
+    rf"|sns-{_REGION}\.amazonaws\.com(\.cn)?"
+)
 
 # The fields SNS signs, in the order it signs them, per message type.
 SIGNED_FIELDS: dict[str, tuple[str, ...]] = {

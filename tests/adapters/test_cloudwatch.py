@@ -1,7 +1,8 @@
 """CloudWatch via SNS: hand-written fixture expectations, raw delivery, SNS signatures.
 
-No SNS signing certificate was available offline, so the signature tests sign with a local
-CA and leaf made here with `cryptography`, used as the trust anchor.
+The signature tests sign with a root, an intermediate and an SNS-named leaf made by
+`tests.support.LocalCA`, the root used as the trust anchor: no AWS message comes with the
+key that signed it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from typing import Any
 import orjson
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import given, settings
 
 from adapters.alert_sources import Delivery, SignatureError
@@ -47,6 +47,7 @@ from tests.adapters.fixtures_b import (
     only_events_or_adapter_errors,
     payload_files,
 )
+from tests.support import LocalCA, pem
 
 D = "aws-cloudwatch-sns"
 REASON_2015 = (
@@ -367,83 +368,17 @@ VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 NOW = datetime(2021, 6, 18, 4, 30, tzinfo=UTC)  # two minutes after the 2021 notification
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _cert(
-    subject: str,
-    key: rsa.RSAPrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: rsa.RSAPrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer.subject if issuer else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(VALID_FROM)
-        .not_valid_after(VALID_FROM + timedelta(days=3650))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=True, path_length=None), critical=True
-        )
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    else:
-        # Like SNS's own: a TLS server certificate named for SNS.
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        )
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
 class _PKI:
     """A root CA, an intermediate and an SNS-named leaf, as SNS's chain is built."""
 
     def __init__(self, leaf_name: str = "sns.amazonaws.com") -> None:
-        self.root_key, self.inter_key, self.leaf_key = _key(), _key(), _key()
-        self.root = _cert("Beacon Test Root", self.root_key, None, self.root_key, ca=True)
-        self.inter = _cert(
-            "Beacon Test Intermediate", self.inter_key, self.root, self.root_key, ca=True
-        )
-        self.leaf = _cert(leaf_name, self.leaf_key, self.inter, self.inter_key, ca=False)
+        self.root = LocalCA("Beacon Test Root", valid_from=VALID_FROM, days=3650)
+        self.inter = self.root.intermediate("Beacon Test Intermediate")
+        self.leaf = self.inter.issue(leaf_name)
 
     def trust(self, **changes: Any) -> TrustSettings:
         return TrustSettings(
-            anchors_pem=_pem(self.root), intermediates_pem=_pem(self.inter), **changes
+            anchors_pem=pem(self.root.cert), intermediates_pem=pem(self.inter.cert), **changes
         )
 
     def sign(self, envelope: dict[str, Any], version: str = "1") -> dict[str, Any]:
@@ -455,7 +390,7 @@ class _PKI:
         )
         text = "".join(f"{k}\n{envelope[k]}\n" for k in order if envelope.get(k) is not None)
         algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
-        signature = self.leaf_key.sign(text.encode(), padding.PKCS1v15(), algorithm)
+        signature = self.leaf.key.sign(text.encode(), padding.PKCS1v15(), algorithm)
         return {
             **envelope,
             "SignatureVersion": version,
@@ -473,30 +408,30 @@ OK_2021 = f"{D}/ok_notification_real_2021.json"
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_a_valid_signature_passes(pki: _PKI, version: str) -> None:
-    verify_signature(pki.sign(_envelope(OK_2021), version), _pem(pki.leaf), pki.trust(), NOW)
+    verify_signature(pki.sign(_envelope(OK_2021), version), pem(pki.leaf.cert), pki.trust(), NOW)
 
 
 def test_a_subscription_confirmation_signature_passes(pki: _PKI) -> None:
     envelope = _envelope(f"{D}/subscription_confirmation_real_2015.json")
-    verify_signature(pki.sign(envelope), _pem(pki.leaf), pki.trust(max_age_seconds=None), NOW)
+    verify_signature(pki.sign(envelope), pem(pki.leaf.cert), pki.trust(max_age_seconds=None), NOW)
 
 
 def test_the_chain_may_come_with_the_certificate(pki: _PKI) -> None:
-    trust = TrustSettings(anchors_pem=_pem(pki.root))
-    verify_signature(pki.sign(_envelope(OK_2021)), _pem(pki.leaf, pki.inter), trust, NOW)
+    trust = TrustSettings(anchors_pem=pem(pki.root.cert))
+    verify_signature(pki.sign(_envelope(OK_2021)), pem(pki.leaf.cert, pki.inter.cert), trust, NOW)
 
 
 def test_a_changed_message_fails(pki: _PKI) -> None:
     signed = pki.sign(_envelope(OK_2021))
     signed["Message"] = signed["Message"].replace("OK", "ALARM")
     with pytest.raises(SignatureError, match="Signature: does not match"):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(), NOW)
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(), NOW)
 
 
 def test_a_signature_of_the_other_version_fails(pki: _PKI) -> None:
     signed = {**pki.sign(_envelope(OK_2021), "1"), "SignatureVersion": "2"}
     with pytest.raises(SignatureError, match="does not match"):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(), NOW)
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(), NOW)
 
 
 @pytest.mark.parametrize(
@@ -514,42 +449,42 @@ def test_a_missing_or_malformed_signature_fails(
 ) -> None:
     signed = {**pki.sign(_envelope(OK_2021)), **changes}
     with pytest.raises(SignatureError, match=message):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(), NOW)
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(), NOW)
 
 
 def test_a_stale_message_fails(pki: _PKI) -> None:
     signed = pki.sign(_envelope(OK_2021))
     later = NOW + timedelta(hours=2)
     with pytest.raises(SignatureError, match="stale or replayed"):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(), later)
-    verify_signature(signed, _pem(pki.leaf), pki.trust(max_age_seconds=3 * 3600), later)
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(), later)
+    verify_signature(signed, pem(pki.leaf.cert), pki.trust(max_age_seconds=3 * 3600), later)
 
 
 def test_a_certificate_from_another_ca_fails(pki: _PKI) -> None:
     other = _PKI()
     signed = other.sign(_envelope(OK_2021))
     with pytest.raises(SignatureError, match="certificate not trusted"):
-        verify_signature(signed, _pem(other.leaf, other.inter), pki.trust(), NOW)
+        verify_signature(signed, pem(other.leaf.cert, other.inter.cert), pki.trust(), NOW)
 
 
 def test_the_system_anchors_do_not_trust_a_private_ca(pki: _PKI) -> None:
     signed = pki.sign(_envelope(OK_2021))
     with pytest.raises(SignatureError, match="certificate not trusted"):
-        verify_signature(signed, _pem(pki.leaf, pki.inter), TrustSettings(), NOW)
+        verify_signature(signed, pem(pki.leaf.cert, pki.inter.cert), TrustSettings(), NOW)
 
 
 def test_an_expired_certificate_fails(pki: _PKI) -> None:
     signed = pki.sign(_envelope(OK_2021))
     much_later = VALID_FROM + timedelta(days=4000)
     with pytest.raises(SignatureError, match="certificate not trusted"):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(max_age_seconds=None), much_later)
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(max_age_seconds=None), much_later)
 
 
 def test_a_certificate_not_named_for_sns_fails() -> None:
     rogue = _PKI(leaf_name="www.example.com")
     signed = rogue.sign(_envelope(OK_2021))
     with pytest.raises(SignatureError, match="not for SNS"):
-        verify_signature(signed, _pem(rogue.leaf), rogue.trust(), NOW)
+        verify_signature(signed, pem(rogue.leaf.cert), rogue.trust(), NOW)
 
 
 def test_garbage_instead_of_a_certificate_fails(pki: _PKI) -> None:
@@ -560,7 +495,7 @@ def test_garbage_instead_of_a_certificate_fails(pki: _PKI) -> None:
 def test_a_signed_message_from_a_foreign_topic_fails(pki: _PKI) -> None:
     signed = pki.sign(_envelope(OK_2021))
     with pytest.raises(SignatureError, match="TopicArn"):
-        verify_signature(signed, _pem(pki.leaf), pki.trust(), NOW, {"topic_arns": [TOPIC_2015]})
+        verify_signature(signed, pem(pki.leaf.cert), pki.trust(), NOW, {"topic_arns": [TOPIC_2015]})
 
 
 @settings(max_examples=200, deadline=None)
@@ -577,33 +512,11 @@ class _FakeSNS:
     subscription confirmations, standing in for sns.<region>.amazonaws.com."""
 
     def __init__(self, pki: _PKI) -> None:
-        server_key = _key()
-        server_cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("127.0.0.1"))
-            .issuer_name(pki.root.subject)
-            .public_key(server_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(VALID_FROM)
-            .not_valid_after(VALID_FROM + timedelta(days=3650))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .sign(pki.root_key, hashes.SHA256())
-        )
+        server = pki.root.issue("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         self.directory = tempfile.TemporaryDirectory()
-        chain = Path(self.directory.name, "server.pem")
-        chain.write_bytes(
-            _pem(server_cert)
-            + server_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        chain = server.write_pem(Path(self.directory.name, "server.pem"))
         self.confirmed: list[str] = []
-        signing_pem, confirmed = _pem(pki.leaf), self.confirmed
+        signing_pem, confirmed = pem(pki.leaf.cert), self.confirmed
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
@@ -627,7 +540,7 @@ class _FakeSNS:
         self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.client_context = ssl.create_default_context(cadata=_pem(pki.root).decode())
+        self.client_context = ssl.create_default_context(cadata=pem(pki.root.cert).decode())
 
     def get(self, url: str) -> bytes:
         # What the intake does: a short timeout, and only the URL the adapter allowed.
@@ -667,7 +580,7 @@ def test_the_intake_flow_confirms_a_verified_subscription(pki: _PKI, fake_sns: _
     verify_signature(
         document,
         cert,
-        TrustSettings(anchors_pem=_pem(pki.root), intermediates_pem=_pem(pki.inter)),
+        TrustSettings(anchors_pem=pem(pki.root.cert), intermediates_pem=pem(pki.inter.cert)),
         NOW,
         options,
     )

@@ -239,6 +239,16 @@ def test_an_unknown_alert_source_type_is_an_error(store: Store, tmp_path: Path) 
         apply_file(store, path)
 
 
+def test_a_rate_limit_above_a_million_events_is_an_error(store: Store, tmp_path: Path) -> None:
+    text = TWO_TEAMS + (
+        "alert_sources:\n  - {key: am, name: AM, type: alertmanager, team: platform, "
+        "rate_limit: 1000001/s}\n"
+    )
+    with pytest.raises(ConfigError, match=r":11:61: alert_sources.0.rate_limit: String should"):
+        apply_file(store, write(tmp_path, text))
+    apply_file(store, write(tmp_path, text.replace("1000001/s", "1000000/s")))
+
+
 def test_secrets_are_never_printed(store: Store, tmp_path: Path) -> None:
     text = TWO_TEAMS + (
         "alert_sources:\n  - {key: g, name: G, type: grafana, team: platform, "

@@ -283,3 +283,15 @@ def test_a_mixed_delivery_past_the_limit_keeps_its_resolves(env: Env) -> None:
             sa.select(alert_events.c.dedup_key, alert_events.c.status).order_by(alert_events.c.id)
         ).all()
     assert [tuple(r) for r in stored] == [("m0", "firing"), ("m0", "resolved")]
+
+
+def test_a_delivery_larger_than_the_rate_limit_is_refused_and_logged(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, key = add_source(env.store, env.team_id, "small", rate_limit="2/h")
+    alerts = [firing(f"b{n}")["alerts"][0] for n in range(3)]
+    refused = env.post({"alerts": alerts}, key=key)
+    assert refused.status_code == 429
+    assert "more than its rate limit 2/h ever lets through at once" in caplog.text
+    # The refused delivery used up nothing: two events still fit.
+    assert env.post({"alerts": alerts[:2]}, key=key).status_code == 202

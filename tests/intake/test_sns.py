@@ -9,7 +9,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,103 +17,26 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from adapters.alert_sources.cloudwatch import canonical_string
 from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, _env, add_source
+from tests.support import LocalCA, new_key, pem
 
 SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class CA:
-    """A root CA that issues the SNS signing certificate and the local server's TLS one."""
-
-    def __init__(self) -> None:
-        self.key = _key()
-        now = datetime.now(UTC) - timedelta(days=1)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("Beacon Test SNS Root"))
-            .issuer_name(_name("Beacon Test SNS Root"))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def issue(self, name: x509.GeneralName, cn: str) -> tuple[x509.Certificate, Any]:
-        key = _key()
-        now = datetime.now(UTC) - timedelta(days=1)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([name]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        return cert, key
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 class FakeSNS:
     """HTTPS on 127.0.0.1: `/cert.pem` and `/confirm`, counting confirmations."""
 
-    def __init__(self, ca: CA, tmp: Path) -> None:
-        self.signing_cert, self.signing_key = ca.issue(
-            x509.DNSName("sns.eu-west-1.amazonaws.com"), "sns.eu-west-1.amazonaws.com"
-        )
-        tls_cert, tls_key = ca.issue(x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "sns")
-        (tmp / "tls.pem").write_bytes(pem(tls_cert))
-        (tmp / "tls.key").write_bytes(
-            tls_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    def __init__(self, ca: LocalCA, tmp: Path) -> None:
+        self.signing = ca.issue("sns.eu-west-1.amazonaws.com")
+        tls = ca.issue("sns", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        tls_pem = tls.write_pem(tmp / "tls.pem")
         self.confirmations = 0
         self.cert_fetches = 0
         fake = self
@@ -122,7 +45,7 @@ class FakeSNS:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path.startswith("/cert.pem"):
                     fake.cert_fetches += 1
-                    body = pem(fake.signing_cert)
+                    body = pem(fake.signing.cert)
                 elif self.path.startswith("/confirm"):
                     fake.confirmations += 1
                     body = b"<ConfirmSubscriptionResponse/>"
@@ -139,7 +62,7 @@ class FakeSNS:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tmp / "tls.pem", tmp / "tls.key")
+        context.load_cert_chain(tls_pem)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -151,7 +74,7 @@ class FakeSNS:
 
     def sign(self, envelope: dict[str, Any], key: Any = None) -> dict[str, Any]:
         signed = {**envelope, "SignatureVersion": "2", "SigningCertURL": f"{self.url}/cert.pem"}
-        signature = (key or self.signing_key).sign(
+        signature = (key or self.signing.key).sign(
             canonical_string(signed), padding.PKCS1v15(), hashes.SHA256()
         )
         return {**signed, "Signature": base64.b64encode(signature).decode()}
@@ -159,7 +82,7 @@ class FakeSNS:
 
 @pytest.fixture
 def sns(tmp_path: Path) -> Iterator[tuple[FakeSNS, Path]]:
-    ca = CA()
+    ca = LocalCA("Beacon Test SNS Root")
     anchors = tmp_path / "anchors.pem"
     anchors.write_bytes(pem(ca.cert))
     fake = FakeSNS(ca, tmp_path)
@@ -263,7 +186,7 @@ def test_a_tampered_notification_is_refused(sns_env: tuple[Env, FakeSNS, str]) -
 
 def test_a_signature_by_another_key_is_refused(sns_env: tuple[Env, FakeSNS, str]) -> None:
     env, fake, key = sns_env
-    r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json"), key=_key()))
+    r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json"), key=new_key()))
     assert r.status_code == 401
 
 
@@ -282,7 +205,8 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
 ) -> None:
     fake, _anchors = sns
     other = tmp_path / "other.pem"
-    other.write_bytes(pem(CA().cert))
+    # Same name as the trusted root, another key: trust is in the key, not the name.
+    other.write_bytes(pem(LocalCA("Beacon Test SNS Root").cert))
     for env in _env(settings.model_copy(update={"sns_trust_anchors": other})):
         _, key = add_source(
             env.store,

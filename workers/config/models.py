@@ -16,7 +16,8 @@ from engine.models import IncidentStatus, OnEnd, PageType, ServiceStatus
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-RATE_LIMIT_PATTERN = r"^[1-9][0-9]*/(s|m|h)$"
+# N from 1 to 1,000,000 (engine.sources.MAX_RATE_COUNT: the limiter's integers stay exact).
+RATE_LIMIT_PATTERN = r"^([1-9][0-9]{0,5}|1000000)/(s|m|h)$"
 DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]

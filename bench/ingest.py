@@ -1,14 +1,20 @@
 """Intake throughput: Beacon against a bare Starlette app, same load, same run.
 
     python bench/ingest.py [--url http://127.0.0.1:8000 --key INTEGRATION_KEY]
+                           [--mode embedded|scaled] [--server uvicorn|granian]
                            [--seconds 10] [--connections 50]
 
 Posts distinct Alertmanager deliveries (one alert each, every one a new event) with `wrk`
-at 50 connections, first to Beacon (a running server given by --url/--key, or else a
-`beacon serve` it starts in a temporary data directory), then to a bare Starlette app on
-uvicorn that parses the same JSON and answers 202. Prints events/s and p50/p99 for both,
-the ratio, the mode and the durability setting, and checks that every 202 is a committed
-row (when it started the server itself). Nothing here asserts a time: it reports.
+at 50 connections, first to Beacon (a running server given by --url/--key, or else one it
+starts), then to a bare Starlette app on uvicorn that parses the same JSON and answers 202.
+Prints events/s and p50/p99 for both, the ratio, the mode and the durability setting, and
+checks that every 202 is a committed row (when it started the server itself).
+
+`--mode embedded` (the default) starts one `beacon serve` on a SQLite file in a temporary
+data directory: intake, evaluation and workers share one process. `--mode scaled` starts a
+`beacon serve` and a `beacon worker` on a PostgreSQL database of its own (dropped after)
+and Redis under a key prefix of its own (deleted after): the serving process only takes
+deliveries. Nothing here asserts a time: it reports.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -143,15 +150,55 @@ def run_wrk(name: str, url: str, seconds: int, connections: int, script: Path) -
     return Result(name, rps, p50, p99, total, errors)
 
 
+PG_ADMIN_URL = os.environ.get("BEACON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BEACON_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def scaled_env() -> dict[str, str]:
+    """A PostgreSQL database and a Redis key prefix of the benchmark's own."""
+    import psycopg
+
+    name = f"beacon_bench_{os.urandom(6).hex()}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return {
+        "BEACON_DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}",
+        "BEACON_REDIS_URL": REDIS_URL,
+        "BEACON_REDIS_PREFIX": f"beacon-bench-{os.urandom(6).hex()}:",
+        "BEACON_SECRET_KEY": os.urandom(24).hex(),
+    }
+
+
+def drop_scaled(env: dict[str, str]) -> None:
+    import psycopg
+    import redis
+
+    name = env["BEACON_DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"*{env['BEACON_REDIS_PREFIX'].rstrip(':')}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def _settings(data_dir: Path, extra: dict[str, str]) -> Any:
+    from engine.settings import Settings
+
+    return Settings.from_env({"BEACON_DATA_DIR": str(data_dir), **extra})
+
+
 def start_beacon(
-    data_dir: Path, server: str = "uvicorn"
-) -> tuple[subprocess.Popen[bytes], str, str]:
+    data_dir: Path, server: str = "uvicorn", extra: dict[str, str] | None = None
+) -> tuple[list[subprocess.Popen[bytes]], str, str]:
+    """`beacon serve` (and with `extra` naming a database and Redis, a `beacon worker`)
+    on a store with one alertmanager source; returns the processes, the URL and its key."""
     from engine.db import create_store
     from engine.migrate import upgrade
-    from engine.settings import Settings
     from engine.tables import alert_sources, teams
 
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    extra = extra or {}
+    store = create_store(_settings(data_dir, extra))
     upgrade(store)
     key = "bench-" + os.urandom(8).hex()
     with store.begin() as conn:
@@ -165,17 +212,23 @@ def start_beacon(
     store.dispose()
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BEACON_DATA_DIR": str(data_dir)}
-    for name in ("BEACON_DATABASE_URL", "BEACON_REDIS_URL", "BEACON_CONFIG"):
+    for name in ("BEACON_DATABASE_URL", "BEACON_REDIS_URL", "BEACON_CONFIG", "BEACON_REDIS_PREFIX"):
         env.pop(name, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port), "--server", server],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    env.update(extra)
+    cli = [sys.executable, "-m", "workers.cli"]
+    procs = [
+        subprocess.Popen(
+            [*cli, "serve", "--port", str(port), "--server", server],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    ]
+    if extra:
+        procs.append(subprocess.Popen([*cli, "worker"], cwd=ROOT, env=env))
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", proc)
-    return proc, url, key
+    wait_http(f"{url}/healthz", procs[0])
+    return procs, url, key
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -188,14 +241,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def committed(data_dir: Path) -> int:
+def committed(data_dir: Path, extra: dict[str, str]) -> int:
     import sqlalchemy as sa
 
     from engine.db import create_store
-    from engine.settings import Settings
     from engine.tables import alert_events
 
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    store = create_store(_settings(data_dir, extra))
     with store.read() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(alert_events)).scalar_one()
     store.dispose()
@@ -211,6 +263,13 @@ def main() -> int:
     parser.add_argument(
         "--server", choices=["uvicorn", "granian"], default="uvicorn", help="Beacon's HTTP server"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["embedded", "scaled"],
+        default="embedded",
+        help="the Beacon it starts: one process on SQLite, or serve + worker on PostgreSQL "
+        "and Redis",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -219,7 +278,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="beacon-bench-"))
     script = work / "alertmanager.lua"
     script.write_text(LUA)
-    beacon: subprocess.Popen[bytes] | None = None
+    beacon: list[subprocess.Popen[bytes]] = []
+    extra: dict[str, str] = {}
     data_dir = work / "data"
     if args.url:
         if not args.key:
@@ -227,16 +287,24 @@ def main() -> int:
         url, key = args.url.rstrip("/"), args.key
         mode = "a running server (mode as it was started)"
     else:
-        beacon, url, key = start_beacon(data_dir, args.server)
-        mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process, {args.server})"
+        if args.mode == "scaled":
+            extra = scaled_env()
+            mode = (
+                f"scaled (PostgreSQL, Redis; one beacon serve on {args.server}, one beacon worker)"
+            )
+        else:
+            mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process, {args.server})"
+        beacon, url, key = start_beacon(data_dir, args.server, extra)
     try:
         ours = run_wrk(
             "beacon", f"{url}/api/v1/events/{key}", args.seconds, args.connections, script
         )
-        stored = committed(data_dir) if beacon is not None else None
+        stored = committed(data_dir, extra) if beacon else None
     finally:
-        if beacon is not None:
-            stop(beacon)
+        for proc in beacon:
+            stop(proc)
+        if extra:
+            drop_scaled(extra)
 
     port = free_port()
     bare = subprocess.Popen([sys.executable, "-c", BARE_APP.replace("PORT", str(port))])

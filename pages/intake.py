@@ -175,11 +175,20 @@ async def read_delivery(request: Request, received_at: datetime) -> Delivery:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     elif body and kind == _MULTIPART:
         form = await _multipart(request, body)
+    # Straight from the ASGI scope: what Starlette's Headers and QueryParams would give,
+    # without building them (this runs for every delivery).
+    query_string = request.scope.get("query_string") or b""
     return Delivery(
         body=body,
         received_at=received_at,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        query=dict(request.query_params),
+        headers={
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]
+        },
+        query=(
+            dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+            if query_string
+            else {}
+        ),
         form=form,
         content_type=content_type,
     )

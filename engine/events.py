@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from . import deadlines, outbox
@@ -94,14 +93,6 @@ def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
         "evaluated_at": event.received_at if event.test else None,
         "outcome": dict(TEST_OUTCOME) if event.test else None,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    # `raw` is the tool's original alert; a round trip through orjson turns anything an
-    # adapter kept (datetimes, tuples) into what a JSON column stores.
-    if value is None:
-        return None
-    return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
 def _json_text(value: Any) -> str | None:
@@ -188,6 +179,36 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[i
     return found
 
 
+#: One statement whatever the batch's size: one array per column, `unnest` makes the rows.
+#: Its text never changes, so the driver and the server parse and plan it once, where a
+#: multi-row VALUES list is a new statement for every batch size.
+_POSTGRES_INSERT = (
+    f"INSERT INTO alert_events ({', '.join(_COLUMNS)}) "
+    "SELECT * FROM unnest("
+    "%s::integer[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::jsonb[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[], "
+    "%s::boolean[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[]) "
+    "ON CONFLICT (source_id, fingerprint) DO NOTHING "
+    "RETURNING id, source_id, fingerprint"
+)
+_JSON_COLUMNS = frozenset({"labels", "links", "raw", "outcome"})
+
+
+def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """The events inserted through the driver in one `unnest` statement, skipping those
+    already stored (the intake's hot path on PostgreSQL)."""
+    arrays = [
+        [_json_text(r[name]) for r in rows] if name in _JSON_COLUMNS else [r[name] for r in rows]
+        for name in _COLUMNS
+    ]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_POSTGRES_INSERT, arrays)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
 @dataclass(frozen=True)
 class StoredBatch:
     """What storing a batch did: per submission, per event, its place; and whether it
@@ -216,19 +237,7 @@ def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBa
     if conn.dialect.name == "sqlite":
         inserted = _insert_sqlite(conn, rows)
     else:
-        insert = postgresql.insert(alert_events).on_conflict_do_nothing(
-            index_elements=["source_id", "fingerprint"]
-        )
-        params = [{**r, "raw": _jsonable(r["raw"])} for r in rows]
-        inserted = [
-            tuple(r)
-            for r in conn.execute(
-                insert.returning(
-                    alert_events.c.id, alert_events.c.source_id, alert_events.c.fingerprint
-                ),
-                params,
-            )
-        ]
+        inserted = _insert_postgres(conn, rows)
     new: dict[tuple[int, str], int] = {(sid, fp): id_ for id_, sid, fp in inserted}
     missing = {(r["source_id"], r["fingerprint"]) for r in rows} - set(new)
     existing = _existing(conn, missing)

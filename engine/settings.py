@@ -42,6 +42,8 @@ class Settings(BaseModel):
     sqlite_synchronous: str = "FULL"
     event_retention_days: int = 30
     embedded_workers: int = 2
+    #: Group commits in flight at once per `beacon serve` on PostgreSQL (SQLite: always one).
+    intake_writers: int = 1
     redis_prefix: str = ""
     # AWS SNS (CloudWatch sources): PEM files of the CAs that signing certificates must chain
     # to (and that the certificate's HTTPS host must present), and of extra intermediates.
@@ -106,12 +108,18 @@ class Settings(BaseModel):
             ("BEACON_MAX_BODY_BYTES", "max_body_bytes"),
             ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
+            ("BEACON_INTAKE_WRITERS", "intake_writers"),
         ):
             if env.get(name):
                 try:
                     values[key] = int(env[name])
                 except ValueError:
                     raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from None
+
+        if int(str(values.get("intake_writers", 1))) < 1:
+            raise ConfigError(
+                f"BEACON_INTAKE_WRITERS must be 1 or more, got {env['BEACON_INTAKE_WRITERS']!r}"
+            )
 
         synchronous = (env.get("BEACON_SQLITE_SYNCHRONOUS") or "FULL").strip().upper()
         if synchronous not in ("FULL", "NORMAL"):

@@ -55,8 +55,6 @@ access_log = logging.getLogger("beacon.access")
 SOURCE_CACHE_SECONDS = 1.0
 _SOURCE_CACHE_MAX = 10_000
 
-#: Group commits in flight at once on PostgreSQL (SQLite has one writer at a time).
-POSTGRES_WRITERS = 4
 #: Seconds a tool is asked to wait when the store cannot take its events.
 STORE_RETRY_AFTER = 5
 
@@ -294,7 +292,9 @@ def writer(request: Request) -> EventWriter:
     found = extras.get("intake.writer")
     if found is None:
         runtime = request.app.state.runtime
-        writers = POSTGRES_WRITERS if runtime.store.is_postgres else 1
+        # SQLite has one writer at a time. On PostgreSQL one writer's batches grow with the
+        # load by themselves; more help only when commits are slow and CPU is spare.
+        writers = runtime.settings.intake_writers if runtime.store.is_postgres else 1
         found = EventWriter(runtime.store, on_emit=runtime.nudge.set, writers=writers)
         extras["intake.writer"] = found
     return found

@@ -48,3 +48,11 @@ def test_secrets_do_not_show_in_the_settings_repr(tmp_path: Path) -> None:
     )
     assert "tw-secret-123" not in repr(settings)
     assert settings.secret_key.get_secret_value() not in repr(settings)
+
+
+def test_intake_writers_default_to_one_and_must_be_positive(tmp_path: Path) -> None:
+    assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).intake_writers == 1
+    env = {"BEACON_DATA_DIR": str(tmp_path), "BEACON_INTAKE_WRITERS": "3"}
+    assert Settings.from_env(env).intake_writers == 3
+    with pytest.raises(ConfigError, match="BEACON_INTAKE_WRITERS must be 1 or more"):
+        Settings.from_env({**env, "BEACON_INTAKE_WRITERS": "0"})

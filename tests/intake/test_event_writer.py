@@ -55,3 +55,45 @@ def test_concurrent_submissions_are_each_stored_once(store: Store, writers: int)
     assert stored == 30
     assert pending is not None and pending >= 1
     assert writer.stats.submissions == 60
+
+
+def test_every_column_reads_back_as_the_adapter_made_it(store: Store) -> None:
+    # The insert goes straight through the driver on both databases (one multi-row VALUES
+    # on SQLite, one `unnest` on PostgreSQL): what SQLAlchemy reads back must be the event.
+    [sub] = submissions(store, 1)
+    at = utcnow()
+    event = AlertEvent(
+        source_type="fake-tool",
+        dedup_key="k-ü",
+        status=EventStatus.RESOLVED,
+        severity="warning",
+        summary="disk 'full' – ünïcode",
+        details="line one\nline two",
+        labels={"team": "db", "annotation.runbook": "https://x/y?z=1"},
+        links=["https://x/graph"],
+        occurred_at=at,
+        received_at=at,
+        raw={"nested": {"list": [1, 2.5, None, True]}, "text": "ü"},
+    )
+    test_event = AlertEvent(
+        source_type="fake-tool",
+        dedup_key="ping",
+        status=EventStatus.FIRING,
+        occurred_at=at,
+        received_at=at,
+        test=True,
+    )
+    writer = EventWriter(store)
+    asyncio.run(writer.submit(Submission(sub.source, [event, test_event], at)))
+    with store.read() as conn:
+        rows = conn.execute(sa.select(alert_events).order_by(alert_events.c.id)).all()
+    first, second = rows
+    assert (first.dedup_key, first.status, first.severity) == ("k-ü", "resolved", "warning")
+    assert (first.summary, first.details) == (event.summary, event.details)
+    assert first.labels == event.labels and first.links == ["https://x/graph"]
+    assert first.raw == {"nested": {"list": [1, 2.5, None, True]}, "text": "ü"}
+    assert first.occurred_at == at and first.received_at == at
+    assert first.test is False and first.evaluated_at is None and first.outcome is None
+    assert first.partition == sub.source.partition and len(first.fingerprint) == 64
+    assert second.test is True and second.evaluated_at == at
+    assert second.outcome["result"] == "test" and second.raw is None

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from tests.intake.conftest import (
     Env,
     _env,
     add_source,
+    add_team,
     build_runtime,
     firing,
     resolved,
@@ -306,3 +308,23 @@ def test_it_answers_503_and_stores_nothing_while_the_store_cannot_write(env: Env
         conn.exec_driver_sql("ALTER TABLE alert_events_away RENAME TO alert_events")
     assert env.post(firing("s1")).status_code == 202
     assert len(rows(env)) == 1
+
+
+def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
+    pg_url: str, tmp_path: Path
+) -> None:
+    for name, extra, expected in (
+        ("pg", {"BEACON_DATABASE_URL": pg_url}, 3),
+        ("lite", {}, 1),
+    ):
+        settings = Settings.from_env(
+            {"BEACON_DATA_DIR": str(tmp_path / name), "BEACON_INTAKE_WRITERS": "3", **extra}
+        )
+        rt = build_runtime(settings)
+        team = add_team(rt.store, "t")
+        _, key = add_source(rt.store, team)
+        with TestClient(create_app(rt)) as client:
+            assert client.post(f"/api/v1/events/{key}", json=firing()).status_code == 202
+            assert rt.extras["intake.writer"].writers == expected
+        uninstall()
+        rt.close()

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from engine.errors import ConflictError, NotFoundError, ValidationError
@@ -79,6 +79,14 @@ async def invalid(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(422, str(exc), errors), 422)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body arrived: nothing was read, stored or answered.
+    Not an error of Beacon's (a tool timing out, a load test ending), so not logged as one;
+    the status (nginx's 499) only reaches the access log."""
+    log.debug("client went away on %s %s", request.method, redact_path(request.url.path))
+    return Response(status_code=499)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     return JSONResponse(error_body(500, "internal error; it has been logged"), 500)
@@ -89,6 +97,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NotFoundError: not_found,
     ConflictError: conflict,
     ValidationError: invalid,
+    ClientDisconnect: client_gone,
     Exception: server_error,
 }
 

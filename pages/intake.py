@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -408,6 +408,8 @@ class FastIntake:
             response = await receive(request)
         except HTTPException as exc:
             response = await errors.http_exception(request, exc)
+        except ClientDisconnect as exc:
+            response = await errors.client_gone(request, exc)
         except Exception as exc:
             response = await errors.server_error(request, exc)
         await response(scope, receive_, send)

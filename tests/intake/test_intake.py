@@ -328,3 +328,42 @@ def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
             assert rt.extras["intake.writer"].writers == expected
         uninstall()
         rt.close()
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_an_error(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A tool timing out (or a load test ending) leaves requests whose bodies never come:
+    # nothing is stored, and operators see no error with a traceback for it.
+    import asyncio
+
+    host = env.client.base_url.host
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/api/v1/events/{env.key}",
+        "raw_path": f"/api/v1/events/{env.key}".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", host.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    messages = [{"type": "http.request", "body": b'{"alerts": [', "more_body": True}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(env.client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert rows(env) == []

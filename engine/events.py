@@ -73,14 +73,30 @@ class Submission:
     touch: bool = True
 
 
+def _text(value: str) -> str:
+    """`value` with NUL characters as U+FFFD: PostgreSQL's text cannot hold NUL, and a
+    tool's stray NUL byte must not cost its alert (stored the same on both databases)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
     return {
         "source_id": source.id,
-        "dedup_key": event.dedup_key,
+        "dedup_key": _text(event.dedup_key),
         "status": event.status.value,
         "severity": event.severity.value,
-        "summary": event.summary,
-        "details": event.details,
+        "summary": _text(event.summary),
+        "details": _text(event.details),
         "labels": dict(event.labels),
         "links": list(event.links),
         "occurred_at": event.occurred_at,
@@ -98,7 +114,11 @@ def _row(source: Source, event: AlertEvent) -> dict[str, Any]:
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    if b"\\u0000" in text:
+        # PostgreSQL's jsonb refuses NUL too (see `_text`); rare, so scrubbed only then.
+        text = orjson.dumps(_scrub(value), default=str, option=orjson.OPT_NON_STR_KEYS)
+    return text.decode()
 
 
 _COLUMNS = (
@@ -182,12 +202,14 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[i
 #: One statement whatever the batch's size: one array per column, `unnest` makes the rows.
 #: Its text never changes, so the driver and the server parse and plan it once, where a
 #: multi-row VALUES list is a new statement for every batch size.
+#: `WITH ORDINALITY ... ORDER BY` keeps the arrays' order, so ids follow arrival order.
 _POSTGRES_INSERT = (
     f"INSERT INTO alert_events ({', '.join(_COLUMNS)}) "
-    "SELECT * FROM unnest("
+    f"SELECT {', '.join(_COLUMNS)} FROM unnest("
     "%s::integer[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
     "%s::jsonb[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[], "
     "%s::boolean[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[]) "
+    f"WITH ORDINALITY AS new ({', '.join(_COLUMNS)}, n) ORDER BY n "
     "ON CONFLICT (source_id, fingerprint) DO NOTHING "
     "RETURNING id, source_id, fingerprint"
 )
@@ -201,12 +223,9 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple
         [_json_text(r[name]) for r in rows] if name in _JSON_COLUMNS else [r[name] for r in rows]
         for name in _COLUMNS
     ]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_POSTGRES_INSERT, arrays)
-        return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
+    # Through SQLAlchemy's driver-level call: the same text, and the driver's errors still
+    # arrive as `DBAPIError` (the intake answers them 503, nothing stored).
+    return [tuple(row) for row in conn.exec_driver_sql(_POSTGRES_INSERT, tuple(arrays))]
 
 
 @dataclass(frozen=True)

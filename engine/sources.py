@@ -68,7 +68,8 @@ def find_by_integration_key(
 ) -> Source | None:
     """The enabled source whose current key, or previous key still in its grace period, is
     `integration_key`; None otherwise (unknown, expired and disabled alike)."""
-    if not integration_key or len(integration_key) > 128:
+    if not integration_key or len(integration_key) > 128 or "\x00" in integration_key:
+        # No key has a NUL (and PostgreSQL's text cannot even compare one): unknown.
         return None
     now = now or utcnow()
     row = conn.execute(

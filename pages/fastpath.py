@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from .cache import PUBLIC_CACHE_CONTROL, Document, accepts_gzip, for_runtime, not_modified
+from .hosts import host_name, own_hosts
 
 
 class FastPages:
@@ -54,7 +55,6 @@ class FastPages:
 def outermost(app: Any, runtime: Any) -> Any:
     """`app` behind the fast paths that run before any of its middleware (`beacon serve`):
     webhook deliveries (`pages.intake.FastIntake`) and cached public pages."""
-    from .hosts import own_hosts
     from .intake import FastIntake
 
     own = own_hosts(runtime.settings)
@@ -62,11 +62,10 @@ def outermost(app: Any, runtime: Any) -> Any:
 
 
 def request_host(scope: Any) -> str:
-    """The request's Host, lower case, without its port."""
+    """The request's Host, lower case, without its port (`pages.hosts.host_name`)."""
     for name, value in scope["headers"]:
         if name == b"host":
-            host: str = value.decode("latin-1").lower()
-            return host.rsplit(":", 1)[0] if not host.startswith("[") else host
+            return host_name(value.decode("latin-1"))
     return ""
 
 

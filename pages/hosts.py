@@ -58,7 +58,8 @@ def own_hosts(settings: Settings) -> frozenset[str]:
     names = {"localhost", "127.0.0.1", "[::1]"}
     base = urlsplit(settings.base_url).hostname
     if base:
-        names.add(base.lower())
+        # As a Host header carries it: an IPv6 literal in brackets.
+        names.add(f"[{base.lower()}]" if ":" in base else base.lower())
     if settings.pages_domain:
         names.add(settings.pages_domain)
     return frozenset(names)

@@ -412,14 +412,16 @@ class FastIntake:
             response = await errors.client_gone(request, exc)
         except Exception as exc:
             response = await errors.server_error(request, exc)
-        await response(scope, receive_, send)
-        if access_log.isEnabledFor(logging.INFO):
-            client = scope.get("client") or ("-", 0)
-            access_log.info(
-                '%s "%s %s<redacted>" %d %.1fms',
-                client[0],
-                scope["method"],
-                PREFIX,
-                response.status_code,
-                (time.perf_counter() - started) * 1000,
-            )
+        try:
+            await response(scope, receive_, send)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("-", 0)
+                access_log.info(
+                    '%s "%s %s<redacted>" %d %.1fms',
+                    client[0],
+                    scope["method"],
+                    PREFIX,
+                    response.status_code,
+                    (time.perf_counter() - started) * 1000,
+                )

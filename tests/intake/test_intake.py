@@ -367,3 +367,47 @@ def test_a_client_that_hangs_up_mid_body_is_not_an_error(
     assert sent[0]["status"] == 499
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert rows(env) == []
+
+
+def test_it_answers_503_on_postgresql_too_when_the_store_cannot_write(pg_env: Env) -> None:
+    # The PostgreSQL insert goes through the driver: its errors must still be the 503 that
+    # tells the tool nothing was stored, never a 500.
+    test_it_answers_503_and_stores_nothing_while_the_store_cannot_write(pg_env)
+
+
+def test_a_stray_nul_character_costs_no_alert(env: Env) -> None:
+    # PostgreSQL's text and jsonb cannot hold NUL; the alert is stored (on both databases
+    # alike) with U+FFFD in its place rather than refused over and over.
+    r = env.post(firing("n\x00ul", summary="disk\x00full", extra={"k\x00": ["a\x00b"]}))
+    assert r.status_code == 202, r.text
+    [row] = rows(env)
+    assert row.dedup_key == "n\ufffdul" and row.summary == "disk\ufffdfull"
+    assert row.raw["extra"] == {"k\ufffd": ["a\ufffdb"]}
+
+
+def test_a_stray_nul_character_costs_no_alert_on_postgresql(pg_env: Env) -> None:
+    test_a_stray_nul_character_costs_no_alert(pg_env)
+
+
+def test_a_key_with_a_nul_character_is_unknown_not_an_error(pg_env: Env, env: Env) -> None:
+    for each in (pg_env, env):
+        r = each.client.post("/api/v1/events/abc%00def", json=firing())
+        assert r.status_code == 404
+
+
+def test_ipv6_hosts_are_beacons_own_with_or_without_a_port(tmp_path: Path) -> None:
+    from pages.fastpath import request_host
+    from pages.hosts import own_hosts
+
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path), "BEACON_BASE_URL": "http://[2001:db8::1]:8000"}
+    )
+    own = own_hosts(settings)
+    for header, expected in (
+        (b"[::1]:8000", "[::1]"),
+        (b"[2001:DB8::1]", "[2001:db8::1]"),
+        (b"Example.COM:443", "example.com"),
+    ):
+        host = request_host({"headers": [(b"host", header)]})
+        assert host == expected
+    assert {"[::1]", "[2001:db8::1]"} <= own

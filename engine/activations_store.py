@@ -120,11 +120,7 @@ class Ids:
         """(id, name) of a team's service, None if there is none."""
         team_id = self.team(team)
         if (team_id, key) not in self._services:
-            row = self.conn.execute(
-                sa.select(services.c.id, services.c.name).where(
-                    services.c.team_id == team_id, services.c.key == key
-                )
-            ).first()
+            row = self.conn.execute(_SERVICE, {"team_id": team_id, "key": key}).first()
             self._services[(team_id, key)] = (row.id, row.name) if row else None
         return self._services[(team_id, key)]
 
@@ -173,23 +169,94 @@ class StoreWorld:
         found = self.ids.service(team, service)
         if found is None:
             return None
-        window = self.conn.execute(
-            sa.select(maintenance_windows.c.id)
-            .join(
-                maintenance_services,
-                maintenance_services.c.window_id == maintenance_windows.c.id,
-            )
-            .where(maintenance_services.c.service_id == found[0])
-            .where(maintenance_windows.c.starts_at <= at, maintenance_windows.c.ends_at > at)
-            .where(maintenance_windows.c.status != "completed")
-            .order_by(maintenance_windows.c.id)
-        ).scalar()
+        window = self.conn.execute(_MAINTENANCE, {"service_id": found[0], "at": at}).scalar()
         return None if window is None else str(window)
 
 
 def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
+
+# Built once: the machine runs these for nearly every event, and building a statement
+# cost more than running it.
+_SERVICE = sa.select(services.c.id, services.c.name).where(
+    services.c.team_id == sa.bindparam("team_id"), services.c.key == sa.bindparam("key")
+)
+_MAINTENANCE = (
+    sa.select(maintenance_windows.c.id)
+    .join(maintenance_services, maintenance_services.c.window_id == maintenance_windows.c.id)
+    .where(maintenance_services.c.service_id == sa.bindparam("service_id"))
+    .where(
+        maintenance_windows.c.starts_at <= sa.bindparam("at"),
+        maintenance_windows.c.ends_at > sa.bindparam("at"),
+    )
+    .where(maintenance_windows.c.status != "completed")
+    .order_by(maintenance_windows.c.id)
+)
+_OPEN_FOR = (
+    sa.select(activations)
+    .where(activations.c.team_id == sa.bindparam("team_id"))
+    .where(
+        activations.c.rule_id == sa.bindparam("rule_id"),
+        activations.c.group_key == sa.bindparam("group_key"),
+    )
+    .where(activations.c.state != ActivationState.ENDED)
+    .order_by(activations.c.id)
+)
+_OPEN_FOR_PG = _OPEN_FOR.with_for_update()
+_SAVE_ACTIVATION = (
+    activations.update()
+    .where(activations.c.id == sa.bindparam("act_id"))
+    .values(
+        {
+            name: sa.bindparam(name)
+            for name in (
+                "team_id",
+                "rule_id",
+                "group_key",
+                "state",
+                "spec",
+                "started_at",
+                "acted_at",
+                "last_firing_at",
+                "ended_at",
+                "end_reason",
+                "error",
+                "due_at",
+            )
+        }
+    )
+)
+_SAVE_ALERT = (
+    activation_alerts.update()
+    .where(activation_alerts.c.activation_id == sa.bindparam("act_id"))
+    .where(activation_alerts.c.source_id == sa.bindparam("alert_source_id"))
+    .where(activation_alerts.c.dedup_key == sa.bindparam("alert_dedup_key"))
+    .values(
+        {
+            name: sa.bindparam(name)
+            for name in (
+                "firing",
+                "first_fired_at",
+                "last_occurred_at",
+                "resolved_at",
+                "last_event_id",
+            )
+        }
+    )
+)
+_LAST_STATUS = (
+    sa.select(alert_events.c.status, alert_events.c.occurred_at)
+    .where(
+        alert_events.c.source_id == sa.bindparam("source_id"),
+        alert_events.c.dedup_key == sa.bindparam("dedup_key"),
+    )
+    .where(alert_events.c.test.is_(False))
+    # Only what was evaluated before: later events of the batch are not known yet.
+    .where(alert_events.c.evaluated_at.isnot(None))
+    .order_by(alert_events.c.occurred_at.desc(), alert_events.c.id.desc())
+    .limit(1)
+)
 
 # Built once: resolves look activations up by alert for every event, and building the
 # statement cost more than running it.
@@ -270,11 +337,8 @@ class StoreState:
             lock = zlib.crc32(f"{team}\0{rule_id}\0{group_key}".encode()) - 2**31
             self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
         row = self.conn.execute(
-            self._select()
-            .where(activations.c.team_id == self.ids.team(team))
-            .where(activations.c.rule_id == rule_id, activations.c.group_key == group_key)
-            .where(activations.c.state != ActivationState.ENDED)
-            .order_by(activations.c.id)
+            _OPEN_FOR_PG if self._postgres else _OPEN_FOR,
+            {"team_id": self.ids.team(team), "rule_id": rule_id, "group_key": group_key},
         ).first()
         return None if row is None else self._load(row)
 
@@ -348,12 +412,10 @@ class StoreState:
             "due_at": act.due_at,
         }
         if act.id is None:
-            act.id = _inserted(self.conn.execute(activations.insert().values(**values)))
+            act.id = _inserted(self.conn.execute(activations.insert(), values))
             self._loaded[act.id] = act
         else:
-            self.conn.execute(
-                activations.update().where(activations.c.id == act.id).values(**values)
-            )
+            self.conn.execute(_SAVE_ACTIVATION, {"act_id": act.id, **values})
         if act.due_at is not None:
             if self._earliest_known and (self._earliest is None or act.due_at < self._earliest):
                 self._earliest = act.due_at
@@ -371,18 +433,12 @@ class StoreState:
                 else None,
             }
             source_id = self.ids.source(act.team, source)
-            updated = self.conn.execute(
-                activation_alerts.update()
-                .where(activation_alerts.c.activation_id == act.id)
-                .where(activation_alerts.c.source_id == source_id)
-                .where(activation_alerts.c.dedup_key == dedup)
-                .values(**row)
-            )
+            where = {"act_id": act.id, "alert_source_id": source_id, "alert_dedup_key": dedup}
+            updated = self.conn.execute(_SAVE_ALERT, {**where, **row})
             if not updated.rowcount:
                 self.conn.execute(
-                    activation_alerts.insert().values(
-                        activation_id=act.id, source_id=source_id, dedup_key=dedup, **row
-                    )
+                    activation_alerts.insert(),
+                    {"activation_id": act.id, "source_id": source_id, "dedup_key": dedup, **row},
                 )
 
     def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
@@ -415,13 +471,7 @@ class StoreState:
         except LookupError:
             return None
         row = self.conn.execute(
-            sa.select(alert_events.c.status, alert_events.c.occurred_at)
-            .where(alert_events.c.source_id == source_id, alert_events.c.dedup_key == dedup_key)
-            .where(alert_events.c.test.is_(False))
-            # Only what was evaluated before: later events of the batch are not known yet.
-            .where(alert_events.c.evaluated_at.isnot(None))
-            .order_by(alert_events.c.occurred_at.desc(), alert_events.c.id.desc())
-            .limit(1)
+            _LAST_STATUS, {"source_id": source_id, "dedup_key": dedup_key}
         ).first()
         return None if row is None else (EventStatus(row.status), row.occurred_at)
 
@@ -485,15 +535,25 @@ def _claim(conn: Connection, ids: Ids, intent: Intent) -> None:
     if found is None:
         return
     conn.execute(
-        claims.insert().values(
-            service_id=found[0],
-            activation_id=intent.activation_id,
-            status=str(intent.data["status"]),
-            rule_id=intent.rule_id,
-            created_at=intent.at,
-        )
+        claims.insert(),
+        {
+            "service_id": found[0],
+            "activation_id": intent.activation_id,
+            "status": str(intent.data["status"]),
+            "rule_id": intent.rule_id,
+            "created_at": intent.at,
+        },
     )
     status.recompute(conn, [found[0]], cause_kind="rule", cause=_cause(intent), now=intent.at)
+
+
+_RELEASE = (
+    claims.update()
+    .where(claims.c.activation_id == sa.bindparam("act_id"))
+    .where(claims.c.service_id == sa.bindparam("claim_service_id"))
+    .where(claims.c.released_at.is_(None))
+    .values(released_at=sa.bindparam("at"), released_by=sa.bindparam("by"))
+)
 
 
 def _release(conn: Connection, ids: Ids, intent: Intent) -> None:
@@ -501,11 +561,13 @@ def _release(conn: Connection, ids: Ids, intent: Intent) -> None:
     if found is None:
         return
     conn.execute(
-        claims.update()
-        .where(claims.c.activation_id == intent.activation_id)
-        .where(claims.c.service_id == found[0])
-        .where(claims.c.released_at.is_(None))
-        .values(released_at=intent.at, released_by=f"rule:{intent.rule_id}")
+        _RELEASE,
+        {
+            "act_id": intent.activation_id,
+            "claim_service_id": found[0],
+            "at": intent.at,
+            "by": f"rule:{intent.rule_id}",
+        },
     )
     status.recompute(conn, [found[0]], cause_kind="rule", cause=_cause(intent), now=intent.at)
 

@@ -40,22 +40,39 @@ def schedule(
     payload: Mapping[str, Any] | None = None,
 ) -> None:
     """Set the deadline (`kind`, `key`) to `due_at`, replacing an earlier one with that name."""
-    values = {"kind": kind, "key": key, "due_at": due_at, "payload": dict(payload or {})}
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(deadlines)
+    statement = _SCHEDULE_PG if conn.dialect.name == "postgresql" else _SCHEDULE_SQLITE
     conn.execute(
-        insert.values(**values).on_conflict_do_update(
-            index_elements=["kind", "key"],
-            set_={"due_at": due_at, "payload": values["payload"]},
-        )
+        statement,
+        {"kind": kind, "key": key, "due_at": due_at, "payload": dict(payload or {})},
     )
 
 
 def cancel(conn: Connection, kind: str, key: str) -> bool:
     """Remove the deadline if it is still pending; true if there was one."""
-    result = conn.execute(
-        deadlines.delete().where(deadlines.c.kind == kind, deadlines.c.key == key)
-    )
+    result = conn.execute(_CANCEL, {"kind": kind, "key": key})
     return bool(result.rowcount)
+
+
+# Built once: the rules engine schedules or cancels a deadline for every activation it
+# saves, and building these cost more than running them.
+def _schedule(insert: Any) -> Any:
+    new = insert(deadlines).values(
+        kind=sa.bindparam("kind"),
+        key=sa.bindparam("key"),
+        due_at=sa.bindparam("due_at"),
+        payload=sa.bindparam("payload"),
+    )
+    return new.on_conflict_do_update(
+        index_elements=["kind", "key"],
+        set_={"due_at": new.excluded.due_at, "payload": new.excluded.payload},
+    )
+
+
+_SCHEDULE_PG = _schedule(postgresql.insert)
+_SCHEDULE_SQLITE = _schedule(sqlite.insert)
+_CANCEL = deadlines.delete().where(
+    deadlines.c.kind == sa.bindparam("kind"), deadlines.c.key == sa.bindparam("key")
+)
 
 
 def get(conn: Connection, kind: str, key: str) -> Deadline | None:
@@ -67,29 +84,28 @@ def get(conn: Connection, kind: str, key: str) -> Deadline | None:
     return Deadline(row.kind, row.key, row.due_at, dict(row.payload or {}))
 
 
+# Built once: every dispatcher pass runs them.
+_DUE = (
+    sa.select(
+        deadlines.c.id, deadlines.c.kind, deadlines.c.key, deadlines.c.due_at, deadlines.c.payload
+    )
+    .where(deadlines.c.due_at <= sa.bindparam("now"))
+    .order_by(deadlines.c.due_at, deadlines.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_DUE_PG = _DUE.with_for_update(skip_locked=True)
+_DUE_PEEK = _DUE.with_only_columns(deadlines.c.id)
+
+
 def fire_due(store: Store, now: datetime | None = None, *, limit: int = 500) -> int:
     """Turn every deadline due by `now` into an outbox row; returns how many fired."""
-    now = now or utcnow()
-    query = (
-        sa.select(
-            deadlines.c.id,
-            deadlines.c.kind,
-            deadlines.c.key,
-            deadlines.c.due_at,
-            deadlines.c.payload,
-        )
-        .where(deadlines.c.due_at <= now)
-        .order_by(deadlines.c.due_at, deadlines.c.id)
-        .limit(limit)
-    )
-    if store.is_postgres:
-        query = query.with_for_update(skip_locked=True)
+    params = {"now": now or utcnow(), "limit": limit}
     # Look first without the write lock: most passes find nothing due.
     with store.read() as conn:
-        if conn.execute(query.with_only_columns(deadlines.c.id).limit(1)).first() is None:
+        if conn.execute(_DUE_PEEK, params).first() is None:
             return 0
     with store.begin() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(_DUE_PG if store.is_postgres else _DUE, params).all()
         if not rows:
             return 0
         conn.execute(deadlines.delete().where(deadlines.c.id.in_([r.id for r in rows])))

@@ -48,39 +48,54 @@ def effective_statuses(
     ids = list(service_ids)
     inputs: dict[int, list[str]] = {sid: [] for sid in ids}
     overrides: dict[int, ServiceStatus] = {}
+    params = {"ids": ids}
 
-    for row in conn.execute(
-        sa.select(services.c.id, services.c.override_status, services.c.override_until).where(
-            services.c.id.in_(ids)
-        )
-    ):
+    for row in conn.execute(_OVERRIDES, params):
         if row.override_status and (row.override_until is None or row.override_until > now):
             overrides[row.id] = ServiceStatus(row.override_status)
-
-    for claim in conn.execute(
-        sa.select(claims.c.service_id, claims.c.status)
-        .where(claims.c.service_id.in_(ids))
-        .where(claims.c.released_at.is_(None))
-    ):
+    for claim in conn.execute(_OPEN_CLAIMS, params):
         inputs[claim.service_id].append(claim.status)
-
-    for impact in conn.execute(
-        sa.select(incident_services.c.service_id, incident_services.c.impact)
-        .join(incidents, incidents.c.id == incident_services.c.incident_id)
-        .where(incident_services.c.service_id.in_(ids))
-        .where(incidents.c.status.notin_(["resolved", "postmortem"]))
-    ):
+    for impact in conn.execute(_OPEN_IMPACTS, params):
         inputs[impact.service_id].append(impact.impact)
-
-    for held in conn.execute(
-        sa.select(maintenance_services.c.service_id)
-        .join(maintenance_windows, maintenance_windows.c.id == maintenance_services.c.window_id)
-        .where(maintenance_services.c.service_id.in_(ids))
-        .where(maintenance_windows.c.status == "in_progress")
-    ):
+    for held in conn.execute(_IN_MAINTENANCE, params):
         inputs[held.service_id].append(ServiceStatus.UNDER_MAINTENANCE)
 
     return {sid: overrides.get(sid) or worst_status(inputs[sid]) for sid in ids}
+
+
+# Built once: every status recompute (each alert that changes a claim) runs them, and
+# building them cost more than running them.
+_IDS: sa.BindParameter[int] = sa.bindparam("ids", expanding=True)
+_OVERRIDES = sa.select(services.c.id, services.c.override_status, services.c.override_until).where(
+    services.c.id.in_(_IDS)
+)
+_OPEN_CLAIMS = (
+    sa.select(claims.c.service_id, claims.c.status)
+    .where(claims.c.service_id.in_(_IDS))
+    .where(claims.c.released_at.is_(None))
+)
+_OPEN_IMPACTS = (
+    sa.select(incident_services.c.service_id, incident_services.c.impact)
+    .join(incidents, incidents.c.id == incident_services.c.incident_id)
+    .where(incident_services.c.service_id.in_(_IDS))
+    .where(incidents.c.status.notin_(["resolved", "postmortem"]))
+)
+_IN_MAINTENANCE = (
+    sa.select(maintenance_services.c.service_id)
+    .join(maintenance_windows, maintenance_windows.c.id == maintenance_services.c.window_id)
+    .where(maintenance_services.c.service_id.in_(_IDS))
+    .where(maintenance_windows.c.status == "in_progress")
+)
+_CURRENT = sa.select(services.c.id, services.c.status).where(services.c.id.in_(_IDS))
+_SET_STATUS = (
+    services.update()
+    .where(services.c.id == sa.bindparam("service_id"))
+    .values(
+        status=sa.bindparam("new_status"),
+        status_since=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+)
 
 
 def recompute(
@@ -101,23 +116,17 @@ def recompute(
     ids = sorted(set(service_ids))
     if not ids:
         return []
-    current = {
-        row.id: ServiceStatus(row.status)
-        for row in conn.execute(
-            sa.select(services.c.id, services.c.status).where(services.c.id.in_(ids))
-        )
-    }
+    current = {row.id: ServiceStatus(row.status) for row in conn.execute(_CURRENT, {"ids": ids})}
     wanted = effective_statuses(conn, list(current), now)
     changes = [
         StatusChange(sid, current[sid], status)
         for sid, status in wanted.items()
         if status != current[sid]
     ]
-    for change in changes:
+    if changes:
         conn.execute(
-            services.update()
-            .where(services.c.id == change.service_id)
-            .values(status=change.new, status_since=now, updated_at=now)
+            _SET_STATUS,
+            [{"service_id": c.service_id, "new_status": c.new, "now": now} for c in changes],
         )
     if changes:
         conn.execute(

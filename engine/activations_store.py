@@ -204,27 +204,31 @@ _OPEN_FOR = (
     .order_by(activations.c.id)
 )
 _OPEN_FOR_PG = _OPEN_FOR.with_for_update()
+
+
+def _bound(*columns: str) -> dict[str, Any]:
+    """SET values taken from bind parameters of the columns' own names."""
+    return {name: sa.bindparam(name) for name in columns}
+
+
 _SAVE_ACTIVATION = (
     activations.update()
     .where(activations.c.id == sa.bindparam("act_id"))
     .values(
-        {
-            name: sa.bindparam(name)
-            for name in (
-                "team_id",
-                "rule_id",
-                "group_key",
-                "state",
-                "spec",
-                "started_at",
-                "acted_at",
-                "last_firing_at",
-                "ended_at",
-                "end_reason",
-                "error",
-                "due_at",
-            )
-        }
+        _bound(
+            "team_id",
+            "rule_id",
+            "group_key",
+            "state",
+            "spec",
+            "started_at",
+            "acted_at",
+            "last_firing_at",
+            "ended_at",
+            "end_reason",
+            "error",
+            "due_at",
+        )
     )
 )
 _SAVE_ALERT = (
@@ -232,18 +236,7 @@ _SAVE_ALERT = (
     .where(activation_alerts.c.activation_id == sa.bindparam("act_id"))
     .where(activation_alerts.c.source_id == sa.bindparam("alert_source_id"))
     .where(activation_alerts.c.dedup_key == sa.bindparam("alert_dedup_key"))
-    .values(
-        {
-            name: sa.bindparam(name)
-            for name in (
-                "firing",
-                "first_fired_at",
-                "last_occurred_at",
-                "resolved_at",
-                "last_event_id",
-            )
-        }
-    )
+    .values(_bound("firing", "first_fired_at", "last_occurred_at", "resolved_at", "last_event_id"))
 )
 _LAST_STATUS = (
     sa.select(alert_events.c.status, alert_events.c.occurred_at)

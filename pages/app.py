@@ -8,7 +8,6 @@ the dispatcher ticker and, in embedded mode, the RQ worker threads.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,11 +37,9 @@ from . import (
     tls,
     why,
 )
-from .errors import EXCEPTION_HANDLERS, redact_path
+from .errors import EXCEPTION_HANDLERS, log_access
 from .hosts import PageHosts
 from .page_access import OneVary
-
-access_log = logging.getLogger("beacon.access")
 
 
 class AccessLog:
@@ -68,16 +65,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client") or ("-", 0)
-                access_log.info(
-                    '%s "%s %s" %d %.1fms',
-                    client[0],
-                    scope["method"],
-                    redact_path(scope["path"]),
-                    status,
-                    (time.perf_counter() - start) * 1000,
-                )
+            log_access(scope, status, start)
 
 
 def all_routes() -> list[BaseRoute]:

@@ -48,7 +48,6 @@ from . import errors, sns
 from .fastpath import request_host
 
 log = logging.getLogger("beacon.intake")
-access_log = logging.getLogger("beacon.access")
 
 #: How long a key lookup is cached per process. Short: a disabled or rotated-away key stops
 #: working within this time in every process (at once in the process that rotated it).
@@ -415,13 +414,4 @@ class FastIntake:
         try:
             await response(scope, receive_, send)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client") or ("-", 0)
-                access_log.info(
-                    '%s "%s %s<redacted>" %d %.1fms',
-                    client[0],
-                    scope["method"],
-                    PREFIX,
-                    response.status_code,
-                    (time.perf_counter() - started) * 1000,
-                )
+            errors.log_access(scope, response.status_code, started)

@@ -321,6 +321,10 @@ async def receive(request: Request) -> Response:
     source = await lookup_source(request, request.path_params["integration_key"])
     if source is None:
         raise HTTPException(404, "no enabled alert source has this integration key")
+    if request.method == "HEAD":
+        # HEAD is safe by definition: a link checker or a tool testing the URL learns that
+        # it takes deliveries, and nothing is stored, whatever the query string says.
+        return Response(status_code=204)
     delivery = await read_delivery(request, received_at)
     adapter = adapter_for(source)
     if sns.is_sns(source, delivery):

@@ -411,3 +411,10 @@ def test_ipv6_hosts_are_beacons_own_with_or_without_a_port(tmp_path: Path) -> No
         host = request_host({"headers": [(b"host", header)]})
         assert host == expected
     assert {"[::1]", "[2001:db8::1]"} <= own
+
+
+def test_head_tells_whether_the_url_takes_deliveries_and_stores_nothing(env: Env) -> None:
+    url = f"/api/v1/events/{env.key}?id=h1&state=down&at=2026-11-29T10:00:00Z"
+    assert env.client.head(url).status_code == 204
+    assert env.client.head("/api/v1/events/no-such-key?id=h1").status_code == 404
+    assert rows(env) == []

@@ -56,6 +56,22 @@ async def parse_json(request: Request, model: type[BaseModel]) -> Any:
         raise FieldErrors(errors) from None
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 once it passes `limit` bytes (checked before reading when the
+    client declares its length, and while reading otherwise)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers or {})

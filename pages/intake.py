@@ -45,7 +45,7 @@ from engine.sources import Source
 from engine.tables import utcnow
 
 from . import errors, sns
-from .fastpath import request_host
+from .hosts import request_host
 
 log = logging.getLogger("beacon.intake")
 
@@ -97,22 +97,6 @@ async def lookup_source(request: Request, integration_key: str) -> Source | None
 # --- reading the delivery -----------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or 413 once it passes `limit` bytes (checked before reading when the
-    client declares its length, and while reading otherwise)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
@@ -157,7 +141,7 @@ async def read_delivery(request: Request, received_at: datetime) -> Delivery:
     body = (
         b""
         if request.method in ("GET", "HEAD")
-        else await read_body(request, settings.max_body_bytes)
+        else await errors.read_body(request, settings.max_body_bytes)
     )
     content_type = request.headers.get("content-type", "")
     kind = media_type(content_type)

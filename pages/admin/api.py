@@ -26,7 +26,7 @@ from engine.db import Store
 from engine.errors import ConflictError, NotFoundError
 from engine.tables import teams
 from pages.auth import Principal, require_principal
-from pages.errors import FieldErrors, parse_json
+from pages.errors import FieldErrors, parse_json, read_body
 
 from .schemas import MAX_ID
 
@@ -129,7 +129,9 @@ def route(endpoint: Endpoint) -> Route:
                 ids[name] = value
         body: Any = None
         if endpoint.raw_limit:
-            body = await _raw_body(request, endpoint.raw_limit)
+            body = await read_body(request, endpoint.raw_limit)
+            if not body:
+                raise FieldErrors([{"field": "body", "message": "the file's bytes are required"}])
         elif endpoint.body:
             body = await parse_json(request, endpoint.body)
         ctx = Ctx(request, who, request.app.state.store, body, ids, names)
@@ -147,17 +149,6 @@ def route(endpoint: Endpoint) -> Route:
         return JSONResponse(_dump(result), status_code=endpoint.status)
 
     return Route(endpoint.path, call, methods=[endpoint.method], name=endpoint.handler.__name__)
-
-
-async def _raw_body(request: Request, limit: int) -> bytes:
-    data = b""
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise HTTPException(413, f"the body is larger than {limit} bytes")
-    if not data:
-        raise FieldErrors([{"field": "body", "message": "the file's bytes are required"}])
-    return data
 
 
 def fields_set(body: BaseModel) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from engine.tables import (
     incident_updates,
     maintenance_services,
     maintenance_windows,
-    teams,
     utcnow,
 )
 from engine.tables import incidents as incident_table
 from pages.errors import FieldErrors
 
 from .api import Ctx, Endpoint, fields_set
+from .rows import team_row, with_team
 from .schemas import (
     IncidentIn,
     IncidentOut,
@@ -36,18 +36,8 @@ from .schemas import (
 )
 
 
-def _with_team(table: sa.Table) -> Any:
-    return sa.select(table, teams.c.key.label("team_key")).join(
-        teams, teams.c.id == table.c.team_id
-    )
-
-
 def _incident(ctx: Ctx, conn: Connection, incident_id: int | None = None) -> Any:
-    incident_id = incident_id or ctx.id
-    row = conn.execute(_with_team(incident_table).where(incident_table.c.id == incident_id)).first()
-    if row is None or not ctx.who.can_see_team(row.team_id):
-        raise NotFoundError(f"no incident {incident_id}")
-    return row
+    return team_row(ctx, conn, incident_table, "incident", incident_id)
 
 
 def _incident_out(conn: Connection, row: Any) -> IncidentOut:
@@ -77,7 +67,7 @@ def _not_future(value: Any, name: str) -> None:
 def list_incidents(ctx: Ctx) -> list[IncidentOut]:
     with ctx.store.read() as conn:
         rows = conn.execute(
-            _with_team(incident_table)
+            with_team(incident_table)
             .where(ctx.scope(incident_table.c.team_id))
             .order_by(incident_table.c.started_at.desc(), incident_table.c.id.desc())
             .limit(500)
@@ -234,13 +224,7 @@ def delete_update(ctx: Ctx) -> None:
 
 
 def _window(ctx: Ctx, conn: Connection, window_id: int | None = None) -> Any:
-    window_id = window_id or ctx.id
-    row = conn.execute(
-        _with_team(maintenance_windows).where(maintenance_windows.c.id == window_id)
-    ).first()
-    if row is None or not ctx.who.can_see_team(row.team_id):
-        raise NotFoundError(f"no maintenance window {window_id}")
-    return row
+    return team_row(ctx, conn, maintenance_windows, "maintenance window", window_id)
 
 
 def _window_out(conn: Connection, row: Any) -> MaintenanceOut:
@@ -257,7 +241,7 @@ def _window_out(conn: Connection, row: Any) -> MaintenanceOut:
 def list_windows(ctx: Ctx) -> list[MaintenanceOut]:
     with ctx.store.read() as conn:
         rows = conn.execute(
-            _with_team(maintenance_windows)
+            with_team(maintenance_windows)
             .where(ctx.scope(maintenance_windows.c.team_id))
             .order_by(maintenance_windows.c.starts_at.desc())
             .limit(500)

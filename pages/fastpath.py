@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from .cache import PUBLIC_CACHE_CONTROL, Document, accepts_gzip, for_runtime, not_modified
-from .hosts import host_name, own_hosts
+from .hosts import own_hosts, request_host
 
 
 class FastPages:
@@ -59,14 +59,6 @@ def outermost(app: Any, runtime: Any) -> Any:
 
     own = own_hosts(runtime.settings)
     return FastIntake(app, FastPages(app, runtime, own), own)
-
-
-def request_host(scope: Any) -> str:
-    """The request's Host, lower case, without its port (`pages.hosts.host_name`)."""
-    for name, value in scope["headers"]:
-        if name == b"host":
-            return host_name(value.decode("latin-1"))
-    return ""
 
 
 async def _send_document(scope: Any, send: Any, doc: Document) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +42,14 @@ def host_name(raw: str) -> str:
     if raw.startswith("["):  # an IPv6 literal never names a page
         return raw.split("]", 1)[0] + "]"
     return raw.rsplit(":", 1)[0].rstrip(".") if ":" in raw else raw.rstrip(".")
+
+
+def request_host(scope: Any) -> str:
+    """The request's Host header as `host_name` gives it ("" without one)."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            return host_name(value.decode("latin-1"))
+    return ""
 
 
 def slug_for_pages_domain(host: str, pages_domain: str) -> str | None:
@@ -102,11 +111,18 @@ class DomainCache:
         self.size = size
         self.known: dict[str, tuple[str | None, float]] = {}
 
-    def slug(self, host: str) -> str | None:
-        now = time.monotonic()
+    def cached(self, host: str) -> tuple[bool, str | None]:
+        """(True, slug or None) when `host` is remembered, else (False, None): no query."""
         hit = self.known.get(host)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None and hit[1] > time.monotonic():
+            return True, hit[0]
+        return False, None
+
+    def slug(self, host: str) -> str | None:
+        found, slug = self.cached(host)
+        if found:
+            return slug
+        now = time.monotonic()
         slug = custom_domain_slug(self.store, host)
         if len(self.known) >= self.size:
             # Random Host headers must not grow the process without bound.
@@ -125,17 +141,15 @@ class PageHosts:
         self.own = own_hosts(settings)
 
     async def lookup(self, scope: Scope) -> PageHost | None:
-        raw = ""
-        for name, value in scope.get("headers", []):
-            if name == b"host":
-                raw = value.decode("latin-1")
-                break
-        host = host_name(raw)
+        host = request_host(scope)
         if not host or host in self.own or host.startswith("["):
             return None
         slug = slug_for_pages_domain(host, self.pages_domain)
         if slug is None:
-            slug = await run_in_threadpool(self.domains.slug, host)
+            # Only a domain not remembered costs a query, off the event loop.
+            found, slug = self.domains.cached(host)
+            if not found:
+                slug = await run_in_threadpool(self.domains.slug, host)
         return PageHost(host, slug) if slug else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

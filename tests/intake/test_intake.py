@@ -396,8 +396,7 @@ def test_a_key_with_a_nul_character_is_unknown_not_an_error(pg_env: Env, env: En
 
 
 def test_ipv6_hosts_are_beacons_own_with_or_without_a_port(tmp_path: Path) -> None:
-    from pages.fastpath import request_host
-    from pages.hosts import own_hosts
+    from pages.hosts import own_hosts, request_host
 
     settings = Settings.from_env(
         {"BEACON_DATA_DIR": str(tmp_path), "BEACON_BASE_URL": "http://[2001:db8::1]:8000"}

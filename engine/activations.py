@@ -25,7 +25,7 @@ needs nothing from `rules`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -796,7 +796,3 @@ def render(text: str, context: Mapping[str, Any]) -> str:
         return str(_ENV.from_string(text).render(**context))
     except jinja2.TemplateError as exc:
         raise TemplateError(str(exc)) from None
-
-
-def intents_json(intents: Iterable[Intent]) -> list[dict[str, Any]]:
-    return [i.to_json() for i in intents]

@@ -289,17 +289,3 @@ def _notify(conn: Connection, notify: bool, inserted: Any) -> None:
     """Hand a new update of a window with `notify` to the subscriber fan-out."""
     if notify and inserted.inserted_primary_key is not None:
         outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(inserted.inserted_primary_key[0])})
-
-
-def active_window_ids(conn: Connection, service_id: int) -> list[int]:
-    """The in-progress windows on a service (firing alerts for it are held meanwhile)."""
-    return list(
-        conn.execute(
-            sa.select(maintenance_windows.c.id)
-            .join(
-                maintenance_services, maintenance_services.c.window_id == maintenance_windows.c.id
-            )
-            .where(maintenance_services.c.service_id == service_id)
-            .where(maintenance_windows.c.status == MaintenanceStatus.IN_PROGRESS)
-        ).scalars()
-    )

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 
 from engine.db import Store
 from engine.security import hash_api_key
-from engine.tables import api_keys, team_members, teams, utcnow
+from engine.tables import api_keys, team_members, utcnow
 
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -114,20 +114,8 @@ def require_principal(conn: HTTPConnection) -> Principal:
     return found
 
 
-def require_admin(conn: HTTPConnection) -> Principal:
-    found = require_principal(conn)
-    if not found.admin:
-        raise HTTPException(403, "this needs an admin API key (beacon apikey create --admin)")
-    return found
-
-
 def visible_team_ids(conn: HTTPConnection, who: Principal) -> list[int] | None:
     """The team ids `who` may see, or None for all (an admin)."""
     if who.admin:
         return None
     return sorted(who.team_ids)
-
-
-def team_id_for_key(store: Store, key: str) -> int | None:
-    with store.read() as conn:
-        return conn.execute(sa.select(teams.c.id).where(teams.c.key == key)).scalar()

@@ -44,7 +44,6 @@ COMPONENT_STATUS: dict[ServiceStatus, str] = {
 }
 #: `incidents.json` and `scheduled-maintenances.json` list this many, newest first.
 RECENT = 50
-MAINTENANCE_STATES = ("scheduled", "in_progress", "verifying", "completed")
 
 
 def component_status(status: ServiceStatus | str) -> str:

@@ -31,12 +31,3 @@ class RulesInvalid(RulesError):
     def __init__(self, problems: list[RuleProblem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-class RuleRuntimeError(RulesError):
-    """Evaluating a rule failed for one event (a template that fails to render, a
-    `service_from` value naming no service); the event is kept and the error recorded."""
-
-    def __init__(self, rule_id: str, message: str) -> None:
-        self.rule_id = rule_id
-        super().__init__(f"rule '{rule_id}': {message}")

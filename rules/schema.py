@@ -49,17 +49,6 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-def format_duration(value: timedelta) -> str:
-    """The inverse of `parse_duration` (for messages and `why`)."""
-    total = int(value.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return "".join(parts) or "0s"
-
-
 def check_field_path(value: str) -> str:
     """An event field name, or `labels.<name>` where the name may itself contain dots."""
     if value in EVENT_FIELDS:

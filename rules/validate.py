@@ -257,9 +257,4 @@ def check_references(located: LocatedRule, known: Known) -> list[RuleProblem]:
     return problems
 
 
-def require_valid(files: Mapping[str, str], known: Known | None) -> RuleBookSpec:
-    """Alias of `check` for callers that read better with it (apply, reload)."""
-    return check(files, known)
-
-
 __all__ = ["Known", "LocatedRule", "RuleBookSpec", "RulesInvalid", "TeamKeys", "check"]

@@ -12,8 +12,6 @@ from engine import maintenance, status
 
 from .runtime import Runtime
 
-OVERRIDE_EXPIRY = "service.override"
-
 
 def handle_maintenance_start(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     for payload in payloads:

@@ -24,7 +24,6 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "notify.channel"
 #: A delivery stuck in `sending` this long (its worker died mid-send) is tried again.
 SENDING_LEASE = timedelta(minutes=5)
 

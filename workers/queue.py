@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -68,20 +67,6 @@ class Queues:
     ) -> None:
         self.queues[queue].enqueue(
             func, *args, job_id=self.job_id(job_id) if job_id else None, **options
-        )
-
-    def enqueue_many(
-        self, queue: str, jobs: Sequence[tuple[str, tuple[Any, ...], str | None]]
-    ) -> None:
-        """Enqueue several jobs in one round trip: (function path, args, job id) each."""
-        if not jobs:
-            return
-        q = self.queues[queue]
-        q.enqueue_many(
-            [
-                Queue.prepare_data(func, args, job_id=self.job_id(jid) if jid else None)
-                for func, args, jid in jobs
-            ]
         )
 
     def ping(self) -> bool:

@@ -30,6 +30,8 @@ EVALUATE = "evaluate"
 PURGE_DEADLINE = "events.purge"
 PURGE_KEY = "daily"
 PURGE_EVERY = timedelta(days=1)
+#: How long done outbox rows are kept (the daily purge drops older ones).
+OUTBOX_KEPT = timedelta(days=7)
 #: Rows deleted per transaction when purging, so a purge never holds the write lock long.
 PURGE_CHUNK = 2000
 
@@ -285,7 +287,8 @@ def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBa
         if sub.events and sub.touch:
             seen = last_seen.get(sub.source.id)
             last_seen[sub.source.id] = max(sub.received_at, seen) if seen else sub.received_at
-    partitions -= _waiting_evaluations(conn)
+    if partitions:
+        partitions -= _waiting_evaluations(conn)
     outbox.emit_many(conn, EVALUATE, [{"partition": p} for p in sorted(partitions)])
     touch_last_event(conn, last_seen)
     return StoredBatch(results, bool(partitions))
@@ -390,9 +393,11 @@ def purge(store_: Store, retention_days: int, now: datetime | None = None) -> in
 
 
 def handle_purge(rt: Any, payloads: list[dict[str, Any]]) -> None:
-    """Deadline handler `deadline.events.purge`: purge old events, then schedule the next
-    purge a day later. Idempotent: a second run finds nothing old and moves the same
-    deadline."""
+    """Deadline handler `deadline.events.purge`: purge old events and old done outbox rows,
+    then schedule the next purge a day later. Idempotent: a second run finds nothing old
+    and moves the same deadline."""
     purge(rt.store, rt.settings.event_retention_days)
+    # Done outbox rows are history only: kept a week for operators, then dropped.
+    outbox.purge_done(rt.store, utcnow() - OUTBOX_KEPT)
     with rt.store.begin() as conn:
         deadlines.schedule(conn, PURGE_DEADLINE, PURGE_KEY, utcnow() + PURGE_EVERY)

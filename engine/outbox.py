@@ -136,12 +136,26 @@ def release_claims(store: Store, claimer_prefix: str = "") -> None:
         conn.execute(query.values(claimed_at=None, claimed_by=None))
 
 
-def purge_done(store: Store, older_than: datetime) -> int:
-    with store.begin() as conn:
-        result = conn.execute(
-            outbox.delete().where(outbox.c.done_at.isnot(None)).where(outbox.c.done_at < older_than)
-        )
-    return int(result.rowcount or 0)
+def purge_done(store: Store, older_than: datetime, chunk: int = 2000) -> int:
+    """Delete rows done before `older_than`, `chunk` per transaction (never a long hold of
+    SQLite's write lock); returns how many were deleted. Failed rows are never done: kept."""
+    total = 0
+    while True:
+        with store.begin() as conn:
+            ids = (
+                conn.execute(
+                    sa.select(outbox.c.id)
+                    .where(outbox.c.done_at.isnot(None), outbox.c.done_at < older_than)
+                    .order_by(outbox.c.id)
+                    .limit(chunk)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return total
+            conn.execute(outbox.delete().where(outbox.c.id.in_(ids)))
+        total += len(ids)
 
 
 def pending_count(store: Store) -> int:

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from engine import deadlines, events, sources
 from engine.settings import Settings
-from engine.tables import alert_events, alert_sources, utcnow
+from engine.tables import alert_events, alert_sources, outbox, utcnow
 from pages.app import create_app
 from tests.conftest import REDIS_URL
 from tests.intake.conftest import (
@@ -125,6 +125,13 @@ def test_the_first_event_schedules_the_daily_purge_which_reschedules_itself(env:
         pending = deadlines.get(conn, events.PURGE_DEADLINE, events.PURGE_KEY)
     assert pending is not None and pending.due_at > utcnow() + timedelta(hours=23)
     old_event(env, 400)
+    with env.store.begin() as conn:
+        for kind, days in (("noop-old", 8), ("noop-recent", 1)):
+            conn.execute(
+                outbox.insert().values(
+                    kind=kind, payload={}, done_at=utcnow() - timedelta(days=days)
+                )
+            )
     # Make it due now; the dispatcher's pass and an RQ worker then run it as in production.
     with env.store.begin() as conn:
         deadlines.schedule(conn, events.PURGE_DEADLINE, events.PURGE_KEY, utcnow())
@@ -136,6 +143,10 @@ def test_the_first_event_schedules_the_daily_purge_which_reschedules_itself(env:
         again = deadlines.get(conn, events.PURGE_DEADLINE, events.PURGE_KEY)
     assert "old-400" not in keys and keys == ["a1"]
     assert again is not None and again.due_at > utcnow() + timedelta(hours=23)
+    # Done outbox rows older than a week went with the old events; recent ones stay.
+    with env.store.read() as conn:
+        kinds = set(conn.execute(sa.select(outbox.c.kind)).scalars())
+    assert "noop-old" not in kinds and "noop-recent" in kinds
 
 
 # --- the source API --------------------------------------------------------------------

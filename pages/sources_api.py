@@ -103,18 +103,13 @@ async def list_events(request: Request) -> Response:
     before = _int_param(request, "before", 0, 0, 2**62) or None
     with request.app.state.store.read() as conn:
         rows = events_mod.recent(conn, source.id, limit, before)
-        last = conn.execute(
-            sa.select(sources_mod.alert_sources.c.last_event_at).where(
-                sources_mod.alert_sources.c.id == source.id
-            )
-        ).scalar()
     return JSONResponse(
         {
             "source": {
                 "key": source.key,
                 "type": source.type,
                 "enabled": source.enabled,
-                "last_event_at": _iso(last),
+                "last_event_at": _iso(source.last_event_at),
             },
             "events": [event_json(r) for r in rows],
             "next_before": str(rows[-1].id) if len(rows) == limit else None,

@@ -22,7 +22,6 @@ version throughout.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import zlib
 from collections.abc import Mapping
@@ -47,7 +46,6 @@ BATCH = 500
 MIN_BATCH = 20
 #: About how long one evaluation transaction may work (see `evaluate_partition`).
 BATCH_SECONDS = 0.025
-EVALUATE = "evaluate"
 EXTRA_KEY = "rules"
 
 
@@ -77,15 +75,14 @@ def publish_rules(store: Store, files: Mapping[str, str], known: Known | None) -
     return version
 
 
-def _in_force(store: Store) -> tuple[int, dict[str, str]]:
-    with store.read() as conn:
-        row = conn.execute(
-            sa.select(rule_sets.c.version, rule_sets.c.files)
-            .where(rule_sets.c.active.is_(True))
-            .order_by(rule_sets.c.version.desc())
-            .limit(1)
-        ).first()
-    return (0, {}) if row is None else (int(row.version), dict(row.files))
+# The version in force; its files are read only when this process does not have it yet
+# (every evaluate and tick job asks, and the files of 1,000 rules are large).
+_VERSION_IN_FORCE = (
+    sa.select(rule_sets.c.version)
+    .where(rule_sets.c.active.is_(True))
+    .order_by(rule_sets.c.version.desc())
+    .limit(1)
+)
 
 
 def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
@@ -93,12 +90,22 @@ def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
     runtime = extras.get(EXTRA_KEY)
     if runtime is None:
         runtime = extras[EXTRA_KEY] = RuleRuntime()
-    version, files = _in_force(store)
-    book = runtime.book
-    if book is None or book.version != version:
-        # Stored rules were validated when published; references may have changed since,
-        # which is a run-time rule error, not a reason to stop evaluating.
-        runtime.swap(check(files, None) if files else RuleBookSpec((), "", {}), version)
+    with store.read() as conn:
+        version = int(conn.execute(_VERSION_IN_FORCE).scalar() or 0)
+        book = runtime.book
+        if book is not None and book.version == version:
+            return runtime
+        files = (
+            conn.execute(
+                sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
+            ).scalar()
+            if version
+            else None
+        )
+    # Stored rules were validated when published; references may have changed since,
+    # which is a run-time rule error, not a reason to stop evaluating.
+    spec = check(dict(files), None) if files else RuleBookSpec((), "", {})
+    runtime.swap(spec, version)
     return runtime
 
 
@@ -254,8 +261,3 @@ def handle_maintenance_ended(rt: Runtime, payloads: list[dict[str, Any]]) -> Non
     runtime = rules_runtime(rt.store, rt.extras)
     for window_id in sorted({int(p["window_id"]) for p in payloads if "window_id" in p}):
         end_maintenance(rt.store, runtime, window_id)
-
-
-def digest(files: Mapping[str, str]) -> str:
-    """The digest `publish_rules` stores (for callers comparing texts)."""
-    return hashlib.sha256("\0".join(f"{n}\0{files[n]}" for n in sorted(files)).encode()).hexdigest()

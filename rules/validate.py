@@ -87,10 +87,14 @@ def check(files: Mapping[str, str], known: Known | None) -> RuleBookSpec:
             problems.extend(check_references(located, known))
     if problems:
         raise RulesInvalid(sorted(set(problems)))
-    digest = hashlib.sha256(
-        "\0".join(f"{n}\0{files[n]}" for n in sorted(files)).encode()
-    ).hexdigest()
-    return RuleBookSpec(tuple(ordered), digest, dict(files))
+    return RuleBookSpec(tuple(ordered), digest(files), dict(files))
+
+
+def digest(files: Mapping[str, str]) -> str:
+    """A digest of rule texts by relative path: equal texts, equal digest (the version a
+    `beacon apply` or a publish compares with the stored one)."""
+    canonical = "\0".join(f"{name}\0{files[name]}" for name in sorted(files))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _rules_of(
@@ -257,4 +261,4 @@ def check_references(located: LocatedRule, known: Known) -> list[RuleProblem]:
     return problems
 
 
-__all__ = ["Known", "LocatedRule", "RuleBookSpec", "RulesInvalid", "TeamKeys", "check"]
+__all__ = ["Known", "LocatedRule", "RuleBookSpec", "RulesInvalid", "TeamKeys", "check", "digest"]

@@ -20,12 +20,13 @@ from engine.errors import ConfigError
 from engine.tables import (
     rule_sets,
 )
+from rules.validate import digest
 
 from . import current
 from .desired import KEEP, Desired, build
 from .load import read_config
 from .plan import Change, Plan
-from .rules import check_rules, digest
+from .rules import check_rules
 from .writers import WRITERS, Context, delete
 
 ORDER = [

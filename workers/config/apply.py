@@ -73,7 +73,7 @@ def apply_file(
         want, errors = build(conn, config, locations, base, prune=prune)
         if want.rule_files is not None and not errors:
             try:
-                check_rules(want.rule_files, want.known, want.rule_paths)
+                check_rules(want.rule_files, want.known)
             except ConfigError as exc:
                 # Rule files are named relative to the config file; show where they are.
                 prefix = "" if str(path.parent) == "." else f"{path.parent}/"

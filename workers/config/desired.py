@@ -44,7 +44,6 @@ class Desired:
     objects: dict[str, dict[Ident, dict[str, Any]]] = field(default_factory=dict)
     assets: dict[str, asset_files.Asset] = field(default_factory=dict)
     rule_files: dict[str, str] | None = None
-    rule_paths: list[Path] = field(default_factory=list)
     known: dict[str, TeamKeys] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     #: Where a service without `position` goes when it is created: its place in the file.
@@ -363,7 +362,6 @@ def _rules(check: _Checker, want: Desired, base: Path) -> None:
     paths, problems, want.warnings = find_rule_files(base, check.config.rules or [])
     for problem in problems:
         check.error(("rules",), problem)
-    want.rule_paths = paths
     files: dict[str, str] = {}
     for path in paths:
         try:

@@ -41,10 +41,8 @@ def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], li
     return sorted(found), errors, warnings
 
 
-def check_rules(
-    files: Mapping[str, str], known: Mapping[str, TeamKeys], paths: Sequence[Path] = ()
-) -> None:
-    """Validate the rule texts ({path relative to the config file: text}, read from `paths`)
+def check_rules(files: Mapping[str, str], known: Mapping[str, TeamKeys]) -> None:
+    """Validate the rule texts ({path relative to the config file: text})
     against the keys each team has; `ConfigError` lists every problem as
     `file:line:column: [rule] message`.
 

@@ -31,8 +31,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from adapters.channels import ChannelError, Context, Message, get_channel
 from engine import subscribers as subs
@@ -51,7 +49,7 @@ from .messages.notices import (
     iso,
     maintenance_notices,
 )
-from .notify import SENDING_LEASE, DeliveryRetry, channel_module, context
+from .notify import DeliveryRetry, channel_module, claimable, context, insert_ignore
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -122,15 +120,6 @@ def deliver(rt: Runtime, notices: Sequence[Notice]) -> None:
 # --- expanding --------------------------------------------------------------------------------
 
 
-def _insert_ignore(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(deliveries).values(rows).on_conflict_do_nothing(index_elements=["dedup_key"])
-    )
-
-
 def _wanted(notice: Notice, row: Any) -> bool:
     if notice.only is not None:
         return row.id in notice.only
@@ -165,7 +154,7 @@ def expand(rt: Runtime, notice: Notice) -> int:
                 for r in batch
                 if _wanted(notice, r)
             ]
-            _insert_ignore(conn, rows)
+            insert_ignore(conn, rows)
         count += len(rows)
         if notice.only is not None or len(batch) < EXPAND_BATCH:
             return count
@@ -194,18 +183,10 @@ def _pending_ids(rt: Runtime, notice: Notice, now: datetime) -> list[int]:
             conn.execute(
                 sa.select(deliveries.c.id)
                 .where(deliveries.c.dedup_key.startswith(prefix, autoescape=True))
-                .where(_claimable(now))
+                .where(claimable(now))
                 .order_by(deliveries.c.id)
             ).scalars()
         )
-
-
-def _claimable(now: datetime) -> sa.ColumnElement[bool]:
-    # A delivery stuck in `sending` past the lease lost its worker mid-send: try it again.
-    return sa.or_(
-        deliveries.c.status == "pending",
-        sa.and_(deliveries.c.status == "sending", deliveries.c.updated_at < now - SENDING_LEASE),
-    )
 
 
 def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
@@ -217,7 +198,7 @@ def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(ids))
-                .where(_claimable(now))
+                .where(claimable(now))
                 .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=now)
                 .returning(deliveries.c.id)
             ).scalars()

@@ -10,7 +10,7 @@ backoff; a permanent one marks it failed and disables the channel with the reaso
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,9 +66,21 @@ def handle_notify_channel(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
         raise DeliveryRetry("; ".join(retry))
 
 
-def _insert_once(conn: sa.Connection, values: dict[str, Any]) -> None:
+def insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert delivery rows, skipping those whose dedup key is already there."""
+    if not rows:
+        return
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(deliveries)
-    conn.execute(insert.values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]))
+    conn.execute(insert.values(rows).on_conflict_do_nothing(index_elements=["dedup_key"]))
+
+
+def claimable(now: datetime) -> sa.ColumnElement[bool]:
+    """Deliveries a worker may take: pending, or stuck in `sending` past the lease (their
+    worker died mid-send)."""
+    return sa.or_(
+        deliveries.c.status == "pending",
+        sa.and_(deliveries.c.status == "sending", deliveries.c.updated_at < now - SENDING_LEASE),
+    )
 
 
 def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> None:
@@ -76,30 +88,24 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
     now = utcnow()
     message = {k: payload.get(k) for k in ("subject", "text", "payload")}
     with rt.store.begin() as conn:
-        _insert_once(
+        insert_ignore(
             conn,
-            {
-                "dedup_key": payload["dedup_key"],
-                "channel_id": payload["channel_id"],
-                "kind": "channel",
-                "message": message,
-                "status": "pending",
-                "created_at": now,
-                "updated_at": now,
-            },
+            [
+                {
+                    "dedup_key": payload["dedup_key"],
+                    "channel_id": payload["channel_id"],
+                    "kind": "channel",
+                    "message": message,
+                    "status": "pending",
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ],
         )
         claimed = conn.execute(
             deliveries.update()
             .where(deliveries.c.dedup_key == payload["dedup_key"])
-            .where(
-                sa.or_(
-                    deliveries.c.status == "pending",
-                    sa.and_(
-                        deliveries.c.status == "sending",
-                        deliveries.c.updated_at < now - SENDING_LEASE,
-                    ),
-                )
-            )
+            .where(claimable(now))
             .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=now)
         ).rowcount
         channel = conn.execute(

@@ -311,8 +311,9 @@ async def receive(request: Request) -> Response:
         return Response(status_code=204)
     delivery = await read_delivery(request, received_at)
     adapter = adapter_for(source)
-    if sns.is_sns(source, delivery):
-        handled = await sns.handle(request, source, adapter, delivery)
+    envelope = sns.envelope_of(source, delivery)
+    if envelope is not None:
+        handled = await sns.handle(request, source, adapter, delivery, envelope)
         if handled is not None:
             return handled
     else:

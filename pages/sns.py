@@ -60,17 +60,11 @@ def envelope_of(source: Source, delivery: Delivery) -> dict[str, Any] | None:
     return document
 
 
-def is_sns(source: Source, delivery: Delivery) -> bool:
-    return envelope_of(source, delivery) is not None
-
-
 async def handle(
-    request: Request, source: Source, adapter: Any, delivery: Delivery
+    request: Request, source: Source, adapter: Any, delivery: Delivery, envelope: dict[str, Any]
 ) -> Response | None:
-    """Verify an SNS envelope and confirm a subscription; None means "go on and parse it",
-    an HTTP error says why not."""
-    envelope = envelope_of(source, delivery)
-    assert envelope is not None
+    """Verify the SNS `envelope` of `delivery` (`envelope_of`) and confirm a subscription;
+    None means "go on and parse it", an HTTP error says why not."""
     if not envelope.get("Signature"):
         raise HTTPException(401, "SNS envelope without a Signature: refused")
     settings: Settings = request.app.state.settings
@@ -91,6 +85,8 @@ async def handle(
         adapter.verify_signature(envelope, pem, trust, utcnow(), source.settings)
     except SignatureError as exc:
         raise HTTPException(401, f"cloudwatch signature: {exc}") from None
+    if envelope.get("Type") != "SubscriptionConfirmation":
+        return None
     confirm_url = adapter.subscription_confirm_url(delivery, source.settings)
     if confirm_url:
         await confirm(settings, confirm_url, source)

@@ -62,6 +62,14 @@ class IncidentStatus(StrEnum):
     POSTMORTEM = "postmortem"
 
 
+#: The statuses of an incident that is still open (shown as active, counted in statuses).
+OPEN_INCIDENT = (
+    IncidentStatus.INVESTIGATING,
+    IncidentStatus.IDENTIFIED,
+    IncidentStatus.MONITORING,
+)
+
+
 class Impact(StrEnum):
     """Statuspage's incident impact, least first."""
 

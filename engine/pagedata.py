@@ -280,19 +280,19 @@ def _components_by_service(conn: Connection, page_id: int) -> dict[int, _CompRef
     return {r.service_id: _CompRef(r.public_id, r.name) for r in rows}
 
 
-def _shown_on_page(
-    conn: Connection,
-    page: PageInfo,
+def shown_on_page(
+    team_ids: Iterable[int],
     service_ids: Iterable[int],
     link: sa.Table,
     link_col: str,
     table: sa.Table,
 ) -> sa.ColumnElement[bool]:
-    """`table` rows of a managing team that touch a page service or no service at all."""
+    """`table` rows (incidents, maintenance windows) of a page's managing teams that touch
+    one of its services or no service at all: what the page shows."""
     ids = list(service_ids)
     touches_page = sa.exists().where(link.c[link_col] == table.c.id, link.c.service_id.in_(ids))
     touches_none = ~sa.exists().where(link.c[link_col] == table.c.id)
-    return sa.and_(table.c.team_id.in_(page.team_ids), sa.or_(touches_page, touches_none))
+    return sa.and_(table.c.team_id.in_(sorted(team_ids)), sa.or_(touches_page, touches_none))
 
 
 def _page_incident_ids(
@@ -305,7 +305,7 @@ def _page_incident_ids(
     only: Sequence[int] | None = None,
 ) -> list[int]:
     query = sa.select(incidents.c.id).where(
-        _shown_on_page(conn, page, by_service, incident_services, "incident_id", incidents)
+        shown_on_page(page.team_ids, by_service, incident_services, "incident_id", incidents)
     )
     if before is not None:
         query = query.where(incidents.c.started_at < before)
@@ -322,7 +322,7 @@ def _page_incident_ids(
 def _incidents(
     conn: Connection, page: PageInfo, by_service: Mapping[int, Any], now: datetime
 ) -> tuple[Incident, ...]:
-    shown = _shown_on_page(conn, page, by_service, incident_services, "incident_id", incidents)
+    shown = shown_on_page(page.team_ids, by_service, incident_services, "incident_id", incidents)
     since = now - timedelta(days=HISTORY_DAYS)
     ids = set(
         conn.execute(
@@ -424,7 +424,7 @@ def _maintenances(
     conn: Connection, page: PageInfo, by_service: Mapping[int, Any]
 ) -> tuple[Maintenance, ...]:
     w = maintenance_windows
-    shown = _shown_on_page(conn, page, by_service, maintenance_services, "window_id", w)
+    shown = shown_on_page(page.team_ids, by_service, maintenance_services, "window_id", w)
     ids = set(
         conn.execute(
             sa.select(w.c.id).where(shown).where(w.c.status.in_(["scheduled", "in_progress"]))

@@ -14,18 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import uptime
-from .models import Impact, IncidentStatus, ServiceStatus
+from .models import OPEN_INCIDENT, Impact, IncidentStatus, ServiceStatus
 from .status import PageStatus
 
 #: Incident history shown on the page itself; older ones are in the archive.
 HISTORY_DAYS = 14
 #: Statuspage's `incidents.json` and `scheduled-maintenances.json` list the 50 newest.
 RECENT_LIMIT = 50
-OPEN_INCIDENT = (
-    IncidentStatus.INVESTIGATING,
-    IncidentStatus.IDENTIFIED,
-    IncidentStatus.MONITORING,
-)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import outbox
-from .models import Impact, ServiceStatus, worst_status
+from .models import OPEN_INCIDENT, Impact, ServiceStatus, worst_status
 from .tables import (
     claims,
     incident_services,
@@ -78,7 +78,7 @@ _OPEN_IMPACTS = (
     sa.select(incident_services.c.service_id, incident_services.c.impact)
     .join(incidents, incidents.c.id == incident_services.c.incident_id)
     .where(incident_services.c.service_id.in_(_IDS))
-    .where(incidents.c.status.notin_(["resolved", "postmortem"]))
+    .where(incidents.c.status.in_(OPEN_INCIDENT))
 )
 _IN_MAINTENANCE = (
     sa.select(maintenance_services.c.service_id)

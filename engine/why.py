@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .errors import NotFoundError
-from .models import worst_status
+from .models import OPEN_INCIDENT, worst_status
 from .tables import (
     activation_alerts,
     activations,
@@ -146,7 +146,7 @@ def _incidents(conn: Connection, service_id: int) -> list[dict[str, Any]]:
         )
         .join(incident_services, incident_services.c.incident_id == incidents.c.id)
         .where(incident_services.c.service_id == service_id)
-        .where(incidents.c.status.notin_(["resolved", "postmortem"]))
+        .where(incidents.c.status.in_(OPEN_INCIDENT))
     ).all()
     return [
         {

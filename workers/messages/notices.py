@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import subscribers as subs
-from engine.models import Impact, ServiceStatus
+from engine.models import OPEN_INCIDENT, Impact, ServiceStatus
+from engine.pagedata import shown_on_page
 from engine.settings import Settings
 from engine.status import page_status
 from engine.tables import (
@@ -127,31 +128,26 @@ def _component(row: Any, page: subs.Page) -> dict[str, Any]:
 
 def _page_envelope(conn: Connection, page: subs.Page) -> dict[str, Any]:
     """`page {id, status_indicator, status_description}` as the page shows it now."""
-    statuses = [
-        ServiceStatus(s)
-        for s in conn.execute(
-            sa.select(services.c.status)
-            .join(page_services, page_services.c.service_id == services.c.id)
-            .where(page_services.c.page_id == page.id)
-        ).scalars()
-    ]
-    page_service_ids = sa.select(page_services.c.service_id).where(
-        page_services.c.page_id == page.id
-    )
-    shown = sa.or_(
-        sa.exists().where(
-            incident_services.c.incident_id == incidents.c.id,
-            incident_services.c.service_id.in_(page_service_ids),
-        ),
-        ~sa.exists().where(incident_services.c.incident_id == incidents.c.id),
-    )
+    shown = conn.execute(
+        sa.select(services.c.id, services.c.status)
+        .join(page_services, page_services.c.service_id == services.c.id)
+        .where(page_services.c.page_id == page.id)
+    ).all()
+    statuses = [ServiceStatus(row.status) for row in shown]
     impacts = [
         Impact(r.impact_override or r.impact)
         for r in conn.execute(
             sa.select(incidents.c.impact, incidents.c.impact_override)
-            .where(incidents.c.team_id.in_(sorted(page.team_ids)))
-            .where(incidents.c.status.notin_(["resolved", "postmortem"]))
-            .where(shown)
+            .where(incidents.c.status.in_(OPEN_INCIDENT))
+            .where(
+                shown_on_page(
+                    page.team_ids,
+                    [row.id for row in shown],
+                    incident_services,
+                    "incident_id",
+                    incidents,
+                )
+            )
         )
     ]
     status = page_status(statuses, impacts)

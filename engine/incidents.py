@@ -107,6 +107,17 @@ def get(conn: Connection, incident_id: int) -> IncidentRef:
     )
 
 
+def service_ids_of(conn: Connection, incident_id: int) -> list[int]:
+    """The ids of the services an incident affects, sorted."""
+    return sorted(
+        conn.execute(
+            sa.select(incident_services.c.service_id).where(
+                incident_services.c.incident_id == incident_id
+            )
+        ).scalars()
+    )
+
+
 def create(
     conn: Connection,
     *,
@@ -214,13 +225,7 @@ def post_update(
     now = now or utcnow()
     ref = get(conn, incident_id)
     new_status = IncidentStatus(status) if status else ref.status
-    old_ids = set(
-        conn.execute(
-            sa.select(incident_services.c.service_id).where(
-                incident_services.c.incident_id == incident_id
-            )
-        ).scalars()
-    )
+    old_ids = set(service_ids_of(conn, incident_id))
     changes: dict[str, Any] = {"status": new_status, "updated_at": now}
     touched = set(old_ids)
     if impacts is not None:
@@ -339,19 +344,13 @@ def edit(
 def delete(conn: Connection, incident_id: int) -> None:
     """Delete an incident outright (a mistake, not a resolution); its services recompute."""
     get(conn, incident_id)
-    service_ids = list(
-        conn.execute(
-            sa.select(incident_services.c.service_id).where(
-                incident_services.c.incident_id == incident_id
-            )
-        ).scalars()
-    )
+    shown_on = service_ids_of(conn, incident_id)
     # The pages that showed it must drop it: find them before the rows go.
-    outbox.emit(conn, PAGES_DIRTY, {"service_ids": service_ids, "incident_ids": [incident_id]})
+    outbox.emit(conn, PAGES_DIRTY, {"service_ids": shown_on, "incident_ids": [incident_id]})
     conn.execute(incidents.delete().where(incidents.c.id == incident_id))
     status_rollup.recompute(
         conn,
-        service_ids,
+        shown_on,
         cause_kind="incident",
         cause={"incident_id": incident_id, "deleted": True},
     )

@@ -29,7 +29,8 @@ ENDED = "maintenance.ended"
 NOTIFY_UPDATE = "notify.maintenance_update"
 
 
-def _service_ids(conn: Connection, window_id: int) -> list[int]:
+def service_ids_of(conn: Connection, window_id: int) -> list[int]:
+    """The ids of the services a maintenance window covers, sorted."""
     return sorted(
         conn.execute(
             sa.select(maintenance_services.c.service_id).where(
@@ -141,7 +142,7 @@ def update(
         raise ValidationError("a completed maintenance window cannot be changed")
     new_start = starts_at or row.starts_at
     new_end = ends_at or row.ends_at
-    ids = list(service_ids) if service_ids is not None else _service_ids(conn, window_id)
+    ids = list(service_ids) if service_ids is not None else service_ids_of(conn, window_id)
     _check(conn, row.team_id, new_start, new_end, ids)
     values: dict[str, Any] = {"starts_at": new_start, "ends_at": new_end, "updated_at": now}
     for name, value in (("title", title), ("message", message), ("notify", notify)):
@@ -152,7 +153,7 @@ def update(
     conn.execute(
         maintenance_windows.update().where(maintenance_windows.c.id == window_id).values(**values)
     )
-    touched = set(_service_ids(conn, window_id))
+    touched = set(service_ids_of(conn, window_id))
     if service_ids is not None:
         conn.execute(
             maintenance_services.delete().where(maintenance_services.c.window_id == window_id)
@@ -173,7 +174,7 @@ def update(
 def delete(conn: Connection, window_id: int) -> None:
     """Remove a window (a mistake); its services recompute and its deadlines go."""
     _window(conn, window_id)
-    ids = _service_ids(conn, window_id)
+    ids = service_ids_of(conn, window_id)
     deadlines.cancel(conn, START, str(window_id))
     deadlines.cancel(conn, END, str(window_id))
     outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": ids})
@@ -229,7 +230,7 @@ def _step(
         )
     )
     _notify(conn, row.notify, update_row)
-    ids = _service_ids(conn, window_id)
+    ids = service_ids_of(conn, window_id)
     status.recompute(
         conn,
         ids,

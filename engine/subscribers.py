@@ -29,7 +29,6 @@ from .errors import ValidationError
 from .models import PageType, SubscriberChannel
 from .security import new_token
 from .tables import (
-    incident_services,
     page_services,
     page_teams,
     services,
@@ -442,16 +441,6 @@ def pages_with_service(conn: Connection, service_id: int) -> list[int]:
             .where(page_services.c.service_id == service_id)
             .where(status_pages.c.active.is_(True))
             .order_by(status_pages.c.id)
-        ).scalars()
-    )
-
-
-def incident_service_ids(conn: Connection, incident_id: int) -> list[int]:
-    return sorted(
-        conn.execute(
-            sa.select(incident_services.c.service_id).where(
-                incident_services.c.incident_id == incident_id
-            )
         ).scalars()
     )
 

@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import incidents as incidents_api
+from engine import maintenance as maintenance_api
 from engine import subscribers as subs
 from engine.models import OPEN_INCIDENT, Impact, ServiceStatus
 from engine.pagedata import shown_on_page
@@ -24,7 +26,6 @@ from engine.tables import (
     incident_services,
     incident_updates,
     incidents,
-    maintenance_services,
     maintenance_updates,
     maintenance_windows,
     page_groups,
@@ -171,7 +172,7 @@ def incident_notices(conn: Connection, settings: Settings, update_id: int) -> li
         return []
     incident = conn.execute(sa.select(incidents).where(incidents.c.id == update.incident_id)).one()
     affected = [int(a["service_id"]) for a in (update.affected or [])]
-    service_ids = sorted(set(subs.incident_service_ids(conn, incident.id)) | set(affected))
+    service_ids = sorted(set(incidents_api.service_ids_of(conn, incident.id)) | set(affected))
     all_updates = list(
         conn.execute(
             sa.select(incident_updates)
@@ -271,13 +272,7 @@ def maintenance_notices(conn: Connection, settings: Settings, update_id: int) ->
     ).one()
     if not window.notify:
         return []
-    service_ids = sorted(
-        conn.execute(
-            sa.select(maintenance_services.c.service_id).where(
-                maintenance_services.c.window_id == window.id
-            )
-        ).scalars()
-    )
+    service_ids = maintenance_api.service_ids_of(conn, window.id)
     all_updates = list(
         conn.execute(
             sa.select(maintenance_updates)

@@ -19,7 +19,7 @@ from engine.access import Access, Want
 from engine.db import Store
 
 from .auth import principal
-from .cache import for_runtime
+from .cache import Entry, for_runtime
 from .public import document_response
 from .render import cold_render
 
@@ -63,15 +63,23 @@ def finish(response: Response, decision: Access, *, cors: bool = False) -> Respo
     return response
 
 
-async def serve_document(request: Request, name: str, *, cors: bool = False) -> Response:
-    """Document `name` of the request's page from the page cache (pages.documents renders
-    it with the page), after the access check, with validators and the access headers."""
-    decision = await guard(request, Want.DATA)
-    assert decision.page is not None
+async def granted_entry(request: Request, want: Want) -> tuple[Entry | None, Access]:
+    """The access decision for the request's page (`guard`: raises when refused) and the
+    page's cache entry, rendered on a cold miss (None when the page cannot be rendered)."""
+    decision = await guard(request, want)
+    assert decision.page is not None  # guard raises for a page that does not exist
     rt = request.app.state.runtime
     entry = for_runtime(rt).get(decision.page.slug)
     if entry is None:
         entry = await run_in_threadpool(cold_render, rt, decision.page.slug)
+    return entry, decision
+
+
+async def serve_document(request: Request, name: str, *, cors: bool = False) -> Response:
+    """Document `name` of the request's page from the page cache (pages.documents renders
+    it with the page), after the access check, with validators and the access headers."""
+    entry, decision = await granted_entry(request, Want.DATA)
+    assert decision.page is not None
     doc = entry.get(name) if entry is not None else None
     if doc is None:
         raise HTTPException(404, f"page {decision.page.slug!r} has no document {name!r}")

@@ -36,7 +36,6 @@ from .cache import (
     not_modified,
 )
 from .html import ARCHIVE_PAGE, render_archive, render_incident
-from .render import cold_render
 
 #: How often an open live-update stream looks at the page's cache version.
 LIVE_POLL_SECONDS = 0.25
@@ -61,17 +60,12 @@ async def _entry(request: Request, want: str = "html") -> _Granted:
     the single call site of `engine.access` for these routes."""
     from engine.access import Want
 
-    from .page_access import guard
+    from .page_access import granted_entry
 
-    decision = await guard(request, Want(want))
-    assert decision.page is not None  # guard raises for a page that does not exist
-    slug = decision.page.slug
-    rt = _runtime(request)
-    entry = for_runtime(rt).get(slug)
+    entry, decision = await granted_entry(request, Want(want))
     if entry is None:
-        entry = await run_in_threadpool(cold_render, rt, slug)
-    if entry is None:
-        raise HTTPException(404, f"no status page {slug!r}")
+        assert decision.page is not None  # granted_entry's guard raised otherwise
+        raise HTTPException(404, f"no status page {decision.page.slug!r}")
     return _Granted(entry, decision)
 
 

@@ -37,6 +37,7 @@ from .pagemodel import (
     MaintenanceUpdate,
     PageInfo,
     PageSnapshot,
+    page_address,
     page_tz,
 )
 from .status import page_status
@@ -66,13 +67,15 @@ def load_page(
     now: datetime,
     *,
     base_url: str = "",
+    pages_domain: str = "",
     days: int = uptime.DEFAULT_DAYS,
 ) -> PageSnapshot:
     """The snapshot of page `page_id` as of `now`; NotFoundError if there is no such page.
 
-    `base_url` (Settings.base_url) makes the page's and incidents' absolute URLs.
+    `base_url` and `pages_domain` (from Settings) make the page's and incidents' absolute
+    URLs (`pagemodel.page_address`).
     """
-    page = _page_info(conn, page_id, base_url)
+    page = _page_info(conn, page_id, base_url, pages_domain)
     tz = page_tz(page.time_zone)
     group_rows = conn.execute(
         sa.select(page_groups)
@@ -218,7 +221,9 @@ def load_incident(conn: Connection, page_id: int, public_id: str) -> Incident | 
 # --- internals ------------------------------------------------------------------------------
 
 
-def _page_info(conn: Connection, page_id: int, base_url: str = "") -> PageInfo:
+def _page_info(
+    conn: Connection, page_id: int, base_url: str = "", pages_domain: str = ""
+) -> PageInfo:
     logo, favicon = assets.alias("logo"), assets.alias("favicon")
     row = conn.execute(
         sa.select(
@@ -254,11 +259,7 @@ def _page_info(conn: Connection, page_id: int, base_url: str = "") -> PageInfo:
         favicon_hash=row.favicon_hash,
         hide_uptime=bool(row.hide_uptime),
         team_ids=teams if row.team_id in teams else (*teams, row.team_id),
-        url=(
-            f"https://{row.custom_domain}"
-            if row.custom_domain
-            else f"{base_url.rstrip('/')}/p/{row.slug}"
-        ),
+        url=page_address(row.slug, row.custom_domain, base_url=base_url, pages_domain=pages_domain),
         created_at=row.created_at,
         updated_at=row.updated_at,
         settings=dict(row.settings or {}),

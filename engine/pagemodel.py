@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import uptime
@@ -21,6 +22,23 @@ from .status import PageStatus
 HISTORY_DAYS = 14
 #: Statuspage's `incidents.json` and `scheduled-maintenances.json` list the 50 newest.
 RECENT_LIMIT = 50
+
+
+def page_address(
+    slug: str, custom_domain: str | None, *, base_url: str, pages_domain: str = ""
+) -> str:
+    """Where a page is read, for every link Beacon makes to it (no trailing slash): its
+    custom domain, which serves the page at the root over TLS; else its own host under the
+    pages domain (`<slug>.<BEACON_PAGES_DOMAIN>`, same scheme and port as the base URL);
+    else `/p/<slug>` under the base URL."""
+    if custom_domain:
+        return f"https://{custom_domain}"
+    base = base_url.rstrip("/")
+    if pages_domain:
+        parts = urlsplit(base)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme or 'https'}://{slug}.{pages_domain}{port}"
+    return f"{base}/p/{slug}"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from .errors import ValidationError
 from .models import PageType, SubscriberChannel
+from .pagemodel import page_address
 from .security import new_token
 from .tables import (
     page_services,
@@ -67,12 +68,11 @@ class Page:
     def private(self) -> bool:
         return self.type == PageType.PRIVATE
 
-    def url(self, base_url: str) -> str:
-        """The page's address in links: its custom domain (which serves the page's routes at
-        the root) when it has one, else `/p/<slug>` under Beacon's base URL."""
-        if self.custom_domain:
-            return f"https://{self.custom_domain}"
-        return f"{base_url.rstrip('/')}/p/{self.slug}"
+    def url(self, base_url: str, pages_domain: str = "") -> str:
+        """The page's address in links (`pagemodel.page_address`)."""
+        return page_address(
+            self.slug, self.custom_domain, base_url=base_url, pages_domain=pages_domain
+        )
 
 
 @dataclass(frozen=True)

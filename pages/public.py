@@ -157,9 +157,22 @@ async def page_history(request: Request) -> Response:
     return _finish(document_response(request, doc, public=granted.entry.public), granted)
 
 
+def _load_page(rt: Any, conn: Any, page_id: int) -> Any:
+    """Today's snapshot of the page, for the archive and permalinks (one day of uptime)."""
+    settings = rt.settings
+    return pagedata.load_page(
+        conn,
+        page_id,
+        utcnow(),
+        base_url=settings.base_url,
+        pages_domain=settings.pages_domain,
+        days=1,
+    )
+
+
 def _render_older(rt: Any, page_id: int, before: datetime) -> bytes:
     with rt.store.read() as conn:
-        snap = pagedata.load_page(conn, page_id, utcnow(), base_url=rt.settings.base_url, days=1)
+        snap = _load_page(rt, conn, page_id)
         found = pagedata.load_incidents(conn, page_id, before=before, limit=ARCHIVE_PAGE + 1)
     return render_archive(snap, found[:ARCHIVE_PAGE], len(found) > ARCHIVE_PAGE)
 
@@ -180,7 +193,7 @@ def _render_permalink(rt: Any, page_id: int, public_id: str) -> bytes | None:
         incident = pagedata.load_incident(conn, page_id, public_id)
         if incident is None:
             return None
-        snap = pagedata.load_page(conn, page_id, utcnow(), base_url=rt.settings.base_url, days=1)
+        snap = _load_page(rt, conn, page_id)
     return render_incident(snap, incident)
 
 

@@ -220,7 +220,13 @@ def render_page(rt: Runtime, page_id: int, version: int) -> Entry:
     """Render every document of the page from a fresh snapshot into the page cache."""
     now = utcnow()
     with rt.store.read() as conn:
-        snap = pagedata.load_page(conn, page_id, now, base_url=rt.settings.base_url)
+        snap = pagedata.load_page(
+            conn,
+            page_id,
+            now,
+            base_url=rt.settings.base_url,
+            pages_domain=rt.settings.pages_domain,
+        )
     started = time.perf_counter()
     docs = {
         name: Document.make(body, ctype, now)

@@ -52,7 +52,8 @@ class Fields:
 
 
 def page_url(request: Request, page: subs.Page) -> str:
-    return page.url(request.app.state.settings.base_url)
+    settings = request.app.state.settings
+    return page.url(settings.base_url, settings.pages_domain)
 
 
 def _wants_json(request: Request) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from engine import crud
 from engine.errors import ConflictError, NotFoundError
+from engine.pagemodel import page_address
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
 from workers.config.assets import Asset, check_bytes, limit_for, store_asset
@@ -50,7 +51,14 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
             **row._mapping,
             "teams": [keys[i] for i in ids],
             "services": crud.page_service_ids(conn, row.id),
-            "url": f"{ctx.base_url}/p/{row.slug}/",
+            # The page itself (its index), not the base its links are made from.
+            "url": page_address(
+                row.slug,
+                row.custom_domain,
+                base_url=ctx.base_url,
+                pages_domain=ctx.request.app.state.settings.pages_domain,
+            )
+            + "/",
             "has_logo": row.logo_asset_id is not None,
             "has_favicon": row.favicon_asset_id is not None,
         }

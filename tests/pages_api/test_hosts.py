@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from engine.pagemodel import page_address
 from pages.hosts import host_name, page_path, slug_for_pages_domain
 
 from . import seed
@@ -105,3 +106,29 @@ def test_another_pages_cached_documents_are_404_on_a_custom_domain(app: App) -> 
     assert app.client.get("/api/v2/status.json", headers=host).json()["page"]["name"] == (
         "Acme Status"
     )
+
+
+def test_links_to_a_page_use_its_own_host_under_the_pages_domain(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(
+        BEACON_PAGES_DOMAIN="status.example.com", BEACON_BASE_URL="https://beacon.example.com"
+    )
+    seed.page(app.store, "acme")
+    for host in ("acme.status.example.com", "beacon.example.com"):
+        doc = app.client.get("/p/acme/api/v2/summary.json", headers={"Host": host}).json()
+        assert doc["page"]["url"] == "https://acme.status.example.com"
+
+
+def test_page_address_prefers_custom_domain_then_pages_domain_then_base_url() -> None:
+    base = "http://localhost:8000/"
+    assert (
+        page_address("acme", "status.acme.test", base_url=base, pages_domain="s.example")
+        == "https://status.acme.test"
+    )
+    # The pages domain keeps the base URL's scheme and port (a local setup on :8000).
+    assert (
+        page_address("acme", None, base_url=base, pages_domain="s.example")
+        == "http://acme.s.example:8000"
+    )
+    assert page_address("acme", "", base_url=base) == "http://localhost:8000/p/acme"

@@ -72,7 +72,7 @@ class Notice:
 
 
 def _page_url(settings: Settings, page: subs.Page) -> str:
-    return page.url(settings.base_url)
+    return page.url(settings.base_url, settings.pages_domain)
 
 
 def iso(value: datetime | None) -> str | None:

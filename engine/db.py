@@ -8,12 +8,14 @@ read transaction tries to upgrade; `busy_timeout` makes them wait rather than er
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -80,6 +82,16 @@ class Store:
         self.engine.dispose()
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' text: orjson, a tenth of the standard library's time on the rows every
+    evaluation writes; the standard library for what orjson refuses (keys that are not
+    strings, integers past 64 bits), so nothing that was storable before is refused now."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     """A `Store` for the settings' database URL, configured for its dialect."""
     url = settings.effective_database_url
@@ -87,6 +99,8 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
         return Store(sqlite_engine(url, synchronous=settings.sqlite_synchronous, **engine_kwargs))
     engine = sa.create_engine(
         url,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
         pool_pre_ping=True,
         pool_size=engine_kwargs.pop("pool_size", 10),
         max_overflow=engine_kwargs.pop("max_overflow", 20),
@@ -104,6 +118,8 @@ def sqlite_engine(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
         pool_size=engine_kwargs.pop("pool_size", 8),
         max_overflow=engine_kwargs.pop("max_overflow", 16),

@@ -22,7 +22,7 @@ from engine.tables import incidents as incident_table
 from pages.errors import FieldErrors
 
 from .api import Ctx, Endpoint, fields_set
-from .rows import team_row, with_team
+from .rows import impact_ids, service_ids, team_row, with_team
 from .schemas import (
     IncidentIn,
     IncidentOut,
@@ -53,10 +53,6 @@ def _incident_out(conn: Connection, row: Any) -> IncidentOut:
             "services": [{"service_id": s, "impact": i} for s, i in affected],
         }
     )
-
-
-def _impacts(raw: dict[str, Any] | None) -> dict[int, Any] | None:
-    return None if raw is None else {int(k): v for k, v in raw.items()}
 
 
 def _not_future(value: Any, name: str) -> None:
@@ -91,7 +87,7 @@ def create_incident(ctx: Ctx) -> IncidentOut:
             title=body.title,
             message=body.message,
             status=body.status,
-            impacts=_impacts(body.impacts),
+            impacts=impact_ids(conn, [team_id], body.impacts),
             started_at=body.started_at,
             author=ctx.who.actor,
             notify=body.notify,
@@ -178,7 +174,7 @@ def create_update(ctx: Ctx) -> UpdateOut:
             status=body.status,
             message=body.message,
             author=ctx.who.actor,
-            impacts=_impacts(body.impacts),
+            impacts=impact_ids(conn, [row.team_id], body.impacts),
             display_at=body.display_at,
             notify=body.notify,
         )
@@ -277,7 +273,7 @@ def create_window(ctx: Ctx) -> MaintenanceOut:
             message=body.message,
             starts_at=body.starts_at,
             ends_at=body.ends_at,
-            service_ids=body.services,
+            service_ids=service_ids(conn, [team_id], body.services, "services"),
             notify=body.notify,
             on_end=body.on_end,
         )
@@ -294,6 +290,10 @@ def update_window(ctx: Ctx) -> MaintenanceOut:
         if end <= start:
             raise FieldErrors([{"field": "ends_at", "message": "ends_at must be after starts_at"}])
         if changes:
+            if "services" in changes:
+                changes["services"] = service_ids(
+                    conn, [row.team_id], changes["services"], "services"
+                )
             maintenance.update(
                 conn,
                 row.id,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.errors import ConflictError, NotFoundError
-from engine.tables import teams
+from engine.tables import services, teams
+from pages.errors import FieldErrors
 
 from .api import Ctx
 
@@ -41,3 +43,53 @@ def insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
     inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
     assert inserted is not None
     return int(inserted[0])
+
+
+def service_ids(
+    conn: Connection, team_ids: Sequence[int], refs: Sequence[int | str], field: str
+) -> list[int]:
+    """Services named by id (a number) or by key (a string) as ids, in order.
+
+    A key is looked up in `team_ids`; one that none of them has, or that several of them
+    have (a page shared by two teams), is a 422 on `field` that says so. Ids pass through:
+    the caller checks they belong to the team, as it did before keys were accepted.
+    """
+    keys = sorted({r for r in refs if isinstance(r, str)})
+    found: dict[str, list[int]] = {}
+    if keys:
+        rows = conn.execute(
+            sa.select(services.c.key, services.c.id).where(
+                services.c.team_id.in_(list(team_ids)), services.c.key.in_(keys)
+            )
+        )
+        for key, id_ in rows:
+            found.setdefault(key, []).append(int(id_))
+    out: list[int] = []
+    for ref in refs:
+        if not isinstance(ref, str):
+            out.append(ref)
+            continue
+        matches = found.get(ref, [])
+        if len(matches) != 1:
+            message = (
+                f"no service with key {ref!r} in this team"
+                if not matches
+                else f"several teams have a service with key {ref!r}: give its id"
+            )
+            raise FieldErrors([{"field": field, "message": message}])
+        out.append(matches[0])
+    return out
+
+
+def impact_ids(
+    conn: Connection, team_ids: Sequence[int], impacts: Mapping[str, Any] | None
+) -> dict[int, Any] | None:
+    """An `impacts` map keyed by service id or key (JSON object keys are strings: digits
+    are an id, anything else a key) as one keyed by id."""
+    if impacts is None:
+        return None
+    refs: list[int | str] = [int(k) if k.isdigit() else k for k in impacts]
+    ids = service_ids(conn, team_ids, refs, "impacts")
+    if len(set(ids)) != len(ids):
+        raise FieldErrors([{"field": "impacts", "message": "a service is named twice"}])
+    return dict(zip(ids, impacts.values(), strict=True))

@@ -37,6 +37,10 @@ Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 Name = Annotated[Text, Field(min_length=1, max_length=200)]
 LongText = Annotated[Text, Field(max_length=10_000)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: A service named by its id (a number) or its key in the team (a string).
+ServiceRef = Annotated[Id | Key, Field(description="a service's id, or its key in the team")]
+#: An `impacts` map's key: a service id (digits) or a service key.
+ImpactKey = Annotated[str, Field(pattern=rf"^([1-9][0-9]{{0,9}}|{KEY_PATTERN[1:-1]})$")]
 Position = Annotated[int, Field(ge=0, le=100_000)]
 
 
@@ -169,12 +173,12 @@ class OverrideIn(Body):
 class GroupIn(Body):
     name: Name
     team: Key | None = None
-    services: list[Id] = Field(min_length=1, max_length=500)
+    services: list[ServiceRef] = Field(min_length=1, max_length=500)
 
 
 class GroupPatch(Body):
     name: Name | None = None
-    services: list[Id] | None = Field(default=None, min_length=1, max_length=500)
+    services: list[ServiceRef] | None = Field(default=None, min_length=1, max_length=500)
 
 
 class GroupOut(Out):
@@ -193,7 +197,7 @@ class PageIn(Body):
     teams: list[Key] = Field(
         default_factory=list, max_length=20, description="managing teams; defaults to the key's"
     )
-    services: list[Id] = Field(default_factory=list, max_length=500)
+    services: list[ServiceRef] = Field(default_factory=list, max_length=500)
     time_zone: Annotated[Text, Field(max_length=64)] = "UTC"
     custom_domain: Annotated[str, Field(max_length=253, pattern=DOMAIN_PATTERN)] | None = None
     active: bool = False
@@ -204,7 +208,7 @@ class PagePatch(Body):
     name: Name | None = None
     type: PageType | None = None
     teams: list[Key] | None = Field(default=None, min_length=1, max_length=20)
-    services: list[Id] | None = Field(default=None, max_length=500)
+    services: list[ServiceRef] | None = Field(default=None, max_length=500)
     time_zone: Annotated[Text, Field(max_length=64)] | None = None
     custom_domain: Annotated[str, Field(max_length=253, pattern=DOMAIN_PATTERN)] | None = None
     active: bool | None = None
@@ -272,10 +276,10 @@ class IncidentIn(Body):
     title: Annotated[Text, Field(min_length=1, max_length=500)]
     status: IncidentStatus = IncidentStatus.INVESTIGATING
     message: LongText = ""
-    impacts: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}$")], ServiceStatus] = Field(
+    impacts: dict[ImpactKey, ServiceStatus] = Field(
         default_factory=dict,
         max_length=500,
-        description="service id -> the status the incident puts on it",
+        description="service id or key -> the status the incident puts on it",
     )
     started_at: AwareDatetime | None = Field(default=None, description="backdates the incident")
     impact_override: Impact | None = None
@@ -314,8 +318,10 @@ class IncidentOut(Out):
 class UpdateIn(Body):
     status: IncidentStatus | None = None
     message: LongText = ""
-    impacts: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}$")], ServiceStatus] | None = (
-        Field(default=None, max_length=500, description="replaces the affected services")
+    impacts: dict[ImpactKey, ServiceStatus] | None = Field(
+        default=None,
+        max_length=500,
+        description="service id or key -> status; replaces the affected services",
     )
     display_at: AwareDatetime | None = Field(default=None, description="backdates the update")
     notify: bool = True
@@ -349,7 +355,7 @@ class MaintenanceIn(Body):
     message: LongText = ""
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    services: list[Id] = Field(min_length=1, max_length=500)
+    services: list[ServiceRef] = Field(min_length=1, max_length=500)
     notify: bool = False
     on_end: OnEnd = OnEnd.REPLAY
 
@@ -359,7 +365,7 @@ class MaintenancePatch(Body):
     message: LongText | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
-    services: list[Id] | None = Field(default=None, min_length=1, max_length=500)
+    services: list[ServiceRef] | None = Field(default=None, min_length=1, max_length=500)
     notify: bool | None = None
     on_end: OnEnd | None = None
 

@@ -14,7 +14,7 @@ from engine.tables import page_services, services, teams, utcnow
 from pages.errors import FieldErrors
 
 from .api import Ctx, Endpoint, fields_set
-from .rows import ensure_unique, insert, team_row, with_team
+from .rows import ensure_unique, insert, service_ids, team_row, with_team
 from .schemas import (
     GroupIn,
     GroupOut,
@@ -193,8 +193,9 @@ def create_group(ctx: Ctx) -> GroupOut:
         ).first()
         if exists:
             raise ConflictError(f"a group named {body.name!r} exists in this team")
-        _services_in_team(conn, team.id, body.services, "services")
-        _regroup(ctx, conn, team.id, body.name, body.services)
+        members = service_ids(conn, [team.id], body.services, "services")
+        _services_in_team(conn, team.id, members, "services")
+        _regroup(ctx, conn, team.id, body.name, members)
         ctx.audit(conn, "create", "group", body.name, team.id)
         ctx.names["name"] = body.name
         return _group(ctx, conn)
@@ -206,7 +207,11 @@ def update_group(ctx: Ctx) -> GroupOut:
         current = _group(ctx, conn)
         team_id = ctx.id
         name = body.name or current.name
-        members = body.services if body.services is not None else current.services
+        members = (
+            service_ids(conn, [team_id], body.services, "services")
+            if body.services is not None
+            else current.services
+        )
         _services_in_team(conn, team_id, members, "services")
         if body.name and body.name != current.name:
             clash = conn.execute(

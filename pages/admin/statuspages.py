@@ -17,6 +17,7 @@ from pages.errors import FieldErrors
 from workers.config.assets import Asset, check_bytes, limit_for, store_asset
 
 from .api import Ctx, Endpoint, fields_set
+from .rows import service_ids
 from .schemas import PageIn, PageOut, PagePatch
 
 P = "/api/v1/pages"
@@ -136,7 +137,8 @@ def create_page(ctx: Ctx) -> PageOut:
     _check_zone(body.time_zone)
     with ctx.store.begin() as conn:
         team_ids = _teams(ctx, conn, body.teams)
-        _check_services(conn, team_ids, body.services)
+        wanted = service_ids(conn, team_ids, body.services, "services")
+        _check_services(conn, team_ids, wanted)
         _check_unique(conn, None, body.slug, body.custom_domain)
         values = body.model_dump(exclude={"teams", "services"})
         values.update(team_id=team_ids[0], activated_at=utcnow() if body.active else None)
@@ -144,7 +146,7 @@ def create_page(ctx: Ctx) -> PageOut:
         assert inserted is not None
         page_id = int(inserted[0])
         _set_teams(conn, page_id, team_ids)
-        crud.sync_page_layout(conn, page_id, body.services)
+        crud.sync_page_layout(conn, page_id, wanted)
         crud.pages_dirty(conn, page_ids=[page_id])
         ctx.audit(conn, "create", "status page", body.slug, team_ids[0])
         return _out(ctx, conn, _page(ctx, conn, page_id))
@@ -174,6 +176,8 @@ def update_page(ctx: Ctx) -> PageOut:
         wanted = changes.get("services")
         if wanted is None:
             wanted = crud.page_service_ids(conn, row.id)
+        else:
+            wanted = service_ids(conn, team_ids, wanted, "services")
         _check_services(conn, team_ids, wanted)
         crud.sync_page_layout(conn, row.id, wanted)
         if values.get("active") and row.activated_at is None:

@@ -345,3 +345,81 @@ def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
     assert api.client.get(f"/api/v1/services/{svc['id']}").status_code == 200
     changed = api.client.patch(f"/api/v1/services/{svc['id']}", json={"name": "x"})
     assert changed.status_code == 403
+
+
+def test_services_are_named_by_id_or_by_key(api: Api) -> None:
+    team_id, key = setup_team(api)
+    db, web = (
+        api.client.post("/api/v1/services", json={"key": k, "name": k}, headers=key).json()["id"]
+        for k in ("db", "web")
+    )
+    page = api.client.post(
+        "/api/v1/pages", json={"slug": "s", "name": "S", "services": ["db", web]}, headers=key
+    )
+    assert page.status_code == 201, page.text
+    assert page.json()["services"] == [db, web]
+    patched = api.client.patch(
+        f"/api/v1/pages/{page.json()['id']}", json={"services": ["web"]}, headers=key
+    )
+    assert patched.json()["services"] == [web]
+    group = api.client.post(
+        f"/api/v1/teams/{team_id}/groups", json={"name": "Core", "services": ["db"]}, headers=key
+    )
+    assert group.json()["services"] == [db]
+    start = datetime.now(UTC) + timedelta(days=1)
+    window = api.client.post(
+        "/api/v1/maintenance-windows",
+        json={
+            "title": "Upgrade",
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=1)).isoformat(),
+            "services": ["web"],
+        },
+        headers=key,
+    )
+    assert window.status_code == 201, window.text
+    assert window.json()["services"] == [web]
+    incident = api.client.post(
+        "/api/v1/incidents",
+        json={"title": "Slow", "impacts": {"db": "degraded", str(web): "major_outage"}},
+        headers=key,
+    )
+    assert incident.status_code == 201, incident.text
+    affected = {s["service_id"]: s["impact"] for s in incident.json()["services"]}
+    assert affected == {db: "degraded", web: "major_outage"}
+    update = api.client.post(
+        f"/api/v1/incidents/{incident.json()['id']}/updates",
+        json={"message": "Web is back", "impacts": {"db": "degraded"}},
+        headers=key,
+    )
+    assert update.status_code == 201, update.text
+    assert api.client.get(f"/api/v1/services/{web}", headers=key).json()["status"] == (
+        "operational"
+    )
+
+    # A key no team of the object has, a service named twice, a key two teams share.
+    unknown = api.client.post(
+        "/api/v1/pages", json={"slug": "t", "name": "T", "services": ["nope"]}, headers=key
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["fields"] == [
+        {"field": "services", "message": "no service with key 'nope' in this team"}
+    ]
+    twice = api.client.post(
+        "/api/v1/incidents",
+        json={"title": "X", "impacts": {"db": "degraded", str(db): "degraded"}},
+        headers=key,
+    )
+    assert twice.status_code == 422
+    assert twice.json()["error"]["fields"][0]["field"] == "impacts"
+    setup_team(api, "other")
+    api.client.post(
+        "/api/v1/services", json={"key": "db", "name": "db", "team": "other"}, headers=api.admin
+    )
+    shared = api.client.post(
+        "/api/v1/pages",
+        json={"slug": "both", "name": "Both", "teams": ["platform", "other"], "services": ["db"]},
+        headers=api.admin,
+    )
+    assert shared.status_code == 422
+    assert "give its id" in shared.json()["error"]["fields"][0]["message"]

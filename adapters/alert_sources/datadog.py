@@ -22,7 +22,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
+from .common import find_dollar_placeholder, make_event, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "datadog"
@@ -94,12 +94,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     )
     date = _pick(fields, "date")
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(_dedup_key(fields, title, match, scope)),
+            dedup_key=_dedup_key(fields, title, match, scope),
             status=status,
             severity=_severity(transition, fields),
-            summary=(title or fields.get("alert_id") or "Datadog alert")[:2000],
+            summary=title or fields.get("alert_id") or "Datadog alert",
             details=_pick(fields, "body"),
             labels={
                 **text_labels(

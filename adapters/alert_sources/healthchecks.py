@@ -19,7 +19,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
+from .common import find_dollar_placeholder, make_event, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "healthchecks"
@@ -62,12 +62,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     tags = _text(merged, "tags")
     when = next((merged[f] for f in TIME_FIELDS if merged.get(f)), None)
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"check:{key}"),
+            dedup_key=f"check:{key}",
             status=status,
             severity=severity,
-            summary=f"{name or key} is {status_word}"[:2000],
+            summary=f"{name or key} is {status_word}",
             details=_text(merged, "desc"),
             labels={
                 **text_labels(

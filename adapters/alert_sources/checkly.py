@@ -28,6 +28,7 @@ from .common import (
     check_timestamp_skew,
     find_placeholder,
     hmac_sha256_hex,
+    labels_of,
     lookup,
     make_event,
     parse_time,
@@ -159,7 +160,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             severity=severity,
             summary=summary,
             details=body.check_error_message or "",
-            labels={k: v for k, v in labels.items() if v not in (None, "")},
+            labels=labels_of(labels),
             links=[body.link] if body.link else [],
             occurred_at=parse_time(started, field="started_at")
             if started

@@ -92,33 +92,45 @@ def label_set_hash(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """Labels `<prefix><name>` for every non-null entry of `values`, as strings."""
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        out[f"{prefix}{name}"] = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return out
+def label_value(value: Any) -> str:
+    """`value` as label text, spelled as `AlertEvent` spells a label it is given unconverted:
+    `true`/`false` for booleans, numbers as Python writes them, other values as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits inside a list or object, which orjson refuses
+        return str(value)
+
+
+def labels_of(values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels from the entries of `values` that hold something: None and empty strings are
+    left out, since a tool sends them for fields that do not apply. See `label_value`."""
+    return {
+        name: label_value(value)
+        for name, value in values.items()
+        if value is not None and value != ""
+    }
 
 
 def text_labels(**values: Any) -> dict[str, str]:
-    """Labels from keyword arguments, leaving out None and empty strings; numbers and booleans
-    become their JSON spelling (`80`, `true`)."""
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, str):
-            out[name] = value
-        else:
-            try:
-                out[name] = orjson.dumps(value).decode()
-            except TypeError:  # integers beyond 64 bits, which JSON allows and orjson refuses
-                out[name] = str(value)
-    return out
+    """`labels_of` for label names that are Python identifiers, given as keyword arguments."""
+    return labels_of(values)
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels `<prefix><name>` for every non-null entry of `values`. Unlike `labels_of`, an
+    empty string is kept: an annotation set to "" is still an annotation the rule can test."""
+    # Annotations are strings: the isinstance test spares the Alertmanager path a call each.
+    return {
+        f"{prefix}{name}": value if isinstance(value, str) else label_value(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 # The usual spellings of severity in label values and vendor fields, lower-cased. Tools that

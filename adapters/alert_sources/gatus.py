@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery
-from .common import find_placeholder, make_event, validate
+from .common import find_placeholder, labels_of, make_event, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "gatus"
@@ -94,7 +94,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             severity=options.severity,
             summary=f"{display}: {alert.description}" if alert.description else display,
             details=alert.errors,
-            labels={k: v for k, v in labels.items() if v},
+            labels=labels_of(labels),
             links=[alert.endpoint_url] if alert.endpoint_url else [],
             occurred_at=delivery.received_at,
             received_at=delivery.received_at,

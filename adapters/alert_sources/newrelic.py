@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_placeholder, joined, lookup, make_event, parse_time, validate
+from .common import find_placeholder, joined, labels_of, lookup, make_event, parse_time, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "newrelic"
@@ -145,7 +145,7 @@ def _workflow(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
         status=status,
         severity=severity,
         summary=issue.title or f"New Relic issue {issue.id}",
-        labels={k: v for k, v in labels.items() if v not in (None, "")},
+        labels=labels_of(labels),
         links=[issue.issueUrl] if issue.issueUrl else [],
         occurred_at=parse_time(when, field=field) if when is not None else delivery.received_at,
         received_at=delivery.received_at,
@@ -184,7 +184,7 @@ def _legacy(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
         severity=severity,
         summary=summary,
         details=incident.details or "",
-        labels={k: v for k, v in labels.items() if v not in (None, "")},
+        labels=labels_of(labels),
         links=[link for link in (incident.incident_url, incident.runbook_url) if link],
         occurred_at=occurred_at,
         received_at=delivery.received_at,

@@ -181,28 +181,67 @@ def severity_from_word(word: str | None, *, default: Severity = Severity.CRITICA
     return SEVERITY_WORDS.get(word.strip().lower(), default)
 
 
-_PLACEHOLDER = {
-    "dollar": re.compile(r"\$[A-Z][A-Z0-9_]*"),
-    "star": re.compile(r"^\*[A-Za-z][A-Za-z0-9_]*\*$"),
-}
+# A field that is a Datadog or Healthchecks `$VARIABLE` and nothing else; a `$` inside text
+# ("costs $USD 5") is not one.
+DOLLAR_VARIABLE = re.compile(r"\A\s*\$[A-Z][A-Z0-9_]*\s*\Z")
+_STAR_VARIABLE = re.compile(r"^\*[A-Za-z][A-Za-z0-9_]*\*$")
 
 
-def find_dollar_placeholder(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first (field, value) whose string value is an unrendered `$VARIABLE` template
-    placeholder (Datadog, Healthchecks), searching nested objects; None when there is none."""
-    for name, value in values.items():
-        if isinstance(value, str) and _PLACEHOLDER["dollar"].fullmatch(value.strip()):
-            return name, value
-        if isinstance(value, Mapping):
-            found = find_dollar_placeholder(value)
-            if found:
-                return f"{name}.{found[0]}", found[1]
-    return None
+def refuse_dollar_variable(document: Mapping[str, Any], *, template: str, expected: str) -> None:
+    """Raise `AdapterError` when a field of `document`, nested ones too, is still a `$VARIABLE`
+    (Datadog, Healthchecks): the user posted the `template` itself, not a delivery."""
+    found = find_placeholder(document, DOLLAR_VARIABLE)
+    if found:
+        where, variable = found
+        raise AdapterError(
+            f"{where}: unrendered template variable {variable!r}: this is the {template}, "
+            f"not a delivery ({expected})"
+        )
 
 
 def is_star_placeholder(value: Any) -> bool:
     """True for an UptimeRobot `*variable*` left unreplaced by the tool."""
-    return isinstance(value, str) and bool(_PLACEHOLDER["star"].match(value.strip()))
+    return isinstance(value, str) and bool(_STAR_VARIABLE.match(value.strip()))
+
+
+def find_placeholder(
+    document: object, pattern: re.Pattern[str], path: str = ""
+) -> tuple[str, str] | None:
+    """The dotted path (`body` for a bare string) and the text of the first placeholder
+    matching `pattern` in the strings of `document`, searching nested objects and lists; None
+    when every string is rendered. A placeholder left means the user posted a template, or
+    the tool left one unrendered."""
+    if isinstance(document, str):
+        match = pattern.search(document)
+        return (path or "body", match.group(0)) if match else None
+    if isinstance(document, Mapping):
+        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
+    elif isinstance(document, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(document))
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
+        found = find_placeholder(value, pattern, sub)
+        if found:
+            return found
+    return None
+
+
+def refuse_placeholder(
+    value: object,
+    pattern: re.Pattern[str],
+    where: str,
+    *,
+    expected: str,
+    why: str = "this is the template, not a delivery",
+) -> None:
+    """Raise `AdapterError` naming the first placeholder matching `pattern` left in `value`
+    (at `where`), and `why` that means this is no delivery."""
+    found = find_placeholder(value, pattern, where)
+    if found:
+        path, placeholder = found
+        raise AdapterError(f"{path}: unrendered placeholder {placeholder}: {why} ({expected})")
 
 
 def split_signatures(header_value: str) -> list[str]:
@@ -244,30 +283,6 @@ def bounded_key(key: str) -> str:
     return f"{key[:480]}~{digest}"
 
 
-_Value = TypeVar("_Value")
-
-
-def find_placeholder(document: object, pattern: re.Pattern[str], path: str = "") -> str | None:
-    """The dotted path and text of the first string in `document` that still holds a template
-    placeholder matching `pattern` (the user posted a template, or the tool left one
-    unrendered), else None."""
-    if isinstance(document, str):
-        match = pattern.search(document)
-        return f"{path or 'body'}: unrendered placeholder {match.group(0)}" if match else None
-    if isinstance(document, dict):
-        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
-    elif isinstance(document, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(document))
-    else:
-        return None
-    for key, value in items:
-        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
-        found = find_placeholder(value, pattern, sub)
-        if found:
-            return found
-    return None
-
-
 def joined(values: Iterable[object]) -> str:
     """List-valued vendor fields as one label value: items joined by commas, empties dropped."""
     return ",".join(str(v) for v in values if v is not None and str(v) != "")
@@ -301,6 +316,9 @@ def make_event(*, expected: str, **fields: Any) -> AlertEvent:
         where = ".".join(str(part) for part in error["loc"])
         message = f"cannot build the event: {where}: {error['msg']} ({expected})"
         raise AdapterError(message) from None
+
+
+_Value = TypeVar("_Value")
 
 
 def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: str) -> _Value:

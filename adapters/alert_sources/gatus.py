@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery
-from .common import find_placeholder, labels_of, make_event, validate
+from .common import labels_of, make_event, refuse_placeholder, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "gatus"
@@ -136,9 +136,7 @@ def _fields(delivery: Delivery) -> dict[str, Any]:
 
 
 def _refuse_template(value: object, where: str) -> None:
-    found = find_placeholder(value, _PLACEHOLDER, where)
-    if found:
-        raise AdapterError(f"{found}: this is the template, not a delivery ({FORMAT})")
+    refuse_placeholder(value, _PLACEHOLDER, where, expected=FORMAT)
 
 
 def _from_readme_text(text: str) -> dict[str, Any]:

@@ -95,6 +95,8 @@ def label_set_hash(labels: Mapping[str, str]) -> str:
 def label_value(value: Any) -> str:
     """`value` as label text, spelled as `AlertEvent` spells a label it is given unconverted:
     `true`/`false` for booleans, numbers as Python writes them, other values as JSON."""
+    # The rule of engine.models._label_value, repeated because it is private to models.py;
+    # once models.py can offer it publicly, this should import it instead.
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

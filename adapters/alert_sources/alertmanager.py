@@ -23,9 +23,9 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
-    bounded_key,
     is_go_zero_time,
     label_set_hash,
+    make_event,
     parse_time,
     prefixed,
     severity_from_word,
@@ -132,12 +132,13 @@ def event_from_alert(
     # The tool's own labels win over the ones Beacon adds, so a rule sees what the user set.
     labels = {**(extra_labels or {}), **alert.labels, **prefixed("annotation.", alert.annotations)}
     key = alert.fingerprint or f"labels:{label_set_hash(alert.labels)}"
-    return AlertEvent(
+    return make_event(
+        expected=expected,
         source_type=source_type,
-        dedup_key=bounded_key(f"{dedup_prefix}{key}"),
+        dedup_key=f"{dedup_prefix}{key}",
         status=EventStatus(alert.status),
         severity=severity_of(alert.labels),
-        summary=summary_of(alert)[:2000],
+        summary=summary_of(alert),
         details=alert.annotations.get("description", ""),
         labels=labels,
         links=links if links is not None else [u for u in [alert.generator_url] if u],

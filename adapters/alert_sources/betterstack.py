@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import joined, lookup, make_event, parse_time, validate
+from .common import joined, labels_of, lookup, make_event, parse_time, validate
 
 SOURCE_TYPE = "betterstack"
 FORMAT = "Better Stack Uptime incident webhook"
@@ -106,7 +106,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             status=status,
             severity=Severity.CRITICAL,
             summary=f"{name}: {attributes.cause}" if attributes.cause else name,
-            labels={k: v for k, v in labels.items() if v not in (None, "")},
+            labels=labels_of(labels),
             links=[attributes.url] if attributes.url else [],
             occurred_at=parse_time(when, field=field) if when else delivery.received_at,
             received_at=delivery.received_at,

@@ -26,11 +26,12 @@ from engine.models import AlertEvent, EventStatus, Severity
 from .base import Delivery, require_object
 from .common import (
     check_timestamp_skew,
-    find_placeholder,
     hmac_sha256_hex,
+    labels_of,
     lookup,
     make_event,
     parse_time,
+    refuse_placeholder,
     require_hex_signature,
     validate,
 )
@@ -124,9 +125,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     # Only the fields that name the alert are checked: an error message may quote braces.
     for name in ("alert_type", "check_id"):
-        unrendered = find_placeholder(document.get(name), _PLACEHOLDER, name)
-        if unrendered:
-            raise AdapterError(f"{unrendered}: this is the template, not a delivery ({FORMAT})")
+        refuse_placeholder(document.get(name), _PLACEHOLDER, name, expected=FORMAT)
     body = validate(_Body, document, expected=FORMAT)
     status, severity, suffix = lookup(
         ALERT_TYPES, body.alert_type, field="alert_type", expected=FORMAT
@@ -159,7 +158,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             severity=severity,
             summary=summary,
             details=body.check_error_message or "",
-            labels={k: v for k, v in labels.items() if v not in (None, "")},
+            labels=labels_of(labels),
             links=[body.link] if body.link else [],
             occurred_at=parse_time(started, field="started_at")
             if started

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import lookup, make_event, parse_time, validate
+from .common import labels_of, lookup, make_event, parse_time, validate
 from .errors import AdapterError, SignatureError
 from .sns_signature import TrustSettings, canonical_string, compiles, verify_envelope
 
@@ -241,7 +241,7 @@ def _alarm_events(
             severity=options.severity,
             summary=summary,
             details=alarm.AlarmDescription or "",
-            labels={k: v for k, v in labels.items() if v not in (None, "")},
+            labels=labels_of(labels),
             links=_console_link(alarm),
             occurred_at=parse_time(alarm.StateChangeTime, field=f"{where}StateChangeTime"),
             received_at=delivery.received_at,

@@ -92,33 +92,47 @@ def label_set_hash(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """Labels `<prefix><name>` for every non-null entry of `values`, as strings."""
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        out[f"{prefix}{name}"] = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return out
+def label_value(value: Any) -> str:
+    """`value` as label text, spelled as `AlertEvent` spells a label it is given unconverted:
+    `true`/`false` for booleans, numbers as Python writes them, other values as JSON."""
+    # The rule of engine.models._label_value, repeated because it is private to models.py;
+    # once models.py can offer it publicly, this should import it instead.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits inside a list or object, which orjson refuses
+        return str(value)
+
+
+def labels_of(values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels from the entries of `values` that hold something: None and empty strings are
+    left out, since a tool sends them for fields that do not apply. See `label_value`."""
+    return {
+        name: label_value(value)
+        for name, value in values.items()
+        if value is not None and value != ""
+    }
 
 
 def text_labels(**values: Any) -> dict[str, str]:
-    """Labels from keyword arguments, leaving out None and empty strings; numbers and booleans
-    become their JSON spelling (`80`, `true`)."""
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, str):
-            out[name] = value
-        else:
-            try:
-                out[name] = orjson.dumps(value).decode()
-            except TypeError:  # integers beyond 64 bits, which JSON allows and orjson refuses
-                out[name] = str(value)
-    return out
+    """`labels_of` for label names that are Python identifiers, given as keyword arguments."""
+    return labels_of(values)
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels `<prefix><name>` for every non-null entry of `values`. Unlike `labels_of`, an
+    empty string is kept: an annotation set to "" is still an annotation the rule can test."""
+    # Annotations are strings: the isinstance test spares the Alertmanager path a call each.
+    return {
+        f"{prefix}{name}": value if isinstance(value, str) else label_value(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 # The usual spellings of severity in label values and vendor fields, lower-cased. Tools that
@@ -169,28 +183,67 @@ def severity_from_word(word: str | None, *, default: Severity = Severity.CRITICA
     return SEVERITY_WORDS.get(word.strip().lower(), default)
 
 
-_PLACEHOLDER = {
-    "dollar": re.compile(r"\$[A-Z][A-Z0-9_]*"),
-    "star": re.compile(r"^\*[A-Za-z][A-Za-z0-9_]*\*$"),
-}
+# A field that is a Datadog or Healthchecks `$VARIABLE` and nothing else; a `$` inside text
+# ("costs $USD 5") is not one.
+DOLLAR_VARIABLE = re.compile(r"\A\s*\$[A-Z][A-Z0-9_]*\s*\Z")
+_STAR_VARIABLE = re.compile(r"^\*[A-Za-z][A-Za-z0-9_]*\*$")
 
 
-def find_dollar_placeholder(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first (field, value) whose string value is an unrendered `$VARIABLE` template
-    placeholder (Datadog, Healthchecks), searching nested objects; None when there is none."""
-    for name, value in values.items():
-        if isinstance(value, str) and _PLACEHOLDER["dollar"].fullmatch(value.strip()):
-            return name, value
-        if isinstance(value, Mapping):
-            found = find_dollar_placeholder(value)
-            if found:
-                return f"{name}.{found[0]}", found[1]
-    return None
+def refuse_dollar_variable(document: Mapping[str, Any], *, template: str, expected: str) -> None:
+    """Raise `AdapterError` when a field of `document`, nested ones too, is still a `$VARIABLE`
+    (Datadog, Healthchecks): the user posted the `template` itself, not a delivery."""
+    found = find_placeholder(document, DOLLAR_VARIABLE)
+    if found:
+        where, variable = found
+        raise AdapterError(
+            f"{where}: unrendered template variable {variable!r}: this is the {template}, "
+            f"not a delivery ({expected})"
+        )
 
 
 def is_star_placeholder(value: Any) -> bool:
     """True for an UptimeRobot `*variable*` left unreplaced by the tool."""
-    return isinstance(value, str) and bool(_PLACEHOLDER["star"].match(value.strip()))
+    return isinstance(value, str) and bool(_STAR_VARIABLE.match(value.strip()))
+
+
+def find_placeholder(
+    document: object, pattern: re.Pattern[str], path: str = ""
+) -> tuple[str, str] | None:
+    """The dotted path (`body` for a bare string) and the text of the first placeholder
+    matching `pattern` in the strings of `document`, searching nested objects and lists; None
+    when every string is rendered. A placeholder left means the user posted a template, or
+    the tool left one unrendered."""
+    if isinstance(document, str):
+        match = pattern.search(document)
+        return (path or "body", match.group(0)) if match else None
+    if isinstance(document, Mapping):
+        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
+    elif isinstance(document, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(document))
+    else:
+        return None
+    for key, value in items:
+        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
+        found = find_placeholder(value, pattern, sub)
+        if found:
+            return found
+    return None
+
+
+def refuse_placeholder(
+    value: object,
+    pattern: re.Pattern[str],
+    where: str,
+    *,
+    expected: str,
+    why: str = "this is the template, not a delivery",
+) -> None:
+    """Raise `AdapterError` naming the first placeholder matching `pattern` left in `value`
+    (at `where`), and `why` that means this is no delivery."""
+    found = find_placeholder(value, pattern, where)
+    if found:
+        path, placeholder = found
+        raise AdapterError(f"{path}: unrendered placeholder {placeholder}: {why} ({expected})")
 
 
 def split_signatures(header_value: str) -> list[str]:
@@ -220,6 +273,7 @@ def require_hex_signature(expected_hex: str, given: str | None, *, header: str) 
 
 
 MAX_DEDUP_KEY = 512  # AlertEvent.dedup_key's limit
+MAX_SUMMARY = 2000  # AlertEvent.summary's limit
 
 
 def bounded_key(key: str) -> str:
@@ -229,30 +283,6 @@ def bounded_key(key: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{key[:480]}~{digest}"
-
-
-_Value = TypeVar("_Value")
-
-
-def find_placeholder(document: object, pattern: re.Pattern[str], path: str = "") -> str | None:
-    """The dotted path and text of the first string in `document` that still holds a template
-    placeholder matching `pattern` (the user posted a template, or the tool left one
-    unrendered), else None."""
-    if isinstance(document, str):
-        match = pattern.search(document)
-        return f"{path or 'body'}: unrendered placeholder {match.group(0)}" if match else None
-    if isinstance(document, dict):
-        items: Iterable[tuple[str, object]] = ((str(k), v) for k, v in document.items())
-    elif isinstance(document, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(document))
-    else:
-        return None
-    for key, value in items:
-        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
-        found = find_placeholder(value, pattern, sub)
-        if found:
-            return found
-    return None
 
 
 def joined(values: Iterable[object]) -> str:
@@ -274,16 +304,23 @@ def check_timestamp_skew(
 
 def make_event(*, expected: str, **fields: Any) -> AlertEvent:
     """An `AlertEvent` from adapter-mapped `fields`, with the dedup key bounded and the summary
-    cut to its limit; anything the model still refuses becomes an `AdapterError`."""
+    cut to its limit; anything the model still refuses becomes an `AdapterError`. Every
+    adapter builds its events here, so bounding, cutting and error reporting are the same for
+    all of them."""
     fields["dedup_key"] = bounded_key(str(fields["dedup_key"]))
-    fields["summary"] = str(fields.get("summary", ""))[:2000]
+    fields["summary"] = str(fields.get("summary", ""))[:MAX_SUMMARY]
     try:
-        return AlertEvent(**fields)
+        # model_validate takes `fields` as it is; AlertEvent(**fields) would unpack and repack
+        # it, a cost the Alertmanager path (thousands of deliveries a second) need not pay.
+        return AlertEvent.model_validate(fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         message = f"cannot build the event: {where}: {error['msg']} ({expected})"
         raise AdapterError(message) from None
+
+
+_Value = TypeVar("_Value")
 
 
 def lookup(table: Mapping[str, _Value], value: object, *, field: str, expected: str) -> _Value:

@@ -22,7 +22,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
+from .common import make_event, parse_time, refuse_dollar_variable, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "datadog"
@@ -75,13 +75,7 @@ _TITLE = re.compile(r"^\[(?P<transition>[A-Za-z][A-Za-z -]*?)(?: on (?P<scope>\{
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the monitor's transition."""
     document = _document(delivery)
-    placeholder = find_dollar_placeholder(document)
-    if placeholder:
-        name, value = placeholder
-        raise AdapterError(
-            f"{name}: unrendered template variable {value!r}: this is the payload template, "
-            f"not a delivery ({FORMAT})"
-        )
+    refuse_dollar_variable(document, template="payload template", expected=FORMAT)
     fields = _flatten(document)
     title = _pick(fields, "title")
     match = _TITLE.match(title)
@@ -94,12 +88,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     )
     date = _pick(fields, "date")
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(_dedup_key(fields, title, match, scope)),
+            dedup_key=_dedup_key(fields, title, match, scope),
             status=status,
             severity=_severity(transition, fields),
-            summary=(title or fields.get("alert_id") or "Datadog alert")[:2000],
+            summary=title or fields.get("alert_id") or "Datadog alert",
             details=_pick(fields, "body"),
             labels={
                 **text_labels(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery
-from .common import find_placeholder, make_event, validate
+from .common import labels_of, make_event, refuse_placeholder, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "gatus"
@@ -94,7 +94,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
             severity=options.severity,
             summary=f"{display}: {alert.description}" if alert.description else display,
             details=alert.errors,
-            labels={k: v for k, v in labels.items() if v},
+            labels=labels_of(labels),
             links=[alert.endpoint_url] if alert.endpoint_url else [],
             occurred_at=delivery.received_at,
             received_at=delivery.received_at,
@@ -136,9 +136,7 @@ def _fields(delivery: Delivery) -> dict[str, Any]:
 
 
 def _refuse_template(value: object, where: str) -> None:
-    found = find_placeholder(value, _PLACEHOLDER, where)
-    if found:
-        raise AdapterError(f"{found}: this is the template, not a delivery ({FORMAT})")
+    refuse_placeholder(value, _PLACEHOLDER, where, expected=FORMAT)
 
 
 def _from_readme_text(text: str) -> dict[str, Any]:

@@ -28,7 +28,13 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .alertmanager import event_from_alert
 from .base import Delivery, require_object
-from .common import bounded_key, hmac_sha256_hex, require_hex_signature, text_labels, validate
+from .common import (
+    hmac_sha256_hex,
+    make_event,
+    require_hex_signature,
+    text_labels,
+    validate,
+)
 from .errors import AdapterError, SignatureError
 
 SOURCE_TYPE = "grafana"
@@ -147,12 +153,13 @@ def _legacy(document: dict[str, Any], delivery: Delivery) -> list[AlertEvent]:
     rule_id = message.rule_id or 0
     key = f"legacy:{message.org_id}:{message.dashboard_id}:{message.panel_id}:{rule_id}"
     return [
-        AlertEvent(
+        make_event(
+            expected=LEGACY_FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(key),
+            dedup_key=key,
             status=status,
             severity=LEGACY_SEVERITY[message.state],
-            summary=(message.title or message.rule_name or "Grafana alert")[:2000],
+            summary=message.title or message.rule_name or "Grafana alert",
             details=message.message,
             labels=labels,
             links=[message.rule_url] if message.rule_url else [],

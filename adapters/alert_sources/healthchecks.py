@@ -19,7 +19,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, find_dollar_placeholder, parse_time, text_labels
+from .common import make_event, parse_time, refuse_dollar_variable, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "healthchecks"
@@ -36,13 +36,7 @@ TIME_FIELDS = ("now", "current time", "current_time", "time")
 def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event for the check's flip to down or up."""
     document = _document(delivery)
-    placeholder = find_dollar_placeholder(document)
-    if placeholder:
-        name, value = placeholder
-        raise AdapterError(
-            f"{name}: unrendered template variable {value!r}: this is the body template, "
-            f"not a delivery ({FORMAT})"
-        )
+    refuse_dollar_variable(document, template="body template", expected=FORMAT)
     check = document.get("check")
     check = check if isinstance(check, dict) else {}
     # Flat fields ($STATUS, $CODE) describe the flip itself and win over the nested check.
@@ -62,12 +56,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     tags = _text(merged, "tags")
     when = next((merged[f] for f in TIME_FIELDS if merged.get(f)), None)
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"check:{key}"),
+            dedup_key=f"check:{key}",
             status=status,
             severity=severity,
-            summary=f"{name or key} is {status_word}"[:2000],
+            summary=f"{name or key} is {status_word}",
             details=_text(merged, "desc"),
             labels={
                 **text_labels(

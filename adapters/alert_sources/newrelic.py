@@ -17,8 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_placeholder, joined, lookup, make_event, parse_time, validate
-from .errors import AdapterError
+from .common import (
+    joined,
+    labels_of,
+    lookup,
+    make_event,
+    parse_time,
+    refuse_placeholder,
+    validate,
+)
 
 SOURCE_TYPE = "newrelic"
 WORKFLOW = "New Relic Workflows webhook (default payload template)"
@@ -108,9 +115,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     # Only the id and state fields are checked: free text such as `details` may hold a
     # dollar word of its own.
     for name in ("id", "state", "priority", "incident_id", "current_state", "severity"):
-        unrendered = find_placeholder(document.get(name), _PLACEHOLDER, name)
-        if unrendered:
-            raise AdapterError(f"{unrendered}: this is a template, not a delivery ({expected})")
+        refuse_placeholder(
+            document.get(name),
+            _PLACEHOLDER,
+            name,
+            why="this is a template, not a delivery",
+            expected=expected,
+        )
     if "current_state" in document or "incident_id" in document:
         return [_legacy(delivery, document)]
     return [_workflow(delivery, document)]
@@ -145,7 +156,7 @@ def _workflow(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
         status=status,
         severity=severity,
         summary=issue.title or f"New Relic issue {issue.id}",
-        labels={k: v for k, v in labels.items() if v not in (None, "")},
+        labels=labels_of(labels),
         links=[issue.issueUrl] if issue.issueUrl else [],
         occurred_at=parse_time(when, field=field) if when is not None else delivery.received_at,
         received_at=delivery.received_at,
@@ -184,7 +195,7 @@ def _legacy(delivery: Delivery, document: dict[str, Any]) -> AlertEvent:
         severity=severity,
         summary=summary,
         details=incident.details or "",
-        labels={k: v for k, v in labels.items() if v not in (None, "")},
+        labels=labels_of(labels),
         links=[link for link in (incident.incident_url, incident.runbook_url) if link],
         occurred_at=occurred_at,
         received_at=delivery.received_at,

@@ -25,9 +25,9 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
-    bounded_key,
     hex_digest_matches,
     hmac_sha256_hex,
+    make_event,
     parse_time,
     split_signatures,
     text_labels,
@@ -123,12 +123,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     )
     if event.event_type == "pagey.ping":
         return [
-            AlertEvent(
+            make_event(
+                expected=FORMAT,
                 source_type=SOURCE_TYPE,
                 dedup_key="pagey.ping",
                 status=EventStatus.FIRING,
                 severity=Severity.INFO,
-                summary=str((event.data or {}).get("message", "pagey.ping"))[:2000],
+                summary=(event.data or {}).get("message", "pagey.ping"),
                 labels={"event_type": event.event_type},
                 occurred_at=occurred,
                 received_at=delivery.received_at,
@@ -145,12 +146,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     if status is None:
         return []
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"incident:{incident.id}"),
+            dedup_key=f"incident:{incident.id}",
             status=status,
             severity=_severity(incident),
-            summary=(incident.title or f"incident {incident.id}")[:2000],
+            summary=incident.title or f"incident {incident.id}",
             labels=_labels(event, incident),
             links=[incident.html_url] if incident.html_url else [],
             occurred_at=occurred,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, parse_time, text_labels, validate
+from .common import make_event, parse_time, text_labels, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "pingdom"
@@ -80,14 +80,15 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     else:
         occurred = delivery.received_at
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"check:{change.check_id}"),
+            dedup_key=f"check:{change.check_id}",
             status=STATES[state],
             severity=IMPORTANCE_SEVERITY.get(
                 (change.importance_level or "").upper(), Severity.CRITICAL
             ),
-            summary=": ".join(p for p in (change.check_name, change.description) if p)[:2000]
+            summary=": ".join(p for p in (change.check_name, change.description) if p)
             or f"check {change.check_id} is {state}",
             details=change.long_description,
             labels={

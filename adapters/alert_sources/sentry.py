@@ -26,9 +26,9 @@ from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
 from .common import (
-    bounded_key,
     check_timestamp_skew,
     hmac_sha256_hex,
+    make_event,
     parse_time,
     require_hex_signature,
     text_labels,
@@ -179,12 +179,13 @@ def _event_alert(hook: Hook, document: dict[str, Any], delivery: Delivery) -> Al
         for pair in event.tags
         if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
     }
-    return AlertEvent(
+    return make_event(
+        expected=FORMAT,
         source_type=SOURCE_TYPE,
-        dedup_key=bounded_key(f"issue:{event.issue_id}"),
+        dedup_key=f"issue:{event.issue_id}",
         status=EventStatus.FIRING,
         severity=LEVEL_SEVERITY.get(event.level.lower(), Severity.HIGH),
-        summary=(event.title or f"issue {event.issue_id}")[:2000],
+        summary=event.title or f"issue {event.issue_id}",
         details=event.culprit or "",
         labels={
             **text_labels(
@@ -221,12 +222,13 @@ def _issue(hook: Hook, document: dict[str, Any], delivery: Delivery) -> list[Ale
         when = None
     project = issue.project or Project()
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"issue:{issue.id}"),
+            dedup_key=f"issue:{issue.id}",
             status=status,
             severity=LEVEL_SEVERITY.get(issue.level.lower(), Severity.HIGH),
-            summary=(issue.title or f"issue {issue.id}")[:2000],
+            summary=issue.title or f"issue {issue.id}",
             labels=text_labels(
                 resource="issue",
                 action=hook.action,
@@ -264,12 +266,13 @@ def _metric_alert(hook: Hook, document: dict[str, Any], delivery: Delivery) -> A
         when, name = alert.date_closed, "date_closed"
     title = hook.data.get("description_title")
     web_url = hook.data.get("web_url")
-    return AlertEvent(
+    return make_event(
+        expected=FORMAT,
         source_type=SOURCE_TYPE,
-        dedup_key=bounded_key(f"metric_alert:{alert.id}"),
+        dedup_key=f"metric_alert:{alert.id}",
         status=status,
         severity=severity,
-        summary=(title if isinstance(title, str) and title else alert.alert_rule.name)[:2000]
+        summary=(title if isinstance(title, str) and title else alert.alert_rule.name)
         or f"metric alert {alert.id}",
         details=str(hook.data.get("description_text") or ""),
         labels=text_labels(

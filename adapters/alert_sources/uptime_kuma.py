@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, parse_time, text_labels, validate
+from .common import make_event, parse_time, text_labels, validate
 from .errors import AdapterError
 
 SOURCE_TYPE = "uptime-kuma"
@@ -108,12 +108,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     url = monitor.url if monitor is not None and monitor.url not in _EMPTY_URLS else None
     occurred = parse_time(beat.time, field="heartbeat.time") if beat.time else delivery.received_at
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(f"monitor:{monitor_id}"),
+            dedup_key=f"monitor:{monitor_id}",
             status=status,
             severity=severity,
-            summary=(note.msg or beat.msg)[:2000],
+            summary=note.msg or beat.msg,
             details=beat.msg,
             labels={"monitor_id": str(monitor_id), **_monitor_labels(monitor, url)},
             links=[url] if url else [],
@@ -151,12 +152,13 @@ def _notice(note: Notification, document: dict[str, Any], delivery: Delivery) ->
         kind = "domain_expiry"
     else:
         kind = "other"
-    return AlertEvent(
+    return make_event(
+        expected=FORMAT,
         source_type=SOURCE_TYPE,
         dedup_key=f"notice:{kind}",
         status=EventStatus.FIRING,
         severity=Severity.INFO,
-        summary=text[:2000],
+        summary=text,
         labels={"notice": kind},
         occurred_at=delivery.received_at,
         received_at=delivery.received_at,

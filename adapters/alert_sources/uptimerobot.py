@@ -22,7 +22,7 @@ from typing import Any
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import bounded_key, is_star_placeholder, parse_time, text_labels
+from .common import is_star_placeholder, make_event, parse_time, text_labels
 from .errors import AdapterError
 
 SOURCE_TYPE = "uptimerobot"
@@ -69,14 +69,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     when = values.get("alertdatetime")
     occurred = parse_time(_unix(when), field="alertDateTime") if when else delivery.received_at
     return [
-        AlertEvent(
+        make_event(
+            expected=FORMAT,
             source_type=SOURCE_TYPE,
-            dedup_key=bounded_key(key + suffix),
+            dedup_key=key + suffix,
             status=status,
             severity=severity,
-            summary=(": ".join(p for p in (name, details) if p) or f"alert type {alert_type}")[
-                :2000
-            ],
+            summary=": ".join(p for p in (name, details) if p) or f"alert type {alert_type}",
             details=details,
             labels=text_labels(
                 monitor_id=monitor_id,

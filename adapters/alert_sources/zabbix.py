@@ -36,7 +36,15 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from engine.models import AlertEvent, EventStatus, Severity
 
 from .base import Delivery, require_object
-from .common import find_placeholder, joined, lookup, make_event, parse_time, validate
+from .common import (
+    find_placeholder,
+    joined,
+    lookup,
+    make_event,
+    parse_time,
+    refuse_placeholder,
+    validate,
+)
 from .errors import AdapterError
 
 SOURCE_TYPE = "zabbix"
@@ -186,12 +194,14 @@ def _rendered(document: dict[str, Any], shape: str) -> dict[str, Any]:
     type: such a field is absent, not wrong. A key field left as a macro is an error.
     """
     for name in KEY_FIELDS[shape]:
-        unrendered = find_placeholder(document.get(name), _MACRO, name)
-        if unrendered:
-            raise AdapterError(
-                f"{unrendered}: Zabbix did not render this macro, so this is a media type's "
-                f"parameter list or test defaults, not an alert ({FORMATS})"
-            )
+        refuse_placeholder(
+            document.get(name),
+            _MACRO,
+            name,
+            why="Zabbix did not render this macro, so this is a media type's parameter list "
+            "or test defaults, not an alert",
+            expected=FORMATS,
+        )
     return {name: value for name, value in document.items() if not find_placeholder(value, _MACRO)}
 
 

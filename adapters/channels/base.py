@@ -101,11 +101,16 @@ def post(
     return response
 
 
+def is_permanent(status: int) -> bool:
+    """True for an HTTP status that retrying cannot fix: a 4xx other than 429 (rate limited)."""
+    return 400 <= status < 500 and status != 429
+
+
 def raise_for_status(status: int, body: str, *, where: str) -> None:
+    """Nothing for a 2xx; else `ChannelError` quoting the body, permanent as `is_permanent`."""
     if 200 <= status < 300:
         return
-    permanent = 400 <= status < 500 and status != 429
-    raise ChannelError(f"{where} answered {status}: {body[:200]}", permanent=permanent)
+    raise ChannelError(f"{where} answered {status}: {body[:200]}", permanent=is_permanent(status))
 
 
 def _host(url: str) -> str:

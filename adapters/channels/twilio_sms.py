@@ -9,7 +9,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .base import Context, Message
+from .base import Context, Message, is_permanent
 from .errors import ChannelError
 
 #: Twilio error codes that retrying cannot fix (https://www.twilio.com/docs/api/errors).
@@ -39,9 +39,8 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
             raise ChannelError(
                 f"Twilio {exc.code}: {PERMANENT_CODES[exc.code]}", permanent=True
             ) from None
-        permanent = 400 <= exc.status < 500 and exc.status != 429
         raise ChannelError(
-            f"Twilio answered {exc.status}: {exc.msg}", permanent=permanent
+            f"Twilio answered {exc.status}: {exc.msg}", permanent=is_permanent(exc.status)
         ) from None
     except OSError as exc:
         raise ChannelError(f"could not reach Twilio: {exc}") from None

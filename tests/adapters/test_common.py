@@ -1,0 +1,97 @@
+"""The helpers every adapter shares: one way to build an event, to turn fields into labels
+and to refuse a template posted as a delivery."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.alert_sources import AdapterError
+from adapters.alert_sources.common import (
+    labels_of,
+    make_event,
+    refuse_dollar_variable,
+    refuse_placeholder,
+)
+from engine.models import AlertEvent, EventStatus
+from tests.adapters import RECEIVED
+
+ADAPTERS = Path(__file__).resolve().parents[2] / "adapters" / "alert_sources"
+
+
+def _event(**fields: Any) -> AlertEvent:
+    base: dict[str, Any] = {
+        "source_type": "test",
+        "dedup_key": "k",
+        "status": EventStatus.FIRING,
+        "occurred_at": RECEIVED,
+        "received_at": RECEIVED,
+    }
+    return make_event(expected="Test webhook", **{**base, **fields})
+
+
+def test_no_adapter_builds_an_alert_event_by_hand() -> None:
+    # Bounding, cutting and error reporting live in make_event only if every adapter uses it.
+    by_hand = [
+        path.name
+        for path in sorted(ADAPTERS.glob("*.py"))
+        if path.name != "common.py" and "AlertEvent(" in path.read_text()
+    ]
+    assert by_hand == []
+
+
+def test_an_over_long_key_stays_distinct_and_a_long_summary_is_cut() -> None:
+    first = _event(dedup_key="x" * 600 + "a", summary="s" * 2500)
+    second = _event(dedup_key="x" * 600 + "b")
+    assert len(first.dedup_key) <= 512
+    assert first.dedup_key != second.dedup_key
+    assert first.summary == "s" * 2000
+
+
+def test_a_refused_field_is_named_with_the_expected_format() -> None:
+    with pytest.raises(AdapterError, match=r"occurred_at: .*\(Test webhook\)$"):
+        _event(occurred_at="not a time")
+
+
+def test_labels_leave_out_nulls_and_empty_strings_and_read_as_alert_event_spells_them() -> None:
+    values: dict[str, Any] = {
+        "none": None,
+        "empty": "",
+        "text": "a",
+        "zero": 0,
+        "flag": False,
+        "ratio": 1e-05,
+        "big": 2**70,
+        "list": [1, "b"],
+    }
+    given_raw = _event(labels={k: v for k, v in values.items() if v not in (None, "")}).labels
+    assert labels_of(values) == given_raw
+    assert labels_of(values) == {
+        "text": "a",
+        "zero": "0",
+        "flag": "false",
+        "ratio": "1e-05",
+        "big": str(2**70),
+        "list": '[1,"b"]',
+    }
+
+
+def test_a_dollar_variable_is_refused_wherever_it_is_nested() -> None:
+    document = {"title": "CPU on web-1", "check": {"tags": ["prod", " $TAGS "]}}
+    with pytest.raises(AdapterError, match=r"check\.tags\[1\]: unrendered template variable"):
+        refuse_dollar_variable(document, template="body template", expected="Test webhook")
+
+
+def test_a_dollar_inside_text_is_not_a_variable() -> None:
+    refuse_dollar_variable({"desc": "costs $USD 5"}, template="body template", expected="T")
+
+
+def test_a_placeholder_is_refused_with_where_it_is_and_why() -> None:
+    pattern = re.compile(r"\{\{[^}]*\}\}")
+    with pytest.raises(
+        AdapterError, match=r"^id: unrendered placeholder \{\{id\}\}: this is the template, not"
+    ):
+        refuse_placeholder("{{id}}", pattern, "id", expected="Test webhook")

@@ -151,7 +151,7 @@ class AlertEvent(BaseModel):
     @classmethod
     def _labels_are_strings(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {str(k): _label_value(v) for k, v in value.items() if v is not None}
+            return {str(k): label_value(v) for k, v in value.items() if v is not None}
         return value
 
     def with_ids(self, *, id: str, source: str) -> AlertEvent:
@@ -159,7 +159,9 @@ class AlertEvent(BaseModel):
         return self.model_copy(update={"id": id, "source": source})
 
 
-def _label_value(value: Any) -> str:
+def label_value(value: Any) -> str:
+    """`value` as label text: `true`/`false` for booleans, numbers as Python writes them,
+    other values as JSON (a string where orjson refuses, e.g. integers past 64 bits)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -168,7 +170,10 @@ def _label_value(value: Any) -> str:
         return str(value)
     import orjson
 
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
 
 
 def utc(dt: datetime) -> datetime:

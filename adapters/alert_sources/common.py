@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from engine.models import AlertEvent, Severity
+from engine.models import AlertEvent, Severity, label_value
 
 from .errors import AdapterError, SignatureError
 
@@ -90,23 +90,6 @@ def label_set_hash(labels: Mapping[str, str]) -> str:
     """A stable 16-hex-digit hash of a label set (sorted keys, JSON-encoded, SHA-256)."""
     canonical = orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:16]
-
-
-def label_value(value: Any) -> str:
-    """`value` as label text, spelled as `AlertEvent` spells a label it is given unconverted:
-    `true`/`false` for booleans, numbers as Python writes them, other values as JSON."""
-    # The rule of engine.models._label_value, repeated because it is private to models.py;
-    # once models.py can offer it publicly, this should import it instead.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return str(value)
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # integers beyond 64 bits inside a list or object, which orjson refuses
-        return str(value)
 
 
 def labels_of(values: Mapping[str, Any]) -> dict[str, str]:

@@ -28,6 +28,7 @@ test: install tests/pages_html/node_modules/.installed
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: install

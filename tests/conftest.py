@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from engine import migrate
 from engine.db import Store, create_store
 from engine.settings import Settings
+from workers.runtime import Runtime, uninstall
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,6 +110,33 @@ def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "postgres":
         return request.getfixturevalue("pg_store")  # type: ignore[no-any-return,unused-ignore]
     return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return,unused-ignore]
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[Callable[..., Runtime]]:
+    """Builds runtimes on stores of the test's own, migrated unless `upgrade=False` (a test
+    that migrates through `beacon db upgrade` itself). Afterwards, whatever the test did,
+    no runtime stays installed (`create_app` installs the one it is given) and every one
+    built is closed: a later test must never find this test's runtime, or its open store."""
+    made: list[Runtime] = []
+
+    def make(settings: Settings, *, upgrade: bool = True) -> Runtime:
+        runtime = Runtime.build(settings)
+        made.append(runtime)
+        if upgrade:
+            migrate.upgrade(runtime.store)
+        return runtime
+
+    yield make
+    uninstall()
+    for runtime in made:
+        runtime.close()
+
+
+@pytest.fixture
+def runtime(settings: Settings, make_runtime: Callable[..., Runtime]) -> Runtime:
+    """An embedded-mode runtime on a migrated SQLite file of the test's own."""
+    return make_runtime(settings)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +26,7 @@ from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, _env, add_source
 from tests.support import LocalCA, new_key, pem
+from workers.runtime import Runtime
 
 SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
 
@@ -91,9 +92,11 @@ def sns(tmp_path: Path) -> Iterator[tuple[FakeSNS, Path]]:
 
 
 @pytest.fixture
-def sns_env(settings: Settings, sns: tuple[FakeSNS, Path]) -> Iterator[tuple[Env, FakeSNS, str]]:
+def sns_env(
+    settings: Settings, sns: tuple[FakeSNS, Path], make_runtime: Callable[..., Runtime]
+) -> Iterator[tuple[Env, FakeSNS, str]]:
     fake, anchors = sns
-    for env in _env(settings.model_copy(update={"sns_trust_anchors": anchors})):
+    for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": anchors}))):
         _, key = add_source(
             env.store,
             env.team_id,
@@ -201,13 +204,16 @@ def test_a_certificate_url_off_the_sns_host_is_refused_unfetched(
 
 
 def test_a_certificate_from_an_untrusted_ca_is_refused(
-    settings: Settings, sns: tuple[FakeSNS, Path], tmp_path: Path
+    settings: Settings,
+    sns: tuple[FakeSNS, Path],
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
 ) -> None:
     fake, _anchors = sns
     other = tmp_path / "other.pem"
     # Same name as the trusted root, another key: trust is in the key, not the name.
     other.write_bytes(pem(LocalCA("Beacon Test SNS Root").cert))
-    for env in _env(settings.model_copy(update={"sns_trust_anchors": other})):
+    for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": other}))):
         _, key = add_source(
             env.store,
             env.team_id,

@@ -1,5 +1,5 @@
 """Test support: real Beacon processes (`beacon serve`, `beacon worker`), a recording HTTP
-server, and a certificate authority of the test's own."""
+server, a recording SMTP server, and a certificate authority of the test's own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -172,6 +174,39 @@ class RecordingServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that accepts every message and records its
+    raw content, in order: the stand-in for a mail relay. Use it with `with`; it stops on
+    leaving the block."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: list[bytes] = []
+        received = self.received
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                received.append(envelope.content)
+                return "250 OK"
+
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._controller.stop()
 
 
 # --- a certificate authority of the test's own ------------------------------------------------

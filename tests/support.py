@@ -1,20 +1,28 @@
 """Test support: real Beacon processes (`beacon serve`, `beacon worker`), a recording HTTP
-server, a recording SMTP server, and a certificate authority of the test's own."""
+server, a recording SMTP server, a certificate authority of the test's own, and an HTTPS
+stand-in for AWS SNS under it."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
+import ipaddress
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -323,3 +331,53 @@ class LocalCA:
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
         )
+
+
+class FakeSNS:
+    """A real HTTPS server on 127.0.0.1 standing in for sns.<region>.amazonaws.com: a GET of
+    any path ending in `.pem` answers `signing_pem` (the certificate SNS signs with), any
+    other GET is a subscription confirmation. Both are recorded, by path, in the order they
+    came. Its TLS certificate, for 127.0.0.1, is issued by `ca`: a client must trust `ca`."""
+
+    def __init__(self, ca: LocalCA, signing_pem: bytes) -> None:
+        self.cert_fetches: list[str] = []
+        self.confirmed: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if urlsplit(self.path).path.endswith(".pem"):
+                    fake.cert_fetches.append(self.path)
+                    body = signing_pem
+                else:
+                    fake.confirmed.append(self.path)
+                    body = b"<ConfirmSubscriptionResponse/>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        tls = ca.issue("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        self._directory = tempfile.TemporaryDirectory()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.write_pem(Path(self._directory.name, "tls.pem")))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.client_context = ssl.create_default_context(cadata=pem(ca.cert).decode())
+
+    def get(self, url: str) -> bytes:
+        """What the intake does: a short timeout, and only the URL the adapter allowed."""
+        with urllib.request.urlopen(url, timeout=5, context=self.client_context) as answer:
+            return bytes(answer.read())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+        self._directory.cleanup()

@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,10 @@ from engine import migrate
 from engine.db import Store, create_store
 from engine.settings import Settings
 from workers.runtime import Runtime, uninstall
+
+if TYPE_CHECKING:
+    # Only for annotations: tests.support imports this module.
+    from tests.support import RecordingServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,6 +115,16 @@ def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "postgres":
         return request.getfixturevalue("pg_store")  # type: ignore[no-any-return,unused-ignore]
     return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return,unused-ignore]
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    """A recording HTTP server on loopback, the stand-in for the providers Beacon calls."""
+    from tests.support import RecordingServer
+
+    srv = RecordingServer()
+    yield srv
+    srv.close()
 
 
 @pytest.fixture

@@ -134,15 +134,19 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait()
 
 
+class _ManyConnections(http.server.ThreadingHTTPServer):
+    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
+    # connection resets from the stand-in itself. A real provider takes them all.
+    request_queue_size = 128
+
+
 class RecordingServer:
     """A real HTTP server on loopback that records every request and answers with the next
     queued `(status, body)` (default 200 `{}`): the stand-in for SendGrid, Twilio, Slack or
     a subscriber's webhook."""
 
     def __init__(self) -> None:
-        import http.server
         import json
-        import threading
 
         self.requests: list[dict[str, object]] = []
         self.answers: list[tuple[int, bytes]] = []
@@ -170,7 +174,7 @@ class RecordingServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _ManyConnections(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

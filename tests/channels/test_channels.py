@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from email import message_from_bytes
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,13 +17,6 @@ from tests.conftest import free_port
 from tests.support import RecordingServer, SmtpSink
 
 MESSAGE = Message(subject="API down", text="The API is down.", payload={"incident": {"id": "x"}})
-
-
-@pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    yield srv
-    srv.close()
 
 
 def _ctx(server: RecordingServer, **values: Any) -> Context:

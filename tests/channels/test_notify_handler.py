@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,13 +14,6 @@ from tests.engine.factories import team
 from tests.support import RecordingServer
 from workers.notify import DeliveryRetry, handle_notify_channel
 from workers.runtime import Runtime
-
-
-@pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture

@@ -24,16 +24,6 @@ BASE_URL = "http://status.test"
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
-    # connection resets from the stand-in itself. A real provider takes them all.
-    srv.server.socket.listen(128)
-    yield srv
-    srv.close()
-
-
 def settings_for(tmp_path: Path, server: RecordingServer, **extra: str) -> Settings:
     env = {
         "BEACON_DATA_DIR": str(tmp_path / "data"),

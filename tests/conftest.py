@@ -19,6 +19,7 @@ import pytest
 from engine import migrate
 from engine.db import Store, create_store
 from engine.settings import Settings
+from workers.queue import Queues
 from workers.runtime import Runtime, uninstall
 
 if TYPE_CHECKING:
@@ -130,12 +131,16 @@ def server() -> Iterator[RecordingServer]:
 @pytest.fixture
 def make_runtime() -> Iterator[Callable[..., Runtime]]:
     """Builds runtimes on stores of the test's own, migrated unless `upgrade=False` (a test
-    that migrates through `beacon db upgrade` itself). Afterwards, whatever the test did,
-    no runtime stays installed (`create_app` installs the one it is given) and every one
-    built is closed: a later test must never find this test's runtime, or its open store."""
+    that migrates through `beacon db upgrade` itself); with `store`, around that store,
+    which its own fixture migrated and disposes. Afterwards, whatever the test did, no
+    runtime stays installed (`create_app` installs the one it is given) and every store
+    built here is closed: a later test must never find this test's runtime installed, or
+    its store open."""
     made: list[Runtime] = []
 
-    def make(settings: Settings, *, upgrade: bool = True) -> Runtime:
+    def make(settings: Settings, *, upgrade: bool = True, store: Store | None = None) -> Runtime:
+        if store is not None:
+            return Runtime(settings, store, Queues.from_settings(settings))
         runtime = Runtime.build(settings)
         made.append(runtime)
         if upgrade:

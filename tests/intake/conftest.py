@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from adapters.alert_sources import ADAPTERS
 from engine.accounts import create_api_key
-from engine.db import Store
+from engine.db import Store, create_store
 from engine.settings import Settings
-from engine.tables import alert_sources, teams
+from engine.tables import alert_events, alert_sources, teams
 from pages.app import create_app
 from pages.fastpath import outermost
 from workers.runtime import Runtime
@@ -102,6 +103,16 @@ def _env(rt: Runtime, fast: bool = True) -> Iterator[Env]:
     base_url = "http://localhost" if fast else "http://10.1.2.3"
     with TestClient(app, base_url=base_url) as client:
         yield Env(rt, client, team_id, source_id, key)
+
+
+def events_in(data_dir: Path) -> list[sa.Row]:
+    """The events stored in the SQLite file under `data_dir`, oldest first, read through a
+    store of their own (a `beacon` subprocess wrote them)."""
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    with store.read() as conn:
+        rows = list(conn.execute(sa.select(alert_events).order_by(alert_events.c.id)))
+    store.dispose()
+    return rows
 
 
 def api_key(store: Store, team: str | None = None, admin: bool = False) -> dict[str, str]:

@@ -58,14 +58,19 @@ def sns_env(
 ) -> Iterator[tuple[Env, SigningSNS, str]]:
     fake, anchors = sns
     for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": anchors}))):
-        _, key = add_source(
-            env.store,
-            env.team_id,
-            "cw",
-            type="cloudwatch",
-            settings={"sns_host_pattern": r"127\.0\.0\.1"},
-        )
-        yield env, fake, key
+        yield env, fake, cloudwatch_source(env)
+
+
+def cloudwatch_source(env: Env) -> str:
+    """A CloudWatch source that takes SNS on 127.0.0.1 (the loopback SNS); its key."""
+    _, key = add_source(
+        env.store,
+        env.team_id,
+        "cw",
+        type="cloudwatch",
+        settings={"sns_host_pattern": r"127\.0\.0\.1"},
+    )
+    return key
 
 
 def envelope(name: str, **changes: Any) -> dict[str, Any]:
@@ -175,13 +180,7 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
     # Same name as the trusted root, another key: trust is in the key, not the name.
     other.write_bytes(pem(LocalCA("Beacon Test SNS Root").cert))
     for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": other}))):
-        _, key = add_source(
-            env.store,
-            env.team_id,
-            "cw",
-            type="cloudwatch",
-            settings={"sns_host_pattern": r"127\.0\.0\.1"},
-        )
+        key = cloudwatch_source(env)
         # The TLS handshake with the certificate host already fails: 502, SNS retries.
         r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
         assert r.status_code in (401, 502)

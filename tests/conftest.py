@@ -10,14 +10,21 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from engine import migrate
 from engine.db import Store, create_store
 from engine.settings import Settings
+from workers.queue import Queues
+from workers.runtime import Runtime, uninstall
+
+if TYPE_CHECKING:
+    # Only for annotations: tests.support imports this module.
+    from tests.support import RecordingServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,6 +116,47 @@ def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "postgres":
         return request.getfixturevalue("pg_store")  # type: ignore[no-any-return,unused-ignore]
     return request.getfixturevalue("sqlite_store")  # type: ignore[no-any-return,unused-ignore]
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    """A recording HTTP server on loopback, the stand-in for the providers Beacon calls."""
+    from tests.support import RecordingServer
+
+    srv = RecordingServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[Callable[..., Runtime]]:
+    """Builds runtimes on stores of the test's own, migrated unless `upgrade=False` (a test
+    that migrates through `beacon db upgrade` itself); with `store`, around that store,
+    which its own fixture migrated and disposes. Afterwards, whatever the test did, no
+    runtime stays installed (`create_app` installs the one it is given) and every store
+    built here is closed: a later test must never find this test's runtime installed, or
+    its store open."""
+    made: list[Runtime] = []
+
+    def make(settings: Settings, *, upgrade: bool = True, store: Store | None = None) -> Runtime:
+        if store is not None:
+            return Runtime(settings, store, Queues.from_settings(settings))
+        runtime = Runtime.build(settings)
+        made.append(runtime)
+        if upgrade:
+            migrate.upgrade(runtime.store)
+        return runtime
+
+    yield make
+    uninstall()
+    for runtime in made:
+        runtime.close()
+
+
+@pytest.fixture
+def runtime(settings: Settings, make_runtime: Callable[..., Runtime]) -> Runtime:
+    """An embedded-mode runtime on a migrated SQLite file of the test's own."""
+    return make_runtime(settings)
 
 
 @pytest.fixture

@@ -1,18 +1,28 @@
 """Test support: real Beacon processes (`beacon serve`, `beacon worker`), a recording HTTP
-server, and a certificate authority of the test's own."""
+server, a recording SMTP server, a certificate authority of the test's own, and an HTTPS
+stand-in for AWS SNS under it."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
+import ipaddress
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -124,15 +134,19 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait()
 
 
+class _ManyConnections(http.server.ThreadingHTTPServer):
+    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
+    # connection resets from the stand-in itself. A real provider takes them all.
+    request_queue_size = 128
+
+
 class RecordingServer:
     """A real HTTP server on loopback that records every request and answers with the next
     queued `(status, body)` (default 200 `{}`): the stand-in for SendGrid, Twilio, Slack or
     a subscriber's webhook."""
 
     def __init__(self) -> None:
-        import http.server
         import json
-        import threading
 
         self.requests: list[dict[str, object]] = []
         self.answers: list[tuple[int, bytes]] = []
@@ -160,7 +174,7 @@ class RecordingServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _ManyConnections(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -172,6 +186,39 @@ class RecordingServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that accepts every message and records its
+    raw content, in order: the stand-in for a mail relay. Use it with `with`; it stops on
+    leaving the block."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: list[bytes] = []
+        received = self.received
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                received.append(envelope.content)
+                return "250 OK"
+
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._controller.stop()
 
 
 # --- a certificate authority of the test's own ------------------------------------------------
@@ -288,3 +335,53 @@ class LocalCA:
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
         )
+
+
+class FakeSNS:
+    """A real HTTPS server on 127.0.0.1 standing in for sns.<region>.amazonaws.com: a GET of
+    any path ending in `.pem` answers `signing_pem` (the certificate SNS signs with), any
+    other GET is a subscription confirmation. Both are recorded, by path, in the order they
+    came. Its TLS certificate, for 127.0.0.1, is issued by `ca`: a client must trust `ca`."""
+
+    def __init__(self, ca: LocalCA, signing_pem: bytes) -> None:
+        self.cert_fetches: list[str] = []
+        self.confirmed: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if urlsplit(self.path).path.endswith(".pem"):
+                    fake.cert_fetches.append(self.path)
+                    body = signing_pem
+                else:
+                    fake.confirmed.append(self.path)
+                    body = b"<ConfirmSubscriptionResponse/>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        tls = ca.issue("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        self._directory = tempfile.TemporaryDirectory()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.write_pem(Path(self._directory.name, "tls.pem")))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.client_context = ssl.create_default_context(cadata=pem(ca.cert).decode())
+
+    def get(self, url: str) -> bytes:
+        """What the intake does: a short timeout, and only the URL the adapter allowed."""
+        with urllib.request.urlopen(url, timeout=5, context=self.client_context) as answer:
+            return bytes(answer.read())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+        self._directory.cleanup()

@@ -8,20 +8,12 @@ key that signed it.
 from __future__ import annotations
 
 import base64
-import http.server
-import ipaddress
-import ssl
-import tempfile
-import threading
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import given, settings
@@ -47,7 +39,7 @@ from tests.adapters.fixtures_b import (
     only_events_or_adapter_errors,
     payload_files,
 )
-from tests.support import LocalCA, pem
+from tests.support import FakeSNS, LocalCA, pem
 
 D = "aws-cloudwatch-sns"
 REASON_2015 = (
@@ -507,67 +499,20 @@ def test_random_bodies_give_events_or_adapter_errors(body: bytes) -> None:
 # --- the intake's network part, against a real HTTPS server on loopback -----------------
 
 
-class _FakeSNS:
-    """An HTTPS server on 127.0.0.1 that serves a signing certificate and records
-    subscription confirmations, standing in for sns.<region>.amazonaws.com."""
-
-    def __init__(self, pki: _PKI) -> None:
-        server = pki.root.issue("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-        self.directory = tempfile.TemporaryDirectory()
-        chain = server.write_pem(Path(self.directory.name, "server.pem"))
-        self.confirmed: list[str] = []
-        signing_pem, confirmed = pem(pki.leaf.cert), self.confirmed
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                if self.path.endswith(".pem"):
-                    body = signing_pem
-                else:
-                    confirmed.append(self.path)
-                    body = b"<ConfirmSubscriptionResponse/>"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(chain)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.client_context = ssl.create_default_context(cadata=pem(pki.root.cert).decode())
-
-    def get(self, url: str) -> bytes:
-        # What the intake does: a short timeout, and only the URL the adapter allowed.
-        with urllib.request.urlopen(url, timeout=5, context=self.client_context) as answer:
-            return bytes(answer.read())
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-        self.directory.cleanup()
-
-
 @pytest.fixture
-def fake_sns(pki: _PKI) -> Iterator[_FakeSNS]:
-    server = _FakeSNS(pki)
+def fake_sns(pki: _PKI) -> Iterator[FakeSNS]:
+    server = FakeSNS(pki.root, pem(pki.leaf.cert))
     yield server
     server.close()
 
 
-def test_the_intake_flow_confirms_a_verified_subscription(pki: _PKI, fake_sns: _FakeSNS) -> None:
+def test_the_intake_flow_confirms_a_verified_subscription(pki: _PKI, fake_sns: FakeSNS) -> None:
     options = {"sns_host_pattern": r"127\.0\.0\.1"}
     envelope = {
         **_envelope(f"{D}/subscription_confirmation_real_2015.json"),
         "Timestamp": "2021-06-18T04:29:00.000Z",
-        "SigningCertURL": f"{fake_sns.base}/SimpleNotificationService-test.pem",
-        "SubscribeURL": f"{fake_sns.base}/?Action=ConfirmSubscription&Token=2336412f37",
+        "SigningCertURL": f"{fake_sns.url}/SimpleNotificationService-test.pem",
+        "SubscribeURL": f"{fake_sns.url}/?Action=ConfirmSubscription&Token=2336412f37",
     }
     delivery = _delivery(
         pki.sign(envelope), **{"x-amz-sns-message-type": "SubscriptionConfirmation"}
@@ -591,9 +536,9 @@ def test_the_intake_flow_confirms_a_verified_subscription(pki: _PKI, fake_sns: _
 
 
 def test_the_intake_flow_never_fetches_from_a_host_the_settings_do_not_allow(
-    fake_sns: _FakeSNS,
+    fake_sns: FakeSNS,
 ) -> None:
-    envelope = {"SigningCertURL": f"{fake_sns.base}/SimpleNotificationService-test.pem"}
+    envelope = {"SigningCertURL": f"{fake_sns.url}/SimpleNotificationService-test.pem"}
     with pytest.raises(SignatureError, match="not an https URL on an SNS host"):
         signing_cert_url(envelope)
     assert fake_sns.confirmed == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -12,8 +12,7 @@ from engine.accounts import create_api_key
 from engine.db import Store
 from engine.settings import Settings
 from pages.app import create_app
-from workers.queue import Queues
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 
 @dataclass
@@ -31,10 +30,8 @@ def bearer(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def api(store: Store, settings: Settings) -> Iterator[Api]:
-    runtime = Runtime(settings, store, Queues.from_settings(settings))
-    app = create_app(runtime)
+def api(store: Store, settings: Settings, make_runtime: Callable[..., Runtime]) -> Iterator[Api]:
+    app = create_app(make_runtime(settings, store=store))
     admin = bearer(create_api_key(store, name="admin", admin=True))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(client, store, admin)
-    uninstall()

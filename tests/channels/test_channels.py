@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from email import message_from_bytes
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,16 +14,9 @@ import pytest
 from adapters.channels import ChannelError, Context, Message, get_channel
 from adapters.channels.base import check_public_url
 from tests.conftest import free_port
-from tests.support import RecordingServer
+from tests.support import RecordingServer, SmtpSink
 
 MESSAGE = Message(subject="API down", text="The API is down.", payload={"incident": {"id": "x"}})
-
-
-@pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    yield srv
-    srv.close()
 
 
 def _ctx(server: RecordingServer, **values: Any) -> Context:
@@ -136,23 +128,9 @@ def test_it_disables_on_twilio_invalid_number(server: RecordingServer) -> None:
 
 
 def test_smtp_delivers_to_a_real_smtp_server() -> None:
-    from aiosmtpd.controller import Controller
-
-    received: list[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            received.append(envelope.content)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        ctx = Context(smtp_url=f"smtp://127.0.0.1:{port}", email_from="status@x.test")
+    with SmtpSink() as smtp:
+        ctx = Context(smtp_url=smtp.url, email_from="status@x.test")
         get_channel("smtp").send(MESSAGE, {"address": "ops@acme.test"}, ctx)
-    finally:
-        controller.stop()
-    (raw,) = received
+    (raw,) = smtp.received
     mail = message_from_bytes(raw)
     assert mail["To"] == "ops@acme.test" and mail["Subject"] == "API down"

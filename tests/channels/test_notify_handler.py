@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from engine import migrate
 from engine.settings import Settings
 from engine.tables import channels, deliveries
 from tests.engine.factories import team
@@ -18,21 +17,11 @@ from workers.runtime import Runtime
 
 
 @pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def rt(tmp_path: Path) -> Iterator[Runtime]:
+def rt(tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Runtime:
     settings = Settings.from_env(
         {"BEACON_DATA_DIR": str(tmp_path), "BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}
     )
-    runtime = Runtime.build(settings)
-    migrate.upgrade(runtime.store)
-    yield runtime
-    runtime.close()
+    return make_runtime(settings)
 
 
 def _channel(rt: Runtime, url: str) -> int:

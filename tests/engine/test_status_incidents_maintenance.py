@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -209,20 +209,26 @@ def test_maintenance_moves_through_its_states_by_deadline(store: Store) -> None:
     assert ended == [{"window_id": window, "on_end": "replay", "service_ids": [db]}]
 
 
+def _window_started_a_minute_ago(
+    conn: sa.Connection, team_id: int, service_id: int, now: datetime
+) -> None:
+    maintenance.create(
+        conn,
+        team_id=team_id,
+        title="Now",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        service_ids=[service_id],
+        now=now,
+    )
+
+
 def test_a_window_whose_start_has_passed_starts_at_once(store: Store) -> None:
     now = utcnow()
     with store.begin() as conn:
         t = team(conn)
         db = service(conn, t, "db")
-        maintenance.create(
-            conn,
-            team_id=t,
-            title="Now",
-            starts_at=now - timedelta(minutes=1),
-            ends_at=now + timedelta(hours=1),
-            service_ids=[db],
-            now=now,
-        )
+        _window_started_a_minute_ago(conn, t, db, now)
     assert _status(store, db) == "under_maintenance"
 
 
@@ -231,15 +237,7 @@ def test_degraded_beats_maintenance(store: Store) -> None:
     with store.begin() as conn:
         t = team(conn)
         db = service(conn, t, "db")
-        maintenance.create(
-            conn,
-            team_id=t,
-            title="Now",
-            starts_at=now - timedelta(minutes=1),
-            ends_at=now + timedelta(hours=1),
-            service_ids=[db],
-            now=now,
-        )
+        _window_started_a_minute_ago(conn, t, db, now)
         _claim(conn, t, db, "degraded")
         status.recompute(conn, [db], cause_kind="rule")
     assert _status(store, db) == "degraded"

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from adapters.alert_sources import ADAPTERS
-from engine import migrate
 from engine.accounts import create_api_key
-from engine.db import Store
+from engine.db import Store, create_store
 from engine.settings import Settings
-from engine.tables import alert_sources, teams
+from engine.tables import alert_events, alert_sources, teams
 from pages.app import create_app
 from pages.fastpath import outermost
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 FAKE_TYPE = "fake-tool"
 
@@ -73,32 +73,29 @@ class Env:
         return self.client.post(url, **kwargs)
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    rt = Runtime.build(settings)
-    migrate.upgrade(rt.store)
-    return rt
-
-
 @pytest.fixture(params=["fast path", "routed"])
-def env(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Env]:
+def env(
+    settings: Settings, make_runtime: Callable[..., Runtime], request: pytest.FixtureRequest
+) -> Iterator[Env]:
     """An embedded-mode app (SQLite file, fakeredis) with one team and one fake-tool source,
     as `beacon serve` runs it: deliveries to Beacon's own host answered before the
     middleware ("fast path"), and to another host name through the app's route ("routed").
     Both must give the same answers."""
-    yield from _env(settings, fast=request.param == "fast path")
+    yield from _env(make_runtime(settings), fast=request.param == "fast path")
 
 
 @pytest.fixture
-def pg_env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
+def pg_env(pg_url: str, tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Iterator[Env]:
     """The same on PostgreSQL."""
     settings = Settings.from_env(
         {"BEACON_DATA_DIR": str(tmp_path / "pgdata"), "BEACON_DATABASE_URL": pg_url}
     )
-    yield from _env(settings)
+    yield from _env(make_runtime(settings))
 
 
-def _env(settings: Settings, fast: bool = True) -> Iterator[Env]:
-    rt = build_runtime(settings)
+def _env(rt: Runtime, fast: bool = True) -> Iterator[Env]:
+    """The app on `rt` (made by `make_runtime`, which uninstalls and closes it) with one
+    team and one fake-tool source, for as long as the caller holds the generator."""
     team_id = add_team(rt.store, "platform")
     source_id, key = add_source(rt.store, team_id)
     app = outermost(create_app(rt), rt)
@@ -106,8 +103,16 @@ def _env(settings: Settings, fast: bool = True) -> Iterator[Env]:
     base_url = "http://localhost" if fast else "http://10.1.2.3"
     with TestClient(app, base_url=base_url) as client:
         yield Env(rt, client, team_id, source_id, key)
-    uninstall()
-    rt.close()
+
+
+def events_in(data_dir: Path) -> list[sa.Row]:
+    """The events stored in the SQLite file under `data_dir`, oldest first, read through a
+    store of their own (a `beacon` subprocess wrote them)."""
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    with store.read() as conn:
+        rows = list(conn.execute(sa.select(alert_events).order_by(alert_events.c.id)))
+    store.dispose()
+    return rows
 
 
 def api_key(store: Store, team: str | None = None, admin: bool = False) -> dict[str, str]:

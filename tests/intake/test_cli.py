@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from engine import events
 from engine.db import create_store
@@ -19,7 +18,7 @@ from engine.settings import Settings
 from engine.sources import find_by_key
 from engine.tables import alert_events, outbox, utcnow
 from tests.conftest import ROOT
-from tests.intake.conftest import add_source, add_team, firing
+from tests.intake.conftest import add_source, add_team, events_in, firing
 from tests.support import beacon_env
 from workers.cli import main
 
@@ -38,14 +37,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def stored(data_dir: Path) -> list[sa.Row]:
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    with store.read() as conn:
-        rows = list(conn.execute(sa.select(alert_events).order_by(alert_events.c.id)))
-    store.dispose()
-    return rows
-
-
 def test_send_stores_a_file_as_a_delivery_to_be_evaluated(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -54,7 +45,7 @@ def test_send_stores_a_file_as_a_delivery_to_be_evaluated(
     assert main(["events", "send", "tool", str(body)]) == 0
     out = capsys.readouterr().out
     assert "firing 'cli-1': stored as event" in out
-    [row] = stored(data_dir)
+    [row] = events_in(data_dir)
     assert row.dedup_key == "cli-1" and not row.test and row.evaluated_at is None
     assert json.loads(out.splitlines()[-1]) == {"accepted": 1, "events": [str(row.id)]}
     # Sent twice, it is a duplicate, as a retried delivery would be.
@@ -66,7 +57,7 @@ def test_send_with_test_stores_test_events(data_dir: Path, tmp_path: Path) -> No
     body = tmp_path / "down.json"
     body.write_text(json.dumps(firing("cli-2")))
     assert main(["events", "send", "tool", str(body), "--test"]) == 0
-    [row] = stored(data_dir)
+    [row] = events_in(data_dir)
     assert row.test and row.outcome["result"] == "test"
 
 
@@ -77,7 +68,7 @@ def test_send_reads_query_strings_and_forms(data_dir: Path, tmp_path: Path) -> N
     form.write_text("id=f1&state=up")
     assert main(["events", "send", "tool", str(query), "--query"]) == 0
     assert main(["events", "send", "tool", str(form), "--form"]) == 0
-    assert [(r.dedup_key, r.status) for r in stored(data_dir)] == [
+    assert [(r.dedup_key, r.status) for r in events_in(data_dir)] == [
         ("q1", "firing"),
         ("f1", "resolved"),
     ]

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from engine.db import create_store
 from engine.migrate import upgrade
 from engine.settings import Settings
-from engine.tables import alert_events
 from tests.conftest import FIXTURES, ROOT, free_port, need
-from tests.intake.conftest import add_source, add_team
+from tests.intake.conftest import add_source, add_team, events_in
 from tests.support import beacon_env, serve, stop, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,14 +34,6 @@ def prepared(tmp_path: Path, **source: object) -> tuple[Path, str]:
     _, key = add_source(store, team, "am", type="alertmanager", **source)
     store.dispose()
     return data_dir, key
-
-
-def events_in(data_dir: Path) -> list[sa.Row]:
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    with store.read() as conn:
-        rows = list(conn.execute(sa.select(alert_events).order_by(alert_events.c.id)))
-    store.dispose()
-    return rows
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,10 @@ from tests.intake.conftest import (
     _env,
     add_source,
     add_team,
-    build_runtime,
     firing,
     resolved,
 )
-from workers.runtime import uninstall
+from workers.runtime import Runtime
 
 
 def rows(env: Env) -> list[sa.Row]:
@@ -124,8 +123,8 @@ def test_it_says_which_format_was_expected_for_non_json(env: Env) -> None:
 
 
 @pytest.fixture
-def small_env(settings: Settings) -> Iterator[Env]:
-    yield from _env(settings.model_copy(update={"max_body_bytes": 200}))
+def small_env(settings: Settings, make_runtime: Callable[..., Runtime]) -> Iterator[Env]:
+    yield from _env(make_runtime(settings.model_copy(update={"max_body_bytes": 200})))
 
 
 def test_it_refuses_bodies_over_the_cap(small_env: Env) -> None:
@@ -270,13 +269,13 @@ def test_the_app_answers_a_source_with_no_adapter_without_a_500(env: Env) -> Non
     assert "no-such-tool" in r.json()["error"]["message"]
 
 
-def test_a_second_app_on_the_same_store_sees_the_events(env: Env, settings: Settings) -> None:
-    rt = build_runtime(settings)
+def test_a_second_app_on_the_same_store_sees_the_events(
+    env: Env, settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    rt = make_runtime(settings)
     with TestClient(create_app(rt)) as other:
         r = other.post(f"/api/v1/events/{env.key}", json=firing("x2"))
         assert r.status_code == 202
-    uninstall()
-    rt.close()
     assert [r.dedup_key for r in rows(env)] == ["x2"]
 
 
@@ -311,7 +310,7 @@ def test_it_answers_503_and_stores_nothing_while_the_store_cannot_write(env: Env
 
 
 def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, make_runtime: Callable[..., Runtime]
 ) -> None:
     for name, extra, expected in (
         ("pg", {"BEACON_DATABASE_URL": pg_url}, 3),
@@ -320,14 +319,12 @@ def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
         settings = Settings.from_env(
             {"BEACON_DATA_DIR": str(tmp_path / name), "BEACON_INTAKE_WRITERS": "3", **extra}
         )
-        rt = build_runtime(settings)
+        rt = make_runtime(settings)
         team = add_team(rt.store, "t")
         _, key = add_source(rt.store, team)
         with TestClient(create_app(rt)) as client:
             assert client.post(f"/api/v1/events/{key}", json=firing()).status_code == 202
             assert rt.extras["intake.writer"].writers == expected
-        uninstall()
-        rt.close()
 
 
 def test_a_client_that_hangs_up_mid_body_is_not_an_error(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,12 +20,11 @@ from tests.intake.conftest import (
     add_source,
     add_team,
     api_key,
-    build_runtime,
     firing,
     resolved,
 )
 from workers.dispatch import dispatch_once
-from workers.runtime import Runtime, install, uninstall
+from workers.runtime import Runtime, install
 
 
 def test_rate_limits_read_per_second_minute_and_hour() -> None:
@@ -49,7 +48,9 @@ def test_it_refuses_firing_events_past_the_rate_limit_but_never_a_resolve(env: E
 
 
 @pytest.fixture
-def scaled_pair(redis_prefix: str, tmp_path: Path) -> Iterator[tuple[Runtime, Runtime]]:
+def scaled_pair(
+    redis_prefix: str, tmp_path: Path, make_runtime: Callable[..., Runtime]
+) -> tuple[Runtime, Runtime]:
     """Two runtimes as two `beacon serve` processes: one store, one real Redis."""
     env = {
         "BEACON_DATA_DIR": str(tmp_path / "shared"),
@@ -57,12 +58,9 @@ def scaled_pair(redis_prefix: str, tmp_path: Path) -> Iterator[tuple[Runtime, Ru
         "BEACON_SECRET_KEY": "test-secret",
         "BEACON_REDIS_PREFIX": redis_prefix,
     }
-    one = build_runtime(Settings.from_env(env))
-    two = Runtime.build(Settings.from_env(env))
-    yield one, two
-    uninstall()
-    one.close()
-    two.close()
+    one = make_runtime(Settings.from_env(env))
+    two = make_runtime(Settings.from_env(env), upgrade=False)
+    return one, two
 
 
 def test_the_rate_limit_is_counted_across_processes(scaled_pair: tuple[Runtime, Runtime]) -> None:
@@ -257,7 +255,9 @@ def test_the_test_route_shows_how_a_pasted_payload_is_normalised(env: Env) -> No
     assert r.status_code == 400 and "alerts" in r.json()["error"]["message"]
 
 
-def test_a_rate_limit_lets_alerts_in_when_redis_is_down(tmp_path: Path) -> None:
+def test_a_rate_limit_lets_alerts_in_when_redis_is_down(
+    tmp_path: Path, make_runtime: Callable[..., Runtime]
+) -> None:
     from tests.conftest import free_port
 
     settings = Settings.from_env(
@@ -267,13 +267,11 @@ def test_a_rate_limit_lets_alerts_in_when_redis_is_down(tmp_path: Path) -> None:
             "BEACON_SECRET_KEY": "k",
         }
     )
-    rt = build_runtime(settings)
+    rt = make_runtime(settings)
     team = add_team(rt.store, "platform")
     _, key = add_source(rt.store, team, "am", rate_limit="1/h")
     with TestClient(create_app(rt)) as client:
         answers = [client.post(f"/api/v1/events/{key}", json=firing(f"r{n}")) for n in range(3)]
-    uninstall()
-    rt.close()
     assert [r.status_code for r in answers] == [202, 202, 202]
 
 

@@ -4,19 +4,14 @@ signing certificate and takes subscription confirmations, under a CA of the test
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
-import ssl
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -25,52 +20,19 @@ from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, _env, add_source
-from tests.support import LocalCA, new_key, pem
+from tests.support import FakeSNS, LocalCA, new_key, pem
+from workers.runtime import Runtime
 
 SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
 
 
-class FakeSNS:
-    """HTTPS on 127.0.0.1: `/cert.pem` and `/confirm`, counting confirmations."""
+class SigningSNS(FakeSNS):
+    """The loopback SNS, with the key it signs messages with: its signing certificate is
+    issued by the same CA as its TLS certificate."""
 
-    def __init__(self, ca: LocalCA, tmp: Path) -> None:
+    def __init__(self, ca: LocalCA) -> None:
         self.signing = ca.issue("sns.eu-west-1.amazonaws.com")
-        tls = ca.issue("sns", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-        tls_pem = tls.write_pem(tmp / "tls.pem")
-        self.confirmations = 0
-        self.cert_fetches = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                if self.path.startswith("/cert.pem"):
-                    fake.cert_fetches += 1
-                    body = pem(fake.signing.cert)
-                elif self.path.startswith("/confirm"):
-                    fake.confirmations += 1
-                    body = b"<ConfirmSubscriptionResponse/>"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls_pem)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(ca, pem(self.signing.cert))
 
     def sign(self, envelope: dict[str, Any], key: Any = None) -> dict[str, Any]:
         signed = {**envelope, "SignatureVersion": "2", "SigningCertURL": f"{self.url}/cert.pem"}
@@ -81,27 +43,34 @@ class FakeSNS:
 
 
 @pytest.fixture
-def sns(tmp_path: Path) -> Iterator[tuple[FakeSNS, Path]]:
+def sns(tmp_path: Path) -> Iterator[tuple[SigningSNS, Path]]:
     ca = LocalCA("Beacon Test SNS Root")
     anchors = tmp_path / "anchors.pem"
     anchors.write_bytes(pem(ca.cert))
-    fake = FakeSNS(ca, tmp_path)
+    fake = SigningSNS(ca)
     yield fake, anchors
     fake.close()
 
 
 @pytest.fixture
-def sns_env(settings: Settings, sns: tuple[FakeSNS, Path]) -> Iterator[tuple[Env, FakeSNS, str]]:
+def sns_env(
+    settings: Settings, sns: tuple[SigningSNS, Path], make_runtime: Callable[..., Runtime]
+) -> Iterator[tuple[Env, SigningSNS, str]]:
     fake, anchors = sns
-    for env in _env(settings.model_copy(update={"sns_trust_anchors": anchors})):
-        _, key = add_source(
-            env.store,
-            env.team_id,
-            "cw",
-            type="cloudwatch",
-            settings={"sns_host_pattern": r"127\.0\.0\.1"},
-        )
-        yield env, fake, key
+    for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": anchors}))):
+        yield env, fake, cloudwatch_source(env)
+
+
+def cloudwatch_source(env: Env) -> str:
+    """A CloudWatch source that takes SNS on 127.0.0.1 (the loopback SNS); its key."""
+    _, key = add_source(
+        env.store,
+        env.team_id,
+        "cw",
+        type="cloudwatch",
+        settings={"sns_host_pattern": r"127\.0\.0\.1"},
+    )
+    return key
 
 
 def envelope(name: str, **changes: Any) -> dict[str, Any]:
@@ -127,7 +96,7 @@ def stored(env: Env) -> list[sa.Row]:
 
 
 def test_it_confirms_a_signed_subscription_on_the_sns_host(
-    sns_env: tuple[Env, FakeSNS, str],
+    sns_env: tuple[Env, SigningSNS, str],
 ) -> None:
     env, fake, key = sns_env
     document = envelope(
@@ -135,24 +104,24 @@ def test_it_confirms_a_signed_subscription_on_the_sns_host(
     )
     r = post(env, key, fake.sign(document))
     assert r.status_code == 202, r.text
-    assert fake.confirmations == 1
+    assert len(fake.confirmed) == 1
     [row] = stored(env)
     assert row.test  # acknowledged, never evaluated
 
 
 def test_it_never_fetches_a_subscribe_url_off_the_sns_host(
-    sns_env: tuple[Env, FakeSNS, str],
+    sns_env: tuple[Env, SigningSNS, str],
 ) -> None:
     env, fake, key = sns_env
     elsewhere = fake.url.replace("127.0.0.1", "localhost") + "/confirm?Token=t"
     document = envelope("subscription_confirmation_real_2015.json", SubscribeURL=elsewhere)
     r = post(env, key, fake.sign(document))
     assert r.status_code == 202
-    assert fake.confirmations == 0
+    assert fake.confirmed == []
 
 
 def test_it_refuses_an_unsigned_subscription_without_fetching_anything(
-    sns_env: tuple[Env, FakeSNS, str],
+    sns_env: tuple[Env, SigningSNS, str],
 ) -> None:
     env, fake, key = sns_env
     document = envelope(
@@ -160,10 +129,10 @@ def test_it_refuses_an_unsigned_subscription_without_fetching_anything(
     )
     document.pop("Signature")
     assert post(env, key, document).status_code == 401
-    assert fake.confirmations == fake.cert_fetches == 0
+    assert fake.confirmed == fake.cert_fetches == []
 
 
-def test_a_signed_alarm_notification_becomes_an_event(sns_env: tuple[Env, FakeSNS, str]) -> None:
+def test_a_signed_alarm_notification_becomes_an_event(sns_env: tuple[Env, SigningSNS, str]) -> None:
     env, fake, key = sns_env
     r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
     assert r.status_code == 202, r.text
@@ -171,10 +140,10 @@ def test_a_signed_alarm_notification_becomes_an_event(sns_env: tuple[Env, FakeSN
     assert row.status == "resolved" and not row.test
     # The certificate is fetched once and kept.
     post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
-    assert fake.cert_fetches == 1
+    assert len(fake.cert_fetches) == 1
 
 
-def test_a_tampered_notification_is_refused(sns_env: tuple[Env, FakeSNS, str]) -> None:
+def test_a_tampered_notification_is_refused(sns_env: tuple[Env, SigningSNS, str]) -> None:
     env, fake, key = sns_env
     signed = fake.sign(envelope("ok_notification_real_2021.json"))
     signed["Message"] = signed["Message"].replace('"OK"', '"ALARM"')
@@ -184,44 +153,41 @@ def test_a_tampered_notification_is_refused(sns_env: tuple[Env, FakeSNS, str]) -
     assert stored(env) == []
 
 
-def test_a_signature_by_another_key_is_refused(sns_env: tuple[Env, FakeSNS, str]) -> None:
+def test_a_signature_by_another_key_is_refused(sns_env: tuple[Env, SigningSNS, str]) -> None:
     env, fake, key = sns_env
     r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json"), key=new_key()))
     assert r.status_code == 401
 
 
 def test_a_certificate_url_off_the_sns_host_is_refused_unfetched(
-    sns_env: tuple[Env, FakeSNS, str],
+    sns_env: tuple[Env, SigningSNS, str],
 ) -> None:
     env, fake, key = sns_env
     signed = fake.sign(envelope("ok_notification_real_2021.json"))
     signed["SigningCertURL"] = fake.url.replace("127.0.0.1", "localhost") + "/cert.pem"
     assert post(env, key, signed).status_code == 401
-    assert fake.cert_fetches == 0
+    assert fake.cert_fetches == []
 
 
 def test_a_certificate_from_an_untrusted_ca_is_refused(
-    settings: Settings, sns: tuple[FakeSNS, Path], tmp_path: Path
+    settings: Settings,
+    sns: tuple[SigningSNS, Path],
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
 ) -> None:
     fake, _anchors = sns
     other = tmp_path / "other.pem"
     # Same name as the trusted root, another key: trust is in the key, not the name.
     other.write_bytes(pem(LocalCA("Beacon Test SNS Root").cert))
-    for env in _env(settings.model_copy(update={"sns_trust_anchors": other})):
-        _, key = add_source(
-            env.store,
-            env.team_id,
-            "cw",
-            type="cloudwatch",
-            settings={"sns_host_pattern": r"127\.0\.0\.1"},
-        )
+    for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": other}))):
+        key = cloudwatch_source(env)
         # The TLS handshake with the certificate host already fails: 502, SNS retries.
         r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
         assert r.status_code in (401, 502)
         assert stored(env) == []
 
 
-def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, FakeSNS, str]) -> None:
+def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, SigningSNS, str]) -> None:
     env, _fake, key = sns_env
     body = (SNS_DIR / "ok_message_decoded_2021.json").read_bytes()
     r = env.client.post(f"/api/v1/events/{key}", content=body)

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from engine import migrate
 from engine.accounts import create_api_key
 from engine.db import Store
 from engine.settings import Settings
 from pages.app import create_app
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 
 @dataclass
@@ -33,22 +32,20 @@ class App:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+def make_app(tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Iterator[Callable[..., App]]:
     made: list[App] = []
 
     def make(**env: str) -> App:
         settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data"), **env})
-        runtime = Runtime.build(settings)
-        migrate.upgrade(runtime.store)
+        runtime = make_runtime(settings)
         client = TestClient(create_app(runtime), base_url="http://testserver")
         made.append(App(runtime, client))
         return made[-1]
 
     yield make
+    # The clients close here, before `make_runtime` closes their runtimes.
     for app in made:
         app.client.close()
-        app.runtime.close()
-    uninstall()
 
 
 @pytest.fixture

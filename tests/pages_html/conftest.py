@@ -7,19 +7,14 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from engine import migrate
-from engine.settings import Settings
 from pages.app import create_app
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 
 @pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings)
-    migrate.upgrade(runtime.store)
-    yield runtime
-    uninstall()
-    runtime.close()
+def rt(runtime: Runtime) -> Runtime:
+    """The suite's `runtime`, under the short name these tests use."""
+    return runtime
 
 
 @pytest.fixture

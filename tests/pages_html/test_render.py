@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -174,7 +175,11 @@ def test_a_render_that_fails_frees_the_page_for_the_retry(
 
 
 def test_the_redis_cache_is_shared_between_processes(
-    tmp_path: object, redis_prefix: str, sqlite_store: Store, settings: Settings
+    tmp_path: object,
+    redis_prefix: str,
+    sqlite_store: Store,
+    settings: Settings,
+    make_runtime: Callable[..., Runtime],
 ) -> None:
     env = {
         "BEACON_DATA_DIR": str(settings.data_dir),
@@ -183,26 +188,23 @@ def test_the_redis_cache_is_shared_between_processes(
         "BEACON_REDIS_PREFIX": redis_prefix,
     }
     scaled = Settings.from_env(env)
-    worker, web = Runtime.build(scaled), Runtime.build(scaled)
-    try:
-        with worker.store.begin() as conn:
-            ids = factory.big_page(conn, NOW, services_count=2, incidents_count=0)
-            conn.execute(services.update().values(status="major_outage"))
-        render.handle_dirty(worker, [{"page_ids": [ids["page"]]}])
-        entry = cache.for_runtime(web).get("acme")
-        assert entry is not None and entry.public and entry.version == 1
-        assert b"Major System Outage" in entry.documents["index.html"].body
-        assert cache.for_runtime(web).get("acme") is entry  # memoised by version
-        # An unchanged re-render keeps its validators.
-        render.render_page(worker, ids["page"], 2)  # type: ignore[arg-type]
-        again = cache.for_runtime(web).get("acme")
-        assert again is not None and again.version == 2
-        assert again.documents["index.html"].last_modified == (
-            entry.documents["index.html"].last_modified
-        )
-    finally:
-        worker.close()
-        web.close()
+    # `sqlite_store` has migrated the file both share.
+    worker, web = make_runtime(scaled, upgrade=False), make_runtime(scaled, upgrade=False)
+    with worker.store.begin() as conn:
+        ids = factory.big_page(conn, NOW, services_count=2, incidents_count=0)
+        conn.execute(services.update().values(status="major_outage"))
+    render.handle_dirty(worker, [{"page_ids": [ids["page"]]}])
+    entry = cache.for_runtime(web).get("acme")
+    assert entry is not None and entry.public and entry.version == 1
+    assert b"Major System Outage" in entry.documents["index.html"].body
+    assert cache.for_runtime(web).get("acme") is entry  # memoised by version
+    # An unchanged re-render keeps its validators.
+    render.render_page(worker, ids["page"], 2)  # type: ignore[arg-type]
+    again = cache.for_runtime(web).get("acme")
+    assert again is not None and again.version == 2
+    assert again.documents["index.html"].last_modified == (
+        entry.documents["index.html"].last_modified
+    )
 
 
 def test_the_local_cache_keeps_the_newest_render_and_follows_renames(rt: Runtime) -> None:

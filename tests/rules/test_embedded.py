@@ -14,8 +14,6 @@ from engine.tables import alert_events, alert_sources, outbox, utcnow
 from pages.app import create_app
 from tests.rules.helpers import event
 from tests.rules.store_helpers import ingest, load_rules, seed, status_of
-from workers.queue import Queues
-from workers.runtime import Runtime, uninstall
 
 PAYLOADS = Path(__file__).parent / "fixtures"
 
@@ -29,7 +27,9 @@ def _wait(condition, seconds: float = 30) -> bool:
     return condition()
 
 
-def test_the_embedded_workers_evaluate_events_and_fire_for_deadlines(settings, sqlite_store):
+def test_the_embedded_workers_evaluate_events_and_fire_for_deadlines(
+    settings, sqlite_store, make_runtime
+):
     ids = seed(sqlite_store)
     load_rules(
         sqlite_store,
@@ -46,32 +46,29 @@ def test_the_embedded_workers_evaluate_events_and_fire_for_deadlines(settings, s
 """,
     )
     now = utcnow()
-    rt = Runtime(settings, sqlite_store, Queues.from_settings(settings))
-    try:
-        with TestClient(create_app(rt, background=True)):
-            ingest(
-                sqlite_store,
-                ids["am"],
-                event(dedup_key="n", labels={"alertname": "Now"}).model_copy(
-                    update={"received_at": now, "occurred_at": now}
-                ),
-                event(dedup_key="l", labels={"alertname": "Later"}).model_copy(
-                    update={"received_at": now, "occurred_at": now}
-                ),
-            )
-            with sqlite_store.begin() as conn:
-                conn.execute(outbox.insert().values(kind="evaluate", payload={"partition": "am"}))
-            rt.nudge.set()
-            assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "partial_outage")
-            # `for: 1s` acts through its deadline, one second after the event was received.
-            assert _wait(lambda: status_of(sqlite_store, ids["web"]) == "major_outage")
-            assert utcnow() >= now + timedelta(seconds=1)
-    finally:
-        uninstall()
+    rt = make_runtime(settings, store=sqlite_store)
+    with TestClient(create_app(rt, background=True)):
+        ingest(
+            sqlite_store,
+            ids["am"],
+            event(dedup_key="n", labels={"alertname": "Now"}).model_copy(
+                update={"received_at": now, "occurred_at": now}
+            ),
+            event(dedup_key="l", labels={"alertname": "Later"}).model_copy(
+                update={"received_at": now, "occurred_at": now}
+            ),
+        )
+        with sqlite_store.begin() as conn:
+            conn.execute(outbox.insert().values(kind="evaluate", payload={"partition": "am"}))
+        rt.nudge.set()
+        assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "partial_outage")
+        # `for: 1s` acts through its deadline, one second after the event was received.
+        assert _wait(lambda: status_of(sqlite_store, ids["web"]) == "major_outage")
+        assert utcnow() >= now + timedelta(seconds=1)
 
 
 def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
-    settings, sqlite_store
+    settings, sqlite_store, make_runtime
 ):
     ids = seed(sqlite_store)
     load_rules(
@@ -89,21 +86,18 @@ def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
         ).scalar_one()
     firing = (PAYLOADS / "firing_single.json").read_bytes()
     resolved = (PAYLOADS / "resolved_single.json").read_bytes()
-    rt = Runtime(settings, sqlite_store, Queues.from_settings(settings))
-    try:
-        with TestClient(create_app(rt, background=True)) as client:
-            answer = client.post(f"/api/v1/events/{key}", content=firing)
-            assert answer.status_code == 202, answer.text
-            assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "major_outage")
-            answer = client.post(f"/api/v1/events/{key}", content=resolved)
-            assert answer.status_code == 202, answer.text
-            assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "operational")
-        with sqlite_store.read() as conn:
-            outcomes = (
-                conn.execute(sa.select(alert_events.c.outcome).order_by(alert_events.c.id))
-                .scalars()
-                .all()
-            )
-        assert outcomes[0]["matched"] == ["fire"] and outcomes[1]["matched"] == []
-    finally:
-        uninstall()
+    rt = make_runtime(settings, store=sqlite_store)
+    with TestClient(create_app(rt, background=True)) as client:
+        answer = client.post(f"/api/v1/events/{key}", content=firing)
+        assert answer.status_code == 202, answer.text
+        assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "major_outage")
+        answer = client.post(f"/api/v1/events/{key}", content=resolved)
+        assert answer.status_code == 202, answer.text
+        assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "operational")
+    with sqlite_store.read() as conn:
+        outcomes = (
+            conn.execute(sa.select(alert_events.c.outcome).order_by(alert_events.c.id))
+            .scalars()
+            .all()
+        )
+    assert outcomes[0]["matched"] == ["fire"] and outcomes[1]["matched"] == []

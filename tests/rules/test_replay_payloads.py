@@ -38,21 +38,25 @@ def _files(tmp_path):
         shutil.copy(payload, tmp_path / payload.name)
 
 
-def test_a_raw_payload_file_goes_through_its_sources_adapter(tmp_path, capsys):
-    _files(tmp_path)
-    code = main(
+def _rules_test(tmp_path, events, *options):
+    """`beacon rules test` on the files `_files` wrote, with the events in `events`."""
+    return main(
         [
             "rules",
             "test",
             str(tmp_path / "rules.yaml"),
             "--events",
-            str(tmp_path / "down_v1_23.json"),
-            "--source",
-            "kuma",
+            str(tmp_path / events),
+            *options,
             "--config",
             str(tmp_path / "beacon.yaml"),
         ]
     )
+
+
+def test_a_raw_payload_file_goes_through_its_sources_adapter(tmp_path, capsys):
+    _files(tmp_path)
+    code = _rules_test(tmp_path, "down_v1_23.json", "--source", "kuma")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
     assert [(x["intent"], x["rule"], x["service"]) for x in lines] == [
@@ -77,17 +81,7 @@ expect:
   - {at: "2026-01-01T00:03:00Z", intent: release, service: db}
 """
     )
-    code = main(
-        [
-            "rules",
-            "test",
-            str(tmp_path / "rules.yaml"),
-            "--events",
-            str(tmp_path / "scenario.yaml"),
-            "--config",
-            str(tmp_path / "beacon.yaml"),
-        ]
-    )
+    code = _rules_test(tmp_path, "scenario.yaml")
     captured = capsys.readouterr()
     assert code == 0, captured.err
 
@@ -95,16 +89,6 @@ expect:
 def test_an_unreadable_scenario_exits_2_and_says_where(tmp_path, capsys):
     _files(tmp_path)
     (tmp_path / "scenario.yaml").write_text("events:\n  - {at: soon, source: kuma, event: {}}\n")
-    code = main(
-        [
-            "rules",
-            "test",
-            str(tmp_path / "rules.yaml"),
-            "--events",
-            str(tmp_path / "scenario.yaml"),
-            "--config",
-            str(tmp_path / "beacon.yaml"),
-        ]
-    )
+    code = _rules_test(tmp_path, "scenario.yaml")
     assert code == 2
     assert "scenario.yaml: event 1: at 'soon' is neither a duration" in capsys.readouterr().err

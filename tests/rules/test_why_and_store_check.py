@@ -10,11 +10,11 @@ from pages.app import create_app
 from tests.rules.helpers import event
 from tests.rules.store_helpers import evaluate, ingest, load_rules, seed
 from workers.cli import main
-from workers.queue import Queues
-from workers.runtime import Runtime, uninstall
 
 
-def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(settings, sqlite_store):
+def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(
+    settings, sqlite_store, make_runtime
+):
     ids = seed(sqlite_store)
     with sqlite_store.begin() as conn:
         conn.execute(teams.insert().values(key="other"))
@@ -31,28 +31,19 @@ def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(settings
     evaluate(sqlite_store, runtime)
     own = create_api_key(sqlite_store, name="ops", team="platform")
     other = create_api_key(sqlite_store, name="them", team="other")
-    rt = Runtime(settings, sqlite_store, Queues.from_settings(settings))
-    try:
-        with TestClient(create_app(rt)) as client:
-            answer = client.get(
-                "/api/v1/services/api/why", headers={"Authorization": f"Bearer {own}"}
-            )
-            assert answer.status_code == 200
-            body = answer.json()
-            assert body["status"] == "partial_outage"
-            assert (
-                body["because"] == "partial_outage: the worst of rule api-5xx claims partial_outage"
-            )
-            assert body["claims"][0]["alerts"] == [
-                {"source": "am", "dedup_key": "eu", "firing": True}
-            ]
-            hidden = client.get(
-                "/api/v1/services/api/why", headers={"Authorization": f"Bearer {other}"}
-            )
-            assert hidden.status_code == 404
-            assert client.get("/api/v1/services/api/why").status_code == 401
-    finally:
-        uninstall()
+    rt = make_runtime(settings, store=sqlite_store)
+    with TestClient(create_app(rt)) as client:
+        answer = client.get("/api/v1/services/api/why", headers={"Authorization": f"Bearer {own}"})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["status"] == "partial_outage"
+        assert body["because"] == "partial_outage: the worst of rule api-5xx claims partial_outage"
+        assert body["claims"][0]["alerts"] == [{"source": "am", "dedup_key": "eu", "firing": True}]
+        hidden = client.get(
+            "/api/v1/services/api/why", headers={"Authorization": f"Bearer {other}"}
+        )
+        assert hidden.status_code == 404
+        assert client.get("/api/v1/services/api/why").status_code == 401
 
 
 def test_beacon_why_prints_the_explanation(settings, sqlite_store, monkeypatch, capsys):

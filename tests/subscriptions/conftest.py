@@ -3,7 +3,7 @@ are one real HTTP server on loopback, the app on it, and pages to subscribe to."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,27 +12,16 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from engine import migrate
 from engine.accounts import create_user
 from engine.settings import Settings
 from engine.tables import page_services, page_teams, status_pages, subscribers, team_members
 from pages.app import create_app
 from tests.engine.factories import service, team
 from tests.support import RecordingServer
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 BASE_URL = "http://status.test"
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def server() -> Iterator[RecordingServer]:
-    srv = RecordingServer()
-    # The stdlib server's listen backlog is 5: the fan-out's concurrent senders would see
-    # connection resets from the stand-in itself. A real provider takes them all.
-    srv.server.socket.listen(128)
-    yield srv
-    srv.close()
 
 
 def settings_for(tmp_path: Path, server: RecordingServer, **extra: str) -> Settings:
@@ -53,12 +42,8 @@ def settings_for(tmp_path: Path, server: RecordingServer, **extra: str) -> Setti
 
 
 @pytest.fixture
-def rt(tmp_path: Path, server: RecordingServer) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings_for(tmp_path, server))
-    migrate.upgrade(runtime.store)
-    yield runtime
-    runtime.close()
-    uninstall()
+def rt(tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(settings_for(tmp_path, server))
 
 
 @pytest.fixture

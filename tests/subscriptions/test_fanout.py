@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from engine import incidents, migrate
+from engine import incidents
 from engine.security import new_token
 from engine.tables import deliveries, incident_updates, subscribers
 from tests.support import RecordingServer
 from workers.dispatch import dispatch_once
 from workers.fanout import handle_incident_update
-from workers.runtime import Runtime, install, uninstall
+from workers.runtime import Runtime, install
 
 from .conftest import Site, make_site, sent_json, settings_for
 
@@ -27,17 +27,15 @@ WEBHOOKS = 200
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_rt(
-    request: pytest.FixtureRequest, tmp_path: Path, server: RecordingServer
-) -> Iterator[Runtime]:
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    server: RecordingServer,
+    make_runtime: Callable[..., Runtime],
+) -> Runtime:
     extra = {}
     if request.param == "postgres":
         extra["BEACON_DATABASE_URL"] = request.getfixturevalue("pg_url")
-    runtime = Runtime.build(settings_for(tmp_path, server, **extra))
-    migrate.upgrade(runtime.store)
-    install(runtime)
-    yield runtime
-    runtime.close()
-    uninstall()
+    return install(make_runtime(settings_for(tmp_path, server, **extra)))
 
 
 def add_subscribers(rt: Runtime, site: Site, server: RecordingServer) -> None:

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
-from engine import incidents, migrate
+from engine import incidents
 from engine.security import new_token
 from engine.tables import subscribers
-from tests.conftest import free_port
-from tests.support import RecordingServer
-from workers.runtime import Runtime, uninstall
+from tests.support import RecordingServer, SmtpSink
+from workers.runtime import Runtime
 
 from .conftest import drain, make_site, settings_for
 
 
 def test_subscriber_mail_goes_through_a_real_smtp_server(
-    tmp_path: Path, server: RecordingServer
+    tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]
 ) -> None:
-    from aiosmtpd.controller import Controller
-
-    received: list[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            received.append(envelope.content)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    settings = settings_for(
-        tmp_path, server, BEACON_SENDGRID_API_KEY="", BEACON_SMTP_URL=f"smtp://127.0.0.1:{port}"
-    )
-    rt = Runtime.build(settings)
-    try:
-        migrate.upgrade(rt.store)
+    with SmtpSink() as smtp:
+        settings = settings_for(
+            tmp_path, server, BEACON_SENDGRID_API_KEY="", BEACON_SMTP_URL=smtp.url
+        )
+        rt = make_runtime(settings)
         site = make_site(rt)
         with rt.store.begin() as conn:
             conn.execute(
@@ -56,11 +42,7 @@ def test_subscriber_mail_goes_through_a_real_smtp_server(
                 impacts={site.service_ids["api"]: "partial_outage"},
             )
         drain(rt)
-    finally:
-        controller.stop()
-        rt.close()
-        uninstall()
-    (raw,) = received
+    (raw,) = smtp.received
     mail = message_from_bytes(raw, policy=policy.default)
     assert mail["To"] == "eve@example.com" and mail["Subject"] == "[Acme Status] API errors"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from engine import migrate
 from engine.tables import deliveries
 from pages.app import create_app
 from tests.support import RecordingServer
-from workers.runtime import Runtime, uninstall
+from workers.runtime import Runtime
 
 from .conftest import (
     BASE_URL,
@@ -226,28 +226,21 @@ def test_a_subscriber_disabled_by_a_failure_can_subscribe_again(
 
 
 def test_a_webhook_to_a_private_address_is_refused_unless_allowed(
-    tmp_path: Path, server: RecordingServer
+    tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]
 ) -> None:
     settings = settings_for(tmp_path, server, BEACON_WEBHOOK_ALLOW_PRIVATE="false")
-    runtime = Runtime.build(settings)
-    migrate.upgrade(runtime.store)
+    runtime = make_runtime(settings)
     make_site(runtime)
-    try:
-        with TestClient(create_app(runtime)) as client:
-            for url in (
-                "http://127.0.0.1:9/h",
-                "http://10.1.2.3/h",
-                "http://[::1]/h",
-                "http://localhost/h",
-            ):
-                response = client.post(
-                    "/p/acme/subscribe", json={"channel": "webhook", "address": url}
-                )
-                assert response.status_code == 422, url
-                assert "private address" in response.json()["error"]["message"]
-    finally:
-        runtime.close()
-        uninstall()
+    with TestClient(create_app(runtime)) as client:
+        for url in (
+            "http://127.0.0.1:9/h",
+            "http://10.1.2.3/h",
+            "http://[::1]/h",
+            "http://localhost/h",
+        ):
+            response = client.post("/p/acme/subscribe", json={"channel": "webhook", "address": url})
+            assert response.status_code == 422, url
+            assert "private address" in response.json()["error"]["message"]
 
 
 def test_one_client_address_cannot_subscribe_without_end(rt: Runtime, client: TestClient) -> None:

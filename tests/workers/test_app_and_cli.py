@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from engine import migrate
 from engine.settings import Settings
 from engine.tables import api_keys, team_members, teams, users
 from pages.app import create_app
@@ -19,14 +17,6 @@ from tests.conftest import free_port
 from tests.support import beacon, beacon_env
 from workers.queue import Queues
 from workers.runtime import Runtime
-
-
-@pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.build(settings)
-    migrate.upgrade(rt.store)
-    yield rt
-    rt.close()
 
 
 def test_healthz_readyz_and_metrics_answer(runtime: Runtime) -> None:
@@ -56,11 +46,12 @@ def test_an_unknown_route_is_a_json_404(runtime: Runtime) -> None:
     assert answer.json()["error"]["status"] == 404
 
 
-def test_apikey_create_prints_a_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:
-    env = beacon_env(tmp_path / "data")
+def test_apikey_create_prints_a_key_once_and_stores_only_its_hash(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    env = beacon_env(settings.data_dir)
     assert beacon(["db", "upgrade"], env).returncode == 0
-    settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data")})
-    rt = Runtime.build(settings)
+    rt = make_runtime(settings, upgrade=False)
     with rt.store.begin() as conn:
         conn.execute(teams.insert().values(key="platform", name="Platform"))
     made = beacon(["apikey", "create", "--team", "platform", "--name", "ci"], env)
@@ -73,13 +64,14 @@ def test_apikey_create_prints_a_key_once_and_stores_only_its_hash(tmp_path: Path
     who = principal_for_api_key(rt.store, key)
     assert who is not None and not who.admin and who.team_ids == {stored.team_id}
     assert principal_for_api_key(rt.store, key + "x") is None
-    rt.close()
 
 
-def test_user_create_puts_the_user_in_its_teams(tmp_path: Path) -> None:
-    env = beacon_env(tmp_path / "data")
+def test_user_create_puts_the_user_in_its_teams(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    env = beacon_env(settings.data_dir)
     beacon(["db", "upgrade"], env)
-    rt = Runtime.build(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "data")}))
+    rt = make_runtime(settings, upgrade=False)
     with rt.store.begin() as conn:
         conn.execute(teams.insert().values(key="acme", name="ACME", private=True))
     made = beacon(
@@ -94,7 +86,6 @@ def test_user_create_puts_the_user_in_its_teams(tmp_path: Path) -> None:
     unknown = beacon(["user", "create", "x@y.test", "--role", "admin", "--team", "nope"], env)
     assert unknown.returncode == 2
     assert "no team with key 'nope'" in unknown.stderr
-    rt.close()
 
 
 def test_beacon_worker_refuses_embedded_mode_with_a_reason(tmp_path: Path) -> None:

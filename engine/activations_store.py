@@ -29,6 +29,7 @@ from . import incidents as incidents_api
 from .activations import (
     Activation,
     ActivationState,
+    AlertKey,
     AlertState,
     Intent,
     IntentKind,
@@ -173,6 +174,16 @@ class StoreWorld:
         return None if window is None else str(window)
 
 
+#: An `activation_alerts` row's values that `save` writes, in `_ALERT_COLUMNS` order.
+_AlertRow = tuple[bool, datetime, datetime, datetime | None, int | None]
+_ALERT_COLUMNS = ("firing", "first_fired_at", "last_occurred_at", "resolved_at", "last_event_id")
+
+
+def _alert_row(alert: AlertState) -> _AlertRow:
+    event_id = int(alert.last_event_id) if alert.last_event_id.isdigit() else None
+    return (alert.firing, alert.first_fired_at, alert.last_occurred_at, alert.resolved_at, event_id)
+
+
 def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -236,7 +247,7 @@ _SAVE_ALERT = (
     .where(activation_alerts.c.activation_id == sa.bindparam("act_id"))
     .where(activation_alerts.c.source_id == sa.bindparam("alert_source_id"))
     .where(activation_alerts.c.dedup_key == sa.bindparam("alert_dedup_key"))
-    .values(_bound("firing", "first_fired_at", "last_occurred_at", "resolved_at", "last_event_id"))
+    .values(_bound(*_ALERT_COLUMNS))
 )
 _LAST_STATUS = (
     sa.select(alert_events.c.status, alert_events.c.occurred_at)
@@ -276,6 +287,14 @@ class StoreState:
         # be due. Unknown until first needed; every `save` lowers it.
         self._earliest: datetime | None = None
         self._earliest_known = False
+        # What the store holds for each activation in the identity map, as of this
+        # transaction's last read or write: its alert rows' values, and its `rules.tick`
+        # deadline as written here. `save` writes only what differs, so an event costs the
+        # same few statements whether its activation groups one alert or a storm of them.
+        # Nothing else writes these rows while the activation is loaded: PostgreSQL holds
+        # its row `FOR UPDATE`, SQLite holds the one write lock.
+        self._alert_rows: dict[int, dict[AlertKey, _AlertRow]] = {}
+        self._deadlines: dict[int, datetime | None] = {}
 
     def _select(self) -> Any:
         query = sa.select(activations)
@@ -304,6 +323,7 @@ class StoreState:
         )
         for source, dedup, at in spec.get("fires", []):
             act.fires[(source, dedup)] = datetime.fromisoformat(at)
+        stored: dict[AlertKey, _AlertRow] = {}
         for alert in self.conn.execute(
             sa.select(activation_alerts)
             .where(activation_alerts.c.activation_id == row.id)
@@ -317,7 +337,15 @@ class StoreState:
                 alert.resolved_at,
                 str(alert.last_event_id or ""),
             )
+            stored[key] = (
+                alert.firing,
+                alert.first_fired_at,
+                alert.last_occurred_at,
+                alert.resolved_at,
+                alert.last_event_id,
+            )
         self._loaded[row.id] = act
+        self._alert_rows[row.id] = stored
         return act
 
     def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None:
@@ -407,32 +435,46 @@ class StoreState:
         if act.id is None:
             act.id = _inserted(self.conn.execute(activations.insert(), values))
             self._loaded[act.id] = act
+            self._alert_rows[act.id] = {}
         else:
+            # Always written: `apply_intents` sets `error` on the row behind the machine's
+            # back (a rule error), and the machine's next save has always overwritten it.
             self.conn.execute(_SAVE_ACTIVATION, {"act_id": act.id, **values})
-        if act.due_at is not None:
-            if self._earliest_known and (self._earliest is None or act.due_at < self._earliest):
-                self._earliest = act.due_at
-            deadlines.schedule(self.conn, TICK, f"activation:{act.id}", act.due_at)
+        self._save_deadline(act.id, act.due_at)
+        self._save_alerts(act.id, act)
+
+    def _save_deadline(self, act_id: int, due_at: datetime | None) -> None:
+        if due_at is not None:
+            if self._earliest_known and (self._earliest is None or due_at < self._earliest):
+                self._earliest = due_at
+        if act_id in self._deadlines and self._deadlines[act_id] == due_at:
+            return  # this transaction wrote it already
+        if due_at is not None:
+            deadlines.schedule(self.conn, TICK, f"activation:{act_id}", due_at)
         else:
-            deadlines.cancel(self.conn, TICK, f"activation:{act.id}")
-        for (source, dedup), alert in act.alerts.items():
-            row = {
-                "firing": alert.firing,
-                "first_fired_at": alert.first_fired_at,
-                "last_occurred_at": alert.last_occurred_at,
-                "resolved_at": alert.resolved_at,
-                "last_event_id": int(alert.last_event_id)
-                if alert.last_event_id.isdigit()
-                else None,
-            }
-            source_id = self.ids.source(act.team, source)
-            where = {"act_id": act.id, "alert_source_id": source_id, "alert_dedup_key": dedup}
-            updated = self.conn.execute(_SAVE_ALERT, {**where, **row})
-            if not updated.rowcount:
+            deadlines.cancel(self.conn, TICK, f"activation:{act_id}")
+        self._deadlines[act_id] = due_at
+
+    def _save_alerts(self, act_id: int, act: Activation) -> None:
+        """Write the alert rows that are new or differ from the stored ones."""
+        stored = self._alert_rows[act_id]
+        for key, alert in act.alerts.items():
+            values = _alert_row(alert)
+            known = stored.get(key)
+            if known == values:
+                continue
+            row = dict(zip(_ALERT_COLUMNS, values, strict=True))
+            source_id = self.ids.source(act.team, key[0])
+            if known is None:
+                # Every stored row of the activation was loaded with it: a new key has none.
                 self.conn.execute(
                     activation_alerts.insert(),
-                    {"activation_id": act.id, "source_id": source_id, "dedup_key": dedup, **row},
+                    {"activation_id": act_id, "source_id": source_id, "dedup_key": key[1], **row},
                 )
+            else:
+                where = {"act_id": act_id, "alert_source_id": source_id, "alert_dedup_key": key[1]}
+                self.conn.execute(_SAVE_ALERT, {**where, **row})
+            stored[key] = values
 
     def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
         self.conn.execute(

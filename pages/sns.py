@@ -7,6 +7,11 @@ for a `SubscriptionConfirmation`, confirms the subscription by fetching its `Sub
 (again only on an SNS host, and only once the signature holds, so that nobody but SNS can
 make Beacon fetch a URL). A body without an envelope is SNS's raw message delivery, which
 is unsigned: the integration key in the URL is then the only secret.
+
+The certificate's chain is verified once per cached certificate and trust settings, not per
+delivery: the first delivery whose signature holds keeps the verified certificate with the
+cached PEM, and later ones check their signature with it alone, while the PEM stays cached
+and the whole chain is valid.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import logging
 import re
 import ssl
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,6 +39,9 @@ from adapters.alert_sources import AdapterError, Delivery, SignatureError
 from engine.settings import Settings
 from engine.sources import Source
 from engine.tables import utcnow
+
+if TYPE_CHECKING:
+    from adapters.alert_sources.cloudwatch import TrustedCertificate, TrustSettings
 
 log = logging.getLogger("beacon.intake.sns")
 
@@ -75,16 +85,20 @@ async def handle(
     except AdapterError as exc:
         raise HTTPException(400, f"cloudwatch source settings: {exc}") from None
     extras = request.app.state.runtime.extras
-    pem, intermediates = await signing_certificate(extras, settings, cert_url)
+    cert = await signing_certificate(extras, settings, cert_url)
     configured = _read(extras, settings.sns_intermediates) or b""
     trust = adapter.TrustSettings(
         anchors_pem=_read(extras, settings.sns_trust_anchors),
-        intermediates_pem=(configured + intermediates) or None,
+        intermediates_pem=(configured + cert.intermediates) or None,
     )
+    now = utcnow()
+    known = cert.trusted_under(trust, now)
     try:
-        adapter.verify_signature(envelope, pem, trust, utcnow(), source.settings)
+        trusted = adapter.verify_signature(envelope, known or cert.pem, trust, now, source.settings)
     except SignatureError as exc:
         raise HTTPException(401, f"cloudwatch signature: {exc}") from None
+    if known is None:
+        cert.keep(trusted, trust)
     if envelope.get("Type") != "SubscriptionConfirmation":
         return None
     confirm_url = adapter.subscription_confirm_url(delivery, source.settings)
@@ -113,15 +127,45 @@ def _client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=TIMEOUT, verify=verify, follow_redirects=False)
 
 
+@dataclass
+class SigningCertificate:
+    """A fetched signing certificate (`pem`, and the `intermediates` its issuer URL gave),
+    cached until `expires` (monotonic), with what a delivery verified of it."""
+
+    pem: bytes
+    intermediates: bytes
+    expires: float
+    # (the trust settings' key, the certificate verified under them): one attribute, so
+    # that a reader never pairs one delivery's key with another's certificate.
+    _trusted: tuple[tuple[Any, ...], TrustedCertificate] | None = None
+
+    def trusted_under(self, trust: TrustSettings, now: datetime) -> TrustedCertificate | None:
+        """The certificate as verified under the same `trust` while the whole chain is valid
+        at `now`; None when the chain must be verified (again)."""
+        kept = self._trusted
+        if kept is None or kept[0] != _trust_key(trust) or not kept[1].valid_at(now):
+            return None
+        return kept[1]
+
+    def keep(self, trusted: TrustedCertificate, trust: TrustSettings) -> None:
+        """Keep what a delivery verified under `trust`, for as long as this PEM is cached."""
+        self._trusted = (_trust_key(trust), trusted)
+
+
+def _trust_key(trust: TrustSettings) -> tuple[Any, ...]:
+    # Everything the chain and name checks depend on; max_age_seconds is checked per message.
+    return (trust.anchors_pem, trust.intermediates_pem, trust.subject_pattern)
+
+
 async def signing_certificate(
     extras: dict[str, Any], settings: Settings, url: str
-) -> tuple[bytes, bytes]:
-    """The signing certificate's PEM and any intermediates its issuer URL gave, cached."""
-    cache: dict[str, tuple[bytes, bytes, float]] = extras.setdefault("sns.certs", {})
+) -> SigningCertificate:
+    """The signing certificate at `url` and any intermediates its issuer URL gave, cached."""
+    cache: dict[str, SigningCertificate] = extras.setdefault("sns.certs", {})
     hit = cache.get(url)
     now = time.monotonic()
-    if hit is not None and hit[2] > now:
-        return hit[0], hit[1]
+    if hit is not None and hit.expires > now:
+        return hit
     async with _client(settings) as client:
         try:
             response = await client.get(url)
@@ -137,8 +181,8 @@ async def signing_certificate(
         intermediates = await _issuers(client, pem)
     if len(cache) >= _CERT_CACHE_MAX:
         cache.clear()
-    cache[url] = (pem, intermediates, now + CERT_CACHE_SECONDS)
-    return pem, intermediates
+    cache[url] = fetched = SigningCertificate(pem, intermediates, now + CERT_CACHE_SECONDS)
+    return fetched
 
 
 async def _issuers(client: httpx.AsyncClient, pem: bytes) -> bytes:

@@ -22,7 +22,9 @@ What the intake must do for a `cloudwatch` source, since adapters never touch th
    `url = signing_cert_url(envelope, settings)` (https on an SNS host, or
    `SignatureError`); fetch it with a short timeout (5 s) and cache the PEM by URL (SNS
    reuses its signing certificate for months; cache for hours, never without bound); then
-   `verify_signature(envelope, pem, TrustSettings(...), now, settings)`.
+   `verify_signature(envelope, pem, TrustSettings(...), now, settings)`. What it returns
+   may stand for that PEM in later calls under the same trust settings, for no longer
+   than the PEM is cached: the chain is not verified again, only its validity at `now`.
 3. After the signature holds, `subscription_confirm_url(delivery, settings)` returns the
    SubscribeURL of a SubscriptionConfirmation: GET it (timeout, no redirects to other
    hosts) to confirm the subscription; record failures and let SNS retry the confirmation.
@@ -44,11 +46,18 @@ from engine.models import AlertEvent, EventStatus, Severity
 from .base import Delivery, require_object
 from .common import labels_of, lookup, make_event, parse_time, validate
 from .errors import AdapterError, SignatureError
-from .sns_signature import TrustSettings, canonical_string, compiles, verify_envelope
+from .sns_signature import (
+    TrustedCertificate,
+    TrustSettings,
+    canonical_string,
+    compiles,
+    verify_envelope,
+)
 
 __all__ = [
     "Settings",
     "TrustSettings",
+    "TrustedCertificate",
     "canonical_string",
     "parse",
     "signing_cert_url",
@@ -307,17 +316,19 @@ def subscription_confirm_url(
 
 def verify_signature(
     envelope: Mapping[str, Any],
-    cert_pem: bytes,
+    cert: bytes | TrustedCertificate,
     trust: TrustSettings,
     now: datetime,
     settings: Mapping[str, Any] | None = None,
-) -> None:
-    """Raise `SignatureError` unless `envelope` was signed by the certificate in `cert_pem`
-    (fetched from `signing_cert_url`), that certificate chains to `trust`'s anchors at
+) -> TrustedCertificate:
+    """Raise `SignatureError` unless `envelope` was signed by the certificate `cert` (the
+    PEM fetched from `signing_cert_url`), that certificate chains to `trust`'s anchors at
     `now` and is named for SNS, the message is not older than `trust.max_age_seconds`, and
-    its topic is allowed by the settings."""
+    its topic is allowed by the settings. Returns the trusted certificate, which may stand
+    for the PEM in later calls with the same trust (`verify_envelope`)."""
     options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
-    verify_envelope(envelope, cert_pem, trust, now)
+    trusted = verify_envelope(envelope, cert, trust, now)
     topic = str(envelope.get("TopicArn"))
     if options.topic_arns and topic not in options.topic_arns:
         raise SignatureError(f"TopicArn: {topic!r} is not one of this source's topic_arns")
+    return trusted

@@ -3,7 +3,9 @@
 SNS signs with RSA over `name\nvalue\n` pairs of the message's signed fields
 (`SignatureVersion` 1 = SHA1withRSA, 2 = SHA256withRSA) and publishes the signing
 certificate at `SigningCertURL`. These functions are pure: the caller fetches the
-certificate (see `adapters.alert_sources.cloudwatch` for what the intake does).
+certificate (see `adapters.alert_sources.cloudwatch` for what the intake does), and may keep
+the `TrustedCertificate` a check returns, so that later messages signed with the same
+certificate cost the signature check alone, not the chain's verification again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import ssl
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -111,12 +114,49 @@ def canonical_string(envelope: Mapping[str, Any]) -> bytes:
     return "".join(text).encode()
 
 
+@dataclass(frozen=True)
+class TrustedCertificate:
+    """A signing certificate whose chain to the trust anchors and whose SNS name held: its
+    RSA `key` checks signatures while a time is inside the whole chain's validity
+    (`valid_from` to `valid_until`), without the chain being verified again. It holds for
+    the trust settings it was verified under only: a caller keeping it keys it by them."""
+
+    key: rsa.RSAPublicKey
+    valid_from: datetime
+    valid_until: datetime
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether every certificate of the verified chain is valid at `now`."""
+        return self.valid_from <= now <= self.valid_until
+
+
+def trust_certificate(cert_pem: bytes, trust: TrustSettings, now: datetime) -> TrustedCertificate:
+    """The certificate in `cert_pem` once it chains to `trust`'s anchors at `now`, is named
+    for SNS and has an RSA key; `SignatureError` saying which of these failed."""
+    leaf, chain = _trusted_leaf(cert_pem, trust, now)
+    key = leaf.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureError("SigningCertURL: the certificate's key is not RSA")
+    # The whole verified chain's window, its anchor's included: never longer than the
+    # leaf's, and never a time at which the verification could have come out otherwise.
+    return TrustedCertificate(
+        key,
+        max(c.not_valid_before_utc for c in chain),
+        min(c.not_valid_after_utc for c in chain),
+    )
+
+
 def verify_envelope(
-    envelope: Mapping[str, Any], cert_pem: bytes, trust: TrustSettings, now: datetime
-) -> None:
-    """Raise `SignatureError` unless `envelope` was signed by the certificate in `cert_pem`,
-    that certificate chains to `trust`'s anchors at `now` and is named for SNS, and the
-    message is not older than `trust.max_age_seconds`."""
+    envelope: Mapping[str, Any],
+    cert: bytes | TrustedCertificate,
+    trust: TrustSettings,
+    now: datetime,
+) -> TrustedCertificate:
+    """Raise `SignatureError` unless `envelope` was signed by the certificate `cert`, that
+    certificate chains to `trust`'s anchors at `now` and is named for SNS, and the message
+    is not older than `trust.max_age_seconds`. `cert` is the PEM, or what an earlier call
+    returned for it under the same trust settings: then only its validity at `now` is
+    checked, not the chain again. Returns the trusted certificate."""
     algorithm = SIGNATURE_HASH.get(str(envelope.get("SignatureVersion")))
     if algorithm is None:
         raise SignatureError(
@@ -129,12 +169,16 @@ def verify_envelope(
     if not signature:
         raise SignatureError("Signature: missing")
     message = canonical_string(envelope)
-    leaf = _trusted_leaf(cert_pem, trust, now)
-    key = leaf.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureError("SigningCertURL: the certificate's key is not RSA")
+    if isinstance(cert, TrustedCertificate):
+        if not cert.valid_at(now):
+            raise SignatureError(
+                f"SigningCertURL: certificate not trusted (not valid at {now.isoformat()})"
+            )
+        trusted = cert
+    else:
+        trusted = trust_certificate(cert, trust, now)
     try:
-        key.verify(signature, message, padding.PKCS1v15(), algorithm())
+        trusted.key.verify(signature, message, padding.PKCS1v15(), algorithm())
     except InvalidSignature:
         raise SignatureError("Signature: does not match the message") from None
     if trust.max_age_seconds is not None:
@@ -147,9 +191,13 @@ def verify_envelope(
                 f"Timestamp: {sent_at.isoformat()} is older than {trust.max_age_seconds:g}s: "
                 "stale or replayed message"
             )
+    return trusted
 
 
-def _trusted_leaf(cert_pem: bytes, trust: TrustSettings, now: datetime) -> x509.Certificate:
+def _trusted_leaf(
+    cert_pem: bytes, trust: TrustSettings, now: datetime
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The leaf and the chain it was verified by, up to and including the anchor."""
     try:
         leaf, *intermediates = x509.load_pem_x509_certificates(cert_pem)
     except ValueError:
@@ -177,7 +225,7 @@ def _trusted_leaf(cert_pem: bytes, trust: TrustSettings, now: datetime) -> x509.
         .build_client_verifier()
     )
     try:
-        verifier.verify(leaf, intermediates)
+        verified = verifier.verify(leaf, intermediates)
     except VerificationError as exc:
         raise SignatureError(f"SigningCertURL: certificate not trusted ({exc})") from None
     names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
@@ -188,7 +236,7 @@ def _trusted_leaf(cert_pem: bytes, trust: TrustSettings, now: datetime) -> x509.
         pass
     if not any(re.fullmatch(trust.subject_pattern, str(name)) for name in names):
         raise SignatureError(f"SigningCertURL: certificate is for {names!r}, not for SNS")
-    return leaf
+    return leaf, list(verified.chain)
 
 
 @lru_cache(maxsize=1)

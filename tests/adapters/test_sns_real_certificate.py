@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from adapters.alert_sources import SignatureError
+from adapters.alert_sources import SignatureError, sns_signature
 from adapters.alert_sources.sns_signature import (
     SNS_CERT_SUBJECT,
     TrustSettings,
@@ -135,3 +135,43 @@ def test_every_signing_name_aws_uses_passes_the_name_check(root: LocalCA, name: 
 def test_names_that_only_look_like_sns_fail_the_name_check(root: LocalCA, name: str) -> None:
     with pytest.raises(SignatureError, match="not for SNS"):
         verify_envelope(*signed_by(root, name), NOW)
+
+
+def _count_chain_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every certificate whose chain is verified from now on, in order."""
+    checked: list[bytes] = []
+    real = sns_signature._trusted_leaf
+
+    def counting(cert_pem: bytes, trust: TrustSettings, now: datetime) -> Any:
+        checked.append(cert_pem)
+        return real(cert_pem, trust, now)
+
+    monkeypatch.setattr(sns_signature, "_trusted_leaf", counting)
+    return checked
+
+
+def test_a_kept_real_certificate_checks_signatures_without_verifying_its_chain_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked = _count_chain_checks(monkeypatch)
+    trusted = verify_envelope(message("notification-signature-v2.json"), LEAF, AMAZON, NOW)
+    assert checked == [LEAF]
+    verify_envelope(message("notification-with-subject.json"), trusted, AMAZON, NOW)
+    changed = {**message("notification-signature-v2.json"), "Message": "This message was changed."}
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_envelope(changed, trusted, AMAZON, NOW)
+    assert checked == [LEAF]
+
+
+def test_a_kept_real_certificate_is_refused_once_its_chain_expired() -> None:
+    trust = AMAZON.model_copy(update={"max_age_seconds": None})
+    trusted = verify_envelope(message("notification-signature-v2.json"), LEAF, trust, NOW)
+    # The leaf is the first of its chain to expire, at the end of 2026-10-14.
+    leaf = x509.load_pem_x509_certificate(LEAF)
+    assert trusted.valid_until == leaf.not_valid_after_utc
+    later = datetime(2026, 10, 15, tzinfo=UTC)
+    with pytest.raises(SignatureError, match="certificate not trusted"):
+        verify_envelope(message("notification-signature-v2.json"), trusted, trust, later)
+    verify_envelope(
+        message("notification-signature-v2.json"), trusted, trust, later - timedelta(days=1)
+    )

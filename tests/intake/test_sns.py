@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+import pages.sns
+from adapters.alert_sources import sns_signature
 from adapters.alert_sources.cloudwatch import canonical_string
 from engine.settings import Settings
 from engine.tables import alert_events
@@ -185,6 +187,66 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
         r = post(env, key, fake.sign(envelope("ok_notification_real_2021.json")))
         assert r.status_code in (401, 502)
         assert stored(env) == []
+
+
+def _count_chain_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every certificate whose chain is verified from now on, in order."""
+    checked: list[bytes] = []
+    real = sns_signature._trusted_leaf
+
+    def counting(cert_pem: bytes, trust: Any, now: datetime) -> Any:
+        checked.append(cert_pem)
+        return real(cert_pem, trust, now)
+
+    monkeypatch.setattr(sns_signature, "_trusted_leaf", counting)
+    return checked
+
+
+def test_a_second_delivery_checks_its_signature_without_verifying_the_chain_again(
+    sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, fake, key = sns_env
+    checked = _count_chain_checks(monkeypatch)
+    assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
+    second = post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
+    assert second.status_code == 202, second.text
+    # The signature itself is still checked on every delivery.
+    tampered = fake.sign(envelope("ok_notification_real_2021.json"))
+    tampered["Message"] = tampered["Message"].replace('"OK"', '"ALARM"')
+    r = post(env, key, tampered)
+    assert r.status_code == 401 and "Signature" in r.json()["error"]["message"]
+    assert checked == [pem(fake.signing.cert)]
+    assert len(fake.cert_fetches) == 1
+    assert len(stored(env)) == 2
+
+
+def test_the_chain_is_verified_again_when_the_certificate_is_fetched_again(
+    sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, fake, key = sns_env
+    checked = _count_chain_checks(monkeypatch)
+    assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
+    for cached in env.runtime.extras["sns.certs"].values():
+        cached.expires = 0.0  # the PEM cache's hours are over
+    r = post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
+    assert r.status_code == 202, r.text
+    assert len(fake.cert_fetches) == 2
+    assert len(checked) == 2
+
+
+def test_a_kept_certificate_past_its_validity_is_verified_again_and_refused(
+    sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, fake, key = sns_env
+    checked = _count_chain_checks(monkeypatch)
+    assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
+    expired = fake.signing.cert.not_valid_after_utc + timedelta(seconds=1)
+    monkeypatch.setattr(pages.sns, "utcnow", lambda: expired)
+    r = post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
+    assert r.status_code == 401
+    assert "certificate not trusted" in r.json()["error"]["message"]
+    assert len(checked) == 2
+    assert len(fake.cert_fetches) == 1
 
 
 def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, SigningSNS, str]) -> None:

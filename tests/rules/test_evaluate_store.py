@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from engine.activations_store import release_claim
 from engine.incidents import take_over
 from engine.tables import (
+    activation_alerts,
     activations,
     alert_events,
     channels,
@@ -409,3 +410,106 @@ def test_time_bounded_evaluation_transactions_change_nothing_but_their_number(
     assert tight[1] >= 61 > roomy[1]
     assert tight[2:] == roomy[2:]
     assert roomy[4] == "partial_outage"
+
+
+GROUPED = """
+  - id: storm
+    match: {source: am}
+    group_by: [labels.alertname]
+    services: [api]
+    then: [{set_status: major_outage}]
+"""
+
+
+def _statements_per_event(store, runtime, ids, name: str, held: int) -> list[int]:
+    """Statements the evaluator runs for one new alert, one re-firing and one resolve
+    arriving (each alone) at the activation of `name` that already groups `held` alerts."""
+    labels = {"alertname": name}
+    ingest(
+        store,
+        ids["am"],
+        *(event(dedup_key=f"{name}-{i}", at=i / 1000, labels=labels) for i in range(held)),
+    )
+    evaluate(store, runtime)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    counts = []
+    for late in (
+        event(dedup_key=f"{name}-new", at=10, labels=labels),
+        event(dedup_key=f"{name}-0", at=11, labels=labels),
+        event("resolved", dedup_key=f"{name}-1", at=12, labels=labels),
+    ):
+        ingest(store, ids["am"], late)
+        statements.clear()
+        sa.event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            assert evaluate(store, runtime) == 1
+        finally:
+            sa.event.remove(store.engine, "before_cursor_execute", count)
+        counts.append(len(statements))
+    return counts
+
+
+def test_an_event_costs_the_same_statements_however_many_alerts_its_activation_groups(store):
+    ids = seed(store)
+    runtime = load_rules(store, GROUPED)
+    few = _statements_per_event(store, runtime, ids, "Few", 3)
+    many = _statements_per_event(store, runtime, ids, "Many", 60)
+    assert few == many
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                activation_alerts.c.dedup_key,
+                activation_alerts.c.firing,
+                activation_alerts.c.resolved_at,
+                activation_alerts.c.last_occurred_at,
+            ).where(activation_alerts.c.dedup_key.like("Many-%"))
+        ).all()
+    by_key = {r.dedup_key: r for r in rows}
+    assert len(by_key) == 61
+    assert by_key["Many-new"].firing and by_key["Many-new"].resolved_at is None
+    assert by_key["Many-0"].firing and by_key["Many-0"].last_occurred_at == T0 + timedelta(
+        seconds=11
+    )
+    assert not by_key["Many-1"].firing
+    assert by_key["Many-1"].resolved_at == T0 + timedelta(seconds=12)
+    assert all(r.firing for k, r in by_key.items() if k != "Many-1")
+
+
+def test_alerts_changed_twice_in_one_batch_are_stored_as_last_changed(store):
+    ids = seed(store)
+    runtime = load_rules(store, GROUPED)
+    labels = {"alertname": "Storm"}
+    ingest(store, ids["am"], *(event(dedup_key=f"s{i}", at=i, labels=labels) for i in range(3)))
+    evaluate(store, runtime)
+    # One transaction: s0 resolves and fires again, s1 resolves, s3 joins and resolves.
+    ingest(
+        store,
+        ids["am"],
+        event("resolved", dedup_key="s0", at=10, labels=labels),
+        event(dedup_key="s3", at=11, labels=labels),
+        event("resolved", dedup_key="s1", at=12, labels=labels),
+        event(dedup_key="s0", at=13, labels=labels),
+        event("resolved", dedup_key="s3", at=14, labels=labels),
+    )
+    assert evaluate(store, runtime) == 5
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(
+                activation_alerts.c.dedup_key,
+                activation_alerts.c.firing,
+                activation_alerts.c.resolved_at,
+                activation_alerts.c.last_occurred_at,
+            ).order_by(activation_alerts.c.id)
+        ).all()
+    at = {s: T0 + timedelta(seconds=s) for s in range(15)}
+    assert [(r.dedup_key, r.firing, r.resolved_at, r.last_occurred_at) for r in rows] == [
+        ("s0", True, at[10], at[13]),
+        ("s1", False, at[12], at[12]),
+        ("s2", True, None, at[2]),
+        ("s3", False, at[14], at[14]),
+    ]
+    assert status_of(store, ids["api"]) == "major_outage"

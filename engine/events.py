@@ -147,10 +147,12 @@ _SQLITE_ROWS_PER_INSERT = 500
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    # The text form SQLAlchemy's SQLite DateTime writes and reads: naive UTC, microseconds.
+    # The text form SQLAlchemy's SQLite DateTime writes and reads: naive UTC, microseconds,
+    # a four-digit year (strftime's `%Y` writes year 1 as "1", which neither reads back nor
+    # sorts among the others).
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:

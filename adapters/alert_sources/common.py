@@ -38,7 +38,10 @@ def parse_time(value: object, *, field: str) -> datetime:
             raise AdapterError(f"{field}: {value!r} is not an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+02:00 is before year 1 in UTC
+            raise AdapterError(f"{field}: timestamp {value!r} is out of range") from None
     raise AdapterError(f"{field}: expected a timestamp, got {type(value).__name__}")
 
 

@@ -13,6 +13,7 @@ from adapters.alert_sources import AdapterError
 from adapters.alert_sources.common import (
     labels_of,
     make_event,
+    parse_time,
     refuse_dollar_variable,
     refuse_placeholder,
 )
@@ -95,3 +96,11 @@ def test_a_placeholder_is_refused_with_where_it_is_and_why() -> None:
         AdapterError, match=r"^id: unrendered placeholder \{\{id\}\}: this is the template, not"
     ):
         refuse_placeholder("{{id}}", pattern, "id", expected="Test webhook")
+
+
+def test_times_past_the_ends_of_the_calendar_are_a_clear_adapter_error() -> None:
+    # Valid RFC 3339 text, but in UTC before year 1 or after year 9999.
+    for text in ("0001-01-01T00:00:00+02:00", "9999-12-31T23:00:00-05:00"):
+        with pytest.raises(AdapterError, match="out of range"):
+            parse_time(text, field="startsAt")
+    assert parse_time("0001-01-01T00:00:00Z", field="startsAt").year == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -97,3 +98,30 @@ def test_every_column_reads_back_as_the_adapter_made_it(store: Store) -> None:
     assert first.partition == sub.source.partition and len(first.fingerprint) == 64
     assert second.test is True and second.evaluated_at == at
     assert second.outcome["result"] == "test" and second.raw is None
+
+
+def test_times_before_year_1000_sort_and_read_back_as_sqlalchemy_writes_them(
+    store: Store,
+) -> None:
+    # A generic source can map any time, Go's zero time (year 1) included. On SQLite times
+    # are text: the intake's must be SQLAlchemy's zero-padded form, or they sort wrongly.
+    [sub] = submissions(store, 1)
+    at = utcnow()
+    old = datetime(1, 1, 1, tzinfo=UTC)
+    event = AlertEvent(
+        source_type="fake-tool",
+        dedup_key="zero",
+        status=EventStatus.FIRING,
+        occurred_at=old,
+        received_at=at,
+    )
+    asyncio.run(EventWriter(store).submit(Submission(sub.source, [event], at)))
+    with store.read() as conn:
+        row = conn.execute(sa.select(alert_events.c.occurred_at)).one()
+        earlier = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(alert_events)
+            .where(alert_events.c.occurred_at < datetime(999, 1, 1, tzinfo=UTC))
+        ).scalar()
+    assert row.occurred_at == old
+    assert earlier == 1

@@ -22,6 +22,7 @@ version throughout.
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from engine.activations import Machine
 from engine.activations_store import Ids, StoreState, StoreWorld, apply_intents, event_from_row
@@ -47,6 +49,8 @@ MIN_BATCH = 20
 #: About how long one evaluation transaction may work (see `evaluate_partition`).
 BATCH_SECONDS = 0.025
 EXTRA_KEY = "rules"
+
+log = logging.getLogger(__name__)
 
 
 # --- rule set versions ----------------------------------------------------------------------
@@ -134,38 +138,105 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
     total = 0
     limit = BATCH
     while True:
-        with runtime.using() as book, store.begin() as conn:
-            _lock(conn, f"evaluate:{partition}")
+        try:
+            evaluated, limit = _evaluate_batch(store, runtime, partition, limit)
+        except _EventFailed as failed:
+            if limit > 1:
+                # Once more with the event alone in its transaction: the events before it
+                # pass, and a failure that does not come back was not the event's.
+                limit = 1
+                continue
+            _set_aside(store, failed.event_id)
+            continue
+        if evaluated == 0:
+            return total
+        total += evaluated
+
+
+class _EventFailed(Exception):
+    """Evaluating one event raised (not the store: its errors go to the job's retries)."""
+
+    def __init__(self, event_id: int) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+
+
+def _evaluate_batch(
+    store: Store, runtime: RuleRuntime, partition: str, limit: int
+) -> tuple[int, int]:
+    """One transaction of `evaluate_partition`: how many events it evaluated (0: none were
+    pending) and the batch size for the next one."""
+    with runtime.using() as book, store.begin() as conn:
+        _lock(conn, f"evaluate:{partition}")
+        try:
             rows = conn.execute(_PENDING, {"partition": partition, "limit": limit}).all()
-            if not rows:
-                return total
-            ids, machine = _machine(conn, book)
-            outcomes: list[dict[str, Any]] = []
-            started = time.perf_counter()
-            for row in rows:
-                if outcomes and time.perf_counter() - started > BATCH_SECONDS:
-                    # The rest stay unevaluated for the next transaction, which fetches
-                    # about as many as fitted in this one.
-                    limit = max(MIN_BATCH, len(outcomes))
-                    break
-                event = event_from_row(row, ids)
-                outcome: dict[str, Any] = {"rules_version": book.version}
-                if event.test:
-                    outcome.update(TEST_OUTCOME)
-                else:
-                    matched = book.match(event) if event.status == EventStatus.FIRING else []
-                    intents, result = machine.on_event(
-                        event, [m.rule for m in matched], ids.team_key(row.team_id)
-                    )
-                    apply_intents(conn, ids, intents)
-                    outcome.update(result.to_json())
-                    outcome["result"] = outcome_result(result.matched, result.effects)
-                outcomes.append({"event_id": row.id, "at": utcnow(), "outcome": outcome})
-            else:
-                limit = min(BATCH, limit * 2)
-            # One statement for the batch's outcomes: they commit with its effects.
-            conn.execute(_RECORD_OUTCOME, outcomes)
-            total += len(outcomes)
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            # A row that cannot be read back: set aside like an event that fails.
+            first = conn.execute(_FIRST_PENDING, {"partition": partition}).scalar_one()
+            raise _EventFailed(first) from exc
+        if not rows:
+            return 0, limit
+        ids, machine = _machine(conn, book)
+        outcomes: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        for row in rows:
+            if outcomes and time.perf_counter() - started > BATCH_SECONDS:
+                # The rest stay unevaluated for the next transaction, which fetches about
+                # as many as fitted in this one.
+                limit = max(MIN_BATCH, len(outcomes))
+                break
+            try:
+                outcome = _evaluate_one(conn, book, ids, machine, row)
+            except DBAPIError:
+                raise
+            except Exception as exc:
+                raise _EventFailed(row.id) from exc
+            outcomes.append({"event_id": row.id, "at": utcnow(), "outcome": outcome})
+        else:
+            limit = min(BATCH, limit * 2)
+        # One statement for the batch's outcomes: they commit with its effects.
+        conn.execute(_RECORD_OUTCOME, outcomes)
+        return len(outcomes), limit
+
+
+def _evaluate_one(
+    conn: sa.Connection, book: RuleBook, ids: Ids, machine: Machine, row: Any
+) -> dict[str, Any]:
+    """One event through the rules and the machine, its intents applied; its outcome."""
+    event = event_from_row(row, ids)
+    outcome: dict[str, Any] = {"rules_version": book.version}
+    if event.test:
+        outcome.update(TEST_OUTCOME)
+        return outcome
+    matched = book.match(event) if event.status == EventStatus.FIRING else []
+    intents, result = machine.on_event(event, [m.rule for m in matched], ids.team_key(row.team_id))
+    apply_intents(conn, ids, intents)
+    outcome.update(result.to_json())
+    outcome["result"] = outcome_result(result.matched, result.effects)
+    return outcome
+
+
+def _set_aside(store: Store, event_id: int) -> None:
+    """Mark an event that failed alone in its transaction (a bug, or a row that cannot be
+    read back) evaluated, with an `error` outcome.
+
+    Its effects were rolled back. Left pending, it would fail every later evaluation of its
+    partition, and the source's other alerts would never reach the rules again; set aside,
+    it is logged, shown by the events API and `beacon events tail` as `error`, and the
+    partition goes on.
+    """
+    log.exception("evaluating event %d failed; it is set aside with an error outcome", event_id)
+    outcome = {
+        "result": "error",
+        "matched": [],
+        "effects": [],
+        "error": "this event could not be evaluated (details are in Beacon's log); "
+        "it changed nothing",
+    }
+    with store.begin() as conn:
+        conn.execute(_RECORD_OUTCOME, [{"event_id": event_id, "at": utcnow(), "outcome": outcome}])
 
 
 # What evaluation reads of an event (not the tool's `raw` payload, the largest column).
@@ -190,6 +261,12 @@ _PENDING = (
     .where(alert_events.c.evaluated_at.is_(None))
     .order_by(alert_events.c.id)
     .limit(sa.bindparam("limit"))
+)
+
+_FIRST_PENDING = (
+    sa.select(sa.func.min(alert_events.c.id))
+    .where(alert_events.c.partition == sa.bindparam("partition"))
+    .where(alert_events.c.evaluated_at.is_(None))
 )
 
 _RECORD_OUTCOME = (

@@ -513,3 +513,83 @@ def test_alerts_changed_twice_in_one_batch_are_stored_as_last_changed(store):
         ("s3", False, at[14], at[14]),
     ]
     assert status_of(store, ids["api"]) == "major_outage"
+
+
+def _poisoned(monkeypatch, error):
+    """Machine.on_event raising `error` for events whose dedup key is `poison`."""
+    from engine.activations import Machine
+
+    real = Machine.on_event
+
+    def on_event(self, event, *args, **kwargs):
+        if event.dedup_key == "poison":
+            raise error
+        return real(self, event, *args, **kwargs)
+
+    monkeypatch.setattr(Machine, "on_event", on_event)
+
+
+def test_an_event_that_fails_is_set_aside_and_its_partition_goes_on(store, monkeypatch, caplog):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    _poisoned(monkeypatch, RuntimeError("a bug"))
+    first, poison, last = ingest(
+        store,
+        ids["am"],
+        event(dedup_key="eu"),
+        event(dedup_key="poison", at=1),
+        event(dedup_key="us", at=2),
+    )
+    assert evaluate(store, runtime) == 2
+    with store.read() as conn:
+        outcomes = dict(conn.execute(sa.select(alert_events.c.id, alert_events.c.outcome)).all())
+    assert outcomes[first]["result"] == outcomes[last]["result"] == "matched"
+    assert outcomes[poison]["result"] == "error" and outcomes[poison]["effects"] == []
+    assert "evaluating event" in caplog.text and "a bug" in caplog.text
+    assert status_of(store, ids["api"]) == "partial_outage"
+    assert len(open_claims(store)) == 2  # eu and us; poison changed nothing
+    # Later events of the partition are evaluated as usual.
+    ingest(store, ids["am"], event("resolved", dedup_key="eu", at=5))
+    ingest(store, ids["am"], event("resolved", dedup_key="us", at=6))
+    assert evaluate(store, runtime) == 2
+    assert status_of(store, ids["api"]) == "operational"
+
+
+def test_a_store_error_is_not_the_events_fault(store, monkeypatch):
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    _poisoned(monkeypatch, sa.exc.OperationalError("UPDATE", {}, Exception("server closed")))
+    ingest(store, ids["am"], event(dedup_key="poison"))
+    try:
+        evaluate(store, runtime)
+    except sa.exc.OperationalError:
+        pass
+    else:
+        raise AssertionError("the store's error must reach the job, which retries it")
+    with store.read() as conn:
+        assert conn.execute(sa.select(alert_events.c.evaluated_at)).scalar() is None
+
+
+def test_a_row_that_cannot_be_read_back_is_set_aside(sqlite_store):
+    # What the intake once wrote for a year-1 tool time on SQLite: text SQLAlchemy refuses.
+    ids = seed(sqlite_store)
+    runtime = load_rules(sqlite_store, API)
+    bad, good = ingest(sqlite_store, ids["am"], event(dedup_key="old"), event(dedup_key="us", at=1))
+    with sqlite_store.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE alert_events SET occurred_at = '1-01-01 00:00:00.000000' WHERE id = ?", (bad,)
+        )
+    assert evaluate(sqlite_store, runtime) == 1
+    with sqlite_store.read() as conn:
+        outcomes = dict(
+            conn.execute(
+                sa.select(alert_events.c.id, alert_events.c.outcome).where(
+                    alert_events.c.id.in_([bad, good])
+                )
+            ).all()
+        )
+    assert outcomes == {
+        bad: {**outcomes[bad], "result": "error"},
+        good: {**outcomes[good], "result": "matched"},
+    }
+    assert status_of(sqlite_store, ids["api"]) == "partial_outage"

@@ -32,12 +32,27 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from engine.activations import Machine
-from engine.activations_store import Ids, StoreState, StoreWorld, apply_intents, event_from_row
+from engine import deadlines
+from engine.activations import Activation, Machine
+from engine.activations_store import (
+    TICK,
+    Ids,
+    StoreState,
+    StoreWorld,
+    apply_intents,
+    event_from_row,
+)
 from engine.db import Store
 from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
-from engine.tables import alert_events, alert_sources, maintenance_windows, rule_sets, utcnow
+from engine.tables import (
+    activations,
+    alert_events,
+    alert_sources,
+    maintenance_windows,
+    rule_sets,
+    utcnow,
+)
 from rules.runtime import RuleBook, RuleRuntime
 from rules.validate import Known, RuleBookSpec, check
 
@@ -122,10 +137,24 @@ def _lock(conn: sa.Connection, name: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def _machine(conn: sa.Connection, book: RuleBook) -> tuple[Ids, Machine]:
-    ids = Ids(conn)
+def _machine(
+    conn: sa.Connection, book: RuleBook, state: StoreState | None = None
+) -> tuple[Ids, Machine]:
+    ids = state.ids if state is not None else Ids(conn)
     policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
-    return ids, Machine(StoreState(ids), StoreWorld(ids), policies)
+    return ids, Machine(state or StoreState(ids), StoreWorld(ids), policies)
+
+
+class _ClockState(StoreState):
+    """The store's state, remembering which activation the clock is working on: the machine
+    takes the first one due, runs it, and asks again."""
+
+    current: int | None = None
+
+    def due(self, now: datetime) -> list[Activation]:
+        found = super().due(now)
+        self.current = found[0].id if found else None
+        return found
 
 
 def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
@@ -289,12 +318,36 @@ def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int
     """Run the machine's clock to `now` (activations due: `for`, windows, damping,
     timeouts); returns how many intents it applied."""
     now = now or utcnow()
-    with runtime.using() as book, store.begin() as conn:
-        _lock(conn, "rules-tick")
-        ids, machine = _machine(conn, book)
-        intents = machine.on_time(now)
-        apply_intents(conn, ids, intents)
-    return len(intents)
+    while True:
+        state: _ClockState | None = None
+        try:
+            with runtime.using() as book, store.begin() as conn:
+                _lock(conn, "rules-tick")
+                state = _ClockState(Ids(conn))
+                ids, machine = _machine(conn, book, state)
+                intents = machine.on_time(now)
+                apply_intents(conn, ids, intents)
+            return len(intents)
+        except DBAPIError:
+            raise
+        except Exception:
+            if state is None or state.current is None:
+                raise
+            _stop_clock(store, state.current)
+
+
+def _stop_clock(store: Store, activation_id: int) -> None:
+    """Take an activation whose clock step raised off the clock, with the error on its row:
+    left due, it would fail every later tick, and no other activation's `for`, window or
+    timeout would run again. Events for its alerts still reach it."""
+    log.exception("the clock failed on activation %d; it is taken off the clock", activation_id)
+    with store.begin() as conn:
+        conn.execute(
+            activations.update()
+            .where(activations.c.id == activation_id)
+            .values(due_at=None, error="its timer could not be run (details are in the log)")
+        )
+        deadlines.cancel(conn, TICK, f"activation:{activation_id}")
 
 
 def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:

@@ -593,3 +593,34 @@ def test_a_row_that_cannot_be_read_back_is_set_aside(sqlite_store):
         good: {**outcomes[good], "result": "matched"},
     }
     assert status_of(sqlite_store, ids["api"]) == "partial_outage"
+
+
+def test_an_activation_whose_timer_fails_is_taken_off_the_clock(store, monkeypatch, caplog):
+    from engine.activations import Machine
+
+    ids = seed(store)
+    runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
+    ingest(store, ids["am"], event(dedup_key="poison"), event(dedup_key="eu", at=1))
+    evaluate(store, runtime)
+    real = Machine._expire
+
+    def expire(self, act, *args, **kwargs):
+        if ("am", "poison") in act.alerts:
+            raise RuntimeError("a bug")
+        return real(self, act, *args, **kwargs)
+
+    monkeypatch.setattr(Machine, "_expire", expire)
+    # The poisoned activation is due first; the other one still acts on time.
+    assert tick(store, runtime, T0 + timedelta(minutes=3)) == 1
+    assert status_of(store, ids["api"]) == "partial_outage"
+    assert "taken off the clock" in caplog.text
+    with store.read() as conn:
+        stopped = conn.execute(
+            sa.select(activations.c.error, activations.c.due_at).where(
+                activations.c.error.is_not(None)
+            )
+        ).all()
+        timers = conn.execute(sa.select(deadlines.c.key)).scalars().all()
+    assert [(s.error is not None, s.due_at) for s in stopped] == [(True, None)]
+    assert timers == []
+    assert tick(store, runtime, T0 + timedelta(minutes=4)) == 0

@@ -344,6 +344,7 @@ class StoreState:
                 alert.resolved_at,
                 alert.last_event_id,
             )
+        act.alerts.take_touched()  # as stored: nothing for `save` to compare
         self._loaded[row.id] = act
         self._alert_rows[row.id] = stored
         return act
@@ -456,9 +457,10 @@ class StoreState:
         self._deadlines[act_id] = due_at
 
     def _save_alerts(self, act_id: int, act: Activation) -> None:
-        """Write the alert rows that are new or differ from the stored ones."""
+        """Write the alert rows the machine touched that are new or differ from the stored
+        ones."""
         stored = self._alert_rows[act_id]
-        for key, alert in act.alerts.items():
+        for key, alert in act.alerts.take_touched():
             values = _alert_row(alert)
             known = stored.get(key)
             if known == values:

@@ -172,7 +172,7 @@ class Alerts:
     groups one alert or a storm of thousands.
 
     The machine changes the `AlertState`s it is handed in place; `take_touched` gives the
-    keys handed out since it was last called, the only ones a save may have to write."""
+    alerts handed out since it was last called, the only ones a save may have to write."""
 
     def __init__(
         self, load: Callable[[AlertKey], AlertState | None] | None = None, firing: int = 0

@@ -25,7 +25,7 @@ needs nothing from `rules`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -162,6 +162,74 @@ class AlertState:
     last_event_id: str = ""
 
 
+class Alerts:
+    """An activation's alerts by (source, dedup key).
+
+    In memory it holds them all. On the store it holds only those asked for: `load` reads
+    one alert's stored state when it is first asked for, and `firing` counts the stored
+    alerts that fire (the store keeps that count on the activation), so whether any alert
+    still fires needs no other alert. An event then costs the same whether its activation
+    groups one alert or a storm of thousands.
+
+    The machine changes the `AlertState`s it is handed in place; `take_touched` gives the
+    alerts handed out since it was last called, the only ones a save may have to write."""
+
+    def __init__(
+        self, load: Callable[[AlertKey], AlertState | None] | None = None, firing: int = 0
+    ) -> None:
+        self._load = load
+        # None: looked up, and there is no such alert (yet).
+        self._known: dict[AlertKey, AlertState | None] = {}
+        self._touched: dict[AlertKey, AlertState] = {}
+        # Firing alerts that are not touched: whoever holds a touched one may change it, so
+        # those are counted when asked, and the rest stay O(1) to count.
+        self._firing_untouched = firing
+
+    def get(self, key: AlertKey) -> AlertState | None:
+        """The alert of `key`, None if it has not joined the activation."""
+        if key in self._touched:
+            return self._touched[key]
+        if key in self._known:
+            alert = self._known[key]
+        else:
+            alert = self._known[key] = self._load(key) if self._load is not None else None
+        if alert is not None:
+            self._touch(key, alert)
+        return alert
+
+    def __getitem__(self, key: AlertKey) -> AlertState:
+        alert = self.get(key)
+        if alert is None:
+            raise KeyError(key)
+        return alert
+
+    def __setitem__(self, key: AlertKey, alert: AlertState) -> None:
+        self.get(key)  # what the store holds for `key` must be known before it changes
+        self._touched.pop(key, None)  # handed out and replaced: not counted by `_touch`
+        self._known[key] = alert
+        self._touched[key] = alert
+
+    def _touch(self, key: AlertKey, alert: AlertState) -> None:
+        if alert.firing:
+            self._firing_untouched -= 1
+        self._touched[key] = alert
+
+    def firing(self) -> int:
+        """How many of the activation's alerts fire."""
+        return self._firing_untouched + sum(1 for a in self._touched.values() if a.firing)
+
+    def take_touched(self) -> list[tuple[AlertKey, AlertState]]:
+        """The alerts handed out (and maybe changed) since the last call, in that order."""
+        touched = list(self._touched.items())
+        self._firing_untouched += sum(1 for _, a in touched if a.firing)
+        self._touched.clear()
+        return touched
+
+    def known(self) -> Iterator[tuple[AlertKey, AlertState]]:
+        """The alerts asked for so far (in memory: all of them), to read, not to change."""
+        return ((key, a) for key, a in self._known.items() if a is not None)
+
+
 @dataclass
 class Activation:
     """One rule's activation for one group, with the alerts that joined it."""
@@ -180,14 +248,14 @@ class Activation:
     end_reason: str | None = None
     due_at: datetime | None = None
     incident_opened: bool = False
-    alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
+    alerts: Alerts = field(default_factory=Alerts)
     # window: when each distinct alert last started firing (received time)
     fires: dict[AlertKey, datetime] = field(default_factory=dict)
     error: str | None = None
 
     @property
     def any_firing(self) -> bool:
-        return any(a.firing for a in self.alerts.values())
+        return self.alerts.firing() > 0
 
     def spec(self) -> dict[str, Any]:
         """The machine's extra state as JSON (the store's `activations.spec`)."""
@@ -265,7 +333,10 @@ class MemoryState:
                 del self._open[key]
         else:
             self._open[key] = activation
-        for source, dedup in activation.alerts:
+        # Only the alerts this save may concern: a storm's activation is saved once per
+        # event, and walking all of its alerts each time made a replay quadratic.
+        touched = activation.alerts.take_touched()
+        for (source, dedup), _alert in activation.alerts.known() if ended else touched:
             alert_key = (activation.team, source, dedup)
             if ended:
                 self._by_alert.get(alert_key, {}).pop(activation.id, None)

@@ -1,7 +1,10 @@
 """Activations in the store, and intents applied to it, in the caller's transaction.
 
 `StoreState` is `engine.activations.State` over the tables `activations`,
-`activation_alerts`, `held_alerts` and `alert_events`; `StoreWorld` answers the machine's
+`activation_alerts`, `held_alerts` and `alert_events`. An activation's alerts are read one
+key at a time, as events ask for them, and its row counts those that fire
+(`firing_alerts`), so an event costs the same few statements and rows whether the
+activation groups one alert or an alert storm's thousands. `StoreWorld` answers the machine's
 questions about services, templates and maintenance from the store; `apply_intents` turns
 intents into claims, incidents, rule errors and outbox rows, and recomputes the affected
 services' status with its cause. Everything happens on the connection it is given, so an
@@ -30,6 +33,7 @@ from .activations import (
     Activation,
     ActivationState,
     AlertKey,
+    Alerts,
     AlertState,
     Intent,
     IntentKind,
@@ -239,8 +243,15 @@ _SAVE_ACTIVATION = (
             "end_reason",
             "error",
             "due_at",
+            "firing_alerts",
         )
     )
+)
+_LOAD_ALERT = (
+    sa.select(*(activation_alerts.c[name] for name in _ALERT_COLUMNS))
+    .where(activation_alerts.c.activation_id == sa.bindparam("act_id"))
+    .where(activation_alerts.c.source_id == sa.bindparam("alert_source_id"))
+    .where(activation_alerts.c.dedup_key == sa.bindparam("alert_dedup_key"))
 )
 _SAVE_ALERT = (
     activation_alerts.update()
@@ -288,11 +299,12 @@ class StoreState:
         self._earliest: datetime | None = None
         self._earliest_known = False
         # What the store holds for each activation in the identity map, as of this
-        # transaction's last read or write: its alert rows' values, and its `rules.tick`
-        # deadline as written here. `save` writes only what differs, so an event costs the
-        # same few statements whether its activation groups one alert or a storm of them.
-        # Nothing else writes these rows while the activation is loaded: PostgreSQL holds
-        # its row `FOR UPDATE`, SQLite holds the one write lock.
+        # transaction's last read or write: the values of the alert rows read so far (an
+        # activation's alerts are read one key at a time, as events ask for them), and its
+        # `rules.tick` deadline as written here. `save` writes only what differs, so an
+        # event costs the same few statements and rows whether its activation groups one
+        # alert or a storm of them. Nothing else writes these rows while the activation is
+        # loaded: PostgreSQL holds its row `FOR UPDATE`, SQLite holds the one write lock.
         self._alert_rows: dict[int, dict[AlertKey, _AlertRow]] = {}
         self._deadlines: dict[int, datetime | None] = {}
 
@@ -304,8 +316,9 @@ class StoreState:
         if row.id in self._loaded:
             return self._loaded[row.id]
         spec = dict(row.spec or {})
+        act_id, team = int(row.id), self.ids.team_key(row.team_id)
         act = Activation(
-            team=self.ids.team_key(row.team_id),
+            team=team,
             rule_id=row.rule_id,
             group_key=row.group_key,
             state=ActivationState(row.state),
@@ -319,34 +332,31 @@ class StoreState:
             end_reason=row.end_reason,
             due_at=row.due_at,
             incident_opened=bool(spec.get("incident_opened")),
+            alerts=Alerts(lambda key: self._load_alert(act_id, team, key), row.firing_alerts),
             error=row.error,
         )
         for source, dedup, at in spec.get("fires", []):
             act.fires[(source, dedup)] = datetime.fromisoformat(at)
-        stored: dict[AlertKey, _AlertRow] = {}
-        for alert in self.conn.execute(
-            sa.select(activation_alerts)
-            .where(activation_alerts.c.activation_id == row.id)
-            .order_by(activation_alerts.c.id)
-        ):
-            key = (self.ids.source_key(alert.source_id)[0], alert.dedup_key)
-            act.alerts[key] = AlertState(
-                alert.firing,
-                alert.first_fired_at,
-                alert.last_occurred_at,
-                alert.resolved_at,
-                str(alert.last_event_id or ""),
-            )
-            stored[key] = (
-                alert.firing,
-                alert.first_fired_at,
-                alert.last_occurred_at,
-                alert.resolved_at,
-                alert.last_event_id,
-            )
         self._loaded[row.id] = act
-        self._alert_rows[row.id] = stored
+        self._alert_rows[row.id] = {}
         return act
+
+    def _load_alert(self, act_id: int, team: str, key: AlertKey) -> AlertState | None:
+        """One alert of a loaded activation, as stored; None if it has not joined it."""
+        try:
+            source_id = self.ids.source(team, key[0])
+        except LookupError:
+            return None  # no such source: no row can name it
+        where = {"act_id": act_id, "alert_source_id": source_id, "alert_dedup_key": key[1]}
+        row = self.conn.execute(_LOAD_ALERT, where).first()
+        if row is None:
+            return None
+        values: _AlertRow = tuple(row)
+        self._alert_rows[act_id][key] = values
+        firing, first_fired_at, last_occurred_at, resolved_at, event_id = values
+        return AlertState(
+            firing, first_fired_at, last_occurred_at, resolved_at, str(event_id or "")
+        )
 
     def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None:
         for act in self._loaded.values():
@@ -431,6 +441,7 @@ class StoreState:
             "end_reason": act.end_reason,
             "error": act.error,
             "due_at": act.due_at,
+            "firing_alerts": act.alerts.firing(),
         }
         if act.id is None:
             act.id = _inserted(self.conn.execute(activations.insert(), values))
@@ -456,9 +467,10 @@ class StoreState:
         self._deadlines[act_id] = due_at
 
     def _save_alerts(self, act_id: int, act: Activation) -> None:
-        """Write the alert rows that are new or differ from the stored ones."""
+        """Write the alert rows the machine touched that are new or differ from the stored
+        ones (the activation's `firing_alerts`, saved with it, counts them all)."""
         stored = self._alert_rows[act_id]
-        for key, alert in act.alerts.items():
+        for key, alert in act.alerts.take_touched():
             values = _alert_row(alert)
             known = stored.get(key)
             if known == values:
@@ -466,7 +478,7 @@ class StoreState:
             row = dict(zip(_ALERT_COLUMNS, values, strict=True))
             source_id = self.ids.source(act.team, key[0])
             if known is None:
-                # Every stored row of the activation was loaded with it: a new key has none.
+                # `Alerts` looked the key up before it was set: a new key has no row.
                 self.conn.execute(
                     activation_alerts.insert(),
                     {"activation_id": act_id, "source_id": source_id, "dedup_key": key[1], **row},
@@ -512,6 +524,37 @@ class StoreState:
 
     def note_status(self, team: str, event: AlertEvent) -> None:
         """Nothing to do: the intake stored the event."""
+
+
+def forget_source_alerts(conn: Connection, source_id: int) -> None:
+    """Call before deleting alert source `source_id`: its `activation_alerts` rows go with
+    it (the foreign key cascades), so its firing alerts stop counting in their
+    activations' `firing_alerts`, and the other alerts' resolves still end them.
+
+    On PostgreSQL the source row is locked first, so that no evaluator adds an alert of it
+    meanwhile, then the activations, so that none changes one of its alerts meanwhile; the
+    count is then taken by a statement that sees what they committed."""
+    has_firing = sa.select(activation_alerts.c.activation_id).where(
+        activation_alerts.c.source_id == source_id, activation_alerts.c.firing
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.select(alert_sources.c.id).where(alert_sources.c.id == source_id).with_for_update()
+        )
+        conn.execute(
+            sa.select(activations.c.id).where(activations.c.id.in_(has_firing)).with_for_update()
+        )
+    firing = (
+        sa.select(sa.func.count())
+        .where(activation_alerts.c.activation_id == activations.c.id)
+        .where(activation_alerts.c.source_id == source_id, activation_alerts.c.firing)
+        .scalar_subquery()
+    )
+    conn.execute(
+        activations.update()
+        .where(activations.c.id.in_(has_firing))
+        .values(firing_alerts=activations.c.firing_alerts - firing)
+    )
 
 
 def event_from_row(row: Any, ids: Ids) -> AlertEvent:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.activations_store import forget_source_alerts
 from engine.errors import ConflictError
 from engine.tables import alert_sources, channels, incident_templates, services, utcnow
 from pages.errors import FieldErrors
@@ -216,6 +217,7 @@ def update_source(ctx: Ctx) -> AlertSourceOut:
 def delete_source(ctx: Ctx) -> None:
     with ctx.store.begin() as conn:
         row = team_row(ctx, conn, alert_sources, "alert source")
+        forget_source_alerts(conn, row.id)
         conn.execute(alert_sources.delete().where(alert_sources.c.id == row.id))
         ctx.audit(conn, "delete", "alert source", row.key, row.team_id)
 

@@ -14,6 +14,7 @@ from engine.tables import audit_log, deadlines, services
 from pages.admin import ENDPOINTS
 from pages.admin.openapi import openapi_path
 from pages.auth import principal_for_user
+from tests.rules.store_helpers import firing_count, stored_activation
 from workers.jobs import handle_override_expiry
 
 from .conftest import Api
@@ -423,3 +424,22 @@ def test_services_are_named_by_id_or_by_key(api: Api) -> None:
     )
     assert shared.status_code == 422
     assert "give its id" in shared.json()["error"]["fields"][0]["message"]
+
+
+def test_deleting_a_source_takes_its_firing_alerts_out_of_their_activations_count(
+    api: Api,
+) -> None:
+    team_id, key = setup_team(api)
+    ids = {}
+    for source in ("am", "kuma"):
+        made = api.client.post(
+            "/api/v1/alert-sources",
+            json={"key": source, "name": source, "type": "alertmanager"},
+            headers=key,
+        )
+        ids[source] = made.json()["id"]
+    alerts = [(ids["am"], "a", True), (ids["kuma"], "k", True), (ids["kuma"], "gone", False)]
+    act = stored_activation(api.store, team_id, alerts, firing=2)
+    url = f"/api/v1/alert-sources/{ids['kuma']}"
+    assert api.client.delete(url, headers=key).status_code == 204
+    assert firing_count(api.store, act) == 1

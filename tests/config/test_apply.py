@@ -23,6 +23,7 @@ from engine.tables import (
     status_pages,
     teams,
 )
+from tests.rules.store_helpers import firing_count, stored_activation
 from workers.config import apply_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -519,3 +520,23 @@ def test_team_members_are_declared_by_email(store: Store, tmp_path: Path) -> Non
     path = write(tmp_path, text.replace("Ana@", "nobody@"))
     with pytest.raises(ConfigError, match=rf"{path}:2:42: no user 'nobody@example.com'"):
         apply_file(store, path)
+
+
+def test_pruning_a_source_takes_its_firing_alerts_out_of_their_activations_count(
+    store: Store, tmp_path: Path
+) -> None:
+    sources = {
+        "am": "  - {key: am, name: AM, type: alertmanager, team: platform}\n",
+        "kuma": "  - {key: kuma, name: Kuma, type: uptime-kuma, team: platform}\n",
+    }
+    head = "teams:\n  - {key: platform}\nalert_sources:\n"
+    path = write(tmp_path, head + "".join(sources.values()))
+    apply_file(store, path)
+    with store.read() as conn:
+        team = conn.execute(sa.select(teams.c.id)).scalar_one()
+        ids = dict(conn.execute(sa.select(alert_sources.c.key, alert_sources.c.id)).all())
+    alerts = [(ids["am"], "a", True), (ids["kuma"], "k", True), (ids["kuma"], "gone", False)]
+    act = stored_activation(store, team, alerts, firing=2)
+    path.write_text(head + sources["am"])
+    apply_file(store, path, prune=True)
+    assert firing_count(store, act) == 1

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from engine.db import Store
 from engine.models import AlertEvent
 from engine.tables import (
+    activation_alerts,
+    activations,
     alert_events,
     alert_sources,
     claims,
@@ -122,3 +124,39 @@ def open_claims(store: Store) -> list[Any]:
             .where(claims.c.released_at.is_(None))
             .order_by(claims.c.id)
         ).all()
+
+
+def stored_activation(
+    store: Store, team_id: int, alerts: list[tuple[int, str, bool]], firing: int
+) -> int:
+    """An active activation stored as the evaluator leaves it: its alerts (source id, dedup
+    key, firing) and the count of firing ones it keeps (`firing`, the count to store)."""
+    with store.begin() as conn:
+        act = conn.execute(
+            activations.insert().values(
+                team_id=team_id,
+                rule_id="r",
+                group_key="g",
+                state="active",
+                started_at=T0,
+                firing_alerts=firing,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            activation_alerts.insert(),
+            [
+                {"activation_id": act, "source_id": source_id, "dedup_key": key}
+                | {"firing": on, "first_fired_at": T0, "last_occurred_at": T0}
+                for source_id, key, on in alerts
+            ],
+        )
+    return int(act)
+
+
+def firing_count(store: Store, activation_id: int) -> int:
+    with store.read() as conn:
+        return int(
+            conn.execute(
+                sa.select(activations.c.firing_alerts).where(activations.c.id == activation_id)
+            ).scalar_one()
+        )

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import crud, maintenance
+from engine.activations_store import forget_source_alerts
 from engine.errors import ConfigError, ValidationError
 from engine.tables import (
     alert_sources,
@@ -222,6 +223,8 @@ def delete(ctx: Context, kind: str, ident: Any) -> None:
         # Its deadlines go and its services leave maintenance if it was running.
         maintenance.delete(conn, row_id)
         return
+    if kind == "alert_sources":
+        forget_source_alerts(conn, row_id)
     if kind == "services":
         pages = conn.execute(
             sa.select(page_services.c.page_id).where(page_services.c.service_id == row_id)

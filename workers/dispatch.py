@@ -93,29 +93,59 @@ def dispatch_once(rt: Runtime) -> int:
 
 
 def run_outbox(ids: list[int]) -> None:
-    """RQ job: run the handlers of the outbox rows `ids` that are not done yet."""
+    """RQ job: run the handlers of the outbox rows `ids` that are not done yet.
+
+    A kind's rows go to its handler together. When that fails, each row is run on its own,
+    so one row that cannot be handled (a bug, bad data) is retried, and finally given up
+    on, alone, while the others of its batch are done. Handlers are idempotent: a row
+    handled twice has one effect."""
     rt = current()
     rows = outbox.take(rt.store, ids)
     by_kind: dict[str, list[outbox.OutboxRow]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)
     for kind, kind_rows in by_kind.items():
-        row_ids = [r.id for r in kind_rows]
         try:
             _queue, handler = resolve(kind)
             handler(rt, [r.payload for r in kind_rows])
         except Exception as exc:  # a handler's failure must not lose the rows: retry later
-            attempts = max(r.attempts for r in kind_rows)
-            log.exception("outbox handler for %r failed (attempt %d)", kind, attempts)
-            if attempts >= MAX_ATTEMPTS:
-                outbox.mark_failed(
-                    rt.store, row_ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650)
-                )
-            else:
-                delay = timedelta(seconds=min(2**attempts, 300))
-                outbox.mark_failed(rt.store, row_ids, repr(exc), utcnow() + delay)
+            if len(kind_rows) == 1 or kind not in HANDLERS:
+                _failed(rt, kind, kind_rows, exc)
+                continue
+            log.warning(
+                "outbox handler for %r failed on %d rows (%r); running them one by one",
+                kind,
+                len(kind_rows),
+                exc,
+            )
+            for row in kind_rows:
+                try:
+                    handler(rt, [row.payload])
+                except Exception as one:
+                    _failed(rt, kind, [row], one)
+                else:
+                    outbox.mark_done(rt.store, [row.id])
             continue
-        outbox.mark_done(rt.store, row_ids)
+        outbox.mark_done(rt.store, [r.id for r in kind_rows])
+
+
+def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception) -> None:
+    """Rows whose handler raised: retried with backoff, given up on after `MAX_ATTEMPTS`
+    (kept, with the error, for operators)."""
+    attempts = max(r.attempts for r in rows)
+    log.error(
+        "outbox handler for %r failed on rows %s (attempt %d)",
+        kind,
+        [r.id for r in rows],
+        attempts,
+        exc_info=exc,
+    )
+    ids = [r.id for r in rows]
+    if attempts >= MAX_ATTEMPTS:
+        outbox.mark_failed(rt.store, ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650))
+    else:
+        delay = timedelta(seconds=min(2**attempts, 300))
+        outbox.mark_failed(rt.store, ids, repr(exc), utcnow() + delay)
 
 
 class Ticker(threading.Thread):

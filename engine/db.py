@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -92,6 +93,24 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+#: Integers orjson would read back as floats (past 64 bits: 19 digits and more).
+_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+
+
+def json_value(text: str | bytes) -> Any:
+    """A JSON column's value: orjson, except where it would read differently from the
+    standard library, which wrote every row before it did: integers past 64 bits (orjson
+    makes them floats) and `NaN`/`Infinity`, which orjson does not read at all."""
+    long_number = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
+    if long_number.search(text):  # type: ignore[arg-type]
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     """A `Store` for the settings' database URL, configured for its dialect."""
     url = settings.effective_database_url
@@ -100,7 +119,7 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
-        json_deserializer=orjson.loads,
+        json_deserializer=json_value,
         pool_pre_ping=True,
         pool_size=engine_kwargs.pop("pool_size", 10),
         max_overflow=engine_kwargs.pop("max_overflow", 20),
@@ -119,7 +138,7 @@ def sqlite_engine(
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
-        json_deserializer=orjson.loads,
+        json_deserializer=json_value,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
         pool_size=engine_kwargs.pop("pool_size", 8),
         max_overflow=engine_kwargs.pop("max_overflow", 16),

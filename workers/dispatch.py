@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from rq.timeouts import BaseTimeoutException
+
 from engine import deadlines, outbox
 from engine.tables import utcnow
 
@@ -107,9 +109,17 @@ def run_outbox(ids: list[int]) -> None:
     for kind, kind_rows in by_kind.items():
         try:
             _queue, handler = resolve(kind)
+        except Exception as exc:
+            _failed(rt, kind, kind_rows, exc)
+            continue
+        try:
             handler(rt, [r.payload for r in kind_rows])
+        except BaseTimeoutException:
+            # Out of time: the rows' lease is long gone and another dispatcher may hold
+            # them; running them one by one now would race it. They are retried.
+            raise
         except Exception as exc:  # a handler's failure must not lose the rows: retry later
-            if len(kind_rows) == 1 or kind not in HANDLERS:
+            if len(kind_rows) == 1:
                 _failed(rt, kind, kind_rows, exc)
                 continue
             log.warning(
@@ -121,6 +131,8 @@ def run_outbox(ids: list[int]) -> None:
             for row in kind_rows:
                 try:
                     handler(rt, [row.payload])
+                except BaseTimeoutException:
+                    raise
                 except Exception as one:
                     _failed(rt, kind, [row], one)
                 else:

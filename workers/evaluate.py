@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError
 
 from engine import deadlines
@@ -64,6 +65,10 @@ MIN_BATCH = 20
 #: About how long one evaluation transaction may work (see `evaluate_partition`).
 BATCH_SECONDS = 0.025
 EXTRA_KEY = "rules"
+#: Failures that are not the event's or the activation's: the store's, the job running out
+#: of time (RQ raises its timeout into the running code), memory. They fail the job, which
+#: the outbox retries; nothing is set aside for them.
+NOT_THE_ITEMS = (DBAPIError, BaseTimeoutException, MemoryError)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,8 @@ class _ClockState(StoreState):
     current: int | None = None
 
     def due(self, now: datetime) -> list[Activation]:
+        # Unknown while the store reads what is due: an error there is nobody's in particular.
+        self.current = None
         found = super().due(now)
         self.current = found[0].id if found else None
         return found
@@ -175,7 +182,7 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
                 # pass, and a failure that does not come back was not the event's.
                 limit = 1
                 continue
-            _set_aside(store, failed.event_id)
+            _set_aside(store, partition, failed.event_id)
             continue
         if evaluated == 0:
             return total
@@ -199,7 +206,7 @@ def _evaluate_batch(
         _lock(conn, f"evaluate:{partition}")
         try:
             rows = conn.execute(_PENDING, {"partition": partition, "limit": limit}).all()
-        except DBAPIError:
+        except NOT_THE_ITEMS:
             raise
         except Exception as exc:
             # A row that cannot be read back: set aside like an event that fails.
@@ -218,7 +225,7 @@ def _evaluate_batch(
                 break
             try:
                 outcome = _evaluate_one(conn, book, ids, machine, row)
-            except DBAPIError:
+            except NOT_THE_ITEMS:
                 raise
             except Exception as exc:
                 raise _EventFailed(row.id) from exc
@@ -247,7 +254,7 @@ def _evaluate_one(
     return outcome
 
 
-def _set_aside(store: Store, event_id: int) -> None:
+def _set_aside(store: Store, partition: str, event_id: int) -> None:
     """Mark an event that failed alone in its transaction (a bug, or a row that cannot be
     read back) evaluated, with an `error` outcome.
 
@@ -265,7 +272,13 @@ def _set_aside(store: Store, event_id: int) -> None:
         "it changed nothing",
     }
     with store.begin() as conn:
-        conn.execute(_RECORD_OUTCOME, [{"event_id": event_id, "at": utcnow(), "outcome": outcome}])
+        # Under the partition's lock, and only if still pending: another evaluator may have
+        # evaluated it since (a failure that did not come back there).
+        _lock(conn, f"evaluate:{partition}")
+        conn.execute(
+            _RECORD_OUTCOME.where(alert_events.c.evaluated_at.is_(None)),
+            [{"event_id": event_id, "at": utcnow(), "outcome": outcome}],
+        )
 
 
 # What evaluation reads of an event (not the tool's `raw` payload, the largest column).
@@ -326,9 +339,12 @@ def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int
                 state = _ClockState(Ids(conn))
                 ids, machine = _machine(conn, book, state)
                 intents = machine.on_time(now)
-                apply_intents(conn, ids, intents)
+                for intent in intents:
+                    # An intent that fails is its activation's too.
+                    state.current = intent.activation_id
+                    apply_intents(conn, ids, [intent])
             return len(intents)
-        except DBAPIError:
+        except NOT_THE_ITEMS:
             raise
         except Exception:
             if state is None or state.current is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,14 +82,19 @@ def service_ids(
     return out
 
 
+#: A service id as text: what `schemas.Id` allows. Other digit strings (a leading zero, more
+#: digits than an id has) are service keys, which may be all digits.
+_ID_TEXT = re.compile(r"[1-9][0-9]{0,9}")
+
+
 def impact_ids(
     conn: Connection, team_ids: Sequence[int], impacts: Mapping[str, Any] | None
 ) -> dict[int, Any] | None:
-    """An `impacts` map keyed by service id or key (JSON object keys are strings: digits
-    are an id, anything else a key) as one keyed by id."""
+    """An `impacts` map keyed by service id or key (JSON object keys are strings: an id's
+    digits, as this map always took, else a key) as one keyed by id."""
     if impacts is None:
         return None
-    refs: list[int | str] = [int(k) if k.isdigit() else k for k in impacts]
+    refs: list[int | str] = [int(k) if _ID_TEXT.fullmatch(k) else k for k in impacts]
     ids = service_ids(conn, team_ids, refs, "impacts")
     if len(set(ids)) != len(ids):
         raise FieldErrors([{"field": "impacts", "message": "a service is named twice"}])

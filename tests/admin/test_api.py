@@ -398,6 +398,20 @@ def test_services_are_named_by_id_or_by_key(api: Api) -> None:
         "operational"
     )
 
+    # Keys may be all digits: an id's digits name the id, other digit strings a key.
+    bond = api.client.post("/api/v1/services", json={"key": "007", "name": "007"}, headers=key)
+    named = api.client.post(
+        "/api/v1/incidents", json={"title": "Q", "impacts": {"007": "degraded"}}, headers=key
+    )
+    assert named.status_code == 201, named.text
+    assert [s["service_id"] for s in named.json()["services"]] == [bond.json()["id"]]
+    long = api.client.post(
+        "/api/v1/incidents",
+        json={"title": "Q", "impacts": {"99999999999999999999": "degraded"}},
+        headers=key,
+    )
+    assert long.status_code == 422, long.text
+
     # A key no team of the object has, a service named twice, a key two teams share.
     unknown = api.client.post(
         "/api/v1/pages", json={"slug": "t", "name": "T", "services": ["nope"]}, headers=key

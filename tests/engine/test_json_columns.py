@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from engine.db import Store, json_text
+from engine.db import Store, json_text, json_value
 from engine.tables import alert_sources, teams
+
+
+def test_json_value_reads_what_the_standard_library_reads() -> None:
+    assert json_value('{"a": [1, 2.5, "é"]}') == {"a": [1, 2.5, "é"]}
+    assert json_value(b'{"big": 1180591620717411303424}') == {"big": 2**70}
+    assert json_value("[Infinity]") == [float("inf")]
 
 
 def test_json_text_falls_back_for_what_orjson_refuses() -> None:
@@ -32,5 +38,20 @@ def test_json_columns_round_trip_on_both_backends(store: Store) -> None:
     with store.read() as conn:
         got = conn.execute(sa.select(alert_sources.c.settings)).scalar_one()
     assert got["nested"] == value["nested"]
-    # Read back as a number of the same value (a float past 64 bits, as orjson reads it).
-    assert got["big"] == 2**70
+    # Read back exactly: an integer, as the standard library reads it.
+    assert got["big"] == 2**70 and isinstance(got["big"], int)
+
+
+def test_rows_the_standard_library_wrote_with_nan_still_read(sqlite_store: Store) -> None:
+    with sqlite_store.begin() as conn:
+        team = conn.execute(teams.insert().values(key="t", name="T")).inserted_primary_key
+        assert team is not None
+        conn.execute(
+            alert_sources.insert().values(
+                team_id=team[0], key="s", name="S", type="generic", integration_key="k"
+            )
+        )
+        conn.exec_driver_sql("UPDATE alert_sources SET settings = '{\"x\": NaN}'")
+    with sqlite_store.read() as conn:
+        got = conn.execute(sa.select(alert_sources.c.settings)).scalar_one()
+    assert got["x"] != got["x"]  # NaN

@@ -697,3 +697,41 @@ def test_deleting_a_source_leaves_its_alerts_activations_ending_on_the_others(st
     ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=labels))
     evaluate(store, runtime)
     assert status_of(store, ids["api"]) == "operational"
+
+
+def test_an_effect_that_fails_on_the_clock_is_its_activations(store, monkeypatch, caplog):
+    import engine.activations_store as activations_store
+    from engine.activations import IntentKind
+
+    ids = seed(store)
+    runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
+    ingest(store, ids["am"], event(dedup_key="poison"), event(dedup_key="eu", at=1))
+    evaluate(store, runtime)
+    real = activations_store._HANDLERS[IntentKind.CLAIM]
+
+    def claim(conn, ids_, intent):
+        if intent.group_key.endswith("poison"):
+            raise RuntimeError("a bug")
+        return real(conn, ids_, intent)
+
+    monkeypatch.setitem(activations_store._HANDLERS, IntentKind.CLAIM, claim)
+    assert tick(store, runtime, T0 + timedelta(minutes=3)) >= 1
+    assert status_of(store, ids["api"]) == "partial_outage"
+    assert "taken off the clock" in caplog.text
+
+
+def test_a_job_that_runs_out_of_time_sets_nothing_aside(store, monkeypatch):
+    from rq.timeouts import JobTimeoutException
+
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    _poisoned(monkeypatch, JobTimeoutException("job exceeded its timeout"))
+    ingest(store, ids["am"], event(dedup_key="poison"))
+    try:
+        evaluate(store, runtime)
+    except JobTimeoutException:
+        pass
+    else:
+        raise AssertionError("the timeout must end the job, to be retried")
+    with store.read() as conn:
+        assert conn.execute(sa.select(alert_events.c.evaluated_at)).scalar() is None

@@ -485,7 +485,11 @@ class StoreState:
                 )
             else:
                 where = {"act_id": act_id, "alert_source_id": source_id, "alert_dedup_key": key[1]}
-                self.conn.execute(_SAVE_ALERT, {**where, **row})
+                if not self.conn.execute(_SAVE_ALERT, {**where, **row}).rowcount:
+                    # Gone since it was loaded (its source deleted meanwhile): the count on
+                    # the activation would no longer match its rows. Fail the transaction;
+                    # it is evaluated again from what the store holds now.
+                    raise RuntimeError(f"alert {key} of activation {act_id} is gone")
             stored[key] = values
 
     def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
@@ -541,8 +545,17 @@ def forget_source_alerts(conn: Connection, source_id: int) -> None:
         conn.execute(
             sa.select(alert_sources.c.id).where(alert_sources.c.id == source_id).with_for_update()
         )
+        # Every activation holding any alert of the source, firing or not as this snapshot
+        # sees it: an evaluator may be re-firing a resolved one right now, under the
+        # activation's lock, and its count must be read after it committed.
+        has_any = sa.select(activation_alerts.c.activation_id).where(
+            activation_alerts.c.source_id == source_id
+        )
         conn.execute(
-            sa.select(activations.c.id).where(activations.c.id.in_(has_firing)).with_for_update()
+            sa.select(activations.c.id)
+            .where(activations.c.id.in_(has_any))
+            .order_by(activations.c.id)
+            .with_for_update()
         )
     firing = (
         sa.select(sa.func.count())

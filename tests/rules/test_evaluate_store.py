@@ -735,3 +735,57 @@ def test_a_job_that_runs_out_of_time_sets_nothing_aside(store, monkeypatch):
         raise AssertionError("the timeout must end the job, to be retried")
     with store.read() as conn:
         assert conn.execute(sa.select(alert_events.c.evaluated_at)).scalar() is None
+
+
+def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg_store):
+    # PostgreSQL only (SQLite runs one writer at a time). The evaluator holds the activation
+    # while it re-fires a resolved alert of the source; the deletion must count after it.
+    import threading
+
+    from engine.activations_store import forget_source_alerts
+    from engine.tables import alert_sources, utcnow
+    from workers.evaluate import _PENDING, _RECORD_OUTCOME, _evaluate_one, _machine
+
+    store = pg_store
+    ids = seed(store)
+    runtime = load_rules(store, GROUPED.replace("{source: am}", "{labels.alertname: Storm}"))
+    storm = {"alertname": "Storm"}
+    kuma = {"source": "kuma", "source_type": "uptime-kuma", "labels": storm}
+    ingest(store, ids["am"], event(dedup_key="a", labels=storm))
+    evaluate(store, runtime)
+    ingest(store, ids["kuma"], event(dedup_key="k", at=1, **kuma), partition="kuma")
+    evaluate(store, runtime, "kuma")
+    ingest(store, ids["kuma"], event("resolved", dedup_key="k", at=2, **kuma), partition="kuma")
+    evaluate(store, runtime, "kuma")
+    ingest(store, ids["kuma"], event(dedup_key="k", at=3, **kuma), partition="kuma")
+
+    deleted = threading.Event()
+
+    def delete_source() -> None:
+        with store.begin() as conn:
+            forget_source_alerts(conn, ids["kuma"])
+            conn.execute(alert_sources.delete().where(alert_sources.c.id == ids["kuma"]))
+        deleted.set()
+
+    deleter = threading.Thread(target=delete_source)
+    with rules_runtime(store, {"rules": runtime}).using() as book, store.begin() as conn:
+        rows = conn.execute(_PENDING, {"partition": "kuma", "limit": 10}).all()
+        ids_, machine = _machine(conn, book)
+        outcomes = [
+            {
+                "event_id": r.id,
+                "at": utcnow(),
+                "outcome": _evaluate_one(conn, book, ids_, machine, r),
+            }
+            for r in rows
+        ]
+        conn.execute(_RECORD_OUTCOME, outcomes)
+        deleter.start()
+        assert not deleted.wait(0.5), "the deletion must wait for the evaluator's commit"
+    deleter.join()
+    with store.read() as conn:
+        counts = conn.execute(sa.select(activations.c.firing_alerts)).scalars().all()
+    assert counts == [1]  # only `a` fires: kuma's re-fired `k` went with its source
+    ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=storm))
+    evaluate(store, runtime)
+    assert status_of(store, ids["api"]) == "operational"

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -385,3 +386,18 @@ class FakeSNS:
         self.server.server_close()
         self.thread.join()
         self._directory.cleanup()
+
+
+def count_chain_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every SNS signing certificate whose chain is verified from now on, in order."""
+    from adapters.alert_sources import sns_signature
+
+    checked: list[bytes] = []
+    real = sns_signature._trusted_leaf
+
+    def counting(cert_pem: bytes, trust: Any, now: datetime) -> Any:
+        checked.append(cert_pem)
+        return real(cert_pem, trust, now)
+
+    monkeypatch.setattr(sns_signature, "_trusted_leaf", counting)
+    return checked

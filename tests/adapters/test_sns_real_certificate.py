@@ -15,14 +15,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from adapters.alert_sources import SignatureError, sns_signature
+from adapters.alert_sources import SignatureError
 from adapters.alert_sources.sns_signature import (
     SNS_CERT_SUBJECT,
     TrustSettings,
     canonical_string,
     verify_envelope,
 )
-from tests.support import LocalCA, pem
+from tests.support import LocalCA, count_chain_checks, pem
 
 REAL = Path(__file__).parent / "sns_real"
 LEAF = (REAL / "SimpleNotificationService-7506a1e35b36ef5a444dd1a8e7cc3ed8.pem").read_bytes()
@@ -137,23 +137,10 @@ def test_names_that_only_look_like_sns_fail_the_name_check(root: LocalCA, name: 
         verify_envelope(*signed_by(root, name), NOW)
 
 
-def _count_chain_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every certificate whose chain is verified from now on, in order."""
-    checked: list[bytes] = []
-    real = sns_signature._trusted_leaf
-
-    def counting(cert_pem: bytes, trust: TrustSettings, now: datetime) -> Any:
-        checked.append(cert_pem)
-        return real(cert_pem, trust, now)
-
-    monkeypatch.setattr(sns_signature, "_trusted_leaf", counting)
-    return checked
-
-
 def test_a_kept_real_certificate_checks_signatures_without_verifying_its_chain_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    checked = _count_chain_checks(monkeypatch)
+    checked = count_chain_checks(monkeypatch)
     trusted = verify_envelope(message("notification-signature-v2.json"), LEAF, AMAZON, NOW)
     assert checked == [LEAF]
     verify_envelope(message("notification-with-subject.json"), trusted, AMAZON, NOW)

@@ -16,13 +16,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 import pages.sns
-from adapters.alert_sources import sns_signature
 from adapters.alert_sources.cloudwatch import canonical_string
 from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, _env, add_source
-from tests.support import FakeSNS, LocalCA, new_key, pem
+from tests.support import FakeSNS, LocalCA, count_chain_checks, new_key, pem
 from workers.runtime import Runtime
 
 SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
@@ -189,24 +188,11 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
         assert stored(env) == []
 
 
-def _count_chain_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every certificate whose chain is verified from now on, in order."""
-    checked: list[bytes] = []
-    real = sns_signature._trusted_leaf
-
-    def counting(cert_pem: bytes, trust: Any, now: datetime) -> Any:
-        checked.append(cert_pem)
-        return real(cert_pem, trust, now)
-
-    monkeypatch.setattr(sns_signature, "_trusted_leaf", counting)
-    return checked
-
-
 def test_a_second_delivery_checks_its_signature_without_verifying_the_chain_again(
     sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, fake, key = sns_env
-    checked = _count_chain_checks(monkeypatch)
+    checked = count_chain_checks(monkeypatch)
     assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
     second = post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
     assert second.status_code == 202, second.text
@@ -224,7 +210,7 @@ def test_the_chain_is_verified_again_when_the_certificate_is_fetched_again(
     sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, fake, key = sns_env
-    checked = _count_chain_checks(monkeypatch)
+    checked = count_chain_checks(monkeypatch)
     assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
     for cached in env.runtime.extras["sns.certs"].values():
         cached.expires = 0.0  # the PEM cache's hours are over
@@ -238,7 +224,7 @@ def test_a_kept_certificate_past_its_validity_is_verified_again_and_refused(
     sns_env: tuple[Env, SigningSNS, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, fake, key = sns_env
-    checked = _count_chain_checks(monkeypatch)
+    checked = count_chain_checks(monkeypatch)
     assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
     expired = fake.signing.cert.not_valid_after_utc + timedelta(seconds=1)
     monkeypatch.setattr(pages.sns, "utcnow", lambda: expired)

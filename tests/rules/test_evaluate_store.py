@@ -630,13 +630,19 @@ def test_a_row_that_cannot_be_read_back_is_set_aside(sqlite_store):
     assert status_of(sqlite_store, ids["api"]) == "partial_outage"
 
 
-def test_an_activation_whose_timer_fails_is_taken_off_the_clock(store, monkeypatch, caplog):
-    from engine.activations import Machine
-
+def _two_waiting_for_the_clock(store):
+    """Two activations of a `for: 2m` rule, `poison` and `eu`, both due at T0 + 2 min."""
     ids = seed(store)
     runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
     ingest(store, ids["am"], event(dedup_key="poison"), event(dedup_key="eu", at=1))
     evaluate(store, runtime)
+    return ids, runtime
+
+
+def test_an_activation_whose_timer_fails_is_taken_off_the_clock(store, monkeypatch, caplog):
+    from engine.activations import Machine
+
+    ids, runtime = _two_waiting_for_the_clock(store)
     real = Machine._expire
 
     def expire(self, act, *args, **kwargs):
@@ -703,10 +709,7 @@ def test_an_effect_that_fails_on_the_clock_is_its_activations(store, monkeypatch
     import engine.activations_store as activations_store
     from engine.activations import IntentKind
 
-    ids = seed(store)
-    runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
-    ingest(store, ids["am"], event(dedup_key="poison"), event(dedup_key="eu", at=1))
-    evaluate(store, runtime)
+    ids, runtime = _two_waiting_for_the_clock(store)
     real = activations_store._HANDLERS[IntentKind.CLAIM]
 
     def claim(conn, ids_, intent):

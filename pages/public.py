@@ -36,6 +36,7 @@ from .cache import (
     not_modified,
 )
 from .html import ARCHIVE_PAGE, render_archive, render_incident
+from .render import snapshot
 
 #: How often an open live-update stream looks at the page's cache version.
 LIVE_POLL_SECONDS = 0.25
@@ -157,22 +158,9 @@ async def page_history(request: Request) -> Response:
     return _finish(document_response(request, doc, public=granted.entry.public), granted)
 
 
-def _load_page(rt: Any, conn: Any, page_id: int) -> Any:
-    """Today's snapshot of the page, for the archive and permalinks (one day of uptime)."""
-    settings = rt.settings
-    return pagedata.load_page(
-        conn,
-        page_id,
-        utcnow(),
-        base_url=settings.base_url,
-        pages_domain=settings.pages_domain,
-        days=1,
-    )
-
-
 def _render_older(rt: Any, page_id: int, before: datetime) -> bytes:
     with rt.store.read() as conn:
-        snap = _load_page(rt, conn, page_id)
+        snap = snapshot(rt, conn, page_id, utcnow(), days=1)
         found = pagedata.load_incidents(conn, page_id, before=before, limit=ARCHIVE_PAGE + 1)
     return render_archive(snap, found[:ARCHIVE_PAGE], len(found) > ARCHIVE_PAGE)
 
@@ -193,7 +181,7 @@ def _render_permalink(rt: Any, page_id: int, public_id: str) -> bytes | None:
         incident = pagedata.load_incident(conn, page_id, public_id)
         if incident is None:
             return None
-        snap = _load_page(rt, conn, page_id)
+        snap = snapshot(rt, conn, page_id, utcnow(), days=1)
     return render_incident(snap, incident)
 
 

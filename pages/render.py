@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import deadlines, outbox, pagedata
+from engine import deadlines, outbox, pagedata, uptime
 from engine.errors import NotFoundError
 from engine.status import PAGES_DIRTY
 from engine.tables import (
@@ -216,17 +216,25 @@ def _schedule(rt: Runtime, page_id: int, at: float) -> None:
     rt.nudge.set()
 
 
+def snapshot(
+    rt: Runtime, conn: Connection, page_id: int, now: datetime, days: int = uptime.DEFAULT_DAYS
+) -> pagedata.PageSnapshot:
+    """The page as of `now`, its links made from this deployment's addresses."""
+    return pagedata.load_page(
+        conn,
+        page_id,
+        now,
+        base_url=rt.settings.base_url,
+        pages_domain=rt.settings.pages_domain,
+        days=days,
+    )
+
+
 def render_page(rt: Runtime, page_id: int, version: int) -> Entry:
     """Render every document of the page from a fresh snapshot into the page cache."""
     now = utcnow()
     with rt.store.read() as conn:
-        snap = pagedata.load_page(
-            conn,
-            page_id,
-            now,
-            base_url=rt.settings.base_url,
-            pages_domain=rt.settings.pages_domain,
-        )
+        snap = snapshot(rt, conn, page_id, now)
     started = time.perf_counter()
     docs = {
         name: Document.make(body, ctype, now)

@@ -592,6 +592,15 @@ class Machine:
                 or (at >= act.resolving_since + policy.resolve.after)
             ):
                 return self._end(act, policy, at, "resolved")
+        if act.state == ActivationState.ACTIVE and not act.any_firing:
+            # Its firing alerts went without a resolve: their source was deleted (the store
+            # makes such an activation due at once). As if the last of them resolved now.
+            after = policy.resolve.after if policy else timedelta(0)
+            if after > timedelta(0):
+                act.state = ActivationState.RESOLVING
+                act.resolving_since = at
+                return []
+            return self._end(act, policy, at, "resolved")
         if act.state in (ActivationState.ACTIVE, ActivationState.RESOLVING):
             timeout = policy.resolve.timeout if policy else None
             if timeout is not None and act.last_firing_at and at >= act.last_firing_at + timeout:

@@ -499,13 +499,17 @@ class StoreState:
             )
         )
 
-    def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
-        rows = self.conn.execute(
+    def take_held(self, window: str, only: int | None = None) -> list[tuple[AlertEvent, str]]:
+        """The window's held alerts not yet released (or only held alert `only`), released."""
+        query = (
             sa.select(held_alerts.c.id, held_alerts.c.rule_id, alert_events)
             .join(alert_events, alert_events.c.id == held_alerts.c.event_id)
             .where(held_alerts.c.window_id == int(window), held_alerts.c.released_at.is_(None))
             .order_by(held_alerts.c.id)
-        ).all()
+        )
+        if only is not None:
+            query = query.where(held_alerts.c.id == only)
+        rows = self.conn.execute(query).all()
         if rows:
             self.conn.execute(
                 held_alerts.update()
@@ -530,10 +534,13 @@ class StoreState:
         """Nothing to do: the intake stored the event."""
 
 
-def forget_source_alerts(conn: Connection, source_id: int) -> None:
+def forget_source_alerts(conn: Connection, source_id: int, now: datetime | None = None) -> None:
     """Call before deleting alert source `source_id`: its `activation_alerts` rows go with
     it (the foreign key cascades), so its firing alerts stop counting in their
-    activations' `firing_alerts`, and the other alerts' resolves still end them.
+    activations' `firing_alerts`, and the other alerts' resolves still end them. An
+    activation left with no firing alert is due `now`: no resolve can reach it any more, so
+    the clock ends it (or starts its `resolve.after`) as if its last alert resolved then,
+    rather than leaving its services red until `resolve.timeout`, or for ever.
 
     On PostgreSQL the source row is locked first, so that no evaluator adds an alert of it
     meanwhile, then the activations, so that none changes one of its alerts meanwhile; the
@@ -568,6 +575,26 @@ def forget_source_alerts(conn: Connection, source_id: int) -> None:
         .where(activations.c.id.in_(has_firing))
         .values(firing_alerts=activations.c.firing_alerts - firing)
     )
+    now = now or utcnow()
+    orphaned = (
+        conn.execute(
+            sa.select(activations.c.id)
+            .where(activations.c.id.in_(has_firing))
+            .where(activations.c.firing_alerts <= 0)
+            .where(activations.c.state.in_((ActivationState.PENDING, ActivationState.ACTIVE)))
+            .order_by(activations.c.id)
+        )
+        .scalars()
+        .all()
+    )
+    for act_id in orphaned:
+        conn.execute(
+            activations.update()
+            .where(activations.c.id == act_id)
+            .where(sa.or_(activations.c.due_at.is_(None), activations.c.due_at > now))
+            .values(due_at=now)
+        )
+        deadlines.schedule(conn, TICK, f"activation:{act_id}", now)
 
 
 def event_from_row(row: Any, ids: Ids) -> AlertEvent:

@@ -50,6 +50,7 @@ from engine.tables import (
     activations,
     alert_events,
     alert_sources,
+    held_alerts,
     maintenance_windows,
     rule_sets,
     utcnow,
@@ -368,14 +369,76 @@ def _stop_clock(store: Store, activation_id: int) -> None:
 
 def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
     """At a maintenance window's end: replay its held alerts that are still firing (or
-    drop them, per its `on_end`); returns how many intents it applied."""
+    drop them, per its `on_end`); returns how many intents it applied.
+
+    All in one transaction; when that raises (not the store), each held alert is replayed
+    in a transaction of its own, and one that fails alone is released unreplayed and
+    logged: otherwise it would fail every retry, and the window's other alerts, still
+    firing, would never reach their services."""
+    try:
+        return _end_maintenance(store, runtime, window_id, None)
+    except NOT_THE_ITEMS:
+        raise
+    except Exception:
+        log.warning(
+            "replaying maintenance window %d failed; replaying its alerts one at a time",
+            window_id,
+            exc_info=True,
+        )
+    with store.read() as conn:
+        held = (
+            conn.execute(
+                sa.select(held_alerts.c.id)
+                .where(held_alerts.c.window_id == window_id, held_alerts.c.released_at.is_(None))
+                .order_by(held_alerts.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    applied = 0
+    for held_id in held:
+        try:
+            applied += _end_maintenance(store, runtime, window_id, held_id)
+        except NOT_THE_ITEMS:
+            raise
+        except Exception:
+            log.exception(
+                "replaying held alert %d of maintenance window %d failed; it is released "
+                "without a replay",
+                held_id,
+                window_id,
+            )
+            with store.begin() as conn:
+                conn.execute(
+                    held_alerts.update()
+                    .where(held_alerts.c.id == held_id, held_alerts.c.released_at.is_(None))
+                    .values(released_at=sa.func.now())
+                )
+    return applied
+
+
+class _OneHeld(StoreState):
+    """The store's state, giving a window's replay only the held alert `held_id`."""
+
+    def __init__(self, ids: Ids, held_id: int) -> None:
+        super().__init__(ids)
+        self.held_id = held_id
+
+    def take_held(self, window: str, only: int | None = None) -> list[tuple[Any, str]]:
+        return super().take_held(window, self.held_id)
+
+
+def _end_maintenance(
+    store: Store, runtime: RuleRuntime, window_id: int, held_id: int | None
+) -> int:
     with runtime.using() as book, store.begin() as conn:
         window = conn.execute(
             sa.select(maintenance_windows).where(maintenance_windows.c.id == window_id)
         ).first()
         if window is None:
             return 0
-        ids, machine = _machine(conn, book)
+        state = None if held_id is None else _OneHeld(Ids(conn), held_id)
+        ids, machine = _machine(conn, book, state)
 
         def matches(event: Any) -> list[Any]:
             return [m.rule for m in book.match(event)]

@@ -454,6 +454,13 @@ def test_deleting_a_source_takes_its_firing_alerts_out_of_their_activations_coun
         ids[source] = made.json()["id"]
     alerts = [(ids["am"], "a", True), (ids["kuma"], "k", True), (ids["kuma"], "gone", False)]
     act = stored_activation(api.store, team_id, alerts, firing=2)
+    # Another whose only firing alert is the source's: no resolve can reach it any more.
+    orphan = stored_activation(api.store, team_id, [(ids["kuma"], "o", True)], firing=1)
     url = f"/api/v1/alert-sources/{ids['kuma']}"
     assert api.client.delete(url, headers=key).status_code == 204
     assert firing_count(api.store, act) == 1
+    assert firing_count(api.store, orphan) == 0
+    with api.store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.key)).all()
+    # The rules clock ends it (tests/rules/test_evaluate_store.py shows how).
+    assert [tuple(d) for d in due] == [("rules.tick", f"activation:{orphan}")]

@@ -537,6 +537,11 @@ def test_pruning_a_source_takes_its_firing_alerts_out_of_their_activations_count
         ids = dict(conn.execute(sa.select(alert_sources.c.key, alert_sources.c.id)).all())
     alerts = [(ids["am"], "a", True), (ids["kuma"], "k", True), (ids["kuma"], "gone", False)]
     act = stored_activation(store, team, alerts, firing=2)
+    orphan = stored_activation(store, team, [(ids["kuma"], "o", True)], firing=1)
     path.write_text(head + sources["am"])
     apply_file(store, path, prune=True)
     assert firing_count(store, act) == 1
+    assert firing_count(store, orphan) == 0
+    with store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.key)).all()
+    assert [tuple(d) for d in due] == [("rules.tick", f"activation:{orphan}")]

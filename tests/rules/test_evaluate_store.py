@@ -590,6 +590,54 @@ def test_an_event_that_fails_is_set_aside_and_its_partition_goes_on(store, monke
     assert status_of(store, ids["api"]) == "operational"
 
 
+DB = """
+  - id: db
+    match: {source: am}
+    services: [db]
+    then: [{set_status: major_outage}]
+"""
+
+
+def test_a_held_alert_that_fails_its_replay_does_not_keep_the_others_back(
+    store, monkeypatch, caplog
+):
+    from engine.tables import held_alerts
+
+    ids = seed(store)
+    runtime = load_rules(store, DB)
+    ingest(store, ids["am"], event(dedup_key="poison", at=11 * 60), event(at=12 * 60))
+    evaluate(store, runtime)
+    assert open_claims(store) == []  # both held by the window
+    _poisoned(monkeypatch, RuntimeError("a bug"))
+    assert end_maintenance(store, runtime, ids["window"]) == 1
+    assert [c.service_id for c in open_claims(store)] == [ids["db"]]
+    assert "released without a replay" in caplog.text and "a bug" in caplog.text
+    with store.read() as conn:
+        pending = conn.execute(
+            sa.select(held_alerts.c.id).where(held_alerts.c.released_at.is_(None))
+        ).all()
+    assert pending == []  # a retry of the job finds nothing to fail on
+    assert end_maintenance(store, runtime, ids["window"]) == 0
+
+
+def test_a_store_error_while_replaying_a_window_fails_its_job(store, monkeypatch):
+    from engine.tables import held_alerts
+
+    ids = seed(store)
+    runtime = load_rules(store, DB)
+    ingest(store, ids["am"], event(dedup_key="poison", at=11 * 60))
+    evaluate(store, runtime)
+    _poisoned(monkeypatch, sa.exc.OperationalError("UPDATE", {}, Exception("server closed")))
+    try:
+        end_maintenance(store, runtime, ids["window"])
+    except sa.exc.OperationalError:
+        pass
+    else:
+        raise AssertionError("the store's error must reach the job, which retries it")
+    with store.read() as conn:
+        assert conn.execute(sa.select(held_alerts.c.released_at)).scalar() is None
+
+
 def test_a_store_error_is_not_the_events_fault(store, monkeypatch):
     ids = seed(store)
     runtime = load_rules(store, API)
@@ -703,6 +751,79 @@ def test_deleting_a_source_leaves_its_alerts_activations_ending_on_the_others(st
     ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=labels))
     evaluate(store, runtime)
     assert status_of(store, ids["api"]) == "operational"
+
+
+def _delete_source(store, source_id: int, now) -> None:
+    with store.begin() as conn:
+        forget_source_alerts(conn, source_id, now)
+        conn.execute(alert_sources.delete().where(alert_sources.c.id == source_id))
+
+
+KUMA_API = """
+  - id: kuma-down
+    match: {source: kuma}
+    services: [api]
+    then: [{set_status: major_outage}]
+"""
+
+
+def test_deleting_the_only_source_of_an_activations_alerts_ends_it_on_the_clock(store):
+    # No resolve can reach those alerts any more: without this the service stayed red until
+    # the rule's resolve.timeout, or for ever without one.
+    ids = seed(store)
+    runtime = load_rules(store, KUMA_API)
+    kuma = {"source": "kuma", "source_type": "uptime-kuma"}
+    ingest(store, ids["kuma"], event(dedup_key="k", **kuma), partition="kuma")
+    evaluate(store, runtime, "kuma")
+    assert status_of(store, ids["api"]) == "major_outage"
+    gone = T0 + timedelta(minutes=5)
+    _delete_source(store, ids["kuma"], gone)
+    with store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.due_at)).all()
+    assert [(d.kind, d.due_at) for d in due] == [("rules.tick", gone)]
+    assert tick(store, runtime, gone) >= 1
+    assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        row = conn.execute(
+            sa.select(activations.c.state, activations.c.end_reason, activations.c.ended_at)
+        ).one()
+        timers = conn.execute(sa.select(deadlines.c.key)).scalars().all()
+    assert tuple(row) == ("ended", "resolved", gone)
+    assert timers == []
+
+
+def test_an_orphaned_activation_waits_out_its_resolve_after_like_a_resolve(store):
+    ids = seed(store)
+    runtime = load_rules(store, KUMA_API + "    resolve: {after: 2m}\n")
+    kuma = {"source": "kuma", "source_type": "uptime-kuma"}
+    ingest(store, ids["kuma"], event(dedup_key="k", **kuma), partition="kuma")
+    evaluate(store, runtime, "kuma")
+    gone = T0 + timedelta(minutes=5)
+    _delete_source(store, ids["kuma"], gone)
+    tick(store, runtime, gone)
+    assert status_of(store, ids["api"]) == "major_outage"
+    with store.read() as conn:
+        assert conn.execute(sa.select(activations.c.state)).scalar() == "resolving"
+    assert tick(store, runtime, gone + timedelta(minutes=1)) == 0
+    assert status_of(store, ids["api"]) == "major_outage"
+    assert tick(store, runtime, gone + timedelta(minutes=2)) >= 1
+    assert status_of(store, ids["api"]) == "operational"
+
+
+def test_an_activation_with_another_sources_alert_firing_is_not_made_due(store):
+    ids = seed(store)
+    runtime = load_rules(store, GROUPED.replace("{source: am}", "{labels.alertname: Storm}"))
+    labels = {"alertname": "Storm"}
+    ingest(store, ids["am"], event(dedup_key="a", labels=labels))
+    evaluate(store, runtime)
+    kuma = event(dedup_key="k", at=1, source="kuma", source_type="uptime-kuma", labels=labels)
+    ingest(store, ids["kuma"], kuma, partition="kuma")
+    evaluate(store, runtime, "kuma")
+    _delete_source(store, ids["kuma"], T0 + timedelta(minutes=5))
+    with store.read() as conn:
+        assert conn.execute(sa.select(deadlines.c.key)).scalars().all() == []
+    assert tick(store, runtime, T0 + timedelta(minutes=5)) == 0
+    assert status_of(store, ids["api"]) == "major_outage"
 
 
 def test_an_effect_that_fails_on_the_clock_is_its_activations(store, monkeypatch, caplog):

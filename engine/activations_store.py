@@ -588,13 +588,79 @@ def forget_source_alerts(conn: Connection, source_id: int, now: datetime | None 
         .all()
     )
     for act_id in orphaned:
+        _make_due(conn, act_id, now)
+
+
+def _make_due(conn: Connection, act_id: int, now: datetime) -> None:
+    """Have the rules clock look at activation `act_id` at `now` (or earlier if it was
+    due earlier)."""
+    conn.execute(
+        activations.update()
+        .where(activations.c.id == act_id)
+        .where(sa.or_(activations.c.due_at.is_(None), activations.c.due_at > now))
+        .values(due_at=now)
+    )
+    deadlines.schedule(conn, TICK, f"activation:{act_id}", now)
+
+
+_COUNTED = (
+    sa.select(sa.func.count())
+    .where(activation_alerts.c.activation_id == activations.c.id, activation_alerts.c.firing)
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True)
+class Recount:
+    """An activation whose stored count of firing alerts was wrong, and the right one."""
+
+    activation_id: int
+    stored: int
+    counted: int
+
+
+def recount_firing_alerts(conn: Connection, now: datetime | None = None) -> list[Recount]:
+    """Set every open activation's `firing_alerts` to the number of its firing alert rows
+    where the two differ, and make one left with none due at `now` (see
+    `forget_source_alerts`); returns what it corrected.
+
+    The count is kept by `StoreState.save` and `forget_source_alerts`; a count that is
+    wrong keeps an activation open for ever (too high) or ends it early (too low). Nothing
+    is known to make it wrong: the daily purge runs this as a guard, and logs what it fixes.
+    On PostgreSQL the activations are locked first, in id order, and counted again after.
+    """
+    now = now or utcnow()
+    drifted = sa.select(activations.c.id).where(
+        activations.c.state != ActivationState.ENDED, activations.c.firing_alerts != _COUNTED
+    )
+    ids = conn.execute(drifted.order_by(activations.c.id)).scalars().all()
+    if not ids:
+        return []
+    if conn.dialect.name == "postgresql":
         conn.execute(
-            activations.update()
-            .where(activations.c.id == act_id)
-            .where(sa.or_(activations.c.due_at.is_(None), activations.c.due_at > now))
-            .values(due_at=now)
+            sa.select(activations.c.id)
+            .where(activations.c.id.in_(ids))
+            .order_by(activations.c.id)
+            .with_for_update()
         )
-        deadlines.schedule(conn, TICK, f"activation:{act_id}", now)
+    rows = conn.execute(
+        sa.select(
+            activations.c.id, activations.c.state, activations.c.firing_alerts, _COUNTED
+        ).where(
+            activations.c.id.in_(ids),
+            activations.c.state != ActivationState.ENDED,
+            activations.c.firing_alerts != _COUNTED,
+        )
+    ).all()
+    fixed = []
+    for act_id, state, stored, counted in rows:
+        conn.execute(
+            activations.update().where(activations.c.id == act_id).values(firing_alerts=counted)
+        )
+        if counted == 0 and state in (ActivationState.PENDING, ActivationState.ACTIVE):
+            _make_due(conn, act_id, now)
+        fixed.append(Recount(int(act_id), int(stored), int(counted)))
+    return fixed
 
 
 def event_from_row(row: Any, ids: Ids) -> AlertEvent:

@@ -505,7 +505,8 @@ activations = sa.Table(
     sa.Column("due_at", UTCDateTime, nullable=True),
     # How many of its `activation_alerts` fire, kept by `engine.activations_store` with
     # them: whether an activation still fires is asked for every resolve, and an alert
-    # storm's activation groups thousands of alerts.
+    # storm's activation groups thousands of alerts. The daily purge recounts it
+    # (`recount_firing_alerts`) and logs any correction.
     sa.Column("firing_alerts", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Index("ix_activations_rule_group_state", "rule_id", "group_key", "state"),
     sa.Index("ix_activations_due", "due_at"),

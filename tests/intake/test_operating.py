@@ -117,6 +117,21 @@ def test_the_purge_deletes_events_older_than_the_retention(env: Env) -> None:
     assert keys == ["old-10"]
 
 
+def test_the_daily_purge_corrects_a_wrong_count_of_firing_alerts(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.rules.store_helpers import firing_count, stored_activation
+
+    with env.store.read() as conn:
+        team = conn.execute(
+            sa.select(alert_sources.c.team_id).where(alert_sources.c.id == env.source_id)
+        ).scalar_one()
+    act = stored_activation(env.store, team, [(env.source_id, "a", False)], firing=1)
+    events.handle_purge(env.runtime, [])
+    assert firing_count(env.store, act) == 0
+    assert f"activation {act} counted 1 firing alerts but has 0: corrected" in caplog.text
+
+
 def test_the_first_event_schedules_the_daily_purge_which_reschedules_itself(env: Env) -> None:
     env.post(firing())
     with env.store.read() as conn:

@@ -826,6 +826,33 @@ def test_an_activation_with_another_sources_alert_firing_is_not_made_due(store):
     assert status_of(store, ids["api"]) == "major_outage"
 
 
+def test_the_daily_guard_corrects_wrong_counts_of_firing_alerts(store):
+    from engine.activations_store import Recount, recount_firing_alerts
+    from tests.rules.store_helpers import firing_count, stored_activation
+
+    ids = seed(store)
+    am = ids["am"]
+    high = stored_activation(store, ids["team"], [(am, "a", True), (am, "b", True)], firing=5)
+    stuck = stored_activation(store, ids["team"], [(am, "c", False)], firing=1)
+    right = stored_activation(store, ids["team"], [(am, "d", True)], firing=1)
+    now = T0 + timedelta(hours=1)
+    with store.begin() as conn:
+        fixed = recount_firing_alerts(conn, now)
+    assert fixed == [Recount(high, 5, 2), Recount(stuck, 1, 0)]
+    assert [firing_count(store, a) for a in (high, stuck, right)] == [2, 0, 1]
+    with store.read() as conn:
+        due = conn.execute(sa.select(deadlines.c.key, deadlines.c.due_at)).all()
+    # The one left with no firing alert ends on the clock, as after a source deletion.
+    assert [tuple(d) for d in due] == [(f"activation:{stuck}", now)]
+    runtime = load_rules(store, API)
+    tick(store, runtime, now)
+    with store.read() as conn:
+        states = dict(conn.execute(sa.select(activations.c.id, activations.c.state)).all())
+    assert states == {high: "active", stuck: "ended", right: "active"}
+    with store.begin() as conn:
+        assert recount_firing_alerts(conn, now) == []
+
+
 def test_an_effect_that_fails_on_the_clock_is_its_activations(store, monkeypatch, caplog):
     import engine.activations_store as activations_store
     from engine.activations import IntentKind

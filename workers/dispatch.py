@@ -46,6 +46,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
     "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),
     "maintenance.ended": ("beacon-evaluate", "workers.evaluate:handle_maintenance_ended"),
+    "rules.changed": ("beacon-evaluate", "workers.evaluate:handle_rules_changed"),
 }
 
 #: Attempts before a failing row is given up on (kept, with its error, for operators).

@@ -460,6 +460,13 @@ def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
         evaluate_partition(rt.store, runtime, partition)
 
 
+def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Outbox `rules.changed` (`beacon apply` stored a new rule set): compile it now, so
+    the next event does not wait for it. Only the worker that runs this job compiles it
+    here; every process's evaluate and tick jobs load the version in force anyway."""
+    rules_runtime(rt.store, rt.extras)
+
+
 def handle_tick(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `deadline.rules.tick`: an activation needs the clock."""
     tick(rt.store, rules_runtime(rt.store, rt.extras))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from engine.db import Store
 from engine.errors import ConfigError
+from engine.settings import Settings
 from engine.tables import (
     alert_sources,
     assets,
@@ -25,6 +27,7 @@ from engine.tables import (
 )
 from tests.rules.store_helpers import firing_count, stored_activation
 from workers.config import apply_file
+from workers.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "beacon.yaml"
@@ -73,6 +76,29 @@ def test_second_apply_of_the_example_reports_no_change(store: Store, tmp_path: P
     second = apply_file(store, EXAMPLE)
     assert not second.changed
     assert "no changes" in second.render()
+
+
+def test_every_outbox_row_the_example_makes_has_a_handler_that_takes_it(
+    store: Store, settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    # `rules.changed` once had none: every `make run` logged an error and gave the row up.
+    from workers.dispatch import dispatch_once
+    from workers.evaluate import EXTRA_KEY
+    from workers.runtime import install
+
+    apply_file(store, EXAMPLE)
+    rt = make_runtime(settings, store=store)
+    install(rt)
+    for _ in range(10):
+        if not dispatch_once(rt):
+            break
+        rt.queues.worker().work(burst=True, logging_level="WARNING")
+    with store.read() as conn:
+        left = conn.execute(
+            sa.select(outbox.c.kind, outbox.c.error).where(outbox.c.done_at.is_(None))
+        ).all()
+    assert left == []
+    assert rt.extras[EXTRA_KEY].book.version == 1  # compiled by the rules.changed job
 
 
 def test_a_changed_field_is_an_update_of_that_field(store: Store, tmp_path: Path) -> None:

@@ -394,13 +394,20 @@ class Intent:
 
 @dataclass
 class Outcome:
-    """What happened to one event: for `alert_events.outcome` and "what happened to my alert?"."""
+    """What happened to one event: for `alert_events.outcome` and "what happened to my alert?".
+
+    `result` in one word: `matched` (a firing event matched a rule: `effects` say what it
+    did), `held` (it matched, and every rule it matched was held by maintenance),
+    `applied` (a resolve that resolved an alert in an activation), `ignored` (a resolve
+    older than the firing it would end), `no_match` (a firing event no rule matched, or a
+    resolve of an alert no activation holds firing). `effects` say it in words."""
 
     matched: list[str] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
+    result: str = "no_match"
 
     def to_json(self) -> dict[str, Any]:
-        return {"matched": self.matched, "effects": self.effects}
+        return {"matched": self.matched, "effects": self.effects, "result": self.result}
 
 
 # --- the machine ---------------------------------------------------------------------------
@@ -432,8 +439,13 @@ class Machine:
         else:
             if not matches:
                 outcome.effects.append("no rule matched")
+            held = 0
             for policy in matches:
-                intents += self._fire(team, policy, event, outcome)
+                found = self._fire(team, policy, event, outcome)
+                held += any(i.kind == IntentKind.HOLD for i in found)
+                intents += found
+            if matches:
+                outcome.result = "held" if held == len(matches) else "matched"
         self.state.note_status(team, event)
         return intents, outcome
 
@@ -534,7 +546,10 @@ class Machine:
                 intents.append(
                     self._intent(IntentKind.IGNORED, now, act, {"alert": event.dedup_key})
                 )
+                if outcome.result == "no_match":
+                    outcome.result = "ignored"
                 continue
+            outcome.result = "applied"
             alert.firing = False
             alert.resolved_at = now
             alert.last_occurred_at = event.occurred_at

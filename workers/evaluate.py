@@ -251,7 +251,6 @@ def _evaluate_one(
     intents, result = machine.on_event(event, [m.rule for m in matched], ids.team_key(row.team_id))
     apply_intents(conn, ids, intents)
     outcome.update(result.to_json())
-    outcome["result"] = outcome_result(result.matched, result.effects)
     return outcome
 
 
@@ -317,15 +316,6 @@ _RECORD_OUTCOME = (
     .where(alert_events.c.id == sa.bindparam("event_id"))
     .values(evaluated_at=sa.bindparam("at"), outcome=sa.bindparam("outcome"))
 )
-
-
-def outcome_result(matched: list[str], effects: list[str]) -> str:
-    """The one-word summary of an event's outcome: `matched` (a rule matched it),
-    `applied` (no rule matched but it changed something, e.g. a resolve that ended an
-    activation), or `no_match`."""
-    if matched:
-        return "matched"
-    return "applied" if effects else "no_match"
 
 
 def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int:

@@ -638,6 +638,49 @@ def test_a_store_error_while_replaying_a_window_fails_its_job(store, monkeypatch
         assert conn.execute(sa.select(held_alerts.c.released_at)).scalar() is None
 
 
+def test_each_outcome_says_in_one_word_what_happened_to_the_event(store):
+    ids = seed(store)
+    runtime = load_rules(
+        store,
+        """
+  - id: api
+    match: {source: am, labels.team: api}
+    services: [api]
+    then: [{set_status: partial_outage}]
+  - id: db
+    match: {source: am, labels.team: db}
+    services: [db]
+    then: [{set_status: major_outage}]
+""",
+    )
+    api, db, other = {"team": "api"}, {"team": "db"}, {"team": "nobody"}
+    made = ingest(
+        store,
+        ids["am"],
+        event(dedup_key="nothing", labels=other),
+        event(dedup_key="a", at=1, labels=api),
+        event("resolved", dedup_key="a", at=2, occurred=0),  # older than its firing
+        event("resolved", dedup_key="a", at=3),
+        event("resolved", dedup_key="never-fired", at=4),
+        event(dedup_key="d", at=11 * 60, labels=db),  # the window on db holds it
+    )
+    evaluate(store, runtime)
+    with store.read() as conn:
+        results = dict(
+            conn.execute(
+                sa.select(alert_events.c.id, alert_events.c.outcome["result"].as_string())
+            ).all()
+        )
+    assert [results[i] for i in made] == [
+        "no_match",
+        "matched",
+        "ignored",
+        "applied",
+        "no_match",
+        "held",
+    ]
+
+
 def test_a_store_error_is_not_the_events_fault(store, monkeypatch):
     ids = seed(store)
     runtime = load_rules(store, API)

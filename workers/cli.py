@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,19 @@ def _settings() -> Settings:
     return Settings.from_env(os.environ)
 
 
+def served_settings(settings: Settings, env: Mapping[str, str], host: str, port: int) -> Settings:
+    """Without `BEACON_BASE_URL`, links (the Statuspage API's `url`, e-mails, webhook URLs
+    printed at start) name the address this server listens on, not a fixed port 8000
+    that nothing may answer. A wildcard host is shown as 127.0.0.1: set BEACON_BASE_URL
+    to the name users reach."""
+    if env.get("BEACON_BASE_URL"):
+        return settings
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 literal
+    return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -31,6 +44,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from .runtime import Runtime
 
+    settings = served_settings(settings, os.environ, args.host, args.port)
     runtime = Runtime.build(settings)
     if settings.embedded:
         migrate.upgrade(runtime.store)

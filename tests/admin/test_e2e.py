@@ -22,6 +22,10 @@ def test_serve_applies_the_example_and_prints_its_urls(tmp_path: Path) -> None:
         assert "/p/northwind/" in printed and "/p/northwind-internal/" in printed
         hooks = re.findall(r"/api/v1/events/([A-Za-z0-9_-]+)", printed)
         assert len(hooks) == 2
+        # Without BEACON_BASE_URL, links name the port it listens on, not 8000.
+        assert printed.count(f"{base}/api/v1/events/") == 2
+        summary = httpx.get(f"{base}/p/northwind/api/v2/summary.json", timeout=10).json()
+        assert summary["page"]["url"] == f"{base}/p/northwind"
         made = beacon(["apikey", "create", "--team", "platform", "--name", "e2e"], beacon_env(data))
         key = re.search(r"bk_[A-Za-z0-9_-]+", made.stdout + made.stderr)
         assert key, made.stdout + made.stderr

@@ -121,3 +121,17 @@ def test_beacon_serve_stops_promptly_on_sigterm(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_without_a_base_url_links_to_the_address_it_listens_on() -> None:
+    from workers.cli import served_settings
+
+    plain = Settings()
+    assert served_settings(plain, {}, "127.0.0.1", 9001).base_url == "http://127.0.0.1:9001"
+    assert served_settings(plain, {}, "0.0.0.0", 80).base_url == "http://127.0.0.1:80"
+    assert served_settings(plain, {}, "::", 9001).base_url == "http://[::1]:9001"
+    assert served_settings(plain, {}, "fe80::1", 9001).base_url == "http://[fe80::1]:9001"
+    assert served_settings(plain, {}, "status.local", 9001).base_url == "http://status.local:9001"
+    given = Settings(base_url="https://status.example.com")
+    env = {"BEACON_BASE_URL": "https://status.example.com"}
+    assert served_settings(given, env, "0.0.0.0", 9001) is given

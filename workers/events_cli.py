@@ -76,7 +76,10 @@ def find_source(store: Store, key: str, team: str | None) -> sources.Source:
 
 
 def _delivery(args: argparse.Namespace, received_at: datetime) -> Delivery:
-    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
     if args.query:
         text = data.decode("utf-8", "replace").strip().lstrip("?")
         return Delivery(body=b"", received_at=received_at, query=dict(parse_qsl(text)))

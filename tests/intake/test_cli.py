@@ -83,6 +83,11 @@ def test_send_says_what_is_wrong_with_the_file(
     assert "bad.json: not a fake-tool delivery: alerts" in capsys.readouterr().err
     assert main(["events", "send", "nope", str(body)]) == 2
     assert "no alert source 'nope'" in capsys.readouterr().err
+    # Once a traceback.
+    assert main(["events", "send", "tool", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: cannot read: No such file or directory" in capsys.readouterr().err
+    assert main(["events", "send", "tool", str(tmp_path)]) == 2
+    assert f"{tmp_path}: cannot read: Is a directory" in capsys.readouterr().err
 
 
 def test_tail_shows_recent_events_with_their_outcome(

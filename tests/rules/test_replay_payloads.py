@@ -92,3 +92,16 @@ def test_an_unreadable_scenario_exits_2_and_says_where(tmp_path, capsys):
     code = _rules_test(tmp_path, "scenario.yaml")
     assert code == 2
     assert "scenario.yaml: event 1: at 'soon' is neither a duration" in capsys.readouterr().err
+
+
+def test_an_events_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, capsys):
+    # Once a traceback (a missing scenario), or "needs --source" for a missing payload.
+    _files(tmp_path)
+    (tmp_path / "a-directory.json").mkdir()
+    for name, reason in (
+        ("missing.yaml", "No such file or directory"),
+        ("missing.json", "No such file or directory"),
+        ("a-directory.json", "Is a directory"),
+    ):
+        assert _rules_test(tmp_path, name) != 0
+        assert f"{tmp_path / name}: cannot read: {reason}" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from engine.errors import ConflictError, NotFoundError, ValidationError
+from workers.config.models import readable
 
 log = logging.getLogger("beacon.http")
 access_log = logging.getLogger("beacon.access")
@@ -37,7 +38,7 @@ def error_body(
 
 def pydantic_errors(exc: PydanticValidationError) -> list[dict[str, str]]:
     return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": readable(err)}
         for err in exc.errors(include_url=False)
     ]
 

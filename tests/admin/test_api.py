@@ -464,3 +464,27 @@ def test_deleting_a_source_takes_its_firing_alerts_out_of_their_activations_coun
         due = conn.execute(sa.select(deadlines.c.kind, deadlines.c.key)).all()
     # The rules clock ends it (tests/rules/test_evaluate_store.py shows how).
     assert [tuple(d) for d in due] == [("rules.tick", f"activation:{orphan}")]
+
+
+def test_a_malformed_field_is_explained_in_words_not_a_regular_expression(api: Api) -> None:
+    _, key = setup_team(api)
+    answer = api.client.post(
+        "/api/v1/alert-sources",
+        json={
+            "key": "Bad Key",
+            "name": "X",
+            "type": "alertmanager",
+            "signing_secret": "",
+            "rate_limit": "lots",
+        },
+        headers=key,
+    )
+    assert answer.status_code == 422
+    messages = {f["field"]: f["message"] for f in answer.json()["error"]["fields"]}
+    assert messages == {
+        "key": "'Bad Key' is not a key: 1 to 64 lower-case letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit",
+        "signing_secret": "must not be empty (leave the field out for none)",
+        "rate_limit": "'lots' is not a rate limit: N/s, N/m or N/h with N from 1 to 1000000, "
+        "such as 50/s",
+    }

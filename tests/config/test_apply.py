@@ -271,7 +271,11 @@ def test_a_rate_limit_above_a_million_events_is_an_error(store: Store, tmp_path:
         "alert_sources:\n  - {key: am, name: AM, type: alertmanager, team: platform, "
         "rate_limit: 1000001/s}\n"
     )
-    with pytest.raises(ConfigError, match=r":11:61: alert_sources.0.rate_limit: String should"):
+    with pytest.raises(
+        ConfigError,
+        match=r":11:61: alert_sources.0.rate_limit: '1000001/s' is not a rate limit: N/s, N/m "
+        r"or N/h with N from 1 to 1000000, such as 50/s",
+    ):
         apply_file(store, write(tmp_path, text))
     apply_file(store, write(tmp_path, text.replace("1000001/s", "1000000/s")))
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from engine.errors import ConfigError
 
-from .models import ConfigFile
+from .models import ConfigFile, readable
 from .yamlsrc import Locations, load
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
@@ -25,7 +25,7 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return f"missing field {name!r}"
     where = ".".join(str(p) for p in loc)
-    message = str(err["msg"]).removeprefix("Value error, ")
+    message = readable(err)
     return f"{where}: {message}" if where else message
 
 

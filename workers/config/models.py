@@ -7,6 +7,7 @@ only check each object on its own; references between objects are checked by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
@@ -20,12 +21,38 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 RATE_LIMIT_PATTERN = r"^([1-9][0-9]{0,5}|1000000)/(s|m|h)$"
 DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 
+_SERVICE_REF_PATTERN = r"^([a-z0-9][a-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_.-]{0,63}$"
+
+#: What each pattern asks for, in words: pydantic's own message quotes the regular expression.
+PATTERN_WORDS = {
+    KEY_PATTERN: "a key: 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with "
+    "a letter or digit",
+    SLUG_PATTERN: "a slug: 1 to 63 lower-case letters, digits or '-', starting with a letter "
+    "or digit",
+    RATE_LIMIT_PATTERN: "a rate limit: N/s, N/m or N/h with N from 1 to 1000000, such as 50/s",
+    DOMAIN_PATTERN: "a lower-case host name such as status.example.com",
+    _SERVICE_REF_PATTERN: "a service key, or team/key on a page several teams manage",
+}
+
+
+def readable(err: Mapping[str, Any]) -> str:
+    """A pydantic error's message for people: what a pattern means rather than the regular
+    expression, and "must not be empty" for an empty text (pydantic says "at least 1 item")."""
+    kind = err.get("type")
+    got = err.get("input")
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        if pattern in PATTERN_WORDS:
+            return f"{got!r} is not {PATTERN_WORDS[pattern]}"
+    if kind in ("string_too_short", "too_short") and got == "":
+        return "must not be empty (leave the field out for none)"
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 # A service reference: its key in the referring object's team, or `team/key` on a page
 # managed by several teams.
-ServiceRef = Annotated[
-    str, Field(pattern=r"^([a-z0-9][a-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_.-]{0,63}$")
-]
+ServiceRef = Annotated[str, Field(pattern=_SERVICE_REF_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 _ZONES: set[str] = set()

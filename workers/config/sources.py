@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .models import readable
+
 
 def source_problems(
     source_type: str, settings: dict[str, Any]
@@ -34,8 +36,7 @@ def source_problems(
         problems = []
         for err in exc.errors(include_url=False):
             name = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            msg = str(msg).removeprefix("Value error, ")
+            msg = "unknown field" if err["type"] == "extra_forbidden" else readable(err)
             problems.append((("settings", *err["loc"]), f"settings.{name}: {msg}"))
         return problems
     return []

@@ -43,7 +43,8 @@ def readable(err: Mapping[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         pattern = (err.get("ctx") or {}).get("pattern", "")
         if pattern in PATTERN_WORDS:
-            return f"{got!r} is not {PATTERN_WORDS[pattern]}"
+            shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:56] + "...'"
+            return f"{shown} is not {PATTERN_WORDS[pattern]}"
     if kind in ("string_too_short", "too_short") and got == "":
         return "must not be empty (leave the field out for none)"
     return str(err.get("msg", "")).removeprefix("Value error, ")

@@ -40,7 +40,7 @@ OUTBOX_KEPT = timedelta(days=7)
 PURGE_CHUNK = 2000
 
 #: The outcome of a tool's test or ping delivery (never evaluated). Every outcome has the
-#: keys `result` (test | pending | matched | applied | no_match), `matched` (rule ids) and
+#: keys `result` (see `engine.activations.Outcome`; also test, error), `matched` (rule ids) and
 #: `effects` (what happened, in words); evaluated ones also carry `rules_version`.
 TEST_OUTCOME: dict[str, object] = {
     "result": "test",

@@ -560,14 +560,9 @@ class Machine:
                 if policy is None or policy.window is None:
                     intents += self._end(act, policy, now, "resolved before acting")
             elif act.state == ActivationState.ACTIVE:
-                after = policy.resolve.after if policy else timedelta(0)
-                if after > timedelta(0):
-                    act.state = ActivationState.RESOLVING
-                    act.resolving_since = now
-                    outcome.effects.append(f"{act.rule_id}: resolving")
-                else:
-                    intents += self._end(act, policy, now, "resolved")
-                    outcome.effects.append(f"{act.rule_id}: ended")
+                intents += self._last_resolved(act, policy, now)
+                ended = act.state == ActivationState.ENDED
+                outcome.effects.append(f"{act.rule_id}: {'ended' if ended else 'resolving'}")
             self._schedule(act, policy)
             self.state.save(act)
         return intents
@@ -610,17 +605,23 @@ class Machine:
         if act.state == ActivationState.ACTIVE and not act.any_firing:
             # Its firing alerts went without a resolve: their source was deleted (the store
             # makes such an activation due at once). As if the last of them resolved now.
-            after = policy.resolve.after if policy else timedelta(0)
-            if after > timedelta(0):
-                act.state = ActivationState.RESOLVING
-                act.resolving_since = at
-                return []
-            return self._end(act, policy, at, "resolved")
+            return self._last_resolved(act, policy, at)
         if act.state in (ActivationState.ACTIVE, ActivationState.RESOLVING):
             timeout = policy.resolve.timeout if policy else None
             if timeout is not None and act.last_firing_at and at >= act.last_firing_at + timeout:
                 return self._end(act, policy, at, "timeout")
         return []
+
+    def _last_resolved(
+        self, act: Activation, policy: RulePolicy | None, at: datetime
+    ) -> list[Intent]:
+        """An active activation's last firing alert is gone at `at`: it waits out
+        `resolve.after` (flap damping), or ends now."""
+        if policy is not None and policy.resolve.after > timedelta(0):
+            act.state = ActivationState.RESOLVING
+            act.resolving_since = at
+            return []
+        return self._end(act, policy, at, "resolved")
 
     def _schedule(self, act: Activation, policy: RulePolicy | None) -> None:
         """Set `act.due_at` to the next time `on_time` must look at it."""

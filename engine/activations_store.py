@@ -18,6 +18,7 @@ activations for one group. SQLite serialises writers already.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ from .tables import (
 
 #: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
 #: is `deadline.rules.tick` (engine.deadlines).
+log = logging.getLogger("beacon.rules")
+
 TICK = "rules.tick"
 #: workers.notify's outbox kind for a message to a team channel.
 NOTIFY_CHANNEL = "notify.channel"
@@ -626,7 +629,8 @@ def recount_firing_alerts(conn: Connection, now: datetime | None = None) -> list
 
     The count is kept by `StoreState.save` and `forget_source_alerts`; a count that is
     wrong keeps an activation open for ever (too high) or ends it early (too low). Nothing
-    is known to make it wrong: the daily purge runs this as a guard, and logs what it fixes.
+    is known to make it wrong: the daily purge runs this as a guard; each correction is
+    logged as a warning.
     On PostgreSQL the activations are locked first, in id order, and counted again after.
     """
     now = now or utcnow()
@@ -660,6 +664,9 @@ def recount_firing_alerts(conn: Connection, now: datetime | None = None) -> list
         if counted == 0 and state in (ActivationState.PENDING, ActivationState.ACTIVE):
             _make_due(conn, act_id, now)
         fixed.append(Recount(int(act_id), int(stored), int(counted)))
+        log.warning(
+            "activation %d counted %d firing alerts but has %d: corrected", act_id, stored, counted
+        )
     return fixed
 
 

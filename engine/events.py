@@ -10,7 +10,6 @@ returned instead.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,8 +26,6 @@ from .models import AlertEvent
 from .sources import Source, touch_last_event
 from .tables import alert_events, utcnow
 from .tables import outbox as outbox_table
-
-log = logging.getLogger("beacon.events")
 
 EVALUATE = "evaluate"
 PURGE_DEADLINE = "events.purge"
@@ -398,27 +395,14 @@ def purge(store_: Store, retention_days: int, now: datetime | None = None) -> in
         total += len(ids)
 
 
-def recount_activations(store_: Store) -> int:
-    """The daily guard on activations' counts of firing alerts
-    (`engine.activations_store.recount_firing_alerts`); returns how many it corrected."""
-    with store_.begin() as conn:
-        fixed = recount_firing_alerts(conn)
-    for r in fixed:
-        log.warning(
-            "activation %d counted %d firing alerts but has %d: corrected",
-            r.activation_id,
-            r.stored,
-            r.counted,
-        )
-    return len(fixed)
-
-
 def handle_purge(rt: Any, payloads: list[dict[str, Any]]) -> None:
     """Deadline handler `deadline.events.purge`: purge old events and old done outbox rows,
     then schedule the next purge a day later. Idempotent: a second run finds nothing old
     and moves the same deadline."""
     purge(rt.store, rt.settings.event_retention_days)
-    recount_activations(rt.store)
+    with rt.store.begin() as conn:
+        # A guard on the activations' counts of firing alerts (logs what it corrects).
+        recount_firing_alerts(conn)
     # Done outbox rows are history only: kept a week for operators, then dropped.
     outbox.purge_done(rt.store, utcnow() - OUTBOX_KEPT)
     with rt.store.begin() as conn:

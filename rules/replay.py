@@ -82,18 +82,18 @@ def read_scenario(path: Path, *, source: str | None = None) -> Scenario:
     """Read a scenario file (`.yaml`/`.yml`) or a bare payload file (anything else, parsed
     as one delivery from `source`, received at the start)."""
     try:
-        text = path.read_text() if path.suffix in (".yaml", ".yml") else None
-        if text is None and not path.is_file():
-            path.read_bytes()  # the reason it cannot be read, as the OS gives it
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(
-            f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    if text is None:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if path.suffix not in (".yaml", ".yml"):
         if source is None:
             raise ScenarioError(f"{path}: a raw payload needs --source KEY")
         item = _Item(path, 0, {"at": "0s", "source": source, "payload": path.name}, DEFAULT_START)
         return Scenario([item], None, None, None, str(path))
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: a scenario file is UTF-8 text") from None
     located, problems = load(text, str(path))
     if problems or located is None:
         raise ScenarioError("\n".join(str(p) for p in problems))

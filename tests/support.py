@@ -73,6 +73,57 @@ def wait_http(url: str, timeout: float = 60, expect: int = 200) -> None:
     raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last: {last!r})")
 
 
+class Served:
+    """`beacon serve` on one data directory and a free port, started, killed and started
+    again at will (the log is appended to across starts)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.env = env
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or data_dir.parent / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a" if self._starts else "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", "serve", "--port", str(self.port)]
+                + list(self.args),
+                env=beacon_env(self.data_dir, self.env),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._starts += 1
+        try:
+            wait_http(self.url + "/healthz")
+        except TimeoutError:
+            raise RuntimeError(
+                f"beacon serve did not start; log:\n{self.log_path.read_text()}"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind, as a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
 @contextlib.contextmanager
 def serve(
     data_dir: Path,
@@ -82,28 +133,12 @@ def serve(
     log_path: Path | None = None,
 ) -> Iterator[str]:
     """A running `beacon serve` on a free port; yields its base URL, stops it afterwards."""
-    port = port or free_port()
-    log_path = log_path or data_dir.parent / f"serve-{port}.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "serve", "--port", str(port), *args],
-            env=beacon_env(data_dir, env),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    served = Served(data_dir, *args, env=env, port=port, log_path=log_path)
     try:
-        try:
-            wait_http(base + "/healthz")
-        except TimeoutError:
-            raise RuntimeError(
-                f"beacon serve did not start; log:\n{log_path.read_text()}"
-            ) from None
-        yield base
+        served.start()
+        yield served.url
     finally:
-        stop(proc)
+        served.stop()
 
 
 @contextlib.contextmanager

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.support import beacon_env, stop, wait_http
+from tests.support import Served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -79,36 +75,8 @@ def delivery(i: int, status: str, kind: str) -> dict[str, Any]:
     }
 
 
-class Beacon:
-    """`beacon serve` on one data directory and port, killed and started at will."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "serve", "--port", str(self.port)]
-                + ["--config", str(self.tmp / "beacon.yaml")],
-                env=beacon_env(self.tmp / "data"),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_http(f"{self.url}/healthz")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-
 async def send(
-    beacon: Beacon, items: list[tuple[int, str, str]], accepted: set[tuple[str, str]]
+    beacon: Served, items: list[tuple[int, str, str]], accepted: set[tuple[str, str]]
 ) -> None:
     """Post every delivery, each until it is answered 202 (retrying through the kill)."""
     gate = asyncio.Semaphore(20)
@@ -133,7 +101,7 @@ async def send(
         await asyncio.gather(*(post(*item) for item in items))
 
 
-async def kill_and_restart(beacon: Beacon, when: int, accepted: set[tuple[str, str]]) -> int:
+async def kill_and_restart(beacon: Served, when: int, accepted: set[tuple[str, str]]) -> int:
     """SIGKILL once `when` deliveries have been answered, start again; how many were."""
     while len(accepted) < when:
         await asyncio.sleep(0.01)
@@ -162,7 +130,8 @@ def test_every_answered_delivery_survives_a_sigkill_and_the_end_state_is_right(
 ) -> None:
     (tmp_path / "beacon.yaml").write_text(CONFIG)
     (tmp_path / "rules.yaml").write_text(RULES)
-    beacon = Beacon(tmp_path)
+    config = str(tmp_path / "beacon.yaml")
+    beacon = Served(tmp_path / "data", "--config", config, log_path=tmp_path / "serve.log")
     beacon.start()
     rng = random.Random(3)
     alerts = [(i, rng.choice(["Storm", "Svc", "None"])) for i in range(300)]
@@ -186,8 +155,7 @@ def test_every_answered_delivery_survives_a_sigkill_and_the_end_state_is_right(
         killed = asyncio.run(run())
         conn = settled(tmp_path / "data" / "beacon.db")
     finally:
-        if beacon.proc is not None:
-            stop(beacon.proc)
+        beacon.stop()
     # The kills came while deliveries were being answered, not before or after them all.
     assert 0 < killed[0] < 300 and 300 < killed[1] < 600, killed
 
@@ -222,4 +190,4 @@ def test_every_answered_delivery_survives_a_sigkill_and_the_end_state_is_right(
         "resolved applied": matching,
         "resolved no_match": 300 - matching,
     }
-    assert "Traceback" not in beacon.log.read_text()
+    assert "Traceback" not in beacon.log_path.read_text()

@@ -778,6 +778,12 @@ def test_an_activation_ends_when_its_last_counted_firing_alert_resolves(store):
     assert tuple(row) == ("ended", 0)
 
 
+def _delete_source(store, source_id: int, now) -> None:
+    with store.begin() as conn:
+        forget_source_alerts(conn, source_id, now)
+        conn.execute(alert_sources.delete().where(alert_sources.c.id == source_id))
+
+
 def test_deleting_a_source_leaves_its_alerts_activations_ending_on_the_others(store):
     ids = seed(store)
     runtime = load_rules(store, GROUPED.replace("{source: am}", "{labels.alertname: Storm}"))
@@ -787,19 +793,12 @@ def test_deleting_a_source_leaves_its_alerts_activations_ending_on_the_others(st
     kuma = event(dedup_key="k", at=1, source="kuma", source_type="uptime-kuma", labels=labels)
     ingest(store, ids["kuma"], kuma, partition="kuma")
     evaluate(store, runtime, "kuma")
-    with store.begin() as conn:
+    with store.read() as conn:
         assert conn.execute(sa.select(activations.c.firing_alerts)).scalar() == 2
-        forget_source_alerts(conn, ids["kuma"])
-        conn.execute(alert_sources.delete().where(alert_sources.c.id == ids["kuma"]))
+    _delete_source(store, ids["kuma"], T0 + timedelta(minutes=1))
     ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=labels))
     evaluate(store, runtime)
     assert status_of(store, ids["api"]) == "operational"
-
-
-def _delete_source(store, source_id: int, now) -> None:
-    with store.begin() as conn:
-        forget_source_alerts(conn, source_id, now)
-        conn.execute(alert_sources.delete().where(alert_sources.c.id == source_id))
 
 
 KUMA_API = """
@@ -810,14 +809,20 @@ KUMA_API = """
 """
 
 
+def _kuma_alert_fired(store, rules: str):
+    """Seeded, with `rules` in force and one firing alert of source kuma evaluated."""
+    ids = seed(store)
+    runtime = load_rules(store, rules)
+    kuma = event(dedup_key="k", source="kuma", source_type="uptime-kuma")
+    ingest(store, ids["kuma"], kuma, partition="kuma")
+    evaluate(store, runtime, "kuma")
+    return ids, runtime
+
+
 def test_deleting_the_only_source_of_an_activations_alerts_ends_it_on_the_clock(store):
     # No resolve can reach those alerts any more: without this the service stayed red until
     # the rule's resolve.timeout, or for ever without one.
-    ids = seed(store)
-    runtime = load_rules(store, KUMA_API)
-    kuma = {"source": "kuma", "source_type": "uptime-kuma"}
-    ingest(store, ids["kuma"], event(dedup_key="k", **kuma), partition="kuma")
-    evaluate(store, runtime, "kuma")
+    ids, runtime = _kuma_alert_fired(store, KUMA_API)
     assert status_of(store, ids["api"]) == "major_outage"
     gone = T0 + timedelta(minutes=5)
     _delete_source(store, ids["kuma"], gone)
@@ -836,11 +841,7 @@ def test_deleting_the_only_source_of_an_activations_alerts_ends_it_on_the_clock(
 
 
 def test_an_orphaned_activation_waits_out_its_resolve_after_like_a_resolve(store):
-    ids = seed(store)
-    runtime = load_rules(store, KUMA_API + "    resolve: {after: 2m}\n")
-    kuma = {"source": "kuma", "source_type": "uptime-kuma"}
-    ingest(store, ids["kuma"], event(dedup_key="k", **kuma), partition="kuma")
-    evaluate(store, runtime, "kuma")
+    ids, runtime = _kuma_alert_fired(store, KUMA_API + "    resolve: {after: 2m}\n")
     gone = T0 + timedelta(minutes=5)
     _delete_source(store, ids["kuma"], gone)
     tick(store, runtime, gone)

@@ -227,8 +227,11 @@ def big_page(
             worst = ("degraded", "partial_outage", "major_outage")[(n + k) % 3]
             change(conn, sid, "operational", worst, start)
             change(conn, sid, worst, "operational", start + timedelta(hours=1 + k))
+    # Two hours ago, or less just after midnight: each incident stays within its own day
+    # (the page's time zone is UTC), so a day's details name it whenever the tests run.
+    back = min(timedelta(hours=2), (now - now.replace(hour=0, minute=0, second=0)) * 0.9)
     for k in range(incidents_count):
-        opened = now - timedelta(days=k * 3, hours=2)
+        opened = now - back - timedelta(days=k * 3)
         incident(
             conn,
             team_id,
@@ -236,13 +239,13 @@ def big_page(
             started_at=opened,
             impacts={service_ids[k % len(service_ids)]: "partial_outage"},
             status="investigating" if k == 0 else "resolved",
-            resolved_at=None if k == 0 else opened + timedelta(hours=1),
+            resolved_at=None if k == 0 else opened + back / 2,
             updates=[
                 ("investigating", "We are investigating elevated error rates.", opened),
                 (
                     "identified",
                     "A faulty deploy was identified and is being rolled back.",
-                    opened + timedelta(minutes=20),
+                    opened + back / 6,
                 ),
             ],
         )

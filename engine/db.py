@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,60 @@ SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 SQLITE_BUSY_SECONDS = 30
 
 
+class WriteLock:
+    """One SQLite writer at a time in this process, urgent writers first.
+
+    A writer someone is waiting on (the intake's group commit: every webhook of the batch
+    waits for its 202) goes ahead of background writers (evaluation, the dispatcher, the
+    clock) that are waiting too, and a background writer that just committed cannot take
+    the lock straight back while an urgent one waits: then a webhook waits for at most the
+    one transaction in progress. A plain lock hands itself to whichever thread runs first,
+    which is usually the one that just released it.
+
+    Reentrant, like the `RLock` it replaces: a thread that holds it may take it again.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._urgent_waiting = 0
+
+    def acquire(self, timeout: float, urgent: bool = False) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            deadline = time.monotonic() + timeout
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._owner is not None or (self._urgent_waiting and not urgent):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+                self._owner = me
+                self._depth = 1
+                return True
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                    if not self._urgent_waiting:
+                        # Background writers held back for this one may take their turn.
+                        self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a write lock this thread does not hold")
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._cond.notify_all()
+
+
 class Store:
     """The database: a SQLAlchemy engine plus the dialect facts the code needs to branch on."""
 
@@ -43,22 +98,25 @@ class Store:
         # sleep in growing steps (1, 2, 5, 10 ms...), and the intake's group commit would
         # nap behind the dispatcher's transactions. Other processes (the CLI) still queue
         # through busy_timeout.
-        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._write_lock = WriteLock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write transaction: commits on success, rolls back on an exception."""
+    def begin(self, urgent: bool = False) -> Iterator[Connection]:
+        """A write transaction: commits on success, rolls back on an exception.
+
+        `urgent`: a request waits for this commit; on SQLite it goes ahead of background
+        writers waiting for the lock (`WriteLock`)."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
             return
         # As long as SQLite's own busy timeout: a writer that waits longer fails the same way
         # it would have without the lock, rather than hanging.
-        if not self._write_lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+        if not self._write_lock.acquire(SQLITE_BUSY_SECONDS, urgent):
             raise sa.exc.OperationalError(
                 "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
             )

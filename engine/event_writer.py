@@ -115,7 +115,8 @@ class EventWriter:
 
     def _write(self, submissions: list[Submission]) -> list[list[Stored]]:
         started = time.perf_counter()
-        with self.store.begin() as conn:
+        # Urgent: every request of the batch waits for this commit.
+        with self.store.begin(urgent=True) as conn:
             batch = store_batch(conn, submissions)
             if not self._purge_scheduled:
                 # Where events are written, the daily purge of old ones must be pending.

@@ -65,6 +65,10 @@ BATCH = 500
 MIN_BATCH = 20
 #: About how long one evaluation transaction may work (see `evaluate_partition`).
 BATCH_SECONDS = 0.025
+#: While a stream of events keeps arriving (a batch of at least `STREAM_EVENTS` that
+#: caught up), a partition's batches start at most this often (see `evaluate_partition`).
+STREAM_INTERVAL = 0.05
+STREAM_EVENTS = 20
 EXTRA_KEY = "rules"
 #: Failures that are not the event's or the activation's: the store's, the job running out
 #: of time (RQ raises its timeout into the running code), memory. They fail the job, which
@@ -171,12 +175,21 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
 
     The time bound matters on SQLite: a transaction holds the one write lock, which the
     intake's group commit waits for, so a long batch would be every webhook's latency.
+
+    Under a steady stream the evaluator catches up after every intake commit, and would
+    then run one small transaction per commit: each with its fixed cost, and on SQLite
+    each one more transaction the next group commit queues behind. So once a batch of
+    `STREAM_EVENTS` or more has caught up, the next starts `STREAM_INTERVAL` after it
+    did, with what arrived meanwhile. A lone event or a small group is evaluated at once
+    and the job ends; a backlog is worked through without pause. (bench/ingest.py,
+    embedded: p99 52-58 ms before, 36-48 ms after, at the same throughput.)
     """
     total = 0
     limit = BATCH
     while True:
+        started = time.monotonic()
         try:
-            evaluated, limit = _evaluate_batch(store, runtime, partition, limit)
+            evaluated, limit, caught_up = _evaluate_batch(store, runtime, partition, limit)
         except _EventFailed as failed:
             if limit > 1:
                 # Once more with the event alone in its transaction: the events before it
@@ -188,6 +201,9 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
         if evaluated == 0:
             return total
         total += evaluated
+        wait = started + STREAM_INTERVAL - time.monotonic()
+        if caught_up and evaluated >= STREAM_EVENTS and wait > 0:
+            time.sleep(wait)
 
 
 class _EventFailed(Exception):
@@ -200,9 +216,10 @@ class _EventFailed(Exception):
 
 def _evaluate_batch(
     store: Store, runtime: RuleRuntime, partition: str, limit: int
-) -> tuple[int, int]:
+) -> tuple[int, int, bool]:
     """One transaction of `evaluate_partition`: how many events it evaluated (0: none were
-    pending) and the batch size for the next one."""
+    pending), the batch size for the next one, and whether it evaluated every event that
+    was pending."""
     with runtime.using() as book, store.begin() as conn:
         _lock(conn, f"evaluate:{partition}")
         try:
@@ -214,7 +231,9 @@ def _evaluate_batch(
             first = conn.execute(_FIRST_PENDING, {"partition": partition}).scalar_one()
             raise _EventFailed(first) from exc
         if not rows:
-            return 0, limit
+            return 0, limit, True
+        # Fewer rows than asked for: these were all that were pending.
+        caught_up = len(rows) < limit
         ids, machine = _machine(conn, book)
         outcomes: list[dict[str, Any]] = []
         started = time.perf_counter()
@@ -235,7 +254,7 @@ def _evaluate_batch(
             limit = min(BATCH, limit * 2)
         # One statement for the batch's outcomes: they commit with its effects.
         conn.execute(_RECORD_OUTCOME, outcomes)
-        return len(outcomes), limit
+        return len(outcomes), limit, caught_up and len(outcomes) == len(rows)
 
 
 def _evaluate_one(

@@ -3,9 +3,11 @@ incidents, rule errors, deadlines; state survives between batches and rule reloa
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from engine.activations_store import forget_source_alerts, release_claim
@@ -412,6 +414,65 @@ def test_time_bounded_evaluation_transactions_change_nothing_but_their_number(
     assert tight[1] >= 61 > roomy[1]
     assert tight[2:] == roomy[2:]
     assert roomy[4] == "partial_outage"
+
+
+class _StreamClock:
+    """`workers.evaluate`'s view of `time`: a monotonic clock that moves only while it
+    sleeps, during which the next of `arrivals` is committed (a stream of deliveries while
+    the evaluator waits)."""
+
+    def __init__(self, store, source_id, arrivals):
+        self.store, self.source_id, self.arrivals = store, source_id, list(arrivals)
+        self.pauses: list[float] = []
+        self.now = 0.0
+        self.perf_counter = time.perf_counter
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        if self.arrivals:
+            ingest(self.store, self.source_id, *self.arrivals.pop(0))
+
+
+def _burst(start: int, count: int) -> list[Any]:
+    return [event(at=start + i, dedup_key=f"k{start + i}") for i in range(count)]
+
+
+def test_a_stream_is_evaluated_in_batches_that_wait_for_more_and_a_backlog_without_pause(
+    store, monkeypatch
+):
+    # One transaction per intake commit would queue every group commit behind one more
+    # transaction; under a stream, a batch that caught up waits for the next arrivals.
+    import workers.evaluate as evaluate_mod
+
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    clock = _StreamClock(store, ids["am"], [_burst(100, 25), _burst(200, 3)])
+    monkeypatch.setattr(evaluate_mod, "time", clock)
+    # Batches end when they caught up, not on time (that bound has its own test).
+    monkeypatch.setattr(evaluate_mod, "BATCH_SECONDS", 60.0)
+    ingest(store, ids["am"], *_burst(0, 25))
+    assert evaluate(store, runtime) == 53
+    # After the first 25 (caught up), and after the next 25 that arrived meanwhile; the
+    # 3 that came last are a small group, and the job ends without waiting.
+    assert clock.pauses == pytest.approx([evaluate_mod.STREAM_INTERVAL] * 2)
+
+    # A lone event, or a few, are evaluated at once and nothing waits.
+    clock.pauses.clear()
+    ingest(store, ids["am"], *_burst(300, 3))
+    assert evaluate(store, runtime) == 3
+    assert clock.pauses == []
+
+    # A backlog is worked through batch after batch; only the batch that caught up waits.
+    monkeypatch.setattr(evaluate_mod, "BATCH", 10)
+    monkeypatch.setattr(evaluate_mod, "STREAM_EVENTS", 5)
+    ingest(store, ids["am"], *_burst(400, 35))
+    assert evaluate(store, runtime) == 35
+    assert len(clock.pauses) == 1
+    assert status_of(store, ids["api"]) == "partial_outage"
 
 
 GROUPED = """

@@ -1,0 +1,116 @@
+"""SQLite's one-writer lock in a process: the intake's group commit goes ahead of
+background writers (`engine.db.WriteLock`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from engine.db import WriteLock
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.001)
+
+
+def _thread(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_urgent_writer_goes_ahead_of_a_background_writer_waiting_too():
+    lock = WriteLock()
+    order: list[str] = []
+    assert lock.acquire(5)
+
+    def take(name: str, urgent: bool) -> None:
+        assert lock.acquire(5, urgent)
+        order.append(name)
+        lock.release()
+
+    # The background writer waits first, and is first to be woken.
+    background = _thread(lambda: take("evaluator", False))
+    _until(lambda: len(lock._cond._waiters) == 1)  # type: ignore[attr-defined]
+    urgent = _thread(lambda: take("intake", True))
+    _until(lambda: lock._urgent_waiting == 1 and len(lock._cond._waiters) == 2)  # type: ignore[attr-defined]
+    lock.release()
+    urgent.join(5)
+    background.join(5)
+    assert order == ["intake", "evaluator"]
+
+
+def test_a_background_writer_cannot_take_the_lock_straight_back_while_an_urgent_one_waits():
+    lock = WriteLock()
+    order: list[str] = []
+    holding = threading.Event()
+
+    def background() -> None:
+        assert lock.acquire(5)
+        holding.set()
+        _until(lambda: lock._urgent_waiting == 1)
+        lock.release()
+        assert lock.acquire(5)  # its next transaction
+        order.append("evaluator again")
+        lock.release()
+
+    def intake() -> None:
+        assert lock.acquire(5, urgent=True)
+        order.append("intake")
+        lock.release()
+
+    first = _thread(background)
+    holding.wait(5)
+    second = _thread(intake)
+    first.join(5)
+    second.join(5)
+    assert order == ["intake", "evaluator again"]
+
+
+def test_the_lock_is_reentrant_and_free_again_after_the_last_release():
+    lock = WriteLock()
+    assert lock.acquire(5)
+    assert lock.acquire(5, urgent=True)
+    lock.release()
+    other: list[bool] = []
+    _thread(lambda: other.append(lock.acquire(0.05))).join(5)
+    assert other == [False]  # still held once
+    lock.release()
+    _thread(lambda: other.append(lock.acquire(0.05))).join(5)
+    assert other == [False, True]
+
+
+def test_a_writer_that_waits_too_long_gives_up_and_leaves_the_lock_usable():
+    lock = WriteLock()
+    assert lock.acquire(5)
+    results: list[bool] = []
+    _thread(lambda: results.append(lock.acquire(0.05, urgent=True))).join(5)
+    assert results == [False]
+    assert lock._urgent_waiting == 0  # a background writer is not held back by it
+    lock.release()
+    _thread(lambda: results.append(lock.acquire(0.05))).join(5)
+    assert results == [False, True]
+
+
+def test_only_the_holder_releases():
+    lock = WriteLock()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert lock.acquire(5)
+    errors: list[BaseException] = []
+
+    def release() -> None:
+        try:
+            lock.release()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    _thread(release).join(5)
+    assert len(errors) == 1
+    lock.release()

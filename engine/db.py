@@ -43,8 +43,13 @@ class WriteLock:
     one transaction in progress. A plain lock hands itself to whichever thread runs first,
     which is usually the one that just released it.
 
-    Reentrant, like the `RLock` it replaces: a thread that holds it may take it again.
+    A background writer is held back for at most `HOLD_BACK` seconds: under a flood of
+    deliveries the group commit is waiting nearly all the time, and evaluation must still
+    get its turns. Reentrant, like the `RLock` it replaces: a thread that holds it may take
+    it again.
     """
+
+    HOLD_BACK = 0.5
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -58,15 +63,23 @@ class WriteLock:
             if self._owner == me:
                 self._depth += 1
                 return True
-            deadline = time.monotonic() + timeout
+            now = time.monotonic()
+            deadline = now + timeout
+            # After this, a background writer waits only for the writer in progress.
+            patience = now + self.HOLD_BACK
             if urgent:
                 self._urgent_waiting += 1
             try:
-                while self._owner is not None or (self._urgent_waiting and not urgent):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                while True:
+                    now = time.monotonic()
+                    held_back = self._urgent_waiting and not urgent and now < patience
+                    if self._owner is None and not held_back:
+                        break
+                    if now >= deadline:
                         return False
-                    self._cond.wait(left)
+                    self._cond.wait(
+                        deadline - now if self._owner is not None else min(deadline, patience) - now
+                    )
                 self._owner = me
                 self._depth = 1
                 return True

@@ -114,3 +114,16 @@ def test_only_the_holder_releases():
     _thread(release).join(5)
     assert len(errors) == 1
     lock.release()
+
+
+def test_a_background_writer_is_held_back_only_so_long(monkeypatch):
+    # Under a flood of deliveries the group commit is waiting nearly all the time;
+    # evaluation still gets its turn once it has waited HOLD_BACK.
+    monkeypatch.setattr(WriteLock, "HOLD_BACK", 0.05)
+    lock = WriteLock()
+    lock._urgent_waiting = 1  # an urgent writer that is always about to come back
+    results: list[bool] = []
+    _thread(lambda: results.append(lock.acquire(0.01))).join(5)
+    assert results == [False]  # shorter than its patience: still held back
+    _thread(lambda: results.append(lock.acquire(5))).join(5)
+    assert results == [False, True]

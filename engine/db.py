@@ -45,8 +45,8 @@ class WriteLock:
 
     A background writer is held back for at most `HOLD_BACK` seconds: under a flood of
     deliveries the group commit is waiting nearly all the time, and evaluation must still
-    get its turns. Reentrant, like the `RLock` it replaces: a thread that holds it may take
-    it again.
+    get its turns. Past that it is overdue, and urgent writers wait for it in turn.
+    Reentrant, like the `RLock` it replaces: a thread that holds it may take it again.
     """
 
     HOLD_BACK = 0.5
@@ -56,6 +56,8 @@ class WriteLock:
         self._owner: int | None = None
         self._depth = 0
         self._urgent_waiting = 0
+        #: Background writers waiting longer than `HOLD_BACK`: urgent ones let them go first.
+        self._overdue = 0
 
     def acquire(self, timeout: float, urgent: bool = False) -> bool:
         me = threading.get_ident()
@@ -67,28 +69,35 @@ class WriteLock:
             deadline = now + timeout
             # After this, a background writer waits only for the writer in progress.
             patience = now + self.HOLD_BACK
+            overdue = False
             if urgent:
                 self._urgent_waiting += 1
             try:
                 while True:
                     now = time.monotonic()
-                    held_back = self._urgent_waiting and not urgent and now < patience
-                    if self._owner is None and not held_back:
+                    if not urgent and not overdue and now >= patience:
+                        overdue = True
+                        self._overdue += 1
+                    if self._owner is None and (
+                        not self._overdue if urgent else overdue or not self._urgent_waiting
+                    ):
                         break
                     if now >= deadline:
                         return False
-                    self._cond.wait(
-                        deadline - now if self._owner is not None else min(deadline, patience) - now
-                    )
+                    # A background writer wakes when its patience ends, to become overdue.
+                    until = deadline if urgent or overdue else min(deadline, patience)
+                    self._cond.wait(until - now)
                 self._owner = me
                 self._depth = 1
                 return True
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
-                    if not self._urgent_waiting:
-                        # Background writers held back for this one may take their turn.
-                        self._cond.notify_all()
+                if overdue:
+                    self._overdue -= 1
+                if (urgent and not self._urgent_waiting) or (overdue and not self._overdue):
+                    # Writers that waited for this one may take their turn.
+                    self._cond.notify_all()
 
     def release(self) -> None:
         with self._cond:

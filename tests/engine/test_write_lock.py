@@ -25,6 +25,13 @@ def _thread(target: Callable[[], None]) -> threading.Thread:
     return thread
 
 
+@pytest.fixture(autouse=True)
+def _patient(monkeypatch):
+    # Ordering tests must not depend on how fast a loaded machine schedules threads; the
+    # hold-back test sets its own.
+    monkeypatch.setattr(WriteLock, "HOLD_BACK", 60.0)
+
+
 def test_an_urgent_writer_goes_ahead_of_a_background_writer_waiting_too():
     lock = WriteLock()
     order: list[str] = []
@@ -127,3 +134,38 @@ def test_a_background_writer_is_held_back_only_so_long(monkeypatch):
     assert results == [False]  # shorter than its patience: still held back
     _thread(lambda: results.append(lock.acquire(5))).join(5)
     assert results == [False, True]
+
+
+def test_an_overdue_background_writer_goes_ahead_of_an_urgent_one_that_keeps_coming_back(
+    monkeypatch,
+):
+    monkeypatch.setattr(WriteLock, "HOLD_BACK", 0.05)
+    lock = WriteLock()
+    flooding = threading.Event()
+    flooding.set()
+    over = threading.Event()
+    commits = [0]
+
+    def flood() -> None:
+        # The group commit under a flood: it takes the lock again as soon as it let go.
+        deadline = time.monotonic() + 5
+        while flooding.is_set() and time.monotonic() < deadline:
+            assert lock.acquire(5, urgent=True)
+            commits[0] += 1
+            time.sleep(0.001)  # its commit
+            lock.release()
+        over.set()
+
+    flooder = _thread(flood)
+    _until(lambda: commits[0] > 10)
+    got: list[bool] = []
+
+    def background() -> None:
+        got.append(lock.acquire(5))
+        got.append(not over.is_set())  # taken while the flood went on
+        lock.release()
+
+    _thread(background).join(6)
+    flooding.clear()
+    flooder.join(6)
+    assert got == [True, True]

@@ -23,7 +23,6 @@ version throughout.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ import sqlalchemy as sa
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError
 
-from engine import deadlines, outbox
+from engine import deadlines
 from engine.activations import Activation, Machine
 from engine.activations_store import (
     TICK,
@@ -45,7 +44,7 @@ from engine.activations_store import (
     event_from_row,
 )
 from engine.db import Store
-from engine.events import EVALUATE, TEST_OUTCOME
+from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
 from engine.tables import (
     activations,
@@ -171,63 +170,9 @@ class _ClockState(StoreState):
         return found
 
 
-#: Partitions a thread of this process is evaluating, by store (a test process has several)
-#: and partition, each with whether another job asked it to look once more before it stops
-#: (see `evaluate_partition`).
-_running: dict[tuple[int, str], bool] = {}
-_running_lock = threading.Lock()
-
-
 def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
     """Evaluate every unevaluated event of `partition`, in id order, in transactions of at
-    most `BATCH` events and about `BATCH_SECONDS` of work; returns how many this call
-    evaluated.
-
-    One thread per process works on a partition. Under a stream the dispatcher hands the
-    intake's next `evaluate` row to another worker thread while the first is still at
-    work; two threads would take turns at the partition (and at SQLite's lock), the second
-    taking the small batches the stream's wait is there to avoid. The second call instead
-    asks the running one to look once more before it stops (its events may have come after
-    that one's last look) and returns at once. Other processes are kept apart by the
-    partition's lock, as before.
-    """
-    # The store is in use until the entry is gone, so its id stays its own.
-    key = (id(store), partition)
-    with _running_lock:
-        if key in _running:
-            _running[key] = True
-            return 0
-        _running[key] = False
-    total = 0
-    began = time.monotonic()
-    try:
-        while True:
-            evaluated, spent = _evaluate_stream(store, runtime, partition, began)
-            total += evaluated
-            with _running_lock:
-                if spent or not _running[key]:
-                    del _running[key]
-                    break
-                _running[key] = False
-    except BaseException:
-        with _running_lock:
-            # A failed job is retried by the outbox, and evaluates what was asked for then.
-            _running.pop(key, None)
-        raise
-    if spent:
-        # The job is given back with events still arriving, some of whose own jobs have
-        # returned above: the partition's next evaluation is queued here.
-        with store.begin() as conn:
-            outbox.emit(conn, EVALUATE, {"partition": partition})
-    return total
-
-
-def _evaluate_stream(
-    store: Store, runtime: RuleRuntime, partition: str, began: float
-) -> tuple[int, bool]:
-    """`evaluate_partition`'s batches until none is pending, or until a stream has gone on
-    for `STREAM_BUDGET` since `began`; how many it evaluated, and whether the budget ran
-    out.
+    most `BATCH` events and about `BATCH_SECONDS` of work; returns how many were evaluated.
 
     The time bound matters on SQLite: a transaction holds the one write lock, which the
     intake's group commit waits for, so a long batch would be every webhook's latency.
@@ -240,11 +185,12 @@ def _evaluate_stream(
     arrived meanwhile. A burst, a lone event and a backlog are evaluated without pause.
 
     After `STREAM_BUDGET` seconds of a stream the job is given back, so the job's other
-    partitions get their turn, and the partition's next evaluation is queued.
+    partitions get their turn: the events that arrived since this job's `evaluate` row was
+    claimed came with a row of their own, which another job takes.
     """
     total = 0
     limit = BATCH
-    started = time.monotonic()
+    began = started = time.monotonic()
     caught_up_before = False
     while True:
         try:
@@ -258,12 +204,12 @@ def _evaluate_stream(
             _set_aside(store, partition, failed.event_id)
             continue
         if evaluated == 0:
-            return total, False
+            return total
         total += evaluated
         if caught_up and caught_up_before and evaluated >= STREAM_EVENTS:
             now = time.monotonic()
             if now - began >= STREAM_BUDGET:
-                return total, True
+                return total
             if not store.is_postgres and now < started + STREAM_INTERVAL:
                 time.sleep(started + STREAM_INTERVAL - now)
         caught_up_before = caught_up

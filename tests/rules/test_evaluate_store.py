@@ -514,14 +514,6 @@ def test_a_stream_that_goes_on_gives_the_job_back(store, monkeypatch):
     assert 25 < evaluated < 25 * 200
     assert clock.now >= evaluate_mod.STREAM_BUDGET
     assert _pending(store) > 0
-    # Its next evaluation is queued, whatever became of the rows the intake wrote.
-    with store.read() as conn:
-        queued = conn.execute(
-            sa.select(outbox.c.payload).where(
-                outbox.c.kind == "evaluate", outbox.c.done_at.is_(None)
-            )
-        ).scalars()
-        assert {"partition": "am"} in list(queued)
 
 
 GROUPED = """
@@ -1094,92 +1086,3 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=storm))
     evaluate(store, runtime)
     assert status_of(store, ids["api"]) == "operational"
-
-
-def _late_caller(monkeypatch, call):
-    """Run `call` once, in the evaluating thread, right after the running evaluation's
-    first fetch that found nothing pending (just before it would stop)."""
-    import workers.evaluate as evaluate_mod
-
-    real = evaluate_mod._evaluate_batch
-    results: list[Any] = []
-    fired: list[bool] = []
-
-    def batch(*args: Any) -> Any:
-        out = real(*args)
-        if out[0] == 0 and not fired:
-            fired.append(True)  # once, and not again from inside `call`
-            results.append(call())
-        return out
-
-    monkeypatch.setattr(evaluate_mod, "_evaluate_batch", batch)
-    return results
-
-
-def test_a_second_evaluation_of_a_running_partition_hands_its_events_to_the_first(
-    store, monkeypatch
-):
-    # Two worker threads of one process would take turns at the partition; the second
-    # returns at once, and the first looks once more for the events it came for.
-    from workers.evaluate import evaluate_partition, rules_runtime
-
-    ids = seed(store)
-    runtime = load_rules(store, API)
-    book = rules_runtime(store, {"rules": runtime})
-
-    def second_job() -> int:
-        ingest(store, ids["am"], *_burst(500, 2))  # arrived after the first's last look
-        return evaluate_partition(store, book, "am")
-
-    second = _late_caller(monkeypatch, second_job)
-    ingest(store, ids["am"], *_burst(0, 3))
-    assert evaluate(store, runtime) == 5
-    assert second == [0]
-    assert _pending(store) == 0
-    # Nothing is left marked as running: the next call evaluates.
-    ingest(store, ids["am"], *_burst(600, 1))
-    assert evaluate(store, runtime) == 1
-
-
-def test_the_same_partition_of_another_store_is_not_handed_over(store, monkeypatch, tmp_path):
-    from engine.db import create_store
-    from engine.migrate import upgrade
-    from engine.settings import Settings
-
-    other = create_store(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "other")}))
-    upgrade(other)
-    try:
-        other_ids = seed(other)
-        other_runtime = load_rules(other, API)
-        ingest(other, other_ids["am"], *_burst(0, 4))
-        ids = seed(store)
-        runtime = load_rules(store, API)
-        there = _late_caller(monkeypatch, lambda: evaluate(other, other_runtime))
-        ingest(store, ids["am"], *_burst(0, 2))
-        assert evaluate(store, runtime) == 2
-        assert there == [4]
-        assert _pending(other) == 0
-    finally:
-        other.dispose()
-
-
-def test_an_evaluation_that_fails_leaves_the_partition_free(store, monkeypatch):
-    import workers.evaluate as evaluate_mod
-
-    ids = seed(store)
-    runtime = load_rules(store, API)
-    ingest(store, ids["am"], *_burst(0, 2))
-    real = evaluate_mod._evaluate_batch
-
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("the store went away")
-
-    monkeypatch.setattr(evaluate_mod, "_evaluate_batch", broken)
-    try:
-        evaluate(store, runtime)
-    except RuntimeError:
-        pass
-    else:
-        raise AssertionError("the failure was swallowed")
-    monkeypatch.setattr(evaluate_mod, "_evaluate_batch", real)
-    assert evaluate(store, runtime) == 2

@@ -127,18 +127,20 @@ class Store:
         return self.dialect == "postgresql"
 
     @contextlib.contextmanager
-    def begin(self, urgent: bool = False) -> Iterator[Connection]:
+    def begin(self, urgent: bool = False, wait: float | None = None) -> Iterator[Connection]:
         """A write transaction: commits on success, rolls back on an exception.
 
         `urgent`: a request waits for this commit; on SQLite it goes ahead of background
-        writers waiting for the lock (`WriteLock`)."""
+        writers waiting for the lock (`WriteLock`). `wait`: on SQLite, at most this many
+        seconds for the lock (default `SQLITE_BUSY_SECONDS`), then `OperationalError`
+        ("database is locked") as SQLite itself would raise."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
             return
         # As long as SQLite's own busy timeout: a writer that waits longer fails the same way
         # it would have without the lock, rather than hanging.
-        if not self._write_lock.acquire(SQLITE_BUSY_SECONDS, urgent):
+        if not self._write_lock.acquire(SQLITE_BUSY_SECONDS if wait is None else wait, urgent):
             raise sa.exc.OperationalError(
                 "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
             )

@@ -7,6 +7,7 @@ through the principal's `team_ids` and `admin` flag.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,6 +18,8 @@ from starlette.requests import HTTPConnection
 from engine.db import Store
 from engine.security import hash_api_key
 from engine.tables import api_keys, team_members, utcnow
+
+log = logging.getLogger(__name__)
 
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -58,8 +61,16 @@ def principal_for_api_key(store: Store, key: str) -> Principal | None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
-        with store.begin() as conn:
-            conn.execute(api_keys.update().where(api_keys.c.id == row.id).values(last_used_at=now))
+        # A hint, written only when the write lock is free at once: this runs on the event
+        # loop for async routes, which must not wait behind other writers (a flood of
+        # deliveries keeps SQLite's lock busy). The key's next use writes it then.
+        try:
+            with store.begin(wait=0) as conn:
+                conn.execute(
+                    api_keys.update().where(api_keys.c.id == row.id).values(last_used_at=now)
+                )
+        except sa.exc.OperationalError as exc:
+            log.debug("last use of API key %s not recorded now: %s", row.id, exc)
     team_ids = frozenset([row.team_id]) if row.team_id is not None else frozenset()
     return Principal(
         name=f"api-key:{row.name}",

@@ -136,8 +136,15 @@ async def rotate_key(request: Request) -> Response:
     source = _find(request, who)
     body = await request.body()
     grace = (await parse_json(request, RotateBody)).grace if body.strip() else RotateBody().grace
-    with request.app.state.store.begin() as conn:
-        rotation = sources_mod.rotate_key(conn, source.id, timedelta(seconds=grace))
+    store = request.app.state.store
+
+    def rotate() -> sources_mod.Rotation:
+        with store.begin() as conn:
+            return sources_mod.rotate_key(conn, source.id, timedelta(seconds=grace))
+
+    # In a thread: waiting for the write lock must not stall the event loop (and with it
+    # every webhook) behind a flood of deliveries.
+    rotation = await asyncio.to_thread(rotate)
     intake.forget_sources(request.app.state.runtime.extras)
     base = request.app.state.settings.base_url
     return JSONResponse(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine import deadlines, events, sources
+from engine.db import Store
 from engine.settings import Settings
 from engine.tables import alert_events, alert_sources, outbox, utcnow
 from pages.app import create_app
@@ -319,3 +320,57 @@ def test_a_delivery_larger_than_the_rate_limit_is_refused_and_logged(
     assert "more than its rate limit 2/h ever lets through at once" in caplog.text
     # The refused delivery used up nothing: two events still fit.
     assert env.post({"alerts": alerts[:2]}, key=key).status_code == 202
+
+
+def test_a_key_rotation_waiting_for_the_write_lock_does_not_hold_up_deliveries(
+    env: Env,
+) -> None:
+    # Another writer holds SQLite's write lock (under a flood, the group commit may keep
+    # a rotation waiting); the rotation waits in a thread, not on the event loop that
+    # answers every webhook.
+    import threading
+
+    headers = api_key(env.store, "platform")
+    holding, release = threading.Event(), threading.Event()
+    still_held = threading.Event()
+
+    def writer() -> None:
+        with env.store.begin():
+            holding.set()
+            still_held.set()
+            release.wait(10)
+            still_held.clear()
+
+    answers: list[int] = []
+    lock_holder = threading.Thread(target=writer, daemon=True)
+    lock_holder.start()
+    holding.wait(5)
+    rotation = threading.Thread(
+        target=lambda: answers.append(
+            env.client.post(
+                "/api/v1/alert-sources/tool/rotate-key", json={"grace": 60}, headers=headers
+            ).status_code
+        ),
+        daemon=True,
+    )
+    rotation.start()
+    try:
+        _until_waiting(env.store)
+        # A tool checking its webhook URL while the rotation waits.
+        assert env.client.head(f"/api/v1/events/{env.key}").status_code == 204
+        assert still_held.is_set() and answers == []
+    finally:
+        release.set()
+    rotation.join(10)
+    lock_holder.join(10)
+    assert answers == [200]
+
+
+def _until_waiting(store: Store) -> None:
+    """Until a thread waits for the store's write lock."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while not store._write_lock._cond._waiters:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "nobody waited for the write lock"
+        time.sleep(0.005)

@@ -278,7 +278,7 @@ def writer(request: Request) -> EventWriter:
         # SQLite has one writer at a time. On PostgreSQL one writer's batches grow with the
         # load by themselves; more help only when commits are slow and CPU is spare.
         writers = runtime.settings.intake_writers if runtime.store.is_postgres else 1
-        found = EventWriter(runtime.store, on_emit=runtime.nudge.set, writers=writers)
+        found = EventWriter(runtime.store, on_emit=runtime.delivery, writers=writers)
         extras["intake.writer"] = found
     return found
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -65,11 +66,18 @@ def resolve(kind: str) -> tuple[str, Handler]:
 
 
 def dispatch_once(rt: Runtime) -> int:
-    """One pass: fire due deadlines, claim outbox rows and enqueue their jobs."""
+    """One pass: fire due deadlines, claim outbox rows and enqueue their jobs; how many
+    rows it claimed."""
+    return sum(_dispatch(rt).values())
+
+
+def _dispatch(rt: Runtime) -> Counter[str]:
+    """`dispatch_once`, by kind."""
     deadlines.fire_due(rt.store)
     rows = outbox.claim(rt.store, rt.name)
+    claimed = Counter(row.kind for row in rows)
     if not rows:
-        return 0
+        return claimed
     by_kind: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row.id)
@@ -92,7 +100,7 @@ def dispatch_once(rt: Runtime) -> int:
                 result_ttl=0,
                 failure_ttl=86400,
             )
-    return len(rows)
+    return claimed
 
 
 def run_outbox(ids: list[int]) -> None:
@@ -187,20 +195,40 @@ class Ticker(threading.Thread):
     def run(self) -> None:
         pause = self.breath
         while not self._stop_event.is_set():
+            self.rt.delivered.clear()
             try:
-                busy = dispatch_once(self.rt)
+                claimed = _dispatch(self.rt)
             except Exception:  # the database may be briefly away: keep ticking
                 log.exception("dispatcher pass failed")
-                busy = 0
-            if busy:
-                self._stop_event.wait(pause)
+                claimed = Counter()
+            if claimed:
+                self._rest(pause)
                 pause = min(pause * 2, self.max_breath)
             else:
                 pause = self.breath
                 self.rt.nudge.wait(self.interval)
                 self.rt.nudge.clear()
 
+    def _rest(self, pause: float) -> None:
+        """The pause after a busy pass. In embedded mode, a delivery that no running
+        evaluation will take ends it once `breath` has passed: behind passes of follow-up
+        work (renders, notifications) a webhook would otherwise wait up to `interval` for
+        its evaluation to be dispatched. Under a flood an evaluation is always running
+        (it goes on while events keep coming), and the pause lets deliveries gather as
+        before. In scaled mode the evaluations run in other processes, out of sight."""
+        end = time.monotonic() + pause
+        if self._stop_event.wait(self.breath) or not self.rt.settings.embedded:
+            self._stop_event.wait(max(0.0, end - time.monotonic()))
+            return
+        while not self._stop_event.is_set() and (left := end - time.monotonic()) > 0:
+            if self.rt.delivered.wait(left) and not self.rt.evaluating:
+                return
+            # An evaluation is under way and takes what arrives meanwhile.
+            self.rt.delivered.clear()
+
     def stop(self, timeout: float = 5) -> None:
         self._stop_event.set()
         self.rt.nudge.set()
-        self.join(timeout)
+        self.rt.delivered.set()
+        if self.ident is not None:  # started
+            self.join(timeout)

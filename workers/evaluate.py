@@ -475,8 +475,9 @@ def _end_maintenance(
 def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `evaluate`: evaluate each distinct partition of the batch once."""
     runtime = rules_runtime(rt.store, rt.extras)
-    for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
-        evaluate_partition(rt.store, runtime, partition)
+    with rt.evaluation():
+        for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
+            evaluate_partition(rt.store, runtime, partition)
 
 
 def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:

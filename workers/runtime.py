@@ -7,10 +7,12 @@ it with `current()`. Opening a database pool per job would cost more than the jo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +33,13 @@ class Runtime:
     )
     #: Set to wake the dispatcher at once after a commit that emitted outbox rows.
     nudge: threading.Event = field(default_factory=threading.Event)
+    #: Set by the intake when deliveries need evaluating: it also ends the dispatcher's
+    #: pause after a pass of follow-up work (`workers.dispatch.Ticker`).
+    delivered: threading.Event = field(default_factory=threading.Event)
     #: Per-process caches other parts attach (compiled rules, page cache, ...), by name.
     extras: dict[str, Any] = field(default_factory=dict)
+    _evaluations: int = 0
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings, queues: Queues | None = None) -> Runtime:
@@ -40,6 +47,26 @@ class Runtime:
 
     def close(self) -> None:
         self.store.dispose()
+
+    @property
+    def evaluating(self) -> bool:
+        """Whether a thread of this process is evaluating events (`evaluation`)."""
+        return self._evaluations > 0
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        with self._counter_lock:
+            self._evaluations += 1
+        try:
+            yield
+        finally:
+            with self._counter_lock:
+                self._evaluations -= 1
+
+    def delivery(self) -> None:
+        """The intake committed deliveries that need evaluating: wake the dispatcher."""
+        self.delivered.set()
+        self.nudge.set()
 
 
 _current: Runtime | None = None

@@ -55,3 +55,54 @@ def test_a_row_its_handler_cannot_take_fails_alone(
             sa.select(outbox_table.c.error).where(outbox_table.c.done_at.is_(None))
         ).scalar_one()
     assert error.startswith("gave up:")
+
+
+def _resting(ticker: dispatch.Ticker, seconds: float) -> Any:
+    import threading
+
+    rest = threading.Thread(target=ticker._rest, args=(seconds,), daemon=True)
+    rest.start()
+    return rest
+
+
+def test_a_delivery_ends_the_pause_after_follow_up_work_unless_an_evaluation_takes_it(
+    runtime: Runtime,
+) -> None:
+    # After a busy pass the dispatcher pauses (up to `interval`) so that the work of many
+    # commits gathers. A webhook arriving behind renders and notifications need not wait
+    # for that; under a flood an evaluation is running and takes the new events anyway.
+    import time
+
+    assert runtime.settings.embedded
+    ticker = dispatch.Ticker(runtime, interval=60, breath=0.01, max_breath=60)
+    rest = _resting(ticker, 60)
+    runtime.delivery()
+    rest.join(5)
+    assert not rest.is_alive()
+
+    with runtime.evaluation():
+        rest = _resting(ticker, 60)
+        runtime.delivery()
+        time.sleep(0.2)
+        assert rest.is_alive()  # the running evaluation takes what arrived
+        ticker.stop(timeout=0)
+        rest.join(5)
+        assert not rest.is_alive()  # stopping still ends it
+
+
+def test_in_scaled_mode_a_delivery_does_not_end_the_pause(runtime: Runtime) -> None:
+    import dataclasses
+    import time
+
+    scaled = dataclasses.replace(
+        runtime, settings=runtime.settings.model_copy(update={"redis_url": "redis://x"})
+    )
+    assert not scaled.settings.embedded
+    ticker = dispatch.Ticker(scaled, interval=60, breath=0.01, max_breath=60)
+    rest = _resting(ticker, 60)
+    scaled.delivery()
+    time.sleep(0.2)
+    assert rest.is_alive()
+    ticker.stop(timeout=0)
+    rest.join(5)
+    assert not rest.is_alive()

@@ -39,9 +39,9 @@ class WriteLock:
     A writer someone is waiting on (the intake's group commit: every webhook of the batch
     waits for its 202) goes ahead of background writers (evaluation, the dispatcher, the
     clock) that are waiting too, and a background writer that just committed cannot take
-    the lock straight back while an urgent one waits: then a webhook waits for at most the
-    one transaction in progress. A plain lock hands itself to whichever thread runs first,
-    which is usually the one that just released it.
+    the lock straight back while an urgent one waits: then a webhook waits for the one
+    transaction in progress (and an overdue one, below). A plain lock hands itself to
+    whichever thread runs first, which is usually the one that just released it.
 
     A background writer is held back for at most `HOLD_BACK` seconds: under a flood of
     deliveries the group commit is waiting nearly all the time, and evaluation must still
@@ -132,8 +132,8 @@ class Store:
 
         `urgent`: a request waits for this commit; on SQLite it goes ahead of background
         writers waiting for the lock (`WriteLock`). `wait`: on SQLite, at most this many
-        seconds for the lock (default `SQLITE_BUSY_SECONDS`), then `OperationalError`
-        ("database is locked") as SQLite itself would raise."""
+        seconds for this process's lock (default `SQLITE_BUSY_SECONDS`), then
+        `OperationalError` ("database is locked") as SQLite itself would raise."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn

@@ -87,8 +87,9 @@ class WriteLock:
                     # A background writer wakes when its patience ends, to become overdue.
                     until = deadline if urgent or overdue else min(deadline, patience)
                     self._cond.wait(until - now)
-                self._owner = me
+                # Depth first: whatever interrupts these two lines, `held` is right.
                 self._depth = 1
+                self._owner = me
                 return True
             finally:
                 if urgent:
@@ -98,6 +99,10 @@ class WriteLock:
                 if (urgent and not self._urgent_waiting) or (overdue and not self._overdue):
                     # Writers that waited for this one may take their turn.
                     self._cond.notify_all()
+
+    def held(self) -> int:
+        """How many times the calling thread holds the lock (0: not at all)."""
+        return self._depth if self._owner == threading.get_ident() else 0
 
     def release(self) -> None:
         with self._cond:
@@ -138,17 +143,22 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
             return
-        # As long as SQLite's own busy timeout: a writer that waits longer fails the same way
-        # it would have without the lock, rather than hanging.
-        if not self._write_lock.acquire(SQLITE_BUSY_SECONDS if wait is None else wait, urgent):
-            raise sa.exc.OperationalError(
-                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
-            )
+        # Released by what the lock says this thread holds, not by a flag set after
+        # `acquire` returned: an exception raised into the thread in between (RQ's job
+        # timeout does that) would otherwise leave the lock taken for good.
+        before = self._write_lock.held()
         try:
+            # As long as SQLite's own busy timeout: a writer that waits longer fails the
+            # same way it would have without the lock, rather than hanging.
+            if not self._write_lock.acquire(SQLITE_BUSY_SECONDS if wait is None else wait, urgent):
+                raise sa.exc.OperationalError(
+                    "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+                )
             with self.engine.begin() as conn:
                 yield conn
         finally:
-            self._write_lock.release()
+            if self._write_lock.held() > before:
+                self._write_lock.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

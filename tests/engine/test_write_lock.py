@@ -169,3 +169,46 @@ def test_an_overdue_background_writer_goes_ahead_of_an_urgent_one_that_keeps_com
     flooding.clear()
     flooder.join(6)
     assert got == [True, True]
+
+
+class _Interrupted(Exception):
+    """Stands for an exception raised into a thread from outside (RQ's job timeout)."""
+
+
+def test_an_exception_right_after_the_lock_is_taken_does_not_keep_it(tmp_path):
+    from engine.db import create_store
+    from engine.settings import Settings
+
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}))
+    lock = store._write_lock
+    assert isinstance(lock, WriteLock)
+    taken = lock.acquire
+
+    def acquire_then_interrupted(timeout: float, urgent: bool = False) -> bool:
+        taken(timeout, urgent)
+        raise _Interrupted
+
+    lock.acquire = acquire_then_interrupted  # type: ignore[method-assign]
+    with pytest.raises(_Interrupted):
+        with store.begin():
+            pass
+    lock.acquire = taken  # type: ignore[method-assign]
+    assert lock.held() == 0
+    others: list[bool] = []
+
+    def other() -> None:
+        others.append(lock.acquire(0.5))
+        lock.release()
+
+    _thread(other).join(5)
+    assert others == [True]
+    # Nested: the outer transaction's hold survives an inner one's interruption.
+    with store.begin():
+        lock.acquire = acquire_then_interrupted  # type: ignore[method-assign]
+        with pytest.raises(_Interrupted):
+            with store.begin():
+                pass
+        lock.acquire = taken  # type: ignore[method-assign]
+        assert lock.held() == 1
+    assert lock.held() == 0
+    store.dispose()

@@ -60,10 +60,10 @@ from .tables import (
     utcnow,
 )
 
-#: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
-#: is `deadline.rules.tick` (engine.deadlines).
 log = logging.getLogger("beacon.rules")
 
+#: The deadline that wakes the evaluator when an activation needs the clock; its outbox row
+#: is `deadline.rules.tick` (engine.deadlines).
 TICK = "rules.tick"
 #: workers.notify's outbox kind for a message to a team channel.
 NOTIFY_CHANNEL = "notify.channel"

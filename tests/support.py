@@ -59,6 +59,15 @@ def beacon(
     )
 
 
+def wait_for(check: Any, seconds: float, what: str, poll: float = 0.2) -> None:
+    """Until `check()` is true, every `poll` seconds; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
 def wait_http(url: str, timeout: float = 60, expect: int = 200) -> None:
     deadline = time.monotonic() + timeout
     last: object = None

@@ -13,7 +13,7 @@ import importlib
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -68,16 +68,10 @@ def resolve(kind: str) -> tuple[str, Handler]:
 def dispatch_once(rt: Runtime) -> int:
     """One pass: fire due deadlines, claim outbox rows and enqueue their jobs; how many
     rows it claimed."""
-    return sum(_dispatch(rt).values())
-
-
-def _dispatch(rt: Runtime) -> Counter[str]:
-    """`dispatch_once`, by kind."""
     deadlines.fire_due(rt.store)
     rows = outbox.claim(rt.store, rt.name)
-    claimed = Counter(row.kind for row in rows)
     if not rows:
-        return claimed
+        return 0
     by_kind: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row.id)
@@ -100,7 +94,7 @@ def _dispatch(rt: Runtime) -> Counter[str]:
                 result_ttl=0,
                 failure_ttl=86400,
             )
-    return claimed
+    return len(rows)
 
 
 def run_outbox(ids: list[int]) -> None:
@@ -197,11 +191,11 @@ class Ticker(threading.Thread):
         while not self._stop_event.is_set():
             self.rt.delivered.clear()
             try:
-                claimed = _dispatch(self.rt)
+                busy = dispatch_once(self.rt)
             except Exception:  # the database may be briefly away: keep ticking
                 log.exception("dispatcher pass failed")
-                claimed = Counter()
-            if claimed:
+                busy = 0
+            if busy:
                 self._rest(pause)
                 pause = min(pause * 2, self.max_breath)
             else:

@@ -38,8 +38,8 @@ class Runtime:
     delivered: threading.Event = field(default_factory=threading.Event)
     #: Per-process caches other parts attach (compiled rules, page cache, ...), by name.
     extras: dict[str, Any] = field(default_factory=dict)
-    _evaluations: int = 0
-    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    _evaluations: int = field(default=0, init=False, repr=False)
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, queues: Queues | None = None) -> Runtime:

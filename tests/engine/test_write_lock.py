@@ -10,13 +10,11 @@ from collections.abc import Callable
 import pytest
 
 from engine.db import WriteLock
+from tests.support import wait_for
 
 
 def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.001)
+    wait_for(condition, 5, "the other thread", poll=0.001)
 
 
 def _thread(target: Callable[[], None]) -> threading.Thread:
@@ -188,11 +186,15 @@ def test_an_exception_right_after_the_lock_is_taken_does_not_keep_it(tmp_path):
         taken(timeout, urgent)
         raise _Interrupted
 
-    lock.acquire = acquire_then_interrupted  # type: ignore[method-assign]
-    with pytest.raises(_Interrupted):
-        with store.begin():
-            pass
-    lock.acquire = taken  # type: ignore[method-assign]
+    def interrupted_begin() -> None:
+        lock.acquire = acquire_then_interrupted  # type: ignore[method-assign]
+        try:
+            with pytest.raises(_Interrupted), store.begin():
+                pass
+        finally:
+            lock.acquire = taken  # type: ignore[method-assign]
+
+    interrupted_begin()
     assert lock.held() == 0
     others: list[bool] = []
 
@@ -204,11 +206,7 @@ def test_an_exception_right_after_the_lock_is_taken_does_not_keep_it(tmp_path):
     assert others == [True]
     # Nested: the outer transaction's hold survives an inner one's interruption.
     with store.begin():
-        lock.acquire = acquire_then_interrupted  # type: ignore[method-assign]
-        with pytest.raises(_Interrupted):
-            with store.begin():
-                pass
-        lock.acquire = taken  # type: ignore[method-assign]
+        interrupted_begin()
         assert lock.held() == 1
     assert lock.held() == 0
     store.dispose()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from engine.migrate import upgrade
 from engine.settings import Settings
 from tests.conftest import FIXTURES, ROOT, free_port, need
 from tests.intake.conftest import add_source, add_team, events_in
-from tests.support import beacon_env, serve, stop, wait_http
+from tests.support import beacon_env, serve, stop, wait_for, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,15 +33,6 @@ def prepared(tmp_path: Path, **source: object) -> tuple[Path, str]:
     _, key = add_source(store, team, "am", type="alertmanager", **source)
     store.dispose()
     return data_dir, key
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

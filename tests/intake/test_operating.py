@@ -24,6 +24,7 @@ from tests.intake.conftest import (
     firing,
     resolved,
 )
+from tests.support import wait_for
 from workers.dispatch import dispatch_once
 from workers.runtime import Runtime, install
 
@@ -368,9 +369,6 @@ def test_a_key_rotation_waiting_for_the_write_lock_does_not_hold_up_deliveries(
 
 def _until_waiting(store: Store) -> None:
     """Until a thread waits for the store's write lock."""
-    import time
-
-    deadline = time.monotonic() + 5
-    while not store._write_lock._cond._waiters:  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "nobody waited for the write lock"
-        time.sleep(0.005)
+    lock = store._write_lock
+    assert lock is not None
+    wait_for(lambda: lock._cond._waiters, 5, "a writer waiting for the lock", poll=0.005)

@@ -35,8 +35,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Each wrk thread numbers its requests; the thread id and the number make the alert's
-# fingerprint and start time distinct, so no delivery is a retry of another.
+# Each wrk thread numbers its requests; the run's id, the thread id and the number make the
+# alert's fingerprint distinct, so no delivery is a retry of another, not even of one a
+# previous run sent to the same server (`--url`): Beacon answers a retry without storing or
+# evaluating it, and a benchmark of retries would measure the wrong path.
 LUA = r"""
 local counter = 0
 local threads = 0
@@ -49,7 +51,7 @@ function init(args)
 end
 request = function()
   counter = counter + 1
-  local id = string.format("%d-%d", tid, counter)
+  local id = string.format("RUN-%d-%d", tid, counter)
   local body = string.format(
     '{"receiver":"beacon","status":"firing","alerts":[{"status":"firing",' ..
     '"labels":{"alertname":"Bench","instance":"host-%s","severity":"critical"},' ..
@@ -277,7 +279,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="beacon-bench-"))
     script = work / "alertmanager.lua"
-    script.write_text(LUA)
+    script.write_text(LUA.replace("RUN", os.urandom(4).hex()))
     beacon: list[subprocess.Popen[bytes]] = []
     extra: dict[str, str] = {}
     data_dir = work / "data"

@@ -49,11 +49,18 @@ TEST_OUTCOME: dict[str, object] = {
 def fingerprint(event: AlertEvent) -> str:
     """What makes a delivery of this event a retry: the tool's delivery id (with the alert's
     dedup key and status, since one delivery may carry several alerts), or else its dedup
-    key, status and the tool's own time. The source is the other half of the unique key."""
+    key, status and the tool's own time. The source is the other half of the unique key.
+
+    A test event is never the retry of a real one, nor the other way round: a payload pasted
+    into the test route (or `beacon events send --test`) must not make the tool's own
+    delivery of the same alert a duplicate, which would be acknowledged and never evaluated.
+    """
     if event.delivery_id:
         parts = ["delivery", event.delivery_id, event.dedup_key, event.status.value]
     else:
         parts = ["alert", event.dedup_key, event.status.value, event.occurred_at.isoformat()]
+    if event.test:
+        parts.append("test")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

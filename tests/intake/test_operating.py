@@ -272,6 +272,21 @@ def test_the_test_route_shows_how_a_pasted_payload_is_normalised(env: Env) -> No
     assert r.status_code == 400 and "alerts" in r.json()["error"]["message"]
 
 
+def test_a_pasted_test_payload_does_not_make_the_real_delivery_a_duplicate(env: Env) -> None:
+    headers = api_key(env.store, "platform")
+    tried = env.client.post("/api/v1/alert-sources/tool/test", json=firing("t9"), headers=headers)
+    assert tried.status_code == 202, tried.text
+    real = env.post(firing("t9"))
+    assert real.status_code == 202 and real.json()["duplicates"] == 0, real.text
+    with env.store.read() as conn:
+        rows = conn.execute(sa.select(alert_events.c.test).order_by(alert_events.c.id)).all()
+    assert [r.test for r in rows] == [True, False]
+    # And the other way round: the tool's retry is still one, the test is not one.
+    assert env.post(firing("t9")).json()["duplicates"] == 1
+    again = env.client.post("/api/v1/alert-sources/tool/test", json=firing("t9"), headers=headers)
+    assert again.status_code == 202
+
+
 def test_a_rate_limit_lets_alerts_in_when_redis_is_down(
     tmp_path: Path, make_runtime: Callable[..., Runtime]
 ) -> None:

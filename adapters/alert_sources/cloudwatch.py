@@ -84,8 +84,12 @@ class Settings(BaseModel):
     # Only SNS itself may serve signing certificates and confirmation URLs. Tests point
     # this at a loopback host; in production leave it alone.
     sns_host_pattern: str = SNS_HOST
-    # When set, envelopes from other topics are refused.
+    # When set, envelopes from other topics are refused, and so are raw message deliveries
+    # (unsigned, they name no topic that could be checked).
     topic_arns: list[str] = Field(default_factory=list)
+    # SNS raw message delivery: the alarm itself, unsigned, the integration key the only
+    # secret. False: only signed envelopes are accepted.
+    raw_messages: bool = True
     insufficient_data: Literal["ignore", "firing", "resolved"] = "ignore"
     severity: Severity = Severity.CRITICAL
 
@@ -151,6 +155,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     options = validate(Settings, dict(settings), expected="CloudWatch adapter settings")
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     if "AlarmName" in document and "Type" not in document:
+        _check_raw_allowed(options)
         alarm = validate(_Alarm, document, expected=ALARM)
         return _alarm_events(delivery, alarm, options, raw=document, envelope=None)
     envelope = validate(_Envelope, document, expected=FORMAT)
@@ -176,6 +181,20 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
         return [_notice(delivery, envelope, document)]
     alarm = validate(_Alarm, message, expected=FORMAT, where="Message")
     return _alarm_events(delivery, alarm, options, raw=document, envelope=envelope)
+
+
+def _check_raw_allowed(options: Settings) -> None:
+    """Refuse an unsigned raw message delivery where the source asks for more."""
+    why = (
+        "its topic_arns can only be checked on a signed SNS envelope"
+        if options.topic_arns
+        else "its setting raw_messages is false"
+    )
+    if options.topic_arns or not options.raw_messages:
+        raise SignatureError(
+            f"unsigned raw message delivery refused: this source accepts only signed SNS "
+            f"envelopes ({why}); turn raw message delivery off on the SNS subscription"
+        )
 
 
 def _check_topic(topic_arn: str, options: Settings) -> None:

@@ -242,6 +242,23 @@ def test_a_raw_message_delivery_needs_no_signature(sns_env: tuple[Env, SigningSN
     assert r.status_code == 202, r.text
 
 
+@pytest.mark.parametrize(
+    "strict",
+    [{"raw_messages": False}, {"topic_arns": ["arn:aws:sns:eu-west-1:123456789012:alarms"]}],
+)
+def test_a_source_that_asks_for_signed_envelopes_refuses_a_raw_delivery(
+    sns_env: tuple[Env, SigningSNS, str], strict: dict[str, Any]
+) -> None:
+    env, _fake, _key = sns_env
+    _, key = add_source(env.store, env.team_id, "strict", type="cloudwatch", settings=strict)
+    body = (SNS_DIR / "ok_message_decoded_2021.json").read_bytes()
+    r = env.client.post(f"/api/v1/events/{key}", content=body)
+    assert r.status_code == 401, r.text
+    assert "unsigned raw message delivery refused" in r.json()["error"]["message"]
+    with env.store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(alert_events)).scalar() == 0
+
+
 def test_the_trust_files_come_from_the_environment(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {

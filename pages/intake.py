@@ -87,11 +87,24 @@ async def lookup_source(request: Request, integration_key: str) -> Source | None
         with store.read() as conn:
             return sources_mod.find_by_integration_key(conn, integration_key)
 
-    source = await asyncio.to_thread(find)
+    try:
+        source = await asyncio.to_thread(find)
+    except (DBAPIError, sqlite3.Error) as exc:
+        # As when the store cannot write: the tool retries a 503, and nothing is lost.
+        log.error("could not look up an integration key: %s", getattr(exc, "orig", exc))
+        raise store_unavailable() from None
     if len(cache) >= _SOURCE_CACHE_MAX:
         cache.clear()
     cache[integration_key] = (source, now + SOURCE_CACHE_SECONDS)
     return source
+
+
+def store_unavailable() -> HTTPException:
+    return HTTPException(
+        503,
+        "the event store is unavailable; nothing was stored, retry later",
+        headers={"Retry-After": str(STORE_RETRY_AFTER)},
+    )
 
 
 # --- reading the delivery -----------------------------------------------------------------
@@ -335,11 +348,7 @@ async def receive(request: Request) -> Response:
         # (sqlite3's own errors: the SQLite insert goes through the driver directly.)
         # The driver's own message only: SQLAlchemy's would repeat the alerts' parameters.
         log.error("could not store events of source %r: %s", source.key, getattr(exc, "orig", exc))
-        raise HTTPException(
-            503,
-            "the event store is unavailable; nothing was stored, retry later",
-            headers={"Retry-After": str(STORE_RETRY_AFTER)},
-        ) from None
+        raise store_unavailable() from None
     request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))
     if retry_after is not None:
         raise HTTPException(

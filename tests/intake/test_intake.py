@@ -309,6 +309,19 @@ def test_it_answers_503_and_stores_nothing_while_the_store_cannot_write(env: Env
     assert len(rows(env)) == 1
 
 
+def test_it_answers_503_while_the_store_cannot_look_up_the_key(env: Env) -> None:
+    with env.store.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE alert_sources RENAME TO alert_sources_away")
+    r = env.post(firing("s1"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+    assert "nothing was stored" in r.json()["error"]["message"]
+    with env.store.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE alert_sources_away RENAME TO alert_sources")
+    # The failure was not cached as "no such key".
+    assert env.post(firing("s1")).status_code == 202
+    assert len(rows(env)) == 1
+
+
 def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
     pg_url: str, tmp_path: Path, make_runtime: Callable[..., Runtime]
 ) -> None:

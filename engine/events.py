@@ -331,6 +331,14 @@ def _waiting_evaluations(conn: Connection) -> set[str]:
     }
 
 
+def stored_already(conn: Connection, source_id: int, events: Sequence[AlertEvent]) -> set[int]:
+    """The positions in `events` of those the source's log already holds: deliveries of
+    them again would be retries."""
+    prints = [fingerprint(e) for e in events]
+    found = _existing(conn, {(source_id, fp) for fp in prints})
+    return {i for i, fp in enumerate(prints) if (source_id, fp) in found}
+
+
 def _existing(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     found: dict[tuple[int, str], int] = {}
     by_source: dict[int, list[str]] = {}

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from adapters.alert_sources import AdapterError, Delivery, SignatureError, get_adapter
 from adapters.alert_sources.errors import UnknownAdapterError
+from engine import events as events_mod
 from engine import sources as sources_mod
 from engine.errors import ValidationError
 from engine.event_writer import EventWriter
@@ -239,13 +240,33 @@ def parse(source: Source, adapter: Any, delivery: Delivery) -> list[AlertEvent]:
 # --- rate limit ---------------------------------------------------------------------------
 
 
-def check_rate(request: Request, source: Source, events: list[AlertEvent]) -> int | None:
-    """Seconds to wait when the source's firing events are over its rate limit, else None.
-    Resolves and test deliveries are never counted or refused."""
-    if not source.rate_limit:
-        return None
-    firing = sum(1 for e in events if e.status == EventStatus.FIRING and not e.test)
+async def not_yet_stored_firing(
+    request: Request, source: Source, events: list[AlertEvent]
+) -> list[AlertEvent]:
+    """The firing events a rate limit counts: not tests, and not already in the log (a tool
+    retrying a delivery it timed out on must not be charged, or refused, again)."""
+    firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
     if not firing:
+        return []
+    store = request.app.state.store
+
+    def known() -> set[int]:
+        with store.read() as conn:
+            return events_mod.stored_already(conn, source.id, firing)
+
+    try:
+        seen = await asyncio.to_thread(known)
+    except (DBAPIError, sqlite3.Error) as exc:
+        reason = getattr(exc, "orig", exc)
+        log.error("could not look up events of source %r: %s", source.key, reason)
+        raise store_unavailable() from None
+    return [e for i, e in enumerate(firing) if i not in seen]
+
+
+def check_rate(request: Request, source: Source, firing: int) -> int | None:
+    """Seconds to wait when `firing` more events would take the source past its rate limit,
+    else None. Resolves, test deliveries and retries are never counted or refused."""
+    if not source.rate_limit or not firing:
         return None
     try:
         limit = sources_mod.parse_rate_limit(source.rate_limit)
@@ -333,14 +354,19 @@ async def receive(request: Request) -> Response:
         verify(source, adapter, delivery, received_at)
     events = parse(source, adapter, delivery)
 
-    retry_after = check_rate(request, source, events)
+    retry_after = None
     refused = 0
-    if retry_after is not None:
-        # Resolves always count: keep them, refuse the firing events, and let the tool retry
-        # (a retried resolve is then a duplicate and has no second effect).
-        kept = [e for e in events if e.status == EventStatus.RESOLVED or e.test]
-        refused = len(events) - len(kept)
-        events = kept
+    if source.rate_limit:
+        fresh = await not_yet_stored_firing(request, source, events)
+        retry_after = check_rate(request, source, len(fresh))
+        if retry_after is not None:
+            # Resolves always count: keep them (and retries, which change nothing), refuse
+            # the new firing events, and let the tool retry (a retried resolve is then a
+            # duplicate and has no second effect).
+            refusing = {id(e) for e in fresh}
+            kept = [e for e in events if id(e) not in refusing]
+            refused = len(events) - len(kept)
+            events = kept
     try:
         stored = await store_events(request, source, events, received_at) if events else []
     except (DBAPIError, sqlite3.Error) as exc:
@@ -354,7 +380,8 @@ async def receive(request: Request) -> Response:
         raise HTTPException(
             429,
             f"alert source {source.key!r} is over its rate limit of {source.rate_limit}: "
-            f"{refused} firing event(s) refused, {len(events)} resolve(s) accepted; "
+            f"{refused} firing event(s) refused; {len(events)} accepted (resolves, tests and "
+            "retries of stored events always are); "
             f"retry after {retry_after}s",
             headers={"Retry-After": str(retry_after)},
         )

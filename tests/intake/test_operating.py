@@ -287,6 +287,23 @@ def test_a_pasted_test_payload_does_not_make_the_real_delivery_a_duplicate(env: 
     assert again.status_code == 202
 
 
+def test_a_retried_delivery_is_neither_charged_nor_refused_by_the_rate_limit(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "limited", rate_limit="1/h")
+    assert env.post(firing("f1"), key=key).status_code == 202
+    # The tool timed out and sends it again: a retry, answered as one, the budget untouched.
+    again = env.post(firing("f1"), key=key)
+    assert again.status_code == 202 and again.json()["duplicates"] == 1, again.text
+    assert env.post(firing("f2"), key=key).status_code == 429
+    # A delivery with a retry and a new alert: the new one is refused, the retry is not.
+    both = {"alerts": firing("f1")["alerts"] + firing("f3")["alerts"]}
+    r = env.post(both, key=key)
+    assert r.status_code == 429
+    assert "1 firing event(s) refused; 1 accepted" in r.json()["error"]["message"]
+    with env.store.read() as conn:
+        stored = conn.execute(sa.select(alert_events.c.dedup_key)).scalars().all()
+    assert stored == ["f1"]
+
+
 def test_a_rate_limit_lets_alerts_in_when_redis_is_down(
     tmp_path: Path, make_runtime: Callable[..., Runtime]
 ) -> None:
@@ -318,7 +335,7 @@ def test_a_mixed_delivery_past_the_limit_keeps_its_resolves(env: Env) -> None:
     }
     r = env.post(mixed, key=key)
     assert r.status_code == 429
-    assert "1 firing event(s) refused, 1 resolve(s) accepted" in r.json()["error"]["message"]
+    assert "1 firing event(s) refused; 1 accepted" in r.json()["error"]["message"]
     with env.store.read() as conn:
         stored = conn.execute(
             sa.select(alert_events.c.dedup_key, alert_events.c.status).order_by(alert_events.c.id)

@@ -125,7 +125,7 @@ class AlertEvent(BaseModel):
     `dedup_key` is stable from firing to resolved for the same alert; `occurred_at` is the
     tool's own time for this state (a firing's start, a resolve's end), `received_at` is when
     Beacon got the delivery. `test` marks a tool's test or ping delivery: acknowledged, never
-    evaluated. `delivery_id` is the tool's own id for the delivery (PagerDuty `X-Webhook-Id`,
+    evaluated. `delivery_id` is the tool's own id for the delivery (PagerDuty `event.id`,
     SNS `MessageId`), used to recognise retried deliveries.
     """
 

@@ -7,10 +7,13 @@ incident by its name alone; `event_type` decides only when `data.status` is miss
 Events about anything but an incident (services, notes) are acknowledged without an event;
 `pagey.ping` (the subscription test) is a test event.
 
-The dedup key is `incident:<data.id>`; `X-Webhook-Id` (repeated on retries) becomes the
-event's `delivery_id`. Signature: `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>...]`, the
-HMAC-SHA256 of the raw body with the subscription secret; any one match is enough, so a
-secret can be rotated.
+The dedup key is `incident:<data.id>`; the webhook event's own `event.id` (repeated on
+retries, and covered by the signature) is the event's `delivery_id`, else the
+`X-Webhook-Id` header. The header is not signed: a captured delivery replayed under a new
+one would otherwise be taken for a new event.
+
+Signature: `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>...]`, the HMAC-SHA256 of the raw body
+with the subscription secret; any one match is enough, so a secret can be rotated.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     about other resources."""
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     event = validate(Envelope, document, expected=FORMAT).event
-    delivery_id = delivery.headers.get("x-webhook-id") or None
+    delivery_id = event.id or delivery.headers.get("x-webhook-id") or None
     occurred = (
         parse_time(event.occurred_at, field="event.occurred_at")
         if event.occurred_at

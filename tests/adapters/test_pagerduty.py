@@ -40,7 +40,9 @@ def n8n_capture(path: Path) -> Delivery:
     )
 
 
-def pig_incident(event_type: str, status: str, incident: str, number: int, **more: object) -> Ev:
+def pig_incident(
+    event_type: str, status: str, incident: str, number: int, event_id: str, **more: object
+) -> Ev:
     values: dict[str, object] = {
         "status": "resolved" if status == "resolved" else "firing",
         "dedup_key": f"incident:{incident}",
@@ -48,7 +50,8 @@ def pig_incident(event_type: str, status: str, incident: str, number: int, **mor
         "summary": "Test Incident",
         "occurred_at": "received",
         "links": [f"https://pig208.pagerduty.com/incidents/{incident}"],
-        "delivery_id": HEADERS["x-webhook-id"],
+        # The webhook event's own id (signed with the body), not the X-Webhook-Id header.
+        "delivery_id": event_id,
     }
     labels = {
         "event_type": event_type,
@@ -72,6 +75,7 @@ EXPECTATIONS: dict[str, Expect] = {
                 "acknowledged",
                 "PQ1K5C8",
                 10,
+                "01BZYK8N47N5JG55J1EEEHPEJI",
                 labels={"assignees": "PIG 208"},
                 occurred_at="2021-06-04T13:55:30.394Z",
             )
@@ -102,7 +106,7 @@ EXPECTATIONS: dict[str, Expect] = {
                 },
                 occurred_at="2020-10-02T18:45:22.169Z",
                 links=["https://acme.pagerduty.com/incidents/PGR0VU2"],
-                delivery_id=HEADERS["x-webhook-id"],
+                delivery_id="5ac64822-4adc-4fda-ade0-410becf0de4f",
             )
         ],
     ),
@@ -114,6 +118,7 @@ EXPECTATIONS: dict[str, Expect] = {
                 "resolved",
                 "PCPZE64",
                 6,
+                "01BZYH1JJY09P9LEIST8HG2PMN",
                 occurred_at="2021-06-04T13:16:53.816Z",
             )
         ],
@@ -126,6 +131,7 @@ EXPECTATIONS: dict[str, Expect] = {
                 "triggered",
                 "PFQZPSY",
                 9,
+                "01BZYIL05THJDFF2Y08X9SVMTU",
                 summary="Test Incident 3",
                 labels={"assignees": "PIG 208"},
                 occurred_at="2021-06-04T13:35:29.781Z",
@@ -143,7 +149,7 @@ EXPECTATIONS: dict[str, Expect] = {
                 labels={"event_type": "pagey.ping"},
                 occurred_at="2022-10-01T02:30:53.852Z",
                 test=True,
-                delivery_id="a3d6149f-7577-4e8c-bc7c-e0e80e1s3a5",
+                delivery_id="01D8FYLHB5WAOASD!BWY4P3M",
             )
         ],
     ),

@@ -30,7 +30,7 @@ def pagerduty_headers(secret: str, body: bytes, webhook_id: str) -> dict[str, st
     }
 
 
-def test_a_signed_pagerduty_retry_is_recognised_by_its_webhook_id(env: Env) -> None:
+def test_a_signed_pagerduty_retry_is_recognised_by_its_event_id(env: Env) -> None:
     _, key = add_source(env.store, env.team_id, "pd", type="pagerduty", signing_secret="pd-secret")
     body = (PAGERDUTY / "incident_triggered_v3.json").read_bytes()
     url = f"/api/v1/events/{key}"
@@ -39,6 +39,11 @@ def test_a_signed_pagerduty_retry_is_recognised_by_its_webhook_id(env: Env) -> N
     assert first.status_code == retry.status_code == 202, first.text
     assert retry.json()["events"] == first.json()["events"]
     assert retry.json()["duplicates"] == 1
+    # A captured delivery replayed under a new X-Webhook-Id (not signed): still the retry.
+    replayed = env.client.post(
+        url, content=body, headers=pagerduty_headers("pd-secret", body, "w-replayed")
+    )
+    assert replayed.status_code == 202 and replayed.json()["duplicates"] == 1, replayed.text
     forged = env.client.post(url, content=body, headers=pagerduty_headers("wrong", body, "w-2"))
     assert forged.status_code == 401
     assert "X-PagerDuty-Signature" in forged.json()["error"]["message"]

@@ -16,7 +16,9 @@ posted again with `_after` set to its position, and so on.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,13 +52,23 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _number(value: str | None) -> float | None:
+def number_of(value: str | None) -> float | None:
+    """A field's value read as a number for `gt`, `gte`, `lt` and `lte`; None when it is
+    not one (NaN included). Infinities (Prometheus writes `+Inf`, as in a histogram's `le`
+    label) become the largest finite numbers of their sign: they compare the same with any
+    threshold a rule can write, and durable_rules cannot read an infinite fact (it refuses
+    the whole event)."""
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    if math.isnan(number):
+        return None
+    if math.isinf(number):
+        return math.copysign(sys.float_info.max, number)
+    return number
 
 
 @dataclass
@@ -87,7 +99,7 @@ class Unit:
             if value is not None:
                 fact[prop] = value
         for path, prop in self.numbers.items():
-            number = _number(event_value(event, path))
+            number = number_of(event_value(event, path))
             if number is not None:
                 fact[prop] = number
         for predicate in self.predicates:

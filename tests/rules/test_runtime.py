@@ -284,3 +284,22 @@ def test_rulesets_are_split_below_the_engines_limit_of_event_properties():
     assert ids(book, event(labels={"k149": "v", "j149": "y"})) == ["l149"]
     assert ids(book, event(labels={"k0": "v", "j0": "y", "k120": "v", "j120": "y"})) == ["l0"]
     assert ids(book, event(labels={"k120": "v", "j120": "x"})) == []
+
+
+def test_an_infinite_label_compares_as_infinity_and_nan_as_no_number():
+    # Prometheus writes +Inf (a histogram's `le` label); durable_rules cannot read an
+    # infinite fact and used to refuse the whole event.
+    book = book_of("""
+  - id: above
+    match: {labels.le: {gt: 250}}
+    services: [api]
+    then: [{set_status: degraded}]
+  - id: below
+    match: {labels.le: {lt: 250}}
+    services: [api]
+    then: [{set_status: degraded}]
+""")
+    assert ids(book, event(labels={"le": "+Inf"})) == ["above"]
+    assert ids(book, event(labels={"le": "-Inf"})) == ["below"]
+    assert ids(book, event(labels={"le": "1e400"})) == ["above"]
+    assert ids(book, event(labels={"le": "NaN"})) == []

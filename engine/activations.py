@@ -530,7 +530,7 @@ class Machine:
         self._schedule(act, policy)
         self.state.save(act)
         if act.state == ActivationState.ACTIVE and intents:
-            outcome.effects.append(f"{policy.id}: acted")
+            outcome.effects.append(f"{policy.id}: acted: {_said(intents)}")
         return intents
 
     def _resolve(self, team: str, event: AlertEvent, outcome: Outcome) -> list[Intent]:
@@ -851,6 +851,25 @@ def group_key(policy: RulePolicy, event: AlertEvent) -> str:
 
 def _alert(event: AlertEvent) -> dict[str, Any]:
     return {"alert": event.dedup_key, "source": event.source, "event_id": event.id}
+
+
+def _said(intents: Sequence[Intent]) -> str:
+    """What a rule's action did, in words, for the event's outcome ("what happened to my
+    alert?"): `api: major_outage; incident 'API down'; notify ops-email`."""
+    words: list[str] = []
+    for intent in intents:
+        data = intent.data
+        if intent.kind == IntentKind.CLAIM:
+            words.append(f"{data['service']}: {data['status']}")
+        elif intent.kind == IntentKind.OPEN_INCIDENT:
+            words.append(f"incident {data['title']!r}")
+        elif intent.kind == IntentKind.ATTACH_ALERT:
+            words.append("alert added to its incident")
+        elif intent.kind == IntentKind.NOTIFY:
+            words.append(f"notify {data['channel']}")
+        elif intent.kind == IntentKind.RULE_ERROR:
+            words.append(f"error: {data['message']}")
+    return "; ".join(words) or "nothing to do"
 
 
 def _err(message: str, event: AlertEvent | None) -> dict[str, Any]:

@@ -675,7 +675,11 @@ def event_from_row(row: Any, ids: Ids) -> AlertEvent:
 
     Not validated again: the row was a validated event when it was stored, and every
     evaluation rebuilds its events (validation was a third of the time spent here)."""
-    source_key, source_type = ids.source_key(row.source_id)
+    return row_event(row, *ids.source_key(row.source_id))
+
+
+def row_event(row: Any, source_key: str, source_type: str) -> AlertEvent:
+    """`event_from_row` for a row whose source is known."""
     return AlertEvent.model_construct(
         id=str(row.id),
         source=source_key,

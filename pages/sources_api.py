@@ -25,6 +25,8 @@ from engine import sources as sources_mod
 from engine.models import AlertEvent, EventStatus, Severity
 from engine.sources import Source
 from engine.tables import teams, utcnow
+from rules.explain import Explanation
+from workers.evaluate import why_unmatched
 
 from . import intake
 from .auth import Principal, require_principal, visible_team_ids
@@ -61,9 +63,10 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def event_json(row: Any) -> dict[str, Any]:
-    """An alert event as the API shows it, with what evaluation made of it."""
-    return {
+def event_json(row: Any, why: Explanation | None = None) -> dict[str, Any]:
+    """An alert event as the API shows it, with what evaluation made of it (and, for a
+    firing event no rule matched, `why`: see `workers.evaluate.why_unmatched`)."""
+    shown = {
         "id": str(row.id),
         "dedup_key": row.dedup_key,
         "status": row.status,
@@ -79,6 +82,9 @@ def event_json(row: Any) -> dict[str, Any]:
         if row.outcome is not None
         else {"result": "pending", "matched": [], "effects": []},
     }
+    if why is not None:
+        shown["why"] = why.to_json()
+    return shown
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -101,8 +107,16 @@ async def list_events(request: Request) -> Response:
     source = _find(request, who)
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     before = _int_param(request, "before", 0, 0, 2**62) or None
-    with request.app.state.store.read() as conn:
-        rows = events_mod.recent(conn, source.id, limit, before)
+    store = request.app.state.store
+
+    def read() -> tuple[list[Any], dict[int, Explanation]]:
+        with store.read() as conn:
+            rows = events_mod.recent(conn, source.id, limit, before)
+        extras = request.app.state.runtime.extras
+        return rows, why_unmatched(store, extras, source.key, source.type, rows)
+
+    # In a thread: explaining may first compile the rules in force.
+    rows, why = await asyncio.to_thread(read)
     return JSONResponse(
         {
             "source": {
@@ -111,7 +125,7 @@ async def list_events(request: Request) -> Response:
                 "enabled": source.enabled,
                 "last_event_at": _iso(source.last_event_at),
             },
-            "events": [event_json(r) for r in rows],
+            "events": [event_json(r, why.get(r.id)) for r in rows],
             "next_before": str(rows[-1].id) if len(rows) == limit else None,
         }
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from engine.activations_store import (
     StoreWorld,
     apply_intents,
     event_from_row,
+    row_event,
 )
 from engine.db import Store
 from engine.events import TEST_OUTCOME
@@ -55,6 +56,7 @@ from engine.tables import (
     rule_sets,
     utcnow,
 )
+from rules.explain import Explanation, explain
 from rules.runtime import RuleBook, RuleRuntime
 from rules.validate import Known, RuleBookSpec, check
 
@@ -137,6 +139,29 @@ def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
     spec = check(dict(files), None) if files else RuleBookSpec((), "", {})
     runtime.swap(spec, version)
     return runtime
+
+
+def why_unmatched(
+    store: Store, extras: dict[str, Any], source_key: str, source_type: str, rows: Sequence[Any]
+) -> dict[int, Explanation]:
+    """For the firing events among `rows` (of one source) that no rule matched: why not, by
+    the rules in force now (`rules.explain`), by event id. Nothing for other events."""
+    unmatched = [
+        r
+        for r in rows
+        if r.status == EventStatus.FIRING.value
+        and isinstance(r.outcome, dict)
+        and r.outcome.get("result") == "no_match"
+    ]
+    if not unmatched:
+        return {}
+    book = rules_runtime(store, extras).book
+    rules = book.spec.rules if book is not None else ()
+    version = book.version if book is not None else 0
+    return {
+        row.id: explain(rules, row_event(row, source_key, source_type), version)
+        for row in unmatched
+    }
 
 
 # --- evaluation -----------------------------------------------------------------------------

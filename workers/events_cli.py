@@ -23,6 +23,8 @@ from engine.db import Store, create_store
 from engine.errors import ConfigError, NotFoundError
 from engine.settings import Settings
 from engine.tables import utcnow
+from rules.explain import Explanation
+from workers.evaluate import why_unmatched
 
 #: Seconds between polls of `tail`.
 POLL = 1.0
@@ -136,13 +138,18 @@ def describe_outcome(row: Any) -> str:
     return text
 
 
-def event_line(row: Any) -> str:
+def why_lines(why: Explanation | None) -> str:
+    """An explanation (`why_unmatched`) as indented lines; empty without one."""
+    return "".join(f"\n    {line}" for line in why.lines()) if why is not None else ""
+
+
+def event_line(row: Any, why: Explanation | None = None) -> str:
     when = row.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     test = " [test]" if row.test else ""
     summary = f" {row.summary}" if row.summary else ""
     return (
         f"{when} #{row.id} {row.status} {row.severity} {row.dedup_key}{test}:{summary} "
-        f"-> {describe_outcome(row)}"
+        f"-> {describe_outcome(row)}{why_lines(why)}"
     )
 
 
@@ -153,15 +160,18 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         source = find_source(store, args.source, args.team)
         with store.read() as conn:
             rows = list(reversed(events.recent(conn, source.id, max(args.lines, 0))))
+        # The rules stay compiled from one poll to the next.
+        extras: dict[str, Any] = {}
+        why = why_unmatched(store, extras, source.key, source.type, rows)
         for row in rows:
-            print(event_line(row), flush=True)
+            print(event_line(row, why.get(row.id)), flush=True)
         if args.no_follow:
             return 0
         last_id = rows[-1].id if rows else _newest_id(store, source.id)
         pending = {r.id for r in rows if r.outcome is None}
         while True:
             time.sleep(POLL)
-            last_id, pending = _poll(store, source.id, last_id, pending)
+            last_id, pending = _poll(store, source, last_id, pending, extras)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -174,8 +184,11 @@ def _newest_id(store: Store, source_id: int) -> int:
     return newest[0].id if newest else 0
 
 
-def _poll(store: Store, source_id: int, last_id: int, pending: set[int]) -> tuple[int, set[int]]:
+def _poll(
+    store: Store, source: sources.Source, last_id: int, pending: set[int], extras: dict[str, Any]
+) -> tuple[int, set[int]]:
     """Print events newer than `last_id`, and outcomes of `pending` ones that arrived."""
+    source_id = source.id
     import sqlalchemy as sa
 
     from engine.tables import alert_events
@@ -192,11 +205,12 @@ def _poll(store: Store, source_id: int, last_id: int, pending: set[int]) -> tupl
                     .order_by(alert_events.c.id)
                 )
             )
+    why = why_unmatched(store, extras, source.key, source.type, [*done, *new])
     for row in done:
-        print(f"#{row.id} -> {describe_outcome(row)}", flush=True)
+        print(f"#{row.id} -> {describe_outcome(row)}{why_lines(why.get(row.id))}", flush=True)
         pending.discard(row.id)
     for row in new:
-        print(event_line(row), flush=True)
+        print(event_line(row, why.get(row.id)), flush=True)
         if row.outcome is None:
             pending.add(row.id)
     return (new[-1].id if new else last_id), pending

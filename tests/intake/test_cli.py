@@ -19,6 +19,7 @@ from engine.sources import find_by_key
 from engine.tables import alert_events, outbox, utcnow
 from tests.conftest import ROOT
 from tests.intake.conftest import add_source, add_team, events_in, firing
+from tests.rules.store_helpers import load_rules
 from tests.support import beacon_env
 from workers.cli import main
 
@@ -119,6 +120,39 @@ def test_tail_shows_recent_events_with_their_outcome(
     assert "t1" in lines[0] and lines[0].endswith("-> pending")
     assert "t2" in lines[1]
     assert lines[1].endswith("-> matched by db-down: claim db major_outage")
+
+
+def test_tail_says_why_no_rule_matched_a_firing_event(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = tmp_path / "down.json"
+    body.write_text(json.dumps(firing("t1", summary="cpu high")))
+    main(["events", "send", "tool", str(body)])
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    load_rules(
+        store,
+        """
+  - id: tool-disk
+    match: {source: tool, summary: {contains: disk}}
+    services: [api]
+    then: [{set_status: major_outage}]
+""",
+    )
+    with store.begin() as conn:
+        conn.execute(
+            alert_events.update().values(
+                evaluated_at=utcnow(),
+                outcome={"result": "no_match", "matched": [], "effects": ["no rule matched"]},
+            )
+        )
+    store.dispose()
+    capsys.readouterr()
+    assert main(["events", "tail", "tool", "--no-follow"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("-> no_match: no rule matched")
+    assert lines[1:] == [
+        '    tool-disk (rules.yaml:4): summary is "cpu high", the rule wants contains "disk"'
+    ]
 
 
 def test_tail_follows_new_events_and_their_outcomes(data_dir: Path) -> None:

@@ -101,3 +101,56 @@ def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
             .all()
         )
     assert outcomes[0]["matched"] == ["fire"] and outcomes[1]["matched"] == []
+
+
+def test_the_events_api_says_what_happened_to_each_alert(settings, sqlite_store, make_runtime):
+    """ "What happened to my alert?" end to end: real deliveries, real rules, the outcome the
+    evaluator recorded, as `GET /api/v1/alert-sources/{key}/events` shows it."""
+    from tests.intake.conftest import api_key
+
+    ids = seed(sqlite_store)
+    load_rules(
+        sqlite_store,
+        """
+  - id: fire
+    match: {source: am, labels.alertname: Fire, severity: critical}
+    services: [api]
+    then: [{set_status: major_outage}]
+""",
+    )
+    with sqlite_store.read() as conn:
+        key = conn.execute(
+            sa.select(alert_sources.c.integration_key).where(alert_sources.c.id == ids["am"])
+        ).scalar_one()
+    firing = (PAYLOADS / "firing_single.json").read_bytes()
+    other = firing.replace(b'"Fire"', b'"Quiet"')
+    assert other != firing
+    rt = make_runtime(settings, store=sqlite_store)
+    with TestClient(create_app(rt, background=True)) as client:
+        assert client.post(f"/api/v1/events/{key}", content=firing).status_code == 202
+        assert client.post(f"/api/v1/events/{key}", content=other).status_code == 202
+        headers = api_key(sqlite_store, "platform")
+
+        def listed() -> list[dict]:
+            r = client.get("/api/v1/alert-sources/am/events", headers=headers)
+            assert r.status_code == 200, r.text
+            return r.json()["events"]
+
+        assert _wait(lambda: all(e["outcome"]["result"] != "pending" for e in listed()))
+        quiet, fired = listed()
+    assert fired["outcome"]["result"] == "matched" and fired["outcome"]["matched"] == ["fire"]
+    assert fired["outcome"]["effects"] == ["fire: acted: api: major_outage"]
+    assert "why" not in fired
+    assert quiet["outcome"]["result"] == "no_match"
+    assert quiet["why"] == {
+        "rules_version": 1,
+        "rules": [
+            {
+                "rule": "fire",
+                "at": "rules.yaml:4",
+                "missed": 'labels.alertname is "Quiet", the rule wants "Fire"',
+            }
+        ],
+        "more": 0,
+        "other_sources": 0,
+    }

@@ -16,6 +16,7 @@ their input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,13 @@ class Delivery:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
+            placeholder = _placeholder_at(self.body, exc.pos)
+            if placeholder is not None:
+                raise AdapterError(
+                    f"body is not valid JSON: {placeholder!r} at character {exc.pos} is an "
+                    "unrendered template placeholder, so this is the tool's template, not a "
+                    f"delivery: expected {expected}"
+                ) from None
             raise AdapterError(f"body is not valid JSON ({exc}): expected {expected}") from None
 
     def fields(self) -> dict[str, str]:
@@ -64,6 +72,23 @@ class Delivery:
         except UnicodeDecodeError:
             return {}
         return dict(parse_qsl(text, keep_blank_values=True))
+
+
+# Template placeholders tools leave in a body that was posted unrendered: Handlebars and Go
+# templates ({{ x }}), ${x}, Healthchecks and Datadog ($NAME), Zabbix ({ALERT.SUBJECT}),
+# UptimeRobot (*monitorURL*).
+_PLACEHOLDER = re.compile(
+    rb"\{\{.*?\}\}|\$\{[^}\n]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\{[A-Z][A-Z0-9_.]*\}|\*[A-Za-z][A-Za-z0-9_]*\*"
+)
+
+
+def _placeholder_at(body: bytes, pos: int) -> str | None:
+    """The placeholder where JSON parsing stopped at `pos`, if one is there (a placeholder
+    elsewhere in a body broken for another reason proves nothing)."""
+    for match in _PLACEHOLDER.finditer(body, max(0, pos - 200), pos + 200):
+        if match.start() <= pos + 1 and pos < match.end():
+            return match.group(0).decode("utf-8", "replace")
+    return None
 
 
 def require_object(document: Any, *, expected: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.alert_sources import AdapterError
+from adapters.alert_sources import AdapterError, Delivery
 from adapters.alert_sources.common import (
     labels_of,
     make_event,
@@ -104,3 +104,27 @@ def test_times_past_the_ends_of_the_calendar_are_a_clear_adapter_error() -> None
         with pytest.raises(AdapterError, match="out of range"):
             parse_time(text, field="startsAt")
     assert parse_time("0001-01-01T00:00:00Z", field="startsAt").year == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "placeholder"),
+    [
+        (b'{"title": {{ .CommonLabels.alertname }}}', "{{ .CommonLabels.alertname }}"),
+        (b'{"check": $JSON}', "$JSON"),
+        (b'{"subject": {ALERT.SUBJECT}}', "{ALERT.SUBJECT}"),
+        (b'{"url": *monitorURL*}', "*monitorURL*"),
+        (b'{"name": ${name}}', "${name}"),
+    ],
+)
+def test_a_template_posted_unrendered_is_named_as_one(body: bytes, placeholder: str) -> None:
+    with pytest.raises(AdapterError) as raised:
+        Delivery(body=body, received_at=RECEIVED).json(expected="X")
+    assert f"{placeholder!r} at character" in str(raised.value)
+    assert "unrendered template placeholder" in str(raised.value)
+
+
+def test_a_placeholder_away_from_where_the_json_breaks_is_not_blamed() -> None:
+    # A truncated body whose text mentions $USD: the break is the truncation.
+    with pytest.raises(AdapterError) as raised:
+        Delivery(body=b'{"msg": "costs $USD 5", "a": [1,', received_at=RECEIVED).json(expected="X")
+    assert "placeholder" not in str(raised.value)

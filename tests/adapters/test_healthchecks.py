@@ -39,7 +39,8 @@ EXPECTATIONS: dict[str, Expect] = {
     # carry: only ?name= arrives, so the delivery is refused naming the missing status.
     "healthchecks/get_url_only_down.txt": Expect(error="status: expected 'down' or 'up', got ''"),
     "healthchecks/template_docs_now_check_json.txt": Expect(
-        headers=NO_CONTENT_TYPE, error="body is not valid JSON"
+        headers=NO_CONTENT_TYPE,
+        error="'$JSON' at character 25 is an unrendered template placeholder",
     ),
     "healthchecks/template_zenduty_fields.txt": Expect(
         headers=NO_CONTENT_TYPE, error="name: unrendered template variable '$NAME'"

@@ -252,6 +252,9 @@ class Activation:
     # window: when each distinct alert last started firing (received time)
     fires: dict[AlertKey, datetime] = field(default_factory=dict)
     error: str | None = None
+    #: The template context (`event`) of the latest firing event that joined: what an
+    #: incident opened on the clock (`for`, a window's count reached late) renders.
+    last_event: dict[str, Any] | None = None
 
     @property
     def any_firing(self) -> bool:
@@ -265,6 +268,7 @@ class Activation:
             "due_at": _iso(self.due_at),
             "incident_opened": self.incident_opened,
             "fires": [[s, d, _iso(t)] for (s, d), t in self.fires.items()],
+            "event": self.last_event,
         }
 
 
@@ -502,6 +506,7 @@ class Machine:
             alert.last_occurred_at = max(alert.last_occurred_at, event.occurred_at)
             alert.last_event_id = event.id
         act.last_firing_at = now
+        act.last_event = _event_context(event)
         intents: list[Intent] = []
         if act.state == ActivationState.RESOLVING:
             # Flap damping: back to active with the same claims and incident.
@@ -719,7 +724,7 @@ class Machine:
         if template is None:
             message = f"unknown incident template {incident.template!r} in team {act.team!r}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event))
+            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event, act.services))
         context = self._context(act, policy, event)
         try:
             title = render(template.title, context)
@@ -727,7 +732,7 @@ class Machine:
         except TemplateError as exc:
             message = f"template {incident.template!r} failed to render: {exc}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event))
+            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event, act.services))
         act.incident_opened = True
         impacts = dict(template.services) or {
             s: str(worst_status(policy.claims or [ServiceStatus.MAJOR_OUTAGE]))
@@ -756,7 +761,8 @@ class Machine:
             for key in act.services
         ]
         context: dict[str, Any] = {
-            "event": _event_context(event) if event else {},
+            # Acting on the clock (`for`), there is no event in hand: the latest that joined.
+            "event": _event_context(event) if event else (act.last_event or {}),
             "services": services,
             "rule": {"id": policy.id, "description": policy.description},
         }
@@ -872,8 +878,13 @@ def _said(intents: Sequence[Intent]) -> str:
     return "; ".join(words) or "nothing to do"
 
 
-def _err(message: str, event: AlertEvent | None) -> dict[str, Any]:
-    return {"message": message, **(_alert(event) if event else {})}
+def _err(message: str, event: AlertEvent | None, services: Sequence[str] = ()) -> dict[str, Any]:
+    """A rule error's data: the event it came with, if any, and the services it concerns
+    (so `beacon why` shows an error raised on the clock, with no event in hand)."""
+    data: dict[str, Any] = {"message": message, **(_alert(event) if event else {})}
+    if services:
+        data["services"] = list(services)
+    return data
 
 
 def _event_context(event: AlertEvent) -> dict[str, Any]:

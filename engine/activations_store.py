@@ -337,6 +337,7 @@ class StoreState:
             incident_opened=bool(spec.get("incident_opened")),
             alerts=Alerts(lambda key: self._load_alert(act_id, team, key), row.firing_alerts),
             error=row.error,
+            last_event=spec.get("event"),
         )
         for source, dedup, at in spec.get("fires", []):
             act.fires[(source, dedup)] = datetime.fromisoformat(at)
@@ -902,14 +903,29 @@ def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
 
 
 def _rule_error(conn: Connection, ids: Ids, intent: Intent) -> None:
+    message = str(intent.data.get("message", ""))
+    event_id = _event_id(intent.data)
+    # Recorded against the services it concerns: an error on the clock (a `for` rule's
+    # incident failing to render) comes with no event by which `why` could find it.
+    service_ids: list[int | None] = [
+        found[0]
+        for key in intent.data.get("services") or []
+        if (found := ids.service(intent.team, str(key))) is not None
+    ]
     conn.execute(
-        rule_errors.insert().values(
-            rule_id=intent.rule_id,
-            event_id=_event_id(intent.data),
-            message=str(intent.data.get("message", "")),
-            at=intent.at,
-        )
+        rule_errors.insert(),
+        [
+            {
+                "rule_id": intent.rule_id,
+                "event_id": event_id,
+                "service_id": service_id,
+                "message": message,
+                "at": intent.at,
+            }
+            for service_id in service_ids or [None]
+        ],
     )
+    log.warning("rule %r (team %r): %s", intent.rule_id, intent.team, message)
     if intent.activation_id is not None:
         conn.execute(
             activations.update()

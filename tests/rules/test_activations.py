@@ -275,3 +275,12 @@ def test_service_from_with_group_by_keeps_one_activation_per_service():
         ],
     )
     assert [(x["intent"], x["service"]) for x in lines] == [("claim", "api"), ("claim", "web")]
+
+
+def test_an_incident_opened_by_for_renders_the_event_that_started_it():
+    # `for` acts on the clock, with no event in hand: the template still sees the firing
+    # event (the latest one of the activation), not an empty one.
+    rules = INCIDENT.replace("    resolve: {after: 5m}\n", "    for: 1m\n")
+    lines = run(rules, [event(at=0, summary="disk full"), event(at=20, summary="disk fuller")], 5)
+    assert kinds(lines) == ["claim", "open_incident"], lines
+    assert lines[1]["title"] == "Api down: disk fuller"

@@ -19,6 +19,7 @@ from engine.tables import (
     channels,
     claims,
     deadlines,
+    incident_templates,
     incident_updates,
     incidents,
     outbox,
@@ -139,6 +140,54 @@ def test_an_incident_opens_from_its_template_and_a_person_can_take_it_over(store
     assert "pages.dirty" in kinds
     # The taken-over incident still holds the service's status.
     assert status_of(store, ids["api"]) == "major_outage"
+
+
+def test_an_incident_opened_on_the_clock_renders_its_event_and_its_errors_show_in_why(store):
+    # `for` acts in a tick, with no event in hand: the template renders the latest firing
+    # event of the activation, kept with it in the store; a template that fails there is a
+    # rule error `why` shows for the rule's services.
+    ids = seed(store)
+    with store.begin() as conn:
+        conn.execute(
+            incident_templates.insert().values(
+                team_id=ids["team"], key="broken", title="{{ event.nonexistent.deeper }}"
+            )
+        )
+    rules = """
+  - id: api-down
+    match: {source: am, labels.alertname: Down}
+    services: [api]
+    for: 2m
+    then:
+      - set_status: major_outage
+      - open_incident: {template: outage}
+  - id: web-down
+    match: {source: am, labels.alertname: WebDown}
+    services: [web]
+    for: 2m
+    then:
+      - set_status: major_outage
+      - open_incident: {template: broken}
+"""
+    runtime = load_rules(store, rules)
+    ingest(
+        store,
+        ids["am"],
+        event(labels={"alertname": "Down"}, summary="502s"),
+        event(dedup_key="b", at=30, labels={"alertname": "Down"}, summary="504s"),
+        event(dedup_key="w", labels={"alertname": "WebDown"}, summary="down"),
+    )
+    evaluate(store, runtime)
+    tick(store, runtime, T0 + timedelta(minutes=3))
+    with store.read() as conn:
+        titles = conn.execute(sa.select(incidents.c.title)).scalars().all()
+        report = explain(conn, "web")
+    # One activation per alert (no group_by), each rendering its own event.
+    assert sorted(titles) == ["Api down: 502s", "Api down: 504s"]
+    assert status_of(store, ids["web"]) == "major_outage"
+    [error] = report["rule_errors"]
+    assert error["rule"] == "web-down"
+    assert "template 'broken' failed to render" in error["message"]
 
 
 def test_a_service_from_value_naming_no_service_is_recorded_and_shown_by_why(store):

@@ -89,6 +89,14 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """The monitor's new state as one event; a test event for notices without a heartbeat;
     nothing for PENDING and MAINTENANCE beats."""
     document = _document(delivery)
+    missing = [name for name in ("heartbeat", "msg") if name not in document]
+    if missing:
+        # Uptime Kuma always sends both (heartbeat null for notices): any other object is
+        # not one of its deliveries, and must not pass for a notice that changes nothing.
+        raise AdapterError(
+            f"{missing[0]}: missing ({FORMAT} sends heartbeat, monitor and msg); a custom "
+            "body belongs to a source of type generic"
+        )
     note = validate(Notification, document, expected=FORMAT)
     if note.heartbeat is None:
         return [_notice(note, document, delivery)]
@@ -136,9 +144,14 @@ def _monitor_labels(monitor: Monitor | None, url: str | None) -> dict[str, str]:
         port=monitor.port,
         monitor_path=monitor.path_name,
     )
+    values: dict[str, list[str]] = {}
     for tag in monitor.tags:
         # A tag without a value still matches `exists`; "true" reads better than "".
-        labels[f"tag.{tag.name}"] = tag.value or "true"
+        found = values.setdefault(f"tag.{tag.name}", [])
+        if (tag.value or "true") not in found:
+            found.append(tag.value or "true")
+    # A key given several values (region=eu, region=us) keeps them all, comma-joined.
+    labels.update({name: ",".join(found) for name, found in values.items()})
     return labels
 
 

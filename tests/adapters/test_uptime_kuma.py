@@ -185,6 +185,32 @@ def test_it_points_a_custom_body_without_kuma_fields_to_the_generic_adapter() ->
         parse(delivery, {})
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"foo": "bar"},
+        # An Alertmanager delivery sent to the Uptime Kuma source by mistake.
+        {"receiver": "x", "status": "firing", "alerts": [{"status": "firing"}]},
+        {"heartbeat": None},
+    ],
+)
+def test_a_json_object_without_kumas_fields_is_refused_not_taken_for_a_notice(
+    document: dict[str, object],
+) -> None:
+    with pytest.raises(AdapterError, match="missing .*a source of type generic"):
+        parse(Delivery(body=orjson.dumps(document), received_at=RECEIVED), {})
+
+
+def test_a_tag_key_given_several_values_keeps_them_all() -> None:
+    tags = [
+        {"name": "region", "value": "eu"},
+        {"name": "region", "value": "us"},
+        {"name": "region", "value": "eu"},
+    ]
+    (event,) = parse(Delivery(body=orjson.dumps(beat(0, tags=tags)), received_at=RECEIVED), {})
+    assert event.labels["tag.region"] == "eu,us"
+
+
 def test_it_names_a_form_data_field_that_is_not_json() -> None:
     delivery = Delivery(body=b"", received_at=RECEIVED, form={"data": "{oops"})
     with pytest.raises(AdapterError, match="data: not valid JSON"):

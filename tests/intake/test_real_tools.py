@@ -67,3 +67,18 @@ def test_uptime_kuma_2_get_with_a_query_string(env: Env) -> None:
     r = env.client.get(f"/api/v1/events/{key}{target[target.index('?') :]}")
     assert r.status_code == 202, r.text
     assert rows(env)[0].status == "firing"
+
+
+def test_a_healthchecks_json_body_labelled_urlencoded_is_read_as_json(env: Env) -> None:
+    # curl --data-binary and most HTTP libraries label a string body urlencoded.
+    _, key = add_source(env.store, env.team_id, "hc", type="healthchecks")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = (FIXTURES / "alert_sources/healthchecks/down_rendered_now_check_json.json").read_bytes()
+    r = env.client.post(f"/api/v1/events/{key}", content=body, headers=form)
+    assert r.status_code == 202, r.text
+    template = (
+        FIXTURES / "alert_sources/healthchecks/template_docs_now_check_json.txt"
+    ).read_bytes()
+    r = env.client.post(f"/api/v1/events/{key}", content=template, headers=form)
+    assert r.status_code == 400
+    assert "'$JSON' at character 25 is an unrendered template placeholder" in r.text

@@ -222,13 +222,13 @@ def parse(source: Source, adapter: Any, delivery: Delivery) -> list[AlertEvent]:
     except SignatureError as exc:
         raise HTTPException(401, f"{source.type} signature: {exc}") from None
     except AdapterError as exc:
-        raise HTTPException(400, f"not a {source.type} delivery: {exc}") from None
+        raise HTTPException(400, f"not a valid {source.type} delivery: {exc}") from None
     except PydanticValidationError as exc:
         where = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
             for e in exc.errors(include_url=False)[:5]
         )
-        raise HTTPException(400, f"not a {source.type} delivery: {where}") from None
+        raise HTTPException(400, f"not a valid {source.type} delivery: {where}") from None
     except Exception:
         # An adapter bug must still answer the tool with a reason, and be seen by operators.
         log.exception("the %s adapter failed on a delivery to source %r", source.type, source.key)

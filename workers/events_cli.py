@@ -109,7 +109,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         try:
             parsed = adapter.parse(delivery, source.settings)
         except AdapterError as exc:
-            print(f"beacon: {args.file}: not a {source.type} delivery: {exc}", file=sys.stderr)
+            message = f"not a valid {source.type} delivery: {exc}"
+            print(f"beacon: {args.file}: {message}", file=sys.stderr)
             return 1
         made = [e.model_copy(update={"test": True}) for e in parsed] if args.test else parsed
         stored = events.store_one(store, events.Submission(source, made, received_at, touch=False))

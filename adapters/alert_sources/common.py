@@ -73,9 +73,16 @@ def validate(model: type[ModelT], data: Any, *, expected: str, where: str = "") 
         location = error_location(first["loc"])
         if where:
             location = where if location == "body" else f"{where}.{location}"
-        got = first.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f", got {_short(got)}"
-        raise AdapterError(f"{location}: {first['msg'].lower()}{shown} ({expected})") from None
+        message = first["msg"]
+        if first["type"] == "value_error":
+            # An adapter's own validator: its message says it all, got value included.
+            message = message.removeprefix("Value error, ")
+            shown = ""
+        else:
+            message = message.lower()
+            got = first.get("input")
+            shown = "" if isinstance(got, (dict, list)) else f", got {_short(got)}"
+        raise AdapterError(f"{location}: {message}{shown} ({expected})") from None
 
 
 def _short(value: Any) -> str:

@@ -81,7 +81,7 @@ def test_send_says_what_is_wrong_with_the_file(
     body = tmp_path / "bad.json"
     body.write_text("{}")
     assert main(["events", "send", "tool", str(body)]) == 1
-    assert "bad.json: not a fake-tool delivery: alerts" in capsys.readouterr().err
+    assert "bad.json: not a valid fake-tool delivery: alerts" in capsys.readouterr().err
     assert main(["events", "send", "nope", str(body)]) == 2
     assert "no alert source 'nope'" in capsys.readouterr().err
     # Once a traceback.

@@ -310,6 +310,10 @@ class StoreState:
         # loaded: PostgreSQL holds its row `FOR UPDATE`, SQLite holds the one write lock.
         self._alert_rows: dict[int, dict[AlertKey, _AlertRow]] = {}
         self._deadlines: dict[int, datetime | None] = {}
+        # The latest status (by the tool's clock) of each alert this transaction evaluated:
+        # its outcomes, and so its `evaluated_at`, are written when the batch ends, and
+        # `last_status` must see a resolve evaluated just before a late firing.
+        self._noted: dict[tuple[str, str, str], tuple[EventStatus, datetime]] = {}
 
     def _select(self) -> Any:
         query = sa.select(activations)
@@ -532,10 +536,18 @@ class StoreState:
         row = self.conn.execute(
             _LAST_STATUS, {"source_id": source_id, "dedup_key": dedup_key}
         ).first()
-        return None if row is None else (EventStatus(row.status), row.occurred_at)
+        stored = None if row is None else (EventStatus(row.status), row.occurred_at)
+        noted = self._noted.get((team, source, dedup_key))
+        if noted is None or (stored is not None and stored[1] > noted[1]):
+            return stored
+        return noted
 
     def note_status(self, team: str, event: AlertEvent) -> None:
-        """Nothing to do: the intake stored the event."""
+        """Remember `event`'s status for the rest of this transaction (see `_noted`)."""
+        key = (team, event.source, event.dedup_key)
+        known = self._noted.get(key)
+        if known is None or event.occurred_at >= known[1]:
+            self._noted[key] = (event.status, event.occurred_at)
 
 
 def forget_source_alerts(conn: Connection, source_id: int, now: datetime | None = None) -> None:

@@ -284,3 +284,10 @@ def test_an_incident_opened_by_for_renders_the_event_that_started_it():
     lines = run(rules, [event(at=0, summary="disk full"), event(at=20, summary="disk fuller")], 5)
     assert kinds(lines) == ["claim", "open_incident"], lines
     assert lines[1]["title"] == "Api down: disk fuller"
+
+
+def test_a_firing_older_than_a_resolve_that_came_first_starts_nothing():
+    # The tool's retry of a failure arrives after its recovery (Checkly retries late): the
+    # recovery resolved nothing, yet the older failure must not turn the service red.
+    lines = run(API, [event("resolved", at=60, occurred=50), event(at=70, occurred=10)])
+    assert kinds(lines) == []

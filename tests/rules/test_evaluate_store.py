@@ -407,6 +407,17 @@ def test_a_late_firing_older_than_its_resolve_starts_nothing_on_the_store(store)
     assert changes == ["partial_outage", "operational", "partial_outage", "operational"]
 
 
+def test_a_firing_older_than_a_resolve_before_it_in_the_same_batch_starts_nothing(store):
+    # A tool's recovery, then its late retry of the failure (older by the tool's clock),
+    # posted back to back: one evaluation batch sees both, in arrival order.
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    ingest(store, ids["am"], event("resolved", at=60, occurred=50), event(at=70, occurred=10))
+    evaluate(store, runtime)
+    assert open_claims(store) == []
+    assert status_of(store, ids["api"]) == "operational"
+
+
 def _flaps_and_outcomes(store, monkeypatch, batch_seconds):
     import workers.evaluate as evaluate_mod
 

@@ -4,7 +4,8 @@
 or a tool's raw payload that the alert source's adapter parses -- each received `at` an
 offset (`90s`) or an ISO time, optionally the world they run in (the config file's
 services, sources, templates, channels and maintenance windows), how long to let the clock
-run after the last event (`until`), and optionally the intents expected:
+run after the last event (`until`; without it, the clock runs on while anything is due,
+up to a day), and optionally the intents expected:
 
     world: {services: [{key: api}], alert_sources: [{key: kuma, type: uptime-kuma}]}
     events:
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from .world import ConfigWorld, world_from_config
 from .yamlpos import load
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+#: Without `until`, how long after the last event the clock may run on.
+SETTLE_LIMIT = timedelta(days=1)
 
 #: (source type, body, headers, received_at, adapter settings) -> events
 PayloadParser = Callable[
@@ -251,6 +254,19 @@ def replay(
         intents.extend(found)
     if until is not None:
         advance(until)
+    elif events:
+        # No `until`: the clock runs on while anything is due (a `for`, `resolve.after`, a
+        # window's end), as it would in Beacon with no further event, for a bounded time.
+        limit = events[-1].received_at + SETTLE_LIMIT
+        while True:
+            moments = [w.end for w in world.windows if w.key not in ended]
+            due = state.next_due()
+            if due is not None:
+                moments.append(due)
+            moment = min(moments, default=None)
+            if moment is None or moment > limit:
+                break
+            advance(moment)
     return intents
 
 

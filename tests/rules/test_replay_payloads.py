@@ -65,6 +65,19 @@ def test_a_raw_payload_file_goes_through_its_sources_adapter(tmp_path, capsys):
     assert lines[0]["group"] == "kuma/monitor:89"
 
 
+def test_a_raw_payload_shows_what_a_for_rule_does_once_its_time_has_passed(tmp_path, capsys):
+    # A payload file has no `until`: the clock runs on while anything is due.
+    _files(tmp_path)
+    rules = RULES.replace("    services: [api]\n", "    services: [api]\n    for: 1m\n", 1)
+    (tmp_path / "rules.yaml").write_text(rules)
+    code = _rules_test(tmp_path, "down_v1_23.json", "--source", "kuma")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [(x["at"], x["intent"], x["service"]) for x in lines] == [
+        ("2026-01-01T00:01:00Z", "claim", "api")
+    ]
+
+
 def test_a_scenario_mixes_payloads_over_time_and_checks_expectations(tmp_path, capsys):
     _files(tmp_path)
     (tmp_path / "scenario.yaml").write_text(

@@ -268,7 +268,6 @@ def _from_params(
         severity=severity,
         summary=params.event_name or params.trigger_name or params.subject or f"event {event_id}",
         details=params.trigger_description or params.message or "",
-        # A tag without a value still says something: keep it, empty.
         labels={**_present(labels), **_tags(params.event_tags)},
         links=[params.event_url] if params.event_url else [],
         occurred_at=occurred_at,
@@ -398,7 +397,8 @@ def _tags(tags: Any) -> dict[str, str]:
             if isinstance(tag, dict) and isinstance(tag.get("tag"), str):
                 value = tag.get("value")
                 found.setdefault(tag["tag"], []).extend([] if value is None else [str(value)])
-    return {f"tag.{name}": joined(values) for name, values in found.items()}
+    # A tag without a value still says something: "true", as for every tool's bare tags.
+    return {f"tag.{name}": joined(values) or "true" for name, values in found.items()}
 
 
 def _present(labels: Mapping[str, Any]) -> dict[str, Any]:

@@ -221,7 +221,7 @@ def test_raw_tagsjson_becomes_tag_labels() -> None:
     tags = '[{"tag": "scope", "value": "availability"}, {"tag": "team", "value": ""}]'
     labels = parse(_params(event_tags=tags), {})[0].labels
     assert labels["tag.scope"] == "availability"
-    assert labels["tag.team"] == ""
+    assert labels["tag.team"] == "true"  # a tag without a value, as the conventions say
     assert "tag.class" not in labels
 
 

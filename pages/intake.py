@@ -240,14 +240,11 @@ def parse(source: Source, adapter: Any, delivery: Delivery) -> list[AlertEvent]:
 # --- rate limit ---------------------------------------------------------------------------
 
 
-async def not_yet_stored_firing(
-    request: Request, source: Source, events: list[AlertEvent]
+async def not_yet_stored(
+    request: Request, source: Source, firing: list[AlertEvent]
 ) -> list[AlertEvent]:
-    """The firing events a rate limit counts: not tests, and not already in the log (a tool
-    retrying a delivery it timed out on must not be charged, or refused, again)."""
-    firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
-    if not firing:
-        return []
+    """Those of `firing` that the log does not hold yet (the others are a tool's retry of a
+    delivery it timed out on)."""
     store = request.app.state.store
 
     def known() -> set[int]:
@@ -265,7 +262,7 @@ async def not_yet_stored_firing(
 
 def check_rate(request: Request, source: Source, firing: int) -> int | None:
     """Seconds to wait when `firing` more events would take the source past its rate limit,
-    else None. Resolves, test deliveries and retries are never counted or refused."""
+    else None (the events are then taken from its budget)."""
     if not source.rate_limit or not firing:
         return None
     try:
@@ -356,17 +353,24 @@ async def receive(request: Request) -> Response:
 
     retry_after = None
     refused = 0
-    if source.rate_limit:
-        fresh = await not_yet_stored_firing(request, source, events)
-        retry_after = check_rate(request, source, len(fresh))
+    firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
+    if source.rate_limit and firing:
+        retry_after = check_rate(request, source, len(firing))
         if retry_after is not None:
-            # Resolves always count: keep them (and retries, which change nothing), refuse
-            # the new firing events, and let the tool retry (a retried resolve is then a
-            # duplicate and has no second effect).
-            refusing = {id(e) for e in fresh}
-            kept = [e for e in events if id(e) not in refusing]
-            refused = len(events) - len(kept)
-            events = kept
+            # Refused. A tool's retry of what it already delivered changes nothing and
+            # must not be refused: only the events the log does not hold yet count (looked
+            # up here only, so a delivery within the limit costs no read).
+            fresh = await not_yet_stored(request, source, firing)
+            if len(fresh) < len(firing):
+                retry_after = check_rate(request, source, len(fresh))
+            if retry_after is not None:
+                # Resolves always count: keep them (and retries), refuse the new firing
+                # events, and let the tool retry (a retried resolve is then a duplicate
+                # and has no second effect).
+                refusing = {id(e) for e in fresh}
+                kept = [e for e in events if id(e) not in refusing]
+                refused = len(events) - len(kept)
+                events = kept
     try:
         stored = await store_events(request, source, events, received_at) if events else []
     except (DBAPIError, sqlite3.Error) as exc:

@@ -4,8 +4,7 @@
 or a tool's raw payload that the alert source's adapter parses -- each received `at` an
 offset (`90s`) or an ISO time, optionally the world they run in (the config file's
 services, sources, templates, channels and maintenance windows), how long to let the clock
-run after the last event (`until`; without it, the clock runs on while anything is due,
-up to a day), and optionally the intents expected:
+run after the last event (`until`), and optionally the intents expected:
 
     world: {services: [{key: api}], alert_sources: [{key: kuma, type: uptime-kuma}]}
     events:
@@ -42,7 +41,7 @@ from .world import ConfigWorld, world_from_config
 from .yamlpos import load
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
-#: Without `until`, how long after the last event the clock may run on.
+#: How long after its last event a bare payload file's replay may run the clock on.
 SETTLE_LIMIT = timedelta(days=1)
 
 #: (source type, body, headers, received_at, adapter settings) -> events
@@ -72,6 +71,8 @@ class Scenario:
     until: datetime | None
     expect: list[dict[str, Any]] | None
     name: str = ""
+    #: A bare payload file: no `until` to give, so the clock runs on while anything is due.
+    settle: bool = False
 
 
 @dataclass
@@ -92,7 +93,7 @@ def read_scenario(path: Path, *, source: str | None = None) -> Scenario:
         if source is None:
             raise ScenarioError(f"{path}: a raw payload needs --source KEY")
         item = _Item(path, 0, {"at": "0s", "source": source, "payload": path.name}, DEFAULT_START)
-        return Scenario([item], None, None, None, str(path))
+        return Scenario([item], None, None, None, str(path), settle=True)
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -224,9 +225,12 @@ def replay(
     world: ConfigWorld,
     events: Sequence[AlertEvent],
     until: datetime | None = None,
+    *,
+    settle: bool = False,
 ) -> list[Intent]:
     """Every intent the events produce, on a virtual clock, with maintenance windows of
-    `world` starting and ending on time."""
+    `world` starting and ending on time; the clock stops at the last event, or runs on to
+    `until`, or with `settle` while anything is due (up to `SETTLE_LIMIT`)."""
     state = MemoryState()
     policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
     machine = Machine(state, world, policies)
@@ -254,9 +258,9 @@ def replay(
         intents.extend(found)
     if until is not None:
         advance(until)
-    elif events:
-        # No `until`: the clock runs on while anything is due (a `for`, `resolve.after`, a
-        # window's end), as it would in Beacon with no further event, for a bounded time.
+    elif settle and events:
+        # The clock runs on while anything is due (a `for`, `resolve.after`, a window's
+        # end), as it would in Beacon with no further event, for a bounded time.
         limit = events[-1].received_at + SETTLE_LIMIT
         while True:
             moments = [w.end for w in world.windows if w.key not in ended]
@@ -314,7 +318,7 @@ def run(
         if scenario_world is None:
             raise ScenarioError(f"{path}: no world: give --config FILE or a `world:` section")
         events = build_events(scenario.items, scenario_world, parse_payload)
-        intents = replay(book, scenario_world, events, scenario.until)
+        intents = replay(book, scenario_world, events, scenario.until, settle=scenario.settle)
         # Through JSON and back: the lines compare exactly as they print.
         lines = [orjson.loads(orjson.dumps(i.to_json())) for i in intents]
         result = ReplayResult(intents, lines)

@@ -78,6 +78,18 @@ def test_a_raw_payload_shows_what_a_for_rule_does_once_its_time_has_passed(tmp_p
     ]
 
 
+def test_a_scenario_without_until_stops_its_clock_at_the_last_event(tmp_path, capsys):
+    # Scenarios say how long to run (`until`); their expectations must not change under them.
+    _files(tmp_path)
+    rules = RULES.replace("    services: [api]\n", "    services: [api]\n    for: 1m\n", 1)
+    (tmp_path / "rules.yaml").write_text(rules)
+    (tmp_path / "scenario.yaml").write_text(
+        "events:\n  - {at: 0s, source: kuma, payload: down_v1_23.json}\nexpect: []\n"
+    )
+    assert _rules_test(tmp_path, "scenario.yaml") == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_a_scenario_mixes_payloads_over_time_and_checks_expectations(tmp_path, capsys):
     _files(tmp_path)
     (tmp_path / "scenario.yaml").write_text(

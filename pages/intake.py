@@ -348,6 +348,7 @@ async def receive(request: Request) -> Response:
         if handled is not None:
             return handled
     else:
+        sns.refuse_unsigned(source, adapter)
         verify(source, adapter, delivery, received_at)
     events = parse(source, adapter, delivery)
 

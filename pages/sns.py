@@ -70,6 +70,19 @@ def envelope_of(source: Source, delivery: Delivery) -> dict[str, Any] | None:
     return document
 
 
+def refuse_unsigned(source: Source, adapter: Any) -> None:
+    """A delivery without an SNS envelope to a source that takes only signed ones: 401."""
+    check = getattr(adapter, "refuse_unsigned", None)
+    if check is None:
+        return
+    try:
+        check(source.settings)
+    except SignatureError as exc:
+        raise HTTPException(401, f"{source.type} signature: {exc}") from None
+    except AdapterError as exc:
+        raise HTTPException(400, f"{source.type} source settings: {exc}") from None
+
+
 async def handle(
     request: Request, source: Source, adapter: Any, delivery: Delivery, envelope: dict[str, Any]
 ) -> Response | None:

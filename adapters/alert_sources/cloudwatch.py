@@ -155,7 +155,6 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     options = validate(Settings, dict(settings), expected="CloudWatch adapter settings")
     document = require_object(delivery.json(expected=FORMAT), expected=FORMAT)
     if "AlarmName" in document and "Type" not in document:
-        _check_raw_allowed(options)
         alarm = validate(_Alarm, document, expected=ALARM)
         return _alarm_events(delivery, alarm, options, raw=document, envelope=None)
     envelope = validate(_Envelope, document, expected=FORMAT)
@@ -183,18 +182,23 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     return _alarm_events(delivery, alarm, options, raw=document, envelope=envelope)
 
 
-def _check_raw_allowed(options: Settings) -> None:
-    """Refuse an unsigned raw message delivery where the source asks for more."""
+def refuse_unsigned(settings: Mapping[str, Any]) -> None:
+    """`SignatureError` when the source asks for signed SNS envelopes (`topic_arns`, or
+    `raw_messages: false`): the intake calls this for a delivery without an envelope (a raw
+    message delivery, unsigned). The authenticated test route and the CLI, which take
+    pasted bodies, do not."""
+    options = validate(Settings, dict(settings), expected="CloudWatch adapter settings")
+    if options.raw_messages and not options.topic_arns:
+        return
     why = (
         "its topic_arns can only be checked on a signed SNS envelope"
         if options.topic_arns
         else "its setting raw_messages is false"
     )
-    if options.topic_arns or not options.raw_messages:
-        raise SignatureError(
-            f"unsigned raw message delivery refused: this source accepts only signed SNS "
-            f"envelopes ({why}); turn raw message delivery off on the SNS subscription"
-        )
+    raise SignatureError(
+        f"unsigned raw message delivery refused: this source accepts only signed SNS "
+        f"envelopes ({why}); turn raw message delivery off on the SNS subscription"
+    )
 
 
 def _check_topic(topic_arn: str, options: Settings) -> None:

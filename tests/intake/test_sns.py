@@ -20,7 +20,7 @@ from adapters.alert_sources.cloudwatch import canonical_string
 from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
-from tests.intake.conftest import Env, _env, add_source
+from tests.intake.conftest import Env, _env, add_source, api_key
 from tests.support import FakeSNS, LocalCA, count_chain_checks, new_key, pem
 from workers.runtime import Runtime
 
@@ -270,3 +270,18 @@ def test_the_trust_files_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.sns_trust_anchors == Path("/etc/beacon/sns-roots.pem")
     assert settings.sns_intermediates == Path("/etc/beacon/sns-intermediates.pem")
     assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).sns_trust_anchors is None
+
+
+def test_the_test_route_takes_a_pasted_raw_alarm_even_where_the_intake_wants_signatures(
+    sns_env: tuple[Env, SigningSNS, str],
+) -> None:
+    # The caller is authenticated: the signature requirement is the network intake's.
+    env, _fake, _key = sns_env
+    add_source(
+        env.store, env.team_id, "strict", type="cloudwatch", settings={"raw_messages": False}
+    )
+    body = (SNS_DIR / "ok_message_decoded_2021.json").read_bytes()
+    r = env.client.post(
+        "/api/v1/alert-sources/strict/test", content=body, headers=api_key(env.store, "platform")
+    )
+    assert r.status_code == 202, r.text

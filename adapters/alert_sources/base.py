@@ -78,16 +78,17 @@ class Delivery:
 # templates ({{ x }}), ${x}, Healthchecks and Datadog ($NAME), Zabbix ({ALERT.SUBJECT}),
 # UptimeRobot (*monitorURL*).
 _PLACEHOLDER = re.compile(
-    rb"\{\{.*?\}\}|\$\{[^}\n]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\{[A-Z][A-Z0-9_.]*\}|\*[A-Za-z][A-Za-z0-9_]*\*"
+    r"\{\{.*?\}\}|\$\{[^}\n]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\{[A-Z][A-Z0-9_.]*\}|\*[A-Za-z][A-Za-z0-9_]*\*"
 )
 
 
 def _placeholder_at(body: bytes, pos: int) -> str | None:
-    """The placeholder where JSON parsing stopped at `pos`, if one is there (a placeholder
-    elsewhere in a body broken for another reason proves nothing)."""
-    for match in _PLACEHOLDER.finditer(body, max(0, pos - 200), pos + 200):
+    """The placeholder where JSON parsing stopped at character `pos`, if one is there (a
+    placeholder elsewhere in a body broken for another reason proves nothing)."""
+    text = body.decode("utf-8", "replace")
+    for match in _PLACEHOLDER.finditer(text, max(0, pos - 200), pos + 200):
         if match.start() <= pos + 1 and pos < match.end():
-            return match.group(0).decode("utf-8", "replace")
+            return match.group(0)
     return None
 
 

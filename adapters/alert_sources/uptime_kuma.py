@@ -89,12 +89,15 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """The monitor's new state as one event; a test event for notices without a heartbeat;
     nothing for PENDING and MAINTENANCE beats."""
     document = _document(delivery)
-    missing = [name for name in ("heartbeat", "msg") if name not in document]
+    # Uptime Kuma always sends heartbeat (null for notices) and, for a notice, its msg: any
+    # other object is not one of its deliveries and must not pass for a notice that
+    # changes nothing.
+    missing = "heartbeat" if "heartbeat" not in document else None
+    if missing is None and document["heartbeat"] is None and "msg" not in document:
+        missing = "msg"
     if missing:
-        # Uptime Kuma always sends both (heartbeat null for notices): any other object is
-        # not one of its deliveries, and must not pass for a notice that changes nothing.
         raise AdapterError(
-            f"{missing[0]}: missing ({FORMAT} sends heartbeat, monitor and msg); a custom "
+            f"{missing}: missing ({FORMAT} sends heartbeat, monitor and msg); a custom "
             "body belongs to a source of type generic"
         )
     note = validate(Notification, document, expected=FORMAT)

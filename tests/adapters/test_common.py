@@ -114,6 +114,8 @@ def test_times_past_the_ends_of_the_calendar_are_a_clear_adapter_error() -> None
         (b'{"subject": {ALERT.SUBJECT}}', "{ALERT.SUBJECT}"),
         (b'{"url": *monitorURL*}', "*monitorURL*"),
         (b'{"name": ${name}}', "${name}"),
+        # Characters before it that take several bytes: the position counts characters.
+        ('{"msg": "[API] [🔴 Down] café", "check": $JSON}'.encode(), "$JSON"),
     ],
 )
 def test_a_template_posted_unrendered_is_named_as_one(body: bytes, placeholder: str) -> None:

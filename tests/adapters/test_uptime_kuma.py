@@ -201,6 +201,13 @@ def test_a_json_object_without_kumas_fields_is_refused_not_taken_for_a_notice(
         parse(Delivery(body=orjson.dumps(document), received_at=RECEIVED), {})
 
 
+def test_a_custom_body_with_a_heartbeat_needs_no_msg() -> None:
+    document = beat(0)
+    del document["msg"]
+    (event,) = parse(Delivery(body=orjson.dumps(document), received_at=RECEIVED), {})
+    assert (event.status, event.summary) == ("firing", "x")
+
+
 def test_a_tag_key_given_several_values_keeps_them_all() -> None:
     tags = [
         {"name": "region", "value": "eu"},

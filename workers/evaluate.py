@@ -58,7 +58,7 @@ from engine.tables import (
 )
 from rules.explain import Explanation, explain
 from rules.runtime import RuleBook, RuleRuntime
-from rules.validate import Known, RuleBookSpec, check
+from rules.validate import Known, LocatedRule, RuleBookSpec, check
 
 from .runtime import Runtime
 
@@ -73,6 +73,8 @@ STREAM_INTERVAL = 0.05
 STREAM_EVENTS = 20
 STREAM_BUDGET = 1.0
 EXTRA_KEY = "rules"
+#: `rules_in_force`'s cache in a process's extras: (version, rules).
+SPEC_KEY = "rules.spec"
 #: Failures that are not the event's or the activation's: the store's, the job running out
 #: of time (RQ raises its timeout into the running code), memory. They fail the job, which
 #: the outbox retries; nothing is set aside for them.
@@ -141,11 +143,38 @@ def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
     return runtime
 
 
+def rules_in_force(store: Store, extras: dict[str, Any]) -> tuple[int, tuple[LocatedRule, ...]]:
+    """The version in force and its rules, without compiling them for the engine: the book
+    this process holds for that version, else the stored files, validated once per version
+    (a web process in scaled mode never evaluates, and need not compile)."""
+    with store.read() as conn:
+        version = int(conn.execute(_VERSION_IN_FORCE).scalar() or 0)
+        runtime = extras.get(EXTRA_KEY)
+        book = runtime.book if isinstance(runtime, RuleRuntime) else None
+        if book is not None and book.version == version:
+            return version, book.spec.rules
+        cached = extras.get(SPEC_KEY)
+        if cached is not None and cached[0] == version:
+            return cached
+        files = (
+            conn.execute(
+                sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
+            ).scalar()
+            if version
+            else None
+        )
+    rules = check(dict(files), None).rules if files else ()
+    extras[SPEC_KEY] = (version, rules)
+    return version, rules
+
+
 def why_unmatched(
     store: Store, extras: dict[str, Any], source_key: str, source_type: str, rows: Sequence[Any]
 ) -> dict[int, Explanation]:
     """For the firing events among `rows` (of one source) that no rule matched: why not, by
-    the rules in force now (`rules.explain`), by event id. Nothing for other events."""
+    the rules in force now (`rules.explain`), by event id. Nothing for other events, and
+    nothing at all when the rules cannot be read: an explanation must never cost the
+    answer it comes with."""
     unmatched = [
         r
         for r in rows
@@ -155,13 +184,15 @@ def why_unmatched(
     ]
     if not unmatched:
         return {}
-    book = rules_runtime(store, extras).book
-    rules = book.spec.rules if book is not None else ()
-    version = book.version if book is not None else 0
-    return {
-        row.id: explain(rules, row_event(row, source_key, source_type), version)
-        for row in unmatched
-    }
+    try:
+        version, rules = rules_in_force(store, extras)
+        return {
+            row.id: explain(rules, row_event(row, source_key, source_type), version)
+            for row in unmatched
+        }
+    except Exception:
+        log.warning("cannot explain unmatched events of source %r", source_key, exc_info=True)
+        return {}
 
 
 # --- evaluation -----------------------------------------------------------------------------

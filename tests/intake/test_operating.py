@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from engine import deadlines, events, sources
 from engine.db import Store
 from engine.settings import Settings
-from engine.tables import alert_events, alert_sources, outbox, utcnow
+from engine.tables import alert_events, alert_sources, outbox, rule_sets, utcnow
 from pages.app import create_app
 from tests.conftest import REDIS_URL
 from tests.intake.conftest import (
@@ -189,6 +189,29 @@ def test_the_events_list_shows_recent_events_and_their_outcome(env: Env) -> None
         ("e2", "firing", "test"),
         ("e1", "firing", "no_match"),
     ]
+
+
+def test_the_events_list_answers_without_why_when_the_rules_cannot_be_read(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.post(firing("e1"))
+    with env.store.begin() as conn:
+        conn.execute(
+            alert_events.update().values(
+                evaluated_at=utcnow(), outcome={"result": "no_match", "matched": [], "effects": []}
+            )
+        )
+        # A stored rule set this build cannot read (say, written by a newer one).
+        conn.execute(
+            rule_sets.insert().values(
+                version=7, files={"r.yaml": "version: 99\nrules: nope\n"}, digest="x"
+            )
+        )
+    r = env.client.get("/api/v1/alert-sources/tool/events", headers=api_key(env.store, "platform"))
+    assert r.status_code == 200, r.text
+    [listed] = r.json()["events"]
+    assert listed["outcome"]["result"] == "no_match" and "why" not in listed
+    assert "cannot explain unmatched events of source 'tool'" in caplog.text
 
 
 def test_the_events_list_pages_back(env: Env) -> None:

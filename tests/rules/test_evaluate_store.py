@@ -1146,3 +1146,21 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     ingest(store, ids["am"], event("resolved", dedup_key="a", at=5, labels=storm))
     evaluate(store, runtime)
     assert status_of(store, ids["api"]) == "operational"
+
+
+def test_explaining_an_unmatched_event_reads_the_rules_without_compiling_them(store):
+    # A web process in scaled mode explains events but never evaluates: no engine rulesets.
+    from workers.evaluate import EXTRA_KEY, SPEC_KEY, why_unmatched
+
+    ids = seed(store)
+    runtime = load_rules(
+        store, API.replace("match: {source: am}", "match: {source: am, labels.x: y}")
+    )
+    ingest(store, ids["am"], event())
+    evaluate(store, runtime)
+    with store.read() as conn:
+        rows = conn.execute(sa.select(alert_events)).all()
+    extras: dict[str, Any] = {}
+    why = why_unmatched(store, extras, "am", "alertmanager", rows)
+    assert [r[0] for r in why[rows[0].id].rules] == ["api-5xx"]
+    assert EXTRA_KEY not in extras and extras[SPEC_KEY][0] == 1

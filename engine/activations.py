@@ -252,8 +252,8 @@ class Activation:
     # window: when each distinct alert last started firing (received time)
     fires: dict[AlertKey, datetime] = field(default_factory=dict)
     error: str | None = None
-    #: The template context (`event`) of the latest firing event that joined: what an
-    #: incident opened on the clock (`for`, a window's count reached late) renders.
+    #: The template context (`event`) of the latest firing event that joined, for a rule
+    #: whose incident opens on the clock (`for`): what that incident renders.
     last_event: dict[str, Any] | None = None
 
     @property
@@ -506,7 +506,10 @@ class Machine:
             alert.last_occurred_at = max(alert.last_occurred_at, event.occurred_at)
             alert.last_event_id = event.id
         act.last_firing_at = now
-        act.last_event = _event_context(event)
+        if policy.for_ is not None and policy.incident is not None and not act.incident_opened:
+            # Its incident will open on the clock, with no event in hand: keep what it
+            # renders (bounded: this is written with the activation on every firing).
+            act.last_event = {**_event_context(event), "details": event.details[:2000]}
         intents: list[Intent] = []
         if act.state == ActivationState.RESOLVING:
             # Flap damping: back to active with the same claims and incident.
@@ -754,15 +757,17 @@ class Machine:
         )
 
     def _context(
-        self, act: Activation, policy: RulePolicy, event: AlertEvent | None
+        self, act: Activation, policy: RulePolicy, event: AlertEvent | None, *, latest: bool = True
     ) -> dict[str, Any]:
+        """What a template renders: the event in hand, else (with `latest`) the latest firing
+        event the activation kept for an incident it opens on the clock, else nothing."""
         services = [
             {"key": key, "name": self.world.service_name(act.team, key) or key}
             for key in act.services
         ]
         context: dict[str, Any] = {
             # Acting on the clock (`for`), there is no event in hand: the latest that joined.
-            "event": _event_context(event) if event else (act.last_event or {}),
+            "event": _event_context(event) if event else (act.last_event or {} if latest else {}),
             "services": services,
             "rule": {"id": policy.id, "description": policy.description},
         }
@@ -798,12 +803,14 @@ class Machine:
                 try:
                     # No event ends an activation by itself (timeouts, damping): the
                     # resolve message sees the services and the rule, and an empty event.
-                    message = render(text, self._context(act, policy, None))
+                    message = render(text, self._context(act, policy, None, latest=False))
                 except TemplateError as exc:
                     message = text
                     error = f"resolve message of {policy.incident.template!r} failed: {exc}"
                     intents.append(
-                        self._intent(IntentKind.RULE_ERROR, now, act, {"message": error})
+                        self._intent(
+                            IntentKind.RULE_ERROR, now, act, _err(error, None, act.services)
+                        )
                     )
             intents.append(
                 self._intent(

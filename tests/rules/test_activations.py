@@ -277,7 +277,7 @@ def test_service_from_with_group_by_keeps_one_activation_per_service():
     assert [(x["intent"], x["service"]) for x in lines] == [("claim", "api"), ("claim", "web")]
 
 
-def test_an_incident_opened_by_for_renders_the_event_that_started_it():
+def test_an_incident_opened_by_for_renders_the_latest_event_that_joined():
     # `for` acts on the clock, with no event in hand: the template still sees the firing
     # event (the latest one of the activation), not an empty one.
     rules = INCIDENT.replace("    resolve: {after: 5m}\n", "    for: 1m\n")

@@ -284,10 +284,17 @@ def check_rate(request: Request, source: Source, firing: int) -> int | None:
         # A limit exists to stop floods, not to lose alerts: without Redis, let them in.
         log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
         return None
-    if decision.allowed:
-        return None
+    return None if decision.allowed else decision.retry_after
+
+
+def warn_if_never_fits(source: Source, firing: int) -> None:
+    """Log a refused delivery that no wait would let through: the operator must raise the
+    limit."""
+    try:
+        limit = sources_mod.parse_rate_limit(source.rate_limit or "")
+    except ValidationError:
+        return
     if firing > limit.count:
-        # Refused however long the tool waits: the operator must raise the limit.
         log.warning(
             "source %r sent %d firing events in one delivery, more than its rate limit %s "
             "ever lets through at once",
@@ -295,7 +302,6 @@ def check_rate(request: Request, source: Source, firing: int) -> int | None:
             firing,
             source.rate_limit,
         )
-    return decision.retry_after
 
 
 # --- the route ----------------------------------------------------------------------------
@@ -365,6 +371,7 @@ async def receive(request: Request) -> Response:
             if len(fresh) < len(firing):
                 retry_after = check_rate(request, source, len(fresh))
             if retry_after is not None:
+                warn_if_never_fits(source, len(fresh))
                 # Resolves always count: keep them (and retries), refuse the new firing
                 # events, and let the tool retry (a retried resolve is then a duplicate
                 # and has no second effect).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -376,6 +378,36 @@ def test_a_delivery_larger_than_the_rate_limit_is_refused_and_logged(
     assert "more than its rate limit 2/h ever lets through at once" in caplog.text
     # The refused delivery used up nothing: two events still fit.
     assert env.post({"alerts": alerts[:2]}, key=key).status_code == 202
+
+
+def test_a_resent_group_of_stored_alerts_past_the_limit_is_accepted_without_a_warning(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, key = add_source(env.store, env.team_id, "small", rate_limit="2/s")
+    alerts = [firing(f"b{n}")["alerts"][0] for n in range(3)]
+    assert env.post({"alerts": alerts[:2]}, key=key).status_code == 202
+    time.sleep(1.1)  # the bucket refills
+    assert env.post({"alerts": alerts[2:]}, key=key).status_code == 202
+    # All three again, more than the limit ever lets through at once, but all retries.
+    again = env.post({"alerts": alerts}, key=key)
+    assert again.status_code == 202 and again.json()["duplicates"] == 3, again.text
+    assert "ever lets through" not in caplog.text
+
+
+def test_a_delivery_within_the_rate_limit_does_not_look_its_events_up(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "roomy", rate_limit="100/s")
+    reads: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "alert_events" in statement:
+            reads.append(statement)
+
+    sa.event.listen(env.store.engine, "before_cursor_execute", note)
+    try:
+        assert env.post(firing("r1"), key=key).status_code == 202
+    finally:
+        sa.event.remove(env.store.engine, "before_cursor_execute", note)
+    assert reads == []
 
 
 def test_a_key_rotation_waiting_for_the_write_lock_does_not_hold_up_deliveries(

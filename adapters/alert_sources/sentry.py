@@ -213,13 +213,15 @@ def _issue(hook: Hook, document: dict[str, Any], delivery: Delivery) -> list[Ale
     if status is None:
         return []  # assigned and the like change who, not whether
     issue = validate(Issue, hook.data.get("issue"), expected=FORMAT, where="data.issue")
-    # Sentry says when an issue was first and last seen, never when it was resolved.
-    if hook.action == "created":
-        when = issue.first_seen
-    elif status is EventStatus.FIRING:
-        when = issue.last_seen
-    else:
-        when = None
+    # Sentry says when an issue was first and last seen, never when it was resolved or
+    # reopened: those take the webhook's own time (Sentry-Hook-Timestamp), else the
+    # delivery's. A reopen dated by `lastSeen` would be older than the resolve before it
+    # and be ignored as a late firing.
+    occurred = delivery.received_at
+    if hook.action == "created" and issue.first_seen:
+        occurred = parse_time(issue.first_seen, field="data.issue.firstSeen")
+    elif hook.action != "created":
+        occurred = _hook_time(delivery) or delivery.received_at
     project = issue.project or Project()
     return [
         make_event(
@@ -241,9 +243,7 @@ def _issue(hook: Hook, document: dict[str, Any], delivery: Delivery) -> list[Ale
                 project_id=project.id,
             ),
             links=[issue.permalink] if issue.permalink else [],
-            occurred_at=parse_time(when, field="data.issue.firstSeen")
-            if when
-            else delivery.received_at,
+            occurred_at=occurred,
             received_at=delivery.received_at,
             raw=document,
         )
@@ -304,6 +304,17 @@ def verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: da
         check_timestamp_skew(
             _sent_at(stamp), now, max_skew_seconds=config.max_skew_seconds, header=TIMESTAMP_HEADER
         )
+
+
+def _hook_time(delivery: Delivery) -> datetime | None:
+    """When Sentry sent the webhook (`Sentry-Hook-Timestamp`), if it says so readably."""
+    stamp = delivery.headers.get(TIMESTAMP_HEADER.lower(), "").strip()
+    if not stamp:
+        return None
+    try:
+        return _sent_at(stamp)
+    except SignatureError:
+        return None
 
 
 def _sent_at(stamp: str) -> datetime:

@@ -248,3 +248,22 @@ def test_it_rejects_a_malformed_timestamp() -> None:
     for stamp in ("yesterday", "nan", "١٢٣"):
         with pytest.raises(SignatureError, match="Sentry-Hook-Timestamp"):
             verify(stamped(stamp, b"{}"), SECRET, {}, RECEIVED)
+
+
+def reopened(headers: dict[str, str]) -> Delivery:
+    """The created fixture as Sentry sends a reopen: action unresolved, lastSeen unchanged."""
+    document = orjson.loads((ALERT_SOURCES / "sentry/issue_created_docs.json").read_bytes())
+    document["action"] = "unresolved"
+    return Delivery(body=orjson.dumps(document), received_at=RECEIVED, headers=headers)
+
+
+def test_a_reopened_issue_is_dated_when_sentry_sent_it_not_by_last_seen() -> None:
+    # Dated by lastSeen (2019 here), a reopen would be older than the resolve before it,
+    # be ignored as a late firing, and the issue could never turn its service red again.
+    headers = {**hook("issue"), "sentry-hook-timestamp": str(int(RECEIVED.timestamp()) - 5)}
+    (event,) = parse(reopened(headers), {})
+    assert event.status == "firing"
+    assert (RECEIVED - event.occurred_at).total_seconds() == 5
+    without = {k: v for k, v in hook("issue").items() if k != "sentry-hook-timestamp"}
+    (event,) = parse(reopened(without), {})
+    assert event.occurred_at == RECEIVED

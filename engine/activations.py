@@ -403,12 +403,15 @@ class Outcome:
     `result` in one word: `matched` (a firing event matched a rule: `effects` say what it
     did), `held` (it matched, and every rule it matched was held by maintenance),
     `applied` (a resolve that resolved an alert in an activation), `ignored` (a resolve
-    older than the firing it would end), `no_match` (a firing event no rule matched, or a
+    older than the firing it would end, or a firing older than its alert's resolve: a late
+    retry, by the tool's clock), `no_match` (a firing event no rule matched, or a
     resolve of an alert no activation holds firing). `effects` say it in words."""
 
     matched: list[str] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
     result: str = "no_match"
+    #: Matched rules that ignored a firing older than its alert's resolve (not stored).
+    late: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"matched": self.matched, "effects": self.effects, "result": self.result}
@@ -450,6 +453,9 @@ class Machine:
                 intents += found
             if matches:
                 outcome.result = "held" if held == len(matches) else "matched"
+                if outcome.late == len(matches):
+                    # Every rule it matched saw a late firing (a retry after its resolve).
+                    outcome.result = "ignored"
         self.state.note_status(team, event)
         return intents, outcome
 
@@ -484,6 +490,7 @@ class Machine:
         if last is not None and last[0] == EventStatus.RESOLVED and event.occurred_at < last[1]:
             # A late firing the tool already resolved (by its own clock): nothing to start.
             outcome.effects.append(f"{policy.id}: ignored: firing older than its resolve")
+            outcome.late += 1
             return []
         act = self.state.open_for(team, policy.id, group)
         if act is None:
@@ -496,6 +503,7 @@ class Machine:
         if alert is not None and not alert.firing and alert.resolved_at is not None:
             if event.occurred_at < alert.last_occurred_at:
                 outcome.effects.append(f"{policy.id}: ignored: firing older than its resolve")
+                outcome.late += 1
                 return []
         is_new = alert is None or not alert.firing
         joins = alert is None

@@ -416,6 +416,12 @@ def test_a_firing_older_than_a_resolve_before_it_in_the_same_batch_starts_nothin
     evaluate(store, runtime)
     assert open_claims(store) == []
     assert status_of(store, ids["api"]) == "operational"
+    with store.read() as conn:
+        late = conn.execute(
+            sa.select(alert_events.c.outcome).order_by(alert_events.c.id.desc()).limit(1)
+        ).scalar_one()
+    # Matched, and ignored: in one word, what happened to it.
+    assert late["result"] == "ignored" and late["matched"] == ["api-5xx"], late
 
 
 def _flaps_and_outcomes(store, monkeypatch, batch_seconds):

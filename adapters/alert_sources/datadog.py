@@ -185,7 +185,8 @@ def _dedup_key(fields: Mapping[str, str], title: str, match: Any, scope: str) ->
     if title:
         # The title minus its "[Triggered on {scope}] " prefix is the same on trigger and
         # recovery: the monitor's name, made per-group by the scope.
-        return f"title:{title[match.end() :] if match else title}:{scope}"
+        name = title[match.end() :] if match else title
+        return f"title:{name}" + (f":{scope}" if scope else "")
     raise AdapterError(
         "alert_cycle_key: missing, and no aggreg_key, alert_id or title to key the alert on: "
         f'add "alert_cycle_key": "$ALERT_CYCLE_KEY" ({FORMAT})'

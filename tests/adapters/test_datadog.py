@@ -137,3 +137,9 @@ def test_it_reads_a_payload_encoded_as_form() -> None:
     )
     (event,) = parse(delivery, {})
     assert (event.status, event.dedup_key) == ("resolved", "cycle:987")
+
+
+def test_a_title_key_without_a_scope_has_no_trailing_colon() -> None:
+    body = orjson.dumps({"title": "[Triggered] CPU high", "body": "x", "date": "1764460000000"})
+    (event,) = parse(Delivery(body=body, received_at=RECEIVED), {})
+    assert event.dedup_key == "title:CPU high"

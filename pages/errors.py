@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -121,12 +122,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+# The segment after `events/` anywhere in a path, in any case, after any number of
+# slashes: a tool template's slip (`//api/v1/events/KEY`, `/api/v1/Events/KEY`,
+# `/api/v2/event/KEY`) still carries a real key, and a 404 is logged like any request.
+_KEY_SEGMENT = re.compile(r"(/events?/+)[^/]+", re.IGNORECASE)
+
+
 def redact_path(path: str) -> str:
     """The path with an integration key replaced: keys are secrets and never reach logs."""
-    prefix = "/api/v1/events/"
-    if path.startswith(prefix):
-        return prefix + "<redacted>"
-    return path
+    return _KEY_SEGMENT.sub(r"\1<redacted>", path)
 
 
 def log_access(scope: Any, status: int, started: float) -> None:

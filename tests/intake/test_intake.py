@@ -220,6 +220,30 @@ def test_it_keeps_integration_keys_out_of_the_access_log(
     assert env.key not in text and "unknown-secret-key" not in text
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//api/v1/events/{key}",
+        "/api/v1//events/{key}",
+        "/api/v1/Events/{key}",
+        "/api/v2/events/{key}",
+        "/api/v1/./events/{key}",
+        "/api/v1/event/{key}",
+        "/p/api/v1/events/{key}",
+        "/api/v1/events/{key}/extra",
+    ],
+)
+def test_a_mistyped_intake_path_keeps_its_key_out_of_the_access_log(
+    env: Env, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    # A tool template's slip still carries the real key, and its 404 is logged too.
+    with caplog.at_level(logging.INFO, logger="beacon.access"):
+        for method in ("POST", "GET", "HEAD"):
+            env.client.request(method, path.format(key=env.key), content=b"{}")
+    assert env.key not in caplog.text, caplog.text
+    assert "<redacted>" in caplog.text
+
+
 def test_a_status_pages_own_domain_takes_no_deliveries(env: Env) -> None:
     # On a page's custom domain only that page's paths exist: the intake is not one of them,
     # on the fast path or through the app.

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from .errors import ValidationError
+from .errors import ConflictError, ValidationError
 from .tables import alert_sources, utcnow
 
 #: Longest grace period a rotation may give the previous key.
@@ -121,18 +121,36 @@ class Rotation:
 
 
 def rotate_key(
-    conn: Connection, source_id: int, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None
+    conn: Connection,
+    source_id: int,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    *,
+    replace_previous: bool = False,
 ) -> Rotation:
     """Give the source a new integration key; the current one keeps working for `grace`
-    (zero: it stops at once). A key from an earlier rotation is dropped."""
+    (zero: it stops at once). A source keeps one previous key: while an earlier rotation's
+    key is still in its grace period, rotating again would stop that key at once, which
+    its rotation promised it would not, so it is a `ConflictError` unless
+    `replace_previous`."""
     if grace < timedelta(0) or grace > MAX_GRACE:
         raise ValidationError(
             f"grace must be between 0 and {int(MAX_GRACE.total_seconds())} seconds", field="grace"
         )
     now = now or utcnow()
-    current = conn.execute(
-        sa.select(alert_sources.c.integration_key).where(alert_sources.c.id == source_id)
-    ).scalar_one()
+    row = conn.execute(
+        sa.select(alert_sources.c.integration_key, alert_sources.c.previous_key_expires_at).where(
+            alert_sources.c.id == source_id
+        )
+    ).one()
+    current = row.integration_key
+    if row.previous_key_expires_at is not None and row.previous_key_expires_at > now:
+        if not replace_previous:
+            raise ConflictError(
+                "the key of an earlier rotation still works until "
+                f"{row.previous_key_expires_at.isoformat()}; rotating again would stop it at "
+                'once: wait until then, or rotate with "replace_previous": true'
+            )
     key = new_integration_key()
     expires = now + grace if grace > timedelta(0) else None
     conn.execute(

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -134,27 +134,37 @@ async def list_events(request: Request) -> Response:
 class RotateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace: int = Field(
+    grace: StrictInt = Field(
         default=int(sources_mod.DEFAULT_GRACE.total_seconds()),
         ge=0,
         le=int(sources_mod.MAX_GRACE.total_seconds()),
         description="seconds the current key keeps working",
     )
+    replace_previous: StrictBool = Field(
+        default=False,
+        description="stop the key of an earlier rotation, still in its grace period, now",
+    )
 
 
 async def rotate_key(request: Request) -> Response:
-    """`POST /api/v1/alert-sources/{key}/rotate-key` `{"grace": seconds}` (optional): a new
-    integration key, shown once here; the old key works until the grace period ends."""
+    """`POST /api/v1/alert-sources/{key}/rotate-key` `{"grace": seconds, "replace_previous":
+    false}` (both optional): a new integration key, shown once here; the old key works until
+    the grace period ends. 409 while an earlier rotation's key is still in its grace."""
     who = require_principal(request)
     _responder(who)
     source = _find(request, who)
     body = await request.body()
-    grace = (await parse_json(request, RotateBody)).grace if body.strip() else RotateBody().grace
+    asked = await parse_json(request, RotateBody) if body.strip() else RotateBody()
     store = request.app.state.store
 
     def rotate() -> sources_mod.Rotation:
         with store.begin() as conn:
-            return sources_mod.rotate_key(conn, source.id, timedelta(seconds=grace))
+            return sources_mod.rotate_key(
+                conn,
+                source.id,
+                timedelta(seconds=asked.grace),
+                replace_previous=asked.replace_previous,
+            )
 
     # In a thread: waiting for the write lock must not stall the event loop (and with it
     # every webhook) behind a flood of deliveries.

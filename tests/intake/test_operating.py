@@ -264,14 +264,28 @@ def test_rotate_key_gives_a_new_key_and_keeps_the_old_one_for_the_grace(env: Env
     assert r.json()["url"].endswith(f"/api/v1/events/{new_key}")
     assert env.post(firing("n1"), key=new_key).status_code == 202
     assert env.post(firing("o1")).status_code == 202
-    # Without grace the previous (now the second) key stops at once, in this process.
-    r = env.client.post("/api/v1/alert-sources/tool/rotate-key", json={"grace": 0}, headers=headers)
-    assert env.post(firing("n2"), key=new_key).status_code == 404
-    assert env.post(firing("n3"), key=r.json()["integration_key"]).status_code == 202
-    bad = env.client.post(
-        "/api/v1/alert-sources/tool/rotate-key", json={"grace": -1}, headers=headers
+    # Rotating again while the first key is in its grace would stop it at once, which the
+    # first rotation promised it would not: refused, and nothing changes.
+    again = env.client.post(
+        "/api/v1/alert-sources/tool/rotate-key", json={"grace": 0}, headers=headers
     )
-    assert bad.status_code == 422
+    assert again.status_code == 409, again.text
+    assert "replace_previous" in again.json()["error"]["message"]
+    assert env.post(firing("o2")).status_code == 202
+    assert env.post(firing("n2"), key=new_key).status_code == 202
+    # Asked for: the first key stops, and without grace the second too, in this process.
+    r = env.client.post(
+        "/api/v1/alert-sources/tool/rotate-key",
+        json={"grace": 0, "replace_previous": True},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    assert env.post(firing("o3")).status_code == 404
+    assert env.post(firing("n3"), key=new_key).status_code == 404
+    assert env.post(firing("n4"), key=r.json()["integration_key"]).status_code == 202
+    for wrong in ({"grace": -1}, {"grace": "60"}, {"grace": True}, {"replace_previous": 1}):
+        bad = env.client.post("/api/v1/alert-sources/tool/rotate-key", json=wrong, headers=headers)
+        assert bad.status_code == 422, (wrong, bad.text)
 
 
 def test_the_test_route_stores_a_test_event_that_is_never_evaluated(env: Env) -> None:

@@ -68,8 +68,13 @@ def parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
     """One event per alert the mapping finds; an `AdapterError` names the setting and alert
     whose expression failed or yielded the wrong type."""
     mapping = validate(Settings, dict(settings), expected="generic adapter settings")
-    if not delivery.body.strip() and (delivery.query or delivery.form):
-        document: Any = delivery.fields()
+    body = delivery.body.strip()
+    if body.startswith((b"{", b"[")):
+        # JSON whatever the header says (curl labels a string body urlencoded).
+        document: Any = delivery.json(expected=FORMAT)
+    elif delivery.form or (not body and delivery.query):
+        # A form post (urlencoded or multipart), or a GET's query string: its fields.
+        document = delivery.fields()
     else:
         document = delivery.json(expected=FORMAT)
     if mapping.alerts is None:

@@ -82,3 +82,25 @@ def test_a_healthchecks_json_body_labelled_urlencoded_is_read_as_json(env: Env) 
     r = env.client.post(f"/api/v1/events/{key}", content=template, headers=form)
     assert r.status_code == 400
     assert "'$JSON' at character 25 is an unrendered template placeholder" in r.text
+
+
+GENERIC = {"status": "state == 'DOWN' && 'firing' || 'resolved'", "dedup_key": "id"}
+
+
+def test_a_generic_source_maps_a_form_post_as_its_fields(env: Env) -> None:
+    _, key = add_source(env.store, env.team_id, "gen", type="generic", settings=GENERIC)
+    url = f"/api/v1/events/{key}"
+    urlencoded = env.client.post(url, data={"id": "f1", "state": "DOWN"})
+    multipart = env.client.post(url, files={"id": (None, "f2"), "state": (None, "DOWN")})
+    labelled = env.client.post(
+        url,
+        content=b'{"id": "f3", "state": "UP"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    for answer in (urlencoded, multipart, labelled):
+        assert answer.status_code == 202, answer.text
+    assert [(r.dedup_key, r.status) for r in rows(env)] == [
+        ("f1", "firing"),
+        ("f2", "firing"),
+        ("f3", "resolved"),
+    ]

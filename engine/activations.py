@@ -575,6 +575,9 @@ class Machine:
             elif act.state == ActivationState.PENDING:
                 if policy is None or policy.window is None:
                     intents += self._end(act, policy, now, "resolved before acting")
+                    outcome.effects.append(f"{act.rule_id}: ended before acting")
+                else:
+                    outcome.effects.append(f"{act.rule_id}: resolved; the window keeps its count")
             elif act.state == ActivationState.ACTIVE:
                 intents += self._last_resolved(act, policy, now)
                 ended = act.state == ActivationState.ENDED

@@ -849,6 +849,21 @@ def test_each_outcome_says_in_one_word_what_happened_to_the_event(store):
     ]
 
 
+def test_a_resolve_before_a_for_rule_acted_says_it_ended_the_activation(store):
+    ids = seed(store)
+    runtime = load_rules(store, API.replace("services: [api]", "services: [api]\n    for: 2m"))
+    made = ingest(store, ids["am"], event(), event("resolved", at=30))
+    evaluate(store, runtime)
+    tick(store, runtime, T0 + timedelta(minutes=3))
+    with store.read() as conn:
+        resolve = conn.execute(
+            sa.select(alert_events.c.outcome).where(alert_events.c.id == made[1])
+        ).scalar_one()
+    assert resolve["result"] == "applied"
+    assert resolve["effects"] == ["api-5xx: ended before acting"]
+    assert status_of(store, ids["api"]) == "operational"
+
+
 def test_a_store_error_is_not_the_events_fault(store, monkeypatch):
     ids = seed(store)
     runtime = load_rules(store, API)

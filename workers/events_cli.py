@@ -100,6 +100,11 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     try:
         source = find_source(store, args.source, args.team)
+        if not source.enabled and not args.test:
+            raise ConfigError(
+                f"alert source {source.key!r} is disabled: its webhook answers 404 and its "
+                "events would not be the tool's; enable it, or send with --test"
+            )
         try:
             adapter = get_adapter(source.type)
         except (UnknownAdapterError, ImportError) as exc:

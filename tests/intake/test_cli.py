@@ -16,7 +16,7 @@ from engine.migrate import upgrade
 from engine.models import AlertEvent
 from engine.settings import Settings
 from engine.sources import find_by_key
-from engine.tables import alert_events, outbox, utcnow
+from engine.tables import alert_events, alert_sources, outbox, utcnow
 from tests.conftest import ROOT
 from tests.intake.conftest import add_source, add_team, events_in, firing
 from tests.rules.store_helpers import load_rules
@@ -89,6 +89,21 @@ def test_send_says_what_is_wrong_with_the_file(
     assert "missing.json: cannot read: No such file or directory" in capsys.readouterr().err
     assert main(["events", "send", "tool", str(tmp_path)]) == 2
     assert f"{tmp_path}: cannot read: Is a directory" in capsys.readouterr().err
+
+
+def test_send_refuses_a_disabled_source_unless_it_is_a_test(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    with store.begin() as conn:
+        conn.execute(alert_sources.update().values(enabled=False))
+    body = tmp_path / "down.json"
+    body.write_text(json.dumps(firing("d1")))
+    assert main(["events", "send", "tool", str(body)]) == 2
+    assert "alert source 'tool' is disabled" in capsys.readouterr().err
+    assert events_in(data_dir) == []
+    assert main(["events", "send", "tool", str(body), "--test"]) == 0
+    store.dispose()
 
 
 def test_tail_shows_recent_events_with_their_outcome(

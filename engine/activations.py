@@ -291,6 +291,8 @@ class State(Protocol):
 
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]: ...
 
+    def held_in(self, team: str, source: str, dedup_key: str) -> str | None: ...
+
     def last_status(
         self, team: str, source: str, dedup_key: str
     ) -> tuple[EventStatus, datetime] | None: ...
@@ -356,6 +358,12 @@ class MemoryState:
 
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
         return self.held.pop(window, [])
+
+    def held_in(self, team: str, source: str, dedup_key: str) -> str | None:
+        for window, held in self.held.items():
+            if any((e.source, e.dedup_key) == (source, dedup_key) for e, _rule in held):
+                return window
+        return None
 
     def last_status(
         self, team: str, source: str, dedup_key: str
@@ -584,6 +592,11 @@ class Machine:
                 outcome.effects.append(f"{act.rule_id}: {'ended' if ended else 'resolving'}")
             self._schedule(act, policy)
             self.state.save(act)
+        if outcome.result == "no_match":
+            window = self.state.held_in(team, *key)
+            if window is not None:
+                # Nothing to end now; the window's end will not replay this alert.
+                outcome.effects.append(f"resolved while held by maintenance {window}")
         return intents
 
     # time --------------------------------------------------------------------------------

@@ -526,6 +526,24 @@ class StoreState:
             )
         return [(event_from_row(r, self.ids), r.rule_id) for r in rows]
 
+    def held_in(self, team: str, source: str, dedup_key: str) -> str | None:
+        """The window holding this alert, not yet released, if any."""
+        try:
+            source_id = self.ids.source(team, source)
+        except LookupError:
+            return None
+        window = self.conn.execute(
+            sa.select(held_alerts.c.window_id)
+            .join(alert_events, alert_events.c.id == held_alerts.c.event_id)
+            .where(
+                alert_events.c.source_id == source_id,
+                alert_events.c.dedup_key == dedup_key,
+                held_alerts.c.released_at.is_(None),
+            )
+            .limit(1)
+        ).scalar()
+        return None if window is None else str(window)
+
     def last_status(
         self, team: str, source: str, dedup_key: str
     ) -> tuple[EventStatus, datetime] | None:

@@ -235,7 +235,7 @@ def test_maintenance_holds_firing_and_replays_still_firing_alerts_at_its_end(sto
     then: [{set_status: major_outage}]
 """,
     )
-    ingest(
+    made = ingest(
         store,
         ids["am"],
         event(at=11 * 60),
@@ -244,6 +244,12 @@ def test_maintenance_holds_firing_and_replays_still_firing_alerts_at_its_end(sto
     )
     evaluate(store, runtime)
     assert open_claims(store) == []
+    with store.read() as conn:
+        gone = conn.execute(
+            sa.select(alert_events.c.outcome).where(alert_events.c.id == made[2])
+        ).scalar_one()
+    # What happened to it: nothing to end now, and the window's end will not replay it.
+    assert gone["effects"] == [f"resolved while held by maintenance {ids['window']}"]
     assert end_maintenance(store, runtime, ids["window"]) == 1
     assert [c.service_id for c in open_claims(store)] == [ids["db"]]
 

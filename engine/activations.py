@@ -143,7 +143,12 @@ class World(Protocol):
     def has_channel(self, team: str, key: str) -> bool: ...
 
     def maintenance(self, team: str, service: str, at: datetime) -> str | None:
-        """The key of the maintenance window holding `service` at `at`, if any."""
+        """The maintenance window holding `service` at `at`, if any (its key or store id:
+        what `State.hold` and the window's end name it by)."""
+        ...
+
+    def window_name(self, team: str, window: str) -> str:
+        """How a person knows the window `maintenance` gave: its key, else its title."""
         ...
 
 
@@ -479,7 +484,8 @@ class Machine:
             window = self.world.maintenance(team, service, now)
             if window is not None:
                 self.state.hold(window, event, policy.id)
-                outcome.effects.append(f"{policy.id}: held by maintenance {window}")
+                name = self.world.window_name(team, window)
+                outcome.effects.append(f"{policy.id}: held by maintenance {name}")
                 return [
                     Intent(
                         IntentKind.HOLD,
@@ -596,7 +602,8 @@ class Machine:
             window = self.state.held_in(team, *key)
             if window is not None:
                 # Nothing to end now; the window's end will not replay this alert.
-                outcome.effects.append(f"resolved while held by maintenance {window}")
+                name = self.world.window_name(team, window)
+                outcome.effects.append(f"resolved while held by maintenance {name}")
         return intents
 
     # time --------------------------------------------------------------------------------

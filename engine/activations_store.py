@@ -180,6 +180,16 @@ class StoreWorld:
         window = self.conn.execute(_MAINTENANCE, {"service_id": found[0], "at": at}).scalar()
         return None if window is None else str(window)
 
+    def window_name(self, team: str, window: str) -> str:
+        row = self.conn.execute(
+            sa.select(maintenance_windows.c.key, maintenance_windows.c.title).where(
+                maintenance_windows.c.id == int(window)
+            )
+        ).first()
+        if row is None:
+            return window
+        return str(row.key) if row.key else repr(row.title)
+
 
 #: An `activation_alerts` row's values that `save` writes, in `_ALERT_COLUMNS` order.
 _AlertRow = tuple[bool, datetime, datetime, datetime | None, int | None]

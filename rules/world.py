@@ -72,6 +72,9 @@ class ConfigWorld:
                 return window.key
         return None
 
+    def window_name(self, team: str, window: str) -> str:
+        return window
+
     def known(self) -> Known:
         """The keys per team, for `rules.validate.check`."""
         teams: dict[str, dict[str, Any]] = {}

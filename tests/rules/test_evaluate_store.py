@@ -248,8 +248,14 @@ def test_maintenance_holds_firing_and_replays_still_firing_alerts_at_its_end(sto
         gone = conn.execute(
             sa.select(alert_events.c.outcome).where(alert_events.c.id == made[2])
         ).scalar_one()
-    # What happened to it: nothing to end now, and the window's end will not replay it.
-    assert gone["effects"] == [f"resolved while held by maintenance {ids['window']}"]
+    # What happened to them, naming the window as people know it (its key).
+    with store.read() as conn:
+        held = conn.execute(
+            sa.select(alert_events.c.outcome).where(alert_events.c.id == made[0])
+        ).scalar_one()
+    assert held["effects"] == ["db: held by maintenance mw"]
+    # Nothing to end now, and the window's end will not replay it.
+    assert gone["effects"] == ["resolved while held by maintenance mw"]
     assert end_maintenance(store, runtime, ids["window"]) == 1
     assert [c.service_id for c in open_claims(store)] == [ids["db"]]
 

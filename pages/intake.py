@@ -91,16 +91,19 @@ async def lookup_source(request: Request, integration_key: str) -> Source | None
     try:
         source = await asyncio.to_thread(find)
     except (DBAPIError, sqlite3.Error) as exc:
-        # As when the store cannot write: the tool retries a 503, and nothing is lost.
-        log.error("could not look up an integration key: %s", getattr(exc, "orig", exc))
-        raise store_unavailable() from None
+        raise store_failed("look up an integration key", exc) from None
     if len(cache) >= _SOURCE_CACHE_MAX:
         cache.clear()
     cache[integration_key] = (source, now + SOURCE_CACHE_SECONDS)
     return source
 
 
-def store_unavailable() -> HTTPException:
+def store_failed(what: str, exc: BaseException) -> HTTPException:
+    """Log that the store could not `what` and give the 503 to answer: the tool retries it,
+    and nothing was acknowledged, so nothing is lost. (sqlite3's own errors too: the SQLite
+    insert goes through the driver directly. The driver's message only: SQLAlchemy's would
+    repeat the alerts' parameters.)"""
+    log.error("could not %s: %s", what, getattr(exc, "orig", exc))
     return HTTPException(
         503,
         "the event store is unavailable; nothing was stored, retry later",
@@ -254,9 +257,7 @@ async def not_yet_stored(
     try:
         seen = await asyncio.to_thread(known)
     except (DBAPIError, sqlite3.Error) as exc:
-        reason = getattr(exc, "orig", exc)
-        log.error("could not look up events of source %r: %s", source.key, reason)
-        raise store_unavailable() from None
+        raise store_failed(f"look up events of source {source.key!r}", exc) from None
     return [e for i, e in enumerate(firing) if i not in seen]
 
 
@@ -285,6 +286,27 @@ def check_rate(request: Request, source: Source, firing: int) -> int | None:
         log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
         return None
     return None if decision.allowed else decision.retry_after
+
+
+async def rate_limited(
+    request: Request, source: Source, events: list[AlertEvent]
+) -> tuple[int | None, list[AlertEvent]]:
+    """(seconds to wait, the firing events refused) when the delivery takes the source past
+    its rate limit, else (None, []). Resolves and tests are never counted or refused (a
+    retried resolve is then a duplicate and has no second effect), nor are retries of what
+    the log already holds: those are looked up only when the limit refuses, so a delivery
+    within it costs no read."""
+    firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
+    retry_after = check_rate(request, source, len(firing))
+    if retry_after is None:
+        return None, []
+    fresh = await not_yet_stored(request, source, firing)
+    if len(fresh) < len(firing):
+        retry_after = check_rate(request, source, len(fresh))
+        if retry_after is None:
+            return None, []
+    warn_if_never_fits(source, len(fresh))
+    return retry_after, fresh
 
 
 def warn_if_never_fits(source: Source, firing: int) -> None:
@@ -358,41 +380,23 @@ async def receive(request: Request) -> Response:
         verify(source, adapter, delivery, received_at)
     events = parse(source, adapter, delivery)
 
-    retry_after = None
-    refused = 0
-    firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
-    if source.rate_limit and firing:
-        retry_after = check_rate(request, source, len(firing))
-        if retry_after is not None:
-            # Refused. A tool's retry of what it already delivered changes nothing and
-            # must not be refused: only the events the log does not hold yet count (looked
-            # up here only, so a delivery within the limit costs no read).
-            fresh = await not_yet_stored(request, source, firing)
-            if len(fresh) < len(firing):
-                retry_after = check_rate(request, source, len(fresh))
-            if retry_after is not None:
-                warn_if_never_fits(source, len(fresh))
-                # Resolves always count: keep them (and retries), refuse the new firing
-                # events, and let the tool retry (a retried resolve is then a duplicate
-                # and has no second effect).
-                refusing = {id(e) for e in fresh}
-                kept = [e for e in events if id(e) not in refusing]
-                refused = len(events) - len(kept)
-                events = kept
+    retry_after: int | None = None
+    refused: list[AlertEvent] = []
+    if source.rate_limit:
+        retry_after, refused = await rate_limited(request, source, events)
+    if refused:
+        refusing = {id(e) for e in refused}
+        events = [e for e in events if id(e) not in refusing]
     try:
         stored = await store_events(request, source, events, received_at) if events else []
     except (DBAPIError, sqlite3.Error) as exc:
-        # The tool retries a 503; the events were not acknowledged, so nothing is lost.
-        # (sqlite3's own errors: the SQLite insert goes through the driver directly.)
-        # The driver's own message only: SQLAlchemy's would repeat the alerts' parameters.
-        log.error("could not store events of source %r: %s", source.key, getattr(exc, "orig", exc))
-        raise store_unavailable() from None
+        raise store_failed(f"store events of source {source.key!r}", exc) from None
     request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))
     if retry_after is not None:
         raise HTTPException(
             429,
             f"alert source {source.key!r} is over its rate limit of {source.rate_limit}: "
-            f"{refused} firing event(s) refused; {len(events)} accepted (resolves, tests and "
+            f"{len(refused)} firing event(s) refused; {len(events)} accepted (resolves, tests and "
             "retries of stored events always are); "
             f"retry after {retry_after}s",
             headers={"Retry-After": str(retry_after)},

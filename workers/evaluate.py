@@ -129,18 +129,21 @@ def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
         book = runtime.book
         if book is not None and book.version == version:
             return runtime
-        files = (
-            conn.execute(
-                sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
-            ).scalar()
-            if version
-            else None
-        )
-    # Stored rules were validated when published; references may have changed since,
-    # which is a run-time rule error, not a reason to stop evaluating.
-    spec = check(dict(files), None) if files else RuleBookSpec((), "", {})
+        spec = _stored_spec(conn, version)
     runtime.swap(spec, version)
     return runtime
+
+
+def _stored_spec(conn: Any, version: int) -> RuleBookSpec:
+    """The rules of stored version `version` (0: none). They were validated when
+    published; references may have changed since, which is a run-time rule error, not a
+    reason to stop evaluating, so they are checked without the world."""
+    files = (
+        conn.execute(sa.select(rule_sets.c.files).where(rule_sets.c.version == version)).scalar()
+        if version
+        else None
+    )
+    return check(dict(files), None) if files else RuleBookSpec((), "", {})
 
 
 def rules_in_force(store: Store, extras: dict[str, Any]) -> tuple[int, tuple[LocatedRule, ...]]:
@@ -156,14 +159,7 @@ def rules_in_force(store: Store, extras: dict[str, Any]) -> tuple[int, tuple[Loc
         cached = extras.get(SPEC_KEY)
         if cached is not None and cached[0] == version:
             return cached
-        files = (
-            conn.execute(
-                sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
-            ).scalar()
-            if version
-            else None
-        )
-    rules = check(dict(files), None).rules if files else ()
+        rules = _stored_spec(conn, version).rules
     extras[SPEC_KEY] = (version, rules)
     return version, rules
 

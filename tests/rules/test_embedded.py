@@ -67,12 +67,12 @@ def test_the_embedded_workers_evaluate_events_and_fire_for_deadlines(
         assert utcnow() >= now + timedelta(seconds=1)
 
 
-def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
-    settings, sqlite_store, make_runtime
-):
-    ids = seed(sqlite_store)
+def _fire_rule(store):
+    """The seeded world with rule `fire` (Alertmanager's Fire alert sets api down); the
+    ids and the `am` source's integration key."""
+    ids = seed(store)
     load_rules(
-        sqlite_store,
+        store,
         """
   - id: fire
     match: {source: am, labels.alertname: Fire, severity: critical}
@@ -80,10 +80,17 @@ def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
     then: [{set_status: major_outage}]
 """,
     )
-    with sqlite_store.read() as conn:
+    with store.read() as conn:
         key = conn.execute(
             sa.select(alert_sources.c.integration_key).where(alert_sources.c.id == ids["am"])
         ).scalar_one()
+    return ids, key
+
+
+def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
+    settings, sqlite_store, make_runtime
+):
+    ids, key = _fire_rule(sqlite_store)
     firing = (PAYLOADS / "firing_single.json").read_bytes()
     resolved = (PAYLOADS / "resolved_single.json").read_bytes()
     rt = make_runtime(settings, store=sqlite_store)
@@ -108,20 +115,7 @@ def test_the_events_api_says_what_happened_to_each_alert(settings, sqlite_store,
     evaluator recorded, as `GET /api/v1/alert-sources/{key}/events` shows it."""
     from tests.intake.conftest import api_key
 
-    ids = seed(sqlite_store)
-    load_rules(
-        sqlite_store,
-        """
-  - id: fire
-    match: {source: am, labels.alertname: Fire, severity: critical}
-    services: [api]
-    then: [{set_status: major_outage}]
-""",
-    )
-    with sqlite_store.read() as conn:
-        key = conn.execute(
-            sa.select(alert_sources.c.integration_key).where(alert_sources.c.id == ids["am"])
-        ).scalar_one()
+    ids, key = _fire_rule(sqlite_store)
     firing = (PAYLOADS / "firing_single.json").read_bytes()
     other = firing.replace(b'"Fire"', b'"Quiet"')
     assert other != firing

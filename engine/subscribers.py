@@ -327,20 +327,21 @@ def _again(
 ) -> Subscription:
     """A repeated subscription. A working confirmed one stays as it is, except that a
     signed-in member (`user`) sets their own filter; an unconfirmed one takes the new filter
-    (its owner still has to confirm); one disabled by a permanent failure starts over
-    (email/SMS confirm again, a webhook gets a new secret)."""
+    (its owner still has to confirm); one disabled by a permanent failure starts over: email
+    and SMS confirm again, a webhook is enabled again as it was.
+
+    A webhook keeps its secret, unsubscribe token and filter: whoever posts its URL again
+    may not be its owner (anyone can post a known URL), so they get nothing to sign or
+    unsubscribe with and change nothing but "try sending again". The owner has both."""
     values: dict[str, Any] = {}
-    secret = None
     if row.disabled_reason is not None:
-        values.update(disabled_reason=None, services=wanted)
+        values.update(disabled_reason=None)
         if channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
-            values.update(confirmed=False, confirm_token=new_token())
-        elif channel == SubscriberChannel.WEBHOOK:
-            secret = new_webhook_secret()
-            values.update(webhook_secret=secret)
-    elif channel == SubscriberChannel.USER:
+            # The confirmation goes to the address: its owner accepts the filter or not.
+            values.update(services=wanted, confirmed=False, confirm_token=new_token())
+    if channel == SubscriberChannel.USER:
         values.update(services=wanted)  # a signed-in member changes their own filter
-    elif not row.confirmed:
+    elif not row.confirmed and row.disabled_reason is None:
         values.update(services=wanted)
         if not row.confirm_token:
             values.update(confirm_token=new_token())
@@ -356,7 +357,7 @@ def _again(
         created=False,
         confirm_token=None if row.confirmed else row.confirm_token,
         unsubscribe_token=row.unsubscribe_token,
-        webhook_secret=secret,
+        webhook_secret=None,
     )
 
 

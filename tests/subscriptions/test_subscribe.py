@@ -225,6 +225,36 @@ def test_a_subscriber_disabled_by_a_failure_can_subscribe_again(
         assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == 0
 
 
+def test_posting_a_disabled_webhook_again_hands_out_neither_secret_nor_link(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    from engine import subscribers
+
+    make_site(rt)
+    url = f"{server.url}/owner-hook"
+    owner = client.post("/p/acme/subscribe", json={"channel": "webhook", "address": url}).json()
+    (before,) = subscriber_rows(rt)
+    with rt.store.begin() as conn:
+        subscribers.disable(conn, before.id, "the receiver answered 410")
+    again = client.post(
+        "/p/acme/subscribe", json={"channel": "webhook", "address": url, "services": ["db"]}
+    )
+    assert again.status_code == 200
+    assert again.json() == {
+        "channel": "webhook",
+        "address": url,
+        "services": None,
+        "status": "subscribed",
+    }
+    (after,) = subscriber_rows(rt)
+    assert after.disabled_reason is None  # enabled again, sending resumes ...
+    # ... to the owner, who still signs and unsubscribes with what they were given.
+    assert after.webhook_secret == before.webhook_secret == owner["signing_secret"]
+    assert after.unsubscribe_token == before.unsubscribe_token
+    assert owner["unsubscribe_url"].endswith(after.unsubscribe_token)
+    assert after.services is None
+
+
 def test_a_webhook_to_a_private_address_is_refused_unless_allowed(
     tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]
 ) -> None:

@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +30,10 @@ from .models import PageType, SubscriberChannel
 from .pagemodel import page_address
 from .security import new_token
 from .tables import (
+    incident_services,
+    incidents,
+    maintenance_services,
+    maintenance_windows,
     page_services,
     page_teams,
     services,
@@ -63,6 +67,8 @@ class Page:
     active: bool
     team_ids: frozenset[int]
     custom_domain: str | None
+    #: People (not only webhooks) hear bare status changes too.
+    notify_component_changes: bool = False
 
     @property
     def private(self) -> bool:
@@ -118,6 +124,7 @@ def _page(conn: Connection, row: Any) -> Page:
         active=bool(row.active),
         team_ids=frozenset(team_ids),
         custom_domain=row.custom_domain,
+        notify_component_changes=bool(row.notify_component_changes),
     )
 
 
@@ -444,6 +451,41 @@ def pages_with_service(conn: Connection, service_id: int) -> list[int]:
             .order_by(status_pages.c.id)
         ).scalars()
     )
+
+
+#: How far apart an incident or maintenance step and a status change may be and still be
+#: one step: they are written in one transaction, but with times taken a moment apart.
+SAME_STEP = timedelta(seconds=5)
+
+
+def explained(conn: Connection, service_id: int, at: datetime) -> bool:
+    """Whether an incident or a maintenance window covered the service when its status
+    changed at `at` (open then, or opened or ended in the same step). People hear that
+    incident's or window's own updates, so the bare change would tell them twice."""
+    early, late = at - SAME_STEP, at + SAME_STEP
+    incident = (
+        sa.select(incidents.c.id)
+        .join(incident_services, incident_services.c.incident_id == incidents.c.id)
+        .where(incident_services.c.service_id == service_id)
+        .where(incidents.c.created_at <= late)
+        .where(sa.or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= early))
+        .limit(1)
+    )
+    window = (
+        sa.select(maintenance_windows.c.id)
+        .join(maintenance_services, maintenance_services.c.window_id == maintenance_windows.c.id)
+        .where(maintenance_services.c.service_id == service_id)
+        .where(maintenance_windows.c.started_at.isnot(None))
+        .where(maintenance_windows.c.started_at <= late)
+        .where(
+            sa.or_(
+                maintenance_windows.c.completed_at.is_(None),
+                maintenance_windows.c.completed_at >= early,
+            )
+        )
+        .limit(1)
+    )
+    return conn.execute(incident).first() is not None or conn.execute(window).first() is not None
 
 
 def follows(filter_keys: Sequence[str] | None, keys: set[str] | None) -> bool:

@@ -201,6 +201,8 @@ status_pages = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, default=False),
     sa.Column("activated_at", UTCDateTime, nullable=True),
     sa.Column("hide_uptime", sa.Boolean, nullable=False, default=False),
+    # People (email, SMS, users) also hear bare status changes (webhooks always do).
+    sa.Column("notify_component_changes", sa.Boolean, nullable=False, default=False),
     sa.Column("settings", JSONType, nullable=False, default=dict),
     _created(),
     _updated(),

@@ -202,6 +202,7 @@ class PageIn(Body):
     custom_domain: Annotated[str, Field(max_length=253, pattern=DOMAIN_PATTERN)] | None = None
     active: bool = False
     hide_uptime: bool = False
+    notify_component_changes: bool = False
 
 
 class PagePatch(Body):
@@ -213,6 +214,7 @@ class PagePatch(Body):
     custom_domain: Annotated[str, Field(max_length=253, pattern=DOMAIN_PATTERN)] | None = None
     active: bool | None = None
     hide_uptime: bool | None = None
+    notify_component_changes: bool | None = None
 
 
 class PageOut(Out):
@@ -227,6 +229,7 @@ class PageOut(Out):
     custom_domain: str | None
     active: bool
     hide_uptime: bool
+    notify_component_changes: bool
     has_logo: bool
     has_favicon: bool
     url: str

@@ -68,6 +68,7 @@ def make_site(
     private: bool = False,
     active: bool = True,
     keys: tuple[str, ...] = ("api", "db"),
+    notify_component_changes: bool = False,
 ) -> Site:
     with rt.store.begin() as conn:
         team_id = team(conn, team_key, private=private)
@@ -79,6 +80,7 @@ def make_site(
                 name=f"{slug.title()} Status",
                 type="private" if private else "public",
                 active=active,
+                notify_component_changes=notify_component_changes,
             )
         ).inserted_primary_key
         assert inserted is not None

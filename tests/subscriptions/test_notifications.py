@@ -108,19 +108,23 @@ def test_webhooks_get_statuspages_envelope_signed_with_their_secret(
     assert hmac.compare_digest(mac, expected.hexdigest())
 
 
-def test_a_component_change_by_a_rule_reaches_webhooks_and_people(
-    rt: Runtime, server: RecordingServer
-) -> None:
-    site = make_site(rt)
-    subscribe(rt, site, "webhook", f"{server.url}/hook")
-    subscribe(rt, site, "email", "eve@example.com")
+def _override(rt: Runtime, service_id: int, status_: str = "degraded") -> None:
     with rt.store.begin() as conn:
         conn.execute(
             services.update()
-            .where(services.c.id == site.service_ids["db"])
-            .values(override_status="degraded", override_until=utcnow() + timedelta(hours=1))
+            .where(services.c.id == service_id)
+            .values(override_status=status_, override_until=utcnow() + timedelta(hours=1))
         )
-        status.recompute(conn, [site.service_ids["db"]], cause_kind="override")
+        status.recompute(conn, [service_id], cause_kind="override")
+
+
+def test_a_bare_status_change_reaches_webhooks_and_people_on_a_page_that_opts_in(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    site = make_site(rt, notify_component_changes=True)
+    subscribe(rt, site, "webhook", f"{server.url}/hook")
+    subscribe(rt, site, "email", "eve@example.com")
+    _override(rt, site.service_ids["db"])
     drain(rt)
     (hook,) = hook_bodies(server)
     assert list(hook) == ["meta", "page", "component", "component_update"]
@@ -132,6 +136,47 @@ def test_a_component_change_by_a_rule_reaches_webhooks_and_people(
     assert update["component_id"] == hook["component"]["id"]
     (mail,) = [m for m in sent_json(server) if "personalizations" in m]
     assert mail["subject"] == "[Acme Status] DB service: Degraded Performance"
+
+
+def test_a_bare_status_change_tells_people_nothing_by_default(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    site = make_site(rt)
+    subscribe(rt, site, "webhook", f"{server.url}/hook")
+    subscribe(rt, site, "email", "eve@example.com")
+    subscribe(rt, site, "sms", "+4915112345678")
+    _override(rt, site.service_ids["db"])
+    drain(rt)
+    assert [list(b)[-1] for b in hook_bodies(server)] == ["component_update"]
+    assert [m for m in sent_json(server) if "personalizations" in m] == []
+    assert sms_sent(server) == []
+
+
+def test_a_rule_claim_that_comes_with_an_incident_tells_people_once_even_when_opted_in(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    """The rule's claim and its incident are one step: people hear the incident only."""
+    site = make_site(rt, notify_component_changes=True)
+    subscribe(rt, site, "email", "eve@example.com")
+    subscribe(rt, site, "webhook", f"{server.url}/hook")
+    api = site.service_ids["api"]
+    with rt.store.begin() as conn:
+        conn.execute(
+            services.update().where(services.c.id == api).values(override_status="major_outage")
+        )
+        status.recompute(conn, [api], cause_kind="rule")
+        incidents.create(
+            conn,
+            team_id=site.team_id,
+            title="API errors",
+            message="We are investigating.",
+            impacts={api: "major_outage"},
+        )
+    drain(rt)
+    mails = [m for m in sent_json(server) if "personalizations" in m]
+    assert [m["subject"] for m in mails] == ["[Acme Status] API errors"]
+    # Webhooks still hear both, as Statuspage sends them.
+    assert sorted(list(b)[-1] for b in hook_bodies(server)) == ["component_update", "incident"]
 
 
 def test_an_incidents_component_change_goes_to_webhooks_only(

@@ -146,6 +146,7 @@ def read(conn: Connection) -> Current:
             "custom_domain": row.custom_domain,
             "active": bool(row.active),
             "hide_uptime": bool(row.hide_uptime),
+            "notify_component_changes": bool(row.notify_component_changes),
             "logo": sha.get(row.logo_asset_id),
             "favicon": sha.get(row.favicon_asset_id),
         }

@@ -337,6 +337,7 @@ def _pages(check: _Checker, want: Desired, base: Path) -> None:
             "custom_domain": page.custom_domain,
             "active": page.active,
             "hide_uptime": page.hide_uptime,
+            "notify_component_changes": page.notify_component_changes,
         }
         for role in ("logo", "favicon"):
             fields[role] = _asset(check, want, base, i, role, getattr(page, role))

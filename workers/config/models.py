@@ -194,6 +194,7 @@ class PageSpec(Spec):
     favicon: str | None = Field(default=None, min_length=1)
     active: bool = True
     hide_uptime: bool = False
+    notify_component_changes: bool = False
 
     @property
     def team(self) -> str:

@@ -173,6 +173,7 @@ def _write_page(ctx: Context, slug: str, fields: dict[str, Any], change: Change)
         "custom_domain": fields["custom_domain"],
         "active": fields["active"],
         "hide_uptime": fields["hide_uptime"],
+        "notify_component_changes": fields["notify_component_changes"],
         "logo_asset_id": asset_ids["logo"],
         "favicon_asset_id": asset_ids["favicon"],
     }

@@ -349,12 +349,17 @@ def component_notices(
     """One notice per change and active page that has the changed service as a component."""
     at = datetime.fromisoformat(str(payload["at"]))
     stamp = int(at.timestamp() * 1_000_000)
-    people = payload.get("cause_kind") not in EXPLAINED_CAUSES
     notices = []
     for service_id, old, new in payload.get("changes", []):
+        # People hear incidents and maintenance; a bare change only where the page opts in,
+        # and never one that an incident or window of the same step tells them about.
+        bare = payload.get("cause_kind") not in EXPLAINED_CAUSES and not subs.explained(
+            conn, int(service_id), at
+        )
         for page_id in subs.pages_with_service(conn, int(service_id)):
             page = subs.page_by_id(conn, page_id)
             assert page is not None
+            people = bare and page.notify_component_changes
             (row,) = _page_components(conn, page.id, [int(service_id)])
             component = _component(row, page)
             # The status at the change, not whatever it is by the time this runs.

@@ -127,6 +127,20 @@ def mark_failed(store: Store, ids: Sequence[int], error: str, retry_at: datetime
         )
 
 
+def release(store: Store, ids: Sequence[int]) -> None:
+    """Give back claimed rows that were never handed to a worker (the queue was down): the
+    next pass may claim them at once, and the claim does not count as an attempt."""
+    if not ids:
+        return
+    with store.begin() as conn:
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(list(ids)))
+            .where(outbox.c.done_at.is_(None))
+            .values(claimed_at=None, claimed_by=None, attempts=outbox.c.attempts - 1)
+        )
+
+
 def release_claims(store: Store, claimer_prefix: str = "") -> None:
     """Free every live claim (embedded mode at start: its in-process queue died with it)."""
     query = outbox.update().where(outbox.c.done_at.is_(None)).where(outbox.c.claimed_at.isnot(None))

@@ -45,6 +45,12 @@ class Settings(BaseModel):
     #: Group commits in flight at once per `beacon serve` on PostgreSQL (SQLite: always one).
     intake_writers: int = 1
     redis_prefix: str = ""
+    #: Seconds Beacon waits for Redis to connect or answer one command before it counts
+    #: Redis as down (and pages, the intake and readiness carry on without it).
+    redis_timeout: float = 1.0
+    #: Open live-update streams (SSE) per page, and per client address, in one process.
+    live_per_page: int = 2000
+    live_per_client: int = 32
     # AWS SNS (CloudWatch sources): PEM files of the CAs that signing certificates must chain
     # to (and that the certificate's HTTPS host must present), and of extra intermediates.
     # Unset: the system's CAs. Tests point these at a CA of their own.
@@ -109,12 +115,17 @@ class Settings(BaseModel):
             ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
+            ("BEACON_LIVE_PER_PAGE", "live_per_page"),
+            ("BEACON_LIVE_PER_CLIENT", "live_per_client"),
         ):
             if env.get(name):
                 try:
                     values[key] = int(env[name])
                 except ValueError:
                     raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from None
+
+        if env.get("BEACON_REDIS_TIMEOUT"):
+            values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
 
         if int(str(values.get("intake_writers", 1))) < 1:
             raise ConfigError(
@@ -139,6 +150,16 @@ class Settings(BaseModel):
             secret = _embedded_secret(data_dir)
         values["secret_key"] = secret
         return cls.model_validate(values)
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 60:
+        raise ConfigError(f"{name} must be more than 0 and at most 60 seconds, got {text!r}")
+    return value
 
 
 def _embedded_secret(data_dir: Path) -> str:

@@ -280,9 +280,32 @@ def take_rate(
     """
     if count <= 0:
         return RateDecision(True)
-    key = f"{prefix}beacon:gcra:{source_id}:{limit.count}/{limit.seconds}"
     # EVALSHA, loading the script only when this Redis has not seen it yet.
-    allowed, retry_after = redis.register_script(_GCRA)(
-        keys=[key], args=[round(now * 1_000_000), limit.count, limit.seconds * 1_000_000, count]
+    return _decided(
+        redis.register_script(_GCRA)(**_gcra_call(prefix, source_id, limit, count, now))
     )
+
+
+async def atake_rate(
+    redis: Any, prefix: str, source_id: int, limit: RateLimit, count: int, now: float
+) -> RateDecision:
+    """`take_rate` through an asyncio Redis client (the intake, on the event loop)."""
+    if count <= 0:
+        return RateDecision(True)
+    script = redis.register_script(_GCRA)
+    return _decided(await script(**_gcra_call(prefix, source_id, limit, count, now)))
+
+
+def _gcra_call(
+    prefix: str, source_id: int, limit: RateLimit, count: int, now: float
+) -> dict[str, list[Any]]:
+    key = f"{prefix}beacon:gcra:{source_id}:{limit.count}/{limit.seconds}"
+    return {
+        "keys": [key],
+        "args": [round(now * 1_000_000), limit.count, limit.seconds * 1_000_000, count],
+    }
+
+
+def _decided(answer: list[Any]) -> RateDecision:
+    allowed, retry_after = answer
     return RateDecision(True) if allowed else RateDecision(False, int(retry_after))

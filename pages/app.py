@@ -108,6 +108,7 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
             if ticker is not None:
                 ticker.stop()
             runtime.queues.stop_threads(threads)
+            await runtime.queues.aclose()
 
     middleware = [
         # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on

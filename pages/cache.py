@@ -4,11 +4,22 @@ Workers write every document of a page (HTML and JSON) after a change; web proce
 them. In embedded mode the cache is a dict in the process (workers are threads of the web
 process); in scaled mode it lives in Redis, shared by every web process and worker, and
 each web process keeps the last entry it read per page and revalidates it with one small
-`GET` of the page's cache version.
+`HGET` of the page's cache version per request.
 
 Entries are keyed by slug (the URL), so a request needs no lookup first. Each entry knows
 whether it may be served to anyone (`public`: an active public page); private and
 inactive pages go through the access check on the routed path.
+
+Redis may fail. The event loop reads it only through the asyncio client, behind the
+runtime's breaker (`workers.queue.Breaker`); when it does not answer, `aget` raises
+`CacheUnavailable` and the request is served from `Fallback`: pages rendered from the
+store in this process, kept a few seconds, so an outage does not become a render per
+request.
+
+When access to a page ends (deactivated, made private, deleted, renamed), `evict` writes
+a *tombstone* in place of its entry, in the same request: every process's next read finds
+no entry (and goes through the access check), and a render that began before the change,
+with an older version, cannot put the page back.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -29,8 +41,21 @@ import redis
 PUBLIC_CACHE_CONTROL = "public, max-age=5, stale-while-revalidate=25"
 PRIVATE_CACHE_CONTROL = "private, no-store"
 GZIP_MIN = 1024
-WATCH_TTL = 0.2
 COMPRESSIBLE = ("text/", "application/json", "application/rss", "application/atom", "image/svg")
+#: While Redis is away, a page rendered from the store is served for this long in its
+#: process before it is rendered again: what a visitor may lag behind, and how long an
+#: access change made in another process (which cannot reach this one) may take here.
+FALLBACK_SECONDS = 5.0
+#: At most this many pages are kept rendered in a process while Redis is away.
+FALLBACK_PAGES = 256
+#: A tombstone outlives any render that began before it (RQ's job timeout is 300 s).
+TOMBSTONE_SECONDS = 600
+#: Failures of the shared cache: Redis's own, and the socket's.
+REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+class CacheUnavailable(Exception):
+    """The shared page cache (Redis) did not answer: serve from the store instead."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +80,12 @@ class Document:
 
     @property
     def gzip_etag(self) -> str:
-        """The gzip variant's ETag: a different representation, so a different tag."""
-        return self.etag[:-1] + '-gz"'
+        return gzip_etag(self.etag)
+
+
+def gzip_etag(etag: str) -> str:
+    """The gzip variant's ETag: a different representation, so a different tag."""
+    return etag[:-1] + '-gz"'
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,15 @@ class Entry:
 
     def get(self, name: str) -> Document | None:
         return self.documents.get(name)
+
+    @property
+    def tombstone(self) -> bool:
+        """An evicted page: no documents, only the version a render must beat."""
+        return not self.documents
+
+
+def tombstone(page_id: int, slug: str, version: int) -> Entry:
+    return Entry(page_id, slug, version, False, {})
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -97,88 +135,159 @@ def http_date(at: datetime) -> str:
     return format_datetime(at.astimezone(UTC).replace(microsecond=0), usegmt=True)
 
 
-def keep_validators(new: Entry, old: Entry | None) -> Entry:
-    """`new` with the Last-Modified of documents whose bytes did not change, so a re-render
-    that changes nothing does not look like news to clients."""
-    if old is None:
+Validators = dict[str, tuple[str, str]]
+
+
+def validators_of(entry: Entry | None) -> Validators:
+    """Each document's (ETag, Last-Modified)."""
+    if entry is None:
+        return {}
+    return {name: (d.etag, d.last_modified) for name, d in entry.documents.items()}
+
+
+def keep_validators(new: Entry, old: Validators) -> Entry:
+    """`new` with the Last-Modified of documents whose bytes did not change (`old` holds
+    the previous render's validators), so a re-render that changes nothing does not look
+    like news to clients."""
+    if not old:
         return new
     docs = {}
     for name, doc in new.documents.items():
-        before = old.documents.get(name)
-        if before is not None and before.etag == doc.etag:
-            doc = before
+        before = old.get(name)
+        if before is not None and before[0] == doc.etag:
+            doc = Document(doc.body, doc.content_type, doc.etag, before[1], doc.gzipped)
         docs[name] = doc
     return Entry(new.page_id, new.slug, new.version, new.public, docs)
 
 
-class PageCache(Protocol):
-    def get(self, slug: str) -> Entry | None: ...
-
-    def put(self, entry: Entry) -> Entry: ...
-
-    def version(self, slug: str) -> int | None: ...
-
-    def watched_version(self, slug: str) -> int | None: ...
-
-    def drop(self, slug: str) -> None: ...
-
-    def drop_page(self, page_id: int) -> None: ...
+def _supersedes(old: Entry | None, new: Entry) -> bool:
+    """Whether `new` may replace `old`: always, unless `old` is a newer render of the same
+    page (a slug reused by another page starts its own versions)."""
+    return old is None or old.page_id != new.page_id or old.version <= new.version
 
 
-class LocalCache:
-    """Embedded mode: entries in this process's memory."""
+class Fallback:
+    """Pages rendered from the store while the shared cache is away: each kept
+    `FALLBACK_SECONDS`, at most `FALLBACK_PAGES` of them (the oldest go first)."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, Entry] = {}
-        self._slugs: dict[int, str] = {}
+    def __init__(self, seconds: float = FALLBACK_SECONDS, size: int = FALLBACK_PAGES) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._entries: OrderedDict[str, tuple[Entry, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, slug: str) -> Entry | None:
-        return self._entries.get(slug)
+        found = self._entries.get(slug)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
 
-    def version(self, slug: str) -> int | None:
-        entry = self._entries.get(slug)
-        return entry.version if entry else None
-
-    def watched_version(self, slug: str) -> int | None:
-        return self.version(slug)
-
-    def put(self, entry: Entry) -> Entry:
-        """Store `entry` unless a newer version is already there; returns what is stored."""
+    def put(self, entry: Entry) -> None:
         with self._lock:
-            old = self._entries.get(entry.slug)
-            if old is not None and old.version > entry.version:
-                return old
-            stored = keep_validators(entry, old)
-            previous_slug = self._slugs.get(entry.page_id)
-            if previous_slug and previous_slug != entry.slug:
-                self._entries.pop(previous_slug, None)
-            self._entries[entry.slug] = stored
-            self._slugs[entry.page_id] = entry.slug
-            return stored
+            self._entries.pop(entry.slug, None)
+            self._entries[entry.slug] = (entry, time.monotonic() + self.seconds)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
     def drop(self, slug: str) -> None:
         with self._lock:
-            entry = self._entries.pop(slug, None)
-            if entry is not None:
-                self._slugs.pop(entry.page_id, None)
+            self._entries.pop(slug, None)
 
-    def drop_page(self, page_id: int) -> None:
-        """Forget a deleted page, whose slug the caller no longer knows."""
+
+class PageCache(Protocol):
+    #: Pages rendered from the store while the cache is away (never used by LocalCache).
+    fallback: Fallback
+
+    def get(self, slug: str) -> Entry | None: ...
+
+    async def aget(self, slug: str) -> Entry | None: ...
+
+    def put(self, entry: Entry) -> Entry | None: ...
+
+    def version(self, slug: str) -> int | None: ...
+
+    def evict(self, page_id: int, slug: str, version: int) -> None: ...
+
+    def drop_page(self, page_id: int, version: int) -> None: ...
+
+
+class LocalCache:
+    """Embedded mode: entries in this process's memory (at most one per page, and a
+    tombstone per evicted page for `TOMBSTONE_SECONDS`)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        #: Each page's slug and the version that put it there (a rename moves it).
+        self._slugs: dict[int, tuple[str, int]] = {}
+        self._buried: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.fallback = Fallback()
+
+    def get(self, slug: str) -> Entry | None:
+        entry = self._entries.get(slug)
+        return None if entry is None or entry.tombstone else entry
+
+    async def aget(self, slug: str) -> Entry | None:
+        return self.get(slug)
+
+    def version(self, slug: str) -> int | None:
+        entry = self.get(slug)
+        return entry.version if entry else None
+
+    def put(self, entry: Entry) -> Entry | None:
+        """Store `entry` unless a newer version of the page is already there (under this
+        slug or, renamed since, another); returns what is stored (None: a tombstone)."""
         with self._lock:
-            slug = self._slugs.pop(page_id, None)
-            if slug is not None:
-                self._entries.pop(slug, None)
+            old = self._entries.get(entry.slug)
+            pointer = self._slugs.get(entry.page_id)
+            if not _supersedes(old, entry) or (pointer is not None and pointer[1] > entry.version):
+                return None if old is None or old.tombstone else old
+            same = old is not None and old.page_id == entry.page_id
+            stored = keep_validators(entry, validators_of(old) if same else {})
+            if pointer is not None and pointer[0] != entry.slug:
+                self._entries.pop(pointer[0], None)
+            self._entries[entry.slug] = stored
+            self._slugs[entry.page_id] = (entry.slug, entry.version)
+            if stored.tombstone:
+                self._buried[entry.slug] = time.monotonic() + TOMBSTONE_SECONDS
+            else:
+                self._buried.pop(entry.slug, None)
+            self._forget_old_tombstones()
+            return None if stored.tombstone else stored
+
+    def evict(self, page_id: int, slug: str, version: int) -> None:
+        self.put(tombstone(page_id, slug, version))
+        self.fallback.drop(slug)
+
+    def drop_page(self, page_id: int, version: int) -> None:
+        """A deleted page, whose slug the caller no longer knows, becomes a tombstone."""
+        pointer = self._slugs.get(page_id)
+        if pointer is not None:
+            self.evict(page_id, pointer[0], version)
+
+    def _forget_old_tombstones(self) -> None:
+        now = time.monotonic()
+        for slug in [s for s, until in self._buried.items() if until < now]:
+            del self._buried[slug]
+            entry = self._entries.get(slug)
+            if entry is not None and entry.tombstone:
+                del self._entries[slug]
+                self._slugs.pop(entry.page_id, None)
 
 
 class RedisCache:
-    """Scaled mode: entries in Redis (one hash per page), memoised per process by version."""
+    """Scaled mode: entries in Redis (one hash per page), memoised per process by version.
 
-    def __init__(self, connection: redis.Redis, prefix: str = "") -> None:
-        self.redis = connection
-        self.prefix = prefix
+    `get`, `put` and `evict` are for threads (workers, cold renders); the event loop
+    calls `aget` and `aversion`, which raise `CacheUnavailable` when Redis fails or the
+    breaker says it just did."""
+
+    def __init__(self, queues: Any) -> None:
+        self.queues = queues
+        self.redis: redis.Redis = queues.connection
+        self.prefix: str = queues.prefix
+        self.fallback = Fallback()
         self._memo: dict[str, Entry] = {}
-        self._watched: dict[str, tuple[int | None, float]] = {}
 
     def _key(self, slug: str) -> str:
         return f"{self.prefix}pagecache:{slug}"
@@ -186,61 +295,114 @@ class RedisCache:
     def _slug_key(self, page_id: int) -> str:
         return f"{self.prefix}pagecache-slug:{page_id}"
 
-    def version(self, slug: str) -> int | None:
-        raw = self.redis.hget(self._key(slug), "version")
-        return int(raw) if raw is not None else None
+    # --- the event loop's reads --------------------------------------------------------
 
-    def watched_version(self, slug: str) -> int | None:
-        """The version for live-update streams: asked of Redis at most every `WATCH_TTL`
-        seconds per page and process, however many visitors have the page open."""
-        now = time.monotonic()
-        seen = self._watched.get(slug)
-        if seen is not None and seen[1] > now:
-            return seen[0]
-        version = self.version(slug)
-        self._watched[slug] = (version, now + WATCH_TTL)
-        return version
-
-    def get(self, slug: str) -> Entry | None:
-        version = self.version(slug)
+    async def aget(self, slug: str) -> Entry | None:
+        version = await self._ask(lambda client: client.hget(self._key(slug), "version"))
         if version is None:
+            self._memo.pop(slug, None)
             return None
         memo = self._memo.get(slug)
-        if memo is not None and memo.version == version:
-            return memo
-        raw: dict[bytes, bytes] = self.redis.hgetall(self._key(slug))  # type: ignore[assignment]
-        if not raw:
+        if memo is None or memo.version != int(version):
+            raw = await self._ask(lambda client: client.hgetall(self._key(slug)))
+            if not raw:
+                return None
+            memo = self._memo[slug] = _decode(raw)
+        return None if memo.tombstone else memo
+
+    async def _ask(self, call: Any) -> Any:
+        breaker = self.queues.breaker
+        if not breaker.allow():
+            raise CacheUnavailable("Redis failed a moment ago")
+        try:
+            answer = await call(self.queues.aconnection())
+        except REDIS_ERRORS as exc:
+            breaker.failed()
+            raise CacheUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+        breaker.succeeded()
+        return answer
+
+    # --- threads --------------------------------------------------------------------------
+
+    def version(self, slug: str) -> int | None:
+        entry = self.get(slug)
+        return entry.version if entry else None
+
+    def get(self, slug: str) -> Entry | None:
+        entry = self._current(slug)
+        return None if entry is None or entry.tombstone else entry
+
+    def _current(self, slug: str) -> Entry | None:
+        raw = self.redis.hget(self._key(slug), "version")
+        if raw is None:
+            self._memo.pop(slug, None)
             return None
-        entry = _decode(raw)
-        self._memo[slug] = entry
+        memo = self._memo.get(slug)
+        if memo is not None and memo.version == int(raw):
+            return memo
+        values: dict[bytes, bytes] = self.redis.hgetall(self._key(slug))  # type: ignore[assignment]
+        if not values:
+            return None
+        entry = self._memo[slug] = _decode(values)
         return entry
 
-    def put(self, entry: Entry) -> Entry:
-        old = self.get(entry.slug)
-        if old is not None and old.version > entry.version:
-            return old
-        stored = keep_validators(entry, old)
-        previous = self.redis.get(self._slug_key(entry.page_id))
-        pipe = self.redis.pipeline()
-        if previous and previous.decode() != entry.slug:  # type: ignore[union-attr]
-            pipe.delete(self._key(previous.decode()))  # type: ignore[union-attr]
-        pipe.delete(self._key(entry.slug))
-        pipe.hset(self._key(entry.slug), mapping=_encode(stored))  # type: ignore[arg-type]
-        pipe.set(self._slug_key(entry.page_id), entry.slug)
-        pipe.execute()
-        self._memo[entry.slug] = stored
-        return stored
+    def put(self, entry: Entry) -> Entry | None:
+        """Store `entry` unless a newer render (or tombstone) of the page is there, under
+        this slug or, renamed since, another; atomically (WATCH/MULTI: an eviction between
+        the check and the write wins). Returns what is stored (None: a tombstone)."""
+        key = self._key(entry.slug)
+        slug_key = self._slug_key(entry.page_id)
+        stored: list[Entry | None] = [None]
 
-    def drop(self, slug: str) -> None:
-        self.redis.delete(self._key(slug))
-        self._memo.pop(slug, None)
+        def write(pipe: Any) -> None:
+            version, meta = pipe.hmget(key, "version", "meta")
+            old = _decode_meta(version, meta)
+            pointer = _pointer(pipe.get(slug_key))
+            if not _supersedes(old, entry) or (pointer is not None and pointer[1] > entry.version):
+                stored[0] = None
+                return
+            same = old is not None and old.page_id == entry.page_id
+            kept = keep_validators(entry, validators_of(old) if same else {})
+            pipe.multi()
+            if pointer is not None and pointer[0] != entry.slug:
+                pipe.delete(self._key(pointer[0]))
+            pipe.delete(key)
+            pipe.hset(key, mapping=_encode(kept))
+            if kept.tombstone:
+                pipe.expire(key, TOMBSTONE_SECONDS)
+            # A tombstone's pointer goes with it; a live page's stays.
+            ttl = TOMBSTONE_SECONDS if kept.tombstone else None
+            pipe.set(slug_key, f"{entry.version}:{entry.slug}", ex=ttl)
+            stored[0] = kept
 
-    def drop_page(self, page_id: int) -> None:
-        """Forget a deleted page, whose slug the caller no longer knows."""
-        slug = self.redis.get(self._slug_key(page_id))
-        if slug is not None:
-            self.drop(slug.decode())  # type: ignore[union-attr]
-        self.redis.delete(self._slug_key(page_id))
+        self.redis.transaction(write, key, slug_key)
+        result = stored[0]
+        if result is None:
+            return self.get(entry.slug)
+        self._memo[entry.slug] = result
+        return None if result.tombstone else result
+
+    def evict(self, page_id: int, slug: str, version: int) -> None:
+        self.put(tombstone(page_id, slug, version))
+        self.fallback.drop(slug)
+
+    def drop_page(self, page_id: int, version: int) -> None:
+        """A deleted page, whose slug the caller no longer knows, becomes a tombstone."""
+        pointer = _pointer(self.redis.get(self._slug_key(page_id)))
+        if pointer is not None:
+            self.evict(page_id, pointer[0], version)
+
+
+def _pointer(raw: Any) -> tuple[str, int] | None:
+    """A page's slug pointer: `version:slug` (a bare slug, as older releases wrote it,
+    counts as version 0)."""
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    version, colon, slug = text.partition(":")
+    if colon and version.isdigit():
+        return slug, int(version)
+    return text, 0
 
 
 def _encode(entry: Entry) -> dict[str, Any]:
@@ -272,6 +434,18 @@ def _decode(raw: dict[bytes, bytes]) -> Entry:
     return Entry(meta["page_id"], meta["slug"], int(raw[b"version"]), meta["public"], docs)
 
 
+def _decode_meta(version: bytes | None, meta: bytes | None) -> Entry | None:
+    """An entry's version and validators without its bodies (what `put` compares)."""
+    if version is None or meta is None:
+        return None
+    data = json.loads(meta)
+    docs = {
+        name: Document(b"", ctype, etag, modified)
+        for name, (ctype, etag, modified) in data["docs"].items()
+    }
+    return Entry(data["page_id"], data["slug"], int(version), data["public"], docs)
+
+
 def for_runtime(rt: Any) -> PageCache:
     """The runtime's page cache, made on first use (one per process)."""
     cache = rt.extras.get("page_cache")
@@ -280,7 +454,7 @@ def for_runtime(rt: Any) -> PageCache:
         if rt.queues.embedded:
             made = LocalCache()
         else:
-            made = RedisCache(rt.queues.connection, rt.queues.prefix)
+            made = RedisCache(rt.queues)
         # setdefault: two threads asking at once still share one cache.
         cache = rt.extras.setdefault("page_cache", made)
     return cache

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -107,6 +108,20 @@ async def client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
+async def redis_unavailable(request: Request, exc: Exception) -> Response:
+    """Redis failed under a request that cannot do without it (a sign-in's attempt
+    counter): a 503 the client may retry, not a 500. Pages and the intake carry on
+    without Redis and never get here."""
+    log.warning(
+        "Redis unavailable on %s %s: %r", request.method, redact_path(request.url.path), exc
+    )
+    return JSONResponse(
+        error_body(503, "a service Beacon depends on (Redis) is unavailable; retry shortly"),
+        503,
+        {"Retry-After": "5"},
+    )
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     return JSONResponse(error_body(500, "internal error; it has been logged"), 500)
@@ -118,6 +133,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ConflictError: conflict,
     ValidationError: invalid,
     ClientDisconnect: client_gone,
+    RedisError: redis_unavailable,
     Exception: server_error,
 }
 

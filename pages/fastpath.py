@@ -9,7 +9,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .cache import PUBLIC_CACHE_CONTROL, Document, accepts_gzip, for_runtime, not_modified
+from .cache import (
+    PUBLIC_CACHE_CONTROL,
+    CacheUnavailable,
+    Document,
+    accepts_gzip,
+    for_runtime,
+    gzip_etag,
+    not_modified,
+)
 from .hosts import own_hosts, request_host
 
 
@@ -20,6 +28,10 @@ class FastPages:
     this is what lets one process serve pages near a static file server's speed. Anything
     else (query strings, private or inactive pages, cache misses, other paths) goes on to
     the app unchanged. Fast-path hits are not in the access log.
+
+    When the shared cache (Redis) does not answer, a page this process rendered from the
+    store a moment ago (`cache.Fallback`) is served instead; without one, the request goes
+    on to the routed path, which renders it.
 
     Inside the app's middleware (after `pages.hosts` has mapped a page host's paths) it
     needs no arguments. Wrapped around the whole app (`outermost`), it answers only for
@@ -43,8 +55,11 @@ class FastPages:
         ):
             slug, slash, rest = scope["path"][3:].partition("/")
             if slash:
-                rt = self.runtime or scope["app"].state.runtime
-                entry = for_runtime(rt).get(slug)
+                cache = for_runtime(self.runtime or scope["app"].state.runtime)
+                try:
+                    entry = await cache.aget(slug)
+                except CacheUnavailable:
+                    entry = cache.fallback.get(slug)
                 doc = entry.get(rest or "index.html") if entry and entry.public else None
                 if doc is not None:
                     await _send_document(scope, send, doc)
@@ -72,39 +87,45 @@ async def _send_document(scope: Any, send: Any, doc: Document) -> None:
             encodings = value.decode("latin-1")
     packed = doc.gzipped is not None and accepts_gzip(encodings)
     if (inm is not None or ims is not None) and not_modified(inm, ims, doc):
-        headers = _validators(doc, packed)
+        headers = _validators(doc.etag, doc.last_modified, doc.gzipped is not None, packed)
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": _full_headers(doc, packed)}
-    )
     body = (doc.gzipped if packed else doc.body) or b""
+    headers = _full_headers(
+        doc.etag, doc.last_modified, doc.gzipped is not None, packed, doc.content_type, len(body)
+    )
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
+# Keyed by the documents' validators, never by the documents: a cache of headers must not
+# keep thousands of old page bodies alive.
 @functools.lru_cache(maxsize=4096)
-def _validators(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
+def _validators(
+    etag: str, last_modified: str, has_gzip: bool, packed: bool
+) -> list[tuple[bytes, bytes]]:
     """The headers of a fast-path answer, built once per document (the hot path)."""
     headers = [
-        (b"etag", (doc.gzip_etag if packed else doc.etag).encode()),
-        (b"last-modified", doc.last_modified.encode()),
+        (b"etag", (gzip_etag(etag) if packed else etag).encode()),
+        (b"last-modified", last_modified.encode()),
         (b"cache-control", PUBLIC_CACHE_CONTROL.encode()),
         # Public pages' documents may be read from any origin (the v2 JSON is made for it).
         (b"access-control-allow-origin", b"*"),
     ]
-    if doc.gzipped is not None:
+    if has_gzip:
         headers.append((b"vary", b"Accept-Encoding"))
     return headers
 
 
 @functools.lru_cache(maxsize=4096)
-def _full_headers(doc: Document, packed: bool) -> list[tuple[bytes, bytes]]:
-    body = doc.gzipped if packed and doc.gzipped is not None else doc.body
+def _full_headers(
+    etag: str, last_modified: str, has_gzip: bool, packed: bool, content_type: str, length: int
+) -> list[tuple[bytes, bytes]]:
     headers = [
-        *_validators(doc, packed),
-        (b"content-type", doc.content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
+        *_validators(etag, last_modified, has_gzip, packed),
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(length).encode()),
     ]
     if packed:
         headers.append((b"content-encoding", b"gzip"))

@@ -261,9 +261,16 @@ async def not_yet_stored(
     return [e for i, e in enumerate(firing) if i not in seen]
 
 
-def check_rate(request: Request, source: Source, firing: int) -> int | None:
+#: A warning that the rate limit went unchecked is logged at most this often.
+UNCHECKED_WARNING_SECONDS = 60.0
+_last_unchecked_warning = 0.0
+
+
+async def check_rate(request: Request, source: Source, firing: int) -> int | None:
     """Seconds to wait when `firing` more events would take the source past its rate limit,
-    else None (the events are then taken from its budget)."""
+    else None (the events are then taken from its budget). A limit exists to stop floods,
+    not to lose alerts: when Redis does not answer (or failed a moment ago, see
+    `workers.queue.Breaker`), the events are let in unchecked."""
     if not source.rate_limit or not firing:
         return None
     try:
@@ -272,20 +279,33 @@ def check_rate(request: Request, source: Source, firing: int) -> int | None:
         log.warning("source %r has an unreadable rate limit %r", source.key, source.rate_limit)
         return None
     runtime = request.app.state.runtime
+    breaker = runtime.queues.breaker
+    if not breaker.allow():
+        _unchecked(source, "Redis failed a moment ago")
+        return None
     try:
-        decision = sources_mod.take_rate(
-            runtime.queues.connection,
+        decision = await sources_mod.atake_rate(
+            runtime.queues.aconnection(),
             runtime.settings.redis_prefix,
             source.id,
             limit,
             firing,
             time.time(),
         )
-    except RedisError as exc:
-        # A limit exists to stop floods, not to lose alerts: without Redis, let them in.
-        log.warning("rate limit of source %r not checked: Redis unavailable (%s)", source.key, exc)
+    except (RedisError, OSError) as exc:
+        breaker.failed()
+        _unchecked(source, f"Redis unavailable ({type(exc).__name__}: {exc})")
         return None
+    breaker.succeeded()
     return None if decision.allowed else decision.retry_after
+
+
+def _unchecked(source: Source, why: str) -> None:
+    global _last_unchecked_warning
+    now = time.monotonic()
+    if now - _last_unchecked_warning >= UNCHECKED_WARNING_SECONDS:
+        _last_unchecked_warning = now
+        log.warning("rate limit of source %r not checked: %s", source.key, why)
 
 
 async def rate_limited(
@@ -297,12 +317,12 @@ async def rate_limited(
     the log already holds: those are looked up only when the limit refuses, so a delivery
     within it costs no read."""
     firing = [e for e in events if e.status == EventStatus.FIRING and not e.test]
-    retry_after = check_rate(request, source, len(firing))
+    retry_after = await check_rate(request, source, len(firing))
     if retry_after is None:
         return None, []
     fresh = await not_yet_stored(request, source, firing)
     if len(fresh) < len(firing):
-        retry_after = check_rate(request, source, len(fresh))
+        retry_after = await check_rate(request, source, len(fresh))
         if retry_after is None:
             return None, []
     warn_if_never_fits(source, len(fresh))

@@ -8,6 +8,8 @@ or raises the denial as an HTTP answer with DESIGN.md's status and cache headers
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,9 +21,9 @@ from engine.access import Access, Want
 from engine.db import Store
 
 from .auth import principal
-from .cache import Entry, for_runtime
+from .cache import CacheUnavailable, Entry, for_runtime
 from .public import document_response
-from .render import cold_render
+from .render import cold_render, fallback_render
 
 PUBLIC_CACHE = "public, max-age=30"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
@@ -68,11 +70,23 @@ async def granted_entry(request: Request, want: Want) -> tuple[Entry | None, Acc
     page's cache entry, rendered on a cold miss (None when the page cannot be rendered)."""
     decision = await guard(request, want)
     assert decision.page is not None  # guard raises for a page that does not exist
-    rt = request.app.state.runtime
-    entry = for_runtime(rt).get(decision.page.slug)
-    if entry is None:
-        entry = await run_in_threadpool(cold_render, rt, decision.page.slug)
+    entry = await page_entry(request.app.state.runtime, decision.page.slug)
+    if entry is not None and entry.page_id != decision.page.id:
+        entry = None  # the slug's entry is of a page deleted a moment ago
     return entry, decision
+
+
+async def page_entry(rt: Any, slug: str) -> Entry | None:
+    """The page's cache entry, rendered on a cold miss; when the shared cache (Redis)
+    does not answer, rendered from the store (kept a few seconds in this process)."""
+    cache = for_runtime(rt)
+    try:
+        entry = await cache.aget(slug)
+    except CacheUnavailable:
+        return cache.fallback.get(slug) or await run_in_threadpool(fallback_render, rt, slug)
+    if entry is None:
+        entry = await run_in_threadpool(cold_render, rt, slug)
+    return entry
 
 
 async def serve_document(request: Request, name: str, *, cors: bool = False) -> Response:

@@ -10,8 +10,6 @@ routes, by `pages.fastpath`.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +18,7 @@ import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine import pagedata
@@ -38,9 +36,6 @@ from .cache import (
 from .html import ARCHIVE_PAGE, render_archive, render_incident
 from .render import snapshot
 
-#: How often an open live-update stream looks at the page's cache version.
-LIVE_POLL_SECONDS = 0.25
-LIVE_KEEPALIVE_SECONDS = 15.0
 ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 # --- serving --------------------------------------------------------------------------------
@@ -187,29 +182,28 @@ def _render_permalink(rt: Any, page_id: int, public_id: str) -> bytes | None:
 
 async def page_live(request: Request) -> Response:
     """Server-sent events: a message whenever the page's cached version changes (and one on
-    connect), so open pages refetch themselves through the cache."""
-    granted = await _entry(request, "data")
-    slug = granted.entry.slug
-    cache = for_runtime(_runtime(request))
+    connect), so open pages refetch themselves through the cache (`pages.live`)."""
+    from engine.access import Want
 
-    async def stream() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
-        seen: int | None = None
-        idle = 0.0
-        while True:
-            version = cache.watched_version(slug)
-            if version != seen:
-                seen = version
-                idle = 0.0
-                yield f"data: {version}\n\n".encode()
-            elif idle >= LIVE_KEEPALIVE_SECONDS:
-                idle = 0.0
-                yield b": keepalive\n\n"
-            await asyncio.sleep(LIVE_POLL_SECONDS)
-            idle += LIVE_POLL_SECONDS
+    from .live import LiveResponse, hub_for
+    from .page_access import guard
+
+    granted = await _entry(request, "data")
+    rt = _runtime(request)
+    hub = hub_for(rt, for_runtime(rt))
+    client = request.client.host if request.client else "-"
+    public = granted.entry.public and not granted.access.headers
+    listener = hub.join(granted.entry.slug, client, granted.entry.version, public=public)
+
+    async def still_allowed() -> bool:
+        try:
+            await guard(request, Want.DATA)
+        except HTTPException:
+            return False
+        return True
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    response = StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    response = LiveResponse(hub, listener, None if public else still_allowed, headers)
     return _finish(response, granted)
 
 

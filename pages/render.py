@@ -45,7 +45,7 @@ from engine.tables import (
 from workers.runtime import Runtime, current
 
 from . import documents
-from .cache import Document, Entry, for_runtime
+from .cache import REDIS_ERRORS, Document, Entry, for_runtime
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def run_render(rt: Runtime, page_id: int) -> None:
         render_page(rt, page_id, version)
     except NotFoundError:
         # The page was deleted: it must stop being served from the cache too.
-        for_runtime(rt).drop_page(page_id)
+        for_runtime(rt).drop_page(page_id, int(r.incr(_key(rt, page_id, "want"))))
         r.delete(pending)
         return
     except Exception:
@@ -230,8 +230,8 @@ def snapshot(
     )
 
 
-def render_page(rt: Runtime, page_id: int, version: int) -> Entry:
-    """Render every document of the page from a fresh snapshot into the page cache."""
+def build_entry(rt: Runtime, page_id: int, version: int) -> Entry:
+    """Every document of the page, rendered from a fresh snapshot of the store."""
     now = utcnow()
     with rt.store.read() as conn:
         snap = snapshot(rt, conn, page_id, now)
@@ -240,16 +240,21 @@ def render_page(rt: Runtime, page_id: int, version: int) -> Entry:
         name: Document.make(body, ctype, now)
         for name, (body, ctype) in documents.render_all(snap).items()
     }
-    entry = Entry(
+    log.debug("rendered page %s v%d in %.1f ms", page_id, version, _ms(started))
+    return Entry(
         page_id=page_id,
         slug=snap.page.slug,
         version=version,
         public=snap.page.active and snap.page.type == "public",
         documents=docs,
     )
-    stored = for_runtime(rt).put(entry)
+
+
+def render_page(rt: Runtime, page_id: int, version: int) -> Entry | None:
+    """Render every document of the page into the page cache; returns what the cache
+    holds then (None: the page was evicted meanwhile, with a newer version)."""
+    stored = for_runtime(rt).put(build_entry(rt, page_id, version))
     rt.queues.connection.incr(_key(rt, page_id, "renders"))
-    log.debug("rendered page %s v%d in %.1f ms", page_id, version, _ms(started))
     return stored
 
 
@@ -258,29 +263,72 @@ def render_count(rt: Runtime, page_id: int) -> int:
     return int(rt.queues.connection.get(_key(rt, page_id, "renders")) or 0)
 
 
+def evict(rt: Runtime, page_id: int, slug: str) -> None:
+    """End every cached copy of the page now (access to it ended: deactivated, made
+    private, deleted, renamed): its cache entry becomes a tombstone with a version newer
+    than any render under way, so none of them puts the page back, and the next request
+    anywhere goes through the access check. The caller has committed the change and marked
+    the page dirty, whose render then replaces the tombstone."""
+    version = int(rt.queues.connection.incr(_key(rt, page_id, "want")))
+    for_runtime(rt).evict(page_id, slug, version)
+
+
 _cold_locks: dict[str, threading.Lock] = {}
 _cold_guard = threading.Lock()
 
 
+def _single_flight(slug: str) -> threading.Lock:
+    """One lock per slug: concurrent misses on a page wait for the first one's render
+    instead of each rendering it (after a restart every open page's visitors arrive at
+    once; during a Redis outage each process renders what it serves)."""
+    with _cold_guard:
+        return _cold_locks.setdefault(slug, threading.Lock())
+
+
 def cold_render(rt: Runtime, slug: str) -> Entry | None:
     """The request path's fallback on a cache miss: render the page by slug, or None.
+    When Redis fails meanwhile, the page is rendered from the store all the same
+    (`fallback_render`)."""
+    with _single_flight(slug):
+        try:
+            cached = for_runtime(rt).get(slug)
+            if cached is not None:
+                return cached
+            return _cold_render(rt, slug)
+        except REDIS_ERRORS as exc:
+            log.warning("page cache unavailable (%s); rendering %r from the store", exc, slug)
+    return fallback_render(rt, slug)
 
-    Concurrent misses on one page wait for the first one's render instead of each
-    rendering it (after a restart every open page's visitors arrive at once)."""
-    with _cold_guard:
-        lock = _cold_locks.setdefault(slug, threading.Lock())
-    with lock:
-        cached = for_runtime(rt).get(slug)
-        if cached is not None:
-            return cached
-        return _cold_render(rt, slug)
+
+def fallback_render(rt: Runtime, slug: str) -> Entry | None:
+    """The page rendered from the store without the shared cache (Redis is away), kept
+    in this process's `Fallback` for a few seconds; None when there is no such page."""
+    fallback = for_runtime(rt).fallback
+    with _single_flight(slug):
+        found = fallback.get(slug)
+        if found is not None:
+            return found
+        page_id = _page_id(rt, slug)
+        if page_id is None:
+            return None
+        try:
+            entry = build_entry(rt, page_id, 0)
+        except NotFoundError:
+            return None
+        fallback.put(entry)
+        return entry
+
+
+def _page_id(rt: Runtime, slug: str) -> int | None:
+    with rt.store.read() as conn:
+        found = conn.execute(
+            sa.select(status_pages.c.id).where(status_pages.c.slug == slug)
+        ).scalar()
+    return int(found) if found is not None else None
 
 
 def _cold_render(rt: Runtime, slug: str) -> Entry | None:
-    with rt.store.read() as conn:
-        page_id = conn.execute(
-            sa.select(status_pages.c.id).where(status_pages.c.slug == slug)
-        ).scalar()
+    page_id = _page_id(rt, slug)
     if page_id is None:
         return None
     version = int(rt.queues.connection.get(_key(rt, page_id, "want")) or 0)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import redis
 from rq.timeouts import BaseTimeoutException
 
 from engine import deadlines, outbox
@@ -53,6 +54,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
 #: Attempts before a failing row is given up on (kept, with its error, for operators).
 MAX_ATTEMPTS = 8
 BATCH = 200
+#: While the queue's Redis is down, a dispatcher tries again this often.
+QUEUE_DOWN_PAUSE = 1.0
 
 
 def handle_noop(_rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
@@ -82,18 +85,26 @@ def dispatch_once(rt: Runtime) -> int:
         outbox.mark_failed(
             rt.store, ids, f"no handler for kind {kind!r}", utcnow() + timedelta(days=3650)
         )
-    for kind, ids in by_kind.items():
-        queue = HANDLERS[kind][0]
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            rt.queues.enqueue(
-                queue,
-                "workers.dispatch.run_outbox",
-                chunk,
-                job_id=f"outbox-{chunk[0]}-{chunk[-1]}-{rows[0].attempts}",
-                result_ttl=0,
-                failure_ttl=86400,
-            )
+    enqueued: set[int] = set()
+    try:
+        for kind, ids in by_kind.items():
+            queue = HANDLERS[kind][0]
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                rt.queues.enqueue(
+                    queue,
+                    "workers.dispatch.run_outbox",
+                    chunk,
+                    job_id=f"outbox-{chunk[0]}-{chunk[-1]}-{rows[0].attempts}",
+                    result_ttl=0,
+                    failure_ttl=86400,
+                )
+                enqueued.update(chunk)
+    except redis.RedisError:
+        # Redis is away: what was not enqueued goes back, to be taken when it returns
+        # (not after the claim's lease of a minute).
+        outbox.release(rt.store, [row.id for row in rows if row.id not in enqueued])
+        raise
     return len(rows)
 
 
@@ -188,13 +199,23 @@ class Ticker(threading.Thread):
 
     def run(self) -> None:
         pause = self.breath
+        queue_down = False
         while not self._stop_event.is_set():
             self.rt.delivered.clear()
             try:
                 busy = dispatch_once(self.rt)
+            except redis.RedisError as exc:
+                if not queue_down:
+                    log.error("the queue (Redis) is unavailable: %s; work waits in the outbox", exc)
+                queue_down = True
+                self._stop_event.wait(QUEUE_DOWN_PAUSE)
+                continue
             except Exception:  # the database may be briefly away: keep ticking
                 log.exception("dispatcher pass failed")
                 busy = 0
+            if queue_down:
+                log.warning("the queue (Redis) is back; dispatching the outbox")
+                queue_down = False
             if busy:
                 self._rest(pause)
                 pause = min(pause * 2, self.max_breath)

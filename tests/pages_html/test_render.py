@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -270,22 +271,44 @@ def test_concurrent_cold_misses_render_once(rt: Runtime) -> None:
     assert render.render_count(rt, ids["page"]) == 1  # type: ignore[arg-type]
 
 
-def test_live_streams_ask_redis_at_most_every_fifth_of_a_second(
-    redis_prefix: str, settings: Settings
+def test_live_streams_of_a_page_share_one_watcher(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis as redis_lib
 
-    client = redis_lib.Redis.from_url(REDIS_URL)
-    shared = cache.RedisCache(client, redis_prefix)
+    from pages import live
+    from workers.queue import Queues
+
+    queues = Queues(redis_lib.Redis.from_url(REDIS_URL), redis_prefix)
+    shared = cache.RedisCache(queues)
     doc = cache.Document.make(b"x", "text/html", NOW)
     shared.put(cache.Entry(1, "acme", 1, True, {"index.html": doc}))
-    assert shared.watched_version("acme") == 1
-    shared.put(cache.Entry(1, "acme", 2, True, {"index.html": doc}))
-    assert shared.watched_version("acme") == 1  # remembered for WATCH_TTL
-    assert shared.version("acme") == 2
-    time.sleep(cache.WATCH_TTL + 0.05)
-    assert shared.watched_version("acme") == 2
-    client.close()
+    asks: list[str] = []
+    real = shared.aget
+
+    async def counting(slug: str) -> cache.Entry | None:
+        asks.append(slug)
+        return await real(slug)
+
+    monkeypatch.setattr(shared, "aget", counting)
+
+    async def fifty_streams() -> list[bool]:
+        hub = live.LiveHub(shared, per_page=100, per_client=100, poll=0.2)
+        listeners = [hub.join("acme", f"10.0.0.{i}", 1, public=True) for i in range(50)]
+        await asyncio.sleep(0.5)
+        shared.put(cache.Entry(1, "acme", 2, True, {"index.html": doc}))
+        told = await asyncio.gather(*(one.wait(2) for one in listeners))
+        assert {one.version for one in listeners} == {2}
+        for one in listeners:
+            hub.leave(one)
+        assert hub.count() == 0
+        await queues.aclose()
+        return list(told)
+
+    assert all(asyncio.run(fifty_streams()))
+    # One watcher asked Redis every 0.2 s for all fifty streams, not fifty times as often.
+    assert 2 <= len(asks) <= 8
+    queues.connection.close()
 
 
 def test_a_failed_render_job_is_rescheduled(

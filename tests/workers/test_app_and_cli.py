@@ -36,7 +36,7 @@ def test_readyz_says_which_part_is_unreachable(runtime: Runtime) -> None:
     with TestClient(create_app(runtime)) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json()["checks"]["queue"] == "unreachable"
+    assert answer.json()["checks"] == {"store": "ok", "redis": "unreachable: ConnectionError"}
 
 
 def test_an_unknown_route_is_a_json_404(runtime: Runtime) -> None:

@@ -1,11 +1,16 @@
 """Uptime per service and day, from the recorded status changes (DESIGN.md, "Uptime").
 
-A day's uptime is the share of the day without outage: the time under each status is
-weighted (major outage 1.0, partial outage 0.3, degraded 0 by default) and summed as
-downtime; time under maintenance counts neither as up nor as down, so it leaves the
-denominator. Time before the service existed, and time still in the future, is not counted;
-a day with nothing counted has no uptime (shown as "no data"). Days are calendar days in
-the page's time zone.
+Counted the way Atlassian Statuspage counts it, so that a figure reads the same to a
+visitor who knows Statuspage: every calendar day (in the page's time zone) on which the
+service existed, today and the day it was created included, weighs its outage time against
+the whole day (1,440 minutes; 1,380 or 1,500 across a DST change). Outage time is weighted
+(major outage 1.0, partial outage 0.3, degraded 0 by default); time under maintenance is
+taken out of the day, counting neither as up nor as down. Days before the service existed
+have no uptime (shown as "no data"), and neither has a day spent wholly in maintenance.
+
+So a service created this morning with a 2.5-minute outage shows 99.83 % for today, not
+the share of the few minutes it has existed; the rest of today counts as up until it
+happens otherwise, which is why pages re-render on the hour (pages.render).
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ class UptimeDay:
     uptime: float | None
     #: The day's worst status, None without data.
     worst: ServiceStatus | None
-    #: Seconds that counted (existing, not future, not maintenance) and weighted downtime.
+    #: Seconds that counted (the whole day less its maintenance; 0 before the service
+    #: existed) and weighted downtime.
     counted_seconds: float
     down_seconds: float
     incidents: tuple[DayIncident, ...] = ()
@@ -134,16 +140,22 @@ def daily_uptime(
 ) -> list[UptimeDay]:
     """Each day's uptime and worst status from a service's segments (in time order).
 
-    `bounds` (each day's UTC start and end, from `day_bounds`) may be given to share the
-    work across the services of a page.
+    A day counts whole once the service existed by its end: its outage seconds (up to
+    `now`) over the day's length less its maintenance. `bounds` (each day's UTC start and
+    end, from `day_bounds`) may be given to share the work across the services of a page.
     """
     weights = weights or Weights()
     bounds = bounds or [day_bounds(day, tz) for day in days]
     result = []
     first = 0  # segments before this one end before the current day: never looked at again
     for day, (day_start, day_end) in zip(days, bounds, strict=True):
+        if day_end <= created_at:
+            result.append(UptimeDay(day, None, None, 0.0, 0.0))
+            continue
+        # What happened is read from the service's creation up to now; the rest of the day
+        # (before it existed, or still to come) counts as up.
         lo, hi = max(day_start, created_at), min(day_end, now)
-        counted = down = 0.0
+        maintenance = down = 0.0
         worst: ServiceStatus | None = None
         while first < len(segments) and segments[first].end <= day_start:
             first += 1
@@ -155,14 +167,15 @@ def daily_uptime(
                 continue
             if worst is None or seg.status.rank > worst.rank:
                 worst = seg.status
-            if seg.status is ServiceStatus.UNDER_MAINTENANCE:
-                continue
             seconds = (b - a).total_seconds()
-            counted += seconds
-            down += seconds * weights.of(seg.status)
+            if seg.status is ServiceStatus.UNDER_MAINTENANCE:
+                maintenance += seconds
+            else:
+                down += seconds * weights.of(seg.status)
         if worst is None:
-            result.append(UptimeDay(day, None, None, 0.0, 0.0))
-            continue
+            # Created this very moment: nothing recorded yet, its status is its last one.
+            worst = segments[-1].status if segments else ServiceStatus.OPERATIONAL
+        counted = (day_end - day_start).total_seconds() - maintenance
         uptime = 1.0 - down / counted if counted > 0 else None
         result.append(UptimeDay(day, uptime, worst, counted, down))
     return result

@@ -15,15 +15,21 @@ The holder renders the version it read, then releases the flag only if `want` ha
 `RENDER_INTERVAL` after the previous render began. That wait is a store deadline
 (`page.render`), not a sleeping worker. The flag expires after `PENDING_TTL`, so a worker
 that dies mid-render cannot freeze a page; requests render on a cold miss anyway.
+
+On the hour. A page changes with time alone: today's uptime, the day its bars end on, the
+"Past incidents" days. So every render leaves a deadline (`page.refresh`) for the next
+whole hour of the page's time zone, which marks the page dirty like any change would; a
+page nobody touches still turns to the new day at midnight.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 RENDER_INTERVAL = 1.0
 PENDING_TTL = 120
 DEADLINE_KIND = "page.render"
+REFRESH_KIND = "page.refresh"
 
 _RELEASE = """
 if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then
@@ -146,6 +153,26 @@ def handle_dirty(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
         run_render(rt, mine[0])
 
 
+def handle_refresh(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """`deadline.page.refresh`: the hour turned; render the page as if it had changed.
+
+    The next refresh is left here, an hour on from the one that fired, rather than only by
+    the render: a worker whose clock is a little behind the ticker's would otherwise
+    compute the hour that just fired once more."""
+    now = utcnow()
+    ids = []
+    for payload in payloads:
+        page_id, due = payload.get("page_id"), payload.get("due_at")
+        if not isinstance(page_id, int):
+            continue
+        ids.append(page_id)
+        fired = datetime.fromisoformat(due) if isinstance(due, str) else now
+        hours = max(1, math.ceil((now - fired) / timedelta(hours=1)))
+        _schedule_refresh(rt, page_id, fired + timedelta(hours=hours))
+    if ids:
+        handle_dirty(rt, [{"page_ids": sorted(set(ids))}])
+
+
 def handle_deadline(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """`deadline.page.render`: the trailing render of a burst, once the interval has passed."""
     for page_id in sorted({p["page_id"] for p in payloads if isinstance(p.get("page_id"), int)}):
@@ -232,6 +259,10 @@ def snapshot(
 
 def build_entry(rt: Runtime, page_id: int, version: int) -> Entry:
     """Every document of the page, rendered from a fresh snapshot of the store."""
+    return _rendered(rt, page_id, version)[0]
+
+
+def _rendered(rt: Runtime, page_id: int, version: int) -> tuple[Entry, pagedata.PageSnapshot]:
     now = utcnow()
     with rt.store.read() as conn:
         snap = snapshot(rt, conn, page_id, now)
@@ -241,21 +272,56 @@ def build_entry(rt: Runtime, page_id: int, version: int) -> Entry:
         for name, (body, ctype) in documents.render_all(snap).items()
     }
     log.debug("rendered page %s v%d in %.1f ms", page_id, version, _ms(started))
-    return Entry(
+    entry = Entry(
         page_id=page_id,
         slug=snap.page.slug,
         version=version,
         public=snap.page.active and snap.page.type == "public",
         documents=docs,
     )
+    return entry, snap
 
 
 def render_page(rt: Runtime, page_id: int, version: int) -> Entry | None:
     """Render every document of the page into the page cache; returns what the cache
     holds then (None: the page was evicted meanwhile, with a newer version)."""
-    stored = for_runtime(rt).put(build_entry(rt, page_id, version))
+    entry, snap = _rendered(rt, page_id, version)
+    stored = for_runtime(rt).put(entry)
     rt.queues.connection.incr(_key(rt, page_id, "renders"))
+    _schedule_refresh(rt, page_id, next_hour(snap.generated_at, snap.tz))
     return stored
+
+
+def next_hour(now: datetime, tz: tzinfo) -> datetime:
+    """The next whole hour after `now` on the clocks of `tz` (zones with half-hour offsets
+    turn their days at :30 UTC), in UTC."""
+    local = now.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+    return local.astimezone(UTC) + timedelta(hours=1)
+
+
+def _schedule_refresh(rt: Runtime, page_id: int, due: datetime) -> None:
+    """Leave the page's on-the-hour deadline, unless one is already left for that time or
+    later: a write only when the hour moved on (most renders follow changes within the
+    same hour). Without Redis to remember it by, the deadline is written every time."""
+    r = rt.queues.connection
+    memo = _key(rt, page_id, "refresh")
+    stamp = due.astimezone(UTC).isoformat()
+    try:
+        known = r.get(memo)
+    except REDIS_ERRORS:
+        known = None
+    if known and datetime.fromisoformat(_text(known)) >= due:
+        return
+    with rt.store.begin() as conn:
+        deadlines.schedule(conn, REFRESH_KIND, f"page:{page_id}", due, {"page_id": page_id})
+    try:
+        r.set(memo, stamp, ex=2 * 3600)
+    except REDIS_ERRORS:
+        pass  # the next render writes the deadline again: the same row, no harm
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def render_count(rt: Runtime, page_id: int) -> int:

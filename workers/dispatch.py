@@ -36,6 +36,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
     "pages.dirty": ("beacon-render", "pages.render:handle_dirty"),
     "deadline.page.render": ("beacon-render", "pages.render:handle_deadline"),
+    "deadline.page.refresh": ("beacon-render", "pages.render:handle_refresh"),
     "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),

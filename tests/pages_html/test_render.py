@@ -19,6 +19,7 @@ from engine.tables import services, status_changes
 from pages import cache, render
 from pages.app import create_app
 from tests.conftest import REDIS_URL
+from workers.dispatch import dispatch_once
 from workers.runtime import Runtime, install, uninstall
 
 from . import factory
@@ -110,8 +111,11 @@ def settle(rt: Runtime, timeout: float = 30) -> None:
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         with rt.store.read() as conn:
+            # The on-the-hour refresh is always pending; a render due now is not.
             due = conn.execute(
-                sa.select(sa.func.count()).select_from(deadlines.deadlines)
+                sa.select(sa.func.count())
+                .select_from(deadlines.deadlines)
+                .where(deadlines.deadlines.c.kind != render.REFRESH_KIND)
             ).scalar_one()
         if not due and not outbox.pending_count(rt.store):
             return
@@ -141,7 +145,9 @@ def test_changes_during_a_render_cause_exactly_one_more(
     assert render.render_count(rt, page_id) == 1
     # ... but a trailing render is due, once the interval has passed.
     with rt.store.read() as conn:
-        (due,) = conn.execute(sa.select(deadlines.deadlines)).all()
+        (due,) = conn.execute(
+            sa.select(deadlines.deadlines).where(deadlines.deadlines.c.kind != render.REFRESH_KIND)
+        ).all()
     assert due.kind == render.DEADLINE_KIND and due.payload == {"page_id": page_id}
     monkeypatch.setattr(render, "RENDER_INTERVAL", 0.0)
     render.handle_deadline(rt, [due.payload, due.payload])
@@ -339,3 +345,46 @@ def test_warming_renders_every_page_before_its_first_visitor(rt: Runtime) -> Non
         settle(rt)
         assert cache.for_runtime(rt).get("acme") is not None
         assert cache.for_runtime(rt).get("second") is not None
+
+
+def test_a_page_nobody_changes_turns_to_the_new_day_on_the_hour(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: the bars, the uptime figure and the days of past incidents follow the
+    clock: every render leaves a deadline for the next hour, which renders the page again."""
+    install(rt)
+    clock = [datetime(2026, 12, 7, 23, 40, 12, tzinfo=UTC)]
+    monkeypatch.setattr(render, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(render, "RENDER_INTERVAL", 0.0)
+    with rt.store.begin() as conn:
+        ids = factory.big_page(conn, clock[0], services_count=1, incidents_count=0)
+    page_id: int = ids["page"]  # type: ignore[assignment]
+    render.handle_dirty(rt, [{"page_ids": [page_id]}])
+    before = for_page(rt, "acme").documents["index.html"].body
+    assert b'data-d0="2026-09-09"' in before and b"Dec 08, 2026" not in before
+    with rt.store.read() as conn:
+        due = deadlines.get(conn, render.REFRESH_KIND, f"page:{page_id}")
+    assert due is not None and due.due_at == datetime(2026, 12, 8, tzinfo=UTC)
+
+    # Nothing changes; the clock passes midnight and the dispatcher finds the deadline.
+    clock[0] = datetime(2026, 12, 8, 0, 0, 1, tzinfo=UTC)
+    assert deadlines.fire_due(rt.store, clock[0]) == 1
+    assert dispatch_once(rt) == 1
+    rt.queues.worker().work(burst=True, logging_level="WARNING")
+    after = for_page(rt, "acme").documents["index.html"].body
+    assert b'data-d0="2026-09-10"' in after
+    assert after.index(b"Dec 08, 2026") < after.index(b"Dec 07, 2026")
+    with rt.store.read() as conn:
+        due = deadlines.get(conn, render.REFRESH_KIND, f"page:{page_id}")
+    assert due is not None and due.due_at == datetime(2026, 12, 8, 1, tzinfo=UTC)
+    uninstall()
+
+
+def test_the_next_hour_follows_the_page_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    now = datetime(2026, 12, 7, 18, 10, tzinfo=UTC)
+    assert render.next_hour(now, UTC) == datetime(2026, 12, 7, 19, tzinfo=UTC)
+    # India is UTC+5:30: its midnight, and every hour of its clock, is at :30 UTC.
+    kolkata = render.next_hour(now, ZoneInfo("Asia/Kolkata"))
+    assert kolkata == datetime(2026, 12, 7, 18, 30, tzinfo=UTC)

@@ -66,13 +66,55 @@ def test_days_before_the_service_existed_have_no_data() -> None:
     segs = timeline(S.OPERATIONAL, [(at(18), S.MAJOR_OUTAGE)], T0 - timedelta(days=1), at(0, 2))
     days = daily_uptime(segs, [date(2026, 10, 31), D1], UTC, created_at=created, now=at(0, 2))
     assert days[0].uptime is None and days[0].worst is None
-    # Counted from noon: 6 h of 12 h down.
-    assert days[1].uptime == pytest.approx(0.5)
+    # The day it was created counts whole, as on Statuspage: 6 h down of 24.
+    assert days[1].uptime == pytest.approx(0.75)
+    assert days[1].counted_seconds == 24 * 3600
 
 
-def test_today_counts_only_up_to_now() -> None:
+def test_today_counts_as_a_whole_day() -> None:
+    # 3 h down by noon: 3 of the day's 24 hours, whatever the afternoon brings.
     day = one_day([(at(0), S.MAJOR_OUTAGE), (at(3), S.OPERATIONAL)], now=at(12))
+    assert day.uptime == pytest.approx(0.875)
+
+
+def test_an_ongoing_outage_counts_up_to_now() -> None:
+    day = one_day([(at(6), S.MAJOR_OUTAGE)], now=at(12))
     assert day.uptime == pytest.approx(0.75)
+    assert day.worst is S.MAJOR_OUTAGE
+
+
+def test_a_service_created_today_with_a_short_outage_reads_as_statuspage_does() -> None:
+    # Issue 19: created minutes ago, down for 2.5 minutes. Counting only the minutes it has
+    # existed said 43.3 %; against the whole day it is 99.83 %.
+    created, now = at(12), at(12) + timedelta(minutes=5, seconds=46)
+    down = at(12) + timedelta(minutes=1)
+    segs = timeline(
+        S.OPERATIONAL,
+        [(down, S.MAJOR_OUTAGE), (down + timedelta(minutes=2.5), S.OPERATIONAL)],
+        T0,
+        now,
+    )
+    days = daily_uptime(segs, [D1 - timedelta(days=1), D1], UTC, created_at=created, now=now)
+    assert days[0].uptime is None
+    assert days[1].uptime == pytest.approx(1 - 150 / 86400)
+    assert overall(days) == pytest.approx(1 - 150 / 86400)
+
+
+def test_a_day_across_a_dst_change_weighs_its_own_length() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    autumn = date(2026, 10, 25)  # 25 hours long in Berlin
+    start, _end = uptime.day_bounds(autumn, berlin)
+    segs = timeline(
+        S.OPERATIONAL,
+        [(start + timedelta(hours=1), S.MAJOR_OUTAGE), (start + timedelta(hours=6), S.OPERATIONAL)],
+        start,
+        start + timedelta(days=2),
+    )
+    (day,) = daily_uptime(
+        segs, [autumn], berlin, created_at=LONG_AGO, now=start + timedelta(days=2)
+    )
+    assert day.counted_seconds == 25 * 3600
+    assert day.uptime == pytest.approx(1 - 5 / 25)
 
 
 def test_days_follow_the_page_time_zone() -> None:

@@ -19,12 +19,14 @@ from engine.status import PageStatus
 
 from .page_access import serve_document
 
+#: The page banner's colours (page.css): white 11px text on each keeps WCAG AA's 4.5:1,
+#: which the familiar bright badge greens and yellows do not (2.0:1 for #2fcc66).
 COLOURS: dict[Impact, str] = {
-    Impact.NONE: "#2fcc66",
-    Impact.MAINTENANCE: "#3498db",
-    Impact.MINOR: "#f1c40f",
-    Impact.MAJOR: "#e67e22",
-    Impact.CRITICAL: "#e74c3c",
+    Impact.NONE: "#17663a",
+    Impact.MAINTENANCE: "#1d4ed8",
+    Impact.MINOR: "#8a4b00",
+    Impact.MAJOR: "#a3360a",
+    Impact.CRITICAL: "#b42318",
 }
 LABEL_COLOUR = "#555"
 HEIGHT = 20

@@ -32,6 +32,17 @@ MAINTENANCE_STATUS = {
 }
 
 
+def feed_title(name: str) -> str:
+    """ "Northwind Status - Incident History", "ACME Status - Incident History": Statuspage's
+    feed title, without doubling a "Status" the page's name already ends with."""
+    return f"{status_name(name)} - Incident History"
+
+
+def status_name(name: str) -> str:
+    """The page's name as "<name> Status", unless it already says so."""
+    return name if name.strip().lower().endswith("status") else f"{name} Status"
+
+
 def _recent(snap: PageSnapshot) -> list[Incident]:
     return sorted(snap.incidents, key=lambda i: (i.started_at, i.id), reverse=True)[:RECENT]
 
@@ -62,9 +73,10 @@ def rss(snap: PageSnapshot, url: str) -> bytes:
     # Namespaces as literal attributes: ElementTree's prefix registry is process-global.
     root = ET.Element("rss", {"version": "2.0", "xmlns:atom": ATOM_NS})
     channel = ET.SubElement(root, "channel")
-    ET.SubElement(channel, "title").text = f"{snap.page.name} status history"
+    ET.SubElement(channel, "title").text = feed_title(snap.page.name)
     ET.SubElement(channel, "link").text = url
-    ET.SubElement(channel, "description").text = f"Incidents on the {snap.page.name} status page"
+    description = f"Incidents reported on {status_name(snap.page.name)}"
+    ET.SubElement(channel, "description").text = description
     ET.SubElement(
         channel,
         "atom:link",
@@ -98,7 +110,7 @@ def atom(snap: PageSnapshot, url: str) -> bytes:
 
     feed = ET.Element("feed", {"xmlns": ATOM_NS})
     sub(feed, "id").text = f"{url}/history.atom"
-    sub(feed, "title").text = f"{snap.page.name} status history"
+    sub(feed, "title").text = feed_title(snap.page.name)
     sub(feed, "updated").text = _atom_time(_last_change(snap))
     sub(feed, "link", {"rel": "alternate", "type": "text/html", "href": url})
     sub(
@@ -179,7 +191,7 @@ def calendar(snap: PageSnapshot, url: str) -> bytes:
         "PRODID:-//Beacon//Status page maintenance//EN",
         "CALSCALE:GREGORIAN",
         "METHOD:PUBLISH",
-        f"X-WR-CALNAME:{ical_escape(snap.page.name + ' maintenance')}",
+        f"X-WR-CALNAME:{ical_escape(status_name(snap.page.name) + ' - Maintenance')}",
         f"X-WR-TIMEZONE:{snap.page.time_zone}",
         # Subscribers' apps re-read the calendar this often (RFC 7986 and the de facto X-).
         "REFRESH-INTERVAL;VALUE=DURATION:PT1H",

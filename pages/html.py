@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from engine import pagedata
+from engine import pagedata, uptime
 from engine.models import ServiceStatus
 from engine.pagedata import Incident, PageSnapshot
 
@@ -29,7 +29,13 @@ def _compact(text: str, comment: str) -> str:
     return "\n".join(line for line in lines if line and not line.startswith(comment))
 
 
-CSS = _compact((HERE / "static" / "page.css").read_text(), "/*")
+def _run_widths(days: int) -> str:
+    """`.f1{flex:1}` ... `.f<days>{...}`: how wide a run of days is drawn without
+    JavaScript, as classes (the page sets no `style` attribute, for its CSP)."""
+    return "".join(f".f{n}{{flex:{n}}}" for n in range(1, days + 1))
+
+
+CSS = _compact((HERE / "static" / "page.css").read_text(), "/*") + _run_widths(uptime.DEFAULT_DAYS)
 JS = _compact((HERE / "static" / "page.js").read_text(), "//")
 #: Incidents per archive page.
 ARCHIVE_PAGE = 25
@@ -80,6 +86,11 @@ def _environment() -> Environment:
 ENV = _environment()
 
 
+#: Days a phone shows (Statuspage's small-screen bar: 90 thin bars would be hairlines);
+#: page.css and page.js switch at the same width.
+PHONE_DAYS = 30
+
+
 @dataclass(frozen=True)
 class Bars:
     """A component's uptime bar, compact: one letter per day, details only where needed."""
@@ -87,9 +98,12 @@ class Bars:
     codes: str
     #: "day index:uptime:incident ids" for days below 100 % or with incidents, ";"-joined.
     extra: str
-    #: (code, days) runs, drawn without JavaScript.
-    runs: tuple[tuple[str, int], ...]
+    #: (code, days, older) runs, drawn without JavaScript; `older` runs lie before the last
+    #: `PHONE_DAYS` days, which is all a phone shows (a run across that line is cut in two).
+    runs: tuple[tuple[str, int, bool], ...]
+    #: Uptime over all the days, and over the last `PHONE_DAYS` (what a phone shows).
     uptime: str
+    recent: str
 
 
 def pct(value: float | None) -> str:
@@ -101,20 +115,29 @@ def pct(value: float | None) -> str:
 
 def bars(component: pagedata.Component) -> Bars:
     codes, extra = [], []
-    for index, day in enumerate(component.uptime_days):
+    days = component.uptime_days
+    for index, day in enumerate(days):
         codes.append(STATUS_CODES[day.worst] if day.worst else "n")
         below = day.uptime is not None and day.uptime < 0.99995
         if below or day.incidents:
             up = "" if day.uptime is None else pct(day.uptime)[:-1]
             ids = ",".join(i.public_id for i in day.incidents)
             extra.append(f"{index}:{up}:{ids}")
-    runs: list[tuple[str, int]] = []
-    for code in codes:
-        if runs and runs[-1][0] == code:
-            runs[-1] = (code, runs[-1][1] + 1)
+    cut = max(0, len(codes) - PHONE_DAYS)
+    runs: list[tuple[str, int, bool]] = []
+    for index, code in enumerate(codes):
+        older = index < cut
+        if runs and runs[-1][0] == code and runs[-1][2] == older:
+            runs[-1] = (code, runs[-1][1] + 1, older)
         else:
-            runs.append((code, 1))
-    return Bars("".join(codes), ";".join(extra), tuple(runs), pct(component.uptime))
+            runs.append((code, 1, older))
+    return Bars(
+        "".join(codes),
+        ";".join(extra),
+        tuple(runs),
+        pct(component.uptime),
+        pct(uptime.overall(days[cut:])),
+    )
 
 
 @dataclass(frozen=True)
@@ -138,8 +161,21 @@ def _layout(snap: PageSnapshot) -> list[_LayoutItem]:
     return items
 
 
+def _affected_in_page_order(snap: PageSnapshot) -> Any:
+    """incident -> [(component name, status words)] in the page's order of components."""
+    order = {c.public_id: n for n, c in enumerate(snap.components)}
+    names = {c.public_id: c.name for c in snap.components}
+
+    def affected(incident: Incident) -> list[tuple[str, str]]:
+        found = sorted(incident.impacts, key=lambda pair: order.get(pair[0], len(order)))
+        return [(names[code], STATUS_NAMES[status]) for code, status in found if code in names]
+
+    return affected
+
+
 def _context(snap: PageSnapshot, root: str) -> dict[str, Any]:
     return {
+        "affected_list": _affected_in_page_order(snap),
         "snap": snap,
         "page": snap.page,
         "status": snap.status,
@@ -147,6 +183,7 @@ def _context(snap: PageSnapshot, root: str) -> dict[str, Any]:
         "css": CSS,
         "js": JS,
         "names": {c.public_id: c.name for c in snap.components},
+        "phone_days": PHONE_DAYS,
     }
 
 
@@ -159,10 +196,12 @@ def _titles(snap: PageSnapshot) -> str:
 
 
 def _days_back(snap: PageSnapshot, days: int) -> list[tuple[date, list[Incident]]]:
+    """The last `days` days, newest first, each with the incidents that started on it,
+    open ones included: a day never says "No incidents reported" above its own incident."""
     tz = snap.tz
     today = snap.generated_at.astimezone(tz).date()
     by_day: dict[date, list[Incident]] = {}
-    for incident in snap.history(days):
+    for incident in snap.incidents:  # newest first
         by_day.setdefault(incident.started_at.astimezone(tz).date(), []).append(incident)
     return [(d, by_day.get(d, [])) for d in (today - timedelta(n) for n in range(days))]
 

@@ -40,9 +40,12 @@
 
   function hide() { tip.hidden = true; }
 
+  // A phone shows the last 30 days, as Statuspage does (page.css switches at the same width).
+  var PHONE = window.matchMedia ? window.matchMedia("(max-width: 600px)") : null;
+
   function build(bar) {
-    var s = bar.dataset.s, html = "";
-    for (var i = 0; i < s.length; i++) {
+    var s = bar.dataset.s, count = PHONE && PHONE.matches ? Math.min(30, s.length) : s.length, html = "";
+    for (var i = s.length - count; i < s.length; i++) {
       var last = i === s.length - 1;
       html += '<i class="' + s.charAt(i) + '" data-i="' + i + '" role="img" tabindex="' + (last ? 0 : -1) +
         '" aria-label="' + details(bar, i).text.replace(/"/g, "&quot;") + '"></i>';
@@ -51,7 +54,7 @@
     bar.removeAttribute("aria-label");
     bar.setAttribute("role", "group");
     var name = bar.parentNode.querySelector(".nm").textContent;
-    bar.setAttribute("aria-label", name + ": uptime per day, last " + s.length + " days");
+    bar.setAttribute("aria-label", name + ": uptime per day, last " + count + " days");
   }
 
   function move(e) {
@@ -60,7 +63,8 @@
     var k = {ArrowLeft: -1, ArrowRight: 1, Home: -999, End: 999}[e.key];
     if (!k) { if (e.key === "Escape") hide(); return; }
     e.preventDefault();
-    var all = el.parentNode.children, i = Math.max(0, Math.min(all.length - 1, +el.dataset.i + k));
+    var all = el.parentNode.children, at = Array.prototype.indexOf.call(all, el);
+    var i = Math.max(0, Math.min(all.length - 1, at + k));
     el.tabIndex = -1;
     all[i].tabIndex = 0;
     all[i].focus();
@@ -118,4 +122,8 @@
   if (main) shown = main.innerHTML;  // before init() adds the bars
   init();
   live();
+  // Turning a tablet or resizing a window across the phone width redraws the bars.
+  if (PHONE && PHONE.addEventListener) PHONE.addEventListener("change", function () {
+    document.querySelectorAll(".bar[data-s]").forEach(build);
+  });
 })();

@@ -26,6 +26,10 @@ def test_serve_applies_the_example_and_prints_its_urls(tmp_path: Path) -> None:
         assert printed.count(f"{base}/api/v1/events/") == 2
         summary = httpx.get(f"{base}/p/northwind/api/v2/summary.json", timeout=10).json()
         assert summary["page"]["url"] == f"{base}/p/northwind"
+        # The README's tour links the public page's calendar: the example's window is on it.
+        ics = httpx.get(f"{base}/p/northwind/maintenance.ics", timeout=10).text
+        unfolded = ics.replace("\r\n ", "")
+        assert "SUMMARY:Database upgrade" in unfolded and "Affected: Web App" in unfolded
         made = beacon(["apikey", "create", "--team", "platform", "--name", "e2e"], beacon_env(data))
         key = re.search(r"bk_[A-Za-z0-9_-]+", made.stdout + made.stderr)
         assert key, made.stdout + made.stderr

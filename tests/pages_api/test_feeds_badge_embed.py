@@ -23,6 +23,7 @@ def test_rss_parses_cleanly_with_one_item_per_incident(app: App) -> None:
     assert feed.bozo == 0, feed.get("bozo_exception")
     assert feed.version == "rss20"
     assert [e.title for e in feed.entries] == ["Elevated API errors", "Website slow"]
+    assert feed.feed.title == "Acme Status - Incident History"
     assert feed.entries[0].link.endswith(f"/p/acme/incidents/{rich.open_incident}")
     assert "A bad deploy; rolling back." in feed.entries[0].summary
 
@@ -34,6 +35,7 @@ def test_atom_parses_cleanly_with_one_entry_per_incident(app: App) -> None:
     feed = feedparser.parse(response.content)
     assert feed.bozo == 0, feed.get("bozo_exception")
     assert feed.version == "atom10"
+    assert feed.feed.title == "Acme Status - Incident History"
     assert [e.id for e in feed.entries] == [
         f"http://127.0.0.1:8000/p/acme/incidents/{rich.open_incident}",
         f"http://127.0.0.1:8000/p/acme/incidents/{rich.resolved_incident}",
@@ -93,7 +95,37 @@ def test_badge_is_svg_coloured_by_the_indicator(app: App) -> None:
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert texts == ["status", "Partial System Outage"]
     fills = [r.get("fill") for r in root.iter("{http://www.w3.org/2000/svg}rect")]
-    assert fills == ["#555", "#e67e22"]
+    assert fills == ["#555", "#a3360a"]
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2's contrast ratio of two #rgb or #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        hex_ = colour.lstrip("#")
+        if len(hex_) == 3:
+            hex_ = "".join(c * 2 for c in hex_)
+        channels = [int(hex_[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_badge_text_keeps_wcag_aa_contrast_on_every_colour() -> None:
+    """Issue 19: white on light green read 2:1. Small text needs 4.5:1 (WCAG AA)."""
+    from engine.models import Impact
+    from engine.status import PageStatus
+    from pages.badge import badge
+
+    for impact in Impact:
+        svg = ET.fromstring(badge(PageStatus(impact, "Some description")))
+        text = svg.find("{http://www.w3.org/2000/svg}g")
+        assert text is not None
+        rects = [r.get("fill") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
+        for fill in rects:
+            assert contrast(text.get("fill") or "", fill or "") >= 4.5, (impact, fill)
 
 
 def test_badge_of_a_quiet_page_is_green(app: App) -> None:
@@ -117,3 +149,10 @@ def test_embed_script_on_a_custom_domain_points_at_its_root(app: App) -> None:
     seed.page(app.store, "acme", custom_domain="status.acme.test")
     body = app.client.get("/embed.js", headers={"Host": "status.acme.test"}).text
     assert 'var STATUS_URL = "http://status.acme.test/api/v2/status.json";' in body
+
+
+def test_feed_titles_add_status_only_where_the_name_lacks_it() -> None:
+    from pages.feeds import feed_title
+
+    assert feed_title("Northwind Status") == "Northwind Status - Incident History"
+    assert feed_title("ACME") == "ACME Status - Incident History"

@@ -187,6 +187,46 @@ def test_axe_finds_no_serious_violations(
     phone.close()
 
 
+def test_a_phone_shows_the_last_30_days(served: Any, browser: Any) -> None:
+    """Issue 19: 90 bars at 375 px were hairlines; a phone shows 30 days, as Statuspage
+    does, with the figure over those days. The screenshot is kept in test-artifacts/."""
+    base, _store, _ids = served
+    phone = browser.new_page(viewport={"width": 375, "height": 800})
+    phone.goto(f"{base}/p/acme/")
+    bars = phone.locator(".bar").first
+    assert bars.locator("i").count() == 30
+    widths = phone.evaluate(
+        "[...document.querySelector('.bar').children].map(i => i.getBoundingClientRect().width)"
+    )
+    assert min(widths) >= 5  # wide enough to see and to tap near
+    legend = phone.evaluate("getComputedStyle(document.querySelector('.ul'), '::before').content")
+    assert legend == '"30 days ago"'
+    assert phone.locator(".u30").first.is_visible() and not phone.locator(".u90").first.is_visible()
+    # The last day is today, as on a wide screen; the arrow keys stay within the 30 days.
+    bars.locator("i[tabindex='0']").focus()
+    assert phone.evaluate("document.activeElement.dataset.i") == "89"
+    phone.keyboard.press("Home")
+    assert phone.evaluate("document.activeElement.dataset.i") == "60"
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "page-phone-30-days.png"), full_page=True)
+    # Without JavaScript the runs of days show the same 30.
+    bare = browser.new_page(viewport={"width": 375, "height": 800}, java_script_enabled=False)
+    bare.goto(f"{base}/p/acme/")
+    shown = bare.evaluate(
+        "[...document.querySelector('.bar').children]"
+        ".filter(i => getComputedStyle(i).display !== 'none').length"
+    )
+    hidden_days = bare.evaluate(
+        "[...document.querySelectorAll('.bar')[0].children]"
+        ".filter(i => getComputedStyle(i).display === 'none')"
+        ".reduce((n, i) => n + +i.className.match(/f(\\d+)/)[1], 0)"
+    )
+    assert shown >= 1 and hidden_days == 60
+    bare.screenshot(path=str(ARTIFACTS / "page-phone-30-days-no-js.png"), full_page=True)
+    phone.close()
+    bare.close()
+
+
 def test_artifacts_dir_is_ignored_by_git() -> None:
     need(shutil.which("git") is not None, "git is not installed")
     out = subprocess.run(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine.accounts import create_api_key
-from engine.tables import assets, status_pages
+from engine.tables import assets, incidents, status_pages
 from workers.runtime import Runtime
 
 from . import factory
@@ -262,3 +264,132 @@ def test_maintenance_in_progress_and_upcoming_is_shown(rt: Runtime, client: Test
     assert "In progress" in section and "Scheduled" in section
     assert "Brief packet loss is expected." in section
     assert "affects Service 0" in section
+
+
+# --- issue 19: what a visitor reads -----------------------------------------------------------
+
+
+def one_service_page(rt: Runtime, created_at: datetime) -> dict[str, int]:
+    with rt.store.begin() as conn:
+        team = factory.team(conn)
+        api = factory.service(conn, team, "api", name="Public API", created_at=created_at)
+        web = factory.service(conn, team, "web", name="Web App", created_at=created_at)
+        page = factory.page(conn, team)
+        factory.add_service(conn, page, api, 0)
+        factory.add_service(conn, page, web, 1)
+    return {"team": team, "api": api, "web": web, "page": page}
+
+
+def test_a_service_created_today_with_a_short_outage_shows_over_99_8_percent(
+    rt: Runtime, client: TestClient
+) -> None:
+    """Issue 19, acceptance: minutes after creation, a 2.5-minute outage weighs against
+    the whole day, as on Statuspage (it read 43.3 %)."""
+    now = datetime.now(UTC)
+    ids = one_service_page(rt, now - timedelta(minutes=6))
+    with rt.store.begin() as conn:
+        factory.change(conn, ids["api"], "operational", "major_outage", now - timedelta(minutes=5))
+        factory.change(
+            conn, ids["api"], "major_outage", "operational", now - timedelta(minutes=2.5)
+        )
+    html = client.get("/p/acme/").text
+    api = html.split(">Public API<")[1].split(">Web App<")[0]
+    figures = [float(f) for f in re.findall(r">([\d.]+)% uptime<", api)]
+    assert len(figures) == 2  # over 90 days, and over the 30 a phone shows
+    assert all(99.8 <= f < 100 for f in figures), figures
+
+
+def test_the_day_of_an_open_incident_lists_it_under_past_incidents(
+    rt: Runtime, client: TestClient
+) -> None:
+    now = datetime.now(UTC)
+    ids = one_service_page(rt, now - timedelta(days=30))
+    with rt.store.begin() as conn:
+        factory.incident(
+            conn,
+            ids["team"],
+            "Checkout errors",
+            started_at=now - min(timedelta(minutes=20), now - now.replace(hour=0, minute=0)),
+            impacts={ids["api"]: "major_outage"},
+            updates=[("investigating", "We are looking into it.", now)],
+        )
+    html = client.get("/p/acme/").text
+    past = html.split('id="h-past"')[1].split("</section>")[0]
+    today = past.split('<div class="day">')[1]
+    assert "Checkout errors" in today
+    assert "No incidents reported" not in today
+
+
+def test_the_permalink_says_the_pages_impact_words_and_its_title_once(
+    rt: Runtime, client: TestClient
+) -> None:
+    now = datetime.now(UTC)
+    ids = one_service_page(rt, now - timedelta(days=30))
+    with rt.store.begin() as conn:
+        incident = factory.incident(
+            conn,
+            ids["team"],
+            "Checkout errors",
+            started_at=now - timedelta(hours=3),
+            resolved_at=now - timedelta(hours=2),
+            status="resolved",
+            impact="critical",
+            impacts={ids["api"]: "major_outage", ids["web"]: "partial_outage"},
+            updates=[("resolved", "All good again.", now - timedelta(hours=2))],
+        )
+        public_id = conn.execute(
+            sa.select(incidents.c.public_id).where(incidents.c.id == incident)
+        ).scalar_one()
+    page = client.get(f"/p/acme/incidents/{public_id}")
+    main = page.text.split("<main")[1].split("</main>")[0]
+    assert main.count("Checkout errors") == 1
+    assert "critical" not in main.lower()
+    assert "This incident affected: Public API (Major Outage) and Web App (Partial Outage)." in main
+    # The page says the same of the same incident.
+    index = client.get("/p/acme/").text
+    assert "Public API (Major Outage) and Web App (Partial Outage)" in index
+
+
+def test_with_a_logo_the_page_name_is_its_alt_text_and_shows_on_the_page(
+    rt: Runtime, client: TestClient
+) -> None:
+    ids = one_service_page(rt, datetime.now(UTC) - timedelta(days=3))
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    with rt.store.begin() as conn:
+        logo = conn.execute(
+            assets.insert().values(
+                sha256=hashlib.sha256(png).hexdigest(), content_type="image/png", data=png
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == ids["page"])
+            .values(logo_asset_id=logo, name="Northwind Status")
+        )
+    html = client.get("/p/acme/").text
+    assert 'alt="Northwind Status"' in html
+    body = re.sub(r"<[^>]+>", " ", html.split("<body")[1])  # the text a visitor reads
+    assert body.count("Northwind Status") >= 2  # the subscribe form and the footer
+
+
+def test_a_phone_gets_the_last_30_days_without_javascript_too(
+    rt: Runtime, client: TestClient
+) -> None:
+    ids = one_service_page(rt, datetime.now(UTC) - timedelta(days=200))
+    with rt.store.begin() as conn:
+        # Down 40 days ago: outside what a phone shows.
+        start = datetime.now(UTC) - timedelta(days=40)
+        factory.change(conn, ids["api"], "operational", "major_outage", start)
+        factory.change(conn, ids["api"], "major_outage", "operational", start + timedelta(hours=2))
+    html = client.get("/p/acme/").text
+    api = html.split(">Public API<")[1].split(">Web App<")[0]
+    bar = re.search(r"<div class=bar [^>]*>(.*?)</div>", api)
+    assert bar is not None
+    runs = re.findall(r'<i class="(\w) f(\d+)( old)?"></i>', bar.group(1))
+    assert sum(int(n) for _, n, _ in runs) == 90
+    assert sum(int(n) for _, n, old in runs if not old) == 30
+    assert {code for code, _, old in runs if not old} == {"o"}
+    assert re.search(r"class=u30>100% uptime<", api)
+    assert re.search(r"class=u90>99\.9\d*% uptime<", api)
+    # No style attributes (the page's Content-Security-Policy has no 'unsafe-inline').
+    assert " style=" not in html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -22,10 +23,38 @@ def _config() -> Config:
 
 def upgrade(store: Store, revision: str = "head") -> None:
     """Bring the store's schema up to `revision` (the newest by default)."""
+    _run(store, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Take the store's schema back to `revision` (for tests of a migration's data step)."""
+    _run(store, lambda config: command.downgrade(config, revision))
+
+
+def _run(store: Store, step: Callable[[Config], None]) -> None:
     config = _config()
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    if store.dialect != "sqlite":
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config)
+        return
+    # SQLite changes a table by rebuilding it (create, copy, drop, rename: Alembic's batch
+    # mode), and dropping a table that others reference would run their ON DELETE CASCADE.
+    # So foreign keys are off while migrating, which SQLite only allows outside a
+    # transaction; the references are checked before the commit instead.
+    with store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                step(config)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise RuntimeError(f"migration broke a foreign key: {tuple(broken)}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(store: Store) -> str | None:

@@ -702,3 +702,16 @@ deadlines = sa.Table(
     sa.UniqueConstraint("kind", "key"),
     sa.Index("ix_deadlines_due", "due_at"),
 )
+
+
+def _ids_never_reused() -> None:
+    """A deleted row's id never names a new row: sessions, outbox dedup keys and links rely on
+    it. PostgreSQL's sequences never go back; SQLite gives out the largest id in use plus one
+    unless the table is AUTOINCREMENT, so every table with an integer `id` is. Set here for
+    all of them, so a new table cannot forget (migration 0007 rebuilt the older ones)."""
+    for table in metadata.tables.values():
+        if "id" in table.c and table.c.id.primary_key:
+            table.dialect_options["sqlite"]["autoincrement"] = True
+
+
+_ids_never_reused()

@@ -1,5 +1,5 @@
-"""Writes shared by `beacon apply` and the admin API: audit rows, page layouts, maintenance
-services, and the outbox signals that follow a change."""
+"""What the write functions of `engine/<object>.py` share: audit rows, page layouts, the
+outbox signal that pages changed, and small row helpers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import outbox
+from .errors import ConflictError, NotFoundError, ValidationError
 from .status import PAGES_DIRTY
 from .tables import (
     audit_log,
@@ -41,6 +42,65 @@ def audit(
             detail=dict(detail or {}),
         )
     )
+
+
+def insert(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> int:
+    """Insert one row; returns its id."""
+    inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def update(conn: Connection, table: sa.Table, row_id: int, values: Mapping[str, Any]) -> None:
+    """Update one row by id, stamping `updated_at` where the table has one."""
+    if "updated_at" in table.c:
+        values = {**values, "updated_at": utcnow()}
+    conn.execute(table.update().where(table.c.id == row_id).values(**values))
+
+
+def row(conn: Connection, table: sa.Table, row_id: int, what: str) -> Any:
+    """The row with id `row_id`, or `NotFoundError` naming `what`."""
+    found = conn.execute(sa.select(table).where(table.c.id == row_id)).first()
+    if found is None:
+        raise NotFoundError(f"no {what} {row_id}")
+    return found
+
+
+def key_free(conn: Connection, table: sa.Table, team_id: int, key: str, what: str) -> None:
+    """`ConflictError` unless no `what` of the team has `key` (keys are unique per team)."""
+    found = conn.execute(
+        sa.select(table.c.id).where(table.c.team_id == team_id, table.c.key == key)
+    ).first()
+    if found:
+        raise ConflictError(f"a {what} with key {key!r} exists in this team")
+
+
+def check_ids(conn: Connection, table: sa.Table, ids: Sequence[int], what: str, field: str) -> None:
+    """`ValidationError` on `field` unless every id names a row of `table`."""
+    found = set(conn.execute(sa.select(table.c.id).where(table.c.id.in_(list(ids)))).scalars())
+    if missing := [i for i in ids if i not in found]:
+        raise ValidationError(f"no {what} {missing[0]}", field=field)
+
+
+def replace_links(
+    conn: Connection,
+    owner: sa.Column[Any],
+    owner_id: int,
+    other: sa.Column[Any],
+    ids: Sequence[int],
+    *,
+    ordered: bool = False,
+) -> None:
+    """Make the link table of `owner` and `other` link `owner_id` to exactly `ids` (in
+    order, in a `position` column, when `ordered`)."""
+    table = owner.table
+    conn.execute(table.delete().where(owner == owner_id))
+    rows = [
+        {owner.name: owner_id, other.name: i, **({"position": n} if ordered else {})}
+        for n, i in enumerate(dict.fromkeys(ids))
+    ]
+    if rows:
+        conn.execute(table.insert(), rows)
 
 
 def pages_dirty(

@@ -1,4 +1,5 @@
-"""Operating alert sources: finding one by its integration key, rotating keys, rate limits.
+"""Alert sources: every write of one (create, change, delete, rotate its key), finding one
+by its integration key, and rate limits.
 
 An integration key is the secret in a source's webhook URL. After a rotation the previous
 key keeps working until `previous_key_expires_at`, so a tool can be reconfigured without
@@ -18,6 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from . import crud
+from .activations_store import forget_source_alerts
+from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
 from .tables import alert_sources, utcnow
 
@@ -127,6 +131,7 @@ def rotate_key(
     now: datetime | None = None,
     *,
     replace_previous: bool = False,
+    actor: str = "system",
 ) -> Rotation:
     """Give the source a new integration key; the current one keeps working for `grace`
     (zero: it stops at once). A source keeps one previous key: while an earlier rotation's
@@ -138,11 +143,7 @@ def rotate_key(
             f"grace must be between 0 and {int(MAX_GRACE.total_seconds())} seconds", field="grace"
         )
     now = now or utcnow()
-    row = conn.execute(
-        sa.select(alert_sources.c.integration_key, alert_sources.c.previous_key_expires_at).where(
-            alert_sources.c.id == source_id
-        )
-    ).one()
+    row = crud.row(conn, alert_sources, source_id, "alert source")
     current = row.integration_key
     if row.previous_key_expires_at is not None and row.previous_key_expires_at > now:
         if not replace_previous:
@@ -161,6 +162,15 @@ def rotate_key(
             previous_integration_key=current if expires else None,
             previous_key_expires_at=expires,
         )
+    )
+    crud.audit(
+        conn,
+        actor,
+        "rotate key",
+        "alert source",
+        row.key,
+        team_id=row.team_id,
+        detail={"previous_key_expires_at": expires.isoformat() if expires else None},
     )
     return Rotation(key, expires)
 
@@ -184,6 +194,106 @@ _TOUCH = (
     )
     .values(last_event_at=sa.bindparam("at"))
 )
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceFields:
+    """A new alert source. Without `integration_key` one is generated. The caller has
+    checked `type` and `settings` against the adapters (the engine does not know them)."""
+
+    key: str
+    name: str
+    type: str
+    integration_key: str | None = None
+    signing_secret: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    rate_limit: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SourceChanges:
+    """A change to an alert source (`signing_secret=None` and `rate_limit=None` remove them)."""
+
+    name: str | Unset = UNSET
+    type: str | Unset = UNSET
+    integration_key: str | Unset = UNSET
+    signing_secret: str | None | Unset = UNSET
+    settings: Mapping[str, Any] | Unset = UNSET
+    rate_limit: str | None | Unset = UNSET
+    enabled: bool | Unset = UNSET
+
+
+def create(conn: Connection, team_id: int, fields: SourceFields, *, actor: str) -> int:
+    """Create an alert source in team `team_id`; returns its id."""
+    crud.key_free(conn, alert_sources, team_id, fields.key, "alert source")
+    values = {
+        "team_id": team_id,
+        "key": fields.key,
+        "name": fields.name,
+        "type": fields.type,
+        "integration_key": fields.integration_key or new_integration_key(),
+        "signing_secret": fields.signing_secret,
+        "settings": dict(fields.settings),
+        "rate_limit": fields.rate_limit,
+        "enabled": fields.enabled,
+    }
+    _check(conn, values, None)
+    source_id = crud.insert(conn, alert_sources, values)
+    crud.audit(conn, actor, "create", "alert source", fields.key, team_id=team_id)
+    return source_id
+
+
+def update(conn: Connection, source_id: int, changes: SourceChanges, *, actor: str) -> None:
+    """Change an alert source (nothing given: nothing happens)."""
+    row = crud.row(conn, alert_sources, source_id, "alert source")
+    values = given(changes)
+    if not values:
+        return
+    if "settings" in values:
+        values["settings"] = dict(values["settings"])
+    _check(conn, values, source_id)
+    crud.update(conn, alert_sources, source_id, values)
+    crud.audit(
+        conn,
+        actor,
+        "update",
+        "alert source",
+        row.key,
+        team_id=row.team_id,
+        detail={"fields": sorted(values)},
+    )
+
+
+def delete(conn: Connection, source_id: int, *, actor: str) -> None:
+    """Delete an alert source. Its alerts leave the activations they joined first
+    (`forget_source_alerts`): no resolve of theirs can arrive any more, so an activation
+    left without a firing alert ends by the clock instead of holding its claims for ever."""
+    row = crud.row(conn, alert_sources, source_id, "alert source")
+    forget_source_alerts(conn, source_id)
+    conn.execute(alert_sources.delete().where(alert_sources.c.id == source_id))
+    crud.audit(conn, actor, "delete", "alert source", row.key, team_id=row.team_id)
+
+
+def _check(conn: Connection, values: Mapping[str, Any], source_id: int | None) -> None:
+    if values.get("rate_limit") is not None:
+        parse_rate_limit(values["rate_limit"])
+    key = values.get("integration_key")
+    if key is None:
+        return
+    taken = conn.execute(
+        sa.select(alert_sources.c.id).where(
+            sa.or_(
+                alert_sources.c.integration_key == key,
+                alert_sources.c.previous_integration_key == key,
+            )
+        )
+    ).scalar()
+    if taken is not None and taken != source_id:
+        raise ConflictError("that integration key is already in use")
 
 
 # --- rate limits -----------------------------------------------------------------------------

@@ -5,8 +5,13 @@ Nothing below the entry points (the CLI) reads `os.environ`; it receives a `Sett
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -14,6 +19,16 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from .errors import ConfigError
 
 SECRET_KEY_FILE = "secret_key"
+#: Shorter keys are refused: sessions and tokens are only as strong as the key signing them.
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long a session lives: `idle` without a request, `absolute` in all."""
+
+    idle: timedelta
+    absolute: timedelta
 
 
 class Settings(BaseModel):
@@ -56,6 +71,20 @@ class Settings(BaseModel):
     # Unset: the system's CAs. Tests point these at a CA of their own.
     sns_trust_anchors: Path | None = None
     sns_intermediates: Path | None = None
+    # Accounts (docs/security.md): sessions end after this long without a request, and
+    # this long after sign-in whatever happens.
+    session_idle_minutes: int = 12 * 60
+    session_max_hours: int = 7 * 24
+    #: Addresses or networks of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto
+    #: are believed (the client's address for sign-in limits, https for Secure cookies).
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def session_lifetimes(self) -> Lifetimes:
+        return Lifetimes(
+            idle=timedelta(minutes=self.session_idle_minutes),
+            absolute=timedelta(hours=self.session_max_hours),
+        )
 
     @property
     def embedded(self) -> bool:
@@ -110,7 +139,10 @@ class Settings(BaseModel):
             values["sendgrid_api_url"] = env["BEACON_SENDGRID_API_URL"].rstrip("/")
         if env.get("BEACON_TWILIO_API_URL"):
             values["twilio_api_url"] = env["BEACON_TWILIO_API_URL"].rstrip("/")
+        values["trusted_proxies"] = _networks(env.get("BEACON_TRUSTED_PROXIES", ""))
         for name, key in (
+            ("BEACON_SESSION_IDLE_MINUTES", "session_idle_minutes"),
+            ("BEACON_SESSION_MAX_HOURS", "session_max_hours"),
             ("BEACON_MAX_BODY_BYTES", "max_body_bytes"),
             ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
@@ -127,6 +159,12 @@ class Settings(BaseModel):
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
 
+        for name, key in (
+            ("BEACON_SESSION_IDLE_MINUTES", "session_idle_minutes"),
+            ("BEACON_SESSION_MAX_HOURS", "session_max_hours"),
+        ):
+            if int(str(values.get(key, 1))) < 1:
+                raise ConfigError(f"{name} must be 1 or more, got {env[name]!r}")
         if int(str(values.get("intake_writers", 1))) < 1:
             raise ConfigError(
                 f"BEACON_INTAKE_WRITERS must be 1 or more, got {env['BEACON_INTAKE_WRITERS']!r}"
@@ -148,6 +186,12 @@ class Settings(BaseModel):
                     "every process must sign sessions and tokens with the same key"
                 )
             secret = _embedded_secret(data_dir)
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"BEACON_SECRET_KEY is {len(secret.encode())} bytes; it must be at least "
+                f"{MIN_SECRET_BYTES} (make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
         values["secret_key"] = secret
         return cls.model_validate(values)
 
@@ -162,13 +206,47 @@ def _seconds(name: str, text: str) -> float:
     return value
 
 
+def _networks(text: str) -> tuple[str, ...]:
+    """`BEACON_TRUSTED_PROXIES`: addresses or CIDR networks, comma- or space-separated."""
+    found = []
+    for item in text.replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"BEACON_TRUSTED_PROXIES: {item!r} is not an IP address or network "
+                "(e.g. 10.0.0.5, 10.0.0.0/8, ::1)"
+            ) from None
+    return tuple(found)
+
+
 def _embedded_secret(data_dir: Path) -> str:
-    """The data directory's secret key, generated (mode 0600) on first use."""
+    """The data directory's secret key, generated (mode 0600) on first use.
+
+    An empty file (a crash between creating and writing it, before writes were atomic) gets
+    a new key, never an empty one: nothing can have been signed with it that must survive.
+    A short key someone wrote there is refused, as in the environment."""
     path = data_dir / SECRET_KEY_FILE
     if path.exists():
-        return path.read_text().strip()
+        key = path.read_text().strip()
+        if len(key.encode()) >= MIN_SECRET_BYTES:
+            return key
+        if key:
+            raise ConfigError(
+                f"{path}: the secret key is {len(key.encode())} bytes; it must be at least "
+                f"{MIN_SECRET_BYTES} (delete the file to have a new one generated)"
+            )
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(key + "\n")
+    # Written whole or not at all: a temporary file, then renamed over the name.
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return key

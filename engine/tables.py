@@ -117,6 +117,46 @@ team_members = sa.Table(
     ),
 )
 
+# Server-side sessions: the cookie carries a random token, the row is keyed by its SHA-256
+# (a copy of this table signs nobody in). Deleting a row ends the session; deleting the user
+# deletes its rows, so a reused user id can never inherit an old cookie.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("method", sa.String(20), nullable=False, default="password"),
+    _created(),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Emailed links that act for a user once: invitations (set a first password) and password
+# resets. Only the token's SHA-256 is kept; `used_at` makes it single-use.
+account_tokens = sa.Table(
+    "account_tokens",
+    metadata,
+    _id(),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    _created(),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=True),
+)
+
 api_keys = sa.Table(
     "api_keys",
     metadata,

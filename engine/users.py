@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import crud
+from . import crud, sessions
 from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
 from .models import Role
@@ -87,6 +87,9 @@ def update(conn: Connection, user_id: int, changes: UserChanges, *, actor: str) 
         crud.update(conn, users, user_id, values)
     if "team_ids" in asked:
         _set_teams(conn, user_id, asked["team_ids"])
+    if "password" in asked or asked.get("active") is False:
+        # A new password or a deactivation signs the user out everywhere.
+        sessions.end_all(conn, user_id)
     shown = sorted("teams" if k == "team_ids" else k for k in asked)
     crud.audit(conn, actor, "update", "user", row.email, detail={"fields": shown})
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
@@ -38,8 +38,10 @@ from . import (
     why,
 )
 from .errors import EXCEPTION_HANDLERS, log_access
+from .headers import SecurityHeaders
 from .hosts import PageHosts
 from .page_access import OneVary
+from .sessions import CrossSiteGuard, Sessions
 
 
 class AccessLog:
@@ -110,7 +112,15 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
             runtime.queues.stop_threads(threads)
             await runtime.queues.aclose()
 
+    settings = runtime.settings
     middleware = [
+        # Before anything reads the client's address or scheme: what a trusted proxy says
+        # about them (the sign-in limits count real addresses; cookies get Secure on https).
+        *(
+            [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
+            if settings.trusted_proxies
+            else []
+        ),
         # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on
         # a page's host nothing else, not even the fast path, answers for another page.
         Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
@@ -118,13 +128,13 @@ def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
         Middleware(fastpath.FastPages),
         Middleware(AccessLog),
         Middleware(OneVary),
+        Middleware(SecurityHeaders),
         Middleware(
-            SessionMiddleware,
-            secret_key=runtime.settings.secret_key.get_secret_value(),
-            session_cookie="beacon_session",
-            https_only=runtime.settings.base_url.startswith("https://"),
-            same_site="lax",
+            Sessions,
+            secret_key=settings.secret_key.get_secret_value(),
+            max_age=settings.session_max_hours * 3600,
         ),
+        Middleware(CrossSiteGuard, base_url=settings.base_url),
     ]
     app = Starlette(
         routes=all_routes(),

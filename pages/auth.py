@@ -1,4 +1,5 @@
-"""Who is calling: API keys (`Authorization: Bearer <key>`) and, later, user sessions.
+"""Who is calling: API keys (`Authorization: Bearer <key>`) and signed-in users (the
+session cookie names a server-side session: `pages.sessions`, `engine.sessions`).
 
 `principal(request)` answers once per request and caches the answer on `request.state`.
 Route code asks `require_principal` (401 without credentials) and then checks team access
@@ -15,9 +16,12 @@ import sqlalchemy as sa
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
+from engine import sessions
 from engine.db import Store
 from engine.security import hash_api_key
 from engine.tables import api_keys, team_members, utcnow
+
+from .sessions import REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +116,35 @@ def principal(conn: HTTPConnection) -> Principal | None:
     token = _bearer(conn)
     if token:
         found = principal_for_api_key(store, token)
-    elif "session" in conn.scope and conn.session.get("user_id"):
-        found = principal_for_user(store, int(conn.session["user_id"]))
+    elif _session_token(conn):
+        found = _session_principal(conn, _session_token(conn))
     conn.state.principal = found
     return found
 
 
+def _session_token(conn: HTTPConnection) -> str:
+    """The session token the cookie names, unless the request may not use it (a
+    cross-site state-changing request: pages.sessions.CrossSiteGuard)."""
+    if "session" not in conn.scope or conn.scope.get(REFUSED):
+        return ""
+    sid = conn.session.get("sid")
+    return sid if isinstance(sid, str) else ""
+
+
+def _session_principal(conn: HTTPConnection, token: str) -> Principal | None:
+    store: Store = conn.app.state.store
+    lifetimes = conn.app.state.settings.session_lifetimes
+    user_id = sessions.user_for(store, token, lifetimes)
+    return principal_for_user(store, user_id) if user_id is not None else None
+
+
 def require_principal(conn: HTTPConnection) -> Principal:
+    """The caller, or 401 (403 for a signed-in browser's cross-site request, saying why)."""
     found = principal(conn)
     if found is None:
+        refused = conn.scope.get(REFUSED)
+        if refused:
+            raise HTTPException(403, f"cross-site request refused: {refused}")
         raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)")
     return found
 

@@ -20,6 +20,7 @@ Renderer = Callable[[PageSnapshot], bytes]
 #: Document name -> "module:function". Other parts add their documents here, one line each.
 RENDERERS: dict[str, str] = {
     "index.html": "pages.html:render_index",
+    "page.js": "pages.html:render_script",
     "history": "pages.html:render_history",
     "api/v2/summary.json": "pages.statuspage_api:render_summary",
     "api/v2/status.json": "pages.statuspage_api:render_status",
@@ -43,6 +44,7 @@ CONTENT_TYPES = {
     "ics": "text/calendar; charset=utf-8",
     "svg": "image/svg+xml",
     "txt": "text/plain; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
 }
 
 

@@ -18,6 +18,7 @@ from .cache import (
     gzip_etag,
     not_modified,
 )
+from .headers import for_content_type
 from .hosts import own_hosts, request_host
 
 
@@ -126,6 +127,8 @@ def _full_headers(
         *_validators(etag, last_modified, has_gzip, packed),
         (b"content-type", content_type.encode()),
         (b"content-length", str(length).encode()),
+        # What pages.headers.SecurityHeaders adds to every other answer.
+        *for_content_type(content_type),
     ]
     if packed:
         headers.append((b"content-encoding", b"gzip"))

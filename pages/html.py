@@ -24,7 +24,8 @@ HERE = Path(__file__).parent
 
 
 def _compact(text: str, comment: str) -> str:
-    """The asset without indentation and whole-line comments: every page carries it inline."""
+    """The asset without indentation and whole-line comments (the CSS is inline in every
+    page; the script is the page's `page.js` document)."""
     lines = (line.strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line and not line.startswith(comment))
 
@@ -181,7 +182,6 @@ def _context(snap: PageSnapshot, root: str) -> dict[str, Any]:
         "status": snap.status,
         "root": root,
         "css": CSS,
-        "js": JS,
         "names": {c.public_id: c.name for c in snap.components},
         "phone_days": PHONE_DAYS,
     }
@@ -204,6 +204,12 @@ def _days_back(snap: PageSnapshot, days: int) -> list[tuple[date, list[Incident]
     for incident in snap.incidents:  # newest first
         by_day.setdefault(incident.started_at.astimezone(tz).date(), []).append(incident)
     return [(d, by_day.get(d, [])) for d in (today - timedelta(n) for n in range(days))]
+
+
+def render_script(snap: PageSnapshot) -> bytes:
+    """The page's script (document `page.js`): a file of its own, not inline, so the page's
+    Content-Security-Policy can refuse every inline script (pages.headers)."""
+    return JS.encode()
 
 
 def render_index(snap: PageSnapshot) -> bytes:

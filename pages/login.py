@@ -1,22 +1,24 @@
 """Sessions for private pages: `GET|POST /login`, `POST /logout`.
 
-The session (Starlette's signed cookie) holds `user_id`, which `pages.auth.principal` reads,
-and `csrf`, a token every form that changes the session carries back. Failed sign-ins are
-counted per email and client address in Redis (the runtime's queue connection, so every
-`beacon serve` process shares the count); past the limit the form answers 429 before the
-password is even checked. The error never says whether the email exists.
+A sign-in starts a server-side session (`engine.sessions`) whose token the signed cookie
+carries (`pages.sessions`); signing out ends it, "sign out everywhere" ends all of the
+user's. Attempts are counted before the password is checked (`pages.signin_limits`), per
+account and address, per account and per address; past a limit the form answers 429. The
+error never says whether the email exists. A PBKDF2 hash from before argon2id is replaced
+at the user's next sign-in.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -24,16 +26,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engine.security import check_password, hash_password, new_token
+from engine import accounts, sessions
+from engine.security import check_password, hash_password, needs_rehash, new_token
 from engine.tables import users
+
+from .auth import principal
+from .sessions import csrf_ok, csrf_token
+from .signin_limits import SignInLimits
 
 TEMPLATES = Path(__file__).parent / "templates"
 ENV = Environment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True
 )
-#: Failed sign-ins allowed per email and client address within the window.
-LOGIN_FAILURES = 5
-LOGIN_WINDOW_SECONDS = 15 * 60
+log = logging.getLogger(__name__)
 GENERIC_ERROR = "The email or password is not right."
 NO_STORE = {"Cache-Control": "private, no-store", "Vary": "Cookie, Authorization"}
 
@@ -45,22 +50,6 @@ def html(name: str, status_code: int = 200, /, **context: Any) -> Response:
     """Render one of this area's templates, never cached (it may carry a CSRF token)."""
     body = ENV.get_template(name).render(**context)
     return Response(body, status_code, headers=NO_STORE, media_type="text/html; charset=utf-8")
-
-
-def csrf_token(request: Request) -> str:
-    """The session's CSRF token, created on first use."""
-    token = request.session.get("csrf")
-    if not token:
-        token = new_token()
-        request.session["csrf"] = token
-    return str(token)
-
-
-def csrf_ok(request: Request, sent: Any) -> bool:
-    expected = request.session.get("csrf")
-    if not isinstance(expected, str) or not expected or not isinstance(sent, str):
-        return False
-    return hmac.compare_digest(expected.encode(), sent.encode())
 
 
 def safe_next(value: Any, default: str = "/") -> str:
@@ -144,14 +133,12 @@ def _user_by_email(request: Request, email: str) -> Any:
 
 
 def _signed_in_email(request: Request) -> str | None:
-    user_id = request.session.get("user_id")
-    if not user_id:
+    who = principal(request)
+    if who is None or who.user_id is None:
         return None
     with request.app.state.store.read() as conn:
-        row = conn.execute(
-            sa.select(users.c.email, users.c.active).where(users.c.id == int(user_id))
-        ).first()
-    return row.email if row is not None and row.active else None
+        email = conn.execute(sa.select(users.c.email).where(users.c.id == who.user_id)).scalar()
+    return str(email) if email else None
 
 
 def _form(request: Request, status: int = 200, **context: Any) -> Response:
@@ -168,6 +155,43 @@ async def login_form(request: Request) -> Response:
     return _form(request, next=request.query_params.get("next"), user_email=email)
 
 
+def signin_limits(request: Request) -> SignInLimits:
+    """The sign-in counters, on the runtime's Redis (every process shares them)."""
+    state = request.app.state
+    if getattr(state, "signin_limits", None) is None:
+        rt = state.runtime
+        state.signin_limits = SignInLimits(rt.queues.connection, rt.settings.redis_prefix)
+    limits: SignInLimits = state.signin_limits
+    return limits
+
+
+def _check(request: Request, email: str, password: str) -> Any:
+    """The user row when `password` is theirs (upgrading an old hash), else None."""
+    user = _user_by_email(request, email) if email else None
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    if not (check_password(password, stored) and user is not None and user.active):
+        return None
+    if needs_rehash(stored):
+        with request.app.state.store.begin() as conn:
+            accounts.store_password_hash(conn, user.id, hash_password(password), stored)
+    return user
+
+
+def sign_in(request: Request, user_id: int, method: str = "password") -> None:
+    """Start a new server-side session for `user_id` in this request's cookie (nothing set
+    before it carries over, and a session the cookie named before ends)."""
+    store = request.app.state.store
+    lifetimes = request.app.state.settings.session_lifetimes
+    with store.begin() as conn:
+        old = request.session.get("sid")
+        if isinstance(old, str):
+            sessions.end(conn, old)
+        token = sessions.start(conn, user_id, lifetimes, method=method)
+    request.session.clear()
+    request.session["sid"] = token
+    request.session["csrf"] = new_token()
+
+
 async def login(request: Request) -> Response:
     """Check the form; on success start a fresh session and go to `next`."""
     form = await request.form()
@@ -182,38 +206,62 @@ async def login(request: Request) -> Response:
             next=next_path,
             error="This form has expired. Please sign in again.",
         )
-    failures = limiter(request, "login", LOGIN_FAILURES, LOGIN_WINDOW_SECONDS)
-    who = (email, client_address(request))
-    wait = await run_in_threadpool(failures.retry_after, *who)
-    if wait is not None:
+    limits = signin_limits(request)
+    address = client_address(request)
+    # Counted before the password is checked: parallel guesses cannot slip past the limit.
+    try:
+        refused = await run_in_threadpool(limits.take, email, address)
+    except redis.RedisError:
+        # Without the counters nothing would limit guessing: refuse for now, say why.
+        log.warning("sign-in refused: the sign-in limits' Redis is unavailable")
+        response = _form(
+            request,
+            503,
+            email=email,
+            next=next_path,
+            error="Signing in is unavailable for a moment. Please try again shortly.",
+        )
+        response.headers["Retry-After"] = "10"
+        return response
+    if refused is not None:
         response = _form(
             request,
             429,
             email=email,
             next=next_path,
-            error="Too many failed attempts. Please wait a few minutes and try again.",
+            error="Too many sign-in attempts. Please wait a few minutes and try again.",
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(refused.retry_after)
         return response
-    user = await run_in_threadpool(_user_by_email, request, email) if email else None
-    stored = user.password_hash if user is not None else _dummy_hash()
-    valid = await run_in_threadpool(check_password, password, stored)
-    if not (valid and user is not None and user.active and password):
-        await run_in_threadpool(failures.hit, *who)
+    user = await run_in_threadpool(_check, request, email, password)
+    if user is None:
         return _form(request, 401, email=email, next=next_path, error=GENERIC_ERROR)
-    await run_in_threadpool(failures.reset, *who)
-    # A new session on sign-in: nothing set before it (by anyone) carries over.
-    request.session.clear()
-    request.session["user_id"] = int(user.id)
-    request.session["csrf"] = new_token()
+    try:
+        await run_in_threadpool(limits.succeeded, email, address)
+    except redis.RedisError:  # best effort: the attempt stays counted
+        log.warning("sign-in of a user not given back to the limits: Redis is unavailable")
+    await run_in_threadpool(sign_in, request, int(user.id))
     return RedirectResponse(next_path, status_code=303, headers=NO_STORE)
 
 
+def _sign_out(request: Request, everywhere: bool) -> None:
+    sid = request.session.get("sid")
+    with request.app.state.store.begin() as conn:
+        if everywhere:
+            who = principal(request)
+            if who is not None and who.user_id is not None:
+                sessions.end_all(conn, who.user_id)
+        if isinstance(sid, str):
+            sessions.end(conn, sid)
+
+
 async def logout(request: Request) -> Response:
-    """End the session. Needs the form's CSRF token: a foreign page cannot sign you out."""
+    """End the session (with `everywhere`, every session of the user). Needs the form's
+    CSRF token: a foreign page cannot sign you out."""
     form = await request.form()
     if not csrf_ok(request, form.get("csrf")):
         return _form(request, 400, error="This form has expired. Please try again.")
+    await run_in_threadpool(_sign_out, request, bool(form.get("everywhere")))
     request.session.clear()
     return RedirectResponse(safe_next(form.get("next"), "/login"), 303, headers=NO_STORE)
 

@@ -133,6 +133,13 @@ async def page_index(request: Request) -> Response:
     return await cached_page(request, "index.html")
 
 
+async def page_script(request: Request) -> Response:
+    """The page's script (pages.html.render_script), from the page cache."""
+    from .page_access import serve_document
+
+    return await serve_document(request, "page.js")
+
+
 async def page_redirect(request: Request) -> Response:
     return Response(status_code=308, headers={"Location": f"/p/{request.path_params['slug']}/"})
 
@@ -243,6 +250,7 @@ routes: list[BaseRoute] = [
     Route("/p/{slug}", page_redirect, methods=["GET", "HEAD"]),
     Route("/p/{slug}/", page_index, methods=["GET", "HEAD"]),
     Route("/p/{slug}/history", page_history, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/page.js", page_script, methods=["GET", "HEAD"]),
     Route("/p/{slug}/incidents/{incident}", page_incident, methods=["GET", "HEAD"]),
     Route("/p/{slug}/live", page_live, methods=["GET"]),
     Route("/p/{slug}/assets/{digest}", page_asset, methods=["GET", "HEAD"]),

@@ -35,6 +35,7 @@ from engine.tables import users
 from .auth import principal
 from .errors import FieldErrors
 from .login import Limiter, client_address, html, limiter
+from .sessions import csrf_token
 
 #: Confirmation messages per address: one per 10 minutes and a few a day, so subscribing
 #: again (by its owner or by someone else) cannot flood an inbox or a phone.
@@ -234,6 +235,8 @@ async def subscribe_form(request: Request) -> Response:
         page=page,
         page_url=page_url(request, page),
         chosen=[c for c in chosen if c],
+        # A signed-in member's form must carry it (pages.sessions.CrossSiteGuard).
+        csrf=csrf_token(request),
         **context,
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import accounts
 from engine.errors import ConflictError, NotFoundError
 from engine.security import hash_password, new_api_key
 from engine.tables import api_keys, team_members, teams, users, utcnow
@@ -158,15 +159,18 @@ def update_user(ctx: Ctx) -> UserOut:
     with ctx.store.begin() as conn:
         out = _user_out(conn, ctx.id)
         values: dict[str, Any] = {}
-        for name in ("name", "role", "active"):
+        for name in ("name", "role"):
             if changes.get(name) is not None:
                 values[name] = changes[name]
-        if changes.get("password"):
-            values["password_hash"] = hash_password(changes["password"])
         if values:
             conn.execute(
                 users.update().where(users.c.id == ctx.id).values(**values, updated_at=utcnow())
             )
+        # Both end the user's sessions (a new password or a deactivation must sign them out).
+        if changes.get("active") is not None:
+            accounts.set_active(conn, ctx.id, changes["active"])
+        if changes.get("password"):
+            accounts.set_password(conn, ctx.id, changes["password"])
         if changes.get("teams") is not None:
             _set_teams(conn, ctx.id, changes["teams"])
         if changes:

@@ -13,11 +13,12 @@ from starlette.routing import Route
 from engine.tables import audit_log, deadlines, services
 from pages.admin import ENDPOINTS
 from pages.admin.openapi import openapi_path
-from pages.auth import principal_for_user
 from tests.rules.store_helpers import firing_count, stored_activation
 from workers.jobs import handle_override_expiry
 
 from .conftest import Api
+
+PASSWORD = "correct horse battery staple"
 
 
 def setup_team(api: Api, key: str = "platform") -> tuple[int, dict[str, str]]:
@@ -332,20 +333,25 @@ def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
 
     _, key = setup_team(api)
     svc = api.client.post("/api/v1/services", json={"key": "db", "name": "DB"}, headers=key).json()
-    user_id = create_user(api.store, "viewer@example.com", role="stakeholder", teams=["platform"])
-    principal = principal_for_user(api.store, user_id)
-    assert principal is not None
-
-    async def as_user(request: Request) -> Response:
-        request.session["user_id"] = user_id
-        return Response()
-
-    app = api.client.app
-    app.router.routes.insert(0, Route("/test-login", as_user, methods=["POST"]))  # type: ignore[attr-defined]
-    api.client.post("/test-login")
+    create_user(
+        api.store, "viewer@example.com", role="stakeholder", teams=["platform"], password=PASSWORD
+    )
+    form = api.client.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    signed_in = api.client.post(
+        "/login",
+        data={"email": "viewer@example.com", "password": PASSWORD, "csrf": csrf},
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303
     assert api.client.get(f"/api/v1/services/{svc['id']}").status_code == 200
-    changed = api.client.patch(f"/api/v1/services/{svc['id']}", json={"name": "x"})
+    changed = api.client.patch(
+        f"/api/v1/services/{svc['id']}",
+        json={"name": "x"},
+        headers={"Origin": "http://testserver"},  # from Beacon's own pages: no CSRF refusal
+    )
     assert changed.status_code == 403
+    assert "stakeholders have read-only access" in changed.text
 
 
 def test_services_are_named_by_id_or_by_key(api: Api) -> None:

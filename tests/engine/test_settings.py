@@ -56,3 +56,24 @@ def test_intake_writers_default_to_one_and_must_be_positive(tmp_path: Path) -> N
     assert Settings.from_env(env).intake_writers == 3
     with pytest.raises(ConfigError, match="BEACON_INTAKE_WRITERS must be 1 or more"):
         Settings.from_env({**env, "BEACON_INTAKE_WRITERS": "0"})
+
+
+def test_a_secret_key_under_32_bytes_is_refused(tmp_path: Path) -> None:
+    env = {"BEACON_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="BEACON_SECRET_KEY is 31 bytes; it must be at least 32"):
+        Settings.from_env({**env, "BEACON_SECRET_KEY": "k" * 31})
+    assert Settings.from_env({**env, "BEACON_SECRET_KEY": "k" * 32}).secret_key.get_secret_value()
+
+
+def test_an_empty_secret_key_file_never_gives_an_empty_key(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("\n")
+    key = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).secret_key.get_secret_value()
+    assert len(key) >= 40
+    assert (tmp_path / "secret_key").read_text().strip() == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_a_short_secret_key_file_is_refused_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("short\n")
+    with pytest.raises(ConfigError, match="secret_key: the secret key is 5 bytes"):
+        Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)})

@@ -59,7 +59,7 @@ def scaled_pair(
     env = {
         "BEACON_DATA_DIR": str(tmp_path / "shared"),
         "BEACON_REDIS_URL": REDIS_URL,
-        "BEACON_SECRET_KEY": "test-secret",
+        "BEACON_SECRET_KEY": "test-secret-" + "k" * 32,
         "BEACON_REDIS_PREFIX": redis_prefix,
     }
     one = make_runtime(Settings.from_env(env))
@@ -352,7 +352,7 @@ def test_a_rate_limit_lets_alerts_in_when_redis_is_down(
         {
             "BEACON_DATA_DIR": str(tmp_path / "data"),
             "BEACON_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "BEACON_SECRET_KEY": "k",
+            "BEACON_SECRET_KEY": "k" * 32,
         }
     )
     rt = make_runtime(settings)

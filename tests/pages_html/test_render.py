@@ -191,7 +191,7 @@ def test_the_redis_cache_is_shared_between_processes(
     env = {
         "BEACON_DATA_DIR": str(settings.data_dir),
         "BEACON_REDIS_URL": REDIS_URL,
-        "BEACON_SECRET_KEY": "test-secret",
+        "BEACON_SECRET_KEY": "test-secret-" + "k" * 32,
         "BEACON_REDIS_PREFIX": redis_prefix,
     }
     scaled = Settings.from_env(env)

@@ -55,7 +55,7 @@ def test_scaled_mode_renders_in_the_worker_and_serves_from_redis(
         "BEACON_DATABASE_URL": pg_url,
         "BEACON_REDIS_URL": REDIS_URL,
         "BEACON_REDIS_PREFIX": redis_prefix,
-        "BEACON_SECRET_KEY": "scaled-test-secret",
+        "BEACON_SECRET_KEY": "scaled-test-secret-" + "k" * 32,
     }
     data = tmp_path / "data"
     store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data), **env}))

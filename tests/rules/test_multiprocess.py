@@ -168,7 +168,7 @@ def _worker(url: str, prefix: str, name: str, data_dir: str, log) -> subprocess.
         "BEACON_DATABASE_URL": f"{url}?application_name={name}",
         "BEACON_REDIS_URL": REDIS_URL,
         "BEACON_REDIS_PREFIX": prefix,
-        "BEACON_SECRET_KEY": "multiprocess-test-secret",
+        "BEACON_SECRET_KEY": "multiprocess-test-secret-" + "k" * 32,
         "BEACON_DATA_DIR": data_dir,
         "PYTHONPATH": str(ROOT),
     }
@@ -243,7 +243,7 @@ def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_pro
         "BEACON_DATABASE_URL": pg_url,
         "BEACON_REDIS_URL": REDIS_URL,
         "BEACON_REDIS_PREFIX": redis_prefix,
-        "BEACON_SECRET_KEY": "multiprocess-test-secret",
+        "BEACON_SECRET_KEY": "multiprocess-test-secret-" + "k" * 32,
     }
     with contextlib.ExitStack() as stack:
         urls = [

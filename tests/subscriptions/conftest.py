@@ -48,7 +48,12 @@ def rt(tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runt
 
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt), base_url="http://testserver") as test_client:
+    # A browser on Beacon's own pages: its requests say so (Origin), as real ones do, so a
+    # signed-in member's JSON calls may use the session (pages.sessions.CrossSiteGuard;
+    # tests/accounts shows the refusals).
+    with TestClient(
+        create_app(rt), base_url="http://testserver", headers={"Origin": "http://testserver"}
+    ) as test_client:
         yield test_client
 
 

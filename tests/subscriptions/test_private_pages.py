@@ -95,3 +95,20 @@ def test_members_hear_by_email_and_stop_when_they_leave_the_team(
     assert len(server.requests) == before
     (row,) = subscriber_rows(rt)
     assert "no longer a member" in (row.disabled_reason or "")
+
+
+def test_a_member_subscribes_through_the_pages_form(rt: Runtime, client: TestClient) -> None:
+    """The cached page sends members to the subscribe form, which carries their session's
+    CSRF token; a post without it cannot use the session."""
+    make_site(rt, slug="acme", team_key="acme", private=True)
+    make_user(rt, "ana@acme.test", teams=("acme",))
+    sign_in(client, "ana@acme.test")
+    form = client.get("/p/acme/subscribe")
+    assert form.status_code == 200
+    csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    forged = client.post("/p/acme/subscribe", data={"channel": "user"}, follow_redirects=False)
+    assert forged.status_code == 303 and forged.headers["location"].startswith("/login")
+    assert subscriber_rows(rt) == []
+    done = client.post("/p/acme/subscribe", data={"channel": "user", "csrf": csrf})
+    assert done.status_code == 201, done.text
+    assert [r.address for r in subscriber_rows(rt)] == ["ana@acme.test"]

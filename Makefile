@@ -18,12 +18,17 @@ $(VENV)/.installed: pyproject.toml
 tests/pages_html/node_modules/.installed: tests/pages_html/package.json
 	if command -v npm >/dev/null; then npm install --prefix tests/pages_html --no-audit --no-fund --silent && touch $@; fi
 
+# oidc-provider for the single sign-on test (tests/accounts/test_oidc.py): a real OpenID
+# provider on loopback.
+tests/accounts/oidc/node_modules/.installed: tests/accounts/oidc/package.json
+	if command -v npm >/dev/null; then npm install --prefix tests/accounts/oidc --no-audit --no-fund --silent && touch $@; fi
+
 install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/beacon serve --host $(HOST) --port $(PORT) --config examples/beacon.yaml
 
-test: install tests/pages_html/node_modules/.installed
+test: install tests/pages_html/node_modules/.installed tests/accounts/oidc/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

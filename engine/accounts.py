@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import api_keys, tables, users
+from .changes import UNSET
 from .db import Store
 from .errors import NotFoundError, ValidationError
+from .models import Role
 from .security import token_digest
 from .tables import teams, utcnow
 
@@ -179,3 +181,69 @@ def use_token(
         return None
     set_password(conn, found.user_id, password)
     return found
+
+
+def revoke_api_key(store: Store, ref: str, *, actor: str = "cli") -> str:
+    """Revoke the API key whose id or listing prefix is `ref`; returns "name (prefix...)".
+    Revoking a revoked key again is harmless."""
+    ref = ref.strip().removesuffix("...")
+    keys = tables.api_keys
+    with store.begin() as conn:
+        match = keys.c.id == int(ref) if ref.isdigit() else keys.c.prefix == ref
+        rows = conn.execute(sa.select(keys).where(match)).all()
+        if not rows:
+            raise NotFoundError(f"no API key {ref!r} (see beacon apikey list)")
+        if len(rows) > 1:
+            raise ValidationError(f"{ref!r} names {len(rows)} keys: give the key's id")
+        (row,) = rows
+        api_keys.revoke(conn, row.id, actor=actor)
+    return f"{row.name} ({row.prefix}...)"
+
+
+#: Roles from the least to the most privileged: of several in a claim, the last one wins.
+_ROLE_ORDER = (Role.STAKEHOLDER, Role.RESPONDER, Role.ADMIN)
+
+
+def sso_user(
+    store: Store,
+    email: str,
+    *,
+    roles: Sequence[str] | None,
+    teams: Sequence[str] | None,
+    default_role: str,
+) -> int | None:
+    """The user a single sign-on with a verified `email` signs in as, made on first sign-in;
+    None for a deactivated user. `roles` and `teams` are the provider's claims (None when
+    the token has no such claim, which leaves the user's as they are): the role is the most
+    privileged known role named, the teams are the named teams that exist (others are
+    ignored: the provider may know groups that are not Beacon teams)."""
+    email = users.normalise_email(email)
+    role = None
+    if roles is not None:
+        named = [r for r in _ROLE_ORDER if r.value in roles]
+        role = named[-1] if named else Role(default_role)
+    actor = "single sign-on"
+    with store.begin() as conn:
+        team_ids = None
+        if teams is not None:
+            team_ids = sorted(
+                set(
+                    conn.execute(
+                        sa.select(tables.teams.c.id).where(tables.teams.c.key.in_(list(teams)))
+                    ).scalars()
+                )
+            )
+        row = conn.execute(
+            sa.select(tables.users.c.id, tables.users.c.active).where(tables.users.c.email == email)
+        ).first()
+        if row is None:
+            fields = users.UserFields(email, role or Role(default_role), team_ids=team_ids or ())
+            return users.create(conn, fields, actor=actor)
+        if not row.active:
+            return None
+        changes = users.UserChanges(
+            role=role if role is not None else UNSET,
+            team_ids=team_ids if team_ids is not None else UNSET,
+        )
+        users.update(conn, int(row.id), changes, actor=actor)
+        return int(row.id)

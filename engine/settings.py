@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -78,6 +79,21 @@ class Settings(BaseModel):
     #: Addresses or networks of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto
     #: are believed (the client's address for sign-in limits, https for Secure cookies).
     trusted_proxies: tuple[str, ...] = ()
+    # Single sign-on with OpenID Connect (docs/security.md): on when the issuer is set.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_name: str = "single sign-on"
+    oidc_scopes: str = "openid email profile"
+    #: The ID token claims that name a user's role and teams ("" ignores the claim).
+    oidc_role_claim: str = ""
+    oidc_teams_claim: str = ""
+    oidc_default_role: str = "stakeholder"
+    #: Operator-only network settings. `dns_server`: the DNS server (host[:port]) custom
+    #: domains are checked against (empty: the system's). `sns_host_pattern`: the hosts
+    #: AWS SNS signing certificates and confirmations may come from (a regex).
+    dns_server: str = ""
+    sns_host_pattern: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
 
     @property
     def session_lifetimes(self) -> Lifetimes:
@@ -140,6 +156,19 @@ class Settings(BaseModel):
         if env.get("BEACON_TWILIO_API_URL"):
             values["twilio_api_url"] = env["BEACON_TWILIO_API_URL"].rstrip("/")
         values["trusted_proxies"] = _networks(env.get("BEACON_TRUSTED_PROXIES", ""))
+        values.update(_oidc(env))
+        for name, key in (
+            ("BEACON_DNS_SERVER", "dns_server"),
+            ("BEACON_SNS_HOST_PATTERN", "sns_host_pattern"),
+        ):
+            if env.get(name, "").strip():
+                values[key] = env[name].strip()
+        try:
+            re.compile(str(values.get("sns_host_pattern", cls().sns_host_pattern)))
+        except re.error as exc:
+            raise ConfigError(
+                f"BEACON_SNS_HOST_PATTERN is not a regular expression: {exc}"
+            ) from None
         for name, key in (
             ("BEACON_SESSION_IDLE_MINUTES", "session_idle_minutes"),
             ("BEACON_SESSION_MAX_HOURS", "session_max_hours"),
@@ -204,6 +233,36 @@ def _seconds(name: str, text: str) -> float:
     if not 0 < value <= 60:
         raise ConfigError(f"{name} must be more than 0 and at most 60 seconds, got {text!r}")
     return value
+
+
+def _oidc(env: Mapping[str, str]) -> dict[str, object]:
+    """The `BEACON_OIDC_*` settings; an issuer needs a client id and secret."""
+    issuer = env.get("BEACON_OIDC_ISSUER", "").strip()
+    if not issuer:
+        return {}
+    values: dict[str, object] = {"oidc_issuer": issuer.rstrip("/")}
+    for name, key in (
+        ("BEACON_OIDC_CLIENT_ID", "oidc_client_id"),
+        ("BEACON_OIDC_CLIENT_SECRET", "oidc_client_secret"),
+    ):
+        if not env.get(name, "").strip():
+            raise ConfigError(f"BEACON_OIDC_ISSUER is set: {name} is required too")
+        values[key] = env[name].strip()
+    for name, key in (
+        ("BEACON_OIDC_NAME", "oidc_name"),
+        ("BEACON_OIDC_SCOPES", "oidc_scopes"),
+        ("BEACON_OIDC_ROLE_CLAIM", "oidc_role_claim"),
+        ("BEACON_OIDC_TEAMS_CLAIM", "oidc_teams_claim"),
+        ("BEACON_OIDC_DEFAULT_ROLE", "oidc_default_role"),
+    ):
+        if env.get(name, "").strip():
+            values[key] = env[name].strip()
+    if values.get("oidc_default_role", "stakeholder") not in ("admin", "responder", "stakeholder"):
+        raise ConfigError(
+            "BEACON_OIDC_DEFAULT_ROLE must be admin, responder or stakeholder, "
+            f"got {env['BEACON_OIDC_DEFAULT_ROLE']!r}"
+        )
+    return values
 
 
 def _networks(text: str) -> tuple[str, ...]:

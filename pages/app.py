@@ -22,6 +22,7 @@ from workers.dispatch import Ticker
 from workers.runtime import Runtime, install
 
 from . import (
+    account_links,
     admin,
     badge,
     embed,
@@ -30,6 +31,7 @@ from . import (
     health,
     intake,
     login,
+    oidc,
     public,
     sources_api,
     statuspage_api,
@@ -80,6 +82,8 @@ def all_routes() -> list[BaseRoute]:
         *why.routes,
         *admin.routes,
         *login.routes,
+        *oidc.routes,
+        *account_links.routes,
         *subscriptions.routes,
         *tls.routes,
         *statuspage_api.routes,

@@ -141,11 +141,12 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 # The segment after `events/` anywhere in a path, in any case, after any number of
 # slashes: a tool template's slip (`//api/v1/events/KEY`, `/api/v1/Events/KEY`,
 # `/api/v2/event/KEY`) still carries a real key, and a 404 is logged like any request.
-_KEY_SEGMENT = re.compile(r"(/events?/+)[^/]+", re.IGNORECASE)
+# Integration keys after events/, and the tokens of emailed account links.
+_KEY_SEGMENT = re.compile(r"(/events?/+|/account/(?:invite|reset)/+)[^/]+", re.IGNORECASE)
 
 
 def redact_path(path: str) -> str:
-    """The path with an integration key replaced: keys are secrets and never reach logs."""
+    """The path with an integration key or account token replaced: secrets never reach logs."""
     return _KEY_SEGMENT.sub(r"\1<redacted>", path)
 
 

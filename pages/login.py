@@ -146,6 +146,8 @@ def _form(request: Request, status: int = 200, **context: Any) -> Response:
     context.setdefault("error", None)
     context.setdefault("user_email", None)
     context["next"] = safe_next(context.get("next"))
+    settings = request.app.state.settings
+    context["oidc"] = settings.oidc_name if settings.oidc_issuer else None
     return html("login.html", status, csrf=csrf_token(request), **context)
 
 

@@ -45,6 +45,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),
     "notify.component_update": ("beacon-notify", "workers.fanout:handle_component_update"),
     "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
+    "accounts.email": ("beacon-notify", "workers.account_mail:handle_account_email"),
     "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
     "deadline.rules.tick": ("beacon-evaluate", "workers.evaluate:handle_tick"),

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import accounts
+from engine import accounts, outbox
 from engine.errors import ConflictError, NotFoundError
 from engine.security import hash_password, new_api_key
 from engine.tables import api_keys, team_members, teams, users, utcnow
@@ -178,6 +178,20 @@ def update_user(ctx: Ctx) -> UserOut:
         return _user_out(conn, ctx.id)
 
 
+def invite_user(ctx: Ctx) -> UserOut:
+    """Email the user a link to choose a password (single use, 7 days); an earlier
+    invitation link stops working."""
+    from pages.account_links import ACCOUNT_EMAIL
+
+    with ctx.store.begin() as conn:
+        out = _user_out(conn, ctx.id)
+        if not out.active:
+            raise ConflictError(f"user {out.email} is deactivated: activate them first")
+        outbox.emit(conn, ACCOUNT_EMAIL, {"user_id": ctx.id, "kind": accounts.INVITE})
+        ctx.audit(conn, "update", "user", out.email, None, fields=["invitation"])
+        return out
+
+
 def delete_user(ctx: Ctx) -> None:
     with ctx.store.begin() as conn:
         out = _user_out(conn, ctx.id)
@@ -332,6 +346,16 @@ ENDPOINTS = [
         "users",
         UserPatch,
         UserOut,
+        admin=True,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/users/{id:int}/invite",
+        invite_user,
+        "Email the user an invitation link to choose a password",
+        "users",
+        response=UserOut,
+        status=202,
         admin=True,
     ),
     Endpoint(

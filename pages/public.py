@@ -33,6 +33,7 @@ from .cache import (
     for_runtime,
     not_modified,
 )
+from .headers import ASSET_CSP
 from .html import ARCHIVE_PAGE, render_archive, render_incident
 from .render import snapshot
 
@@ -223,7 +224,13 @@ async def page_asset(request: Request) -> Response:
         raise HTTPException(404, "no such asset on this page")
     content_type, data = row
     doc = Document(data, content_type, f'"{digest[:20]}"', "")
-    headers = {"ETag": doc.etag, "Cache-Control": ASSET_CACHE_CONTROL}
+    # Opened on its own (an SVG is a document), the asset may load and run nothing.
+    headers = {
+        "ETag": doc.etag,
+        "Cache-Control": ASSET_CACHE_CONTROL,
+        "Content-Security-Policy": ASSET_CSP,
+        "X-Content-Type-Options": "nosniff",
+    }
     if not_modified(request.headers.get("if-none-match"), None, doc):
         return _finish(Response(status_code=304, headers=headers), granted)
     return _finish(Response(data, media_type=content_type, headers=headers), granted)

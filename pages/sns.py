@@ -92,7 +92,9 @@ async def handle(
         raise HTTPException(401, "SNS envelope without a Signature: refused")
     settings: Settings = request.app.state.settings
     try:
-        cert_url = adapter.signing_cert_url(envelope, source.settings)
+        cert_url = adapter.signing_cert_url(
+            envelope, source.settings, host_pattern=settings.sns_host_pattern
+        )
     except SignatureError as exc:
         raise HTTPException(401, f"cloudwatch signature: {exc}") from None
     except AdapterError as exc:
@@ -114,7 +116,9 @@ async def handle(
         cert.keep(trusted, trust)
     if envelope.get("Type") != "SubscriptionConfirmation":
         return None
-    confirm_url = adapter.subscription_confirm_url(delivery, source.settings)
+    confirm_url = adapter.subscription_confirm_url(
+        delivery, source.settings, host_pattern=settings.sns_host_pattern
+    )
     if confirm_url:
         await confirm(settings, confirm_url, source)
     return None

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models import AlertEvent, EventStatus, Severity
 
@@ -50,7 +50,6 @@ from .sns_signature import (
     TrustedCertificate,
     TrustSettings,
     canonical_string,
-    compiles,
     verify_envelope,
 )
 
@@ -81,9 +80,6 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Only SNS itself may serve signing certificates and confirmation URLs. Tests point
-    # this at a loopback host; in production leave it alone.
-    sns_host_pattern: str = SNS_HOST
     # When set, envelopes from other topics are refused, and so are raw message deliveries
     # (unsigned, they name no topic that could be checked).
     topic_arns: list[str] = Field(default_factory=list)
@@ -92,11 +88,6 @@ class Settings(BaseModel):
     raw_messages: bool = True
     insufficient_data: Literal["ignore", "firing", "resolved"] = "ignore"
     severity: Severity = Severity.CRITICAL
-
-    @field_validator("sns_host_pattern")
-    @classmethod
-    def _pattern_compiles(cls, value: str) -> str:
-        return compiles(value)
 
 
 class _Envelope(BaseModel):
@@ -297,8 +288,11 @@ def _console_link(alarm: _Alarm) -> list[str]:
 # --- the signature: pure functions, the intake does the fetching ----------------------
 
 
-def _sns_url(url: object, field: str, options: Settings) -> str:
-    """`url` if it is https on an SNS host, else `SignatureError` (never fetch elsewhere)."""
+def _sns_url(url: object, field: str, host_pattern: str) -> str:
+    """`url` if it is https on an SNS host, else `SignatureError` (never fetch elsewhere).
+
+    Which hosts are SNS is the operator's setting (`BEACON_SNS_HOST_PATTERN`, the caller
+    passes it), never a source's: it decides where Beacon itself connects to."""
     if not isinstance(url, str) or not url:
         raise SignatureError(f"{field}: missing")
     try:
@@ -306,25 +300,29 @@ def _sns_url(url: object, field: str, options: Settings) -> str:
         host = parts.hostname or ""
     except ValueError:  # e.g. an unbalanced "[" in the host
         host, parts = "", urlsplit("")
-    if parts.scheme != "https" or not re.fullmatch(options.sns_host_pattern, host):
+    if parts.scheme != "https" or not re.fullmatch(host_pattern, host):
         raise SignatureError(f"{field}: {url[:100]!r} is not an https URL on an SNS host")
     return url
 
 
-def signing_cert_url(envelope: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> str:
+def signing_cert_url(
+    envelope: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    host_pattern: str = SNS_HOST,
+) -> str:
     """The envelope's `SigningCertURL`, only if it is https on `sns.<region>.amazonaws.com`
-    (or `.amazonaws.com.cn`, or the settings' test host); `SignatureError` otherwise."""
-    options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
-    return _sns_url(envelope.get("SigningCertURL"), "SigningCertURL", options)
+    (or `.amazonaws.com.cn`, or the operator's `host_pattern`); `SignatureError` otherwise."""
+    validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
+    return _sns_url(envelope.get("SigningCertURL"), "SigningCertURL", host_pattern)
 
 
 def subscription_confirm_url(
-    delivery: Delivery, settings: Mapping[str, Any] | None = None
+    delivery: Delivery, settings: Mapping[str, Any] | None = None, host_pattern: str = SNS_HOST
 ) -> str | None:
     """The `SubscribeURL` to GET when `delivery` is a SubscriptionConfirmation whose URL is
     https on an SNS host; None for every other delivery. Call it only after the signature
     holds, so that nobody but SNS makes Beacon fetch a URL."""
-    options = validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
+    validate(Settings, dict(settings or {}), expected="CloudWatch adapter settings")
     try:
         document = delivery.json(expected=FORMAT)
     except AdapterError:
@@ -332,7 +330,7 @@ def subscription_confirm_url(
     if not isinstance(document, dict) or document.get("Type") != "SubscriptionConfirmation":
         return None
     try:
-        return _sns_url(document.get("SubscribeURL"), "SubscribeURL", options)
+        return _sns_url(document.get("SubscribeURL"), "SubscribeURL", host_pattern)
     except SignatureError:
         return None
 

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 
 from adapters.alert_sources import ADAPTERS
+from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, add_source
@@ -141,19 +143,20 @@ def check(env: Env, response: Any) -> None:
         assert len(rows) == len(set(ids))
 
 
-# Signed SNS envelopes would send the intake to fetch their certificates from AWS; here no
-# host is SNS's, so they are refused (401) before any fetch. tests/intake/test_sns.py
-# covers the fetching.
-SETTINGS = {"cloudwatch": {"sns_host_pattern": r"sns\.invalid"}}
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Signed SNS envelopes would send the intake to fetch their certificates from AWS; here
+    the operator's setting makes no host SNS's, so they are refused (401) before any fetch.
+    tests/intake/test_sns.py covers the fetching."""
+    env = {"BEACON_DATA_DIR": str(tmp_path / "data"), "BEACON_SNS_HOST_PATTERN": r"sns\.invalid"}
+    return Settings.from_env(env)
 
 
 class Keys:
     def __init__(self, env: Env) -> None:
         self.by_type = {}
         for t in TYPES:
-            _, key = add_source(
-                env.store, env.team_id, f"fz-{t}", type=t, settings=SETTINGS.get(t, {})
-            )
+            _, key = add_source(env.store, env.team_id, f"fz-{t}", type=t)
             self.by_type[t] = key
 
 
@@ -162,7 +165,7 @@ def keys(env: Env) -> Keys:
     return Keys(env)
 
 
-FUZZ = settings(
+FUZZ = fuzz_settings(
     max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -20,7 +20,7 @@ from adapters.alert_sources.cloudwatch import canonical_string
 from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
-from tests.intake.conftest import Env, _env, add_source, api_key
+from tests.intake.conftest import Env, _env, add_source, add_team, api_key
 from tests.support import FakeSNS, LocalCA, count_chain_checks, new_key, pem
 from workers.runtime import Runtime
 
@@ -58,19 +58,15 @@ def sns_env(
     settings: Settings, sns: tuple[SigningSNS, Path], make_runtime: Callable[..., Runtime]
 ) -> Iterator[tuple[Env, SigningSNS, str]]:
     fake, anchors = sns
-    for env in _env(make_runtime(settings.model_copy(update={"sns_trust_anchors": anchors}))):
+    # The operator's settings (never a source's) say which hosts are SNS: here the loopback.
+    trusted = {"sns_trust_anchors": anchors, "sns_host_pattern": r"127\.0\.0\.1"}
+    for env in _env(make_runtime(settings.model_copy(update=trusted))):
         yield env, fake, cloudwatch_source(env)
 
 
 def cloudwatch_source(env: Env) -> str:
-    """A CloudWatch source that takes SNS on 127.0.0.1 (the loopback SNS); its key."""
-    _, key = add_source(
-        env.store,
-        env.team_id,
-        "cw",
-        type="cloudwatch",
-        settings={"sns_host_pattern": r"127\.0\.0\.1"},
-    )
+    """A CloudWatch source (the runtime takes SNS on 127.0.0.1, the loopback SNS); its key."""
+    _, key = add_source(env.store, env.team_id, "cw", type="cloudwatch")
     return key
 
 
@@ -285,3 +281,28 @@ def test_the_test_route_takes_a_pasted_raw_alarm_even_where_the_intake_wants_sig
         "/api/v1/alert-sources/strict/test", content=body, headers=api_key(env.store, "platform")
     )
     assert r.status_code == 202, r.text
+
+
+def test_the_migration_drops_a_stored_sns_host_pattern(tmp_path: Path) -> None:
+    """A source that set `sns_host_pattern` before it became the operator's setting keeps
+    working: the migration removes the key the adapter would now refuse."""
+    from engine import migrate
+    from engine.db import create_store
+    from engine.tables import alert_sources
+
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "m")}))
+    migrate.upgrade(store, "0008_sessions")
+    team = add_team(store, "platform")
+    add_source(store, team, "cw", type="cloudwatch", settings={"raw_messages": True})
+    with store.begin() as conn:
+        conn.execute(
+            alert_sources.update().values(
+                settings={"raw_messages": False, "sns_host_pattern": r"evil\.example"}
+            )
+        )
+    migrate.upgrade(store)
+    with store.read() as conn:
+        assert conn.execute(sa.select(alert_sources.c.settings)).scalar_one() == {
+            "raw_messages": False
+        }
+    store.dispose()

@@ -1,9 +1,11 @@
-"""Custom domains: does a page's domain point at Beacon?
+"""Custom domains: does a page's domain point at Beacon, and may the page have it?
 
-An operator adds `CNAME status.acme.test -> <Beacon's host>` at their DNS provider; the
-admin API shows whether that is in place yet, so "why does my domain not work?" has an
-answer before anyone looks at certificates. Only the CNAME is checked: an A record cannot
-say it means Beacon.
+A page's custom domain is served (and gets certificates through `tls/ask`) only once it is
+verified: its CNAME points at the page's own host under the pages domain (a target only
+that page has), or a TXT record `_beacon-challenge.<domain>` holds the page's token
+(`beacon-verify=<token>`). A CNAME to Beacon's shared host proves nothing on its own: any
+name someone pointed at Beacon (the internal name monitoring tools use, another customer's
+domain) would pass it. Beacon's own host names and the pages domain are never a page's.
 """
 
 from __future__ import annotations
@@ -64,3 +66,64 @@ def check_cname(
     ok = expected in targets
     error = None if ok else f"{domain} points at {', '.join(targets)}, not at {expected}"
     return CnameCheck(domain, expected, ok, targets, error)
+
+
+TXT_PREFIX = "_beacon-challenge"
+
+
+def txt_name(domain: str) -> str:
+    """Where a page's verification token goes in DNS."""
+    return f"{TXT_PREFIX}.{_normal(domain)}"
+
+
+def txt_value(token: str) -> str:
+    return f"beacon-verify={token}"
+
+
+def check_txt(
+    domain: str, token: str, resolver: dns.resolver.Resolver | None = None
+) -> tuple[bool, str | None]:
+    """Whether `_beacon-challenge.<domain>` has the TXT record `beacon-verify=<token>`; the
+    second value says why not. Never raises for DNS trouble."""
+    name, wanted = txt_name(domain), txt_value(token)
+    if resolver is None:
+        resolver = dns.resolver.Resolver()
+        resolver.lifetime = 5.0
+    try:
+        answer = resolver.resolve(dns.name.from_text(name), dns.rdatatype.TXT)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return False, f"{name} has no TXT record (add one: {wanted})"
+    except dns.exception.DNSException as exc:
+        return False, f"DNS lookup of {name} failed: {exc}"
+    found = [b"".join(rr.strings).decode(errors="replace") for rr in answer]
+    if wanted in found:
+        return True, None
+    return False, f"{name} holds {', '.join(found)}, not {wanted}"
+
+
+def refusal(domain: str, own_hosts: frozenset[str], pages_domain: str) -> str | None:
+    """Why `domain` can never be a page's custom domain, or None: Beacon's own host names,
+    the pages domain and its page hosts, and IP addresses."""
+    name = _normal(domain)
+    if name in own_hosts:
+        return f"{name} is one of Beacon's own host names"
+    if pages_domain and (name == pages_domain or name.endswith("." + pages_domain)):
+        return f"{name} is under the pages domain {pages_domain}: pages have those already"
+    if name.replace(".", "").isdigit() or ":" in name:
+        return f"{name} is an IP address, not a domain name"
+    return None
+
+
+def resolver_for(server: str) -> dns.resolver.Resolver:
+    """A resolver asking `server` (`host` or `host:port`, BEACON_DNS_SERVER), or the
+    system's when it is empty."""
+    if not server:
+        resolver = dns.resolver.Resolver()
+    else:
+        host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [host]
+        if port:
+            resolver.port = int(port)
+    resolver.lifetime = 5.0
+    return resolver

@@ -236,6 +236,10 @@ status_pages = sa.Table(
     sa.Column("type", sa.String(10), nullable=False, default="public"),
     sa.Column("time_zone", sa.String(64), nullable=False, default="UTC"),
     sa.Column("custom_domain", sa.String(253), nullable=True, unique=True),
+    # The custom domain is served only once verified (engine.domains): by the CNAME to the
+    # page's own host, or by `domain_token` in a TXT record.
+    sa.Column("domain_token", sa.String(64), nullable=True),
+    sa.Column("domain_verified_at", UTCDateTime, nullable=True),
     sa.Column("logo_asset_id", sa.Integer, sa.ForeignKey("assets.id"), nullable=True),
     sa.Column("favicon_asset_id", sa.Integer, sa.ForeignKey("assets.id"), nullable=True),
     sa.Column("active", sa.Boolean, nullable=False, default=False),

@@ -80,7 +80,9 @@ def custom_domain_slug(store: Store, host: str) -> str | None:
         return conn.execute(
             # Operators may have typed the domain in any case; DNS names have none.
             sa.select(status_pages.c.slug).where(
-                sa.func.lower(status_pages.c.custom_domain) == host
+                sa.func.lower(status_pages.c.custom_domain) == host,
+                # Only a domain whose DNS showed it is the page's (engine.domains).
+                status_pages.c.domain_verified_at.is_not(None),
             )
         ).scalar()
 

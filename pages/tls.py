@@ -21,9 +21,10 @@ from starlette.routing import Route
 
 from engine.access import load_page_info
 from engine.db import Store
-from engine.domains import check_cname
+from engine.domains import check_cname, check_txt, resolver_for, txt_name, txt_value
+from engine.security import new_token
 from engine.settings import Settings
-from engine.tables import status_pages
+from engine.tables import status_pages, utcnow
 
 from .auth import require_principal
 from .hosts import host_name, slug_for_pages_domain
@@ -36,7 +37,10 @@ def page_for_domain(store: Store, domain: str, pages_domain: str) -> str | None:
     if slug is not None:
         query = query.where(status_pages.c.slug == slug)
     else:
-        query = query.where(sa.func.lower(status_pages.c.custom_domain) == domain)
+        query = query.where(
+            sa.func.lower(status_pages.c.custom_domain) == domain,
+            status_pages.c.domain_verified_at.is_not(None),
+        )
     with store.read() as conn:
         return conn.execute(query).scalar()
 
@@ -63,13 +67,23 @@ def expected_target(settings: Settings, slug: str) -> str:
     return (urlsplit(settings.base_url).hostname or "").lower()
 
 
-def _domain_check(request: Request, slug: str) -> dict[str, Any]:
+def _resolver(request: Request) -> Any:
+    found = request.app.state.runtime.extras.get("dns_resolver")
+    return found or resolver_for(request.app.state.settings.dns_server)
+
+
+def _domain_check(request: Request, slug: str, verify: bool = False) -> dict[str, Any]:
+    """The page's custom domain as DNS shows it; with `verify`, a passing check marks the
+    domain verified (from then on the page is served on it)."""
     who = require_principal(request)
     store: Store = request.app.state.store
     with store.read() as conn:
         page = load_page_info(conn, slug)
-    if page is None or not (who.admin or page.team_ids & who.team_ids):
+        row = conn.execute(sa.select(status_pages).where(status_pages.c.slug == slug)).first()
+    if page is None or row is None or not (who.admin or page.team_ids & who.team_ids):
         raise HTTPException(404, f"no status page {slug!r}")
+    if verify and (who.role == "stakeholder"):
+        raise HTTPException(403, "stakeholders have read-only access")
     settings: Settings = request.app.state.settings
     target = expected_target(settings, slug)
     if not page.custom_domain:
@@ -78,28 +92,67 @@ def _domain_check(request: Request, slug: str) -> dict[str, Any]:
             "domain": None,
             "expected_target": target,
             "ok": False,
+            "verified": False,
             "targets": [],
             "error": "the page has no custom domain",
         }
-    resolver = request.app.state.runtime.extras.get("dns_resolver")
+    token = row.domain_token or _new_token(store, row.id)
+    resolver = _resolver(request)
     result = check_cname(page.custom_domain, target, resolver)
+    # A CNAME proves the domain is the page's only when its target is the page's own.
+    cname_proves = result.ok and bool(settings.pages_domain)
+    txt_ok, txt_error = check_txt(page.custom_domain, token, resolver)
+    verified = row.domain_verified_at is not None
+    if verify and not verified and (cname_proves or txt_ok):
+        with store.begin() as conn:
+            conn.execute(
+                status_pages.update()
+                .where(status_pages.c.id == row.id, status_pages.c.domain_token == token)
+                .values(domain_verified_at=utcnow())
+            )
+        verified = True
     return {
         "page": slug,
         "domain": result.domain,
         "expected_target": result.expected,
         "ok": result.ok,
+        "verified": verified,
+        "txt_record": {"name": txt_name(page.custom_domain), "value": txt_value(token)},
         "targets": result.targets,
-        "error": result.error,
+        "error": result.error if (result.ok or not txt_ok) else None,
+        "txt_error": txt_error,
     }
 
 
+def _new_token(store: Store, page_id: int) -> str:
+    token = new_token()
+    with store.begin() as conn:
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == page_id, status_pages.c.domain_token.is_(None))
+            .values(domain_token=token)
+        )
+        stored = conn.execute(
+            sa.select(status_pages.c.domain_token).where(status_pages.c.id == page_id)
+        ).scalar_one()
+    return str(stored)
+
+
 async def domain_status(request: Request) -> JSONResponse:
-    """Whether the page's custom domain has its CNAME pointing at Beacon."""
+    """Whether the page's custom domain points at Beacon, and whether it is verified."""
     body = await run_in_threadpool(_domain_check, request, request.path_params["slug"])
     return JSONResponse(body)
+
+
+async def domain_verify(request: Request) -> JSONResponse:
+    """Check the domain's DNS now and, when it shows the domain is the page's, serve the
+    page on it from now on."""
+    body = await run_in_threadpool(_domain_check, request, request.path_params["slug"], True)
+    return JSONResponse(body, 200 if body["verified"] else 409)
 
 
 routes = [
     Route("/api/v1/tls/ask", ask, methods=["GET"]),
     Route("/api/v1/status-pages/{slug}/domain", domain_status, methods=["GET"]),
+    Route("/api/v1/status-pages/{slug}/domain/verify", domain_verify, methods=["POST"]),
 ]

@@ -227,6 +227,8 @@ class PageOut(Out):
     services: list[int]
     time_zone: str
     custom_domain: str | None
+    #: Served on its custom domain only once DNS showed the domain is the page's.
+    domain_verified: bool = False
     active: bool
     hide_uptime: bool
     notify_component_changes: bool

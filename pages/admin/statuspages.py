@@ -9,11 +9,13 @@ from zoneinfo import available_timezones
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import crud
+from engine import crud, domains
 from engine.errors import ConflictError, NotFoundError
 from engine.pagemodel import page_address
+from engine.security import new_token
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
+from pages.hosts import own_hosts
 from workers.config.assets import Asset, check_bytes, limit_for, store_asset
 
 from .api import Ctx, Endpoint, fields_set
@@ -61,6 +63,7 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
             )
             + "/",
             "has_logo": row.logo_asset_id is not None,
+            "domain_verified": row.domain_verified_at is not None,
             "has_favicon": row.favicon_asset_id is not None,
         }
     )
@@ -108,6 +111,21 @@ def _check_unique(
             raise ConflictError(f"{what} {value!r} is already in use")
 
 
+def _domain_values(ctx: Ctx, domain: str | None, before: str | None) -> dict[str, Any]:
+    """The columns a (new) custom domain sets: lower-cased, refused when it is Beacon's own
+    or under the pages domain, and unverified with a fresh token when it changed."""
+    if domain is None:
+        return {"custom_domain": None, "domain_token": None, "domain_verified_at": None}
+    domain = domain.strip().lower().rstrip(".")
+    settings = ctx.request.app.state.settings
+    why = domains.refusal(domain, own_hosts(settings), settings.pages_domain)
+    if why is not None:
+        raise FieldErrors([{"field": "custom_domain", "message": why}])
+    if domain == before:
+        return {"custom_domain": domain}
+    return {"custom_domain": domain, "domain_token": new_token(), "domain_verified_at": None}
+
+
 def _set_teams(conn: Connection, page_id: int, team_ids: list[int]) -> None:
     conn.execute(page_teams.delete().where(page_teams.c.page_id == page_id))
     conn.execute(
@@ -139,8 +157,9 @@ def create_page(ctx: Ctx) -> PageOut:
         team_ids = _teams(ctx, conn, body.teams)
         wanted = service_ids(conn, team_ids, body.services, "services")
         _check_services(conn, team_ids, wanted)
-        _check_unique(conn, None, body.slug, body.custom_domain)
         values = body.model_dump(exclude={"teams", "services"})
+        values.update(_domain_values(ctx, body.custom_domain, None))
+        _check_unique(conn, None, body.slug, values["custom_domain"])
         values.update(team_id=team_ids[0], activated_at=utcnow() if body.active else None)
         inserted = conn.execute(status_pages.insert().values(**values)).inserted_primary_key
         assert inserted is not None
@@ -167,6 +186,8 @@ def update_page(ctx: Ctx) -> PageOut:
             raise FieldErrors(
                 [{"field": "type", "message": "a page's type is fixed once it was activated"}]
             )
+        if "custom_domain" in values:
+            values.update(_domain_values(ctx, values["custom_domain"], row.custom_domain))
         _check_unique(conn, row.id, None, values.get("custom_domain"))
         team_ids = _page_team_ids(conn, row.id) or [row.team_id]
         if changes.get("teams"):

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,11 @@ def test_a_status_pages_own_domain_takes_no_deliveries(env: Env) -> None:
     with env.store.begin() as conn:
         conn.execute(
             status_pages.insert().values(
-                team_id=env.team_id, slug="acme", name="Acme", custom_domain="status.acme.test"
+                team_id=env.team_id,
+                slug="acme",
+                name="Acme",
+                custom_domain="status.acme.test",
+                domain_verified_at=datetime.now(UTC),
             )
         )
     r = env.post(firing(), headers={"Host": "status.acme.test"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,6 +64,8 @@ def page(
             "type": type,
             "active": active,
             "custom_domain": custom_domain,
+            # Seeded domains are verified: their pages are served on them.
+            "domain_verified_at": datetime.now(UTC) if custom_domain else None,
             "time_zone": time_zone,
         }
         page_id = conn.execute(status_pages.insert().values(**values)).inserted_primary_key[0]  # type: ignore[index]

@@ -23,8 +23,12 @@ from .conftest import App
 ZONE = {
     "status.acme.test.": "acme.status.example.com.",
     "wrong.acme.test.": "elsewhere.example.net.",
+    # The internal name monitoring tools use: it points at Beacon's shared host.
+    "beacon.corp.test.": "beacon.example.com.",
 }
 EXISTS_WITHOUT_CNAME = {"apex.acme.test."}
+#: TXT records, name -> value (tests add the tokens pages are given).
+TXT: dict[str, str] = {}
 
 
 class DnsServer:
@@ -54,7 +58,11 @@ class DnsServer:
             self.queries.append(name)
             if name in ZONE and question.rdtype == dns.rdatatype.CNAME:
                 response.answer.append(dns.rrset.from_text(name, 300, "IN", "CNAME", ZONE[name]))
-            elif name not in ZONE and name not in EXISTS_WITHOUT_CNAME:
+            elif name in TXT and question.rdtype == dns.rdatatype.TXT:
+                response.answer.append(
+                    dns.rrset.from_text(name, 300, "IN", "TXT", f'"{TXT[name]}"')
+                )
+            elif name not in ZONE and name not in EXISTS_WITHOUT_CNAME and name not in TXT:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(response.to_wire(), peer)
 
@@ -121,7 +129,10 @@ def test_admin_api_reports_the_pages_domain_check(
     seed.page(app.store, "acme", custom_domain="status.acme.test")
     got = app.client.get("/api/v1/status-pages/acme/domain", headers=app.key("platform"))
     assert got.status_code == 200
-    assert got.json() == {
+    body = got.json()
+    assert {
+        k: body[k] for k in ("page", "domain", "expected_target", "ok", "targets", "error")
+    } == {
         "page": "acme",
         "domain": "status.acme.test",
         "expected_target": "acme.status.example.com",
@@ -143,3 +154,130 @@ def test_admin_api_domain_check_needs_a_key_of_the_pages_team(
     other = app.client.get("/api/v1/status-pages/acme/domain", headers=app.key("other"))
     assert other.status_code == 404
     assert dns_server.queries == []
+
+
+# --- verification: a custom domain is served only once DNS shows it is the page's --------
+
+
+def _page_with_domain(app: App, domain: str, slug: str = "acme") -> tuple[dict[str, str], int]:
+    key = app.key("platform") if slug == "acme" else app.key(slug)
+    made = app.client.post(
+        "/api/v1/pages",
+        json={"slug": slug, "name": slug, "active": True, "custom_domain": domain},
+        headers=key,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["domain_verified"] is False
+    return key, int(made.json()["id"])
+
+
+def _served_on(app: App, host: str, *, by_host: bool = True) -> bool:
+    """Whether Caddy would get a certificate for `host` and (`by_host`) the page answers
+    there. Hosts are remembered for 5 s (pages.hosts.DomainCache): a test that checks a
+    host before and after verifying it asks only `tls/ask` before."""
+    asked = app.client.get(f"/api/v1/tls/ask?domain={host}").status_code == 200
+    if not by_host:
+        return asked
+    served = app.client.get("/", headers={"Host": host}).status_code == 200
+    assert served == asked, host
+    return served
+
+
+def test_a_custom_domain_is_served_only_after_its_txt_token_is_seen(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    app = make_app(
+        BEACON_BASE_URL="https://beacon.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    key, _ = _page_with_domain(app, "status.acme.test")
+    assert not _served_on(app, "status.acme.test", by_host=False)
+    status = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()
+    assert status["verified"] is False
+    record = status["txt_record"]
+    assert record["name"] == "_beacon-challenge.status.acme.test"
+    # Its CNAME points at Beacon's shared host: that alone proves nothing.
+    refused = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    assert refused.status_code == 409
+    assert not _served_on(app, "status.acme.test", by_host=False)
+    TXT[record["name"] + "."] = record["value"]
+    try:
+        verified = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    finally:
+        TXT.clear()
+    assert verified.status_code == 200 and verified.json()["verified"] is True
+    assert _served_on(app, "status.acme.test")
+
+
+def test_a_cname_to_the_pages_own_host_verifies_it(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    app = make_app(
+        BEACON_PAGES_DOMAIN="status.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    key, _ = _page_with_domain(app, "status.acme.test")
+    assert (
+        app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).status_code == 200
+    )
+    assert _served_on(app, "status.acme.test")
+
+
+def test_the_internal_name_pointing_at_beacon_cannot_be_claimed(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    app = make_app(
+        BEACON_BASE_URL="https://beacon.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    key, _ = _page_with_domain(app, "beacon.corp.test")
+    answer = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    assert answer.status_code == 409 and answer.json()["ok"] is True  # the CNAME is there
+    assert not _served_on(app, "beacon.corp.test")
+
+
+def test_beacons_own_names_the_pages_domain_and_taken_domains_are_refused(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(BEACON_BASE_URL="https://beacon.example.com", BEACON_PAGES_DOMAIN="pages.test")
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+        seed.team(conn, "other")
+    key = app.key("platform")
+    for domain in ("beacon.example.com", "localhost", "pages.test", "acme.pages.test", "10.0.0.1"):
+        made = app.client.post(
+            "/api/v1/pages", json={"slug": "x", "name": "x", "custom_domain": domain}, headers=key
+        )
+        assert made.status_code == 422, (domain, made.text)
+    _page_with_domain(app, "status.acme.test")
+    taken = app.client.post(
+        "/api/v1/pages",
+        json={"slug": "other", "name": "o", "custom_domain": "status.acme.test"},
+        headers=app.key("other"),
+    )
+    assert taken.status_code == 409
+
+
+def test_changing_the_domain_needs_a_new_verification(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    app = make_app(
+        BEACON_PAGES_DOMAIN="status.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    key, page_id = _page_with_domain(app, "status.acme.test")
+    app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    assert _served_on(app, "status.acme.test")
+    moved = app.client.patch(
+        f"/api/v1/pages/{page_id}", json={"custom_domain": "wrong.acme.test"}, headers=key
+    )
+    assert moved.status_code == 200 and moved.json()["domain_verified"] is False
+    assert not _served_on(app, "wrong.acme.test")

@@ -200,7 +200,7 @@ def test_the_outermost_fast_path_answers_only_on_beacons_own_hosts(rt: Runtime) 
         conn.execute(
             status_pages.update()
             .where(status_pages.c.id == other)
-            .values(custom_domain="status.other.test")
+            .values(custom_domain="status.other.test", domain_verified_at=datetime.now(UTC))
         )
     with TestClient(outermost(create_app(rt), rt)) as client:
         warm = client.get("/p/acme/")

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from cli.wiring import build_runtime
 from engine import incidents, migrate
+from engine.runtime import install
 from engine.security import new_token
 from engine.tables import incident_updates, subscribers
 from tests.subscriptions.conftest import make_site, settings_for
 from tests.support import RecordingServer
 from workers import fanout
 from workers.notify import context
-from workers.runtime import Runtime, install
 
 
 def main(count: int, database_url: str) -> None:
@@ -28,7 +29,7 @@ def main(count: int, database_url: str) -> None:
     server.server.socket.listen(128)
     with tempfile.TemporaryDirectory() as tmp:
         extra = {"BEACON_DATABASE_URL": database_url} if database_url else {}
-        rt = install(Runtime.build(settings_for(Path(tmp), server, **extra)))
+        rt = install(build_runtime(settings_for(Path(tmp), server, **extra)))
         migrate.upgrade(rt.store)
         site = make_site(rt)
         with rt.store.begin() as conn:

@@ -217,7 +217,7 @@ def start_beacon(
     for name in ("BEACON_DATABASE_URL", "BEACON_REDIS_URL", "BEACON_CONFIG", "BEACON_REDIS_PREFIX"):
         env.pop(name, None)
     env.update(extra)
-    cli = [sys.executable, "-m", "workers.cli"]
+    cli = [sys.executable, "-m", "cli"]
     procs = [
         subprocess.Popen(
             [*cli, "serve", "--port", str(port), "--server", server],

@@ -29,13 +29,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.wiring import build_runtime  # noqa: E402
 from engine import migrate  # noqa: E402
 from engine.accounts import create_api_key  # noqa: E402
+from engine.runtime import Runtime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from pages import documents, render  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.pages_html import factory  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
 
 SLUG = "acme"
 PATHS = {"page": f"/p/{SLUG}/", "summary.json": f"/p/{SLUG}/api/v2/summary.json"}
@@ -153,7 +154,7 @@ def webhook_latency(work: Path, env: dict[str, str], count: int) -> list[float]:
     data = work / "example-data"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)]
         + ["--config", str(ROOT / "examples" / "beacon.yaml")],
         cwd=ROOT,
         env={**env, "BEACON_DATA_DIR": str(data)},
@@ -206,7 +207,7 @@ def main() -> int:
     work.chmod(0o755)  # nginx's workers (user nobody) read the static copies in it
     data = work / "data"
     settings = Settings.from_env({"BEACON_DATA_DIR": str(data)})
-    rt = Runtime.build(settings)
+    rt = build_runtime(settings)
     migrate.upgrade(rt.store)
     with rt.store.begin() as conn:
         ids = factory.big_page(conn, datetime.now(UTC), services_count=50, incidents_count=3)
@@ -224,8 +225,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update(PYTHONPATH=str(ROOT), BEACON_DATA_DIR=str(data))
     server = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
-        + ["--server", args.server],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)] + ["--server", args.server],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from starlette.testclient import TestClient
 
+from cli.wiring import build_runtime
 from engine import incidents, migrate, pagedata
 from engine.accounts import create_api_key
 from engine.settings import Settings
@@ -23,13 +24,12 @@ from engine.tables import utcnow
 from pages import documents
 from pages.app import create_app
 from tests.pages_api import seed
-from workers.runtime import Runtime
 
 SERVICES = tuple((f"svc{i}", f"Service {i}", f"Group {i % 4}") for i in range(20))
 
 
 def main() -> None:
-    rt = Runtime.build(Settings.from_env({"BEACON_DATA_DIR": tempfile.mkdtemp()}))
+    rt = build_runtime(Settings.from_env({"BEACON_DATA_DIR": tempfile.mkdtemp()}))
     migrate.upgrade(rt.store)
     rich = seed.rich_page(rt.store, "acme")
     page = seed.page(rt.store, "big", services_spec=SERVICES)

@@ -27,11 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from config.world import ConfigWorld, world_from_config  # noqa: E402
 from engine.activations import Machine, MemoryState  # noqa: E402
 from engine.models import AlertEvent, EventStatus, Severity  # noqa: E402
 from rules.runtime import RuleBook  # noqa: E402
 from rules.validate import check  # noqa: E402
-from rules.world import ConfigWorld, world_from_config  # noqa: E402
 
 SOURCES = [("am", "alertmanager"), ("graf", "grafana"), ("kuma", "uptime-kuma"), ("dd", "datadog")]
 SERVICES = [f"svc-{i:03d}" for i in range(200)]
@@ -304,12 +304,13 @@ def bench_webhook(n: int) -> list[float] | None:
     import sqlalchemy as sa
     from starlette.testclient import TestClient
 
+    from cli import wiring
+    from cli.wiring import build_runtime
     from engine import migrate
+    from engine.runtime import uninstall
     from engine.settings import Settings
     from engine.tables import alert_sources, services, teams, utcnow
-    from pages.app import create_app
     from workers.evaluate import publish_rules
-    from workers.runtime import Runtime, uninstall
 
     payload = json.loads(
         (
@@ -317,7 +318,7 @@ def bench_webhook(n: int) -> list[float] | None:
         ).read_text()
     )
     with tempfile.TemporaryDirectory() as tmp:
-        rt = Runtime.build(Settings.from_env({"BEACON_DATA_DIR": tmp}))
+        rt = build_runtime(Settings.from_env({"BEACON_DATA_DIR": tmp}))
         migrate.upgrade(rt.store)
         with rt.store.begin() as conn:
             team = conn.execute(teams.insert().values(key="bench").returning(teams.c.id)).scalar()
@@ -342,7 +343,7 @@ def bench_webhook(n: int) -> list[float] | None:
         publish_rules(rt.store, {"bench.yaml": rules}, None)
         times: list[float] = []
         try:
-            with TestClient(create_app(rt, background=True)) as client:
+            with TestClient(wiring.app(rt, background=True)) as client:
                 for i in range(n):
                     firing = i % 2 == 0
                     now = utcnow().isoformat()

@@ -7,7 +7,7 @@ hold, its incident is open), `resolving` (every alert resolved, waiting `resolve
 into `Intent`s -- claim, release, open_incident, attach_alert, resolve_incident, notify,
 hold, rule_error -- and keeps its state behind the small `State` interface, so the same code
 runs on the store (one transaction per evaluation batch, `workers.evaluate`) and in memory
-on a virtual clock (`beacon rules test`, `rules.replay`).
+on a virtual clock (`beacon rules test`, `config.replay`).
 
 Contract with the intake (the evaluation job's input): the intake stores each event in
 `alert_events` with `partition` set (the alert source key) and `evaluated_at` null, then

@@ -6,6 +6,7 @@ one way"), so it holds no store or settings code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -183,3 +184,41 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+# --- input vocabulary: the patterns of keys, slugs and names, and pydantic errors in words ---
+# The config file, the admin API and the adapters' settings share them.
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# N from 1 to 1,000,000 (engine.sources.MAX_RATE_COUNT: the limiter's integers stay exact).
+RATE_LIMIT_PATTERN = r"^([1-9][0-9]{0,5}|1000000)/(s|m|h)$"
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+SERVICE_REF_PATTERN = r"^([a-z0-9][a-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_.-]{0,63}$"
+
+#: What each pattern asks for, in words: pydantic's own message quotes the regular expression.
+PATTERN_WORDS = {
+    KEY_PATTERN: "a key: 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with "
+    "a letter or digit",
+    SLUG_PATTERN: "a slug: 1 to 63 lower-case letters, digits or '-', starting with a letter "
+    "or digit",
+    RATE_LIMIT_PATTERN: "a rate limit: N/s, N/m or N/h with N from 1 to 1000000, such as 50/s",
+    DOMAIN_PATTERN: "a lower-case host name such as status.example.com",
+    SERVICE_REF_PATTERN: "a service key, or team/key on a page several teams manage",
+}
+
+
+def readable(err: Mapping[str, Any]) -> str:
+    """A pydantic error's message for people: what a pattern means rather than the regular
+    expression, and "must not be empty" for an empty text (pydantic says "at least 1 item")."""
+    kind = err.get("type")
+    got = err.get("input")
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        if pattern in PATTERN_WORDS:
+            shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:56] + "...'"
+            return f"{shown} is not {PATTERN_WORDS[pattern]}"
+    if kind in ("string_too_short", "too_short") and got == "":
+        return "must not be empty (leave the field out for none)"
+    return str(err.get("msg", "")).removeprefix("Value error, ")

@@ -1,16 +1,16 @@
 """The Starlette application: built from plain lists of routes and middleware.
 
 Each area of the app keeps its routes in its own module (`pages.health.routes`, ...);
-`create_app` concatenates them. `background=True` (what `beacon serve` passes) also starts
-the dispatcher ticker and, in embedded mode, the RQ worker threads.
+`create_app` concatenates them. `background` (what `beacon serve` passes, from `cli.wiring`)
+is the work that runs beside the app for its lifetime: the dispatcher ticker and, in
+embedded mode, the RQ worker threads, which belong to `workers`, which `pages` never imports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,8 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from workers.dispatch import Ticker
-from workers.runtime import Runtime, install
+from engine.runtime import Runtime, install
 
 from . import (
     account_links,
@@ -94,26 +93,21 @@ def all_routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(runtime: Runtime, *, background: bool = False) -> Starlette:
-    """The app for `runtime`; with `background`, it also runs the dispatcher and, in embedded
-    mode, the worker threads for the app's lifetime."""
+#: Work that runs beside the app while it serves (entered at start-up, left at shutdown).
+Background = Callable[[], contextlib.AbstractContextManager[object]]
+
+
+def create_app(runtime: Runtime, *, background: Background | None = None) -> Starlette:
+    """The app for `runtime`; with `background`, it also runs that for the app's lifetime
+    (`cli.wiring.app` passes the dispatcher and, in embedded mode, the worker threads)."""
     install(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ticker: Ticker | None = None
-        threads: list[Any] = []
-        if background:
-            if runtime.queues.embedded:
-                threads = runtime.queues.start_threads(runtime.settings.embedded_workers)
-            ticker = Ticker(runtime)
-            ticker.start()
         try:
-            yield
+            with background() if background is not None else contextlib.nullcontext():
+                yield
         finally:
-            if ticker is not None:
-                ticker.stop()
-            runtime.queues.stop_threads(threads)
             await runtime.queues.aclose()
 
     settings = runtime.settings

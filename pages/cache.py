@@ -11,7 +11,7 @@ whether it may be served to anyone (`public`: an active public page); private an
 inactive pages go through the access check on the routed path.
 
 Redis may fail. The event loop reads it only through the asyncio client, behind the
-runtime's breaker (`workers.queue.Breaker`); when it does not answer, `aget` raises
+runtime's breaker (`engine.queue.Breaker`); when it does not answer, `aget` raises
 `CacheUnavailable` and the request is served from `Fallback`: pages rendered from the
 store in this process, kept a few seconds, so an outage does not become a render per
 request.

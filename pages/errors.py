@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from engine.errors import ConflictError, NotFoundError, ValidationError
-from workers.config.models import readable
+from engine.models import readable
 
 log = logging.getLogger("beacon.http")
 access_log = logging.getLogger("beacon.access")

@@ -270,7 +270,7 @@ async def check_rate(request: Request, source: Source, firing: int) -> int | Non
     """Seconds to wait when `firing` more events would take the source past its rate limit,
     else None (the events are then taken from its budget). A limit exists to stop floods,
     not to lose alerts: when Redis does not answer (or failed a moment ago, see
-    `workers.queue.Breaker`), the events are let in unchecked."""
+    `engine.queue.Breaker`), the events are let in unchecked."""
     if not source.rate_limit or not firing:
         return None
     try:

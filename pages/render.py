@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from engine import deadlines, outbox, pagedata, uptime
 from engine.errors import NotFoundError
+from engine.runtime import Runtime, current
 from engine.status import PAGES_DIRTY
 from engine.tables import (
     incident_services,
@@ -48,7 +49,6 @@ from engine.tables import (
     status_pages,
     utcnow,
 )
-from workers.runtime import Runtime, current
 
 from . import documents
 from .cache import REDIS_ERRORS, Document, Entry, for_runtime
@@ -137,6 +137,14 @@ def warm(store: Any) -> int:
 
 
 # --- outbox handlers and the job -------------------------------------------------------------
+
+#: The outbox kinds rendering handles (queue, "module:function"), for the dispatcher's
+#: registry: `cli.wiring` adds them to the workers' own (`workers.dispatch.HANDLERS`).
+HANDLERS: dict[str, tuple[str, str]] = {
+    "pages.dirty": ("beacon-render", "pages.render:handle_dirty"),
+    "deadline.page.render": ("beacon-render", "pages.render:handle_deadline"),
+    "deadline.page.refresh": ("beacon-render", "pages.render:handle_refresh"),
+}
 
 
 def handle_dirty(rt: Runtime, payloads: list[dict[str, Any]]) -> None:

@@ -26,11 +26,11 @@ from engine.models import AlertEvent, EventStatus, Severity
 from engine.sources import Source
 from engine.tables import teams, utcnow
 from rules.explain import Explanation
-from workers.evaluate import why_unmatched
 
 from . import intake
 from .auth import Principal, require_principal, visible_team_ids
 from .errors import parse_json
+from .unmatched import why_unmatched
 
 MAX_LIMIT = 500
 
@@ -65,7 +65,7 @@ def _iso(value: Any) -> str | None:
 
 def event_json(row: Any, why: Explanation | None = None) -> dict[str, Any]:
     """An alert event as the API shows it, with what evaluation made of it (and, for a
-    firing event no rule matched, `why`: see `workers.evaluate.why_unmatched`)."""
+    firing event no rule matched, `why`: see `pages.unmatched.why_unmatched`)."""
     shown = {
         "id": str(row.id),
         "dedup_key": row.dedup_key,

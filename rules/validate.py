@@ -63,6 +63,13 @@ class RuleBookSpec:
     files: Mapping[str, str]
 
 
+def stored_spec(files: Mapping[str, str] | None) -> RuleBookSpec:
+    """The rules of a stored rule set version (None: no rules). They were validated when
+    published; references may have changed since, which is a run-time rule error, not a
+    reason to stop evaluating, so they are checked without the world."""
+    return check(dict(files), None) if files else RuleBookSpec((), "", {})
+
+
 def check(files: Mapping[str, str], known: Known | None) -> RuleBookSpec:
     """Validate `files` ({name: text}, evaluated in sorted name order) against `known`
     (None skips reference checks); raises `RulesInvalid` listing every problem."""

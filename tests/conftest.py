@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from cli.wiring import build_runtime, handlers
 from engine import migrate
 from engine.db import Store, create_store
+from engine.queue import Queues
+from engine.runtime import Runtime, uninstall
 from engine.settings import Settings
-from workers.queue import Queues
-from workers.runtime import Runtime, uninstall
 
 if TYPE_CHECKING:
     # Only for annotations: tests.support imports this module.
@@ -140,8 +141,8 @@ def make_runtime() -> Iterator[Callable[..., Runtime]]:
 
     def make(settings: Settings, *, upgrade: bool = True, store: Store | None = None) -> Runtime:
         if store is not None:
-            return Runtime(settings, store, Queues.from_settings(settings))
-        runtime = Runtime.build(settings)
+            return Runtime(settings, store, Queues.from_settings(settings), handlers())
+        runtime = build_runtime(settings)
         made.append(runtime)
         if upgrade:
             migrate.upgrade(runtime.store)

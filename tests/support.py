@@ -49,7 +49,7 @@ def beacon(
 ) -> subprocess.CompletedProcess[str]:
     """Run a `beacon` command to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=dict(env),
         cwd=ROOT,
         capture_output=True,
@@ -107,8 +107,7 @@ class Served:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a" if self._starts else "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "serve", "--port", str(self.port)]
-                + list(self.args),
+                [sys.executable, "-m", "cli", "serve", "--port", str(self.port)] + list(self.args),
                 env=beacon_env(self.data_dir, self.env),
                 cwd=ROOT,
                 stdout=log,
@@ -157,7 +156,7 @@ def worker(
     """A running `beacon worker` (scaled mode: `env` names Redis and the database)."""
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             env=beacon_env(data_dir, env),
             cwd=ROOT,
             stdout=log,

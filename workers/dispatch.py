@@ -3,18 +3,21 @@
 Every `beacon worker` and the embedded `beacon serve` run a `Ticker` thread. Each pass fires
 due deadlines into outbox rows (engine.deadlines), claims outbox rows (engine.outbox) and
 enqueues one `run_outbox` job per kind for the whole claimed batch, so the number of jobs
-grows with batches, not with events. Handlers are looked up in `HANDLERS`, an explicit
-registry of dotted paths.
+grows with batches, not with events. Handlers are looked up in the runtime's `handlers`, an
+explicit registry of dotted paths: this module's `HANDLERS` (the workers' own jobs) and the
+pages' render handlers (`pages.render.HANDLERS`), put together by `cli.wiring`, since
+`workers` and `pages` never import each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,21 +25,18 @@ import redis
 from rq.timeouts import BaseTimeoutException
 
 from engine import deadlines, outbox
+from engine.runtime import Runtime, current
 from engine.tables import utcnow
-
-from .runtime import Runtime, current
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Runtime, list[dict[str, Any]]], None]
 
-#: Outbox kind -> (queue, "module:function"). A handler takes the runtime and the payloads
-#: of every row of its kind in the batch, and must be idempotent (delivery is at least once).
+#: Outbox kind -> (queue, "module:function") of the workers' own jobs. A handler takes the
+#: runtime and the payloads of every row of its kind in the batch, and must be idempotent
+#: (delivery is at least once).
 HANDLERS: dict[str, tuple[str, str]] = {
     "noop": ("beacon-default", "workers.dispatch:handle_noop"),
-    "pages.dirty": ("beacon-render", "pages.render:handle_dirty"),
-    "deadline.page.render": ("beacon-render", "pages.render:handle_deadline"),
-    "deadline.page.refresh": ("beacon-render", "pages.render:handle_refresh"),
     "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
@@ -64,8 +64,8 @@ def handle_noop(_rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
     """Does nothing: a kind for checking the pipeline."""
 
 
-def resolve(kind: str) -> tuple[str, Handler]:
-    queue, path = HANDLERS[kind]
+def resolve(rt: Runtime, kind: str) -> tuple[str, Handler]:
+    queue, path = rt.handlers[kind]
     module, _, name = path.partition(":")
     return queue, getattr(importlib.import_module(module), name)
 
@@ -80,7 +80,7 @@ def dispatch_once(rt: Runtime) -> int:
     by_kind: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row.id)
-    unknown = [k for k in by_kind if k not in HANDLERS]
+    unknown = [k for k in by_kind if k not in rt.handlers]
     for kind in unknown:
         ids = by_kind.pop(kind)
         log.error("no handler for outbox kind %r (rows %s); giving up on them", kind, ids)
@@ -90,7 +90,7 @@ def dispatch_once(rt: Runtime) -> int:
     enqueued: set[int] = set()
     try:
         for kind, ids in by_kind.items():
-            queue = HANDLERS[kind][0]
+            queue = rt.handlers[kind][0]
             for start in range(0, len(ids), BATCH):
                 chunk = ids[start : start + BATCH]
                 rt.queues.enqueue(
@@ -124,7 +124,7 @@ def run_outbox(ids: list[int]) -> None:
         by_kind[row.kind].append(row)
     for kind, kind_rows in by_kind.items():
         try:
-            _queue, handler = resolve(kind)
+            _queue, handler = resolve(rt, kind)
         except Exception as exc:
             _failed(rt, kind, kind_rows, exc)
             continue
@@ -249,3 +249,18 @@ class Ticker(threading.Thread):
         self.rt.delivered.set()
         if self.ident is not None:  # started
             self.join(timeout)
+
+
+@contextlib.contextmanager
+def running(rt: Runtime) -> Iterator[None]:
+    """The background work of a `beacon serve` process while the block runs: the dispatcher
+    ticker and, in embedded mode, the RQ worker threads (stopped, after their current job,
+    when the block ends)."""
+    threads = rt.queues.start_threads(rt.settings.embedded_workers) if rt.queues.embedded else []
+    ticker = Ticker(rt)
+    ticker.start()
+    try:
+        yield
+    finally:
+        ticker.stop()
+        rt.queues.stop_threads(threads)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError
 
-from engine import deadlines
+from engine import deadlines, rulesets
 from engine.activations import Activation, Machine
 from engine.activations_store import (
     TICK,
@@ -42,11 +42,11 @@ from engine.activations_store import (
     StoreWorld,
     apply_intents,
     event_from_row,
-    row_event,
 )
 from engine.db import Store
 from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
+from engine.runtime import Runtime
 from engine.tables import (
     activations,
     alert_events,
@@ -56,11 +56,8 @@ from engine.tables import (
     rule_sets,
     utcnow,
 )
-from rules.explain import Explanation, explain
 from rules.runtime import RuleBook, RuleRuntime
-from rules.validate import Known, LocatedRule, RuleBookSpec, check
-
-from .runtime import Runtime
+from rules.validate import Known, check, stored_spec
 
 #: Most events evaluated in one transaction, and the least fetched after a slow one.
 BATCH = 500
@@ -73,8 +70,6 @@ STREAM_INTERVAL = 0.05
 STREAM_EVENTS = 20
 STREAM_BUDGET = 1.0
 EXTRA_KEY = "rules"
-#: `rules_in_force`'s cache in a process's extras: (version, rules).
-SPEC_KEY = "rules.spec"
 #: Failures that are not the event's or the activation's: the store's, the job running out
 #: of time (RQ raises its timeout into the running code), memory. They fail the job, which
 #: the outbox retries; nothing is set aside for them.
@@ -109,86 +104,19 @@ def publish_rules(store: Store, files: Mapping[str, str], known: Known | None) -
     return version
 
 
-# The version in force; its files are read only when this process does not have it yet
-# (every evaluate and tick job asks, and the files of 1,000 rules are large).
-_VERSION_IN_FORCE = (
-    sa.select(rule_sets.c.version)
-    .where(rule_sets.c.active.is_(True))
-    .order_by(rule_sets.c.version.desc())
-    .limit(1)
-)
-
-
 def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
     """The process's rule runtime, brought up to the version in force in the store."""
     runtime = extras.get(EXTRA_KEY)
     if runtime is None:
         runtime = extras[EXTRA_KEY] = RuleRuntime()
     with store.read() as conn:
-        version = int(conn.execute(_VERSION_IN_FORCE).scalar() or 0)
+        version = rulesets.version_in_force(conn)
         book = runtime.book
         if book is not None and book.version == version:
             return runtime
-        spec = _stored_spec(conn, version)
+        spec = stored_spec(rulesets.stored_files(conn, version))
     runtime.swap(spec, version)
     return runtime
-
-
-def _stored_spec(conn: Any, version: int) -> RuleBookSpec:
-    """The rules of stored version `version` (0: none). They were validated when
-    published; references may have changed since, which is a run-time rule error, not a
-    reason to stop evaluating, so they are checked without the world."""
-    files = (
-        conn.execute(sa.select(rule_sets.c.files).where(rule_sets.c.version == version)).scalar()
-        if version
-        else None
-    )
-    return check(dict(files), None) if files else RuleBookSpec((), "", {})
-
-
-def rules_in_force(store: Store, extras: dict[str, Any]) -> tuple[int, tuple[LocatedRule, ...]]:
-    """The version in force and its rules, without compiling them for the engine: the book
-    this process holds for that version, else the stored files, validated once per version
-    (a web process in scaled mode never evaluates, and need not compile)."""
-    with store.read() as conn:
-        version = int(conn.execute(_VERSION_IN_FORCE).scalar() or 0)
-        runtime = extras.get(EXTRA_KEY)
-        book = runtime.book if isinstance(runtime, RuleRuntime) else None
-        if book is not None and book.version == version:
-            return version, book.spec.rules
-        cached = extras.get(SPEC_KEY)
-        if cached is not None and cached[0] == version:
-            return cached
-        rules = _stored_spec(conn, version).rules
-    extras[SPEC_KEY] = (version, rules)
-    return version, rules
-
-
-def why_unmatched(
-    store: Store, extras: dict[str, Any], source_key: str, source_type: str, rows: Sequence[Any]
-) -> dict[int, Explanation]:
-    """For the firing events among `rows` (of one source) that no rule matched: why not, by
-    the rules in force now (`rules.explain`), by event id. Nothing for other events, and
-    nothing at all when the rules cannot be read: an explanation must never cost the
-    answer it comes with."""
-    unmatched = [
-        r
-        for r in rows
-        if r.status == EventStatus.FIRING.value
-        and isinstance(r.outcome, dict)
-        and r.outcome.get("result") == "no_match"
-    ]
-    if not unmatched:
-        return {}
-    try:
-        version, rules = rules_in_force(store, extras)
-        return {
-            row.id: explain(rules, row_event(row, source_key, source_type), version)
-            for row in unmatched
-        }
-    except Exception:
-        log.warning("cannot explain unmatched events of source %r", source_key, exc_info=True)
-        return {}
 
 
 # --- evaluation -----------------------------------------------------------------------------

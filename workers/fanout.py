@@ -37,6 +37,7 @@ from engine import subscribers as subs
 from engine.incidents import NOTIFY_UPDATE as INCIDENT_UPDATE
 from engine.maintenance import NOTIFY_UPDATE as MAINTENANCE_UPDATE
 from engine.models import SubscriberChannel
+from engine.runtime import Runtime
 from engine.status import NOTIFY_COMPONENTS as COMPONENT_UPDATE
 from engine.tables import deliveries, subscribers, users, utcnow
 
@@ -50,7 +51,6 @@ from .messages.notices import (
     maintenance_notices,
 )
 from .notify import DeliveryRetry, channel_module, claimable, context, insert_ignore
-from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import maintenance, status
-
-from .runtime import Runtime
+from engine.runtime import Runtime
 
 
 def handle_maintenance_start(rt: Runtime, payloads: list[dict[str, Any]]) -> None:

@@ -17,10 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapters.channels import ChannelError, Context, Message, get_channel
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import channels, deliveries, utcnow
-
-from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from engine.models import readable
 
 from .base import Delivery
 from .errors import AdapterError, SignatureError, UnknownAdapterError
@@ -45,6 +50,36 @@ def get_adapter(source_type: str) -> ModuleType:
     return importlib.import_module(path)
 
 
+def source_problems(
+    source_type: str, settings: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems with a source's `type` and `settings`, each as (path under the source, message).
+
+    The type must be a key of `adapters.alert_sources.ADAPTERS`; when the adapter module
+    defines a `Settings` model, the settings must validate against it.
+    """
+    if source_type not in ADAPTERS:
+        known = ", ".join(sorted(ADAPTERS))
+        return [(("type",), f"unknown alert source type {source_type!r} (known: {known})")]
+    try:
+        module = importlib.import_module(ADAPTERS[source_type])
+    except ImportError:
+        return []  # registered but not installed yet: nothing to check against
+    model = getattr(module, "Settings", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    try:
+        model.model_validate(settings)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else readable(err)
+            problems.append((("settings", *err["loc"]), f"settings.{name}: {msg}"))
+        return problems
+    return []
+
+
 __all__ = [
     "ADAPTERS",
     "AdapterError",
@@ -52,4 +87,5 @@ __all__ = [
     "SignatureError",
     "UnknownAdapterError",
     "get_adapter",
+    "source_problems",
 ]

@@ -21,6 +21,16 @@ CHANNELS: dict[str, str] = {
 }
 
 
+#: What each built-in channel type needs (adapters/channels read `url` or `address`).
+CHANNEL_TARGET = {
+    "slack": "url",
+    "webhook": "url",
+    "email": "address",
+    "smtp": "address",
+    "sms": "address",
+}
+
+
 def get_channel(kind: str) -> ModuleType:
     try:
         return importlib.import_module(CHANNELS[kind])
@@ -30,4 +40,4 @@ def get_channel(kind: str) -> ModuleType:
         ) from None
 
 
-__all__ = ["CHANNELS", "ChannelError", "Context", "Message", "get_channel"]
+__all__ = ["CHANNELS", "CHANNEL_TARGET", "ChannelError", "Context", "Message", "get_channel"]

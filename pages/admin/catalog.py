@@ -9,12 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from adapters.alert_sources import source_problems
+from adapters.channels import CHANNEL_TARGET
 from engine.activations_store import forget_source_alerts
 from engine.errors import ConflictError
 from engine.tables import alert_sources, channels, incident_templates, services, utcnow
 from pages.errors import FieldErrors
-from workers.config.models import CHANNEL_TARGET
-from workers.config.sources import source_problems
 
 from .api import Ctx, Endpoint, fields_set
 from .rows import ensure_unique, insert, team_row, with_team

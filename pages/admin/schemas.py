@@ -12,6 +12,10 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from engine.models import (
+    DOMAIN_PATTERN,
+    KEY_PATTERN,
+    RATE_LIMIT_PATTERN,
+    SLUG_PATTERN,
     Impact,
     IncidentStatus,
     MaintenanceStatus,
@@ -20,7 +24,6 @@ from engine.models import (
     Role,
     ServiceStatus,
 )
-from workers.config.models import DOMAIN_PATTERN, KEY_PATTERN, RATE_LIMIT_PATTERN, SLUG_PATTERN
 
 MAX_ID = 2**31 - 1
 

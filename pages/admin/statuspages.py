@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import crud, domains
+from engine.assets import Asset, check_bytes, limit_for, store_asset
 from engine.errors import ConflictError, NotFoundError
 from engine.pagemodel import page_address
 from engine.security import new_token
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
 from pages.hosts import own_hosts
-from workers.config.assets import Asset, check_bytes, limit_for, store_asset
 
 from .api import Ctx, Endpoint, fields_set
 from .rows import service_ids

@@ -11,9 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from engine.accounts import create_user
+from engine.runtime import Runtime
 from engine.settings import Settings
 from pages.app import create_app
-from workers.runtime import Runtime
 
 PASSWORD = "correct horse battery staple"
 BASE_URL = "http://testserver"

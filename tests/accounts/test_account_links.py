@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine import accounts
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import account_tokens, outbox, utcnow
 from pages.app import create_app
 from tests.subscriptions.conftest import drain, sent_json
 from tests.support import RecordingServer
 from workers.account_mail import send_account_email
-from workers.runtime import Runtime
 
 from .conftest import BASE_URL, PASSWORD, form_csrf, make_user, sign_in, signed_in
 

@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image
 
+from engine.assets import MAX_PIXELS, check_bytes
 from tests.conftest import ROOT
-from workers.config.assets import MAX_PIXELS, check_bytes
 
 EXAMPLES = ROOT / "examples" / "assets"
 

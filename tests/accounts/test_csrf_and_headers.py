@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine.accounts import create_api_key
+from engine.runtime import Runtime
 from engine.tables import api_keys
-from workers.runtime import Runtime
 
 from .conftest import form_csrf, make_user, sign_in
 

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine import accounts, sessions
+from engine.runtime import Runtime
 from engine.settings import Lifetimes, Settings
 from engine.tables import sessions as session_rows
 from engine.tables import users, utcnow
 from pages.app import create_app
-from workers.runtime import Runtime
 
 from .conftest import BASE_URL, PASSWORD, make_user, sign_in, signed_in
 

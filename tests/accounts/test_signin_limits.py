@@ -15,12 +15,12 @@ import redis
 from engine import migrate
 from engine.accounts import create_user
 from engine.db import create_store
+from engine.runtime import Runtime
 from engine.settings import Settings
 from pages import signin_limits
 from pages.signin_limits import SignInLimits
 from tests.conftest import REDIS_URL
 from tests.support import serve
-from workers.runtime import Runtime
 
 from .conftest import PASSWORD
 

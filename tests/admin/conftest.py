@@ -10,9 +10,9 @@ from starlette.testclient import TestClient
 
 from engine.accounts import create_api_key
 from engine.db import Store
+from engine.runtime import Runtime
 from engine.settings import Settings
 from pages.app import create_app
-from workers.runtime import Runtime
 
 
 @dataclass

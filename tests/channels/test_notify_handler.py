@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import channels, deliveries
 from tests.engine.factories import team
 from tests.support import RecordingServer
 from workers.notify import DeliveryRetry, handle_notify_channel
-from workers.runtime import Runtime
 
 
 @pytest.fixture

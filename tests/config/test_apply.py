@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from config import apply_file
 from engine.db import Store
 from engine.errors import ConfigError
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import (
     alert_sources,
@@ -26,8 +28,6 @@ from engine.tables import (
     teams,
 )
 from tests.rules.store_helpers import firing_count, stored_activation
-from workers.config import apply_file
-from workers.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "beacon.yaml"
@@ -82,9 +82,9 @@ def test_every_outbox_row_the_example_makes_has_a_handler_that_takes_it(
     store: Store, settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
     # `rules.changed` once had none: every `make run` logged an error and gave the row up.
+    from engine.runtime import install
     from workers.dispatch import dispatch_once
     from workers.evaluate import EXTRA_KEY
-    from workers.runtime import install
 
     apply_file(store, EXAMPLE)
     rt = make_runtime(settings, store=store)
@@ -366,7 +366,7 @@ def test_every_change_is_audited_and_marks_pages_dirty(store: Store, tmp_path: P
 def test_the_cli_applies_twice_and_prints_no_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from workers.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("BEACON_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("BEACON_DATABASE_URL", raising=False)

@@ -15,11 +15,11 @@ from starlette.testclient import TestClient
 from adapters.alert_sources import ADAPTERS
 from engine.accounts import create_api_key
 from engine.db import Store, create_store
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import alert_events, alert_sources, teams
 from pages.app import create_app
 from pages.fastpath import outermost
-from workers.runtime import Runtime
 
 FAKE_TYPE = "fake-tool"
 

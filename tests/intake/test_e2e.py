@@ -68,7 +68,7 @@ def test_integration_keys_never_reach_the_servers_logs(tmp_path: Path) -> None:
     # -v: Beacon's access log at INFO, next to uvicorn's own logging.
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "-v", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli", "-v", "serve", "--port", str(port)],
             env=beacon_env(data_dir),
             cwd=ROOT,
             stdout=log,

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import alert_events, alert_sources, outbox, status_pages
 from pages.app import create_app
@@ -25,7 +26,6 @@ from tests.intake.conftest import (
     firing,
     resolved,
 )
-from workers.runtime import Runtime
 
 
 def rows(env: Env) -> list[sa.Row]:

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from engine import deadlines, events, sources
 from engine.db import Store
+from engine.runtime import Runtime, install
 from engine.settings import Settings
 from engine.tables import alert_events, alert_sources, outbox, rule_sets, utcnow
 from pages.app import create_app
@@ -28,7 +29,6 @@ from tests.intake.conftest import (
 )
 from tests.support import wait_for
 from workers.dispatch import dispatch_once
-from workers.runtime import Runtime, install
 
 
 def test_rate_limits_read_per_second_minute_and_hour() -> None:

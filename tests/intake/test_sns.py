@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 import pages.sns
 from adapters.alert_sources.cloudwatch import canonical_string
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import alert_events
 from tests.conftest import FIXTURES
 from tests.intake.conftest import Env, _env, add_source, add_team, api_key
 from tests.support import FakeSNS, LocalCA, count_chain_checks, new_key, pem
-from workers.runtime import Runtime
 
 SNS_DIR = FIXTURES / "alert_sources/aws-cloudwatch-sns"
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from engine.runtime import Runtime
 from pages.app import create_app
-from workers.runtime import Runtime
 
 
 @pytest.fixture

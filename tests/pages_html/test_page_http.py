@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine.accounts import create_api_key
+from engine.runtime import Runtime
 from engine.tables import assets, incidents, status_pages
-from workers.runtime import Runtime
 
 from . import factory
 

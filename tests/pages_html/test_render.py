@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from cli import wiring
 from engine import deadlines, outbox
 from engine.db import Store
+from engine.runtime import Runtime, install, uninstall
 from engine.settings import Settings
 from engine.tables import services, status_changes
 from pages import cache, render
-from pages.app import create_app
 from tests.conftest import REDIS_URL
 from workers.dispatch import dispatch_once
-from workers.runtime import Runtime, install, uninstall
 
 from . import factory
 
@@ -73,7 +73,7 @@ def test_a_burst_of_1000_changes_causes_at_most_two_renders(
     page_id = ids["page"]
     service_ids: list[int] = ids["services"]  # type: ignore[assignment]
     statuses = ["degraded", "partial_outage", "major_outage", "operational"]
-    with TestClient(create_app(rt, background=True)) as client:
+    with TestClient(wiring.app(rt, background=True)) as client:
         # 1,000 changes in 20 commits spread over about a second, each change with its own
         # `pages.dirty` row, while the dispatcher and the workers run.
         started = time.perf_counter()
@@ -282,8 +282,8 @@ def test_live_streams_of_a_page_share_one_watcher(
 ) -> None:
     import redis as redis_lib
 
+    from engine.queue import Queues
     from pages import live
-    from workers.queue import Queues
 
     queues = Queues(redis_lib.Redis.from_url(REDIS_URL), redis_prefix)
     shared = cache.RedisCache(queues)
@@ -341,7 +341,7 @@ def test_warming_renders_every_page_before_its_first_visitor(rt: Runtime) -> Non
         factory.big_page(conn, NOW, services_count=1, incidents_count=0)
         factory.page(conn, factory.team(conn, "second"), "second")
     assert render.warm(rt.store) == 2
-    with TestClient(create_app(rt, background=True)):
+    with TestClient(wiring.app(rt, background=True)):
         settle(rt)
         assert cache.for_runtime(rt).get("acme") is not None
         assert cache.for_runtime(rt).get("second") is not None

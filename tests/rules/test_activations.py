@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rules.replay import replay
+from config.replay import replay
+from config.world import world_from_config
 from rules.runtime import RuleBook
 from rules.validate import check
-from rules.world import world_from_config
 from tests.rules.helpers import T0, event
 
 WORLD = world_from_config(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from tests.conftest import ROOT
-from workers.cli import main
 
 DOC = ROOT / "docs" / "rules.md"
 BLOCK = re.compile(r"```yaml (config|rules|scenario)\n(.*?)```", re.S)

@@ -10,8 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from cli import wiring
 from engine.tables import alert_events, alert_sources, outbox, utcnow
-from pages.app import create_app
 from tests.rules.helpers import event
 from tests.rules.store_helpers import ingest, load_rules, seed, status_of
 
@@ -47,7 +47,7 @@ def test_the_embedded_workers_evaluate_events_and_fire_for_deadlines(
     )
     now = utcnow()
     rt = make_runtime(settings, store=sqlite_store)
-    with TestClient(create_app(rt, background=True)):
+    with TestClient(wiring.app(rt, background=True)):
         ingest(
             sqlite_store,
             ids["am"],
@@ -94,7 +94,7 @@ def test_a_webhook_sets_and_clears_a_status_through_intake_rules_and_workers(
     firing = (PAYLOADS / "firing_single.json").read_bytes()
     resolved = (PAYLOADS / "resolved_single.json").read_bytes()
     rt = make_runtime(settings, store=sqlite_store)
-    with TestClient(create_app(rt, background=True)) as client:
+    with TestClient(wiring.app(rt, background=True)) as client:
         answer = client.post(f"/api/v1/events/{key}", content=firing)
         assert answer.status_code == 202, answer.text
         assert _wait(lambda: status_of(sqlite_store, ids["api"]) == "major_outage")
@@ -120,7 +120,7 @@ def test_the_events_api_says_what_happened_to_each_alert(settings, sqlite_store,
     other = firing.replace(b'"Fire"', b'"Quiet"')
     assert other != firing
     rt = make_runtime(settings, store=sqlite_store)
-    with TestClient(create_app(rt, background=True)) as client:
+    with TestClient(wiring.app(rt, background=True)) as client:
         assert client.post(f"/api/v1/events/{key}", content=firing).status_code == 202
         assert client.post(f"/api/v1/events/{key}", content=other).status_code == 202
         headers = api_key(sqlite_store, "platform")

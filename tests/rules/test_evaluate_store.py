@@ -1183,7 +1183,8 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
 
 def test_explaining_an_unmatched_event_reads_the_rules_without_compiling_them(store):
     # A web process in scaled mode explains events but never evaluates: no engine rulesets.
-    from workers.evaluate import EXTRA_KEY, SPEC_KEY, why_unmatched
+    from pages.unmatched import SPEC_KEY, why_unmatched
+    from workers.evaluate import EXTRA_KEY
 
     ids = seed(store)
     runtime = load_rules(

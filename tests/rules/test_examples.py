@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cli.main import main
 from tests.conftest import ROOT
-from workers.cli import main
 
 # The keys of examples/beacon.yaml (Northwind), used until that file is in this tree.
 NORTHWIND = """

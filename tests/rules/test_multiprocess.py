@@ -1,7 +1,7 @@
 """Two `beacon serve` and two `beacon worker` processes on real PostgreSQL and Redis: an
 event log arrives as Alertmanager webhooks through both servers, the workers evaluate it,
 and one worker is SIGKILLed in the middle of a batch. The result must equal a
-single-process replay of the same stored log (`rules.replay`, what `beacon rules test`
+single-process replay of the same stored log (`config.replay`, what `beacon rules test`
 runs)."""
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from config.replay import replay
+from config.world import world_from_config
 from engine import migrate
 from engine.activations_store import Ids, event_from_row
 from engine.db import create_store
@@ -32,10 +34,8 @@ from engine.tables import (
     services,
     teams,
 )
-from rules.replay import replay
 from rules.runtime import RuleBook
 from rules.validate import check
-from rules.world import world_from_config
 from tests.conftest import REDIS_URL, ROOT
 from tests.rules.helpers import T0
 from tests.support import serve
@@ -173,7 +173,7 @@ def _worker(url: str, prefix: str, name: str, data_dir: str, log) -> subprocess.
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         cwd=ROOT,
         env=env,
         stdout=log,

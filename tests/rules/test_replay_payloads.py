@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from workers.cli import main
+from cli.main import main
 
 PAYLOADS = Path(__file__).parent / "fixtures"
 CONFIG = """

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
+from cli.main import main
 from engine.accounts import create_api_key
 from engine.tables import teams
 from pages.app import create_app
 from tests.rules.helpers import event
 from tests.rules.store_helpers import evaluate, ingest, load_rules, seed
-from workers.cli import main
 
 
 def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(

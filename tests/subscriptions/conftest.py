@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine.accounts import create_user
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import page_services, page_teams, status_pages, subscribers, team_members
 from pages.app import create_app
 from tests.engine.factories import service, team
 from tests.support import RecordingServer
-from workers.runtime import Runtime
 
 BASE_URL = "http://status.test"
 PASSWORD = "correct horse battery staple"
@@ -132,8 +132,8 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD, next_path:
 
 def drain(rt: Runtime, rounds: int = 10) -> None:
     """Run the real pipeline until the outbox is quiet: dispatcher passes and burst workers."""
+    from engine.runtime import install
     from workers.dispatch import dispatch_once
-    from workers.runtime import install
 
     install(rt)
     for _ in range(rounds):

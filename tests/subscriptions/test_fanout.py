@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from engine import incidents
+from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deliveries, incident_updates, subscribers
 from tests.support import RecordingServer
 from workers.dispatch import dispatch_once
 from workers.fanout import handle_incident_update
-from workers.runtime import Runtime, install
 
 from .conftest import Site, make_site, sent_json, settings_for
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
+from engine.runtime import Runtime
 from pages.login import safe_next
-from workers.runtime import Runtime
 
 from .conftest import make_user, sign_in
 

@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from engine import incidents, maintenance, status
+from engine.runtime import Runtime
 from engine.security import new_token
 from engine.tables import deliveries, incident_updates, services, subscribers, utcnow
 from tests.support import RecordingServer
 from workers import messages
 from workers.fanout import handle_incident_update
 from workers.notify import DeliveryRetry
-from workers.runtime import Runtime
 
 from .conftest import BASE_URL, Site, drain, make_site, sent_json, sms_sent, subscriber_rows
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from engine import incidents
+from engine.runtime import Runtime
 from tests.support import RecordingServer
-from workers.runtime import Runtime
 
 from .conftest import drain, leave_team, make_site, make_user, sent_json, sign_in, subscriber_rows
 

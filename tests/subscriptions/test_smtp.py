@@ -7,10 +7,10 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from engine import incidents
+from engine.runtime import Runtime
 from engine.security import new_token
 from engine.tables import subscribers
 from tests.support import RecordingServer, SmtpSink
-from workers.runtime import Runtime
 
 from .conftest import drain, make_site, settings_for
 

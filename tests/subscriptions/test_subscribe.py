@@ -9,10 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine.runtime import Runtime
 from engine.tables import deliveries
 from pages.app import create_app
 from tests.support import RecordingServer
-from workers.runtime import Runtime
 
 from .conftest import (
     BASE_URL,

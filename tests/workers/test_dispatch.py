@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine import outbox
+from engine.runtime import Runtime, install
 from engine.tables import outbox as outbox_table
 from workers import dispatch
-from workers.runtime import Runtime, install
 
 HANDLED: list[dict[str, Any]] = []
 
@@ -25,7 +25,7 @@ def picky(_rt: Runtime, payloads: list[dict[str, Any]]) -> None:
 def test_a_row_its_handler_cannot_take_fails_alone(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(dispatch.HANDLERS, "test.picky", ("beacon-default", f"{__name__}:picky"))
+    monkeypatch.setitem(runtime.handlers, "test.picky", ("beacon-default", f"{__name__}:picky"))
     HANDLED.clear()
     install(runtime)
     with runtime.store.begin() as conn:

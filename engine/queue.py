@@ -260,7 +260,7 @@ class Queues:
             worker._stop_requested = True
         for index in range(len(threads)):
             # One by one: fakeredis does not wake a blocked BLPOP for a pipelined push.
-            self.enqueue(QUEUE_NAMES[0], "workers.queue.wake", job_id=f"wake-{index}")
+            self.enqueue(QUEUE_NAMES[0], "engine.queue.wake", job_id=f"wake-{index}")
         for thread, _worker in threads:
             thread.join(timeout)
 

@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.errors import ConfigError
+from engine.models import readable
 
-from .models import ConfigFile, readable
+from .models import ConfigFile
 from .yamlsrc import Locations, load
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from engine import crud, maintenance
 from engine.activations_store import forget_source_alerts
+from engine.assets import store_asset
 from engine.errors import ConfigError, ValidationError
 from engine.tables import (
     alert_sources,
@@ -32,7 +33,6 @@ from engine.tables import (
 )
 
 from . import current
-from .assets import store_asset
 from .desired import KEEP, Desired
 from .plan import Change
 

@@ -1,6 +1,6 @@
 """`beacon rules check`, `beacon rules test` and `beacon why`: the rule author's commands.
 
-Registered into `workers.cli` through `EXTRA_COMMANDS`. Exit codes: 0 fine, 1 a check or
+Registered into `cli.main` through `EXTRA_COMMANDS`. Exit codes: 0 fine, 1 a check or
 an expectation failed, 2 the input could not be read (a missing file, a bad scenario).
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 import yaml
 
+from config.world import ConfigWorld, world_from_config
 from engine.models import AlertEvent
 from engine.settings import Settings
 from rules.errors import RulesError, RulesInvalid
 from rules.validate import Known, RuleBookSpec, check
-from rules.world import ConfigWorld, world_from_config
 
 
 def register(sub: Any) -> None:
@@ -150,7 +150,7 @@ def parse_payload(
 
 
 def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
-    from rules.replay import run
+    from config.replay import run
     from rules.runtime import RuleBook
 
     try:

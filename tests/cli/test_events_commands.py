@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from engine import events
 from engine.db import create_store
 from engine.migrate import upgrade
@@ -21,7 +22,6 @@ from tests.conftest import ROOT
 from tests.intake.conftest import add_source, add_team, events_in, firing
 from tests.rules.store_helpers import load_rules
 from tests.support import beacon_env
-from workers.cli import main
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_tail_says_why_no_rule_matched_a_firing_event(
 def test_tail_follows_new_events_and_their_outcomes(data_dir: Path) -> None:
     env = beacon_env(data_dir)
     with subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "events", "tail", "tool"],
+        [sys.executable, "-m", "cli", "events", "tail", "tool"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

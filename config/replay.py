@@ -33,12 +33,12 @@ from pydantic import ValidationError
 
 from engine.activations import Intent, Machine, MemoryState
 from engine.models import AlertEvent, EventStatus
+from rules.errors import RulesError
+from rules.runtime import RuleBook
+from rules.schema import parse_duration
+from rules.yamlpos import load
 
-from .errors import RulesError
-from .runtime import RuleBook
-from .schema import parse_duration
 from .world import ConfigWorld, world_from_config
-from .yamlpos import load
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 #: How long after its last event a bare payload file's replay may run the clock on.

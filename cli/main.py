@@ -40,12 +40,10 @@ def served_settings(settings: Settings, env: Mapping[str, str], host: str, port:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from pages.app import create_app
-
-    from .runtime import Runtime
+    from . import wiring
 
     settings = served_settings(settings, os.environ, args.host, args.port)
-    runtime = Runtime.build(settings)
+    runtime = wiring.build_runtime(settings)
     if settings.embedded:
         migrate.upgrade(runtime.store)
         from engine import outbox
@@ -61,7 +59,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from pages.render import warm
 
     warm(runtime.store)  # render every page now, with this release's templates
-    app = outermost(create_app(runtime, background=True), runtime)
+    app = outermost(wiring.app(runtime, background=True), runtime)
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     _settle_heap()
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
@@ -122,15 +120,17 @@ def _run_loop(coroutine: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from .dispatch import Ticker, dispatch_once
-    from .runtime import Runtime, install
+    from engine.runtime import install
+    from workers.dispatch import Ticker, dispatch_once
+
+    from . import wiring
 
     if settings.embedded:
         raise ConfigError(
             "beacon worker needs BEACON_REDIS_URL (scaled mode); in embedded mode "
             "`beacon serve` runs the workers itself"
         )
-    runtime = install(Runtime.build(settings))
+    runtime = install(wiring.build_runtime(settings))
     worker = runtime.queues.worker(name=runtime.name)
     if args.burst:
         dispatch_once(runtime)
@@ -156,7 +156,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
-    from workers.config import apply_file
+    from config import apply_file
 
     plan = apply_file(store, path, prune=prune, dry_run=dry_run, base_url=base_url)  # type: ignore[arg-type,unused-ignore]
     print(plan.render())
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: parsers to the subparsers object.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg,unused-ignore]
 
-from .events_cli import register as _register_events  # noqa: E402
+from .events_commands import register as _register_events  # noqa: E402
 
 EXTRA_COMMANDS.append(_register_events)
 
@@ -283,7 +283,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BeaconError as exc:
         print(f"beacon: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """From a validated config file to the state it asks for, checking every reference.
 
-The result compares field by field with what the store holds (`workers.config.current`):
+The result compares field by field with what the store holds (`config.current`):
 objects are identified by `(team key, object key)` (pages by slug, teams by key), and
 references are kept as keys, so a dry run can plan without creating anything.
 """
@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from adapters.alert_sources import source_problems
+from engine import assets as asset_files
 from engine.tables import (
     alert_sources,
     channels,
@@ -25,10 +27,8 @@ from engine.tables import (
     users,
 )
 
-from . import assets as asset_files
 from .models import ConfigFile, declared_kinds
 from .rules import TeamKeys, find_rule_files
-from .sources import source_problems
 from .yamlsrc import Locations
 
 Ident = Any  # str for teams and pages, (team key, key) for the rest

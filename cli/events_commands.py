@@ -23,8 +23,8 @@ from engine.db import Store, create_store
 from engine.errors import ConfigError, NotFoundError
 from engine.settings import Settings
 from engine.tables import utcnow
+from pages.unmatched import why_unmatched
 from rules.explain import Explanation
-from workers.evaluate import why_unmatched
 
 #: Seconds between polls of `tail`.
 POLL = 1.0

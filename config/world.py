@@ -15,9 +15,8 @@ from typing import Any
 
 from engine.activations import TemplateSpec
 from engine.models import utc
-
-from .errors import RulesError
-from .validate import Known, TeamKeys
+from rules.errors import RulesError
+from rules.validate import Known, TeamKeys
 
 
 class WorldError(RulesError):

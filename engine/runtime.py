@@ -3,6 +3,10 @@
 RQ job functions take ids and plain values; the connections they need are per process, so
 `beacon serve` and `beacon worker` install a `Runtime` before any job runs and jobs ask for
 it with `current()`. Opening a database pool per job would cost more than the job.
+
+It lives in `engine` because both `pages` (the app, and the render jobs) and `workers` (the
+dispatcher and the other jobs) use it, and they never import each other; `cli` builds it,
+with the outbox handlers of both (`cli.wiring`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +31,9 @@ class Runtime:
     settings: Settings
     store: Store
     queues: Queues
+    #: Outbox kind -> (queue, "module:function") of its handler (`workers.dispatch`); the
+    #: composition root (`cli.wiring.handlers`) puts the workers' and the pages' together.
+    handlers: Mapping[str, tuple[str, str]]
     #: Unique per process: names outbox claims and workers.
     name: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -42,8 +49,15 @@ class Runtime:
     _counter_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, queues: Queues | None = None) -> Runtime:
-        return cls(settings, create_store(settings), queues or Queues.from_settings(settings))
+    def build(
+        cls,
+        settings: Settings,
+        handlers: Mapping[str, tuple[str, str]],
+        queues: Queues | None = None,
+    ) -> Runtime:
+        return cls(
+            settings, create_store(settings), queues or Queues.from_settings(settings), handlers
+        )
 
     def close(self) -> None:
         self.store.dispose()

@@ -1,4 +1,4 @@
-"""What the store holds, in the same shape as `workers.config.desired` builds from a file."""
+"""What the store holds, in the same shape as `config.desired` builds from a file."""
 
 from __future__ import annotations
 

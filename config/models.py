@@ -2,58 +2,33 @@
 
 Unknown fields are errors (a misspelt `stauts:` must not be silently ignored). These models
 only check each object on its own; references between objects are checked by
-`workers.config.resolve`, which knows which team each object belongs to.
+`config.resolve`, which knows which team each object belongs to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from engine.models import IncidentStatus, OnEnd, PageType, ServiceStatus
-
-KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-# N from 1 to 1,000,000 (engine.sources.MAX_RATE_COUNT: the limiter's integers stay exact).
-RATE_LIMIT_PATTERN = r"^([1-9][0-9]{0,5}|1000000)/(s|m|h)$"
-DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
-
-_SERVICE_REF_PATTERN = r"^([a-z0-9][a-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_.-]{0,63}$"
-
-#: What each pattern asks for, in words: pydantic's own message quotes the regular expression.
-PATTERN_WORDS = {
-    KEY_PATTERN: "a key: 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with "
-    "a letter or digit",
-    SLUG_PATTERN: "a slug: 1 to 63 lower-case letters, digits or '-', starting with a letter "
-    "or digit",
-    RATE_LIMIT_PATTERN: "a rate limit: N/s, N/m or N/h with N from 1 to 1000000, such as 50/s",
-    DOMAIN_PATTERN: "a lower-case host name such as status.example.com",
-    _SERVICE_REF_PATTERN: "a service key, or team/key on a page several teams manage",
-}
-
-
-def readable(err: Mapping[str, Any]) -> str:
-    """A pydantic error's message for people: what a pattern means rather than the regular
-    expression, and "must not be empty" for an empty text (pydantic says "at least 1 item")."""
-    kind = err.get("type")
-    got = err.get("input")
-    if kind == "string_pattern_mismatch":
-        pattern = (err.get("ctx") or {}).get("pattern", "")
-        if pattern in PATTERN_WORDS:
-            shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:56] + "...'"
-            return f"{shown} is not {PATTERN_WORDS[pattern]}"
-    if kind in ("string_too_short", "too_short") and got == "":
-        return "must not be empty (leave the field out for none)"
-    return str(err.get("msg", "")).removeprefix("Value error, ")
-
+from adapters.channels import CHANNEL_TARGET
+from engine.models import (
+    DOMAIN_PATTERN,
+    KEY_PATTERN,
+    RATE_LIMIT_PATTERN,
+    SERVICE_REF_PATTERN,
+    SLUG_PATTERN,
+    IncidentStatus,
+    OnEnd,
+    PageType,
+    ServiceStatus,
+)
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 # A service reference: its key in the referring object's team, or `team/key` on a page
 # managed by several teams.
-ServiceRef = Annotated[str, Field(pattern=_SERVICE_REF_PATTERN)]
+ServiceRef = Annotated[str, Field(pattern=SERVICE_REF_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 _ZONES: set[str] = set()
@@ -103,16 +78,6 @@ class AlertSourceSpec(Spec):
     settings: dict[str, Any] = Field(default_factory=dict)
     rate_limit: str | None = Field(default=None, pattern=RATE_LIMIT_PATTERN)
     enabled: bool = True
-
-
-#: What each built-in channel type needs (adapters/channels read `url` or `address`).
-CHANNEL_TARGET = {
-    "slack": "url",
-    "webhook": "url",
-    "email": "address",
-    "smtp": "address",
-    "sms": "address",
-}
 
 
 class ChannelSpec(Spec):

@@ -9,14 +9,14 @@ import redis
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine.queue import Queues
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import api_keys, team_members, teams, users
 from pages.app import create_app
 from pages.auth import principal_for_api_key
 from tests.conftest import free_port
 from tests.support import beacon, beacon_env
-from workers.queue import Queues
-from workers.runtime import Runtime
 
 
 def test_healthz_readyz_and_metrics_answer(runtime: Runtime) -> None:
@@ -105,7 +105,7 @@ def test_beacon_serve_stops_promptly_on_sigterm(tmp_path: Path) -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
         env=beacon_env(tmp_path / "data"),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -124,7 +124,7 @@ def test_beacon_serve_stops_promptly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_serve_without_a_base_url_links_to_the_address_it_listens_on() -> None:
-    from workers.cli import served_settings
+    from cli.main import served_settings
 
     plain = Settings()
     assert served_settings(plain, {}, "127.0.0.1", 9001).base_url == "http://127.0.0.1:9001"

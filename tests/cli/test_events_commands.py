@@ -19,7 +19,13 @@ from engine.settings import Settings
 from engine.sources import find_by_key
 from engine.tables import alert_events, alert_sources, outbox, utcnow
 from tests.conftest import ROOT
-from tests.intake.conftest import add_source, add_team, events_in, firing
+from tests.intake.conftest import (  # fake_adapter: autouse, the fake tool's adapter
+    add_source,
+    add_team,
+    events_in,
+    fake_adapter,  # noqa: F401
+    firing,
+)
 from tests.rules.store_helpers import load_rules
 from tests.support import beacon_env
 

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from adapters.channels import ChannelError, Message, get_channel
 from engine import accounts
 from engine.db import Store
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import users
 
 from .notify import DeliveryRetry, channel_module, context
-from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 

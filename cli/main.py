@@ -65,7 +65,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
     if getattr(args, "server", "uvicorn") == "granian":
         return _serve_granian(app, args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    # proxy_headers=False: the app believes X-Forwarded-* only from BEACON_TRUSTED_PROXIES
+    # (pages.app); uvicorn's own default would trust any process on 127.0.0.1.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+    )
     return 0
 
 
@@ -174,28 +183,6 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.accounts import create_user
-    from engine.db import create_store
-
-    store = create_store(settings)
-    password = os.environ.get("BEACON_USER_PASSWORD") or None
-    user_id = create_user(store, args.email, role=args.role, teams=args.team, password=password)
-    print(f"created user {args.email} (id {user_id}, role {args.role})")
-    return 0
-
-
-def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.accounts import create_api_key
-    from engine.db import create_store
-
-    store = create_store(settings)
-    key = create_api_key(store, name=args.name, team=args.team, admin=args.admin)
-    print(key)
-    print("Store this key now: Beacon keeps only its hash.", file=sys.stderr)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beacon", description="Status pages and incident automation"
@@ -228,25 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)
 
-    user = sub.add_parser("user", help="user accounts")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    create = user_sub.add_parser(
-        "create", help="create a user (password from BEACON_USER_PASSWORD)"
-    )
-    create.add_argument("email")
-    create.add_argument("--role", required=True, choices=["admin", "responder", "stakeholder"])
-    create.add_argument("--team", action="append", default=[])
-    create.set_defaults(func=cmd_user_create)
-
-    apikey = sub.add_parser("apikey", help="API keys")
-    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
-    key_create = apikey_sub.add_parser("create", help="create an API key; it is printed once")
-    who = key_create.add_mutually_exclusive_group(required=True)
-    who.add_argument("--team", help="the team the key acts for (responder rights)")
-    who.add_argument("--admin", action="store_true", help="an admin key: also teams and users")
-    key_create.add_argument("--name", required=True)
-    key_create.set_defaults(func=cmd_apikey_create)
-
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
@@ -268,6 +236,15 @@ def _rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 EXTRA_COMMANDS.append(_rules_commands)
+
+
+def _account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .account_commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_account_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,7 +75,8 @@ def test_user_create_puts_the_user_in_its_teams(
     with rt.store.begin() as conn:
         conn.execute(teams.insert().values(key="acme", name="ACME", private=True))
     made = beacon(
-        ["user", "create", "Ops@Acme.test", "--role", "stakeholder", "--team", "acme"], env
+        ["user", "create", "Ops@Acme.test", "--role", "stakeholder", "--team", "acme"],
+        {**env, "BEACON_USER_PASSWORD": "a password for ops"},
     )
     assert made.returncode == 0, made.stderr
     with rt.store.read() as conn:
@@ -83,7 +84,10 @@ def test_user_create_puts_the_user_in_its_teams(
         member = conn.execute(sa.select(team_members)).one()
     assert user.email == "ops@acme.test" and user.role == "stakeholder"
     assert member.user_id == user.id
-    unknown = beacon(["user", "create", "x@y.test", "--role", "admin", "--team", "nope"], env)
+    unknown = beacon(
+        ["user", "create", "x@y.test", "--role", "admin", "--team", "nope"],
+        {**env, "BEACON_USER_PASSWORD": "a password for x"},
+    )
     assert unknown.returncode == 2
     assert "no team with key 'nope'" in unknown.stderr
 

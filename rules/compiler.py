@@ -17,7 +17,6 @@ posted again with `_after` set to its position, and so on.
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from engine.models import AlertEvent
 
+from . import regex
 from .schema import LABEL_PREFIX
 from .validate import LocatedRule
 
@@ -157,7 +157,7 @@ def _all(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _python_test(op: str, arg: str) -> Callable[[str], bool]:
     if op == "matches":
-        pattern = re.compile(arg)
+        pattern = regex.compile_pattern(arg)
         return lambda value: pattern.search(value) is not None
     if op == "startswith":
         return lambda value: value.startswith(arg)

@@ -12,14 +12,13 @@ tail` explain an unmatched event when someone asks.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from engine.models import AlertEvent
 
+from . import regex
 from .compiler import as_text, event_value, number_of
 from .validate import LocatedRule
 
@@ -32,11 +31,6 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "lt": operator.lt,
     "lte": operator.le,
 }
-
-
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
 
 
 def holds(value: str | None, op: str, arg: Any) -> bool:
@@ -63,7 +57,7 @@ def holds(value: str | None, op: str, arg: Any) -> bool:
     if op == "contains":
         return arg in value
     if op == "matches":
-        return _pattern(arg).search(value) is not None
+        return regex.search(arg, value)
     raise ValueError(f"unknown operator {op!r}")
 
 

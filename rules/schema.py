@@ -28,6 +28,8 @@ from pydantic import (
 
 from engine.models import ServiceStatus, Severity
 
+from . import regex
+
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 KEY_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 RULE_ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -113,8 +115,8 @@ class Condition(Strict):
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile_pattern(value)
+            except regex.RegexError as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return value
 

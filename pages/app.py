@@ -23,6 +23,7 @@ from engine.runtime import Runtime, install
 from . import (
     account_links,
     admin,
+    admin_ui,
     badge,
     embed,
     fastpath,
@@ -80,6 +81,7 @@ def all_routes() -> list[BaseRoute]:
         *sources_api.routes,
         *why.routes,
         *admin.routes,
+        *admin_ui.routes,
         *login.routes,
         *oidc.routes,
         *account_links.routes,

@@ -1,0 +1,85 @@
+"""Fixtures for the admin web UI: the app on an embedded runtime of the test's own, two
+teams (one private) with services and pages, users of each role, and signing in through
+the real form."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from engine import services, teams
+from engine.accounts import create_user
+from engine.db import Store
+from engine.runtime import Runtime
+from engine.settings import Settings
+from pages.app import create_app
+
+PASSWORD = "correct horse battery staple"
+BASE_URL = "http://testserver"
+
+
+@dataclass(frozen=True)
+class World:
+    """Team `platform` (not private) and team `acme` (private), each with two services."""
+
+    team_ids: dict[str, int]
+    service_ids: dict[str, int]
+
+
+def seed(store: Store) -> World:
+    """Two teams, their services, and one user per role (responders of each team, a
+    stakeholder of acme, an admin); every password is PASSWORD."""
+    with store.begin() as conn:
+        team_ids = {
+            "platform": teams.create(conn, teams.TeamFields("platform", "Platform"), actor="t"),
+            "acme": teams.create(conn, teams.TeamFields("acme", "ACME", private=True), actor="t"),
+        }
+        service_ids = {}
+        for team, key, name in (
+            ("platform", "api", "Public API"),
+            ("platform", "db", "Database"),
+            ("acme", "portal", "ACME Portal"),
+            ("acme", "billing", "ACME Billing"),
+        ):
+            fields = services.ServiceFields(key, name, group="Core")
+            service_ids[key] = services.create(conn, team_ids[team], fields, actor="t")
+    create_user(store, "admin@example.test", role="admin", password=PASSWORD)
+    create_user(store, "ops@example.test", role="responder", teams=["platform"], password=PASSWORD)
+    create_user(store, "acme-ops@example.test", role="responder", teams=["acme"], password=PASSWORD)
+    create_user(store, "viewer@example.test", role="stakeholder", teams=["acme"], password=PASSWORD)
+    return World(team_ids, service_ids)
+
+
+@pytest.fixture
+def rt(tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Runtime:
+    env = {"BEACON_DATA_DIR": str(tmp_path / "data"), "BEACON_BASE_URL": BASE_URL}
+    return make_runtime(Settings.from_env(env))
+
+
+@pytest.fixture
+def world(rt: Runtime) -> World:
+    return seed(rt.store)
+
+
+@pytest.fixture
+def client(rt: Runtime, world: World) -> Iterator[TestClient]:
+    with TestClient(create_app(rt), base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+def csrf_of(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def sign_in(client: TestClient, email: str) -> None:
+    token = csrf_of(client.get("/login").text)
+    answer = client.post(
+        "/login",
+        data={"email": email, "password": PASSWORD, "csrf": token, "next": "/admin/"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text

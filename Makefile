@@ -1,4 +1,5 @@
-# Two commands for a new user: `make run` and `make test`. Both set up .venv first.
+# Two commands for a new user: `make run` and `make test`. Both set up .venv first: `make run`
+# with what running needs, `make test` (and `make lint`) with the test tooling as well.
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,11 +8,20 @@ PORT ?= 8000
 
 .PHONY: run test lint bench install clean
 
+# What running Beacon needs (`make run`): the package and its dependencies, no test tooling.
+# A venv that already has the dev extra (`make install`, `make test`) has all of it.
+$(VENV)/.runtime: pyproject.toml
+	if [ $(VENV)/.installed -nt pyproject.toml ]; then touch $@; else \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet -e . && touch $@; fi
+
+# What developing needs (`make test`, `make lint`, `make install`): the `dev` extra too.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $@
+	touch $@ $(VENV)/.runtime
 
 # axe-core for the page's accessibility test (tests/pages_html/test_browser.py); only the
 # tests need it, so `make run` does not.
@@ -25,7 +35,7 @@ tests/accounts/oidc/node_modules/.installed: tests/accounts/oidc/package.json
 
 install: $(VENV)/.installed
 
-run: install
+run: $(VENV)/.runtime
 	$(VENV)/bin/beacon serve --host $(HOST) --port $(PORT) --config examples/beacon.yaml
 
 test: install tests/pages_html/node_modules/.installed tests/accounts/oidc/node_modules/.installed

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
+import re
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +45,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from . import wiring
 
+    # The port first: a second `beacon serve` on a busy port must stop here, before it
+    # migrates, applies, renders or starts workers that would retry the outbox.
+    listener = listen(args.host, args.port)
     settings = served_settings(settings, os.environ, args.host, args.port)
     runtime = wiring.build_runtime(settings)
     if settings.embedded:
@@ -64,10 +70,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _settle_heap()
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
     if getattr(args, "server", "uvicorn") == "granian":
+        # Granian binds its own socket: hand the port over (a moment in which another
+        # process could take it, where it then fails as before).
+        listener.close()
         return _serve_granian(app, args.host, args.port)
     # proxy_headers=False: the app believes X-Forwarded-* only from BEACON_TRUSTED_PROXIES
     # (pages.app); uvicorn's own default would trust any process on 127.0.0.1.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -75,7 +84,29 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level="warning",
         proxy_headers=False,
     )
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a `ConfigError` that says why there is none."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn binds: a port in TIME_WAIT after a restart is free to take.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = (
+            " (is another `beacon serve` running there? choose another --port)"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
+    return sock
 
 
 def _settle_heap() -> None:
@@ -183,10 +214,33 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+class BeaconParser(argparse.ArgumentParser):
+    """argparse in the words of `--help`: a command without its subcommand prints the
+    subcommands (`beacon` alone lists every command), and an unknown subcommand is named as
+    one, never by argparse's internal destination name (`apikey_command`)."""
+
+    command_dest: str | None = None
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        # Not required: a missing subcommand is answered with this parser's help (main).
+        kwargs["required"] = False
+        kwargs.setdefault("title", "commands")
+        action = super().add_subparsers(**kwargs)
+        self.command_dest = action.dest
+        self.set_defaults(usage_parser=self)
+        return action
+
+    def error(self, message: str) -> Any:
+        found = re.match(r"argument (\w+): invalid choice: (.*?) \(choose from (.*)\)$", message)
+        if found and found.group(1) == self.command_dest:
+            choices = found.group(3).replace("'", "")
+            message = f"unknown command {found.group(2)} (the commands are {choices})"
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nSee `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="beacon", description="Status pages and incident automation"
-    )
+    parser = BeaconParser(prog="beacon", description="Status pages and incident automation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -250,6 +304,10 @@ EXTRA_COMMANDS.append(_account_commands)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        # `beacon`, `beacon rules`...: the commands there are, as `--help` lists them.
+        args.usage_parser.print_help()
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

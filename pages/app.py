@@ -33,6 +33,7 @@ from . import (
     login,
     oidc,
     public,
+    root,
     sources_api,
     statuspage_api,
     subscriptions,
@@ -76,6 +77,7 @@ def all_routes() -> list[BaseRoute]:
     """Every route of the app, in matching order."""
     # Page routes go last: root-served custom-domain routes must not shadow the others.
     return [
+        *root.routes,
         *health.routes,
         *intake.routes,
         *sources_api.routes,

@@ -1,18 +1,27 @@
-"""JSON error answers for the APIs: a status, a message, and field details where there are any."""
+"""Error answers: JSON for the APIs (a status, a message, and field details where there are
+any), a small HTML page for a browser that asked for a document.
+
+A browser asking for `/`, a mistyped page or a form with the wrong method sends
+`Accept: text/html` and should read a page, not raw JSON; API clients, `curl` (`*/*`) and
+anything under an API path (`/api/...`, `/p/<slug>/api/...`) keep the JSON body, whose
+shape is part of the contract.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from engine.errors import ConflictError, NotFoundError, ValidationError
 from engine.models import readable
@@ -27,6 +36,65 @@ class FieldErrors(HTTPException):
     def __init__(self, errors: list[dict[str, str]], message: str = "invalid request body") -> None:
         super().__init__(422, message)
         self.errors = errors
+
+
+#: The plain pages (errors, the root) share the sign-in pages' base template.
+PLAIN_ENV = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+)
+#: Titles of the HTML error page, in a visitor's words.
+_TITLES = {
+    400: "This request could not be read",
+    401: "Sign-in needed",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not available this way",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+_API_PATH = re.compile(r"^/(?:api/|p/[^/]+/api/)")
+
+
+def wants_html(request: Request) -> bool:
+    """True when the client is a browser asking for a document (its Accept names
+    `text/html` before any JSON) and the path is not an API's."""
+    if _API_PATH.match(request.url.path):
+        return False
+    accept = request.headers.get("accept", "").lower()
+    html_at = accept.find("text/html")
+    if html_at < 0:
+        return False
+    json_at = accept.find("json")
+    return json_at < 0 or html_at < json_at
+
+
+def error_page(status: int, message: str, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The HTML error page: what happened in a visitor's words, and a way back."""
+    sentence = message[:1].upper() + message[1:]
+    if not sentence.endswith((".", "!", "?")):
+        sentence += "."
+    body = PLAIN_ENV.get_template("error.html").render(
+        status=status, title=_TITLES.get(status, "Request not completed"), message=sentence
+    )
+    merged = {"Cache-Control": "no-store", **(headers or {})}
+    return HTMLResponse(body, status, headers=merged)
+
+
+def error_answer(
+    request: Request,
+    status: int,
+    message: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The error as the client wants it: an HTML page for a browser, else the JSON body."""
+    if wants_html(request):
+        return error_page(status, message, headers)
+    return JSONResponse(error_body(status, message, errors), status, headers)
 
 
 def error_body(
@@ -81,23 +149,21 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=headers)
     errors = exc.errors if isinstance(exc, FieldErrors) else None
-    return JSONResponse(
-        error_body(exc.status_code, str(exc.detail), errors), exc.status_code, headers
-    )
+    return error_answer(request, exc.status_code, str(exc.detail), errors, headers)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse(error_body(404, str(exc) or "not found"), 404)
+    return error_answer(request, 404, str(exc) or "not found")
 
 
 async def conflict(request: Request, exc: Exception) -> Response:
-    return JSONResponse(error_body(409, str(exc)), 409)
+    return error_answer(request, 409, str(exc))
 
 
 async def invalid(request: Request, exc: Exception) -> Response:
     field = getattr(exc, "field", None)
     errors = [{"field": field, "message": str(exc)}] if field else None
-    return JSONResponse(error_body(422, str(exc), errors), 422)
+    return error_answer(request, 422, str(exc), errors)
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
@@ -115,16 +181,17 @@ async def redis_unavailable(request: Request, exc: Exception) -> Response:
     log.warning(
         "Redis unavailable on %s %s: %r", request.method, redact_path(request.url.path), exc
     )
-    return JSONResponse(
-        error_body(503, "a service Beacon depends on (Redis) is unavailable; retry shortly"),
+    return error_answer(
+        request,
         503,
-        {"Retry-After": "5"},
+        "a service Beacon depends on (Redis) is unavailable; retry shortly",
+        headers={"Retry-After": "5"},
     )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
-    return JSONResponse(error_body(500, "internal error; it has been logged"), 500)
+    return error_answer(request, 500, "internal error; it has been logged")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

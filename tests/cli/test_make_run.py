@@ -58,3 +58,24 @@ def test_make_run_answers_healthz_within_60s_and_serves_the_example_page(tmp_pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def _planned(target: str, venv: Path) -> str:
+    planned = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", target, f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return planned.stdout
+
+
+def test_make_run_installs_what_running_needs_and_make_test_the_test_tooling(
+    tmp_path: Path,
+) -> None:
+    run = _planned("run", tmp_path / "venv")
+    assert "pip install --quiet -e ." in run
+    assert "[dev]" not in run
+    for target in ("test", "lint"):
+        assert "-e '.[dev]'" in _planned(target, tmp_path / "venv"), target

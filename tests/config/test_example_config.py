@@ -40,3 +40,13 @@ def test_a_maintenance_window_shows_on_the_public_page() -> None:
         for key in page["services"]
     }
     assert any(public & set(w["services"]) for w in config["maintenance_windows"])
+
+
+def test_the_example_declares_no_channel_that_cannot_deliver() -> None:
+    """A channel aimed at a made-up host fails on every alert and fills a new operator's log
+    (issue 19, item 4): the example's Slack channel is there only as a comment."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    for channel in config.get("channels") or []:
+        url = channel.get("url", "")
+        assert not re.search(r"\.(example|test|invalid)(/|$)", url), channel["key"]
+    assert "# channels:" in EXAMPLE.read_text()

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Context, Message, check_public_url, post
+import orjson
+
+from . import outbound
+from .base import Context, Message
 
 
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
-    url = str(target["url"])
-    check_public_url(url, allow_private=ctx.allow_private)
     text = f"*{message.subject}*\n{message.text}" if message.subject else message.text
-    post(url, json={"text": text})
+    outbound.post(
+        str(target["url"]),
+        content=orjson.dumps({"text": text}),
+        headers={"Content-Type": "application/json"},
+        allow_private=ctx.allow_private,
+        deadline=ctx.outbound_deadline,
+    )

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from .base import Context, Message, check_public_url, post
+from . import outbound
+from .base import Context, Message
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -25,10 +26,15 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     url = str(target["url"])
-    check_public_url(url, allow_private=ctx.allow_private)
     body = orjson.dumps(dict(message.payload) or {"subject": message.subject, "text": message.text})
     headers = {"Content-Type": "application/json", "User-Agent": "Beacon-Webhook/1"}
     secret = target.get("secret")
     if secret:
         headers["X-Beacon-Signature"] = signature(str(secret), body, int(time.time()))
-    post(url, content=body, headers=headers)
+    outbound.post(
+        url,
+        content=body,
+        headers=headers,
+        allow_private=ctx.allow_private,
+        deadline=ctx.outbound_deadline,
+    )

@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 import pytest
 
 from adapters.channels import ChannelError, Context, Message, get_channel
-from adapters.channels.base import check_public_url
 from tests.conftest import free_port
 from tests.support import RecordingServer, SmtpSink
 
@@ -37,13 +36,16 @@ def test_a_webhook_is_signed_over_timestamp_and_body(server: RecordingServer) ->
     assert hmac.compare_digest(v1, expected)
 
 
-def test_it_refuses_webhooks_to_private_addresses_unless_allowed() -> None:
-    with pytest.raises(ChannelError, match="non-public address") as caught:
-        check_public_url("http://127.0.0.1:9/x", allow_private=False)
+def test_it_refuses_webhooks_to_private_addresses_unless_allowed(server: RecordingServer) -> None:
+    webhook = get_channel("webhook")
+    with pytest.raises(ChannelError, match="127.0.0.1, a loopback address") as caught:
+        webhook.send(MESSAGE, {"url": server.url + "/x"}, Context(allow_private=False))
     assert caught.value.permanent
-    check_public_url("http://127.0.0.1:9/x", allow_private=True)
+    assert server.requests == []
+    webhook.send(MESSAGE, {"url": server.url + "/x"}, Context(allow_private=True))
+    assert len(server.requests) == 1
     with pytest.raises(ChannelError, match="not an http"):
-        check_public_url("file:///etc/passwd", allow_private=True)
+        webhook.send(MESSAGE, {"url": "file:///etc/passwd"}, Context(allow_private=True))
 
 
 def test_a_5xx_or_429_is_temporary_and_a_404_permanent(server: RecordingServer) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
+from config import yamlsrc
 from config.world import ConfigWorld, world_from_config
+from engine.errors import ConfigError
 from engine.models import AlertEvent
 from engine.settings import Settings
 from rules.errors import RulesError, RulesInvalid
@@ -62,11 +63,12 @@ def read_rule_files(paths: list[str]) -> dict[str, str]:
 
 def read_config_world(path: str) -> ConfigWorld:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        # The config loader: its node cap refuses an alias bomb before it is built.
+        data, _ = yamlsrc.load(Path(path).read_text(), path)
     except OSError as exc:
         raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: invalid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise RulesError(str(exc)) from None
     return world_from_config(data or {}, path)
 
 

@@ -5,6 +5,11 @@ path (`("services", 0, "name")`) to its line and column, so errors found later (
 or by reference checks) can say `beacon.yaml:12:5: ...`. PyYAML's own loader silently keeps
 the last of two equal keys; a config file with a duplicated key is almost always a mistake,
 so here it is an error.
+
+Aliases are followed (`*a` builds its anchor's value again), so a few hundred bytes of
+nested aliases can stand for billions of values (the "billion laughs"): before building
+anything the loader counts what the file would build and refuses more than `MAX_NODES`,
+naming the value that went past it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from engine.errors import ConfigError
 
 Path = tuple[str | int, ...]
+
+#: The most values (mappings, lists, scalars, keys) one file may build, aliases followed:
+#: far above any real config (10,000 services is some 100,000), far below what hurts.
+MAX_NODES = 500_000
 
 
 @dataclass
@@ -88,6 +97,30 @@ class _Builder:
         return result
 
 
+def _expanded(node: Node, sizes: dict[int, int], filename: str) -> int:
+    """How many values `node` builds, aliases followed, counted once per distinct node (so
+    in time linear in the file); raises `ConfigError` at the innermost node past
+    `MAX_NODES`."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            size += _expanded(key, sizes, filename) + _expanded(value, sizes, filename)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            size += _expanded(item, sizes, filename)
+    if size > MAX_NODES:
+        line, column = _mark(node)
+        raise ConfigError(
+            f"{filename}:{line}:{column}: this value expands to more than {MAX_NODES:,} values "
+            "(aliases nested too far?)"
+        )
+    sizes[id(node)] = size
+    return size
+
+
 def load(text: str, filename: str) -> tuple[Any, Locations]:
     """Parse `text`; raises `ConfigError` naming file, line and column on bad YAML."""
     locations = Locations(filename)
@@ -96,6 +129,7 @@ def load(text: str, filename: str) -> tuple[Any, Locations]:
         node = loader.get_single_node()
         if node is None:
             return None, locations
+        _expanded(node, {}, filename)
         builder = _Builder(loader, locations)
         value = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
@@ -104,6 +138,8 @@ def load(text: str, filename: str) -> tuple[Any, Locations]:
         raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{filename}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{filename}: invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     if builder.errors:

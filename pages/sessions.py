@@ -34,8 +34,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: else why not (for the 403 the route gives).
 REFUSED = "beacon.cross_site_refused"
 #: A form bigger than this is not read for its token (it fails the check): sign-in, sign-out
-#: and account forms are a few hundred bytes.
-MAX_FORM_BYTES = 256 * 1024
+#: and account forms are a few hundred bytes; the admin UI's page form carries a logo (up to
+#: 512 KB) and a favicon (128 KB).
+MAX_FORM_BYTES = 1024 * 1024
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

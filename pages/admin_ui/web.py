@@ -29,6 +29,7 @@ from starlette.responses import RedirectResponse, Response
 from engine.errors import BeaconError, ConflictError, NotFoundError
 from engine.tables import teams
 from pages.admin.api import Ctx, Handler
+from pages.admin.schemas import MAX_ID
 from pages.auth import Principal, principal
 from pages.errors import FieldErrors, pydantic_errors
 from pages.sessions import csrf_ok, csrf_token
@@ -188,9 +189,13 @@ async def call(
     """Run an admin API handler as `who` (in a thread: the store is synchronous). What the
     handler refuses comes back as a Problem; a NotFoundError stays one (the view's 404:
     another team's object is not there, as in the API)."""
+    if any(not 1 <= value <= MAX_ID for value in ids.values()):
+        raise NotFoundError("no such object")
     ctx = Ctx(request, who, request.app.state.store, body, dict(ids))
     try:
         result = await run_in_threadpool(handler, ctx)
+    except NotFoundError:
+        raise
     except sa.exc.IntegrityError:
         raise Problem(
             [{"field": "", "message": "the change conflicts with an existing object"}]

@@ -7,19 +7,33 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from engine import services, teams
-from engine.accounts import create_user
-from engine.db import Store
+from engine import migrate, services, teams
+from engine.accounts import create_api_key, create_user
+from engine.db import Store, create_store
 from engine.runtime import Runtime
 from engine.settings import Settings
 from pages.app import create_app
+from tests.conftest import need
+from tests.support import serve
 
 PASSWORD = "correct horse battery staple"
 BASE_URL = "http://testserver"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `beacon serve`: its base URL, its store, the seeded world, an admin key."""
+
+    base: str
+    store: Store
+    world: World
+    auth: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -83,3 +97,47 @@ def sign_in(client: TestClient, email: str) -> None:
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`beacon serve` on a seeded data directory (`seed`) with two pages: platform's public
+    page `shop`, never activated, and acme's private page `acme`, active."""
+    data = tmp_path_factory.mktemp("admin-ui") / "data"
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
+    migrate.upgrade(store)
+    world = seed(store)
+    key = create_api_key(store, name="seed", admin=True)
+    try:
+        with serve(data) as base:
+            auth = {"Authorization": f"Bearer {key}"}
+            for body in (
+                {"slug": "shop", "name": "Shop Status", "teams": ["platform"], "services": ["api"]},
+                {
+                    "slug": "acme",
+                    "name": "ACME Status",
+                    "type": "private",
+                    "teams": ["acme"],
+                    "services": ["portal"],
+                    "active": True,
+                },
+            ):
+                answer = httpx.post(f"{base}/api/v1/pages", json=body, headers=auth)
+                assert answer.status_code == 201, answer.text
+            yield Served(base, store, world, auth)
+    finally:
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from .browser import AXE, CHROMIUM, CHROMIUM_ARGS
+
+    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
+    need(AXE.exists(), "axe-core is not installed (npm install --prefix tests/pages_html)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

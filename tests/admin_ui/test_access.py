@@ -13,7 +13,7 @@ from engine.accounts import create_api_key
 from engine.runtime import Runtime
 from engine.tables import status_pages
 
-from .conftest import World, sign_in
+from .conftest import World, csrf_of, sign_in
 
 
 def make_pages(client: TestClient, rt: Runtime) -> None:
@@ -72,3 +72,51 @@ def test_the_admin_pages_carry_the_security_headers_and_are_never_cached(
 def pages_count(rt: Runtime) -> Any:
     with rt.store.read() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(status_pages)).scalar()
+
+
+def test_a_form_without_the_csrf_token_changes_nothing(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    sign_in(client, "admin@example.test")
+    form = {"name": "Forged", "slug": "forged", "type": "public", "teams": "platform"}
+    answer = client.post("/admin/pages/new", data=form, follow_redirects=False)
+    assert answer.status_code == 403
+    assert "CSRF" in answer.text
+    assert pages_count(rt) == 0
+    token = csrf_of(client.get("/admin/pages/new").text)
+    answer = client.post("/admin/pages/new", data={**form, "csrf": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert pages_count(rt) == 1
+
+
+def test_a_bad_form_is_shown_again_with_its_errors_inline(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    sign_in(client, "ops@example.test")
+    token = csrf_of(client.get("/admin/pages/new").text)
+    form = {"csrf": token, "name": "", "slug": "Not A Slug!", "teams": "acme"}
+    answer = client.post("/admin/pages/new", data=form)
+    assert answer.status_code == 422
+    assert 'id="slug-error"' in answer.text and 'id="name-error"' in answer.text
+    # acme is private and not the responder's: refused like a team that does not exist.
+    form = {"csrf": token, "name": "X", "slug": "x", "teams": "acme"}
+    answer = client.post("/admin/pages/new", data=form)
+    assert answer.status_code == 422
+    assert "unknown team &#39;acme&#39;" in answer.text
+    assert pages_count(rt) == 0
+
+
+def test_another_teams_private_page_is_not_found_by_id(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    make_pages(client, rt)
+    with rt.store.read() as conn:
+        acme = conn.execute(
+            sa.select(status_pages.c.id).where(status_pages.c.slug == "acme")
+        ).scalar()
+    sign_in(client, "ops@example.test")
+    assert client.get(f"/admin/pages/{acme}").status_code == 404
+    assert client.get(f"/admin/pages/{2**40}").status_code == 404
+    token = csrf_of(client.get("/admin/pages").text)
+    answer = client.post(f"/admin/pages/{acme}/activate", data={"csrf": token})
+    assert answer.status_code == 404

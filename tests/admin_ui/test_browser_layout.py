@@ -3,72 +3,19 @@ status pages list, which says that a public page nobody activated is not visible
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from engine import migrate
-from engine.accounts import create_api_key
-from engine.db import Store, create_store
-from engine.settings import Settings
-from tests.conftest import need
-from tests.support import serve
-
-from .browser import AXE, CHROMIUM, CHROMIUM_ARGS, Steps, sign_in
-from .conftest import seed
+from .browser import Steps, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
-    """`beacon serve` on a seeded data directory with two pages: platform's public page,
-    never activated, and acme's private page, active."""
-    data = tmp_path_factory.mktemp("admin-ui") / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    seed(store)
-    key = create_api_key(store, name="seed", admin=True)
-    try:
-        with serve(data) as base:
-            auth = {"Authorization": f"Bearer {key}"}
-            for body in (
-                {"slug": "shop", "name": "Shop Status", "teams": ["platform"], "services": ["api"]},
-                {
-                    "slug": "acme",
-                    "name": "ACME Status",
-                    "type": "private",
-                    "teams": ["acme"],
-                    "services": ["portal"],
-                    "active": True,
-                },
-            ):
-                answer = httpx.post(f"{base}/api/v1/pages", json=body, headers=auth)
-                assert answer.status_code == 201, answer.text
-            yield base, store
-    finally:
-        store.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    need(AXE.exists(), "axe-core is not installed (npm install --prefix tests/pages_html)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_the_pages_list_is_reached_by_keyboard_and_warns_of_an_inactive_public_page(
     served: Any, browser: Any
 ) -> None:
-    base, _store = served
+    base = served.base
     steps = Steps("layout")
     page = browser.new_page()
     sign_in(page, base, "admin@example.test")
@@ -117,7 +64,7 @@ def test_the_pages_list_is_reached_by_keyboard_and_warns_of_an_inactive_public_p
 
 
 def test_a_stakeholder_sees_only_the_links_to_their_pages(served: Any, browser: Any) -> None:
-    base, _store = served
+    base = served.base
     steps = Steps("stakeholder")
     page = browser.new_page()
     sign_in(page, base, "viewer@example.test")

@@ -13,6 +13,7 @@ else's filter). Everything here works in the caller's transaction.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import secrets
@@ -369,7 +370,10 @@ def _again(
 
 
 def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(24)
+    """A Standard Webhooks secret: `whsec_` and standard base64 of 32 random bytes (the
+    libraries decode the part after the prefix as base64, so url-safe characters would be
+    read differently by different ones)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def confirm(conn: Connection, page_id: int, token: str) -> Any | None:

@@ -270,7 +270,8 @@ def _answer(request: Request, page: subs.Page, found: subs.Subscription, as_json
         body["unsubscribe_url"] = unsubscribe_url
     if found.webhook_secret:
         body["signing_secret"] = found.webhook_secret
-        body["signature_header"] = "X-Beacon-Signature"
+        # Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature (v1,<base64>).
+        body["signature_scheme"] = "standard-webhooks"
     status = 201 if found.created else 200
     if as_json:
         return JSONResponse(body, status)

@@ -302,7 +302,9 @@ def build(
             **notice.envelope,
         }
         target = {"url": row.address, "secret": row.webhook_secret}
-        return "webhook", target, Message(subject="", text="", payload=body)
+        # One webhook-id per delivery: the same on every attempt, so receivers deduplicate.
+        message = Message(subject="", text="", payload=body, id=f"msg_{row.delivery_id}")
+        return "webhook", target, message
     if channel == SubscriberChannel.SMS:
         return (
             "sms",

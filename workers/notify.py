@@ -9,6 +9,7 @@ backoff; a permanent one marks it failed and disables the channel with the reaso
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,6 +123,7 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
                 subject=message["subject"] or "",
                 text=message["text"] or "",
                 payload=message["payload"] or {},
+                id="msg_" + hashlib.sha256(payload["dedup_key"].encode()).hexdigest()[:32],
             ),
             dict(channel.config or {}),
             ctx,

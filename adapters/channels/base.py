@@ -28,6 +28,9 @@ class Message:
     payload: Mapping[str, Any] = field(default_factory=dict)
     #: Extra email headers (e.g. RFC 8058 `List-Unsubscribe`); other channels ignore them.
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The same for every attempt to send this message (a webhook's `webhook-id`, which
+    #: receivers deduplicate on); empty: each attempt gets a new one.
+    id: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,57 @@
-"""Signed webhooks: the payload as JSON, with an HMAC-SHA256 signature of the body.
+"""Webhooks signed as Standard Webhooks (https://www.standardwebhooks.com/).
 
-Receivers verify `X-Beacon-Signature: t=<unix time>,v1=<hex>` where v1 is
-HMAC-SHA256(secret, "<t>.<body>"): the timestamp inside the signed text lets them refuse
-replays.
+The body is the payload as JSON (Statuspage's envelope for subscribers). Each request
+carries `webhook-id` (the same on every attempt of one message, so receivers deduplicate on
+it), `webhook-timestamp` (Unix seconds) and, when the target has a secret,
+`webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, made by the
+`standardwebhooks` library that receivers verify with.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from math import floor
 from typing import Any
 
 import orjson
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from . import outbound
 from .base import Context, Message
+from .errors import ChannelError
 
 
-def signature(secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def signed_headers(
+    secret: str | None, message_id: str, body: bytes, at: datetime
+) -> dict[str, str]:
+    """The Standard Webhooks headers for `body` (no signature without a secret)."""
+    headers = {"webhook-id": message_id, "webhook-timestamp": str(floor(at.timestamp()))}
+    if secret:
+        try:
+            signer = Webhook(secret)
+        except (ValueError, RuntimeError, EmptyWebhookSecretError) as exc:  # not base64, empty
+            raise ChannelError(f"the signing secret is not valid: {exc}", permanent=True) from None
+        headers["webhook-signature"] = signer.sign(message_id, at, body)
+    return headers
 
 
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
-    url = str(target["url"])
     body = orjson.dumps(dict(message.payload) or {"subject": message.subject, "text": message.text})
-    headers = {"Content-Type": "application/json", "User-Agent": "Beacon-Webhook/1"}
     secret = target.get("secret")
-    if secret:
-        headers["X-Beacon-Signature"] = signature(str(secret), body, int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Beacon-Webhook/1",
+        **signed_headers(
+            str(secret) if secret else None,
+            message.id or f"msg_{uuid.uuid4().hex}",
+            body,
+            datetime.now(UTC),
+        ),
+    }
     outbound.post(
-        url,
+        str(target["url"]),
         content=body,
         headers=headers,
         allow_private=ctx.allow_private,

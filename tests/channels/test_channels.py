@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
+import time
 from email import message_from_bytes
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from adapters.channels import ChannelError, Context, Message, get_channel
 from tests.conftest import free_port
@@ -22,18 +24,36 @@ def _ctx(server: RecordingServer, **values: Any) -> Context:
     return Context(allow_private=True, **values)
 
 
-def test_a_webhook_is_signed_over_timestamp_and_body(server: RecordingServer) -> None:
-    get_channel("webhook").send(
-        MESSAGE, {"url": server.url + "/hook", "secret": "s3cret"}, _ctx(server)
-    )
-    (request,) = server.requests
-    body = request["body"]
-    assert isinstance(body, bytes) and json.loads(body) == {"incident": {"id": "x"}}
-    headers = request["headers"]
-    assert isinstance(headers, dict)
-    stamp, v1 = (part.split("=", 1)[1] for part in headers["X-Beacon-Signature"].split(","))
-    expected = hmac.new(b"s3cret", f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(v1, expected)
+SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes....").decode()
+
+
+def test_a_webhook_is_signed_as_standard_webhooks_and_verifies_with_its_library(
+    server: RecordingServer,
+) -> None:
+    message = Message(subject="", text="", payload={"incident": {"id": "x"}}, id="msg_42")
+    for _attempt in range(2):
+        get_channel("webhook").send(
+            message, {"url": server.url + "/hook", "secret": SECRET}, _ctx(server)
+        )
+    first, second = server.requests
+    body = first["body"]
+    headers = first["headers"]
+    assert isinstance(body, bytes) and isinstance(headers, dict)
+    assert Webhook(SECRET).verify(body, headers) == {"incident": {"id": "x"}}
+    assert headers["webhook-signature"].startswith("v1,")
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    # The same id on every attempt: receivers deduplicate on it.
+    assert headers["webhook-id"] == second["headers"]["webhook-id"] == "msg_42"  # type: ignore[index]
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(b"another secret").decode()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_a_malformed_signing_secret_is_a_permanent_failure(server: RecordingServer) -> None:
+    with pytest.raises(ChannelError, match="signing secret is not valid") as caught:
+        get_channel("webhook").send(MESSAGE, {"url": server.url, "secret": "whsec_"}, _ctx(server))
+    assert caught.value.permanent and server.requests == []
 
 
 def test_it_refuses_webhooks_to_private_addresses_unless_allowed(server: RecordingServer) -> None:

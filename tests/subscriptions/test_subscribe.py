@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_a_webhook_is_confirmed_at_once_with_a_secret_shown_once(
     body = first.json()
     assert body["status"] == "subscribed" and body["services"] == ["api"]
     assert body["signing_secret"].startswith("whsec_")
+    assert body["signature_scheme"] == "standard-webhooks"
+    assert len(base64.b64decode(body["signing_secret"].removeprefix("whsec_"), validate=True)) == 32
     assert body["unsubscribe_url"].startswith(f"{BASE_URL}/p/acme/subscriptions/unsubscribe/")
     (row,) = subscriber_rows(rt)
     assert row.confirmed and row.webhook_secret == body["signing_secret"]

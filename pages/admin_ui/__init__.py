@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
-from . import static, statuspages
+from . import incidents, maintenance, static, statuspages
 
 
 async def _to_home(_request: object) -> RedirectResponse:
@@ -19,4 +19,6 @@ routes: list[BaseRoute] = [
     Route("/admin", _to_home, methods=["GET", "HEAD"]),
     *static.routes,
     *statuspages.routes,
+    *incidents.routes,
+    *maintenance.routes,
 ]

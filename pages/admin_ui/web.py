@@ -49,6 +49,8 @@ ENV.filters["words"] = lambda s: str(s).replace("_", " ")
 #: The navigation for admins and responders: (path, label).
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
+    ("/admin/incidents", "Incidents"),
+    ("/admin/maintenance", "Maintenance"),
 ]
 
 

@@ -102,14 +102,15 @@ def sign_in(client: TestClient, email: str) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`beacon serve` on a seeded data directory (`seed`) with two pages: platform's public
-    page `shop`, never activated, and acme's private page `acme`, active."""
+    page `shop`, never activated, and acme's private page `acme`, active. Outbound
+    webhooks may go to loopback (the subscribers' stand-in)."""
     data = tmp_path_factory.mktemp("admin-ui") / "data"
     store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
     migrate.upgrade(store)
     world = seed(store)
     key = create_api_key(store, name="seed", admin=True)
     try:
-        with serve(data) as base:
+        with serve(data, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}) as base:
             auth = {"Authorization": f"Bearer {key}"}
             for body in (
                 {"slug": "shop", "name": "Shop Status", "teams": ["platform"], "services": ["api"]},

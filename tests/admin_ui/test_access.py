@@ -120,3 +120,36 @@ def test_another_teams_private_page_is_not_found_by_id(
     token = csrf_of(client.get("/admin/pages").text)
     answer = client.post(f"/admin/pages/{acme}/activate", data={"csrf": token})
     assert answer.status_code == 404
+
+
+def test_a_responder_cannot_open_or_read_another_private_teams_incidents(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    key = create_api_key(rt.store, name="seed", admin=True)
+    made = client.post(
+        "/api/v1/incidents",
+        json={"team": "acme", "title": "ACME down", "impacts": {"portal": "major_outage"}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert made.status_code == 201, made.text
+    sign_in(client, "ops@example.test")
+    assert "ACME down" not in client.get("/admin/incidents").text
+    assert client.get(f"/admin/incidents/{made.json()['id']}").status_code == 404
+    form = client.get("/admin/incidents/new").text
+    assert "ACME Portal" not in form and "acme" not in form
+    token = csrf_of(form)
+    answer = client.post(
+        "/admin/incidents/new",
+        data={
+            "csrf": token,
+            "team": "acme",
+            "title": "x",
+            f"impact-{world.service_ids['portal']}": "degraded",
+        },
+    )
+    assert answer.status_code == 422
+    answer = client.post(
+        f"/admin/incidents/{made.json()['id']}/updates",
+        data={"csrf": token, "status": "resolved", "message": "x"},
+    )
+    assert answer.status_code == 404

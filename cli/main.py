@@ -69,6 +69,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     _settle_heap()
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
+    _say_how_email_leaves(settings)
     if getattr(args, "server", "uvicorn") == "granian":
         # Granian binds its own socket: hand the port over (a moment in which another
         # process could take it, where it then fails as before).
@@ -107,6 +108,22 @@ def listen(host: str, port: int) -> socket.socket:
         )
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
     return sock
+
+
+def _say_how_email_leaves(settings: Settings) -> None:
+    """At start, when email cannot reach an inbox: where it goes instead (issue 19)."""
+    if settings.email_transport == "outbox":
+        print(
+            "Email: no provider is set (BEACON_SENDGRID_API_KEY or BEACON_SMTP_URL), so emails "
+            f"are not sent: each one is written to {settings.email_outbox}/ as an .eml file "
+            "and to this log, links included.",
+            flush=True,
+        )
+    elif settings.email_transport == "none":
+        log.warning(
+            "no email provider is set (BEACON_SENDGRID_API_KEY or BEACON_SMTP_URL): email "
+            "subscriptions are refused and account emails cannot be sent"
+        )
 
 
 def _settle_heap() -> None:

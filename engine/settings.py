@@ -107,6 +107,22 @@ class Settings(BaseModel):
         return not self.redis_url
 
     @property
+    def email_transport(self) -> str:
+        """How email leaves: `sendgrid`, `smtp`, `outbox` (embedded mode without a provider:
+        `.eml` files in the data directory's `outbox/` and the log), or `none` (scaled mode
+        without a provider: email cannot be sent)."""
+        if self.sendgrid_api_key.get_secret_value():
+            return "sendgrid"
+        if self.smtp_url.get_secret_value():
+            return "smtp"
+        return "outbox" if self.embedded else "none"
+
+    @property
+    def email_outbox(self) -> Path:
+        """Where the `outbox` transport keeps the messages it did not send."""
+        return self.data_dir / "outbox"
+
+    @property
     def effective_database_url(self) -> str:
         """The SQLAlchemy URL: `BEACON_DATABASE_URL`, else SQLite in the data directory."""
         url = self.database_url

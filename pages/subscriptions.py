@@ -105,6 +105,10 @@ async def _fields(request: Request) -> Fields:
     return Fields(str(data.get("channel") or ""), str(data.get("address") or ""), services)
 
 
+def _email_transport(request: Request) -> str:
+    return str(request.app.state.settings.email_transport)
+
+
 def _page(request: Request) -> subs.Page:
     slug = request.path_params["slug"]
     with request.app.state.store.read() as conn:
@@ -134,6 +138,11 @@ def _subscribe(
             address = conn.execute(
                 sa.select(users.c.email).where(users.c.id == user_id)
             ).scalar_one()
+        if channel == SubscriberChannel.EMAIL and _email_transport(request) == "none":
+            # Better refused than a visitor waiting for an email that cannot be sent.
+            raise ValidationError(
+                "this status page cannot send email: subscribe another way", field="channel"
+            )
         if (
             channel == SubscriberChannel.WEBHOOK
             and not request.app.state.settings.webhook_allow_private
@@ -254,13 +263,19 @@ def _answer(request: Request, page: subs.Page, found: subs.Subscription, as_json
     }
     if found.channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
         # The same answer for new, pending and confirmed addresses.
-        body.update(
-            status="pending_confirmation",
-            message=f"If {found.address} is not subscribed yet, a confirmation is on its way.",
-        )
+        kept = found.channel == SubscriberChannel.EMAIL and _email_transport(request) == "outbox"
+        message = f"If {found.address} is not subscribed yet, a confirmation is on its way."
+        if kept:
+            # Embedded mode without a provider: nothing reaches the inbox (outbox_email).
+            message = (
+                f"If {found.address} is not subscribed yet, a confirmation was written, but "
+                "this status page cannot send email yet: its operator has it and can pass "
+                "on the link."
+            )
+        body.update(status="pending_confirmation", message=message)
         if as_json:
             return JSONResponse(body, 202)
-        return html("subscribe_pending.html", 202, page=page, page_url=base, **body)
+        return html("subscribe_pending.html", 202, page=page, page_url=base, kept=kept, **body)
     body["status"] = "subscribed"
     unsubscribe_url = None
     # The unsubscribe link and the secret go only to whoever made them: anyone can post a

@@ -43,14 +43,17 @@ def context(settings: Settings) -> Context:
         twilio_from=settings.twilio_from,
         twilio_api_url=settings.twilio_api_url,
         allow_private=settings.webhook_allow_private,
+        outbox_dir=str(settings.email_outbox) if settings.email_transport == "outbox" else "",
     )
 
 
 def channel_module(kind: str, ctx: Context) -> str:
     """The channel module for a team channel's type (`email` goes through SendGrid when it
-    is configured, else SMTP)."""
+    is configured, else SMTP when that is, else, in embedded mode, to the outbox folder)."""
     if kind == "email":
-        return "email" if ctx.sendgrid_api_key else "smtp"
+        if ctx.sendgrid_api_key:
+            return "email"
+        return "email-outbox" if ctx.outbox_dir and not ctx.smtp_url else "smtp"
     return kind
 
 

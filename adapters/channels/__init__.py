@@ -31,9 +31,14 @@ CHANNEL_TARGET = {
 }
 
 
+#: Modules the workers pick that no config declares: what `email` means in embedded mode
+#: without a provider (`workers.notify.channel_module`).
+TRANSPORTS: dict[str, str] = {"email-outbox": "adapters.channels.outbox_email"}
+
+
 def get_channel(kind: str) -> ModuleType:
     try:
-        return importlib.import_module(CHANNELS[kind])
+        return importlib.import_module(CHANNELS.get(kind) or TRANSPORTS[kind])
     except KeyError:
         raise ChannelError(
             f"unknown channel type {kind!r} (known: {', '.join(sorted(CHANNELS))})", permanent=True

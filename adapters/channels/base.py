@@ -48,6 +48,9 @@ class Context:
     allow_private: bool = False
     #: Seconds for a whole outbound webhook or chat-hook request (`outbound.DEADLINE`).
     outbound_deadline: float = 10.0
+    #: Embedded mode without an email provider: where emails are kept instead of sent
+    #: (`outbox_email`); empty when they cannot be kept either.
+    outbox_dir: str = ""
 
 
 def is_permanent(status: int) -> bool:

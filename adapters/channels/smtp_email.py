@@ -13,6 +13,11 @@ from .errors import ChannelError
 
 
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
+    if not ctx.smtp_url:
+        raise ChannelError(
+            "no email provider is configured: set BEACON_SENDGRID_API_KEY or BEACON_SMTP_URL",
+            permanent=True,
+        )
     url = urlsplit(ctx.smtp_url)
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
         raise ChannelError(

@@ -40,6 +40,7 @@ from . import (
     tls,
     why,
 )
+from .bodycap import DEFAULT_LIMIT, BodyCap
 from .errors import EXCEPTION_HANDLERS, log_access
 from .headers import SecurityHeaders
 from .hosts import PageHosts
@@ -126,6 +127,15 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
         # First of all: a page host's root paths become /p/<slug>/... (or 404), so that on
         # a page's host nothing else, not even the fast path, answers for another page.
         Middleware(PageHosts, settings=runtime.settings, store=runtime.store),
+        # Every body is capped before anything reads it (pages/bodycap.py).
+        Middleware(
+            BodyCap,
+            default=DEFAULT_LIMIT,
+            limits=[
+                (r"^/api/v1/events/", settings.max_body_bytes),
+                (r"^/p/[^/]+/subscribe$", subscriptions.MAX_BODY),
+            ],
+        ),
         # Cached public pages are answered before everything else (pages/fastpath.py).
         Middleware(fastpath.FastPages),
         Middleware(AccessLog),

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from engine import crud, outbox
 from engine.db import Store
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from engine.tables import (
     rule_sets,
 )
@@ -27,7 +27,7 @@ from .desired import KEEP, Desired, build
 from .load import read_config
 from .plan import Change, Plan
 from .rules import check_rules
-from .writers import WRITERS, Context, delete
+from .writers import AUDITED_BY_APPLY, WRITERS, Context, delete
 
 ORDER = [
     "teams",
@@ -167,10 +167,16 @@ def _execute(
     for change in changes:
         kind = kind_of[change.kind]
         ident = _ident(kind, change.key)
-        if change.action == "delete":
-            delete(ctx, kind, ident)
-        else:
-            WRITERS[kind](ctx, ident, want.objects[kind][ident], change)
+        try:
+            if change.action == "delete":
+                delete(ctx, kind, ident)
+            else:
+                WRITERS[kind](ctx, ident, want.objects[kind][ident], change)
+        except (ValidationError, ConflictError, NotFoundError) as exc:
+            # What the checks of `desired` could not see (the engine has the last word).
+            raise ConfigError(f"{change.kind} {change.key}: {exc}") from None
+        if kind not in AUDITED_BY_APPLY:
+            continue
         team_key = _team_of(
             kind, ident, {**now.objects[kind].get(ident, {}), **want.objects[kind].get(ident, {})}
         )
@@ -189,8 +195,7 @@ def _execute(
         wanted = [ctx.service_id(*ref) for ref in fields["services"]]
         if crud.sync_page_layout(conn, page_id, wanted):
             ctx.dirty_pages.add(page_id)
-    ctx.dirty_pages.update(crud.relayout_pages_of(conn, ctx.regrouped))
-    crud.pages_dirty(conn, page_ids=ctx.dirty_pages, service_ids=ctx.dirty_services)
+    crud.pages_dirty(conn, page_ids=ctx.dirty_pages)
     return ctx.generated
 
 

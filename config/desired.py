@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.alert_sources import source_problems
 from engine import assets as asset_files
+from engine import templates
 from engine.tables import (
     alert_sources,
     channels,
@@ -268,7 +269,7 @@ def _templates(check: _Checker, want: Desired, base: Path) -> None:
         for key in tpl.services:
             check.reference(("incident_templates", i, "services", key), "services", tpl.team, key)
         for name in ("title", "message", "resolve_message"):
-            problem = _template_syntax(getattr(tpl, name))
+            problem = templates.syntax_problem(getattr(tpl, name))
             if problem:
                 check.error(("incident_templates", i, name), f"template syntax: {problem}")
         want.objects["incident_templates"][(tpl.team, tpl.key)] = {
@@ -440,14 +441,3 @@ def _check_channel_type(check: _Checker, i: int, channel_type: str) -> None:
         check.error(
             ("channels", i, "type"), f"unknown channel type {channel_type!r} (known: {known})"
         )
-
-
-def _template_syntax(text: str) -> str | None:
-    from jinja2 import TemplateSyntaxError
-    from jinja2.sandbox import SandboxedEnvironment
-
-    try:
-        SandboxedEnvironment().parse(text)
-    except TemplateSyntaxError as exc:
-        return f"line {exc.lineno}: {exc.message}"
-    return None

@@ -8,7 +8,8 @@ Results are output models (or lists of them), or None for 204.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,14 @@ class Ctx:
     @property
     def base_url(self) -> str:
         return str(self.request.app.state.settings.base_url).rstrip("/")
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction; once it commits, the dispatcher is nudged (`nudge`), since
+        the engine's write functions leave outbox rows (pages dirty, notifications)."""
+        with self.store.begin() as conn:
+            yield conn
+        self.nudge = True
 
     def audit(
         self, conn: Connection, action: str, kind: str, key: str, team_id: int | None, **detail: Any

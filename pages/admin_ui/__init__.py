@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
-from . import incidents, maintenance, static, statuspages
+from . import incidents, maintenance, services, static, statuspages
 
 
 async def _to_home(_request: object) -> RedirectResponse:
@@ -21,4 +21,5 @@ routes: list[BaseRoute] = [
     *statuspages.routes,
     *incidents.routes,
     *maintenance.routes,
+    *services.routes,
 ]

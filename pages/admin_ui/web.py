@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -46,11 +47,25 @@ ENV = Environment(
 ENV.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
 ENV.filters["words"] = lambda s: str(s).replace("_", " ")
 
+
+def _iso_when(value: Any) -> str:
+    """An ISO time (as `engine.why` gives them) the way the rest of the UI shows times."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(value)
+
+
+ENV.filters["iso_when"] = _iso_when
+
 #: The navigation for admins and responders: (path, label).
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
     ("/admin/incidents", "Incidents"),
     ("/admin/maintenance", "Maintenance"),
+    ("/admin/services", "Services"),
 ]
 
 

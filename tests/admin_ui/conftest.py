@@ -19,7 +19,7 @@ from engine.db import Store, create_store
 from engine.runtime import Runtime
 from engine.settings import Settings
 from pages.app import create_app
-from tests.conftest import need
+from tests.conftest import ROOT, need
 from tests.support import serve
 
 PASSWORD = "correct horse battery staple"
@@ -142,3 +142,24 @@ def browser() -> Iterator[Any]:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`beacon serve --config examples/beacon.yaml` (Northwind: team platform, its services,
+    sources, rules and templates), with an admin and a responder of platform who sign in
+    with PASSWORD. Its `world` is empty: the config file made everything."""
+    data = tmp_path_factory.mktemp("admin-ui-example") / "data"
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
+    migrate.upgrade(store)
+    key = create_api_key(store, name="seed", admin=True)
+    config = str(ROOT / "examples" / "beacon.yaml")
+    try:
+        with serve(data, "--config", config, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}) as base:
+            create_user(store, "admin@example.test", role="admin", password=PASSWORD)
+            create_user(
+                store, "ops@example.test", role="responder", teams=["platform"], password=PASSWORD
+            )
+            yield Served(base, store, World({}, {}), {"Authorization": f"Bearer {key}"})
+    finally:
+        store.dispose()

@@ -153,3 +153,19 @@ def test_a_responder_cannot_open_or_read_another_private_teams_incidents(
         data={"csrf": token, "status": "resolved", "message": "x"},
     )
     assert answer.status_code == 404
+
+
+def test_a_responder_cannot_set_or_release_another_private_teams_service(
+    client: TestClient, world: World
+) -> None:
+    sign_in(client, "ops@example.test")
+    portal = world.service_ids["portal"]
+    assert "ACME" not in client.get("/admin/services").text
+    assert client.get(f"/admin/services/{portal}").status_code == 404
+    token = csrf_of(client.get("/admin/services").text)
+    answer = client.post(
+        f"/admin/services/{portal}/status", data={"csrf": token, "status": "major_outage"}
+    )
+    assert answer.status_code == 404
+    answer = client.post(f"/admin/services/{portal}/claims/1/release", data={"csrf": token})
+    assert answer.status_code == 404

@@ -180,7 +180,7 @@ def _seeded_store(tmp: str, rule_count: int, extra: str = "") -> tuple[Any, Any,
         }
     text = rules_text(rule_count, random.Random(5)) + extra
     publish_rules(store, {"bench.yaml": text}, None)
-    return store, rules_runtime(store, {}), source_ids
+    return store, rules_runtime(store), source_ids
 
 
 def _event_row(event: AlertEvent, source_ids: dict[str, int], i: int) -> dict[str, Any]:

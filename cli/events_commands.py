@@ -23,7 +23,7 @@ from engine.db import Store, create_store
 from engine.errors import ConfigError, NotFoundError
 from engine.settings import Settings
 from engine.tables import utcnow
-from pages.unmatched import why_unmatched
+from pages.unmatched import RulesInForce, why_unmatched
 from rules.explain import Explanation
 
 #: Seconds between polls of `tail`.
@@ -166,9 +166,9 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         source = find_source(store, args.source, args.team)
         with store.read() as conn:
             rows = list(reversed(events.recent(conn, source.id, max(args.lines, 0))))
-        # The rules stay compiled from one poll to the next.
-        extras: dict[str, Any] = {}
-        why = why_unmatched(store, extras, source.key, source.type, rows)
+        # The rules stay read from one poll to the next.
+        rules = RulesInForce()
+        why = why_unmatched(store, rules, source.key, source.type, rows)
         for row in rows:
             print(event_line(row, why.get(row.id)), flush=True)
         if args.no_follow:
@@ -177,7 +177,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         pending = {r.id for r in rows if r.outcome is None}
         while True:
             time.sleep(POLL)
-            last_id, pending = _poll(store, source, last_id, pending, extras)
+            last_id, pending = _poll(store, source, last_id, pending, rules)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -191,7 +191,7 @@ def _newest_id(store: Store, source_id: int) -> int:
 
 
 def _poll(
-    store: Store, source: sources.Source, last_id: int, pending: set[int], extras: dict[str, Any]
+    store: Store, source: sources.Source, last_id: int, pending: set[int], rules: RulesInForce
 ) -> tuple[int, set[int]]:
     """Print events newer than `last_id`, and outcomes of `pending` ones that arrived."""
     source_id = source.id
@@ -211,7 +211,7 @@ def _poll(
                     .order_by(alert_events.c.id)
                 )
             )
-    why = why_unmatched(store, extras, source.key, source.type, [*done, *new])
+    why = why_unmatched(store, rules, source.key, source.type, [*done, *new])
     for row in done:
         print(f"#{row.id} -> {describe_outcome(row)}{why_lines(why.get(row.id))}", flush=True)
         pending.discard(row.id)

@@ -89,6 +89,34 @@ IMPACT_OF_STATUS: dict[ServiceStatus, Impact] = {
     ServiceStatus.MAJOR_OUTAGE: Impact.CRITICAL,
 }
 
+#: The status vocabulary every surface uses: what people read (pages, emails, SMS) ...
+STATUS_NAME: dict[ServiceStatus, str] = {
+    ServiceStatus.OPERATIONAL: "Operational",
+    ServiceStatus.UNDER_MAINTENANCE: "Under Maintenance",
+    ServiceStatus.DEGRADED: "Degraded Performance",
+    ServiceStatus.PARTIAL_OUTAGE: "Partial Outage",
+    ServiceStatus.MAJOR_OUTAGE: "Major Outage",
+}
+#: ... and Statuspage's component statuses (the v2 API, outbound webhooks), which name
+#: `degraded` differently.
+COMPONENT_STATUS: dict[ServiceStatus, str] = {
+    ServiceStatus.OPERATIONAL: "operational",
+    ServiceStatus.UNDER_MAINTENANCE: "under_maintenance",
+    ServiceStatus.DEGRADED: "degraded_performance",
+    ServiceStatus.PARTIAL_OUTAGE: "partial_outage",
+    ServiceStatus.MAJOR_OUTAGE: "major_outage",
+}
+
+
+def status_name(status: ServiceStatus | str) -> str:
+    """A status as people read it ("Partial Outage")."""
+    return STATUS_NAME[ServiceStatus(status)]
+
+
+def component_status(status: ServiceStatus | str) -> str:
+    """A status as Statuspage's component status ("degraded_performance")."""
+    return COMPONENT_STATUS[ServiceStatus(status)]
+
 
 class MaintenanceStatus(StrEnum):
     SCHEDULED = "scheduled"

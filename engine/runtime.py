@@ -18,12 +18,14 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.db import Store, create_store
 from engine.settings import Settings
 
 from .queue import Queues
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,8 +45,9 @@ class Runtime:
     #: Set by the intake when deliveries need evaluating: it also ends the dispatcher's
     #: pause after a pass of follow-up work (`workers.dispatch.Ticker`).
     delivered: threading.Event = field(default_factory=threading.Event)
-    #: Per-process caches other parts attach (compiled rules, page cache, ...), by name.
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The process state of the layers above engine, one object per class (`part`).
+    _parts: dict[type[Any], Any] = field(default_factory=dict, init=False, repr=False)
+    _parts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _evaluations: int = field(default=0, init=False, repr=False)
     _counter_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -58,6 +61,23 @@ class Runtime:
         return cls(
             settings, create_store(settings), queues or Queues.from_settings(settings), handlers
         )
+
+    def part(self, kind: type[T]) -> T:
+        """This process's one `kind` object, made by `kind()` on first use and shared by
+        every thread.
+
+        Engine cannot name the types of the layers above it (pages' caches, the rules'
+        compiled book), so each layer declares its process state as a class of its own with
+        named, typed fields (`pages.state.PagesState`, `rules.runtime.RuleRuntime`) and finds
+        it here by that class: no string keys, and every reader sees the declared type.
+        """
+        found: T | None = self._parts.get(kind)
+        if found is None:
+            with self._parts_lock:
+                found = self._parts.get(kind)
+                if found is None:
+                    found = self._parts[kind] = kind()
+        return found
 
     def close(self) -> None:
         self.store.dispose()

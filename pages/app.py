@@ -34,6 +34,7 @@ from . import (
     oidc,
     public,
     root,
+    sns,
     sources_api,
     statuspage_api,
     subscriptions,
@@ -109,10 +110,13 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.sns_http = sns.open_client(runtime.settings)
         try:
             with background() if background is not None else contextlib.nullcontext():
                 yield
         finally:
+            client, app.state.sns_http = app.state.sns_http, None
+            await client.aclose()
             await runtime.queues.aclose()
 
     settings = runtime.settings
@@ -158,4 +162,5 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
     app.state.settings = runtime.settings
     app.state.store = runtime.store
     app.state.metrics = health.Metrics()
+    app.state.sns_http = None  # opened by the lifespan
     return app

@@ -37,6 +37,10 @@ from typing import Any, Protocol
 
 import redis
 
+from engine.runtime import Runtime
+
+from .state import of as pages_state
+
 #: How long browsers and proxies may reuse a public page: short, so news shows quickly.
 PUBLIC_CACHE_CONTROL = "public, max-age=5, stale-while-revalidate=25"
 PRIVATE_CACHE_CONTROL = "private, no-store"
@@ -446,15 +450,15 @@ def _decode_meta(version: bytes | None, meta: bytes | None) -> Entry | None:
     return Entry(data["page_id"], data["slug"], int(version), data["public"], docs)
 
 
-def for_runtime(rt: Any) -> PageCache:
+def for_runtime(rt: Runtime) -> PageCache:
     """The runtime's page cache, made on first use (one per process)."""
-    cache = rt.extras.get("page_cache")
+    state = pages_state(rt)
+    cache = state.page_cache
     if cache is None:
-        made: PageCache
-        if rt.queues.embedded:
-            made = LocalCache()
-        else:
-            made = RedisCache(rt.queues)
-        # setdefault: two threads asking at once still share one cache.
-        cache = rt.extras.setdefault("page_cache", made)
+        with state.lock:  # two threads asking at once still share one cache
+            cache = state.page_cache
+            if cache is None:
+                cache = state.page_cache = (
+                    LocalCache() if rt.queues.embedded else RedisCache(rt.queues)
+                )
     return cache

@@ -17,7 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from engine import pagedata, uptime
-from engine.models import ServiceStatus
+from engine.models import STATUS_NAME, ServiceStatus
 from engine.pagedata import Incident, PageSnapshot
 
 HERE = Path(__file__).parent
@@ -48,13 +48,6 @@ STATUS_CODES = {
     ServiceStatus.PARTIAL_OUTAGE: "p",
     ServiceStatus.MAJOR_OUTAGE: "x",
 }
-STATUS_NAMES = {
-    ServiceStatus.OPERATIONAL: "Operational",
-    ServiceStatus.UNDER_MAINTENANCE: "Under Maintenance",
-    ServiceStatus.DEGRADED: "Degraded Performance",
-    ServiceStatus.PARTIAL_OUTAGE: "Partial Outage",
-    ServiceStatus.MAJOR_OUTAGE: "Major Outage",
-}
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -77,7 +70,7 @@ def _environment() -> Environment:
         local=_local,
         longdate=lambda d: d.strftime("%b %d, %Y"),
         code=lambda s: STATUS_CODES[ServiceStatus(s)],
-        status_name=lambda s: STATUS_NAMES[ServiceStatus(s)],
+        status_name=lambda s: STATUS_NAME[ServiceStatus(s)],
         incident_status=lambda s: str(s).replace("_", " ").capitalize(),
         maintenance_status=lambda s: str(s).replace("_", " ").capitalize(),
     )
@@ -169,7 +162,7 @@ def _affected_in_page_order(snap: PageSnapshot) -> Any:
 
     def affected(incident: Incident) -> list[tuple[str, str]]:
         found = sorted(incident.impacts, key=lambda pair: order.get(pair[0], len(order)))
-        return [(names[code], STATUS_NAMES[status]) for code, status in found if code in names]
+        return [(names[code], STATUS_NAME[status]) for code, status in found if code in names]
 
     return affected
 

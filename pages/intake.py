@@ -34,7 +34,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.alert_sources import AdapterError, Delivery, SignatureError, get_adapter
+from adapters import alert_sources
+from adapters.alert_sources import (
+    AdapterError,
+    AlertSource,
+    Delivery,
+    SignatureError,
+    get_adapter,
+)
 from adapters.alert_sources.errors import UnknownAdapterError
 from engine import events as events_mod
 from engine import sources as sources_mod
@@ -42,11 +49,13 @@ from engine.errors import ValidationError
 from engine.event_writer import EventWriter
 from engine.events import Stored, Submission
 from engine.models import AlertEvent, EventStatus
+from engine.runtime import Runtime
 from engine.sources import Source
 from engine.tables import utcnow
 
 from . import errors, sns
 from .hosts import request_host
+from .state import of as pages_state
 
 log = logging.getLogger("beacon.intake")
 
@@ -67,13 +76,12 @@ _MULTIPART = "multipart/form-data"
 
 
 def _cache(request: Request) -> dict[str, tuple[Source | None, float]]:
-    extras = request.app.state.runtime.extras
-    return extras.setdefault("intake.sources", {})
+    return pages_state(request.app.state.runtime).sources
 
 
-def forget_sources(extras: dict[str, Any]) -> None:
+def forget_sources(runtime: Runtime) -> None:
     """Drop cached key lookups (after a rotation in this process)."""
-    extras.pop("intake.sources", None)
+    pages_state(runtime).sources.clear()
 
 
 async def lookup_source(request: Request, integration_key: str) -> Source | None:
@@ -195,7 +203,7 @@ async def read_delivery(request: Request, received_at: datetime) -> Delivery:
 # --- adapters -----------------------------------------------------------------------------
 
 
-def adapter_for(source: Source) -> Any:
+def adapter_for(source: Source) -> AlertSource:
     try:
         return get_adapter(source.type)
     except (UnknownAdapterError, ImportError):
@@ -205,20 +213,20 @@ def adapter_for(source: Source) -> Any:
         ) from None
 
 
-def verify(source: Source, adapter: Any, delivery: Delivery, now: datetime) -> None:
+def verify(source: Source, adapter: AlertSource, delivery: Delivery, now: datetime) -> None:
     """The adapter's signature check, when the tool signs and the source has a secret."""
-    check = getattr(adapter, "verify", None)
-    if check is None or not source.signing_secret:
+    signer = alert_sources.signed(adapter)
+    if signer is None or not source.signing_secret:
         return
     try:
-        check(delivery, source.signing_secret, source.settings, now)
+        signer.verify(delivery, source.signing_secret, source.settings, now)
     except SignatureError as exc:
         raise HTTPException(401, f"{source.type} signature: {exc}") from None
     except AdapterError as exc:
         raise HTTPException(400, f"{source.type} signature: {exc}") from None
 
 
-def parse(source: Source, adapter: Any, delivery: Delivery) -> list[AlertEvent]:
+def parse(source: Source, adapter: AlertSource, delivery: Delivery) -> list[AlertEvent]:
     """The adapter's events, or an HTTP error that says what was wrong with the delivery."""
     try:
         return list(adapter.parse(delivery, source.settings))
@@ -350,15 +358,19 @@ def warn_if_never_fits(source: Source, firing: int) -> None:
 
 
 def writer(request: Request) -> EventWriter:
-    extras = request.app.state.runtime.extras
-    found = extras.get("intake.writer")
+    runtime: Runtime = request.app.state.runtime
+    state = pages_state(runtime)
+    found = state.event_writer
     if found is None:
-        runtime = request.app.state.runtime
-        # SQLite has one writer at a time. On PostgreSQL one writer's batches grow with the
-        # load by themselves; more help only when commits are slow and CPU is spare.
-        writers = runtime.settings.intake_writers if runtime.store.is_postgres else 1
-        found = EventWriter(runtime.store, on_emit=runtime.delivery, writers=writers)
-        extras["intake.writer"] = found
+        with state.lock:
+            found = state.event_writer
+            if found is None:
+                # SQLite has one writer at a time. On PostgreSQL one writer's batches grow
+                # with the load by themselves; more help only when commits are slow and CPU
+                # is spare.
+                writers = runtime.settings.intake_writers if runtime.store.is_postgres else 1
+                found = EventWriter(runtime.store, on_emit=runtime.delivery, writers=writers)
+                state.event_writer = found
     return found
 
 
@@ -390,14 +402,15 @@ async def receive(request: Request) -> Response:
         return Response(status_code=204)
     delivery = await read_delivery(request, received_at)
     adapter = adapter_for(source)
-    envelope = sns.envelope_of(source, delivery)
-    if envelope is not None:
-        handled = await sns.handle(request, source, adapter, delivery, envelope)
+    through_sns = alert_sources.sns(adapter)
+    if through_sns is None:
+        verify(source, adapter, delivery, received_at)
+    elif (envelope := sns.envelope_of(delivery)) is not None:
+        handled = await sns.handle(request, source, through_sns, delivery, envelope)
         if handled is not None:
             return handled
     else:
-        sns.refuse_unsigned(source, adapter)
-        verify(source, adapter, delivery, received_at)
+        sns.refuse_unsigned(source, through_sns)
     events = parse(source, adapter, delivery)
 
     retry_after: int | None = None

@@ -24,13 +24,15 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from engine.runtime import Runtime
+
 from .cache import CacheUnavailable, PageCache
+from .state import of as pages_state
 
 #: How often a page's watcher looks at its cache version.
 POLL_SECONDS = 0.25
@@ -167,12 +169,10 @@ class LiveHub:
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
 
 
-def hub_for(rt: Any, cache: PageCache) -> LiveHub:
+def hub_for(rt: Runtime, cache: PageCache) -> LiveHub:
     """The running loop's hub for runtime `rt` (`beacon serve` has one loop; tests have
     several, and an asyncio task or event belongs to one loop)."""
-    hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = rt.extras.setdefault(
-        "live.hubs", weakref.WeakKeyDictionary()
-    )
+    hubs = pages_state(rt).live_hubs
     loop = asyncio.get_running_loop()
     hub = hubs.get(loop)
     if hub is None:
@@ -180,9 +180,9 @@ def hub_for(rt: Any, cache: PageCache) -> LiveHub:
     return hub
 
 
-def end_streams(rt: Any, slug: str) -> None:
+def end_streams(rt: Runtime, slug: str) -> None:
     """End the streams of page `slug` on every loop of this process (eviction)."""
-    for loop, hub in list(rt.extras.get("live.hubs", {}).items()):
+    for loop, hub in list(pages_state(rt).live_hubs.items()):
         if loop.is_closed():
             continue
         with contextlib.suppress(RuntimeError):

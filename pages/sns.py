@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,13 +35,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.alert_sources import AdapterError, Delivery, SignatureError
+from adapters.alert_sources import AdapterError, Delivery, SignatureError, SnsAlertSource
+from adapters.alert_sources.sns_signature import TrustedCertificate, TrustSettings
 from engine.settings import Settings
 from engine.sources import Source
 from engine.tables import utcnow
 
-if TYPE_CHECKING:
-    from adapters.alert_sources.cloudwatch import TrustedCertificate, TrustSettings
+from .state import PagesState
+from .state import of as pages_state
 
 log = logging.getLogger("beacon.intake.sns")
 
@@ -56,10 +57,10 @@ TIMEOUT = httpx.Timeout(5.0)
 _ISSUER_HOST = re.compile(r"([a-z0-9-]+\.)*amazontrust\.com")
 
 
-def envelope_of(source: Source, delivery: Delivery) -> dict[str, Any] | None:
-    """The SNS envelope of a delivery to a CloudWatch source, or None (another source type,
-    a raw message delivery, or a body the adapter will refuse anyway)."""
-    if source.type != "cloudwatch" or not delivery.body.strip():
+def envelope_of(delivery: Delivery) -> dict[str, Any] | None:
+    """The SNS envelope of a delivery to an SNS source (`SnsAlertSource`), or None (a raw
+    message delivery, or a body the adapter will refuse anyway)."""
+    if not delivery.body.strip():
         return None
     try:
         document = orjson.loads(delivery.body)
@@ -70,13 +71,10 @@ def envelope_of(source: Source, delivery: Delivery) -> dict[str, Any] | None:
     return document
 
 
-def refuse_unsigned(source: Source, adapter: Any) -> None:
+def refuse_unsigned(source: Source, adapter: SnsAlertSource) -> None:
     """A delivery without an SNS envelope to a source that takes only signed ones: 401."""
-    check = getattr(adapter, "refuse_unsigned", None)
-    if check is None:
-        return
     try:
-        check(source.settings)
+        adapter.refuse_unsigned(source.settings)
     except SignatureError as exc:
         raise HTTPException(401, f"{source.type} signature: {exc}") from None
     except AdapterError as exc:
@@ -84,7 +82,11 @@ def refuse_unsigned(source: Source, adapter: Any) -> None:
 
 
 async def handle(
-    request: Request, source: Source, adapter: Any, delivery: Delivery, envelope: dict[str, Any]
+    request: Request,
+    source: Source,
+    adapter: SnsAlertSource,
+    delivery: Delivery,
+    envelope: dict[str, Any],
 ) -> Response | None:
     """Verify the SNS `envelope` of `delivery` (`envelope_of`) and confirm a subscription;
     None means "go on and parse it", an HTTP error says why not."""
@@ -99,11 +101,12 @@ async def handle(
         raise HTTPException(401, f"cloudwatch signature: {exc}") from None
     except AdapterError as exc:
         raise HTTPException(400, f"cloudwatch source settings: {exc}") from None
-    extras = request.app.state.runtime.extras
-    cert = await signing_certificate(extras, settings, cert_url)
-    configured = _read(extras, settings.sns_intermediates) or b""
-    trust = adapter.TrustSettings(
-        anchors_pem=_read(extras, settings.sns_trust_anchors),
+    state = pages_state(request.app.state.runtime)
+    client = http_client(request)
+    cert = await signing_certificate(state, client, cert_url)
+    configured = _read(state, settings.sns_intermediates) or b""
+    trust = TrustSettings(
+        anchors_pem=_read(state, settings.sns_trust_anchors),
         intermediates_pem=(configured + cert.intermediates) or None,
     )
     now = utcnow()
@@ -120,14 +123,14 @@ async def handle(
         delivery, source.settings, host_pattern=settings.sns_host_pattern
     )
     if confirm_url:
-        await confirm(settings, confirm_url, source)
+        await confirm(client, confirm_url, source)
     return None
 
 
-def _read(extras: dict[str, Any], path: Path | None) -> bytes | None:
+def _read(state: PagesState, path: Path | None) -> bytes | None:
     if path is None:
         return None
-    files: dict[Path, bytes] = extras.setdefault("sns.files", {})
+    files = state.sns_files
     if path not in files:
         try:
             files[path] = path.read_bytes()
@@ -137,11 +140,23 @@ def _read(extras: dict[str, Any], path: Path | None) -> bytes | None:
     return files[path]
 
 
-def _client(settings: Settings) -> httpx.AsyncClient:
+def open_client(settings: Settings) -> httpx.AsyncClient:
+    """The client every SNS fetch of an app goes through (certificates, their issuers,
+    subscription confirmations): one connection pool, opened and closed by the app's
+    lifespan (`pages.app.create_app`)."""
     verify: ssl.SSLContext | bool = True
     if settings.sns_trust_anchors is not None:
         verify = ssl.create_default_context(cafile=str(settings.sns_trust_anchors))
     return httpx.AsyncClient(timeout=TIMEOUT, verify=verify, follow_redirects=False)
+
+
+def http_client(request: Request) -> httpx.AsyncClient:
+    """The app's SNS client; a 503 when the app runs without its lifespan (which opens it)."""
+    client: httpx.AsyncClient | None = request.app.state.sns_http
+    if client is None:
+        log.error("the SNS client is not open: the app was started without its lifespan")
+        raise HTTPException(503, "not ready to verify SNS deliveries; retry later")
+    return client
 
 
 @dataclass
@@ -175,27 +190,24 @@ def _trust_key(trust: TrustSettings) -> tuple[Any, ...]:
 
 
 async def signing_certificate(
-    extras: dict[str, Any], settings: Settings, url: str
+    state: PagesState, client: httpx.AsyncClient, url: str
 ) -> SigningCertificate:
     """The signing certificate at `url` and any intermediates its issuer URL gave, cached."""
-    cache: dict[str, SigningCertificate] = extras.setdefault("sns.certs", {})
+    cache = state.sns_certs
     hit = cache.get(url)
     now = time.monotonic()
     if hit is not None and hit.expires > now:
         return hit
-    async with _client(settings) as client:
-        try:
-            response = await client.get(url)
-        except httpx.HTTPError as exc:
-            raise HTTPException(
-                502, f"could not fetch the SNS signing certificate: {type(exc).__name__}"
-            ) from None
-        if response.status_code != 200:
-            raise HTTPException(
-                502, f"the SNS signing certificate URL answered {response.status_code}"
-            )
-        pem = response.content
-        intermediates = await _issuers(client, pem)
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            502, f"could not fetch the SNS signing certificate: {type(exc).__name__}"
+        ) from None
+    if response.status_code != 200:
+        raise HTTPException(502, f"the SNS signing certificate URL answered {response.status_code}")
+    pem = response.content
+    intermediates = await _issuers(client, pem)
     if len(cache) >= _CERT_CACHE_MAX:
         cache.clear()
     cache[url] = fetched = SigningCertificate(pem, intermediates, now + CERT_CACHE_SECONDS)
@@ -226,16 +238,15 @@ async def _issuers(client: httpx.AsyncClient, pem: bytes) -> bytes:
     return b""
 
 
-async def confirm(settings: Settings, url: str, source: Source) -> None:
+async def confirm(client: httpx.AsyncClient, url: str, source: Source) -> None:
     """Confirm an SNS subscription by fetching its SubscribeURL; a failure answers 502 so
     that SNS retries the confirmation."""
-    async with _client(settings) as client:
-        try:
-            response = await client.get(url)
-        except httpx.HTTPError as exc:
-            raise HTTPException(
-                502, f"could not confirm the SNS subscription: {type(exc).__name__}"
-            ) from None
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            502, f"could not confirm the SNS subscription: {type(exc).__name__}"
+        ) from None
     if response.status_code != 200:
         raise HTTPException(
             502, f"confirming the SNS subscription: SNS answered {response.status_code}"

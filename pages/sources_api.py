@@ -27,7 +27,7 @@ from engine.sources import Source
 from engine.tables import teams, utcnow
 from rules.explain import Explanation
 
-from . import intake
+from . import intake, unmatched
 from .auth import Principal, require_principal, visible_team_ids
 from .errors import parse_json
 from .unmatched import why_unmatched
@@ -112,8 +112,8 @@ async def list_events(request: Request) -> Response:
     def read() -> tuple[list[Any], dict[int, Explanation]]:
         with store.read() as conn:
             rows = events_mod.recent(conn, source.id, limit, before)
-        extras = request.app.state.runtime.extras
-        return rows, why_unmatched(store, extras, source.key, source.type, rows)
+        rules = unmatched.for_runtime(request.app.state.runtime)
+        return rows, why_unmatched(store, rules, source.key, source.type, rows)
 
     # In a thread: explaining may first compile the rules in force.
     rows, why = await asyncio.to_thread(read)
@@ -169,7 +169,7 @@ async def rotate_key(request: Request) -> Response:
     # In a thread: waiting for the write lock must not stall the event loop (and with it
     # every webhook) behind a flood of deliveries.
     rotation = await asyncio.to_thread(rotate)
-    intake.forget_sources(request.app.state.runtime.extras)
+    intake.forget_sources(request.app.state.runtime)
     base = request.app.state.settings.base_url
     return JSONResponse(
         {

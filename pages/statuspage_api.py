@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.models import ServiceStatus
+from engine.models import component_status
 from engine.pagedata import (
     Component,
     Group,
@@ -34,20 +34,8 @@ from .page_access import serve_document
 
 Json = dict[str, Any]
 
-#: Beacon's service statuses as Statuspage's component statuses.
-COMPONENT_STATUS: dict[ServiceStatus, str] = {
-    ServiceStatus.OPERATIONAL: "operational",
-    ServiceStatus.DEGRADED: "degraded_performance",
-    ServiceStatus.PARTIAL_OUTAGE: "partial_outage",
-    ServiceStatus.MAJOR_OUTAGE: "major_outage",
-    ServiceStatus.UNDER_MAINTENANCE: "under_maintenance",
-}
 #: `incidents.json` and `scheduled-maintenances.json` list this many, newest first.
 RECENT = 50
-
-
-def component_status(status: ServiceStatus | str) -> str:
-    return COMPONENT_STATUS[ServiceStatus(status)]
 
 
 def timestamp(value: datetime | None, tz: tzinfo) -> str | None:

@@ -28,6 +28,7 @@ from engine.tables import status_pages, utcnow
 
 from .auth import require_principal
 from .hosts import host_name, slug_for_pages_domain
+from .state import of as pages_state
 
 
 def page_for_domain(store: Store, domain: str, pages_domain: str) -> str | None:
@@ -68,7 +69,7 @@ def expected_target(settings: Settings, slug: str) -> str:
 
 
 def _resolver(request: Request) -> Any:
-    found = request.app.state.runtime.extras.get("dns_resolver")
+    found = pages_state(request.app.state.runtime).dns_resolver
     return found or resolver_for(request.app.state.settings.dns_server)
 
 

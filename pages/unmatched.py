@@ -14,38 +14,52 @@ from engine import rulesets
 from engine.activations_store import row_event
 from engine.db import Store
 from engine.models import EventStatus
+from engine.runtime import Runtime
 from rules.explain import Explanation, explain
-from rules.runtime import RuleRuntime
 from rules.validate import LocatedRule, stored_spec
+
+from .state import of as pages_state
 
 log = logging.getLogger(__name__)
 
-#: The process's compiled rules in its extras (`workers.evaluate.EXTRA_KEY`), when it has them.
-RULES_KEY = "rules"
-#: `rules_in_force`'s cache in a process's extras: (version, rules).
-SPEC_KEY = "rules.spec"
+
+class RulesInForce:
+    """The rule set in force and its rules, read from the stored files and validated once
+    per version (not compiled for the engine: a web process in scaled mode never evaluates,
+    and need not compile). One per process (`pages.state.PagesState.rules_in_force`), or
+    one per `beacon events tail`."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, tuple[LocatedRule, ...]] | None = None
+
+    @property
+    def version(self) -> int | None:
+        """The version last read, if any."""
+        return None if self._cached is None else self._cached[0]
+
+    def get(self, store: Store) -> tuple[int, tuple[LocatedRule, ...]]:
+        """The version in force and its rules."""
+        with store.read() as conn:
+            version = rulesets.version_in_force(conn)
+            cached = self._cached
+            if cached is not None and cached[0] == version:
+                return cached
+            rules = stored_spec(rulesets.stored_files(conn, version)).rules
+        self._cached = (version, rules)
+        return version, rules
 
 
-def rules_in_force(store: Store, extras: dict[str, Any]) -> tuple[int, tuple[LocatedRule, ...]]:
-    """The version in force and its rules, without compiling them for the engine: the book
-    this process holds for that version, else the stored files, validated once per version
-    (a web process in scaled mode never evaluates, and need not compile)."""
-    with store.read() as conn:
-        version = rulesets.version_in_force(conn)
-        runtime = extras.get(RULES_KEY)
-        book = runtime.book if isinstance(runtime, RuleRuntime) else None
-        if book is not None and book.version == version:
-            return version, book.spec.rules
-        cached = extras.get(SPEC_KEY)
-        if cached is not None and cached[0] == version:
-            return cached
-        rules = stored_spec(rulesets.stored_files(conn, version)).rules
-    extras[SPEC_KEY] = (version, rules)
-    return version, rules
+def for_runtime(runtime: Runtime) -> RulesInForce:
+    """This process's `RulesInForce`."""
+    state = pages_state(runtime)
+    with state.lock:
+        if state.rules_in_force is None:
+            state.rules_in_force = RulesInForce()
+        return state.rules_in_force
 
 
 def why_unmatched(
-    store: Store, extras: dict[str, Any], source_key: str, source_type: str, rows: Sequence[Any]
+    store: Store, rules: RulesInForce, source_key: str, source_type: str, rows: Sequence[Any]
 ) -> dict[int, Explanation]:
     """For the firing events among `rows` (of one source) that no rule matched: why not, by
     the rules in force now (`rules.explain`), by event id. Nothing for other events, and
@@ -61,9 +75,9 @@ def why_unmatched(
     if not unmatched:
         return {}
     try:
-        version, rules = rules_in_force(store, extras)
+        version, in_force = rules.get(store)
         return {
-            row.id: explain(rules, row_event(row, source_key, source_type), version)
+            row.id: explain(in_force, row_event(row, source_key, source_type), version)
             for row in unmatched
         }
     except Exception:

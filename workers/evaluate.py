@@ -69,7 +69,6 @@ BATCH_SECONDS = 0.025
 STREAM_INTERVAL = 0.05
 STREAM_EVENTS = 20
 STREAM_BUDGET = 1.0
-EXTRA_KEY = "rules"
 #: Failures that are not the event's or the activation's: the store's, the job running out
 #: of time (RQ raises its timeout into the running code), memory. They fail the job, which
 #: the outbox retries; nothing is set aside for them.
@@ -104,11 +103,11 @@ def publish_rules(store: Store, files: Mapping[str, str], known: Known | None) -
     return version
 
 
-def rules_runtime(store: Store, extras: dict[str, Any]) -> RuleRuntime:
-    """The process's rule runtime, brought up to the version in force in the store."""
-    runtime = extras.get(EXTRA_KEY)
+def rules_runtime(store: Store, runtime: RuleRuntime | None = None) -> RuleRuntime:
+    """`runtime` (a new one when None) brought up to the version in force in the store;
+    jobs pass their process's (`Runtime.part(RuleRuntime)`)."""
     if runtime is None:
-        runtime = extras[EXTRA_KEY] = RuleRuntime()
+        runtime = RuleRuntime()
     with store.read() as conn:
         version = rulesets.version_in_force(conn)
         book = runtime.book
@@ -454,7 +453,7 @@ def _end_maintenance(
 
 def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `evaluate`: evaluate each distinct partition of the batch once."""
-    runtime = rules_runtime(rt.store, rt.extras)
+    runtime = rules_runtime(rt.store, rt.part(RuleRuntime))
     with rt.evaluation():
         for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
             evaluate_partition(rt.store, runtime, partition)
@@ -464,16 +463,16 @@ def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `rules.changed` (`beacon apply` stored a new rule set): compile it now, so
     the next event does not wait for it. Only the worker that runs this job compiles it
     here; every process's evaluate and tick jobs load the version in force anyway."""
-    rules_runtime(rt.store, rt.extras)
+    rules_runtime(rt.store, rt.part(RuleRuntime))
 
 
 def handle_tick(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `deadline.rules.tick`: an activation needs the clock."""
-    tick(rt.store, rules_runtime(rt.store, rt.extras))
+    tick(rt.store, rules_runtime(rt.store, rt.part(RuleRuntime)))
 
 
 def handle_maintenance_ended(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `maintenance.ended` with `{"window_id": ...}`."""
-    runtime = rules_runtime(rt.store, rt.extras)
+    runtime = rules_runtime(rt.store, rt.part(RuleRuntime))
     for window_id in sorted({int(p["window_id"]) for p in payloads if "window_id" in p}):
         end_maintenance(rt.store, runtime, window_id)

@@ -7,14 +7,15 @@ implements it. User input never reaches `importlib` except through this dict's v
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
 from engine.models import readable
 
-from .base import Delivery
+from .base import AlertSource, Delivery, SignedAlertSource, SnsAlertSource
 from .errors import AdapterError, SignatureError, UnknownAdapterError
 
 ADAPTERS: dict[str, str] = {
@@ -38,7 +39,48 @@ ADAPTERS: dict[str, str] = {
 }
 
 
-def get_adapter(source_type: str) -> ModuleType:
+if TYPE_CHECKING:
+    # mypy checks every registered module against the protocol it claims (the registry
+    # itself imports them lazily, by name).
+    from . import (
+        alertmanager,
+        azure_monitor,
+        betterstack,
+        checkly,
+        cloudwatch,
+        datadog,
+        gatus,
+        generic,
+        grafana,
+        healthchecks,
+        newrelic,
+        pagerduty,
+        pingdom,
+        sentry,
+        uptime_kuma,
+        uptimerobot,
+        zabbix,
+    )
+
+    _UNSIGNED: tuple[AlertSource, ...] = (
+        alertmanager,
+        azure_monitor,
+        betterstack,
+        datadog,
+        gatus,
+        generic,
+        healthchecks,
+        newrelic,
+        pingdom,
+        uptime_kuma,
+        uptimerobot,
+        zabbix,
+    )
+    _SIGNED: tuple[SignedAlertSource, ...] = (checkly, grafana, pagerduty, sentry)
+    _SNS: tuple[SnsAlertSource, ...] = (cloudwatch,)
+
+
+def get_adapter(source_type: str) -> AlertSource:
     """The adapter module for `source_type`; `UnknownAdapterError` names the known types."""
     try:
         path = ADAPTERS[source_type]
@@ -47,7 +89,29 @@ def get_adapter(source_type: str) -> ModuleType:
         raise UnknownAdapterError(
             f"unknown alert source type {source_type!r} (known: {known})"
         ) from None
-    return importlib.import_module(path)
+    module = importlib.import_module(path)
+    # mypy checks the registered modules (the list above); this catches one added without it.
+    if not isinstance(module, AlertSource):
+        raise UnknownAdapterError(f"{path} is not an alert-source adapter (SOURCE_TYPE, parse)")
+    return module
+
+
+def signed(adapter: AlertSource) -> SignedAlertSource | None:
+    """`adapter` as a signature checker, when its tool signs deliveries with a secret."""
+    # `verify` alone decides: a signing adapter must never pass for an unsigned one.
+    return cast(SignedAlertSource, adapter) if isinstance(adapter, _Verifies) else None
+
+
+def sns(adapter: AlertSource) -> SnsAlertSource | None:
+    """`adapter` as an SNS source, when its deliveries come through AWS SNS."""
+    return adapter if isinstance(adapter, SnsAlertSource) else None
+
+
+@runtime_checkable
+class _Verifies(Protocol):
+    def verify(
+        self, delivery: Delivery, secret: str, settings: Mapping[str, Any], now: datetime
+    ) -> None: ...
 
 
 def source_problems(
@@ -83,9 +147,14 @@ def source_problems(
 __all__ = [
     "ADAPTERS",
     "AdapterError",
+    "AlertSource",
     "Delivery",
     "SignatureError",
+    "SignedAlertSource",
+    "SnsAlertSource",
     "UnknownAdapterError",
     "get_adapter",
+    "signed",
+    "sns",
     "source_problems",
 ]

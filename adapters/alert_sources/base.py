@@ -1,17 +1,19 @@
 """What every alert-source adapter receives and promises.
 
-An adapter module defines
+An adapter module is an `AlertSource`: it defines `SOURCE_TYPE` and
 
     parse(delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]
 
-and, when the tool signs its deliveries,
+and, when the tool signs its deliveries, it is a `SignedAlertSource` too:
 
     verify(delivery: Delivery, secret: str, settings: Mapping[str, Any], now: datetime) -> None
 
-which raises `SignatureError`. It may define `Settings`, a pydantic model (extra="forbid")
-of its adapter settings, checked by `beacon apply`. Adapters are pure: no store, no
-network, no clock (`delivery.received_at` and `now` are passed in), and they never mutate
-their input.
+which raises `SignatureError` (`SnsAlertSource` is the SNS variant, whose signature the
+intake checks against a fetched certificate). mypy checks every registered module against
+these protocols (`adapters.alert_sources.__init__`). It may define `Settings`, a pydantic
+model (extra="forbid") of its adapter settings, checked by `beacon apply`. Adapters are
+pure: no store, no network, no clock (`delivery.received_at` and `now` are passed in), and
+they never mutate their input.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 import orjson
 
 from .errors import AdapterError
+
+if TYPE_CHECKING:
+    from engine.models import AlertEvent
+
+    from .sns_signature import TrustedCertificate, TrustSettings
 
 
 @dataclass(frozen=True)
@@ -97,3 +104,70 @@ def require_object(document: Any, *, expected: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise AdapterError(f"expected a JSON object ({expected}), got {type(document).__name__}")
     return document
+
+
+# --- what an adapter module is ------------------------------------------------------------
+
+
+@runtime_checkable
+class AlertSource(Protocol):
+    """An adapter module: its source type (as the config file names it) and `parse`."""
+
+    SOURCE_TYPE: str
+
+    def parse(self, delivery: Delivery, settings: Mapping[str, Any]) -> list[AlertEvent]:
+        """The delivery's events; `AdapterError` (or a pydantic `ValidationError`) says what
+        was wrong with it. Pure: no store, no network, no clock, input never mutated."""
+        ...
+
+
+@runtime_checkable
+class SignedAlertSource(AlertSource, Protocol):
+    """An adapter for a tool that signs its deliveries with the source's secret."""
+
+    def verify(
+        self, delivery: Delivery, secret: str, settings: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Raise `SignatureError` unless `delivery` was signed with `secret` (and is recent
+        enough at `now`, where the tool stamps a time); `AdapterError` for settings that
+        cannot be used."""
+        ...
+
+
+@runtime_checkable
+class SnsAlertSource(AlertSource, Protocol):
+    """An adapter for deliveries through AWS SNS, signed with a certificate the intake
+    fetches (`pages.sns`): the adapter names the URLs and checks, the intake fetches."""
+
+    def refuse_unsigned(self, settings: Mapping[str, Any]) -> None:
+        """`SignatureError` when the source takes only signed envelopes."""
+        ...
+
+    def signing_cert_url(
+        self,
+        envelope: Mapping[str, Any],
+        settings: Mapping[str, Any] | None = ...,
+        host_pattern: str = ...,
+    ) -> str:
+        """The certificate URL to fetch, only on an SNS host; `SignatureError` otherwise."""
+        ...
+
+    def subscription_confirm_url(
+        self,
+        delivery: Delivery,
+        settings: Mapping[str, Any] | None = ...,
+        host_pattern: str = ...,
+    ) -> str | None:
+        """The URL that confirms a subscription, when `delivery` asks for one."""
+        ...
+
+    def verify_signature(
+        self,
+        envelope: Mapping[str, Any],
+        cert: bytes | TrustedCertificate,
+        trust: TrustSettings,
+        now: datetime,
+        settings: Mapping[str, Any] | None = ...,
+    ) -> TrustedCertificate:
+        """`SignatureError` unless the certificate `cert`, trusted under `trust`, signed it."""
+        ...

@@ -54,11 +54,13 @@ from .sns_signature import (
 )
 
 __all__ = [
+    "SOURCE_TYPE",
     "Settings",
     "TrustSettings",
     "TrustedCertificate",
     "canonical_string",
     "parse",
+    "refuse_unsigned",
     "signing_cert_url",
     "subscription_confirm_url",
     "verify_signature",

@@ -13,14 +13,21 @@ import copy
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.alert_sources import ADAPTERS, AdapterError, Delivery, SignatureError
+from adapters.alert_sources import (
+    ADAPTERS,
+    AdapterError,
+    AlertSource,
+    Delivery,
+    SignatureError,
+    signed,
+)
 from engine.models import AlertEvent
 from tests.adapters import ALERT_SOURCES, RECEIVED, delivery_from_file
 
@@ -115,10 +122,10 @@ def check_outcome(module: ModuleType, delivery: Delivery) -> None:
         for event in events:
             assert isinstance(event, AlertEvent)
             orjson.dumps(event.raw)
-    verify = getattr(module, "verify", None)
-    if verify is not None:
+    signer = signed(cast(AlertSource, module))
+    if signer is not None:
         try:
-            verify(delivery, "fuzz-secret", {}, RECEIVED)
+            signer.verify(delivery, "fuzz-secret", {}, RECEIVED)
         except SignatureError as exc:
             assert str(exc).strip()
 

@@ -83,8 +83,8 @@ def test_every_outbox_row_the_example_makes_has_a_handler_that_takes_it(
 ) -> None:
     # `rules.changed` once had none: every `make run` logged an error and gave the row up.
     from engine.runtime import install
+    from rules.runtime import RuleRuntime
     from workers.dispatch import dispatch_once
-    from workers.evaluate import EXTRA_KEY
 
     apply_file(store, EXAMPLE)
     rt = make_runtime(settings, store=store)
@@ -98,7 +98,8 @@ def test_every_outbox_row_the_example_makes_has_a_handler_that_takes_it(
             sa.select(outbox.c.kind, outbox.c.error).where(outbox.c.done_at.is_(None))
         ).all()
     assert left == []
-    assert rt.extras[EXTRA_KEY].book.version == 1  # compiled by the rules.changed job
+    book = rt.part(RuleRuntime).book
+    assert book is not None and book.version == 1  # compiled by the rules.changed job
 
 
 def test_a_changed_field_is_an_update_of_that_field(store: Store, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from adapters.alert_sources.common import hmac_sha256_hex, parse_time, require_h
 from adapters.alert_sources.errors import AdapterError
 from engine.models import AlertEvent, EventStatus
 
+SOURCE_TYPE = "fake-tool"
 EXPECTED = 'fake-tool JSON {"alerts": [{"id": ..., "state": "down"|"up"}]} or fields id, state'
 
 

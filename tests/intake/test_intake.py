@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+import pages.state
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import alert_events, alert_sources, outbox, status_pages
@@ -366,7 +367,8 @@ def test_postgresql_takes_the_configured_group_commits_in_flight_and_sqlite_one(
         _, key = add_source(rt.store, team)
         with TestClient(create_app(rt)) as client:
             assert client.post(f"/api/v1/events/{key}", json=firing()).status_code == 202
-            assert rt.extras["intake.writer"].writers == expected
+            writer = pages.state.of(rt).event_writer
+            assert writer is not None and writer.writers == expected
 
 
 def test_a_client_that_hangs_up_mid_body_is_not_an_error(

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 import pages.sns
+import pages.state
 from adapters.alert_sources.cloudwatch import canonical_string
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -208,7 +209,7 @@ def test_the_chain_is_verified_again_when_the_certificate_is_fetched_again(
     env, fake, key = sns_env
     checked = count_chain_checks(monkeypatch)
     assert post(env, key, fake.sign(envelope("ok_notification_real_2021.json"))).status_code == 202
-    for cached in env.runtime.extras["sns.certs"].values():
+    for cached in pages.state.of(env.runtime).sns_certs.values():
         cached.expires = 0.0  # the PEM cache's hours are over
     r = post(env, key, fake.sign(envelope("alarm_notification_real_2015.json")))
     assert r.status_code == 202, r.text

@@ -15,6 +15,7 @@ import dns.resolver
 import dns.rrset
 import pytest
 
+import pages.state
 from engine.domains import check_cname
 
 from . import seed
@@ -125,7 +126,7 @@ def test_admin_api_reports_the_pages_domain_check(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
     app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
-    app.runtime.extras["dns_resolver"] = dns_server.resolver()
+    pages.state.of(app.runtime).dns_resolver = dns_server.resolver()
     seed.page(app.store, "acme", custom_domain="status.acme.test")
     got = app.client.get("/api/v1/status-pages/acme/domain", headers=app.key("platform"))
     assert got.status_code == 200
@@ -146,7 +147,7 @@ def test_admin_api_domain_check_needs_a_key_of_the_pages_team(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
     app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
-    app.runtime.extras["dns_resolver"] = dns_server.resolver()
+    pages.state.of(app.runtime).dns_resolver = dns_server.resolver()
     seed.page(app.store, "acme", custom_domain="status.acme.test")
     with app.store.begin() as conn:
         seed.team(conn, "other")

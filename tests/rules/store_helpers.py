@@ -103,11 +103,11 @@ def ingest(store: Store, source_id: int, *events: AlertEvent, partition: str = "
 
 def load_rules(store: Store, text: str) -> RuleRuntime:
     publish_rules(store, {"rules.yaml": "version: 1\nrules:\n" + text}, None)
-    return rules_runtime(store, {})
+    return rules_runtime(store)
 
 
 def evaluate(store: Store, runtime: RuleRuntime, partition: str = "am") -> int:
-    return evaluate_partition(store, rules_runtime(store, {"rules": runtime}), partition)
+    return evaluate_partition(store, rules_runtime(store, runtime), partition)
 
 
 def status_of(store: Store, service_id: int) -> str:

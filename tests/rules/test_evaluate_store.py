@@ -270,7 +270,7 @@ def test_a_reload_swaps_rules_and_activations_carry_over(store):
         {"rules.yaml": "version: 1\nrules:\n" + API.replace("partial_outage", "degraded")},
         None,
     )
-    runtime = rules_runtime(store, {"rules": runtime})
+    runtime = rules_runtime(store, runtime)
     assert runtime.book is not None and runtime.book.version == 2
     # The new version's rule matches new alerts with its new status ...
     ingest(store, ids["am"], event(dedup_key="new", at=5))
@@ -1158,7 +1158,7 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
         deleted.set()
 
     deleter = threading.Thread(target=delete_source)
-    with rules_runtime(store, {"rules": runtime}).using() as book, store.begin() as conn:
+    with rules_runtime(store, runtime).using() as book, store.begin() as conn:
         rows = conn.execute(_PENDING, {"partition": "kuma", "limit": 10}).all()
         ids_, machine = _machine(conn, book)
         outcomes = [
@@ -1181,10 +1181,10 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     assert status_of(store, ids["api"]) == "operational"
 
 
-def test_explaining_an_unmatched_event_reads_the_rules_without_compiling_them(store):
+def test_explaining_an_unmatched_event_reads_the_rules_without_compiling_them(store, monkeypatch):
     # A web process in scaled mode explains events but never evaluates: no engine rulesets.
-    from pages.unmatched import SPEC_KEY, why_unmatched
-    from workers.evaluate import EXTRA_KEY
+    import rules.runtime
+    from pages.unmatched import RulesInForce, why_unmatched
 
     ids = seed(store)
     runtime = load_rules(
@@ -1194,7 +1194,10 @@ def test_explaining_an_unmatched_event_reads_the_rules_without_compiling_them(st
     evaluate(store, runtime)
     with store.read() as conn:
         rows = conn.execute(sa.select(alert_events)).all()
-    extras: dict[str, Any] = {}
-    why = why_unmatched(store, extras, "am", "alertmanager", rows)
+    compiled: list[object] = []
+    real_book = rules.runtime.RuleBook
+    monkeypatch.setattr(rules.runtime, "RuleBook", lambda *a: compiled.append(a) or real_book(*a))
+    in_force = RulesInForce()
+    why = why_unmatched(store, in_force, "am", "alertmanager", rows)
     assert [r[0] for r in why[rows[0].id].rules] == ["api-5xx"]
-    assert EXTRA_KEY not in extras and extras[SPEC_KEY][0] == 1
+    assert compiled == [] and in_force.version == 1

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from engine import incidents as incidents_api
 from engine import maintenance as maintenance_api
 from engine import subscribers as subs
-from engine.models import OPEN_INCIDENT, Impact, ServiceStatus
+from engine.models import COMPONENT_STATUS, OPEN_INCIDENT, STATUS_NAME, Impact, ServiceStatus
 from engine.pagedata import shown_on_page
 from engine.settings import Settings
 from engine.status import page_status
@@ -34,20 +34,6 @@ from engine.tables import (
     subscribers,
 )
 
-COMPONENT_STATUS = {
-    ServiceStatus.OPERATIONAL: "operational",
-    ServiceStatus.UNDER_MAINTENANCE: "under_maintenance",
-    ServiceStatus.DEGRADED: "degraded_performance",
-    ServiceStatus.PARTIAL_OUTAGE: "partial_outage",
-    ServiceStatus.MAJOR_OUTAGE: "major_outage",
-}
-STATUS_NAME = {
-    ServiceStatus.OPERATIONAL: "Operational",
-    ServiceStatus.UNDER_MAINTENANCE: "Under Maintenance",
-    ServiceStatus.DEGRADED: "Degraded Performance",
-    ServiceStatus.PARTIAL_OUTAGE: "Partial Outage",
-    ServiceStatus.MAJOR_OUTAGE: "Major Outage",
-}
 #: Causes whose change comes with an update of its own (people hear about that one).
 EXPLAINED_CAUSES = {"incident", "maintenance"}
 

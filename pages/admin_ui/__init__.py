@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
-from . import incidents, maintenance, services, static, statuspages
+from . import domains, incidents, maintenance, services, static, statuspages
 
 
 async def _to_home(_request: object) -> RedirectResponse:
@@ -19,6 +19,7 @@ routes: list[BaseRoute] = [
     Route("/admin", _to_home, methods=["GET", "HEAD"]),
     *static.routes,
     *statuspages.routes,
+    *domains.routes,
     *incidents.routes,
     *maintenance.routes,
     *services.routes,

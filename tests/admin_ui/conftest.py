@@ -4,6 +4,7 @@ the real form."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,18 +100,17 @@ def sign_in(client: TestClient, email: str) -> None:
     assert answer.status_code == 303, answer.text
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@contextlib.contextmanager
+def seeded_serve(data: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     """`beacon serve` on a seeded data directory (`seed`) with two pages: platform's public
     page `shop`, never activated, and acme's private page `acme`, active. Outbound
     webhooks may go to loopback (the subscribers' stand-in)."""
-    data = tmp_path_factory.mktemp("admin-ui") / "data"
     store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
     migrate.upgrade(store)
     world = seed(store)
     key = create_api_key(store, name="seed", admin=True)
     try:
-        with serve(data, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}) as base:
+        with serve(data, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true", **(env or {})}) as base:
             auth = {"Authorization": f"Bearer {key}"}
             for body in (
                 {"slug": "shop", "name": "Shop Status", "teams": ["platform"], "services": ["api"]},
@@ -128,6 +128,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             yield Served(base, store, world, auth)
     finally:
         store.dispose()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`seeded_serve` for a test module."""
+    with seeded_serve(tmp_path_factory.mktemp("admin-ui") / "data") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,12 @@ def test_another_teams_private_page_is_not_found_by_id(
     token = csrf_of(client.get("/admin/pages").text)
     answer = client.post(f"/admin/pages/{acme}/activate", data={"csrf": token})
     assert answer.status_code == 404
+    assert client.get(f"/admin/pages/{acme}/domain").status_code == 404
+    assert client.get(f"/admin/pages/{acme}/domain/check").status_code == 404
+    answer = client.post(
+        f"/admin/pages/{acme}/domain", data={"csrf": token, "custom_domain": "x.example.org"}
+    )
+    assert answer.status_code == 404
 
 
 def test_a_responder_cannot_open_or_read_another_private_teams_incidents(

@@ -31,7 +31,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from . import sandbox
 from .models import AlertEvent, EventStatus, ServiceStatus, worst_status
+from .sandbox import TemplateError
 
 
 class ActivationState(StrEnum):
@@ -941,22 +943,7 @@ def _event_context(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-class TemplateError(Exception):
-    """An incident template failed to render (syntax, an undefined name, a sandbox refusal)."""
-
-
-_ENV: Any = None
-
-
 def render(text: str, context: Mapping[str, Any]) -> str:
-    """Render a user's incident template text in Jinja's sandbox with strict undefineds."""
-    global _ENV
-    import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
-
-    if _ENV is None:
-        _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-    try:
-        return str(_ENV.from_string(text).render(**context))
-    except jinja2.TemplateError as exc:
-        raise TemplateError(str(exc)) from None
+    """Render a user's incident template text in the bounded sandbox (`engine.sandbox`:
+    strict undefineds, output, time and memory limits, in a child process)."""
+    return sandbox.render(text, context)

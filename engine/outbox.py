@@ -127,6 +127,20 @@ def mark_failed(store: Store, ids: Sequence[int], error: str, retry_at: datetime
         )
 
 
+def renew(store: Store, ids: Sequence[int], now: datetime | None = None) -> None:
+    """Extend the claim on rows still being handled (their job renews it while it runs), so
+    that a handler longer than `LEASE` is not taken over by another dispatcher."""
+    if not ids:
+        return
+    with store.begin() as conn:
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(list(ids)))
+            .where(outbox.c.done_at.is_(None))
+            .values(claimed_at=now or utcnow())
+        )
+
+
 def release(store: Store, ids: Sequence[int]) -> None:
     """Give back claimed rows that were never handed to a worker (the queue was down): the
     next pass may claim them at once, and the claim does not count as an attempt."""

@@ -343,7 +343,7 @@ def _again(
     unsubscribe with and change nothing but "try sending again". The owner has both."""
     values: dict[str, Any] = {}
     if row.disabled_reason is not None:
-        values.update(disabled_reason=None)
+        values.update(disabled_reason=None, permanent_failures=0)
         if channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
             # The confirmation goes to the address: its owner accepts the filter or not.
             values.update(services=wanted, confirmed=False, confirm_token=new_token())
@@ -411,12 +411,52 @@ def unsubscribe(conn: Connection, page_id: int, token: str) -> bool:
 
 
 def disable(conn: Connection, subscriber_id: int, reason: str) -> None:
-    """Stop delivering to a subscriber after a permanent failure, keeping the reason."""
+    """Stop delivering to a subscriber now, keeping the reason."""
     conn.execute(
         subscribers.update()
         .where(subscribers.c.id == subscriber_id)
         .values(disabled_reason=reason[:2000])
     )
+
+
+def record_permanent_failure(
+    conn: Connection, subscriber_id: int, reason: str, *, limit: int = 3
+) -> bool:
+    """Count a permanent failure; the `limit`-th in a row stops delivering to the subscriber,
+    keeping the reason. Returns whether this one disabled it."""
+    failures = subscribers.c.permanent_failures + 1
+    disabled = f"{reason} ({limit} permanent failures in a row)" if limit > 1 else reason
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .values(
+            permanent_failures=failures,
+            disabled_reason=sa.case(
+                (
+                    sa.and_(failures >= limit, subscribers.c.disabled_reason.is_(None)),
+                    disabled[:2000],
+                ),
+                else_=subscribers.c.disabled_reason,
+            ),
+        )
+    )
+    row = conn.execute(
+        sa.select(subscribers.c.permanent_failures, subscribers.c.disabled_reason).where(
+            subscribers.c.id == subscriber_id
+        )
+    ).first()
+    return row is not None and row.permanent_failures == limit and row.disabled_reason is not None
+
+
+def record_success(conn: Connection, subscriber_ids: Iterable[int]) -> None:
+    """A delivery went through: the count of permanent failures in a row starts again."""
+    ids = sorted(set(subscriber_ids))
+    if ids:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id.in_(ids), subscribers.c.permanent_failures > 0)
+            .values(permanent_failures=0)
+        )
 
 
 # --- who hears about what ---------------------------------------------------------------------

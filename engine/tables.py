@@ -671,6 +671,8 @@ subscribers = sa.Table(
     sa.Column("unsubscribe_token", sa.String(64), nullable=False, unique=True),
     sa.Column("webhook_secret", sa.String(128), nullable=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),
+    # Permanent failures in a row (a success resets it); the third disables the subscriber.
+    sa.Column("permanent_failures", sa.Integer, nullable=False, default=0, server_default="0"),
     _created(),
     sa.UniqueConstraint("page_id", "channel", "address"),
 )
@@ -695,9 +697,13 @@ deliveries = sa.Table(
     sa.Column("message", JSONType, nullable=False),
     # pending | sending | sent | failed
     sa.Column("status", sa.String(10), nullable=False, default="pending"),
+    # Real send attempts (a claim that sent nothing is not one).
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # A pending delivery that failed for now is not tried again before this (its backoff,
+    # or the provider's Retry-After).
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
     _created(),
     _updated(),
 )

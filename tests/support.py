@@ -186,14 +186,14 @@ class _ManyConnections(http.server.ThreadingHTTPServer):
 
 class RecordingServer:
     """A real HTTP server on loopback that records every request and answers with the next
-    queued `(status, body)` (default 200 `{}`): the stand-in for SendGrid, Twilio, Slack or
-    a subscriber's webhook."""
+    queued `(status, body, headers)` (default 200 `{}`): the stand-in for SendGrid, Twilio,
+    Slack or a subscriber's webhook."""
 
     def __init__(self) -> None:
         import json
 
         self.requests: list[dict[str, object]] = []
-        self.answers: list[tuple[int, bytes]] = []
+        self.answers: list[tuple[int, bytes, dict[str, str]]] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -208,8 +208,12 @@ class RecordingServer:
                         "body": body,
                     }
                 )
-                status, answer = outer.answers.pop(0) if outer.answers else (200, b"{}")
+                status, answer, headers = (
+                    outer.answers.pop(0) if outer.answers else (200, b"{}", {})
+                )
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -224,8 +228,11 @@ class RecordingServer:
         self.thread.start()
         self._json = json
 
-    def answer(self, status: int, body: object = None) -> None:
-        self.answers.append((status, self._json.dumps(body if body is not None else {}).encode()))
+    def answer(
+        self, status: int, body: object = None, headers: dict[str, str] | None = None
+    ) -> None:
+        encoded = self._json.dumps(body if body is not None else {}).encode()
+        self.answers.append((status, encoded, dict(headers or {})))
 
     def close(self) -> None:
         self.server.shutdown()

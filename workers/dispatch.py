@@ -28,6 +28,8 @@ from engine import deadlines, outbox
 from engine.runtime import Runtime, current
 from engine.tables import utcnow
 
+from .lease import renewing
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Runtime, list[dict[str, Any]]], None]
@@ -45,6 +47,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),
     "notify.component_update": ("beacon-notify", "workers.fanout:handle_component_update"),
     "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
+    "deadline.notify.resume": ("beacon-notify", "workers.fanout:handle_resume"),
+    "deadline.notify.sweep": ("beacon-notify", "workers.fanout:handle_sweep"),
     "accounts.email": ("beacon-notify", "workers.account_mail:handle_account_email"),
     "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),
@@ -56,6 +60,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
 #: Attempts before a failing row is given up on (kept, with its error, for operators).
 MAX_ATTEMPTS = 8
 BATCH = 200
+#: How often a running job renews its rows' claim (a third of `outbox.LEASE`).
+RENEW_EVERY = outbox.LEASE.total_seconds() / 3
 #: While the queue's Redis is down, a dispatcher tries again this often.
 QUEUE_DOWN_PAUSE = 1.0
 
@@ -129,7 +135,8 @@ def run_outbox(ids: list[int]) -> None:
             _failed(rt, kind, kind_rows, exc)
             continue
         try:
-            handler(rt, [r.payload for r in kind_rows])
+            with _renewing(rt, kind_rows):
+                handler(rt, [r.payload for r in kind_rows])
         except BaseTimeoutException:
             # Out of time: the rows' lease is long gone and another dispatcher may hold
             # them; running them one by one now would race it. They are retried.
@@ -146,7 +153,8 @@ def run_outbox(ids: list[int]) -> None:
             )
             for row in kind_rows:
                 try:
-                    handler(rt, [row.payload])
+                    with _renewing(rt, [row]):
+                        handler(rt, [row.payload])
                 except BaseTimeoutException:
                     raise
                 except Exception as one:
@@ -155,6 +163,13 @@ def run_outbox(ids: list[int]) -> None:
                     outbox.mark_done(rt.store, [row.id])
             continue
         outbox.mark_done(rt.store, [r.id for r in kind_rows])
+
+
+def _renewing(rt: Runtime, rows: list[outbox.OutboxRow]) -> contextlib.AbstractContextManager[None]:
+    """The rows' claim renewed while their handler runs (a fan-out to a large page takes
+    longer than the claim's lease, and another dispatcher would take the rows over)."""
+    ids = [r.id for r in rows]
+    return renewing(lambda: outbox.renew(rt.store, ids), RENEW_EVERY)
 
 
 def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception) -> None:

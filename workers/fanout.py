@@ -10,10 +10,17 @@ expands every notice into `deliveries` rows in batches (`INSERT ... ON CONFLICT 
 on a deterministic dedup key, so running twice adds nothing) and then sends the pending ones
 from a small thread pool: no RQ job per subscriber. A delivery is sent only by whoever moves
 it from pending to sending ("mark sending if pending", per batch, with RETURNING), so a
-repeated or concurrent run never sends twice. A temporary failure puts the delivery back to
-pending and makes the handler raise, so the outbox retries the whole payload with its backoff
-(and only the pending deliveries go out again); a permanent one marks it failed and disables
-the subscriber with the reason.
+repeated or concurrent run never sends twice; while it sends a batch, the run renews the
+batch's lease.
+
+Retries are per delivery and count real send attempts, not claims (a queue outage uses none
+of them): a temporary failure puts the delivery back to pending with `next_attempt_at` (its
+backoff, or the provider's `Retry-After` when longer) and schedules a `notify.resume`
+deadline for the notice, which rebuilds it from its source and sends what is due; after
+`MAX_ATTEMPTS` it is failed. A permanent failure fails the delivery, and `DISABLE_AFTER` of
+them in a row disable the subscriber with the reason. The `notify.sweep` deadline, every
+minute, resumes notices whose deliveries were left behind (pending past their time, or
+`sending` past their lease because their worker died).
 
 Who hears what: incident and maintenance updates go to every subscriber following one of the
 affected services on the page; component changes go to webhook subscribers always, and to
@@ -23,16 +30,18 @@ tells them (a rule, an override or its expiry changed the status).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from adapters.channels import ChannelError, Context, Message, get_channel
+from engine import deadlines
 from engine import subscribers as subs
 from engine.incidents import NOTIFY_UPDATE as INCIDENT_UPDATE
 from engine.maintenance import NOTIFY_UPDATE as MAINTENANCE_UPDATE
@@ -42,6 +51,7 @@ from engine.status import NOTIFY_COMPONENTS as COMPONENT_UPDATE
 from engine.tables import deliveries, subscribers, users, utcnow
 
 from . import messages
+from .lease import renewing
 from .messages.notices import (
     Notice,
     component_notices,
@@ -50,7 +60,7 @@ from .messages.notices import (
     iso,
     maintenance_notices,
 )
-from .notify import DeliveryRetry, channel_module, claimable, context, insert_ignore
+from .notify import SENDING_LEASE, channel_module, claimable, context, insert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +73,9 @@ __all__ = [
     "handle_component_update",
     "handle_incident_update",
     "handle_maintenance_update",
+    "handle_resume",
     "handle_subscriber_confirm",
+    "handle_sweep",
 ]
 #: Subscribers read and delivery rows written per transaction while expanding.
 EXPAND_BATCH = 500
@@ -73,48 +85,149 @@ SEND_BATCH = 100
 #: with thousands of subscribers wait minutes.
 SEND_THREADS = 8
 DELIVERY_KIND = "subscriber"
+#: Real send attempts of one delivery before it is given up on.
+MAX_ATTEMPTS = 8
+#: Permanent failures in a row that disable a subscriber.
+DISABLE_AFTER = 3
+#: How often a run renews the lease of the batch it is sending.
+LEASE_RENEW_EVERY = SENDING_LEASE.total_seconds() / 4
+#: Deadline kinds (the outbox kinds are `deadline.<kind>`).
+RESUME = "notify.resume"
+SWEEP = "notify.sweep"
+SWEEP_KEY = "deliveries"
+SWEEP_EVERY = timedelta(minutes=1)
+#: Deliveries the sweeper looks at per pass.
+SWEEP_LIMIT = 20_000
 # --- handlers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """The outbox work a notice comes from: what a resume runs again to rebuild it."""
+
+    kind: str
+    payload: dict[str, Any]
 
 
 def handle_incident_update(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Tell subscribers about incident updates with `deliver_notifications`."""
-    ids = sorted({int(p["update_id"]) for p in payloads})
-    with rt.store.read() as conn:
-        notices = [n for i in ids for n in incident_notices(conn, rt.settings, i)]
-    deliver(rt, notices)
+    for update_id in sorted({int(p["update_id"]) for p in payloads}):
+        with rt.store.read() as conn:
+            notices = incident_notices(conn, rt.settings, update_id)
+        deliver(rt, Source(INCIDENT_UPDATE, {"update_id": update_id}), notices)
 
 
 def handle_maintenance_update(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Tell subscribers about the steps of maintenance windows with `notify`."""
-    ids = sorted({int(p["update_id"]) for p in payloads})
-    with rt.store.read() as conn:
-        notices = [n for i in ids for n in maintenance_notices(conn, rt.settings, i)]
-    deliver(rt, notices)
+    for update_id in sorted({int(p["update_id"]) for p in payloads}):
+        with rt.store.read() as conn:
+            notices = maintenance_notices(conn, rt.settings, update_id)
+        deliver(rt, Source(MAINTENANCE_UPDATE, {"update_id": update_id}), notices)
 
 
 def handle_component_update(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Tell subscribers about component status changes on active pages."""
-    with rt.store.read() as conn:
-        notices = [n for p in payloads for n in component_notices(conn, rt.settings, p)]
-    deliver(rt, notices)
+    for payload in payloads:
+        with rt.store.read() as conn:
+            notices = component_notices(conn, rt.settings, payload)
+        deliver(rt, Source(COMPONENT_UPDATE, _plain(payload)), notices)
 
 
 def handle_subscriber_confirm(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Send the double opt-in message to new email and SMS subscribers."""
+    for payload in payloads:
+        with rt.store.read() as conn:
+            notices = confirm_notices(conn, rt.settings, payload)
+        deliver(rt, Source(SUBSCRIBER_CONFIRM, _plain(payload)), notices)
+
+
+def _plain(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without what a fired deadline adds to it."""
+    return {k: v for k, v in payload.items() if k not in ("deadline_key", "due_at")}
+
+
+#: What a resume runs again, by the kind of its source.
+_HANDLERS: dict[str, Callable[[Runtime, list[dict[str, Any]]], None]] = {
+    INCIDENT_UPDATE: handle_incident_update,
+    MAINTENANCE_UPDATE: handle_maintenance_update,
+    COMPONENT_UPDATE: handle_component_update,
+    SUBSCRIBER_CONFIRM: handle_subscriber_confirm,
+}
+
+
+def handle_resume(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Deadline `notify.resume`: a notice has deliveries due again (after a temporary failure,
+    or found by the sweeper); rebuild it from its source and send what is claimable."""
+    for payload in payloads:
+        handler = _HANDLERS.get(str(payload.get("kind")))
+        if handler is None:
+            log.error("cannot resume notifications of kind %r", payload.get("kind"))
+            continue
+        handler(rt, [dict(payload.get("payload") or {})])
+
+
+def handle_sweep(rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
+    """Deadline `notify.sweep`, every `SWEEP_EVERY`: deliveries that nobody is going to send
+    (pending past their time, or `sending` past their lease: their worker died) get their
+    notice resumed. Then the next sweep is scheduled."""
+    now = utcnow()
+    stale = now - SENDING_LEASE
+    due = sa.or_(
+        sa.and_(
+            deliveries.c.status == "pending",
+            sa.or_(
+                deliveries.c.next_attempt_at <= now,
+                sa.and_(deliveries.c.next_attempt_at.is_(None), deliveries.c.updated_at < stale),
+            ),
+        ),
+        sa.and_(deliveries.c.status == "sending", deliveries.c.updated_at < stale),
+    )
     with rt.store.read() as conn:
-        notices = [n for p in payloads for n in confirm_notices(conn, rt.settings, p)]
-    deliver(rt, notices)
+        found: dict[str, dict[str, Any]] = {}
+        for (message,) in conn.execute(
+            sa.select(deliveries.c.message)
+            .where(deliveries.c.kind == DELIVERY_KIND, due)
+            .limit(SWEEP_LIMIT)
+        ):
+            if message.get("source") and message.get("notice"):
+                found.setdefault(message["notice"], message["source"])
+    with rt.store.begin() as conn:
+        for key, source in found.items():
+            if deadlines.get(conn, RESUME, key) is None:
+                deadlines.schedule(conn, RESUME, key, now, source)
+        deadlines.schedule(conn, SWEEP, SWEEP_KEY, now + SWEEP_EVERY)
+    if found:
+        log.warning("resuming %d notices with deliveries left behind", len(found))
 
 
-def deliver(rt: Runtime, notices: Sequence[Notice]) -> None:
-    """Expand and send every notice; raises `DeliveryRetry` if some sends failed for now."""
+def deliver(rt: Runtime, source: Source, notices: Sequence[Notice]) -> None:
+    """Expand and send every notice; deliveries that failed for now are resumed when due
+    (a `notify.resume` deadline per notice, at the earliest retry time)."""
     ctx = context(rt.settings)
-    retry: list[str] = []
     for notice in notices:
-        expand(rt, notice)
-        retry += send_pending(rt, notice, ctx)
-    if retry:
-        raise DeliveryRetry(f"{len(retry)} deliveries failed for now: {'; '.join(retry[:3])}")
+        expand(rt, notice, source)
+        retry_at = send_pending(rt, notice, ctx)
+        if retry_at is not None:
+            _resume_at(rt, notice.key, source, retry_at)
+    _ensure_sweep(rt)
+
+
+def _resume_at(rt: Runtime, key: str, source: Source, at: datetime) -> None:
+    with rt.store.begin() as conn:
+        pending = deadlines.get(conn, RESUME, key)
+        if pending is None or pending.due_at > at:
+            deadlines.schedule(
+                conn, RESUME, key, at, {"kind": source.kind, "payload": source.payload}
+            )
+
+
+def _ensure_sweep(rt: Runtime) -> None:
+    with rt.store.read() as conn:
+        if deadlines.get(conn, SWEEP, SWEEP_KEY) is not None:
+            return
+    with rt.store.begin() as conn:
+        if deadlines.get(conn, SWEEP, SWEEP_KEY) is None:
+            deadlines.schedule(conn, SWEEP, SWEEP_KEY, utcnow() + SWEEP_EVERY)
 
 
 # --- expanding --------------------------------------------------------------------------------
@@ -128,7 +241,7 @@ def _wanted(notice: Notice, row: Any) -> bool:
     return subs.follows(row.services, notice.service_keys)
 
 
-def expand(rt: Runtime, notice: Notice) -> int:
+def expand(rt: Runtime, notice: Notice, source: Source | None = None) -> int:
     """Create the notice's delivery rows (idempotent); returns how many subscribers it has."""
     count, after = 0, 0
     while True:
@@ -145,7 +258,14 @@ def expand(rt: Runtime, notice: Notice) -> int:
                     "dedup_key": f"{notice.key}:subscriber:{r.id}",
                     "subscriber_id": r.id,
                     "kind": DELIVERY_KIND,
-                    "message": {"notice": notice.key, "channel": r.channel},
+                    "message": {
+                        "notice": notice.key,
+                        "channel": r.channel,
+                        # What the sweeper resumes the notice from.
+                        "source": {"kind": source.kind, "payload": source.payload}
+                        if source
+                        else None,
+                    },
                     "status": "pending",
                     "attempts": 0,
                     "created_at": now,
@@ -168,12 +288,21 @@ def expand(rt: Runtime, notice: Notice) -> int:
 class Outcome:
     delivery_id: int
     subscriber_id: int
+    #: Attempts made before this one.
+    attempts: int
     error: str | None = None
     permanent: bool = False
+    retry_after: float | None = None
+    #: Disable the subscriber now, not after `DISABLE_AFTER` failures (a user who left).
+    disable: bool = False
 
     @property
     def sent(self) -> bool:
         return self.error is None
+
+
+class NoLongerMember(ChannelError):
+    """A private page's subscriber is no longer a member: not a failure that may pass."""
 
 
 def _pending_ids(rt: Runtime, notice: Notice, now: datetime) -> list[int]:
@@ -191,7 +320,8 @@ def _pending_ids(rt: Runtime, notice: Notice, now: datetime) -> list[int]:
 
 def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
     """Move the still-claimable deliveries among `ids` to `sending`; returns them with their
-    subscribers. Whoever's UPDATE moves a row is the one who sends it."""
+    subscribers. Whoever's UPDATE moves a row is the one who sends it. A claim is not an
+    attempt: `attempts` grows when the outcome is recorded."""
     now = utcnow()  # per batch: the lease runs from this claim, not from the run's start
     with rt.store.begin() as conn:
         claimed = list(
@@ -199,7 +329,7 @@ def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
                 deliveries.update()
                 .where(deliveries.c.id.in_(ids))
                 .where(claimable(now))
-                .values(status="sending", attempts=deliveries.c.attempts + 1, updated_at=now)
+                .values(status="sending", updated_at=now)
                 .returning(deliveries.c.id)
             ).scalars()
         )
@@ -209,6 +339,7 @@ def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
             conn.execute(
                 sa.select(
                     deliveries.c.id.label("delivery_id"),
+                    deliveries.c.attempts.label("delivery_attempts"),
                     subscribers,
                     users.c.email.label("user_email"),
                 )
@@ -219,65 +350,120 @@ def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
         )
 
 
-def send_pending(rt: Runtime, notice: Notice, ctx: Context) -> list[str]:
-    """Send the notice's claimable deliveries; returns the temporary failures' messages."""
+def _renew(rt: Runtime, ids: list[int]) -> None:
+    """Extend the lease of deliveries this run is still sending."""
+    with rt.store.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(ids), deliveries.c.status == "sending")
+            .values(updated_at=utcnow())
+        )
+
+
+def send_pending(rt: Runtime, notice: Notice, ctx: Context) -> datetime | None:
+    """Send the notice's claimable deliveries; returns when the earliest of those that
+    failed for now may be tried again (None: nothing to try again)."""
     ids = _pending_ids(rt, notice, utcnow())
-    temporary: list[str] = []
+    retry_at: datetime | None = None
     if not ids:
-        return temporary
+        return retry_at
     with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="beacon-fanout") as pool:
         for start in range(0, len(ids), SEND_BATCH):
             rows = _claim(rt, ids[start : start + SEND_BATCH])
-            outcomes = list(pool.map(lambda r: send_one(rt, notice, r, ctx), rows))
-            _record(rt, outcomes)
-            temporary += [
-                f"{o.delivery_id}: {o.error}" for o in outcomes if o.error and not o.permanent
-            ]
-    return temporary
+            claimed = [r.delivery_id for r in rows]
+            with renewing(functools.partial(_renew, rt, claimed), LEASE_RENEW_EVERY):
+                outcomes = list(pool.map(lambda r: send_one(rt, notice, r, ctx), rows))
+            at = _record(rt, outcomes)
+            if at is not None and (retry_at is None or at < retry_at):
+                retry_at = at
+    return retry_at
 
 
-def _record(rt: Runtime, outcomes: list[Outcome]) -> None:
-    """Write a batch's outcomes in one transaction (only over rows still `sending`)."""
+def backoff(attempts: int) -> float:
+    """Seconds before the next attempt after `attempts` real ones: 4, 8, 16 ... 300."""
+    return float(min(2 ** (attempts + 1), 300))
+
+
+def _record(rt: Runtime, outcomes: list[Outcome]) -> datetime | None:
+    """Write a batch's outcomes in one transaction (only over rows still `sending`); returns
+    the earliest time one that failed for now may be tried again."""
     if not outcomes:
-        return
+        return None
     now = utcnow()
     sending = deliveries.c.status == "sending"
+    attempted = deliveries.c.attempts + 1
+    retry_at: datetime | None = None
     with rt.store.begin() as conn:
-        sent = [o.delivery_id for o in outcomes if o.sent]
+        sent = [o for o in outcomes if o.sent]
         if sent:
             conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id.in_(sent), sending)
-                .values(status="sent", sent_at=now, last_error=None, updated_at=now)
+                .where(deliveries.c.id.in_([o.delivery_id for o in sent]), sending)
+                .values(
+                    status="sent",
+                    attempts=attempted,
+                    sent_at=now,
+                    last_error=None,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
             )
+            subs.record_success(conn, [o.subscriber_id for o in sent])
         for o in outcomes:
             if o.sent:
                 continue
+            error = (o.error or "failed")[:2000]
+            gave_up = not o.permanent and o.attempts + 1 >= MAX_ATTEMPTS
+            if o.permanent or gave_up:
+                if gave_up:
+                    error = f"gave up after {o.attempts + 1} attempts: {error}"[:2000]
+                conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == o.delivery_id, sending)
+                    .values(status="failed", attempts=attempted, last_error=error, updated_at=now)
+                )
+                if subs.record_permanent_failure(
+                    conn, o.subscriber_id, error, limit=1 if o.disable else DISABLE_AFTER
+                ):
+                    log.warning("subscriber %s disabled: %s", o.subscriber_id, error)
+                continue
+            # The provider's Retry-After is a floor: retrying sooner only earns another 429.
+            at = now + timedelta(seconds=max(backoff(o.attempts + 1), o.retry_after or 0.0))
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id == o.delivery_id, sending)
                 .values(
-                    status="failed" if o.permanent else "pending",
-                    last_error=(o.error or "")[:2000],
+                    status="pending",
+                    attempts=attempted,
+                    last_error=error,
+                    next_attempt_at=at,
                     updated_at=now,
                 )
             )
-            if o.permanent:
-                subs.disable(conn, o.subscriber_id, o.error or "permanent failure")
-                log.warning("subscriber %s disabled: %s", o.subscriber_id, o.error)
+            retry_at = at if retry_at is None or at < retry_at else retry_at
+    return retry_at
 
 
 def send_one(rt: Runtime, notice: Notice, row: Any, ctx: Context) -> Outcome:
     """Send one delivery; never raises (the outcome says what happened)."""
+    done = row.delivery_attempts
     try:
         kind, target, message = build(rt, notice, row, ctx)
         get_channel(kind).send(message, target, ctx)
     except ChannelError as exc:
-        return Outcome(row.delivery_id, row.id, str(exc), exc.permanent)
+        return Outcome(
+            row.delivery_id,
+            row.id,
+            done,
+            str(exc),
+            exc.permanent,
+            exc.retry_after,
+            disable=isinstance(exc, NoLongerMember),
+        )
     except Exception as exc:  # a bug must not lose the batch's other outcomes; retried later
         log.exception("delivery %s to subscriber %s failed", row.delivery_id, row.id)
-        return Outcome(row.delivery_id, row.id, f"internal error: {exc!r}", False)
-    return Outcome(row.delivery_id, row.id)
+        return Outcome(row.delivery_id, row.id, done, f"internal error: {exc!r}")
+    return Outcome(row.delivery_id, row.id, done)
 
 
 def build(
@@ -316,7 +502,9 @@ def build(
         with rt.store.read() as conn:
             member = subs.is_member(conn, notice.page, row.user_id)
         if not member or not row.user_email:
-            raise ChannelError("the user is no longer a member of the page's teams", permanent=True)
+            raise NoLongerMember(
+                "the user is no longer a member of the page's teams", permanent=True
+            )
         address = row.user_email
     mail = messages.email(notice.kind, values)
     headers = {}

@@ -24,8 +24,9 @@ from engine.tables import channels, deliveries, utcnow
 
 log = logging.getLogger(__name__)
 
-#: A delivery stuck in `sending` this long (its worker died mid-send) is tried again.
-SENDING_LEASE = timedelta(minutes=5)
+#: A delivery in `sending` whose lease was not renewed this long (its worker died mid-send)
+#: is tried again; a run renews the lease of what it is sending.
+SENDING_LEASE = timedelta(minutes=2)
 
 
 class DeliveryRetry(Exception):
@@ -78,10 +79,13 @@ def insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def claimable(now: datetime) -> sa.ColumnElement[bool]:
-    """Deliveries a worker may take: pending, or stuck in `sending` past the lease (their
-    worker died mid-send)."""
+    """Deliveries a worker may take: pending and due (no `next_attempt_at`, or past it), or
+    stuck in `sending` past the lease (their worker died mid-send)."""
     return sa.or_(
-        deliveries.c.status == "pending",
+        sa.and_(
+            deliveries.c.status == "pending",
+            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        ),
         sa.and_(deliveries.c.status == "sending", deliveries.c.updated_at < now - SENDING_LEASE),
     )
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .errors import ChannelError
@@ -58,8 +60,37 @@ def is_permanent(status: int) -> bool:
     return 400 <= status < 500 and status != 429
 
 
-def raise_for_status(status: int, body: str, *, where: str) -> None:
-    """Nothing for a 2xx; else `ChannelError` quoting the body, permanent as `is_permanent`."""
+#: The longest `Retry-After` honoured: a provider asking for more is waited on this long.
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date, RFC 9110
+    10.2.3), at most `MAX_RETRY_AFTER`; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def raise_for_status(
+    status: int, body: str, *, where: str, retry_after_header: str | None = None
+) -> None:
+    """Nothing for a 2xx; else `ChannelError` quoting the body, permanent as `is_permanent`,
+    with the answer's `Retry-After`."""
     if 200 <= status < 300:
         return
-    raise ChannelError(f"{where} answered {status}: {body[:200]}", permanent=is_permanent(status))
+    raise ChannelError(
+        f"{where} answered {status}: {body[:200]}",
+        permanent=is_permanent(status),
+        retry_after=retry_after(retry_after_header),
+    )

@@ -33,7 +33,12 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     try:
         response = client.send(mail)
     except SendGridHTTPError as exc:
-        raise_for_status(int(exc.status_code), str(exc.body), where="SendGrid")
+        raise_for_status(
+            int(exc.status_code),
+            str(exc.body),
+            where="SendGrid",
+            retry_after_header=(exc.headers or {}).get("Retry-After"),
+        )
         raise
     except OSError as exc:  # urllib's connection errors and timeouts
         raise ChannelError(f"could not reach SendGrid: {exc}") from None

@@ -7,9 +7,10 @@ from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
-from .base import Context, Message, is_permanent
+from .base import Context, Message, is_permanent, retry_after
 from .errors import ChannelError
 
 #: Twilio error codes that retrying cannot fix (https://www.twilio.com/docs/api/errors).
@@ -22,12 +23,22 @@ PERMANENT_CODES = {
 SMS_LIMIT = 320
 
 
+class _KeepsAnswer(TwilioHttpClient):
+    """The SDK's HTTP client, keeping the last answer: `TwilioRestException` drops the
+    headers, and with them a 429's `Retry-After`."""
+
+    answer: Response | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        self.answer = super().request(*args, **kwargs)
+        return self.answer
+
+
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     if not (ctx.twilio_account_sid and ctx.twilio_auth_token and ctx.twilio_from):
         raise ChannelError("Twilio is not configured (BEACON_TWILIO_*)", permanent=True)
-    client = Client(
-        ctx.twilio_account_sid, ctx.twilio_auth_token, http_client=TwilioHttpClient(timeout=10)
-    )
+    http = _KeepsAnswer(timeout=10)
+    client = Client(ctx.twilio_account_sid, ctx.twilio_auth_token, http_client=http)
     client.api.base_url = ctx.twilio_api_url
     # Plain ASCII keeps an SMS in the GSM-7 alphabet: one non-GSM character (a curly quote,
     # a non-breaking space) makes the whole message UCS-2 and cost twice as much.
@@ -39,8 +50,11 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
             raise ChannelError(
                 f"Twilio {exc.code}: {PERMANENT_CODES[exc.code]}", permanent=True
             ) from None
+        answer = http.answer
         raise ChannelError(
-            f"Twilio answered {exc.status}: {exc.msg}", permanent=is_permanent(exc.status)
+            f"Twilio answered {exc.status}: {exc.msg}",
+            permanent=is_permanent(exc.status),
+            retry_after=retry_after(answer.headers.get("Retry-After") if answer else None),
         ) from None
     except OSError as exc:
         raise ChannelError(f"could not reach Twilio: {exc}") from None

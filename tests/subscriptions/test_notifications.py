@@ -13,14 +13,13 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook
 from starlette.testclient import TestClient
 
-from engine import incidents, maintenance, status
+from engine import deadlines, incidents, maintenance, status
 from engine.runtime import Runtime
 from engine.security import new_token
 from engine.tables import deliveries, incident_updates, services, subscribers, utcnow
 from tests.support import RecordingServer
-from workers import messages
+from workers import fanout, messages
 from workers.fanout import handle_incident_update
-from workers.notify import DeliveryRetry
 
 from .conftest import (
     BASE_URL,
@@ -316,24 +315,49 @@ def test_maintenance_steps_are_sent_when_the_window_notifies(
     ]
 
 
-def test_a_permanent_failure_disables_the_subscriber_with_the_reason(
+def test_three_permanent_failures_in_a_row_disable_the_subscriber_with_the_reason(
     rt: Runtime, server: RecordingServer
 ) -> None:
     site = make_site(rt)
     subscriber_id = subscribe(rt, site, "webhook", f"{server.url}/hook")
+    # The incident and its component change: two permanent failures, still enabled.
+    server.answer(410, {"error": "gone"})
     server.answer(410, {"error": "gone"})
     incident_id = open_incident(rt, site, impact="degraded")
     drain(rt)
     (row,) = subscriber_rows(rt)
-    assert row.id == subscriber_id and "410" in (row.disabled_reason or "")
+    assert row.disabled_reason is None and row.permanent_failures == 2
     with rt.store.read() as conn:
         statuses = set(conn.execute(sa.select(deliveries.c.status)).scalars())
-    assert "failed" in statuses
+    assert statuses == {"failed"}
+    # The third in a row disables it, with the reason.
+    server.answer(410, {"error": "gone"})
+    with rt.store.begin() as conn:
+        incidents.post_update(conn, incident_id, status="identified", message="Found it.")
+    drain(rt)
+    (row,) = subscriber_rows(rt)
+    assert row.id == subscriber_id and "410" in (row.disabled_reason or "")
+    assert "3 permanent failures in a row" in (row.disabled_reason or "")
     before = len(server.requests)
     with rt.store.begin() as conn:
         incidents.resolve(conn, incident_id, message="Fixed.")
     drain(rt)
     assert len(server.requests) == before  # a disabled subscriber gets nothing more
+
+
+def test_a_success_between_permanent_failures_starts_the_count_again(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    site = make_site(rt)
+    subscribe(rt, site, "email", "eve@example.com")
+    for answers in ([400, 400], [202], [400, 400]):
+        for code in answers:
+            server.answer(code, {"errors": [{"message": "bad"}]} if code == 400 else {})
+        for _ in answers:
+            open_incident(rt, site, notify=True)
+        drain(rt)
+    (row,) = subscriber_rows(rt)
+    assert row.disabled_reason is None and row.permanent_failures == 2
 
 
 def test_a_temporary_failure_is_retried_and_sent_once(rt: Runtime, server: RecordingServer) -> None:
@@ -343,12 +367,20 @@ def test_a_temporary_failure_is_retried_and_sent_once(rt: Runtime, server: Recor
     with rt.store.read() as conn:
         update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
     server.answer(503, {"errors": [{"message": "busy"}]})
-    with pytest.raises(DeliveryRetry, match="503"):
-        handle_incident_update(rt, [{"update_id": update_id}])
+    handle_incident_update(rt, [{"update_id": update_id}])
     with rt.store.read() as conn:
         (delivery,) = conn.execute(sa.select(deliveries)).all()
+        key = f"incident-update:{update_id}:page:{site.page_id}"
+        resume = deadlines.get(conn, fanout.RESUME, key)
     assert delivery.status == "pending" and "503" in (delivery.last_error or "")
-    handle_incident_update(rt, [{"update_id": update_id}])
+    assert delivery.attempts == 1 and delivery.next_attempt_at is not None
+    assert resume is not None and resume.due_at == delivery.next_attempt_at
+    handle_incident_update(rt, [{"update_id": update_id}])  # not due yet: nothing sent
+    assert len(server.requests) == 1
+    with rt.store.begin() as conn:  # its time comes
+        conn.execute(deliveries.update().values(next_attempt_at=utcnow()))
+        deadlines.schedule(conn, fanout.RESUME, resume.key, utcnow(), resume.payload)
+    drain(rt)
     handle_incident_update(rt, [{"update_id": update_id}])
     with rt.store.read() as conn:
         (delivery,) = conn.execute(sa.select(deliveries)).all()
@@ -381,7 +413,7 @@ def test_a_delivery_stuck_in_sending_is_retried_only_after_its_lease(
     handle_incident_update(rt, [{"update_id": update_id}])
     assert server.requests == []
     with rt.store.begin() as conn:  # that worker died mid-send long ago
-        conn.execute(deliveries.update().values(updated_at=utcnow() - timedelta(minutes=6)))
+        conn.execute(deliveries.update().values(updated_at=utcnow() - timedelta(minutes=3)))
     handle_incident_update(rt, [{"update_id": update_id}])
     assert len(server.requests) == 1
     with rt.store.read() as conn:

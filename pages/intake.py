@@ -46,7 +46,7 @@ from adapters.alert_sources.errors import UnknownAdapterError
 from engine import events as events_mod
 from engine import sources as sources_mod
 from engine.errors import ValidationError
-from engine.event_writer import EventWriter
+from engine.event_writer import EventWriter, Overloaded
 from engine.events import Stored, Submission
 from engine.models import AlertEvent, EventStatus
 from engine.runtime import Runtime
@@ -66,6 +66,8 @@ _SOURCE_CACHE_MAX = 10_000
 
 #: Seconds a tool is asked to wait when the store cannot take its events.
 STORE_RETRY_AFTER = 5
+#: What a delivery shed by a full event writer queue is asked to wait.
+OVERLOAD_RETRY_AFTER = 2
 
 _RAW_TYPES = ("application/json", "application/octet-stream")
 _FORM = "application/x-www-form-urlencoded"
@@ -375,10 +377,28 @@ def writer(request: Request) -> EventWriter:
 
 
 async def store_events(
-    request: Request, source: Source, events: list[AlertEvent], received_at: datetime
+    request: Request,
+    source: Source,
+    events: list[AlertEvent],
+    received_at: datetime,
+    size: int = 0,
 ) -> list[Stored]:
-    # The writer wakes the dispatcher itself when a commit gave it work.
-    return await writer(request).submit(Submission(source, events, received_at))
+    """Store the events through the group committer; a 503 with `Retry-After` when its
+    queue is full (`engine.event_writer`: load is shed, not queued without end)."""
+    resolves = any(e.status == EventStatus.RESOLVED for e in events)
+    try:
+        # The writer wakes the dispatcher itself when a commit gave it work.
+        return await writer(request).submit(
+            Submission(source, events, received_at), size=size, resolves=resolves
+        )
+    except Overloaded as exc:
+        log.warning("shedding a delivery of source %r: %s", source.key, exc)
+        raise HTTPException(
+            503,
+            "Beacon is receiving more deliveries than it can store right now; nothing was "
+            "stored, retry later",
+            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER)},
+        ) from None
 
 
 def accepted(events: list[AlertEvent], stored: list[Stored]) -> dict[str, Any]:
@@ -421,7 +441,11 @@ async def receive(request: Request) -> Response:
         refusing = {id(e) for e in refused}
         events = [e for e in events if id(e) not in refusing]
     try:
-        stored = await store_events(request, source, events, received_at) if events else []
+        stored = (
+            await store_events(request, source, events, received_at, len(delivery.body))
+            if events
+            else []
+        )
     except (DBAPIError, sqlite3.Error) as exc:
         raise store_failed(f"store events of source {source.key!r}", exc) from None
     request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))

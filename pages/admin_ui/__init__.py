@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
-from . import domains, incidents, maintenance, services, static, statuspages
+from . import domains, incidents, maintenance, services, sources, static, statuspages
 
 
 async def _to_home(_request: object) -> RedirectResponse:
@@ -23,4 +23,5 @@ routes: list[BaseRoute] = [
     *incidents.routes,
     *maintenance.routes,
     *services.routes,
+    *sources.routes,
 ]

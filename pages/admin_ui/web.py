@@ -66,6 +66,7 @@ NAV: list[tuple[str, str]] = [
     ("/admin/incidents", "Incidents"),
     ("/admin/maintenance", "Maintenance"),
     ("/admin/services", "Services"),
+    ("/admin/sources", "Alert sources"),
 ]
 
 

@@ -175,3 +175,26 @@ def test_a_responder_cannot_set_or_release_another_private_teams_service(
     assert answer.status_code == 404
     answer = client.post(f"/admin/services/{portal}/claims/1/release", data={"csrf": token})
     assert answer.status_code == 404
+
+
+def test_a_responder_cannot_see_test_or_rotate_another_private_teams_source(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    key = create_api_key(rt.store, name="seed", admin=True)
+    made = client.post(
+        "/api/v1/alert-sources",
+        json={"key": "acme-kuma", "name": "ACME Kuma", "type": "uptime-kuma", "team": "acme"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert made.status_code == 201, made.text
+    source_id = made.json()["id"]
+    sign_in(client, "ops@example.test")
+    assert "ACME Kuma" not in client.get("/admin/sources").text
+    assert client.get(f"/admin/sources/{source_id}").status_code == 404
+    token = csrf_of(client.get("/admin/sources").text)
+    for action in ("rotate", "test"):
+        answer = client.post(f"/admin/sources/{source_id}/{action}", data={"csrf": token})
+        assert answer.status_code == 404, action
+    form = {"csrf": token, "type": "uptime-kuma", "team": "acme", "key": "x", "name": "X"}
+    answer = client.post("/admin/sources/new", data=form)
+    assert answer.status_code == 422 and "unknown team" in answer.text

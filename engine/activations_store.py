@@ -41,6 +41,7 @@ from .activations import (
     TemplateSpec,
 )
 from .models import AlertEvent, EventStatus, ServiceStatus, Severity
+from .rule_messages import rule_message
 from .tables import (
     activation_alerts,
     activations,
@@ -920,7 +921,9 @@ def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
             ).scalar()
             or ""
         )
-    text = f"{intent.rule_id} {state}" + (f": {summary}" if summary else "")
+    said = rule_message(
+        conn, ids.team(intent.team), intent.rule_id, state, intent.activation_id, summary
+    )
     outbox.emit(
         conn,
         NOTIFY_CHANNEL,
@@ -928,8 +931,10 @@ def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
             "channel_id": channel,
             # One message per activation, state and channel, however often this is retried.
             "dedup_key": f"rule:{intent.activation_id}:{state}:{channel}",
-            "subject": f"[{state}] {intent.rule_id}",
-            "text": text,
+            "subject": said.subject,
+            "text": said.text,
+            # The sender puts its base URL in front (engine.rule_messages).
+            "link_path": said.path,
             "payload": {
                 "rule": intent.rule_id,
                 "state": state,
@@ -937,6 +942,7 @@ def _notify(conn: Connection, ids: Ids, intent: Intent) -> None:
                 "activation": intent.activation_id,
                 "event_id": event_id,
                 "summary": summary,
+                "services": said.services,
             },
         },
     )

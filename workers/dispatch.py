@@ -145,7 +145,9 @@ def run_outbox(ids: list[int]) -> None:
             if len(kind_rows) == 1:
                 _failed(rt, kind, kind_rows, exc)
                 continue
-            log.warning(
+            # Each row's own failure is logged below: this line would only repeat it.
+            log.log(
+                logging.DEBUG if isinstance(exc, Retry) else logging.WARNING,
                 "outbox handler for %r failed on %d rows (%r); running them one by one",
                 kind,
                 len(kind_rows),
@@ -172,23 +174,42 @@ def _renewing(rt: Runtime, rows: list[outbox.OutboxRow]) -> contextlib.AbstractC
     return renewing(lambda: outbox.renew(rt.store, ids), RENEW_EVERY)
 
 
+class Retry(Exception):
+    """A handler's failure that its message explains (a provider down, a host that does not
+    answer): logged in one line with that reason, its traceback only at debug level, since
+    a traceback per retry would bury the log (issue 19). Anything else is a bug, logged
+    with its traceback."""
+
+
 def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception) -> None:
     """Rows whose handler raised: retried with backoff, given up on after `MAX_ATTEMPTS`
     (kept, with the error, for operators)."""
     attempts = max(r.attempts for r in rows)
-    log.error(
-        "outbox handler for %r failed on rows %s (attempt %d)",
-        kind,
-        [r.id for r in rows],
-        attempts,
-        exc_info=exc,
-    )
     ids = [r.id for r in rows]
-    if attempts >= MAX_ATTEMPTS:
+    giving_up = attempts >= MAX_ATTEMPTS
+    delay = min(2**attempts, 300)
+    if isinstance(exc, Retry):
+        log.warning(
+            "%s failed (attempt %d of %d): %s; %s",
+            kind,
+            attempts,
+            MAX_ATTEMPTS,
+            exc,
+            "giving up" if giving_up else f"next try in {delay} s",
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        )
+    else:
+        log.error(
+            "outbox handler for %r failed on rows %s (attempt %d)",
+            kind,
+            ids,
+            attempts,
+            exc_info=exc,
+        )
+    if giving_up:
         outbox.mark_failed(rt.store, ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650))
     else:
-        delay = timedelta(seconds=min(2**attempts, 300))
-        outbox.mark_failed(rt.store, ids, repr(exc), utcnow() + delay)
+        outbox.mark_failed(rt.store, ids, repr(exc), utcnow() + timedelta(seconds=delay))
 
 
 class Ticker(threading.Thread):

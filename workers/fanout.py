@@ -429,6 +429,16 @@ def _record(rt: Runtime, outcomes: list[Outcome]) -> datetime | None:
                 continue
             # The provider's Retry-After is a floor: retrying sooner only earns another 429.
             at = now + timedelta(seconds=max(backoff(o.attempts + 1), o.retry_after or 0.0))
+            # One line per failed attempt, with the reason (issue 19): no traceback.
+            log.warning(
+                "delivery %s to subscriber %s failed (attempt %d of %d): %s; next try in %d s",
+                o.delivery_id,
+                o.subscriber_id,
+                o.attempts + 1,
+                MAX_ATTEMPTS,
+                error,
+                (at - now).total_seconds(),
+            )
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id == o.delivery_id, sending)

@@ -22,6 +22,8 @@ from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import channels, deliveries, utcnow
 
+from .dispatch import Retry
+
 log = logging.getLogger(__name__)
 
 #: A delivery in `sending` whose lease was not renewed this long (its worker died mid-send)
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 SENDING_LEASE = timedelta(minutes=2)
 
 
-class DeliveryRetry(Exception):
+class DeliveryRetry(Retry):
     """Some deliveries of the batch failed temporarily; the outbox retries the batch."""
 
 
@@ -94,6 +96,10 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
     """Send one notification to a team channel, at most once per dedup key."""
     now = utcnow()
     message = {k: payload.get(k) for k in ("subject", "text", "payload")}
+    if payload.get("link_path"):
+        # A rule's message links to its incident or page (engine.rule_messages).
+        link = rt.settings.base_url.rstrip("/") + str(payload["link_path"])
+        message["text"] = "\n".join(filter(None, [message["text"], link]))
     with rt.store.begin() as conn:
         insert_ignore(
             conn,

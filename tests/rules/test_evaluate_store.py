@@ -328,9 +328,10 @@ def test_notify_hands_one_message_per_activation_and_state_to_the_channel_worker
                 .order_by(outbox.c.id)
             )
         ]
+    # The state, the service by name and the rule; the alert's own summary (issue 19).
     assert [(p["subject"], p["text"]) for p in payloads] == [
-        ("[firing] api", "api firing: boom"),
-        ("[resolved] api", "api resolved"),
+        ("Firing: Api (api)", "boom"),
+        ("Resolved: Api (api)", ""),
     ]
     assert len({p["dedup_key"] for p in payloads}) == 2
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import deadlines, outbox
-from .activations_store import recount_firing_alerts
+from .activations.claims import recount_firing_alerts
 from .db import Store
 from .models import AlertEvent
 from .sources import Source, touch_last_event

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from . import crud
-from .activations_store import forget_source_alerts
+from .activations.claims import forget_source_alerts
 from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
 from .tables import alert_sources, utcnow

@@ -549,7 +549,7 @@ activations = sa.Table(
     # When the activation next needs the clock (`for`, window expiry, resolve.after,
     # resolve.timeout); null when only an event can change it.
     sa.Column("due_at", UTCDateTime, nullable=True),
-    # How many of its `activation_alerts` fire, kept by `engine.activations_store` with
+    # How many of its `activation_alerts` fire, kept by `engine.activations.store` with
     # them: whether an activation still fires is asked for every resolve, and an alert
     # storm's activation groups thousands of alerts. The daily purge recounts it
     # (`recount_firing_alerts`) and logs any correction.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine import rulesets
-from engine.activations_store import row_event
+from engine.activations.lookups import row_event
 from engine.db import Store
 from engine.models import EventStatus
 from engine.runtime import Runtime

@@ -35,14 +35,9 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import deadlines, rulesets
 from engine.activations import Activation, Machine
-from engine.activations_store import (
-    TICK,
-    Ids,
-    StoreState,
-    StoreWorld,
-    apply_intents,
-    event_from_row,
-)
+from engine.activations.apply import apply_intents
+from engine.activations.lookups import Ids, StoreWorld, event_from_row
+from engine.activations.store import TICK, StoreState
 from engine.db import Store
 from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
@@ -128,25 +123,23 @@ def _lock(conn: sa.Connection, name: str) -> None:
 
 
 def _machine(
-    conn: sa.Connection, book: RuleBook, state: StoreState | None = None
+    conn: sa.Connection, book: RuleBook, *, only_held: int | None = None
 ) -> tuple[Ids, Machine]:
-    ids = state.ids if state is not None else Ids(conn)
+    """The machine on the store for one transaction (`only_held`: see `StoreState`)."""
+    ids = Ids(conn)
     policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
-    return ids, Machine(state or StoreState(ids), StoreWorld(ids), policies)
+    return ids, Machine(StoreState(ids, only_held=only_held), StoreWorld(ids), policies)
 
 
-class _ClockState(StoreState):
-    """The store's state, remembering which activation the clock is working on: the machine
+class _Clock:
+    """Which activation the clock is working on (`Machine.on_time`'s `watch`): the machine
     takes the first one due, runs it, and asks again."""
 
     current: int | None = None
 
-    def due(self, now: datetime) -> list[Activation]:
-        # Unknown while the store reads what is due: an error there is nobody's in particular.
-        self.current = None
-        found = super().due(now)
-        self.current = found[0].id if found else None
-        return found
+    def watch(self, act: Activation | None) -> None:
+        # None while the store reads what is due: an error there is nobody's in particular.
+        self.current = act.id if act is not None else None
 
 
 def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
@@ -331,24 +324,23 @@ def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int
     timeouts); returns how many intents it applied."""
     now = now or utcnow()
     while True:
-        state: _ClockState | None = None
+        clock = _Clock()
         try:
             with runtime.using() as book, store.begin() as conn:
                 _lock(conn, "rules-tick")
-                state = _ClockState(Ids(conn))
-                ids, machine = _machine(conn, book, state)
-                intents = machine.on_time(now)
+                ids, machine = _machine(conn, book)
+                intents = machine.on_time(now, clock.watch)
                 for intent in intents:
                     # An intent that fails is its activation's too.
-                    state.current = intent.activation_id
+                    clock.current = intent.activation_id
                     apply_intents(conn, ids, [intent])
             return len(intents)
         except NOT_THE_ITEMS:
             raise
         except Exception:
-            if state is None or state.current is None:
+            if clock.current is None:
                 raise
-            _stop_clock(store, state.current)
+            _stop_clock(store, clock.current)
 
 
 def _stop_clock(store: Store, activation_id: int) -> None:
@@ -415,17 +407,6 @@ def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
     return applied
 
 
-class _OneHeld(StoreState):
-    """The store's state, giving a window's replay only the held alert `held_id`."""
-
-    def __init__(self, ids: Ids, held_id: int) -> None:
-        super().__init__(ids)
-        self.held_id = held_id
-
-    def take_held(self, window: str, only: int | None = None) -> list[tuple[Any, str]]:
-        return super().take_held(window, self.held_id)
-
-
 def _end_maintenance(
     store: Store, runtime: RuleRuntime, window_id: int, held_id: int | None
 ) -> int:
@@ -435,8 +416,7 @@ def _end_maintenance(
         ).first()
         if window is None:
             return 0
-        state = None if held_id is None else _OneHeld(Ids(conn), held_id)
-        ids, machine = _machine(conn, book, state)
+        ids, machine = _machine(conn, book, only_held=held_id)
 
         def matches(event: Any) -> list[Any]:
             return [m.rule for m in book.match(event)]

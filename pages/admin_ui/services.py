@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine import crud
-from engine.activations_store import release_claim
+from engine.activations.claims import release_claim
 from engine.errors import NotFoundError
 from engine.models import ServiceStatus
 from engine.tables import teams
@@ -142,7 +142,7 @@ async def clear_status(request: Request, who: Principal) -> Response:
 
 @view()
 async def release(request: Request, who: Principal) -> Response:
-    """Release one rule claim on this service (`engine.activations_store.release_claim`):
+    """Release one rule claim on this service (`engine.activations.claims.release_claim`):
     the status stops counting it at once; the rule's activation runs on."""
     service_id = request.path_params["id"]
     claim_id = request.path_params["claim"]

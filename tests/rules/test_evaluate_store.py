@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.activations_store import forget_source_alerts, release_claim
+from engine.activations.claims import forget_source_alerts, release_claim
 from engine.incidents import take_over
 from engine.tables import (
     activation_alerts,
@@ -1067,7 +1067,7 @@ def test_an_activation_with_another_sources_alert_firing_is_not_made_due(store):
 
 
 def test_the_daily_guard_corrects_wrong_counts_of_firing_alerts(store):
-    from engine.activations_store import Recount, recount_firing_alerts
+    from engine.activations.claims import Recount, recount_firing_alerts
     from tests.rules.store_helpers import firing_count, stored_activation
 
     ids = seed(store)
@@ -1094,18 +1094,17 @@ def test_the_daily_guard_corrects_wrong_counts_of_firing_alerts(store):
 
 
 def test_an_effect_that_fails_on_the_clock_is_its_activations(store, monkeypatch, caplog):
-    import engine.activations_store as activations_store
-    from engine.activations import IntentKind
+    import engine.activations.apply as apply_module
 
     ids, runtime = _two_waiting_for_the_clock(store)
-    real = activations_store._HANDLERS[IntentKind.CLAIM]
+    real = apply_module._claim
 
     def claim(conn, ids_, intent):
         if intent.group_key.endswith("poison"):
             raise RuntimeError("a bug")
         return real(conn, ids_, intent)
 
-    monkeypatch.setitem(activations_store._HANDLERS, IntentKind.CLAIM, claim)
+    monkeypatch.setattr(apply_module, "_claim", claim)
     assert tick(store, runtime, T0 + timedelta(minutes=3)) >= 1
     assert status_of(store, ids["api"]) == "partial_outage"
     assert "taken off the clock" in caplog.text
@@ -1133,7 +1132,6 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     # while it re-fires a resolved alert of the source; the deletion must count after it.
     import threading
 
-    from engine.activations_store import forget_source_alerts
     from engine.tables import alert_sources, utcnow
     from workers.evaluate import _PENDING, _RECORD_OUTCOME, _evaluate_one, _machine
 

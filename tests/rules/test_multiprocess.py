@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from config.replay import replay
 from config.world import world_from_config
 from engine import migrate
-from engine.activations_store import Ids, event_from_row
+from engine.activations import Claim, Release
+from engine.activations.lookups import Ids, event_from_row
 from engine.db import create_store
 from engine.models import AlertEvent, EventStatus
 from engine.settings import Settings
@@ -154,10 +155,10 @@ def _expected(events: list[AlertEvent]) -> set[tuple[str, str, str, str]]:
     book = RuleBook(check({"rules.yaml": RULES}, world.known()), 1)
     open_claims: set[tuple[str, str, str, str]] = set()
     for intent in replay(book, world, events):
-        key = (intent.rule_id, intent.group_key, str(intent.data.get("service")))
-        if intent.kind == "claim":
-            open_claims.add((*key, str(intent.data["status"])))
-        elif intent.kind == "release":
+        if isinstance(intent, Claim):
+            open_claims.add((intent.rule_id, intent.group_key, intent.service, str(intent.status)))
+        elif isinstance(intent, Release):
+            key = (intent.rule_id, intent.group_key, intent.service)
             open_claims = {c for c in open_claims if c[:3] != key}
     return open_claims
 

@@ -1,13 +1,10 @@
-"""Activations and claims: what a rule match does over time (DESIGN.md, "Activations").
+"""The activation state machine: what a rule match does over time (DESIGN.md, "Activations").
 
 A match of a firing event starts or joins the *activation* of the rule for the event's
-group. An activation is `pending` (waiting for `for` or its `window`), `active` (its claims
-hold, its incident is open), `resolving` (every alert resolved, waiting `resolve.after`) or
-`ended`. `Machine` is the state machine: it turns events, matches and the passing of time
-into `Intent`s -- claim, release, open_incident, attach_alert, resolve_incident, notify,
-hold, rule_error -- and keeps its state behind the small `State` interface, so the same code
-runs on the store (one transaction per evaluation batch, `workers.evaluate`) and in memory
-on a virtual clock (`beacon rules test`, `config.replay`).
+group (`engine.activations.state`). `Machine` turns events, matches and the passing of time
+into intents (`engine.activations.intents`) and keeps its state behind the small `State`
+interface, so the same code runs on the store (one transaction per evaluation batch,
+`workers.evaluate`) and in memory on a virtual clock (`beacon rules test`, `config.replay`).
 
 Contract with the intake (the evaluation job's input): the intake stores each event in
 `alert_events` with `partition` set (the alert source key) and `evaluated_at` null, then
@@ -18,397 +15,33 @@ in the same transaction as their effects.
 Time runs on `received_at` (for, window, resolve.after, resolve.timeout); ordering between a
 firing and a resolve of one alert uses the tool's `occurred_at`, and a resolve older than
 the firing it would end is ignored.
-
-The rule side is duck-typed (`RulePolicy`): `rules.schema.Rule` satisfies it, so this module
-needs nothing from `rules`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Protocol
-
-from . import sandbox
-from .models import AlertEvent, EventStatus, ServiceStatus, worst_status
-from .sandbox import TemplateError
-
-
-class ActivationState(StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    RESOLVING = "resolving"
-    ENDED = "ended"
-
-
-class IntentKind(StrEnum):
-    CLAIM = "claim"
-    RELEASE = "release"
-    OPEN_INCIDENT = "open_incident"
-    ATTACH_ALERT = "attach_alert"
-    RESOLVE_INCIDENT = "resolve_incident"
-    NOTIFY = "notify"
-    HOLD = "hold"
-    RULE_ERROR = "rule_error"
-    IGNORED = "ignored"
-
-
-# --- what the machine needs from rules and from the world ----------------------------------
-
-
-class _Window(Protocol):
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def within(self) -> timedelta: ...
-
-
-class _Resolve(Protocol):
-    @property
-    def after(self) -> timedelta: ...
-
-    @property
-    def timeout(self) -> timedelta | None: ...
-
-    @property
-    def incident(self) -> Any: ...  # "resolve" | "keep"
-
-
-class _Incident(Protocol):
-    @property
-    def template(self) -> str: ...
-
-    @property
-    def notify(self) -> bool: ...
-
-
-class RulePolicy(Protocol):
-    """The parts of a rule the state machine reads (`rules.schema.Rule` has them)."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def description(self) -> str: ...
-
-    @property
-    def services(self) -> list[str] | None: ...
-
-    @property
-    def service_from(self) -> str | None: ...
-
-    @property
-    def for_(self) -> timedelta | None: ...
-
-    @property
-    def window(self) -> _Window | None: ...
-
-    @property
-    def group_by(self) -> list[str] | None: ...
-
-    @property
-    def resolve(self) -> _Resolve: ...
-
-    @property
-    def claims(self) -> list[ServiceStatus]: ...
-
-    @property
-    def incident(self) -> _Incident | None: ...
-
-    @property
-    def channels(self) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class TemplateSpec:
-    """An incident template as the machine renders it."""
-
-    title: str
-    message: str = ""
-    resolve_message: str = ""
-    status: str = "investigating"
-    services: Mapping[str, str] = field(default_factory=dict)
-
-
-class World(Protocol):
-    """Read-only facts about the configuration at evaluation time."""
-
-    def team_of(self, source: str) -> str | None: ...
-
-    def service_name(self, team: str, key: str) -> str | None: ...
-
-    def template(self, team: str, key: str) -> TemplateSpec | None: ...
-
-    def has_channel(self, team: str, key: str) -> bool: ...
-
-    def maintenance(self, team: str, service: str, at: datetime) -> str | None:
-        """The maintenance window holding `service` at `at`, if any (its key or store id:
-        what `State.hold` and the window's end name it by)."""
-        ...
-
-    def window_name(self, team: str, window: str) -> str:
-        """How a person knows the window `maintenance` gave: its key, else its title."""
-        ...
-
-
-# --- state ---------------------------------------------------------------------------------
-
-
-AlertKey = tuple[str, str]  # (source, dedup_key)
-
-
-@dataclass
-class AlertState:
-    firing: bool
-    first_fired_at: datetime
-    last_occurred_at: datetime
-    resolved_at: datetime | None = None
-    last_event_id: str = ""
-
-
-class Alerts:
-    """An activation's alerts by (source, dedup key).
-
-    In memory it holds them all. On the store it holds only those asked for: `load` reads
-    one alert's stored state when it is first asked for, and `firing` counts the stored
-    alerts that fire (the store keeps that count on the activation), so whether any alert
-    still fires needs no other alert. An event then costs the same whether its activation
-    groups one alert or a storm of thousands.
-
-    The machine changes the `AlertState`s it is handed in place; `take_touched` gives the
-    alerts handed out since it was last called, the only ones a save may have to write."""
-
-    def __init__(
-        self, load: Callable[[AlertKey], AlertState | None] | None = None, firing: int = 0
-    ) -> None:
-        self._load = load
-        # None: looked up, and there is no such alert (yet).
-        self._known: dict[AlertKey, AlertState | None] = {}
-        self._touched: dict[AlertKey, AlertState] = {}
-        # Firing alerts that are not touched: whoever holds a touched one may change it, so
-        # those are counted when asked, and the rest stay O(1) to count.
-        self._firing_untouched = firing
-
-    def get(self, key: AlertKey) -> AlertState | None:
-        """The alert of `key`, None if it has not joined the activation."""
-        if key in self._touched:
-            return self._touched[key]
-        if key in self._known:
-            alert = self._known[key]
-        else:
-            alert = self._known[key] = self._load(key) if self._load is not None else None
-        if alert is not None:
-            self._touch(key, alert)
-        return alert
-
-    def __getitem__(self, key: AlertKey) -> AlertState:
-        alert = self.get(key)
-        if alert is None:
-            raise KeyError(key)
-        return alert
-
-    def __setitem__(self, key: AlertKey, alert: AlertState) -> None:
-        self.get(key)  # what the store holds for `key` must be known before it changes
-        self._touched.pop(key, None)  # handed out and replaced: not counted by `_touch`
-        self._known[key] = alert
-        self._touched[key] = alert
-
-    def _touch(self, key: AlertKey, alert: AlertState) -> None:
-        if alert.firing:
-            self._firing_untouched -= 1
-        self._touched[key] = alert
-
-    def firing(self) -> int:
-        """How many of the activation's alerts fire."""
-        return self._firing_untouched + sum(1 for a in self._touched.values() if a.firing)
-
-    def take_touched(self) -> list[tuple[AlertKey, AlertState]]:
-        """The alerts handed out (and maybe changed) since the last call, in that order."""
-        touched = list(self._touched.items())
-        self._firing_untouched += sum(1 for _, a in touched if a.firing)
-        self._touched.clear()
-        return touched
-
-    def known(self) -> Iterator[tuple[AlertKey, AlertState]]:
-        """The alerts asked for so far (in memory: all of them), to read, not to change."""
-        return ((key, a) for key, a in self._known.items() if a is not None)
-
-
-@dataclass
-class Activation:
-    """One rule's activation for one group, with the alerts that joined it."""
-
-    team: str
-    rule_id: str
-    group_key: str
-    state: ActivationState
-    started_at: datetime
-    services: list[str]
-    id: int | None = None
-    acted_at: datetime | None = None
-    last_firing_at: datetime | None = None
-    resolving_since: datetime | None = None
-    ended_at: datetime | None = None
-    end_reason: str | None = None
-    due_at: datetime | None = None
-    incident_opened: bool = False
-    alerts: Alerts = field(default_factory=Alerts)
-    # window: when each distinct alert last started firing (received time)
-    fires: dict[AlertKey, datetime] = field(default_factory=dict)
-    error: str | None = None
-    #: The template context (`event`) of the latest firing event that joined, for a rule
-    #: whose incident opens on the clock (`for`): what that incident renders.
-    last_event: dict[str, Any] | None = None
-
-    @property
-    def any_firing(self) -> bool:
-        return self.alerts.firing() > 0
-
-    def spec(self) -> dict[str, Any]:
-        """The machine's extra state as JSON (the store's `activations.spec`)."""
-        return {
-            "services": self.services,
-            "resolving_since": _iso(self.resolving_since),
-            "due_at": _iso(self.due_at),
-            "incident_opened": self.incident_opened,
-            "fires": [[s, d, _iso(t)] for (s, d), t in self.fires.items()],
-            "event": self.last_event,
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-class State(Protocol):
-    """Where activations live: in memory for replays, in the store for Beacon."""
-
-    def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None: ...
-
-    def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]: ...
-
-    def due(self, now: datetime) -> list[Activation]: ...
-
-    def save(self, activation: Activation) -> None: ...
-
-    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None: ...
-
-    def take_held(self, window: str) -> list[tuple[AlertEvent, str]]: ...
-
-    def held_in(self, team: str, source: str, dedup_key: str) -> str | None: ...
-
-    def last_status(
-        self, team: str, source: str, dedup_key: str
-    ) -> tuple[EventStatus, datetime] | None: ...
-
-    def note_status(self, team: str, event: AlertEvent) -> None: ...
-
-
-class MemoryState:
-    """`State` in memory (replays, tests, benchmarks), indexed so each step is O(1)-ish."""
-
-    def __init__(self) -> None:
-        self.activations: list[Activation] = []
-        self.held: dict[str, list[tuple[AlertEvent, str]]] = {}
-        self.statuses: dict[AlertKey, tuple[EventStatus, datetime]] = {}
-        self._open: dict[tuple[str, str, str], Activation] = {}
-        self._by_alert: dict[tuple[str, str, str], dict[int, Activation]] = {}
-        self._scheduled: dict[int, Activation] = {}
-
-    def open_for(self, team: str, rule_id: str, group_key: str) -> Activation | None:
-        return self._open.get((team, rule_id, group_key))
-
-    def by_alert(self, team: str, source: str, dedup_key: str) -> list[Activation]:
-        found = self._by_alert.get((team, source, dedup_key), {})
-        return [a for _, a in sorted(found.items()) if a.state != ActivationState.ENDED]
-
-    def due(self, now: datetime) -> list[Activation]:
-        return sorted(
-            (a for a in self._scheduled.values() if a.due_at is not None and a.due_at <= now),
-            key=lambda a: (a.due_at, a.id or 0),
-        )
-
-    def next_due(self) -> datetime | None:
-        dues = [a.due_at for a in self._scheduled.values() if a.due_at is not None]
-        return min(dues) if dues else None
-
-    def save(self, activation: Activation) -> None:
-        if activation.id is None:
-            activation.id = len(self.activations) + 1
-            self.activations.append(activation)
-        key = (activation.team, activation.rule_id, activation.group_key)
-        ended = activation.state == ActivationState.ENDED
-        if ended:
-            if self._open.get(key) is activation:
-                del self._open[key]
-        else:
-            self._open[key] = activation
-        # Only the alerts this save may concern: a storm's activation is saved once per
-        # event, and walking all of its alerts each time made a replay quadratic.
-        touched = activation.alerts.take_touched()
-        for (source, dedup), _alert in activation.alerts.known() if ended else touched:
-            alert_key = (activation.team, source, dedup)
-            if ended:
-                self._by_alert.get(alert_key, {}).pop(activation.id, None)
-            else:
-                self._by_alert.setdefault(alert_key, {})[activation.id] = activation
-        if activation.due_at is not None and not ended:
-            self._scheduled[activation.id] = activation
-        else:
-            self._scheduled.pop(activation.id, None)
-
-    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
-        self.held.setdefault(window, []).append((event, rule_id))
-
-    def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
-        return self.held.pop(window, [])
-
-    def held_in(self, team: str, source: str, dedup_key: str) -> str | None:
-        for window, held in self.held.items():
-            if any((e.source, e.dedup_key) == (source, dedup_key) for e, _rule in held):
-                return window
-        return None
-
-    def last_status(
-        self, team: str, source: str, dedup_key: str
-    ) -> tuple[EventStatus, datetime] | None:
-        return self.statuses.get((source, dedup_key))
-
-    def note_status(self, team: str, event: AlertEvent) -> None:
-        key = (event.source, event.dedup_key)
-        known = self.statuses.get(key)
-        if known is None or event.occurred_at >= known[1]:
-            self.statuses[key] = (event.status, event.occurred_at)
-
-
-# --- intents -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Intent:
-    """One effect the engine applies (or a replay prints), in the order produced."""
-
-    kind: IntentKind
-    at: datetime
-    rule_id: str
-    team: str
-    group_key: str = ""
-    activation_id: int | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The replay's JSON line: stable keys, times in ISO 8601."""
-        return {
-            "at": self.at.isoformat().replace("+00:00", "Z"),
-            "intent": str(self.kind),
-            "rule": self.rule_id,
-            "team": self.team,
-            "group": self.group_key,
-            **dict(self.data),
-        }
+from typing import Any, TypedDict, assert_never
+
+from .. import sandbox
+from ..models import AlertEvent, EventStatus, ServiceStatus, worst_status
+from ..sandbox import TemplateError
+from .intents import (
+    AlertRef,
+    AttachAlert,
+    Claim,
+    Hold,
+    Ignored,
+    Intent,
+    Notify,
+    OpenIncident,
+    Release,
+    ResolveIncident,
+    RuleError,
+)
+from .policy import RulePolicy, World, _Incident
+from .state import Activation, ActivationState, AlertKey, AlertState, State, _iso
 
 
 @dataclass
@@ -464,7 +97,7 @@ class Machine:
             held = 0
             for policy in matches:
                 found = self._fire(team, policy, event, outcome)
-                held += any(i.kind == IntentKind.HOLD for i in found)
+                held += any(isinstance(i, Hold) for i in found)
                 intents += found
             if matches:
                 outcome.result = "held" if held == len(matches) else "matched"
@@ -481,7 +114,9 @@ class Machine:
         services, error = self._services(team, policy, event)
         if error:
             outcome.effects.append(f"{policy.id}: error: {error}")
-            return [Intent(IntentKind.RULE_ERROR, now, policy.id, team, data=_err(error, event))]
+            return [
+                RuleError(at=now, rule_id=policy.id, team=team, message=error, alert=_ref(event))
+            ]
         for service in services:
             window = self.world.maintenance(team, service, now)
             if window is not None:
@@ -489,13 +124,14 @@ class Machine:
                 name = self.world.window_name(team, window)
                 outcome.effects.append(f"{policy.id}: held by maintenance {name}")
                 return [
-                    Intent(
-                        IntentKind.HOLD,
-                        now,
-                        policy.id,
-                        team,
-                        group_key(policy, event),
-                        data={"window": window, "service": service, "alert": event.dedup_key},
+                    Hold(
+                        at=now,
+                        rule_id=policy.id,
+                        team=team,
+                        group_key=group_key(policy, event),
+                        window=window,
+                        service=service,
+                        alert=event.dedup_key,
                     )
                 ]
         group = group_key(policy, event)
@@ -542,7 +178,7 @@ class Machine:
             outcome.effects.append(f"{policy.id}: re-fired while resolving")
         if act.state == ActivationState.ACTIVE:
             if joins and act.incident_opened:
-                intents.append(self._intent(IntentKind.ATTACH_ALERT, now, act, _alert(event)))
+                intents.append(AttachAlert(**_about(act, now), alert=AlertRef.of(event)))
             outcome.effects.append(f"{policy.id}: joined active activation")
         elif act.state == ActivationState.PENDING:
             if policy.window is not None:
@@ -575,9 +211,7 @@ class Machine:
                 continue
             if event.occurred_at < alert.last_occurred_at:
                 outcome.effects.append(f"{act.rule_id}: ignored: resolve older than its firing")
-                intents.append(
-                    self._intent(IntentKind.IGNORED, now, act, {"alert": event.dedup_key})
-                )
+                intents.append(Ignored(**_about(act, now), alert=event.dedup_key))
                 if outcome.result == "no_match":
                     outcome.result = "ignored"
                 continue
@@ -610,14 +244,22 @@ class Machine:
 
     # time --------------------------------------------------------------------------------
 
-    def on_time(self, now: datetime) -> list[Intent]:
-        """Everything due by `now`, each at its own due time, in due order."""
+    def on_time(
+        self, now: datetime, watch: Callable[[Activation | None], None] | None = None
+    ) -> list[Intent]:
+        """Everything due by `now`, each at its own due time, in due order. `watch` is told
+        which activation each step works on (None while the state reads what is due), so
+        that a caller can tell whose step raised (`workers.evaluate.tick`)."""
         intents: list[Intent] = []
         for _ in range(10_000):  # bounded: each pass ends or advances one activation
+            if watch is not None:
+                watch(None)
             due = self.state.due(now)
             if not due:
                 break
             act = due[0]
+            if watch is not None:
+                watch(act)
             at = act.due_at or now
             policy = self.policies.get(act.rule_id)
             act.due_at = None
@@ -731,20 +373,13 @@ class Machine:
         if claims:
             status = worst_status(claims)
             for service in act.services:
-                intents.append(
-                    self._intent(IntentKind.CLAIM, now, act, {"service": service, "status": status})
-                )
+                intents.append(Claim(**_about(act, now), service=service, status=status))
         incident = policy.incident
         if incident is not None:
             intents.append(self._open_incident(act, policy, incident, event, now))
         for channel in policy.channels:
             intents.append(
-                self._intent(
-                    IntentKind.NOTIFY,
-                    now,
-                    act,
-                    {"channel": channel, "state": "firing", **(_alert(event) if event else {})},
-                )
+                Notify(**_about(act, now), channel=channel, state="firing", alert=_ref(event))
             )
         return intents
 
@@ -755,12 +390,12 @@ class Machine:
         incident: _Incident,
         event: AlertEvent | None,
         now: datetime,
-    ) -> Intent:
+    ) -> OpenIncident | RuleError:
         template = self.world.template(act.team, incident.template)
         if template is None:
             message = f"unknown incident template {incident.template!r} in team {act.team!r}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event, act.services))
+            return _error(act, now, message, event)
         context = self._context(act, policy, event)
         try:
             title = render(template.title, context)
@@ -768,25 +403,21 @@ class Machine:
         except TemplateError as exc:
             message = f"template {incident.template!r} failed to render: {exc}"
             act.error = message
-            return self._intent(IntentKind.RULE_ERROR, now, act, _err(message, event, act.services))
+            return _error(act, now, message, event)
         act.incident_opened = True
         impacts = dict(template.services) or {
             s: str(worst_status(policy.claims or [ServiceStatus.MAJOR_OUTAGE]))
             for s in act.services
         }
-        return self._intent(
-            IntentKind.OPEN_INCIDENT,
-            now,
-            act,
-            {
-                "template": incident.template,
-                "title": title,
-                "message": body,
-                "status": template.status,
-                "services": impacts,
-                "notify": incident.notify,
-                **(_alert(event) if event else {}),
-            },
+        return OpenIncident(
+            **_about(act, now),
+            template=incident.template,
+            title=title,
+            message=body,
+            status=template.status,
+            services=impacts,
+            notify=incident.notify,
+            alert=_ref(event),
         )
 
     def _context(
@@ -822,11 +453,7 @@ class Machine:
         claims = policy.claims if policy is not None else [ServiceStatus.MAJOR_OUTAGE]
         if claims:
             for service in act.services:
-                intents.append(
-                    self._intent(
-                        IntentKind.RELEASE, now, act, {"service": service, "reason": reason}
-                    )
-                )
+                intents.append(Release(**_about(act, now), service=service, reason=reason))
         keep = policy is not None and str(policy.resolve.incident) == "keep"
         if act.incident_opened and not keep:
             message = ""
@@ -840,20 +467,10 @@ class Machine:
                 except TemplateError as exc:
                     message = text
                     error = f"resolve message of {policy.incident.template!r} failed: {exc}"
-                    intents.append(
-                        self._intent(
-                            IntentKind.RULE_ERROR, now, act, _err(error, None, act.services)
-                        )
-                    )
-            intents.append(
-                self._intent(
-                    IntentKind.RESOLVE_INCIDENT, now, act, {"message": message, "reason": reason}
-                )
-            )
+                    intents.append(_error(act, now, error, None))
+            intents.append(ResolveIncident(**_about(act, now), message=message, reason=reason))
         for channel in policy.channels if policy is not None else []:
-            intents.append(
-                self._intent(IntentKind.NOTIFY, now, act, {"channel": channel, "state": "resolved"})
-            )
+            intents.append(Notify(**_about(act, now), channel=channel, state="resolved"))
         return intents
 
     def _services(
@@ -870,10 +487,6 @@ class Machine:
             if self.world.service_name(team, key) is None:
                 return [], f"no service {key!r} in team {team!r}"
         return keys, None
-
-    @staticmethod
-    def _intent(kind: IntentKind, at: datetime, act: Activation, data: Mapping[str, Any]) -> Intent:
-        return Intent(kind, at, act.rule_id, act.team, act.group_key, act.id, data)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -895,8 +508,34 @@ def group_key(policy: RulePolicy, event: AlertEvent) -> str:
     return "|".join(f"{p}={field_value(event, p) or ''}" for p in policy.group_by)
 
 
-def _alert(event: AlertEvent) -> dict[str, Any]:
-    return {"alert": event.dedup_key, "source": event.source, "event_id": event.id}
+class _About(TypedDict):
+    at: datetime
+    rule_id: str
+    team: str
+    group_key: str
+    activation_id: int | None
+
+
+def _about(act: Activation, at: datetime) -> _About:
+    """What an intent of activation `act` at `at` is about."""
+    return {
+        "at": at,
+        "rule_id": act.rule_id,
+        "team": act.team,
+        "group_key": act.group_key,
+        "activation_id": act.id,
+    }
+
+
+def _ref(event: AlertEvent | None) -> AlertRef | None:
+    return AlertRef.of(event) if event is not None else None
+
+
+def _error(act: Activation, at: datetime, message: str, event: AlertEvent | None) -> RuleError:
+    """A rule error of `act`, with the services it concerns."""
+    return RuleError(
+        **_about(act, at), message=message, alert=_ref(event), services=tuple(act.services)
+    )
 
 
 def _said(intents: Sequence[Intent]) -> str:
@@ -904,27 +543,22 @@ def _said(intents: Sequence[Intent]) -> str:
     alert?"): `api: major_outage; incident 'API down'; notify ops-email`."""
     words: list[str] = []
     for intent in intents:
-        data = intent.data
-        if intent.kind == IntentKind.CLAIM:
-            words.append(f"{data['service']}: {data['status']}")
-        elif intent.kind == IntentKind.OPEN_INCIDENT:
-            words.append(f"incident {data['title']!r}")
-        elif intent.kind == IntentKind.ATTACH_ALERT:
-            words.append("alert added to its incident")
-        elif intent.kind == IntentKind.NOTIFY:
-            words.append(f"notify {data['channel']}")
-        elif intent.kind == IntentKind.RULE_ERROR:
-            words.append(f"error: {data['message']}")
+        match intent:
+            case Claim():
+                words.append(f"{intent.service}: {intent.status}")
+            case OpenIncident():
+                words.append(f"incident {intent.title!r}")
+            case AttachAlert():
+                words.append("alert added to its incident")
+            case Notify():
+                words.append(f"notify {intent.channel}")
+            case RuleError():
+                words.append(f"error: {intent.message}")
+            case Release() | ResolveIncident() | Hold() | Ignored():
+                pass  # not what a firing event's action does
+            case _:
+                assert_never(intent)
     return "; ".join(words) or "nothing to do"
-
-
-def _err(message: str, event: AlertEvent | None, services: Sequence[str] = ()) -> dict[str, Any]:
-    """A rule error's data: the event it came with, if any, and the services it concerns
-    (so `beacon why` shows an error raised on the clock, with no event in hand)."""
-    data: dict[str, Any] = {"message": message, **(_alert(event) if event else {})}
-    if services:
-        data["services"] = list(services)
-    return data
 
 
 def _event_context(event: AlertEvent) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """Rule set versions in the store (`rule_sets`): which version is in force, and its files.
 
-The rule language is `rules`' business; this module only reads the stored texts, for the
-evaluator (`workers.evaluate`) and for explanations (`pages.unmatched`).
+The rule language is `rules`' business; this module reads the stored texts, for the
+evaluator (`workers.evaluate`) and for explanations (`pages.unmatched`), and publishes a
+new version (`publish`, for the admin web UI).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import crud, outbox
 from .tables import rule_sets
 
 # The version in force; its files are read only when a process does not have it yet
@@ -34,3 +38,24 @@ def stored_files(conn: Connection, version: int) -> dict[str, str] | None:
         sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
     ).scalar()
     return dict(files) if files else None
+
+
+#: The outbox kind that tells every process to load the new version (`config.apply` emits
+#: the same string when `beacon apply` stores rules).
+RULES_CHANGED = "rules.changed"
+
+
+def publish(conn: Connection, files: Mapping[str, str], digest: str, *, actor: str) -> int:
+    """Store `files` (already validated by the rules package, which also made `digest`) as
+    the next version in force, audit it and tell the evaluators; returns the version. The
+    admin web UI saves rules through this."""
+    newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
+    version = int(newest) + 1
+    conn.execute(
+        rule_sets.insert().values(version=version, files=dict(files), digest=digest, active=True)
+    )
+    crud.audit(
+        conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}
+    )
+    outbox.emit(conn, RULES_CHANGED, {"version": version})
+    return version

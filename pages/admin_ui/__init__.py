@@ -8,7 +8,16 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
-from . import domains, incidents, maintenance, services, sources, static, statuspages
+from . import (
+    domains,
+    incidents,
+    maintenance,
+    rules,
+    services,
+    sources,
+    static,
+    statuspages,
+)
 
 
 async def _to_home(_request: object) -> RedirectResponse:
@@ -24,4 +33,5 @@ routes: list[BaseRoute] = [
     *maintenance.routes,
     *services.routes,
     *sources.routes,
+    *rules.routes,
 ]

@@ -60,13 +60,15 @@ def _iso_when(value: Any) -> str:
 
 ENV.filters["iso_when"] = _iso_when
 
-#: The navigation for admins and responders: (path, label).
+#: The navigation for admins and responders: (path, label); ADMIN_NAV for admins only.
+ADMIN_NAV = frozenset({"/admin/rules"})
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
     ("/admin/incidents", "Incidents"),
     ("/admin/maintenance", "Maintenance"),
     ("/admin/services", "Services"),
     ("/admin/sources", "Alert sources"),
+    ("/admin/rules", "Rules"),
 ]
 
 
@@ -113,7 +115,7 @@ def render(
     body = ENV.get_template(f"admin/{name}").render(
         who=who,
         manager=who is not None and who.role != "stakeholder",
-        nav=NAV,
+        nav=[n for n in NAV if who is not None and (who.admin or n[0] not in ADMIN_NAV)],
         here=request.url.path,
         csrf=csrf_token(request),
         flash=flash,

@@ -24,6 +24,7 @@ with an older version, cannot put the page back.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -54,6 +55,9 @@ FALLBACK_SECONDS = 5.0
 FALLBACK_PAGES = 256
 #: A tombstone outlives any render that began before it (RQ's job timeout is 300 s).
 TOMBSTONE_SECONDS = 600
+#: Pages whose last read entry a web process keeps (scaled mode), the least recently read
+#: dropped first: each holds every document of its page.
+MEMO_PAGES = 512
 #: Failures of the shared cache: Redis's own, and the socket's.
 REDIS_ERRORS = (redis.RedisError, OSError)
 
@@ -291,7 +295,7 @@ class RedisCache:
         self.redis: redis.Redis = queues.connection
         self.prefix: str = queues.prefix
         self.fallback = Fallback()
-        self._memo: dict[str, Entry] = {}
+        self._memo = _Memo(MEMO_PAGES)
 
     def _key(self, slug: str) -> str:
         return f"{self.prefix}pagecache:{slug}"
@@ -395,6 +399,36 @@ class RedisCache:
         pointer = _pointer(self.redis.get(self._slug_key(page_id)))
         if pointer is not None:
             self.evict(page_id, pointer[0], version)
+
+
+class _Memo:
+    """The last entry read per slug, at most `size` of them (least recently read go)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, slug: str) -> Entry | None:
+        entry = self._entries.get(slug)
+        if entry is not None:
+            with self._lock, contextlib.suppress(KeyError):
+                self._entries.move_to_end(slug)
+        return entry
+
+    def __setitem__(self, slug: str, entry: Entry) -> None:
+        with self._lock:
+            self._entries[slug] = entry
+            self._entries.move_to_end(slug)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def pop(self, slug: str, default: Entry | None = None) -> Entry | None:
+        with self._lock:
+            return self._entries.pop(slug, default)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _pointer(raw: Any) -> tuple[str, int] | None:

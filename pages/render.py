@@ -347,16 +347,17 @@ def evict(rt: Runtime, page_id: int, slug: str) -> None:
     for_runtime(rt).evict(page_id, slug, version)
 
 
-_cold_locks: dict[str, threading.Lock] = {}
-_cold_guard = threading.Lock()
+#: Locks for cold renders, shared by slugs with the same hash: one lock per slug would grow
+#: with every random slug a client asks for.
+_COLD_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 def _single_flight(slug: str) -> threading.Lock:
-    """One lock per slug: concurrent misses on a page wait for the first one's render
-    instead of each rendering it (after a restart every open page's visitors arrive at
-    once; during a Redis outage each process renders what it serves)."""
-    with _cold_guard:
-        return _cold_locks.setdefault(slug, threading.Lock())
+    """The slug's lock: concurrent misses on a page wait for the first one's render instead
+    of each rendering it (after a restart every open page's visitors arrive at once; during
+    a Redis outage each process renders what it serves). A fixed set of locks: two pages
+    that share one only wait for each other's render."""
+    return _COLD_LOCKS[hash(slug) % len(_COLD_LOCKS)]
 
 
 def cold_render(rt: Runtime, slug: str) -> Entry | None:

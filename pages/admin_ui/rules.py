@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from engine import rulesets
 from engine.activations import IntentKind, Machine, MemoryState
-from engine.activations_store import Ids, StoreWorld, row_event
+from engine.activations.lookups import Ids, StoreWorld, row_event
 from engine.models import EventStatus
 from engine.tables import (
     alert_events,
@@ -135,7 +135,7 @@ def dry_run(request: Request, book: RuleBook, count: int) -> DryRun:
             effects = [
                 e
                 for i in [*machine_intents, *found]
-                if (e := _effect(i.kind, i.team, i.data)) is not None
+                if (e := _effect(i.kind, i.team, i.fields())) is not None
             ]
             if effects:
                 line = f"#{row.id} {event.status} {key}/{event.dedup_key}: {event.summary}"
@@ -143,7 +143,7 @@ def dry_run(request: Request, book: RuleBook, count: int) -> DryRun:
                 for effect in effects:
                     result.totals[effect] = result.totals.get(effect, 0) + 1
         # Time has passed since: a `for` still pending then has acted by now.
-        late = [e for i in machine.on_time(utcnow()) if (e := _effect(i.kind, i.team, i.data))]
+        late = [e for i in machine.on_time(utcnow()) if (e := _effect(i.kind, i.team, i.fields()))]
         if late:
             result.acted.append(("after the last event, as time passed", late))
             for effect in late:

@@ -10,6 +10,7 @@ returned instead.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import deadlines, outbox
+from . import deadlines, outbox, retention
 from .activations.claims import recount_firing_alerts
 from .db import Store
 from .models import AlertEvent
 from .sources import Source, touch_last_event
 from .tables import alert_events, utcnow
 from .tables import outbox as outbox_table
+
+log = logging.getLogger(__name__)
 
 EVALUATE = "evaluate"
 PURGE_DEADLINE = "events.purge"
@@ -415,6 +418,9 @@ def handle_purge(rt: Any, payloads: list[dict[str, Any]]) -> None:
     then schedule the next purge a day later. Idempotent: a second run finds nothing old
     and moves the same deadline."""
     purge(rt.store, rt.settings.event_retention_days)
+    purged = retention.purge_all(rt.store, rt.settings)
+    if purged != retention.Purged():
+        log.info("purged %s", purged)
     with rt.store.begin() as conn:
         # A guard on the activations' counts of firing alerts (logs what it corrects).
         recount_firing_alerts(conn)

@@ -57,6 +57,11 @@ class Settings(BaseModel):
     max_body_bytes: int = 1024 * 1024
     sqlite_synchronous: str = "FULL"
     event_retention_days: int = 30
+    #: Retention (docs/operations.md, "Retention"): finished deliveries, subscribers who
+    #: never confirmed, audit rows; 0 keeps them for ever.
+    delivery_retention_days: int = 90
+    unconfirmed_retention_days: int = 7
+    audit_retention_days: int = 365
     embedded_workers: int = 2
     #: Group commits in flight at once per `beacon serve` on PostgreSQL (SQLite: always one).
     intake_writers: int = 1
@@ -190,6 +195,9 @@ class Settings(BaseModel):
             ("BEACON_SESSION_MAX_HOURS", "session_max_hours"),
             ("BEACON_MAX_BODY_BYTES", "max_body_bytes"),
             ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
+            ("BEACON_DELIVERY_RETENTION_DAYS", "delivery_retention_days"),
+            ("BEACON_UNCONFIRMED_RETENTION_DAYS", "unconfirmed_retention_days"),
+            ("BEACON_AUDIT_RETENTION_DAYS", "audit_retention_days"),
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
             ("BEACON_LIVE_PER_PAGE", "live_per_page"),

@@ -176,12 +176,30 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     failed = False
     many = len(results) > 1
-    for name, result, _has_expect in results:
+    for name, result, has_expect in results:
         for line in result.lines:
             out = {"scenario": name, **line} if many else line
             sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        sys.stdout.flush()
+        # As `beacon events tail` explains a no-match: each rule's first condition that fails.
+        for event, why in result.unmatched:
+            when = event.received_at.isoformat().replace("+00:00", "Z")
+            print(
+                f"{name}: {event.id} ({event.source}, {event.dedup_key}, received {when}): "
+                "no rule matched",
+                file=sys.stderr,
+            )
+            for text in why.lines():
+                print(f"    {text}", file=sys.stderr)
         for mismatch in result.mismatches:
             print(f"{name}: {mismatch}", file=sys.stderr)
+            failed = True
+        if not result.lines and not has_expect:
+            # Silence would read as success: say that nothing would happen, and fail.
+            print(
+                f"{name}: nothing would happen: no rule acted on its {result.events} event(s)",
+                file=sys.stderr,
+            )
             failed = True
     sys.stdout.flush()
     return 1 if failed else 0

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from engine.activations import Intent, Machine, MemoryState
 from engine.models import AlertEvent, EventStatus
 from rules.errors import RulesError
+from rules.explain import Explanation, explain
 from rules.runtime import RuleBook
 from rules.schema import parse_duration
 from rules.yamlpos import load
@@ -60,6 +61,9 @@ class _Item:
     index: int
     raw: Any
     start: datetime
+    #: A bare payload file: received when the tool says it happened (its own time), so the
+    #: virtual clock starts there rather than at `DEFAULT_START`.
+    at_tool_time: bool = False
 
 
 @dataclass
@@ -80,6 +84,10 @@ class ReplayResult:
     intents: list[Intent]
     lines: list[dict[str, Any]] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    #: Firing events no rule matched, with why not (as `beacon events tail` explains them).
+    unmatched: list[tuple[AlertEvent, Explanation]] = field(default_factory=list)
+    #: How many events were replayed (test deliveries are not events).
+    events: int = 0
 
 
 def read_scenario(path: Path, *, source: str | None = None) -> Scenario:
@@ -92,7 +100,13 @@ def read_scenario(path: Path, *, source: str | None = None) -> Scenario:
     if path.suffix not in (".yaml", ".yml"):
         if source is None:
             raise ScenarioError(f"{path}: a raw payload needs --source KEY")
-        item = _Item(path, 0, {"at": "0s", "source": source, "payload": path.name}, DEFAULT_START)
+        item = _Item(
+            path,
+            0,
+            {"at": "0s", "source": source, "payload": path.name},
+            DEFAULT_START,
+            at_tool_time=True,
+        )
         return Scenario([item], None, None, None, str(path), settle=True)
     try:
         text = raw.decode()
@@ -180,14 +194,14 @@ def build_events(
             if not file.is_file():
                 raise ScenarioError(f"{where}: payload file {file} not found")
             headers = {str(k).lower(): str(v) for k, v in dict(raw.get("headers") or {}).items()}
+            body = file.read_bytes()
+            settings = world.source_settings.get(source, {})
             try:
-                parsed = parse_payload(
-                    source_type,
-                    file.read_bytes(),
-                    headers,
-                    at,
-                    world.source_settings.get(source, {}),
-                )
+                parsed = parse_payload(source_type, body, headers, at, settings)
+                if item.at_tool_time and parsed:
+                    # Adapters are pure: parsed again, received at the tool's own time.
+                    at = min(e.occurred_at for e in parsed)
+                    parsed = parse_payload(source_type, body, headers, at, settings)
             except Exception as exc:  # an adapter's error names what was wrong with the body
                 raise ScenarioError(f"{where}: {file.name}: {exc}") from None
             parsed = [e.with_ids(id="", source=source) for e in parsed if not e.test]
@@ -302,6 +316,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def unmatched(book: RuleBook, events: Sequence[AlertEvent]) -> list[tuple[AlertEvent, Explanation]]:
+    """The firing events no rule matches, each with each rule's first miss."""
+    rules = list(book.rules.values())
+    return [
+        (event, explain(rules, event))
+        for event in events
+        if event.status == EventStatus.FIRING and not book.match(event)
+    ]
+
+
 def run(
     book: RuleBook,
     scenario_paths: Sequence[Path],
@@ -321,7 +345,7 @@ def run(
         intents = replay(book, scenario_world, events, scenario.until, settle=scenario.settle)
         # Through JSON and back: the lines compare exactly as they print.
         lines = [orjson.loads(orjson.dumps(i.to_json())) for i in intents]
-        result = ReplayResult(intents, lines)
+        result = ReplayResult(intents, lines, unmatched=unmatched(book, events), events=len(events))
         if scenario.expect is not None:
             result.mismatches = compare(scenario.expect, lines)
         results.append((scenario.name, result, scenario.expect is not None))

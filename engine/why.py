@@ -76,6 +76,7 @@ def explain(
         "since": _iso(svc.status_since),
         "override": None,
         "claims": _claims(conn, svc.id),
+        "pending": _pending(conn, svc.key, svc.team_id),
         "incidents": _incidents(conn, svc.id),
         "maintenance": _maintenance(conn, svc.id),
         "recent_changes": _changes(conn, svc.id),
@@ -130,6 +131,50 @@ def _claims(conn: Connection, service_id: int) -> list[dict[str, Any]]:
                 "alerts": [
                     {"source": a.key, "dedup_key": a.dedup_key, "firing": a.firing} for a in alerts
                 ],
+            }
+        )
+    return result
+
+
+def _pending(conn: Connection, service_key: str, team_id: int) -> list[dict[str, Any]]:
+    """Activations of the service's rules that have not acted yet: a `for` waiting out its
+    duration, a `window` waiting for more alerts. Nothing claims the service yet, but the
+    operator asking "why is it still green?" should hear that something will."""
+    rows = conn.execute(
+        sa.select(
+            activations.c.id,
+            activations.c.rule_id,
+            activations.c.group_key,
+            activations.c.started_at,
+            activations.c.due_at,
+            activations.c.spec,
+        )
+        .where(activations.c.team_id == team_id, activations.c.state == "pending")
+        .order_by(activations.c.id)
+    ).all()
+    result = []
+    for row in rows:
+        spec = dict(row.spec or {})
+        if service_key not in (spec.get("services") or []):
+            continue
+        firing = conn.execute(
+            sa.select(activation_alerts.c.dedup_key)
+            .where(
+                activation_alerts.c.activation_id == row.id,
+                activation_alerts.c.firing.is_(True),
+            )
+            .order_by(activation_alerts.c.id)
+        ).scalars()
+        result.append(
+            {
+                "rule": row.rule_id,
+                "activation": row.id,
+                "group": row.group_key,
+                "since": _iso(row.started_at),
+                # A `window` rule counts alerts (`fires`); a `for` rule waits for this time.
+                "waits_for": "alerts" if spec.get("fires") else "time",
+                "due_at": _iso(row.due_at),
+                "firing": list(firing),
             }
         )
     return result
@@ -223,12 +268,20 @@ def _because(report: dict[str, Any]) -> str:
     if report["maintenance"]:
         inputs.append("under_maintenance")
     if not inputs:
-        return "no claims, open incidents or maintenance: operational"
+        waiting = "".join(f"; {_waiting(p)}" for p in report.get("pending") or [])
+        return "no claims, open incidents or maintenance: operational" + waiting
     worst = worst_status(inputs)
     reasons = [f"rule {c['rule']} claims {c['status']}" for c in report["claims"]]
     reasons += [f"incident {i['title']!r} has impact {i['impact']}" for i in report["incidents"]]
     reasons += [f"maintenance {m['key']} is in progress" for m in report["maintenance"]]
     return f"{worst}: the worst of " + "; ".join(reasons)
+
+
+def _waiting(pending: dict[str, Any]) -> str:
+    if pending["waits_for"] == "alerts":
+        return f"rule {pending['rule']} is pending: it acts when enough alerts fire"
+    when = f" at {pending['due_at']}" if pending["due_at"] else ""
+    return f"rule {pending['rule']} is pending: it acts{when} if its alert is still firing"
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -243,6 +296,12 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(
             f"  claim {claim['status']} by rule {claim['rule']} since {claim['since']}"
             f" (group {claim['group']}, {claim['state']}, firing: {', '.join(firing) or 'none'})"
+        )
+    for pending in report.get("pending") or []:
+        lines.append(
+            f"  pending rule {pending['rule']} since {pending['since']}"
+            f" (group {pending['group']}, firing: {', '.join(pending['firing']) or 'none'}):"
+            f" {_waiting(pending).split(': ', 1)[1]}"
         )
     for incident in report["incidents"]:
         lines.append(

@@ -73,8 +73,10 @@ def test_a_raw_payload_shows_what_a_for_rule_does_once_its_time_has_passed(tmp_p
     code = _rules_test(tmp_path, "down_v1_23.json", "--source", "kuma")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
+    # The clock starts when the tool says the monitor went down (the heartbeat's "time",
+    # 2023-07-31 18:56:15.374 UTC), not at a fixed date (issue 19).
     assert [(x["at"], x["intent"], x["service"]) for x in lines] == [
-        ("2026-01-01T00:01:00Z", "claim", "api")
+        ("2023-07-31T18:57:15.374000Z", "claim", "api")
     ]
 
 
@@ -130,3 +132,32 @@ def test_an_events_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, c
     ):
         assert _rules_test(tmp_path, name) != 0
         assert f"{tmp_path / name}: cannot read: {reason}" in capsys.readouterr().err
+
+
+def test_a_payload_no_rule_matches_says_why_and_exits_1(tmp_path, capsys):
+    # Silence read as "fine" (issue 19): each rule's first miss, as `events tail` says it.
+    _files(tmp_path)
+    payload = json.loads((tmp_path / "down_v1_23.json").read_text())
+    payload["monitor"]["name"] = "Billing"
+    (tmp_path / "billing.json").write_text(json.dumps(payload))
+    code = _rules_test(tmp_path, "billing.json", "--source", "kuma")
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    assert "e1 (kuma, monitor:89, received 2023-07-31T18:56:15.374000Z): no rule matched" in err
+    assert "kuma-test-monitor (" in err
+    assert 'labels.monitor_name is "Billing", the rule wants "test"' in err
+    assert "nothing would happen: no rule acted on its 1 event(s)" in err
+
+
+def test_a_scenario_that_expects_nothing_passes_and_still_explains_the_no_match(tmp_path, capsys):
+    _files(tmp_path)
+    (tmp_path / "quiet.yaml").write_text(
+        "events:\n"
+        "  - {at: 0s, source: kuma, event: {status: firing, labels: {monitor_name: other}}}\n"
+        "expect: []\n"
+    )
+    code = _rules_test(tmp_path, "quiet.yaml")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "no rule matched" in err and "nothing would happen" not in err

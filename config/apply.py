@@ -26,7 +26,7 @@ from . import current
 from .desired import KEEP, Desired, build
 from .load import read_config
 from .plan import Change, Plan
-from .rules import check_rules
+from .rules import RuleSetPlan, check_rules, plan_rule_set
 from .writers import AUDITED_BY_APPLY, WRITERS, Context, delete
 
 ORDER = [
@@ -80,15 +80,21 @@ def apply_file(
                 errors.extend(prefix + line for line in str(exc).splitlines())
         if errors:
             raise ConfigError("\n".join(errors))
+        rule_set = None
+        if want.rule_files is not None:
+            rule_set, problems = plan_rule_set(conn, want.teams_declared, want.rule_files)
+            if problems:
+                prefix = "" if str(path.parent) == "." else f"{path.parent}/"
+                raise ConfigError("\n".join(prefix + p for p in problems))
         now = current.read(conn)
-        changes, rule_change = _diff(conn, want, now, prune=prune)
-        plan.changes = [*changes, *([rule_change] if rule_change else [])]
+        changes = _diff(want, now, prune=prune)
+        plan.changes = [*changes, *_rule_set_changes(rule_set)]
         generated: dict[tuple[str, str], str] = {}
         if not dry_run:
             try:
                 generated = _execute(conn, want, now, changes, actor)
-                if rule_change is not None and want.rule_files is not None:
-                    _store_rules(conn, want.rule_files, actor)
+                if rule_set is not None and rule_set.changed:
+                    _store_rules(conn, rule_set, actor)
             except sa.exc.IntegrityError as exc:
                 raise ConfigError(f"{path}: the store refused the change: {exc.orig}") from None
     plan.warnings = [f"{path}: {w}" for w in want.warnings]
@@ -118,9 +124,16 @@ def _team_of(kind: str, ident: Any, fields: dict[str, Any]) -> str:
     return str(ident if kind == "teams" else ident[0])
 
 
-def _diff(
-    conn: Connection, want: Desired, now: current.Current, *, prune: bool
-) -> tuple[list[Change], Change | None]:
+def _rule_set_changes(rule_set: RuleSetPlan | None) -> list[Change]:
+    if rule_set is None:
+        return []
+    found = list(rule_set.changes)
+    if rule_set.changed:
+        found.append(Change("create", "rule set", f"version {rule_set.version}"))
+    return found
+
+
+def _diff(want: Desired, now: current.Current, *, prune: bool) -> list[Change]:
     changes: list[Change] = []
     if prune:
         for kind in reversed(ORDER[1:]):
@@ -144,19 +157,7 @@ def _diff(
             }
             if diff:
                 changes.append(Change("update", NOUN[kind], _display(ident), diff))
-    rule_change = None
-    if want.rule_files is not None:
-        newest = conn.execute(
-            sa.select(rule_sets.c.version, rule_sets.c.digest)
-            .where(rule_sets.c.active.is_(True))
-            .order_by(rule_sets.c.version.desc())
-            .limit(1)
-        ).first()
-        if newest is None or newest.digest != digest(want.rule_files):
-            top = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
-            version = int(top) + 1
-            rule_change = Change("create", "rule set", f"version {version}")
-    return changes, rule_change
+    return changes
 
 
 def _execute(
@@ -206,13 +207,28 @@ def _ident(kind: str, key: str) -> Any:
     return (team, rest)
 
 
-def _store_rules(conn: Connection, files: dict[str, str], actor: str) -> None:
-    newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
-    version = int(newest) + 1
+def _store_rules(conn: Connection, rule_set: RuleSetPlan, actor: str) -> None:
+    """Store the new rule set version (every team's files, with their owners) and say so."""
+    version = rule_set.version
+    files, owners = rule_set.files, rule_set.owners
     conn.execute(
-        rule_sets.insert().values(version=version, files=files, digest=digest(files), active=True)
+        rule_sets.insert().values(
+            version=version,
+            files=files,
+            owners=owners,
+            digest=digest(files, owners),
+            active=True,
+        )
     )
+    rules: dict[str, list[str]] = {}
+    for change in rule_set.changes:
+        rules.setdefault(change.action, []).append(change.key)
     crud.audit(
-        conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}
+        conn,
+        actor,
+        "create",
+        "rule set",
+        f"version {version}",
+        detail={"files": sorted(files), "rules": rules},
     )
     outbox.emit(conn, RULES_CHANGED, {"version": version})

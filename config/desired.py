@@ -364,6 +364,12 @@ def _rules(check: _Checker, want: Desired, base: Path) -> None:
     paths, problems, want.warnings = find_rule_files(base, check.config.rules or [])
     for problem in problems:
         check.error(("rules",), problem)
+    if not check.teams_declared:
+        check.error(
+            ("rules",),
+            "rules belong to the teams of the file that declares them, and this file declares "
+            "none: add `teams:` or objects with `team:`",
+        )
     files: dict[str, str] = {}
     for path in paths:
         try:
@@ -413,7 +419,8 @@ def _page_service(
 
 
 def _known(check: _Checker, config: ConfigFile, held: _Store) -> dict[str, TeamKeys]:
-    names = {t.key for t in config.teams or []} | held.team_keys | check.teams_declared
+    # The file's rules hear only the sources of the teams it declares (`plan_rule_set`).
+    names = check.teams_declared
     types = dict(held.source_types)
     types.update({(s.team, s.key): s.type for s in config.alert_sources or []})
     return {

@@ -20,13 +20,15 @@ class Change:
     kind: str
     key: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: Said in brackets after the key where fields are not: a rule's file, what changed.
+    note: str = ""
 
     def render(self) -> str:
         line = f"  {_SIGNS[self.action]} {self.action} {self.kind} {self.key}"
-        if self.action != "update":
-            return line
         parts = [f"{name}: {_show(name, old, new)}" for name, (old, new) in self.fields.items()]
-        return line + " (" + "; ".join(parts) + ")"
+        if self.note:
+            parts.append(self.note)
+        return line + (" (" + "; ".join(parts) + ")" if parts else "")
 
 
 def _value(value: Any) -> str:

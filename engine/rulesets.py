@@ -2,12 +2,15 @@
 
 The rule language is `rules`' business; this module reads the stored texts, for the
 evaluator (`workers.evaluate`) and for explanations (`pages.unmatched`), and publishes a
-new version (`publish`, for the admin web UI).
+new version (`publish`, for the admin web UI). A version's `owners` say which teams each
+file's rules are for (`beacon apply` records the teams of the config file that declared
+them); a file without owners (or a version without any) hears every team's sources.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,6 +28,16 @@ VERSION_IN_FORCE = (
 )
 
 
+@dataclass(frozen=True)
+class StoredRules:
+    """One stored version: its files (name -> text) and, per file, the teams it is for
+    (None: published without owners, every file for every team)."""
+
+    version: int
+    files: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, list[str]] | None = None
+
+
 def version_in_force(conn: Connection) -> int:
     """The newest active rule set version; 0 when none was ever published."""
     return int(conn.execute(VERSION_IN_FORCE).scalar() or 0)
@@ -32,12 +45,30 @@ def version_in_force(conn: Connection) -> int:
 
 def stored_files(conn: Connection, version: int) -> dict[str, str] | None:
     """The files (path -> text) of rule set `version`; None for version 0 or a missing one."""
+    found = stored(conn, version)
+    return found.files or None
+
+
+def stored(conn: Connection, version: int) -> StoredRules:
+    """Rule set `version` with its owners; empty for version 0 or a missing one."""
     if not version:
-        return None
-    files = conn.execute(
-        sa.select(rule_sets.c.files).where(rule_sets.c.version == version)
-    ).scalar()
-    return dict(files) if files else None
+        return StoredRules(0)
+    row = conn.execute(
+        sa.select(rule_sets.c.files, rule_sets.c.owners).where(rule_sets.c.version == version)
+    ).first()
+    if row is None:
+        return StoredRules(0)
+    owners = (
+        {str(name): [str(t) for t in teams] for name, teams in row.owners.items()}
+        if row.owners is not None
+        else None
+    )
+    return StoredRules(version, dict(row.files or {}), owners)
+
+
+def in_force(conn: Connection) -> StoredRules:
+    """The version in force with its files and owners."""
+    return stored(conn, version_in_force(conn))
 
 
 #: The outbox kind that tells every process to load the new version (`config.apply` emits
@@ -45,14 +76,28 @@ def stored_files(conn: Connection, version: int) -> dict[str, str] | None:
 RULES_CHANGED = "rules.changed"
 
 
-def publish(conn: Connection, files: Mapping[str, str], digest: str, *, actor: str) -> int:
-    """Store `files` (already validated by the rules package, which also made `digest`) as
-    the next version in force, audit it and tell the evaluators; returns the version. The
-    admin web UI saves rules through this."""
+def publish(
+    conn: Connection,
+    files: Mapping[str, str],
+    digest: str,
+    *,
+    actor: str,
+    owners: Mapping[str, list[str]] | None = None,
+) -> int:
+    """Store `files` (already validated by the rules package, which also made `digest`,
+    over the files and `owners`) as the next version in force, audit it and tell the
+    evaluators; returns the version. The admin web UI saves rules through this, keeping the
+    owners of the files it edited."""
     newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
     version = int(newest) + 1
     conn.execute(
-        rule_sets.insert().values(version=version, files=dict(files), digest=digest, active=True)
+        rule_sets.insert().values(
+            version=version,
+            files=dict(files),
+            owners=dict(owners) if owners is not None else None,
+            digest=digest,
+            active=True,
+        )
     )
     crud.audit(
         conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}

@@ -524,6 +524,10 @@ rule_sets = sa.Table(
     sa.Column("files", JSONType, nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
+    # Which teams each file's rules are for ({file: [team keys]}): `beacon apply` records
+    # the teams of the config file that declared them. Null (rules published without an
+    # owner): every file's rules hear every team's sources.
+    sa.Column("owners", JSONType, nullable=True),
     _created(),
 )
 

@@ -10,11 +10,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
+
 from engine import rulesets
 from engine.activations.lookups import row_event
 from engine.db import Store
 from engine.models import EventStatus
 from engine.runtime import Runtime
+from engine.tables import alert_sources, teams
 from rules.explain import Explanation, explain
 from rules.validate import LocatedRule, stored_spec
 
@@ -44,7 +47,8 @@ class RulesInForce:
             cached = self._cached
             if cached is not None and cached[0] == version:
                 return cached
-            rules = stored_spec(rulesets.stored_files(conn, version)).rules
+            found = rulesets.stored(conn, version)
+            rules = stored_spec(found.files, found.owners).rules
         self._cached = (version, rules)
         return version, rules
 
@@ -76,6 +80,9 @@ def why_unmatched(
         return {}
     try:
         version, in_force = rules.get(store)
+        # Only the rules of the source's team hear its events (`LocatedRule.teams`).
+        team = _team_of_source(store, getattr(unmatched[0], "source_id", None))
+        in_force = tuple(r for r in in_force if r.hears(team))
         return {
             row.id: explain(in_force, row_event(row, source_key, source_type), version)
             for row in unmatched
@@ -83,3 +90,15 @@ def why_unmatched(
     except Exception:
         log.warning("cannot explain unmatched events of source %r", source_key, exc_info=True)
         return {}
+
+
+def _team_of_source(store: Store, source_id: int | None) -> str | None:
+    if source_id is None:
+        return None
+    with store.read() as conn:
+        key = conn.execute(
+            sa.select(teams.c.key)
+            .join(alert_sources, alert_sources.c.team_id == teams.c.id)
+            .where(alert_sources.c.id == source_id)
+        ).scalar()
+    return str(key) if key is not None else None

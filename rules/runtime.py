@@ -146,7 +146,9 @@ class RuleBook:
         self.version = version
         self.rules: dict[str, LocatedRule] = {r.rule.id: r for r in spec.rules}
         self._engine = ENGINE
-        self._partitions: dict[tuple[str, str], _Partition] = {}
+        self._partitions: dict[tuple[str | None, str, str], _Partition] = {}
+        # Rules owned by teams (`LocatedRule.teams`) hear only their teams' sources.
+        self._scoped = any(r.teams is not None for r in spec.rules)
         self._closed = False
         self._verify()
 
@@ -160,9 +162,10 @@ class RuleBook:
         unit.name = self._engine.ensure(unit)
         return unit
 
-    def match(self, event: AlertEvent) -> list[LocatedRule]:
-        """The rules that act on firing `event`, in order: the first match, then further
-        matches while the previous one says `continue`.
+    def match(self, event: AlertEvent, team: str | None = None) -> list[LocatedRule]:
+        """The rules that act on firing `event` from a source of `team`, in order: the first
+        match, then further matches while the previous one says `continue`. Rules owned by
+        other teams never hear it; `team` None (not known) lets every rule hear it.
 
         The candidate rules may sit in several rulesets (a bucket's and the partition's
         wildcard rules, or chunks of a large partition), each holding its rules in global
@@ -171,7 +174,7 @@ class RuleBook:
         with self._engine.lock:
             if self._closed:
                 raise RulesError(f"rule book version {self.version} is closed")
-            units = self._units(event)
+            units = self._units(event, team)
             facts: list[dict[str, Any] | None] = [None] * len(units)
             result: list[LocatedRule] = []
             after = -1  # the global index of the last rule that matched
@@ -209,8 +212,8 @@ class RuleBook:
             return None
         return hits[0] if hits else None
 
-    def _units(self, event: AlertEvent) -> list[Unit]:
-        key = (event.source, event.source_type)
+    def _units(self, event: AlertEvent, team: str | None) -> list[Unit]:
+        key = (team if self._scoped else None, event.source, event.source_type)
         partition = self._partitions.get(key)
         if partition is None:
             partition = self._partitions[key] = self._partition(*key)
@@ -230,11 +233,13 @@ class RuleBook:
             units = partition.units[key] = [self._compile(c) for c in first_match_order(rules)]
         return units
 
-    def _partition(self, source: str, source_type: str) -> _Partition:
+    def _partition(self, team: str | None, source: str, source_type: str) -> _Partition:
         rules = [
             r
             for r in self.spec.rules
-            if _allows(r, "source", source) and _allows(r, "source_type", source_type)
+            if r.hears(team)
+            and _allows(r, "source", source)
+            and _allows(r, "source_type", source_type)
         ]
         partition = _Partition(rules)
         if len(rules) < BUCKET_THRESHOLD:

@@ -52,6 +52,12 @@ class LocatedRule:
     file: str
     line: int
     column: int = 1
+    #: The teams whose sources this rule hears (its file's owners); None: every team.
+    teams: frozenset[str] | None = None
+
+    def hears(self, team: str | None) -> bool:
+        """Whether an event from a source of `team` (None: not known) may reach this rule."""
+        return self.teams is None or team is None or team in self.teams
 
 
 @dataclass(frozen=True)
@@ -63,16 +69,25 @@ class RuleBookSpec:
     files: Mapping[str, str]
 
 
-def stored_spec(files: Mapping[str, str] | None) -> RuleBookSpec:
-    """The rules of a stored rule set version (None: no rules). They were validated when
-    published; references may have changed since, which is a run-time rule error, not a
-    reason to stop evaluating, so they are checked without the world."""
-    return check(dict(files), None) if files else RuleBookSpec((), "", {})
+def stored_spec(
+    files: Mapping[str, str] | None, owners: Mapping[str, Iterable[str]] | None = None
+) -> RuleBookSpec:
+    """The rules of a stored rule set version (None: no rules), each file's rules hearing
+    only its owners' sources when `owners` is given. They were validated when published;
+    references may have changed since, which is a run-time rule error, not a reason to stop
+    evaluating, so they are checked without the world."""
+    return check(dict(files), None, owners) if files else RuleBookSpec((), "", {})
 
 
-def check(files: Mapping[str, str], known: Known | None) -> RuleBookSpec:
+def check(
+    files: Mapping[str, str],
+    known: Known | None,
+    owners: Mapping[str, Iterable[str]] | None = None,
+) -> RuleBookSpec:
     """Validate `files` ({name: text}, evaluated in sorted name order) against `known`
-    (None skips reference checks); raises `RulesInvalid` listing every problem."""
+    (None skips reference checks); raises `RulesInvalid` listing every problem. With
+    `owners` ({name: team keys}) each file's rules hear only those teams' sources, and
+    their references are checked in those teams only."""
     problems: list[RuleProblem] = []
     ordered: list[LocatedRule] = []
     seen: dict[str, str] = {}
@@ -86,21 +101,34 @@ def check(files: Mapping[str, str], known: Known | None) -> RuleBookSpec:
                 )
                 continue
             seen[rule.id] = f"{name}:{line}"
-            ordered.append(LocatedRule(rule, len(ordered), name, line, column))
+            # A file without owners (say, added in the web UI) hears every team.
+            teams = frozenset(owners[name]) if owners is not None and name in owners else None
+            ordered.append(LocatedRule(rule, len(ordered), name, line, column, teams))
     if len(ordered) > MAX_RULES:
         problems.append(RuleProblem(sorted(files)[-1], 1, 1, f"more than {MAX_RULES} rules"))
     if known is not None:
         for located in ordered:
-            problems.extend(check_references(located, known))
+            problems.extend(check_references(located, _only(known, located.teams)))
     if problems:
         raise RulesInvalid(sorted(set(problems)))
-    return RuleBookSpec(tuple(ordered), digest(files), dict(files))
+    return RuleBookSpec(tuple(ordered), digest(files, owners), dict(files))
 
 
-def digest(files: Mapping[str, str]) -> str:
-    """A digest of rule texts by relative path: equal texts, equal digest (the version a
-    `beacon apply` or a publish compares with the stored one)."""
+def _only(known: Known, teams: frozenset[str] | None) -> Known:
+    if teams is None:
+        return known
+    return Known({team: keys for team, keys in known.teams.items() if team in teams})
+
+
+def digest(files: Mapping[str, str], owners: Mapping[str, Iterable[str]] | None = None) -> str:
+    """A digest of rule texts by relative path, and of their owners when given: equal
+    texts (and owners), equal digest (the version a `beacon apply` or a publish compares
+    with the stored one)."""
     canonical = "\0".join(f"{name}\0{files[name]}" for name in sorted(files))
+    if owners is not None:
+        canonical += "\0owners\0" + "\0".join(
+            f"{name}\0{','.join(sorted(owners[name]))}" for name in sorted(owners)
+        )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -108,7 +108,8 @@ def rules_runtime(store: Store, runtime: RuleRuntime | None = None) -> RuleRunti
         book = runtime.book
         if book is not None and book.version == version:
             return runtime
-        spec = stored_spec(rulesets.stored_files(conn, version))
+        found = rulesets.stored(conn, version)
+        spec = stored_spec(found.files, found.owners)
     runtime.swap(spec, version)
     return runtime
 
@@ -248,8 +249,9 @@ def _evaluate_one(
     if event.test:
         outcome.update(TEST_OUTCOME)
         return outcome
-    matched = book.match(event) if event.status == EventStatus.FIRING else []
-    intents, result = machine.on_event(event, [m.rule for m in matched], ids.team_key(row.team_id))
+    team = ids.team_key(row.team_id)
+    matched = book.match(event, team) if event.status == EventStatus.FIRING else []
+    intents, result = machine.on_event(event, [m.rule for m in matched], team)
     apply_intents(conn, ids, intents)
     outcome.update(result.to_json())
     return outcome
@@ -418,11 +420,13 @@ def _end_maintenance(
             return 0
         ids, machine = _machine(conn, book, only_held=held_id)
 
+        team = ids.team_key(window.team_id)
+
         def matches(event: Any) -> list[Any]:
-            return [m.rule for m in book.match(event)]
+            return [m.rule for m in book.match(event, team)]
 
         intents = machine.end_maintenance(
-            str(window_id), window.on_end, window.ends_at, matches, ids.team_key(window.team_id)
+            str(window_id), window.on_end, window.ends_at, matches, team
         )
         apply_intents(conn, ids, intents)
     return len(intents)

@@ -228,7 +228,13 @@ async def post_rules(request: Request, who: Principal) -> Response:
 
         def publish() -> int:
             with request.app.state.store.begin() as conn:
-                return rulesets.publish(conn, files, digest(files), actor=who.actor)
+                # Edited files keep the teams they are for (`beacon apply` recorded them).
+                owners = rulesets.in_force(conn).owners
+                if owners is not None:
+                    owners = {name: teams for name, teams in owners.items() if name in files}
+                return rulesets.publish(
+                    conn, files, digest(files, owners), actor=who.actor, owners=owners
+                )
 
         saved = await run_in_threadpool(publish)
         runtime = getattr(request.app.state, "runtime", None)

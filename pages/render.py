@@ -52,6 +52,7 @@ from engine.tables import (
 
 from . import documents
 from .cache import REDIS_ERRORS, Document, Entry, for_runtime
+from .live import end_streams
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +343,20 @@ def evict(rt: Runtime, page_id: int, slug: str) -> None:
     private, deleted, renamed): its cache entry becomes a tombstone with a version newer
     than any render under way, so none of them puts the page back, and the next request
     anywhere goes through the access check. The caller has committed the change and marked
-    the page dirty, whose render then replaces the tombstone."""
-    version = int(rt.queues.connection.incr(_key(rt, page_id, "want")))
-    for_runtime(rt).evict(page_id, slug, version)
+    the page dirty, whose render then replaces the tombstone. Open live-update streams of
+    the page in this process end at once (other processes' watchers see the tombstone
+    within `pages.live.POLL_SECONDS`), and reconnect through the access check.
+
+    While Redis is away no tombstone can be written: this process's fallback copy is
+    dropped, and other processes' fallbacks expire within `FALLBACK_SECONDS`."""
+    cache = for_runtime(rt)
+    try:
+        version = int(rt.queues.connection.incr(_key(rt, page_id, "want")))
+        cache.evict(page_id, slug, version)
+    except REDIS_ERRORS as exc:
+        log.warning("could not evict page %r from the shared cache: %s", slug, exc)
+        cache.fallback.drop(slug)
+    end_streams(rt, slug)
 
 
 #: Locks for cold renders, shared by slugs with the same hash: one lock per slug would grow

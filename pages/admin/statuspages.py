@@ -17,12 +17,18 @@ from engine.security import new_token
 from engine.tables import page_teams, services, status_pages, teams, utcnow
 from pages.errors import FieldErrors
 from pages.hosts import own_hosts
+from pages.render import evict
 
 from .api import Ctx, Endpoint, fields_set
 from .rows import service_ids
 from .schemas import PageIn, PageOut, PagePatch
 
 P = "/api/v1/pages"
+
+
+#: Changes after which a cached copy of the page may show it to someone who may no longer
+#: see it, or where it no longer is (`pages.render.evict`).
+ACCESS_FIELDS = frozenset({"active", "type", "slug", "teams", "custom_domain"})
 
 
 def _page_team_ids(conn: Connection, page_id: int) -> list[int]:
@@ -210,7 +216,11 @@ def update_page(ctx: Ctx) -> PageOut:
         )
         crud.pages_dirty(conn, page_ids=[row.id])
         ctx.audit(conn, "update", "status page", row.slug, row.team_id, fields=sorted(changes))
-        return _out(ctx, conn, _page(ctx, conn))
+        out = _out(ctx, conn, _page(ctx, conn))
+    if ACCESS_FIELDS & changes.keys():
+        # Who may see the page, or where, may have changed: every cached copy ends now.
+        evict(ctx.request.app.state.runtime, row.id, row.slug)
+    return out
 
 
 def delete_page(ctx: Ctx) -> None:
@@ -219,6 +229,7 @@ def delete_page(ctx: Ctx) -> None:
         crud.pages_dirty(conn, page_ids=[row.id])
         conn.execute(status_pages.delete().where(status_pages.c.id == row.id))
         ctx.audit(conn, "delete", "status page", row.slug, row.team_id)
+    evict(ctx.request.app.state.runtime, row.id, row.slug)
 
 
 def _image(role: str) -> Callable[[Ctx], PageOut]:

@@ -318,6 +318,15 @@ def _account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 EXTRA_COMMANDS.append(_account_commands)
 
 
+def _backup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .backup_commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_backup_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
 from . import (
+    accounts,
     domains,
     incidents,
     maintenance,
@@ -34,4 +35,5 @@ routes: list[BaseRoute] = [
     *services.routes,
     *sources.routes,
     *rules.routes,
+    *accounts.routes,
 ]

@@ -61,7 +61,7 @@ def _iso_when(value: Any) -> str:
 ENV.filters["iso_when"] = _iso_when
 
 #: The navigation for admins and responders: (path, label); ADMIN_NAV for admins only.
-ADMIN_NAV = frozenset({"/admin/rules"})
+ADMIN_NAV = frozenset({"/admin/rules", "/admin/teams"})
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
     ("/admin/incidents", "Incidents"),
@@ -69,6 +69,9 @@ NAV: list[tuple[str, str]] = [
     ("/admin/services", "Services"),
     ("/admin/sources", "Alert sources"),
     ("/admin/rules", "Rules"),
+    ("/admin/teams", "Teams and users"),
+    ("/admin/keys", "API keys"),
+    ("/admin/audit", "Audit log"),
 ]
 
 

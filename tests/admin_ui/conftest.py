@@ -35,6 +35,7 @@ class Served:
     store: Store
     world: World
     auth: dict[str, str]
+    data: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def seeded_serve(data: Path, env: dict[str, str] | None = None) -> Iterator[Serv
             ):
                 answer = httpx.post(f"{base}/api/v1/pages", json=body, headers=auth)
                 assert answer.status_code == 201, answer.text
-            yield Served(base, store, world, auth)
+            yield Served(base, store, world, auth, data)
     finally:
         store.dispose()
 

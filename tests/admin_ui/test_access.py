@@ -198,3 +198,32 @@ def test_a_responder_cannot_see_test_or_rotate_another_private_teams_source(
     form = {"csrf": token, "type": "uptime-kuma", "team": "acme", "key": "x", "name": "X"}
     answer = client.post("/admin/sources/new", data=form)
     assert answer.status_code == 422 and "unknown team" in answer.text
+
+
+def test_teams_users_and_other_teams_keys_are_out_of_a_responders_reach(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    acme_key = create_api_key(rt.store, name="acme bot", team="acme")
+    assert acme_key
+    sign_in(client, "ops@example.test")
+    assert client.get("/admin/teams").status_code == 404
+    assert client.get("/admin/users/1").status_code == 404
+    assert "acme bot" not in client.get("/admin/keys").text
+    token = csrf_of(client.get("/admin/keys").text)
+    with rt.store.read() as conn:
+        from engine.tables import api_keys
+
+        key_id = conn.execute(
+            sa.select(api_keys.c.id).where(api_keys.c.name == "acme bot")
+        ).scalar()
+    assert client.post(f"/admin/keys/{key_id}/revoke", data={"csrf": token}).status_code == 404
+    answer = client.post("/admin/keys", data={"csrf": token, "name": "x", "admin": "1"})
+    assert answer.status_code == 422 and "only an admin key creates admin keys" in answer.text
+    answer = client.post(
+        "/admin/users/invite", data={"csrf": token, "email": "a@b.c", "role": "admin"}
+    )
+    assert answer.status_code == 404
+    client.cookies.clear()
+    sign_in(client, "viewer@example.test")
+    for path in ("/admin/keys", "/admin/audit", "/admin/services", "/admin/incidents"):
+        assert client.get(path).status_code == 404, path

@@ -1,75 +1,209 @@
-"""How long the subscriber fan-out takes: expanding an incident update into delivery rows,
-and sending them to a loopback stand-in (SendGrid and webhooks). Reported, never asserted.
+"""How long an incident takes to reach every subscriber, in scaled mode: PostgreSQL, Redis and
+`beacon worker` processes, with loopback stand-ins for SendGrid (checking requests as the
+real API does) and for webhook receivers. Reported, never asserted.
 
-    python -m bench.fanout [subscribers] [database url]
+    python -m bench.fanout [--email N] [--webhooks N] [--workers N]
+
+Measures, per run: the time from the incident's commit to the last message the stand-in
+accepted, and the RQ jobs the workers ran. Needs PostgreSQL on 127.0.0.1:5432 (the
+`postgres` role, as the tests use it) and Redis on 127.0.0.1:6379; makes and drops a
+database and a Redis key prefix of its own.
 """
 
 from __future__ import annotations
 
+import argparse
+import http.server
+import os
+import secrets
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-import sqlalchemy as sa
+import psycopg
+import redis
+from rq import Queue, Worker
 
-from cli.wiring import build_runtime
 from engine import incidents, migrate
-from engine.runtime import install
+from engine.db import create_store
+from engine.queue import QUEUE_NAMES
 from engine.security import new_token
-from engine.tables import incident_updates, subscribers
-from tests.subscriptions.conftest import make_site, settings_for
-from tests.support import RecordingServer
-from workers import fanout
-from workers.notify import context
+from engine.settings import Settings
+from engine.tables import subscribers
+from tests.standins import SendGrid
+from tests.subscriptions.conftest import make_site
+from tests.support import beacon_env
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = os.environ.get("BEACON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BEACON_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def main(count: int, database_url: str) -> None:
-    server = RecordingServer()
-    server.server.socket.listen(128)
-    with tempfile.TemporaryDirectory() as tmp:
-        extra = {"BEACON_DATABASE_URL": database_url} if database_url else {}
-        rt = install(build_runtime(settings_for(Path(tmp), server, **extra)))
-        migrate.upgrade(rt.store)
-        site = make_site(rt)
-        with rt.store.begin() as conn:
-            conn.execute(
-                subscribers.insert(),
-                [
-                    {
-                        "page_id": site.page_id,
-                        "channel": "webhook" if n % 5 == 0 else "email",
-                        "address": f"{server.url}/hook/{n}"
-                        if n % 5 == 0
-                        else f"user{n}@example.com",
-                        "confirmed": True,
-                        "unsubscribe_token": new_token(),
-                        "webhook_secret": "whsec_bench",
-                    }
-                    for n in range(count)
-                ],
+class Receivers:
+    """Webhook receivers: count each POST by path, answer 204 at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                with lock:
+                    outer.count += 1
+                    outer.last = time.monotonic()
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 512
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _jobs(prefix: str) -> int:
+    """Jobs run by the workers that served this run's queues (RQ's own counters)."""
+    connection = redis.Redis.from_url(REDIS)
+    seen: dict[str, int] = {}
+    for name in QUEUE_NAMES:
+        for worker in Worker.all(
+            connection=connection, queue=Queue(prefix + name, connection=connection)
+        ):
+            seen[worker.name] = worker.successful_job_count + worker.failed_job_count
+    return sum(seen.values())
+
+
+def main(emails: int, webhooks: int, workers: int) -> None:
+    name = f"beacon_bench_{secrets.token_hex(4)}"
+    prefix = f"beacon-bench-{secrets.token_hex(4)}:"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    sendgrid = SendGrid(keep_mails=False)
+    receivers = Receivers()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                "BEACON_DATABASE_URL": database,
+                "BEACON_REDIS_URL": REDIS,
+                "BEACON_REDIS_PREFIX": prefix,
+                "BEACON_SECRET_KEY": secrets.token_urlsafe(48),
+                "BEACON_BASE_URL": "http://status.bench",
+                "BEACON_SENDGRID_API_KEY": "SG.test",
+                "BEACON_SENDGRID_API_URL": sendgrid.url,
+                "BEACON_EMAIL_FROM": "status@bench.test",
+                "BEACON_WEBHOOK_ALLOW_PRIVATE": "true",
+            }
+            settings = Settings.from_env({"BEACON_DATA_DIR": tmp, **env})
+            store = create_store(settings)
+            migrate.upgrade(store)
+            site = make_site(SimpleNamespace(store=store))  # type: ignore[arg-type]
+            started = time.perf_counter()
+            rows = [
+                {
+                    "page_id": site.page_id,
+                    "channel": "email",
+                    "address": f"user{n}@example.com",
+                    "confirmed": True,
+                    "unsubscribe_token": new_token(),
+                }
+                for n in range(emails)
+            ] + [
+                {
+                    "page_id": site.page_id,
+                    "channel": "webhook",
+                    "address": f"{receivers.url}/hook/{n}",
+                    "confirmed": True,
+                    "unsubscribe_token": new_token(),
+                    "webhook_secret": "whsec_YmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhIQ==",
+                }
+                for n in range(webhooks)
+            ]
+            for start in range(0, len(rows), 5000):
+                with store.begin() as conn:
+                    conn.execute(subscribers.insert(), rows[start : start + 5000])
+            print(
+                f"subscribers: {emails} email, {webhooks} webhook "
+                f"(inserted in {time.perf_counter() - started:.1f}s)"
             )
-            incidents.create(
-                conn,
-                team_id=site.team_id,
-                title="API errors",
-                impacts={site.service_ids["api"]: "major_outage"},
+            for index in range(workers):
+                log = open(Path(tmp) / f"worker-{index}.log", "w")  # noqa: SIM115
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "cli", "worker"],
+                        env=beacon_env(Path(tmp) / "data", env),
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            time.sleep(4)  # each worker process takes ~1.3 s to start
+            jobs_before = _jobs(prefix)
+            t0 = time.monotonic()
+            with store.begin() as conn:
+                incidents.create(
+                    conn,
+                    team_id=site.team_id,
+                    title="API errors",
+                    message="We are investigating.",
+                    impacts={site.service_ids["api"]: "major_outage"},
+                )
+            # Webhooks hear the incident and the component's change.
+            wanted_hooks = 2 * webhooks
+            deadline = t0 + 600
+            while time.monotonic() < deadline:
+                if sum(sendgrid.accepted.values()) >= emails and receivers.count >= wanted_hooks:
+                    break
+                time.sleep(0.2)
+            time.sleep(2)  # let the workers' counters settle
+            jobs = _jobs(prefix) - jobs_before
+            load = Path("/proc/loadavg").read_text().split()[:3]
+            print(
+                f"email: {sum(sendgrid.accepted.values())} accepted by the stand-in in "
+                f"{sendgrid.requests} requests ({sendgrid.failed} failed); last accepted "
+                f"{(sendgrid.last_accepted or t0) - t0:.1f}s after the incident"
             )
-            update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
-        with rt.store.read() as conn:
-            (notice,) = fanout.incident_notices(conn, rt.settings, update_id)
-        started = time.perf_counter()
-        fanout.expand(rt, notice)
-        expanded = time.perf_counter()
-        fanout.send_pending(rt, notice, context(rt.settings))
-        sent = time.perf_counter()
-        rt.close()
-    server.close()
-    print(f"store: {'postgresql' if database_url else 'sqlite'}, subscribers: {count}")
-    print(f"expand: {expanded - started:.2f}s ({count / (expanded - started):.0f}/s)")
-    print(f"send:   {sent - expanded:.2f}s ({count / (sent - expanded):.0f}/s)")
-    print(f"requests received: {len(server.requests)}")
+            if webhooks:
+                print(
+                    f"webhooks: {receivers.count} of {wanted_hooks} received; last "
+                    f"{(receivers.last or t0) - t0:.1f}s after the incident"
+                )
+            print(f"RQ jobs run: {jobs} ({workers} workers); load average {' '.join(load)}")
+            store.dispose()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        sendgrid.close()
+        receivers.server.shutdown()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=f"*{prefix.rstrip(':')}*", count=1000):
+            client.delete(key)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000, sys.argv[2] if len(sys.argv) > 2 else "")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--email", type=int, default=100_000)
+    parser.add_argument("--webhooks", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    main(args.email, args.webhooks, args.workers)

@@ -53,6 +53,11 @@ class Settings(BaseModel):
     twilio_from: str = ""
     twilio_api_url: str = "https://api.twilio.com"
     webhook_allow_private: bool = False
+    #: SMS sent per second by one process (Twilio queues what a number cannot send at once:
+    #: 1/s for a long code, 3/s toll-free, 100/s for a short code; more only fills its queue).
+    twilio_rate: float = 10.0
+    #: Webhook requests in flight at once per sending batch.
+    webhook_concurrency: int = 50
     # Operational knobs with sane defaults; documented in docs/operations.md.
     max_body_bytes: int = 1024 * 1024
     sqlite_synchronous: str = "FULL"
@@ -63,6 +68,9 @@ class Settings(BaseModel):
     unconfirmed_retention_days: int = 7
     audit_retention_days: int = 365
     embedded_workers: int = 2
+    #: Worker threads for notifications alone (embedded mode): slow receivers and providers
+    #: never hold the threads that evaluate and render.
+    embedded_notify_workers: int = 2
     #: Group commits in flight at once per `beacon serve` on PostgreSQL (SQLite: always one).
     intake_writers: int = 1
     redis_prefix: str = ""
@@ -199,6 +207,8 @@ class Settings(BaseModel):
             ("BEACON_UNCONFIRMED_RETENTION_DAYS", "unconfirmed_retention_days"),
             ("BEACON_AUDIT_RETENTION_DAYS", "audit_retention_days"),
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
+            ("BEACON_EMBEDDED_NOTIFY_WORKERS", "embedded_notify_workers"),
+            ("BEACON_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
             ("BEACON_LIVE_PER_PAGE", "live_per_page"),
             ("BEACON_LIVE_PER_CLIENT", "live_per_client"),
@@ -209,6 +219,13 @@ class Settings(BaseModel):
                 except ValueError:
                     raise ConfigError(f"{name} must be a whole number, got {env[name]!r}") from None
 
+        if env.get("BEACON_TWILIO_RATE"):
+            values["twilio_rate"] = _rate("BEACON_TWILIO_RATE", env["BEACON_TWILIO_RATE"])
+        if int(str(values.get("webhook_concurrency", 1))) < 1:
+            raise ConfigError(
+                "BEACON_WEBHOOK_CONCURRENCY must be 1 or more, "
+                f"got {env['BEACON_WEBHOOK_CONCURRENCY']!r}"
+            )
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
 
@@ -256,6 +273,16 @@ def _seconds(name: str, text: str) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
     if not 0 < value <= 60:
         raise ConfigError(f"{name} must be more than 0 and at most 60 seconds, got {text!r}")
+    return value
+
+
+def _rate(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number per second, got {text!r}") from None
+    if not 0 < value <= 10_000:
+        raise ConfigError(f"{name} must be more than 0 and at most 10000 per second, got {text!r}")
     return value
 
 

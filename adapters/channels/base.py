@@ -50,6 +50,10 @@ class Context:
     allow_private: bool = False
     #: Seconds for a whole outbound webhook or chat-hook request (`outbound.DEADLINE`).
     outbound_deadline: float = 10.0
+    #: SMS per second from this process (`BEACON_TWILIO_RATE`).
+    twilio_rate: float = 10.0
+    #: Webhook requests in flight at once (`BEACON_WEBHOOK_CONCURRENCY`).
+    webhook_concurrency: int = 50
     #: Embedded mode without an email provider: where emails are kept instead of sent
     #: (`outbox_email`); empty when they cannot be kept either.
     outbox_dir: str = ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +23,34 @@ PERMANENT_CODES = {
     21614: "not a mobile number",
 }
 SMS_LIMIT = 320
+
+
+class _Pace:
+    """Spaces the sends of every thread of the process `1 / rate` seconds apart."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+# One pace per sending number and rate in the process: the rate is the number's, and every
+# thread that sends from it shares it.
+_paces: dict[tuple[str, float], _Pace] = {}
+_paces_lock = threading.Lock()
+
+
+def _pace(sender: str, rate: float) -> _Pace:
+    with _paces_lock:
+        return _paces.setdefault((sender, rate), _Pace(rate))
 
 
 class _KeepsAnswer(TwilioHttpClient):
@@ -43,6 +73,7 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     # Plain ASCII keeps an SMS in the GSM-7 alphabet: one non-GSM character (a curly quote,
     # a non-breaking space) makes the whole message UCS-2 and cost twice as much.
     body = message.text.replace("\u00a0", " ").replace("\u2019", "'")[:SMS_LIMIT]
+    _pace(ctx.twilio_from, ctx.twilio_rate).wait()
     try:
         client.messages.create(to=str(target["address"]), from_=ctx.twilio_from, body=body)
     except TwilioRestException as exc:

@@ -37,7 +37,8 @@ def signed_headers(
     return headers
 
 
-def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
+def request(message: Message, target: Mapping[str, Any]) -> tuple[str, bytes, dict[str, str]]:
+    """The URL, body and headers of the signed request for `message`."""
     body = orjson.dumps(dict(message.payload) or {"subject": message.subject, "text": message.text})
     secret = target.get("secret")
     headers = {
@@ -50,10 +51,21 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
             datetime.now(UTC),
         ),
     }
+    return str(target["url"]), body, headers
+
+
+def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
+    url, body, headers = request(message, target)
     outbound.post(
-        str(target["url"]),
+        url,
         content=body,
         headers=headers,
         allow_private=ctx.allow_private,
         deadline=ctx.outbound_deadline,
     )
+
+
+async def asend(client: outbound.Outbound, message: Message, target: Mapping[str, Any]) -> None:
+    """`send` on a shared client, for many webhooks at once (a fan-out)."""
+    url, body, headers = request(message, target)
+    await client.post(url, content=body, headers=headers)

@@ -174,3 +174,34 @@ def sms_sent(server: RecordingServer) -> list[dict[str, str]]:
         for r in server.requests
         if "/Messages.json" in str(r["path"])
     ]
+
+
+@dataclass(frozen=True)
+class Email:
+    """One recipient's email from the SendGrid stand-in's requests, with SendGrid's
+    per-personalization substitutions and headers applied as SendGrid applies them."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+
+
+def emails(server: RecordingServer) -> list[Email]:
+    out = []
+    for mail in sent_json(server):
+        if "personalizations" not in mail:
+            continue
+        content = {c["type"]: c["value"] for c in mail["content"]}
+        for p in mail["personalizations"]:
+            subject, text, html = (
+                p.get("subject", mail["subject"]),
+                content["text/plain"],
+                content.get("text/html", ""),
+            )
+            for key, value in (p.get("substitutions") or {}).items():
+                subject, text, html = (x.replace(key, value) for x in (subject, text, html))
+            headers = {**mail.get("headers", {}), **p.get("headers", {})}
+            out.extend(Email(to["email"], subject, text, html, headers) for to in p["to"])
+    return out

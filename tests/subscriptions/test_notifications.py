@@ -26,6 +26,7 @@ from .conftest import (
     Site,
     body_of,
     drain,
+    emails,
     make_site,
     sent_json,
     sms_sent,
@@ -208,14 +209,14 @@ def test_emails_have_text_html_and_one_click_unsubscribe(
     subscribe(rt, site, "email", "eve@example.com")
     open_incident(rt, site, title="API <b>errors</b>")
     drain(rt)
-    (mail,) = [m for m in sent_json(server) if "personalizations" in m]
-    text, html = (c["value"] for c in mail["content"])
+    (mail,) = emails(server)
+    text, html = mail.text, mail.html
     assert "API <b>errors</b>" in text and "Investigating - We are investigating." in text
     assert "API &lt;b&gt;errors&lt;/b&gt;" in html  # user text is escaped in HTML
     assert f"{BASE_URL}/p/acme/incidents/" in text
-    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    url = mail["headers"]["List-Unsubscribe"].strip("<>")
-    assert url in text
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = mail.headers["List-Unsubscribe"].strip("<>")
+    assert url in text and f'href="{url}"' in html
     response = client.post(
         url.removeprefix(BASE_URL),
         content=b"List-Unsubscribe=One-Click",
@@ -245,11 +246,7 @@ def test_a_service_filter_limits_what_a_subscriber_hears(
     subscribe(rt, site, "email", "all@example.com")
     open_incident(rt, site, key="db")
     drain(rt)
-    to = sorted(
-        m["personalizations"][0]["to"][0]["email"]
-        for m in sent_json(server)
-        if "personalizations" in m
-    )
+    to = sorted(e.to for e in emails(server))
     assert to == ["all@example.com", "db-only@example.com"]
 
 

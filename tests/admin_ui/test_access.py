@@ -227,3 +227,38 @@ def test_teams_users_and_other_teams_keys_are_out_of_a_responders_reach(
     sign_in(client, "viewer@example.test")
     for path in ("/admin/keys", "/admin/audit", "/admin/services", "/admin/incidents"):
         assert client.get(path).status_code == 404, path
+
+
+def audit_count(rt: Runtime) -> Any:
+    from engine.tables import audit_log
+
+    with rt.store.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+
+
+def test_every_admin_post_needs_the_forms_csrf_token(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    """Each POST route of /admin/ refuses a signed-in browser's request without the token:
+    a plain form (the session is hidden from it: 403) and a same-origin JSON body (which
+    the session guard lets through: the view checks the form's token itself)."""
+    from starlette.routing import Route
+
+    from pages.admin_ui import routes
+
+    make_pages(client, rt)
+    sign_in(client, "admin@example.test")
+    before = audit_count(rt)
+    posts = [r.path for r in routes if isinstance(r, Route) and "POST" in (r.methods or set())]
+    assert len(posts) >= 20
+    for template in posts:
+        path = template.replace("{id:int}", "1").replace("{claim:int}", "1")
+        answer = client.post(path, data={"name": "x", "status": "major_outage"})
+        assert answer.status_code == 403, (path, answer.status_code)
+        answer = client.post(
+            path,
+            json={"name": "x"},
+            headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        )
+        assert answer.status_code in (403, 404), (path, answer.status_code)
+    assert audit_count(rt) == before

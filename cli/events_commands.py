@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from adapters.alert_sources import AdapterError, Delivery, get_adapter
+from adapters.alert_sources import AdapterError, Delivery, get_adapter, sniff
 from adapters.alert_sources.errors import UnknownAdapterError
-from engine import events, migrate, sources
+from engine import events, migrate, rejections, sources
 from engine.db import Store, create_store
 from engine.errors import ConfigError, NotFoundError
 from engine.settings import Settings
@@ -114,7 +114,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         try:
             parsed = adapter.parse(delivery, source.settings)
         except AdapterError as exc:
-            message = f"not a valid {source.type} delivery: {exc}"
+            hint = sniff.hint(delivery, source.settings, source.type)
+            message = f"not a valid {source.type} delivery: {exc}{hint}"
             print(f"beacon: {args.file}: {message}", file=sys.stderr)
             return 1
         made = [e.model_copy(update={"test": True}) for e in parsed] if args.test else parsed
@@ -166,22 +167,55 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         source = find_source(store, args.source, args.team)
         with store.read() as conn:
             rows = list(reversed(events.recent(conn, source.id, max(args.lines, 0))))
+            refused = list(reversed(rejections.recent(conn, [source.id], limit=max(args.lines, 0))))
         # The rules stay read from one poll to the next.
         rules = RulesInForce()
         why = why_unmatched(store, rules, source.key, source.type, rows)
-        for row in rows:
-            print(event_line(row, why.get(row.id)), flush=True)
+        # Events and refused deliveries in the order they came.
+        shown = [(row.received_at.isoformat(), event_line(row, why.get(row.id))) for row in rows]
+        shown += [(r["at"], refusal_line(r)) for r in refused]
+        shown.sort(key=lambda pair: pair[0])
+        for _, line in shown[len(shown) - max(args.lines, 0) :]:
+            print(line, flush=True)
         if args.no_follow:
             return 0
         last_id = rows[-1].id if rows else _newest_id(store, source.id)
+        last_refused = int(refused[-1]["id"]) if refused else _newest_refusal(store, source.id)
         pending = {r.id for r in rows if r.outcome is None}
         while True:
             time.sleep(POLL)
             last_id, pending = _poll(store, source, last_id, pending, rules)
+            last_refused = _poll_refused(store, source.id, last_refused)
     except KeyboardInterrupt:
         return 0
     finally:
         store.dispose()
+
+
+def refusal_line(refused: dict[str, Any]) -> str:
+    """A delivery the intake refused, as `tail` prints it beside the events."""
+    when = refused["at"][:19] + "Z"
+    sender = ", ".join(
+        part
+        for part in (refused.get("user_agent"), f"{refused['bytes']} bytes", refused.get("client"))
+        if part
+    )
+    return f"{when} REFUSED {refused['status']} {refused['method']} ({sender}): {refused['reason']}"
+
+
+def _newest_refusal(store: Store, source_id: int) -> int:
+    with store.read() as conn:
+        newest = rejections.recent(conn, [source_id], limit=1)
+    return int(newest[0]["id"]) if newest else 0
+
+
+def _poll_refused(store: Store, source_id: int, last_id: int) -> int:
+    """Print deliveries refused since `last_id`; the newest id printed."""
+    with store.read() as conn:
+        new = list(reversed(rejections.recent(conn, [source_id], after_id=last_id)))
+    for refused in new:
+        print(refusal_line(refused), flush=True)
+    return int(new[-1]["id"]) if new else last_id
 
 
 def _newest_id(store: Store, source_id: int) -> int:

@@ -479,6 +479,31 @@ alert_sources = sa.Table(
     sa.UniqueConstraint("team_id", "key"),
 )
 
+# Deliveries the intake refused (4xx but 429): what the tool sent and why it was refused,
+# the last `engine.rejections.KEEP` per source; `source_id` null when no source has the key.
+rejected_deliveries = sa.Table(
+    "rejected_deliveries",
+    metadata,
+    _id(),
+    sa.Column(
+        "source_id",
+        sa.Integer,
+        sa.ForeignKey("alert_sources.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("content_type", sa.String(200), nullable=True),
+    sa.Column("bytes", sa.Integer, nullable=False, default=0),
+    sa.Column("user_agent", sa.String(200), nullable=True),
+    sa.Column("client", sa.String(64), nullable=True),
+    # Without a source: the first characters of the key that matched none, to recognise it.
+    sa.Column("key_hint", sa.String(16), nullable=True),
+    sa.Index("ix_rejected_deliveries_source", "source_id", "id"),
+)
+
 alert_events = sa.Table(
     "alert_events",
     metadata,

@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,6 +28,7 @@ import orjson
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -41,9 +43,11 @@ from adapters.alert_sources import (
     Delivery,
     SignatureError,
     get_adapter,
+    sniff,
 )
 from adapters.alert_sources.errors import UnknownAdapterError
 from engine import events as events_mod
+from engine import rejections
 from engine import sources as sources_mod
 from engine.errors import ValidationError
 from engine.event_writer import EventWriter, Overloaded
@@ -235,19 +239,27 @@ def parse(source: Source, adapter: AlertSource, delivery: Delivery) -> list[Aler
     except SignatureError as exc:
         raise HTTPException(401, f"{source.type} signature: {exc}") from None
     except AdapterError as exc:
-        raise HTTPException(400, f"not a valid {source.type} delivery: {exc}") from None
+        raise HTTPException(
+            400, f"not a valid {source.type} delivery: {exc}{_looks_like(source, delivery)}"
+        ) from None
     except PydanticValidationError as exc:
         where = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
             for e in exc.errors(include_url=False)[:5]
         )
-        raise HTTPException(400, f"not a valid {source.type} delivery: {where}") from None
+        raise HTTPException(
+            400, f"not a valid {source.type} delivery: {where}{_looks_like(source, delivery)}"
+        ) from None
     except Exception:
         # An adapter bug must still answer the tool with a reason, and be seen by operators.
         log.exception("the %s adapter failed on a delivery to source %r", source.type, source.key)
         raise HTTPException(
             400, f"the {source.type} adapter could not read this delivery (details are logged)"
         ) from None
+
+
+def _looks_like(source: Source, delivery: Delivery) -> str:
+    return sniff.hint(delivery, source.settings, source.type)
 
 
 # --- rate limit ---------------------------------------------------------------------------
@@ -411,16 +423,66 @@ def accepted(events: list[AlertEvent], stored: list[Stored]) -> dict[str, Any]:
 
 
 async def receive(request: Request) -> Response:
-    """Accept one webhook delivery (see the module docstring for the answers)."""
+    """Accept one webhook delivery (see the module docstring for the answers); a refusal
+    is recorded for the source's operator (`engine.rejections`)."""
+    try:
+        return await _receive(request)
+    except HTTPException as exc:
+        if 400 <= exc.status_code < 500 and exc.status_code != 429:
+            await note_refusal(request, exc.status_code, str(exc.detail))
+        raise
+
+
+async def note_refusal(request: Request, status: int, reason: str) -> None:
+    """Record a refused delivery; best-effort: the tool's answer never waits on a failure."""
+    runtime = request.app.state.runtime
+    source: Source | None = getattr(request.state, "intake_source", None)
+    if not pages_state(runtime).refusals.take(source.id if source else None):
+        return
+    refusal = rejections.Refusal(
+        at=utcnow(),
+        status=status,
+        reason=reason,
+        method=request.method,
+        content_type=request.headers.get("content-type"),
+        bytes=getattr(request.state, "intake_bytes", None)
+        or int(request.headers.get("content-length", "0") or 0),
+        user_agent=request.headers.get("user-agent"),
+        client=request.client.host if request.client else None,
+    )
+    key = request.path_params["integration_key"]
+
+    def write() -> None:
+        with runtime.store.begin() as conn:
+            if source is not None:
+                rejections.record(conn, source.id, refusal)
+                return
+            found = rejections.source_for_key(conn, key)
+            if found is None:
+                rejections.record(conn, None, refusal, key_hint=key)
+                return
+            source_id, why = found
+            said = replace(refusal, reason=f"{refusal.reason} ({why})" if why else refusal.reason)
+            rejections.record(conn, source_id, said)
+
+    try:
+        await run_in_threadpool(write)
+    except Exception as exc:  # the store is away: the answer still goes out
+        log.warning("could not record a refused delivery (%d): %r", status, exc)
+
+
+async def _receive(request: Request) -> Response:
     received_at = utcnow()
     source = await lookup_source(request, request.path_params["integration_key"])
     if source is None:
         raise HTTPException(404, "no enabled alert source has this integration key")
+    request.state.intake_source = source
     if request.method == "HEAD":
         # HEAD is safe by definition: a link checker or a tool testing the URL learns that
         # it takes deliveries, and nothing is stored, whatever the query string says.
         return Response(status_code=204)
     delivery = await read_delivery(request, received_at)
+    request.state.intake_bytes = len(delivery.body)
     adapter = adapter_for(source)
     through_sns = alert_sources.sns(adapter)
     if through_sns is None:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine import events as events_mod
+from engine import rejections
 from engine import sources as sources_mod
 from engine.models import AlertEvent, EventStatus, Severity
 from engine.sources import Source
@@ -131,6 +132,42 @@ async def list_events(request: Request) -> Response:
     )
 
 
+async def list_rejected(request: Request) -> Response:
+    """`GET /api/v1/alert-sources/{key}/rejected`: the deliveries the intake refused for
+    this source (wrong or disabled key, unreadable body, bad signature...), newest first,
+    the last 100 (`engine.rejections`)."""
+    who = require_principal(request)
+    source = _find(request, who)
+    limit = _int_param(request, "limit", rejections.KEEP, 1, rejections.KEEP)
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.store.read() as conn:
+            return rejections.recent(conn, [source.id], limit=limit)
+
+    return JSONResponse(
+        {
+            "source": {"key": source.key, "type": source.type},
+            "rejected": await asyncio.to_thread(read),
+        }
+    )
+
+
+async def list_rejected_unknown_keys(request: Request) -> Response:
+    """`GET /api/v1/rejected-deliveries`: deliveries to keys that name no source (a typo, a
+    deleted source), for admins: they belong to no team. Only a key's first characters are
+    kept."""
+    who = require_principal(request)
+    if not who.admin:
+        raise HTTPException(403, "only admins see deliveries to unknown keys")
+    limit = _int_param(request, "limit", rejections.KEEP, 1, rejections.KEEP)
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.store.read() as conn:
+            return rejections.recent(conn, None, limit=limit)
+
+    return JSONResponse({"rejected": await asyncio.to_thread(read)})
+
+
 class RotateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -223,6 +260,8 @@ async def send_test(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/alert-sources/{key}/events", list_events, methods=["GET"]),
+    Route("/api/v1/alert-sources/{key}/rejected", list_rejected, methods=["GET"]),
+    Route("/api/v1/rejected-deliveries", list_rejected_unknown_keys, methods=["GET"]),
     Route("/api/v1/alert-sources/{key}/rotate-key", rotate_key, methods=["POST"]),
     Route("/api/v1/alert-sources/{key}/test", send_test, methods=["POST"]),
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.rejections import Throttle
 from engine.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class PagesState:
     sns_files: dict[Path, bytes] = field(default_factory=dict)
     #: The rules in force as `pages.unmatched` explains them (validated once per version).
     rules_in_force: RulesInForce | None = None
+    #: How many refused deliveries this process records a second (`pages.intake`).
+    refusals: Throttle = field(default_factory=lambda: Throttle())
     #: Where custom-domain checks ask DNS; None: the settings' server (tests set a loopback one).
     dns_resolver: dns.resolver.Resolver | None = None
     #: Guards what is made on first use by several threads at once.

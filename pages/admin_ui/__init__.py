@@ -18,6 +18,7 @@ from . import (
     sources,
     static,
     statuspages,
+    subscribers,
 )
 
 
@@ -30,6 +31,7 @@ routes: list[BaseRoute] = [
     *static.routes,
     *statuspages.routes,
     *domains.routes,
+    *subscribers.routes,
     *incidents.routes,
     *maintenance.routes,
     *services.routes,

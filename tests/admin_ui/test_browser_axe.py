@@ -24,6 +24,7 @@ NOT_PAGES = {
     "/admin/pages/addresses",
     "/admin/pages/{id:int}/domain/check",
     "/admin/sources/notes",
+    "/admin/pages/{id:int}/subscribers.csv",
     "/admin",
 }
 
@@ -42,6 +43,7 @@ def test_no_admin_page_has_a_serious_accessibility_violation(served: Served, bro
     ids = {
         "/admin/pages/{id:int}": page_id,
         "/admin/pages/{id:int}/domain": page_id,
+        "/admin/pages/{id:int}/subscribers": page_id,
         "/admin/incidents/{id:int}": made(
             served,
             "/api/v1/incidents",

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean faults
 
 # What running Beacon needs (`make run`): the package and its dependencies, no test tooling.
 # A venv that already has the dev extra (`make install`, `make test`) has all of it.
@@ -40,6 +40,11 @@ run: $(VENV)/.runtime
 
 test: install tests/pages_html/node_modules/.installed tests/accounts/oidc/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault harness at full length (tests/faults; the normal suite runs its short version):
+# prints the invariant table after each fault.
+faults: install
+	BEACON_FAULTS=full $(PY) -m pytest -q -s tests/faults
 
 lint: install
 	$(VENV)/bin/ruff check .

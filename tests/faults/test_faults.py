@@ -1,0 +1,258 @@
+"""The fault harness (issue 17): Beacon scaled (its own PostgreSQL and Redis, two web and two
+worker processes) under a steady stream of deliveries and page readers, while faults are
+injected in turn; after each, from the store and the stand-ins, the invariants are checked
+and printed as a table.
+
+`make faults` runs every fault at full length (`BEACON_FAULTS=full`: Redis away 30 s, ...);
+the normal suite runs a short version (fewer faults, shorter phases)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.support import wait_for
+
+from .cluster import Cluster, summary
+from .load import Load
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+FULL = os.environ.get("BEACON_FAULTS", "") == "full"
+#: Seconds of load before and after each fault, and deliveries a second.
+STEADY = 8.0 if FULL else 2.0
+RATE = 15.0 if FULL else 6.0
+
+
+@dataclass
+class Row:
+    fault: str
+    acked: int
+    stored: bool
+    evaluated: bool
+    state: bool
+    duplicate_incidents: int
+    subscriber_steps: str
+    pages: str
+    drained_s: float
+    final_s: float
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.stored
+            and self.evaluated
+            and self.state
+            and self.duplicate_incidents == 0
+            and self.subscriber_steps.startswith("ok")
+            and self.pages.startswith("ok")
+            and self.final_s <= 2.0
+        )
+
+
+def check(cluster: Cluster, load: Load, fault: str, healed_at: float) -> Row:
+    """The invariants after a fault, once the backlog has drained."""
+    drained = cluster.wait_drained(240)
+    drained_s = time.monotonic() - healed_at
+    acked_ids = {int(i) for a in load.acked for i in a.ids}
+    stored_ids = {r[0] for r in cluster.sql("SELECT id FROM alert_events")}
+    unevaluated = cluster.sql("SELECT count(*) FROM alert_events WHERE evaluated_at IS NULL")
+    statuses, open_titles = load.expected()
+    got_statuses = dict(cluster.sql("SELECT key, status FROM services"))
+    got_open = [r[0] for r in cluster.sql("SELECT title FROM incidents WHERE status <> 'resolved'")]
+    state = got_statuses == statuses and set(got_open) == open_titles
+    duplicates = sum(n - 1 for n in Counter(got_open).values() if n > 1)
+    [(steps,)] = cluster.sql("SELECT count(*) FROM incident_updates WHERE deliver_notifications")
+    # The webhook also gets component updates (as Statuspage sends them); the steps are
+    # the incident envelopes.
+    envelopes = [json.loads(body) for body in cluster.hook.accepted]
+    hooks = sum(1 for e in envelopes if "incident" in e)
+    components = len(envelopes) - hooks
+    mails = len(cluster.sendgrid.accepted)
+    same_twice = len(cluster.hook.accepted) - len(set(cluster.hook.accepted))
+    same_twice += len(cluster.sendgrid.accepted) - len(set(cluster.sendgrid.accepted))
+    subscriber_steps = (
+        f"{'ok' if hooks == steps == mails and same_twice == 0 else 'FAIL'} "
+        f"{steps} steps: webhook {hooks} (+{components} component), email {mails}"
+    )
+    readers = load.readers
+    pages = (
+        f"{'ok' if readers.failed == 0 else 'FAIL'} {readers.probes - readers.failed}/"
+        f"{readers.probes}, slowest {readers.slowest * 1000:.0f} ms"
+    )
+    # The pages show the final state (every web process) how long after the drain.
+    started = time.monotonic()
+
+    def shown() -> bool:
+        for web in cluster.webs:
+            found = summary(web.url)
+            if found is None:
+                return False
+            components = {c["name"]: c["status"] for c in found["components"]}
+            want = {
+                "Public API": _component(statuses["api"]),
+                "Database": _component(statuses["db"]),
+                "Website": _component(statuses["web"]),
+            }
+            if components != want or {i["name"] for i in found["incidents"]} != open_titles:
+                return False
+        return True
+
+    try:
+        wait_for(shown, 60, "the pages to show the final state", poll=0.1)
+    except AssertionError:
+        pass
+    final_s = time.monotonic() - started if shown() else float("inf")
+    return Row(
+        fault=fault,
+        acked=len(load.acked),
+        stored=acked_ids <= stored_ids,
+        evaluated=unevaluated == [(0,)],
+        state=state,
+        duplicate_incidents=duplicates,
+        subscriber_steps=subscriber_steps,
+        pages=pages,
+        drained_s=round(drained_s, 1) if drained else drained,
+        final_s=round(final_s, 2),
+    )
+
+
+def _component(status: str) -> str:
+    return "major_outage" if status == "major_outage" else "operational"
+
+
+def print_table(rows: list[Row]) -> None:
+    head = (
+        "fault",
+        "acked",
+        "stored",
+        "evaluated",
+        "state=model",
+        "dup incidents",
+        "subscriber steps once",
+        "pages answered",
+        "drained after heal s",
+        "final shown s",
+        "ok",
+    )
+    lines = [head] + [
+        (
+            r.fault,
+            str(r.acked),
+            str(r.stored),
+            str(r.evaluated),
+            str(r.state),
+            str(r.duplicate_incidents),
+            r.subscriber_steps,
+            r.pages,
+            str(r.drained_s),
+            str(r.final_s),
+            "PASS" if r.ok else "FAIL",
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print()
+    for line in lines:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+def _kill_web(cluster: Cluster, load: Load) -> None:
+    cluster.webs[0].kill()
+    time.sleep(STEADY)
+    cluster.webs[0].start()
+
+
+def _kill_worker(cluster: Cluster, load: Load) -> None:
+    # Mid-batch: deliveries keep arriving, so the worker is evaluating or rendering.
+    cluster.kill_worker(0)
+    time.sleep(STEADY)
+    cluster.start_worker(0)
+
+
+def _redis_away(cluster: Cluster, load: Load) -> None:
+    cluster.redis.stop()
+    time.sleep(30 if FULL else 5)
+    cluster.redis.start()
+
+
+def _postgres_restart(cluster: Cluster, load: Load) -> None:
+    cluster.pg.stop("immediate")  # a crash: no checkpoint, WAL replay at start
+    time.sleep(2)
+    cluster.pg.start()
+
+
+def _sendgrid_slow_then_failing(cluster: Cluster, load: Load) -> None:
+    cluster.sendgrid.delay = 3.0
+    time.sleep(STEADY)
+    cluster.sendgrid.delay = 0.0
+    cluster.sendgrid.failing = True
+    time.sleep(STEADY)
+    cluster.sendgrid.failing = False
+
+
+def _duplicates_out_of_order(cluster: Cluster, load: Load) -> None:
+    load.duplicates, load.out_of_order = 0.5, 0.5
+    time.sleep(STEADY)
+    load.duplicates, load.out_of_order = 0.1, 0.1
+
+
+def _clock_skew(cluster: Cluster, load: Load) -> None:
+    load.skew = {"am1": timedelta(hours=1), "am2": -timedelta(minutes=37)}
+    time.sleep(STEADY)
+
+
+FAULTS: list[tuple[str, Callable[[Cluster, Load], None]]] = [
+    ("duplicates and out-of-order", _duplicates_out_of_order),
+]
+if FULL:
+    FAULTS += [
+        ("kill -9 worker mid-batch", _kill_worker),
+        ("kill -9 web process", _kill_web),
+        ("Redis stopped 30 s", _redis_away),
+        ("PostgreSQL restarted", _postgres_restart),
+        ("SendGrid slow, then failing", _sendgrid_slow_then_failing),
+        ("clock skew (+1 h, -37 min)", _clock_skew),
+    ]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    import shutil
+
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    made = Cluster(tmp_path)
+    try:
+        made.start()
+        yield made
+    finally:
+        made.close()
+
+
+def test_nothing_is_lost_doubled_or_stuck_under_faults(cluster: Cluster) -> None:
+    load = Load(cluster, rate=RATE)
+    rows = []
+    for name, inject in FAULTS:
+        load.readers = type(load.readers)()
+        load.start()
+        time.sleep(STEADY)
+        inject(cluster, load)
+        healed_at = time.monotonic()
+        time.sleep(STEADY)
+        load.stop()
+        rows.append(check(cluster, load, name, healed_at))
+        print_table(rows[-1:])
+    print_table(rows)
+    assert all(r.ok for r in rows), [r for r in rows if not r.ok]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
 import time
@@ -53,16 +54,24 @@ def _on_a_terminal(args: list[str], env: dict[str, str], typed: list[str]) -> tu
     os.close(follower)
     out = b""
     pending = list(typed)
+    answered = 0  # where the output stood at the last answer: answer each prompt once
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([leader], [], [], left)[0]:
+            break
         try:
             chunk = os.read(leader, 4096)
         except OSError:  # the terminal closed: the command ended
             break
         out += chunk
-        if pending and out.rstrip().endswith(b":"):
+        # A prompt is new output ending in ":". The newline getpass prints after an answer
+        # is not one: answering it early would be flushed by the next prompt's TCSAFLUSH.
+        if pending and out[answered:].rstrip(b" ").endswith(b":"):
             os.write(leader, pending.pop(0).encode() + b"\n")
+            answered = len(out)
     os.close(leader)
+    if proc.poll() is None:
+        proc.kill()
     return proc.wait(timeout=30), out.decode(errors="replace")
 
 

@@ -7,20 +7,19 @@ inactive answers, granted or not, carry `Cache-Control: private, no-store` and
 `Vary: Cookie, Authorization` so no shared cache ever keeps them.
 
 The check is pure over a `PageInfo` and a `Viewer`; `load_page_info` reads the first from
-the store. `engine` imports no other package, so a viewer is anything with `admin` and
-`team_ids` (pages.auth.Principal is one).
+the store; the answer is engine.authz's (Action.READ_PAGE), in the forms a page route needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .authz import Action, Outcome, Principal, Target, authorize
 from .models import PageType
 from .tables import page_teams, status_pages
 
@@ -30,14 +29,8 @@ PRIVATE_HEADERS: dict[str, str] = {
 }
 
 
-class Viewer(Protocol):
-    """The caller as the access check sees it: an admin sees every team."""
-
-    @property
-    def admin(self) -> bool: ...
-
-    @property
-    def team_ids(self) -> frozenset[int]: ...
+#: The caller as the access check sees it (engine.authz's principal).
+Viewer = Principal
 
 
 class Want(StrEnum):
@@ -124,19 +117,30 @@ def is_member(page: PageInfo, viewer: Viewer | None) -> bool:
     return viewer.admin or bool(page.team_ids & viewer.team_ids)
 
 
+def target(page: PageInfo) -> Target:
+    """The page as engine.authz sees it (a page's readers do not depend on its teams'
+    private flags: only members read a private or inactive page)."""
+    return Target(page.team_ids, open_to_all=page.public, active=page.active)
+
+
 def decide(
-    page: PageInfo | None, viewer: Viewer | None, want: Want, next_path: str = "/"
+    page: PageInfo | None,
+    viewer: Viewer | None,
+    want: Want,
+    next_path: str = "/",
+    action: Action = Action.READ_PAGE,
 ) -> Access:
-    """DESIGN.md's answer for `viewer` asking for `page` with a `want` response."""
+    """DESIGN.md's answer for `viewer` asking for `page` with a `want` response: what
+    engine.authz says, in the forms a page route answers with."""
     if page is None:
         return Access(Verdict.NOT_FOUND, None, 404, {}, "no such status page")
-    member = is_member(page, viewer)
-    if page.public:
+    decision = authorize(viewer, action, target(page))
+    if page.public and decision.allowed:
         return Access(Verdict.ALLOW, page, 200, {}, "")
     headers = dict(PRIVATE_HEADERS)
-    if member:
+    if decision.allowed:
         return Access(Verdict.ALLOW, page, 200, headers, "", preview=not page.active)
-    if not page.active or viewer is not None:
+    if decision.outcome != Outcome.UNAUTHENTICATED:
         # Same answer as a page that does not exist: an outsider learns nothing.
         return Access(Verdict.NOT_FOUND, page, 404, headers, "no such status page")
     if want == Want.HTML:

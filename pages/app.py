@@ -41,6 +41,7 @@ from . import (
     tls,
     why,
 )
+from .authz import declare
 from .bodycap import DEFAULT_LIMIT, BodyCap
 from .errors import EXCEPTION_HANDLERS, log_access
 from .headers import SecurityHeaders
@@ -153,7 +154,8 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
         Middleware(CrossSiteGuard, base_url=settings.base_url),
     ]
     app = Starlette(
-        routes=all_routes(),
+        # Every route declares its action and is gated by engine.authz (pages/authz.py).
+        routes=declare(all_routes()),
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -150,7 +150,8 @@ def require_principal(conn: HTTPConnection) -> Principal:
 
 
 def visible_team_ids(conn: HTTPConnection, who: Principal) -> list[int] | None:
-    """The team ids `who` may see, or None for all (an admin)."""
+    """The ids of `who`'s own teams, or None for all (an admin). For what `who` may read
+    (its own teams and those that are not private) ask pages.authz.readable_team_ids."""
     if who.admin:
         return None
     return sorted(who.team_ids)

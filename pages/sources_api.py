@@ -20,27 +20,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine import authz, rejections
 from engine import events as events_mod
-from engine import rejections
 from engine import sources as sources_mod
+from engine.authz import Action
 from engine.models import AlertEvent, EventStatus, Severity
 from engine.sources import Source
 from engine.tables import teams, utcnow
 from rules.explain import Explanation
 
 from . import intake, unmatched
-from .auth import Principal, require_principal, visible_team_ids
+from .auth import Principal, require_principal
+from .authz import readable_team_ids, require
 from .errors import parse_json
 from .unmatched import why_unmatched
 
 MAX_LIMIT = 500
 
 
-def _find(request: Request, who: Principal) -> Source:
+def _find(request: Request, who: Principal, action: Action) -> Source:
+    """The source the path names among those `who` may read, when it may do `action` to it
+    (engine.authz: another team's source is 403 to change, a private team's 404)."""
     key = request.path_params["key"]
     team_key = request.query_params.get("team") or None
-    with request.app.state.store.read() as conn:
-        found = sources_mod.find_by_key(conn, key, visible_team_ids(request, who), team_key)
+    store = request.app.state.store
+    readable = readable_team_ids(store, who)
+    with store.read() as conn:
+        found = sources_mod.find_by_key(conn, key, readable, team_key)
     if not found:
         raise HTTPException(404, f"no alert source {key!r} in your teams")
     if len(found) > 1:
@@ -52,12 +58,10 @@ def _find(request: Request, who: Principal) -> Source:
         raise HTTPException(
             400, f"alert source {key!r} exists in several teams ({choices}): add ?team=<team key>"
         )
+    with store.read() as conn:
+        target = authz.team_target(conn, [found[0].team_id])
+    require(request, who, action, target, f"no alert source {key!r} in your teams")
     return found[0]
-
-
-def _responder(who: Principal) -> None:
-    if who.role == "stakeholder":
-        raise HTTPException(403, "stakeholders may read, not operate, alert sources")
 
 
 def _iso(value: Any) -> str | None:
@@ -105,7 +109,7 @@ async def list_events(request: Request) -> Response:
     """`GET /api/v1/alert-sources/{key}/events`: recent events and their outcome, newest
     first; `?limit=` (max 500), `?before=<event id>` pages back."""
     who = require_principal(request)
-    source = _find(request, who)
+    source = _find(request, who, Action.READ)
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     before = _int_param(request, "before", 0, 0, 2**62) or None
     store = request.app.state.store
@@ -137,7 +141,7 @@ async def list_rejected(request: Request) -> Response:
     this source (wrong or disabled key, unreadable body, bad signature...), newest first,
     the last 100 (`engine.rejections`)."""
     who = require_principal(request)
-    source = _find(request, who)
+    source = _find(request, who, Action.MANAGE_SOURCES)
     limit = _int_param(request, "limit", rejections.KEEP, 1, rejections.KEEP)
 
     def read() -> list[dict[str, Any]]:
@@ -188,8 +192,7 @@ async def rotate_key(request: Request) -> Response:
     false}` (both optional): a new integration key, shown once here; the old key works until
     the grace period ends. 409 while an earlier rotation's key is still in its grace."""
     who = require_principal(request)
-    _responder(who)
-    source = _find(request, who)
+    source = _find(request, who, Action.MANAGE_SOURCES)
     body = await request.body()
     asked = await parse_json(request, RotateBody) if body.strip() else RotateBody()
     store = request.app.state.store
@@ -238,8 +241,7 @@ async def send_test(request: Request) -> Response:
     so the answer shows how Beacon normalises it (no signature needed: the caller is
     authenticated)."""
     who = require_principal(request)
-    _responder(who)
-    source = _find(request, who)
+    source = _find(request, who, Action.MANAGE_SOURCES)
     received_at = utcnow()
     delivery = await intake.read_delivery(request, received_at)
     if delivery.body.strip() or delivery.form:

@@ -25,14 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engine import outbox
+from engine import authz, outbox
 from engine import subscribers as subs
 from engine.errors import ValidationError
 from engine.models import SubscriberChannel
 from engine.security import new_token
 from engine.tables import users
 
-from .auth import principal
+from .auth import Principal, principal
 from .errors import FieldErrors
 from .login import Limiter, client_address, html, limiter
 from .sessions import csrf_token
@@ -171,9 +171,10 @@ def _may_confirm(limits: list[Limiter], found: subs.Subscription) -> bool:
     return True
 
 
-def _member(request: Request, page: subs.Page, user_id: int) -> bool:
-    with request.app.state.store.read() as conn:
-        return subs.is_member(conn, page, user_id)
+def _member(who: Principal, page: subs.Page) -> bool:
+    """Whether engine.authz lets the signed-in `who` subscribe to the private `page`."""
+    target = authz.Target(page.team_ids, open_to_all=False, active=page.active)
+    return authz.may(who, authz.Action.SUBSCRIBE, target)
 
 
 async def subscribe(request: Request) -> Response:
@@ -187,7 +188,7 @@ async def subscribe(request: Request) -> Response:
             if as_json:
                 raise HTTPException(401, "sign in to subscribe to this private page")
             return RedirectResponse(f"/login?next=/p/{page.slug}/", 303)
-        if not await run_in_threadpool(_member, request, page, who.user_id):
+        if not _member(who, page):
             raise HTTPException(404, f"no status page {page.slug!r}")
         user_id = who.user_id
     requests = limiter(request, "subscribe", SUBSCRIBES_PER_WINDOW, 600)
@@ -234,7 +235,7 @@ async def subscribe_form(request: Request) -> Response:
         who = await run_in_threadpool(principal, request)
         if who is None or who.user_id is None:
             return RedirectResponse(f"/login?next={request.url.path}", 303)
-        if not await run_in_threadpool(_member, request, page, who.user_id):
+        if not _member(who, page):
             raise HTTPException(404, f"no status page {page.slug!r}")
         user_id = who.user_id
     context = await run_in_threadpool(_form_context, request, page, user_id)

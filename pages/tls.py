@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from engine import authz
 from engine.access import load_page_info
+from engine.authz import Action
 from engine.db import Store
 from engine.domains import check_cname, check_txt, resolver_for, txt_name, txt_value
 from engine.security import new_token
@@ -27,6 +29,7 @@ from engine.settings import Settings
 from engine.tables import status_pages, utcnow
 
 from .auth import require_principal
+from .authz import require
 from .hosts import host_name, slug_for_pages_domain
 from .state import of as pages_state
 
@@ -81,10 +84,11 @@ def _domain_check(request: Request, slug: str, verify: bool = False) -> dict[str
     with store.read() as conn:
         page = load_page_info(conn, slug)
         row = conn.execute(sa.select(status_pages).where(status_pages.c.slug == slug)).first()
-    if page is None or row is None or not (who.admin or page.team_ids & who.team_ids):
+        managers = authz.team_target(conn, page.team_ids) if page is not None else None
+    if page is None or row is None or managers is None:
         raise HTTPException(404, f"no status page {slug!r}")
-    if verify and (who.role == "stakeholder"):
-        raise HTTPException(403, "stakeholders have read-only access")
+    # The TXT token proves the domain is the page's: only the page's managers see it.
+    require(request, who, Action.MANAGE_PAGES, managers, f"no status page {slug!r}")
     settings: Settings = request.app.state.settings
     target = expected_target(settings, slug)
     if not page.custom_domain:

@@ -10,10 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.authz import Action
 from pages.auth import require_principal
 
 from . import accounts, catalog, incidents, services, statuspages
-from .api import Endpoint, route
+from .api import Endpoint, Handler, route
 from .openapi import document
 
 ENDPOINTS: list[Endpoint] = [
@@ -23,6 +24,15 @@ ENDPOINTS: list[Endpoint] = [
     *statuspages.ENDPOINTS,
     *incidents.ENDPOINTS,
 ]
+
+
+def action_for(handler: Handler) -> Action | None:
+    """The action of the endpoint whose handler is `handler` (the web UI calls handlers
+    and gives their Ctx this action, so engine.authz is asked what the API asks)."""
+    for endpoint in ENDPOINTS:
+        if endpoint.handler is handler:
+            return endpoint.action
+    return None
 
 
 async def openapi_json(request: Request) -> Response:

@@ -33,7 +33,7 @@ def _team(ctx: Ctx, conn: Connection) -> Any:
     row = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
     if row is None:
         raise NotFoundError(f"no team {ctx.id}")
-    ctx.visible(row.id, "team")
+    ctx.check(conn, [row.id], f"team {ctx.id}")
     return row
 
 

@@ -8,7 +8,7 @@ Results are output models (or lists of them), or None for 204.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from engine import crud
+from engine import authz, crud
+from engine.authz import Action, Outcome
 from engine.db import Store
 from engine.errors import ConflictError, NotFoundError
 from engine.tables import teams
 from pages.auth import Principal, require_principal
+from pages.authz import DeclaredRoute
 from pages.errors import FieldErrors, parse_json, read_body
 
 from .schemas import MAX_ID
@@ -43,6 +44,9 @@ class Ctx:
     ids: dict[str, int] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     nudge: bool = False
+    #: What the endpoint does (its declared action): what `check` and `scope` ask about.
+    #: None (a caller that did not say) is held to the strictest: members and admins only.
+    action: Action | None = None
 
     @property
     def id(self) -> int:
@@ -66,10 +70,30 @@ class Ctx:
         crud.audit(conn, self.who.actor, action, kind, key, team_id=team_id, detail=detail)
         self.nudge = True
 
-    def visible(self, team_id: int | None, what: str) -> None:
-        """404 (never 403) for another team's object: its existence is not disclosed."""
-        if team_id is None or not self.who.can_see_team(team_id):
-            raise NotFoundError(f"no {what} {self.ids.get('id', '')}".rstrip())
+    def check(self, conn: Connection, team_ids: Iterable[int | None], what: str) -> None:
+        """Ask engine.authz whether the caller may do the endpoint's action to an object of
+        `team_ids`: 404 `no <what>` when it may not know the object exists (a private
+        team's, never 403: its existence is not disclosed), 403 when it may see it but not
+        do this."""
+        decision = authz.authorize(self.who, self.strict_action, authz.team_target(conn, team_ids))
+        if decision.outcome == Outcome.NOT_FOUND:
+            raise NotFoundError(f"no {what}")
+        if not decision.allowed:
+            raise HTTPException(decision.status, decision.reason)
+
+    def may(self, conn: Connection, action: Action, team_ids: Iterable[int | None]) -> bool:
+        """Whether the caller may do `action` (say READ_SECRETS) to an object of `team_ids`."""
+        return authz.may(self.who, action, authz.team_target(conn, team_ids))
+
+    @property
+    def strict_action(self) -> Action:
+        """The action asked about: the declared one, else one only members may do."""
+        return self.action or Action.READ_SECRETS
+
+    def may_read_secrets(self, team_id: int) -> bool:
+        """Whether the caller may read the secrets of `team_id`'s objects (its members and
+        admins: engine.authz, READ_SECRETS; membership needs no store read)."""
+        return authz.may(self.who, Action.READ_SECRETS, authz.Target(frozenset([team_id])))
 
     def team_id(self, conn: Connection, key: str | None, field_name: str = "team") -> int:
         """The team a new object goes to: the named one (if the caller may act for it), or
@@ -79,15 +103,22 @@ class Ctx:
                 return next(iter(self.who.team_ids))
             raise FieldErrors([{"field": field_name, "message": "name the team (its key)"}])
         found = conn.execute(sa.select(teams.c.id).where(teams.c.key == key)).scalar()
-        if found is None or not self.who.can_see_team(found):
-            raise FieldErrors([{"field": field_name, "message": f"unknown team {key!r}"}])
+        unknown = FieldErrors([{"field": field_name, "message": f"unknown team {key!r}"}])
+        if found is None:
+            raise unknown
+        decision = authz.authorize(self.who, self.strict_action, authz.team_target(conn, [found]))
+        if decision.outcome == Outcome.NOT_FOUND:
+            raise unknown
+        if not decision.allowed:
+            raise HTTPException(decision.status, f"team {key!r}: {decision.reason}")
         return int(found)
 
     def scope(self, column: Any) -> Any:
-        """A filter keeping rows of the teams the caller may see."""
-        if self.who.admin:
-            return sa.true()
-        return column.in_(sorted(self.who.team_ids))
+        """A filter on a team id `column` keeping the rows the caller may list: for a read,
+        its own teams' and those of teams that are not private; else its own teams'."""
+        if self.action == Action.READ:
+            return authz.readable_filter(self.who, column)
+        return authz.member_filter(self.who, column)
 
 
 Handler = Callable[[Ctx], Any]
@@ -104,9 +135,37 @@ class Endpoint:
     response: type[BaseModel] | None = None
     many: bool = False
     status: int = 200
+    #: Kept for readers of the list: an admin-only endpoint (its action says so too).
     admin: bool = False
+    #: What the endpoint does, when not its tag's (TAG_ACTIONS: reads, then writes).
+    declared: Action | None = None
     #: A raw (non-JSON) body of at most this many bytes, given to the handler as `bytes`.
     raw_limit: int = 0
+
+    @property
+    def action(self) -> Action:
+        """The action engine.authz is asked about for every call of this endpoint."""
+        if self.declared is not None:
+            return self.declared
+        read, write = TAG_ACTIONS[self.tag]
+        return read if self.method == "GET" else write
+
+
+#: The action of each tag's endpoints: (reads, writes). A tag without an entry has no action,
+#: and the app refuses to start (pages.authz.declare).
+TAG_ACTIONS: dict[str, tuple[Action, Action]] = {
+    "teams": (Action.READ, Action.MANAGE_TEAMS),
+    "users": (Action.MANAGE_USERS, Action.MANAGE_USERS),
+    "api keys": (Action.MANAGE_KEYS, Action.MANAGE_KEYS),
+    "services": (Action.READ, Action.MANAGE_SERVICES),
+    "groups": (Action.READ, Action.MANAGE_SERVICES),
+    "channels": (Action.READ, Action.MANAGE_CHANNELS),
+    "incident templates": (Action.READ, Action.MANAGE_TEMPLATES),
+    "alert sources": (Action.READ, Action.MANAGE_SOURCES),
+    "pages": (Action.READ, Action.MANAGE_PAGES),
+    "incidents": (Action.READ, Action.POST_INCIDENT),
+    "maintenance": (Action.READ, Action.MANAGE_MAINTENANCE),
+}
 
 
 def _dump(result: Any) -> Any:
@@ -117,14 +176,10 @@ def _dump(result: Any) -> Any:
     return result
 
 
-def route(endpoint: Endpoint) -> Route:
+def route(endpoint: Endpoint) -> DeclaredRoute:
     async def call(request: Request) -> Response:
+        # The route's gate (pages.authz.declare) has asked engine.authz already.
         who = require_principal(request)
-        if endpoint.admin and not who.admin:
-            raise HTTPException(403, "this needs an admin API key (beacon apikey create --admin)")
-        if endpoint.method != "GET" and who.role == "stakeholder":
-            # Stakeholders read their teams' pages; they change nothing.
-            raise HTTPException(403, "stakeholders have read-only access")
         ids: dict[str, int] = {}
         names: dict[str, str] = {}
         for name, value in request.path_params.items():
@@ -143,7 +198,7 @@ def route(endpoint: Endpoint) -> Route:
                 raise FieldErrors([{"field": "body", "message": "the file's bytes are required"}])
         elif endpoint.body:
             body = await parse_json(request, endpoint.body)
-        ctx = Ctx(request, who, request.app.state.store, body, ids, names)
+        ctx = Ctx(request, who, request.app.state.store, body, ids, names, action=endpoint.action)
         try:
             result = await run_in_threadpool(endpoint.handler, ctx)
         except sa.exc.IntegrityError:
@@ -157,7 +212,13 @@ def route(endpoint: Endpoint) -> Route:
             return Response(status_code=204)
         return JSONResponse(_dump(result), status_code=endpoint.status)
 
-    return Route(endpoint.path, call, methods=[endpoint.method], name=endpoint.handler.__name__)
+    return DeclaredRoute(
+        endpoint.path,
+        call,
+        action=endpoint.action,
+        methods=[endpoint.method],
+        name=endpoint.handler.__name__,
+    )
 
 
 def fields_set(body: BaseModel) -> dict[str, Any]:

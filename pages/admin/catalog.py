@@ -92,11 +92,14 @@ def delete_template(ctx: Ctx) -> None:
 
 
 def _source_out(ctx: Ctx, row: Any) -> AlertSourceOut:
+    # The integration key is a secret: only those who manage the source see it.
+    shown = ctx.may_read_secrets(row.team_id)
     return AlertSourceOut.model_validate(
         {
             **row._mapping,
             "team": row.team_key,
-            "webhook_url": f"{ctx.base_url}/api/v1/events/{row.integration_key}",
+            "integration_key": row.integration_key if shown else None,
+            "webhook_url": f"{ctx.base_url}/api/v1/events/{row.integration_key}" if shown else None,
             "has_signing_secret": bool(row.signing_secret),
             "settings": dict(row.settings or {}),
         }
@@ -161,14 +164,16 @@ def delete_source(ctx: Ctx) -> None:
 # --- channels (a team's notification targets) ---------------------------------------------------
 
 
-def _channel_out(row: Any) -> ChannelOut:
+def _channel_out(ctx: Ctx, row: Any) -> ChannelOut:
     config = dict(row.config or {})
+    # A chat hook's URL is its credential: only those who manage the channel see it.
+    shown = ctx.may_read_secrets(row.team_id)
     return ChannelOut.model_validate(
         {
             **row._mapping,
             "team": row.team_key,
-            "url": config.get("url"),
-            "address": config.get("address"),
+            "url": config.get("url") if shown else None,
+            "address": config.get("address") if shown else None,
             "has_secret": bool(config.get("secret")),
         }
     )
@@ -185,12 +190,12 @@ def list_channels(ctx: Ctx) -> list[ChannelOut]:
         rows = conn.execute(
             with_team(channels).where(ctx.scope(channels.c.team_id)).order_by(channels.c.id)
         )
-        return [_channel_out(r) for r in rows]
+        return [_channel_out(ctx, r) for r in rows]
 
 
 def get_channel(ctx: Ctx) -> ChannelOut:
     with ctx.store.read() as conn:
-        return _channel_out(team_row(ctx, conn, channels, "channel"))
+        return _channel_out(ctx, team_row(ctx, conn, channels, "channel"))
 
 
 def create_channel(ctx: Ctx) -> ChannelOut:
@@ -205,7 +210,7 @@ def create_channel(ctx: Ctx) -> ChannelOut:
     with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
         row_id = channel_writes.create(conn, team_id, fields, actor=ctx.who.actor)
-        return _channel_out(team_row(ctx, conn, channels, "channel", row_id))
+        return _channel_out(ctx, team_row(ctx, conn, channels, "channel", row_id))
 
 
 def update_channel(ctx: Ctx) -> ChannelOut:
@@ -225,7 +230,7 @@ def update_channel(ctx: Ctx) -> ChannelOut:
             ),
             actor=ctx.who.actor,
         )
-        return _channel_out(team_row(ctx, conn, channels, "channel"))
+        return _channel_out(ctx, team_row(ctx, conn, channels, "channel"))
 
 
 def delete_channel(ctx: Ctx) -> None:

@@ -27,8 +27,9 @@ def team_row(
 ) -> Any:
     row_id = row_id or ctx.id
     row = conn.execute(with_team(table).where(table.c.id == row_id)).first()
-    if row is None or not ctx.who.can_see_team(row.team_id):
+    if row is None:
         raise NotFoundError(f"no {what} {row_id}")
+    ctx.check(conn, [row.team_id], f"{what} {row_id}")
     return row
 
 

@@ -431,8 +431,8 @@ class AlertSourceOut(Out):
     team: str
     name: str
     type: str
-    integration_key: str
-    webhook_url: str
+    integration_key: str | None = Field(description="only for those who manage the source")
+    webhook_url: str | None = Field(description="only for those who manage the source")
     has_signing_secret: bool
     settings: dict[str, Any]
     rate_limit: str | None

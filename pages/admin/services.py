@@ -135,8 +135,9 @@ def clear_override(ctx: Ctx) -> ServiceOut:
 
 def _group(ctx: Ctx, conn: Connection) -> GroupOut:
     team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
-    if team is None or not ctx.who.can_see_team(team.id):
+    if team is None:
         raise NotFoundError(f"no team {ctx.id}")
+    ctx.check(conn, [team.id], f"team {ctx.id}")
     name = ctx.names["name"]
     ids = (
         conn.execute(
@@ -163,8 +164,9 @@ def _regroup(ctx: Ctx, conn: Connection, team_id: int, name: str | None, ids: li
 def list_groups(ctx: Ctx) -> list[GroupOut]:
     with ctx.store.read() as conn:
         team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
-        if team is None or not ctx.who.can_see_team(team.id):
+        if team is None:
             raise NotFoundError(f"no team {ctx.id}")
+        ctx.check(conn, [team.id], f"team {ctx.id}")
         groups: dict[str, list[int]] = {}
         for sid, name in conn.execute(
             sa.select(services.c.id, services.c.group_name)
@@ -184,8 +186,9 @@ def create_group(ctx: Ctx) -> GroupOut:
     body: GroupIn = ctx.body
     with ctx.store.begin() as conn:
         team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
-        if team is None or not ctx.who.can_see_team(team.id):
+        if team is None:
             raise NotFoundError(f"no team {ctx.id}")
+        ctx.check(conn, [team.id], f"team {ctx.id}")
         exists = conn.execute(
             sa.select(services.c.id).where(
                 services.c.team_id == team.id, services.c.group_name == body.name

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from starlette.exceptions import HTTPException
 
 from engine import crud, domains
 from engine.assets import Asset, check_bytes, limit_for, store_asset
@@ -46,9 +47,7 @@ def _page(ctx: Ctx, conn: Connection, page_id: int | None = None) -> Any:
     row = conn.execute(sa.select(status_pages).where(status_pages.c.id == page_id)).first()
     if row is None:
         raise NotFoundError(f"no page {page_id}")
-    managers = _page_team_ids(conn, row.id) or [row.team_id]
-    if not any(ctx.who.can_see_team(t) for t in managers):
-        raise NotFoundError(f"no page {page_id}")
+    ctx.check(conn, _page_team_ids(conn, row.id) or [row.team_id], f"page {page_id}")
     return row
 
 
@@ -75,12 +74,25 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
     )
 
 
-def _teams(ctx: Ctx, conn: Connection, keys: list[str]) -> list[int]:
+def _teams(ctx: Ctx, conn: Connection, keys: list[str], before: Sequence[int] = ()) -> list[int]:
+    """The managing teams `keys` name. A team that manages the page already (`before`)
+    stays without a check; one added or taken off must be the caller's (engine.authz), so
+    on a page shared by two teams neither can remove the other."""
     if not keys:
         return [ctx.team_id(conn, None, "teams")]
     if len(set(keys)) != len(keys):
         raise FieldErrors([{"field": "teams", "message": "a team is listed twice"}])
-    return [ctx.team_id(conn, key, "teams") for key in keys]
+    kept = dict(
+        conn.execute(sa.select(teams.c.key, teams.c.id).where(teams.c.id.in_(list(before)))).all()
+    )
+    chosen = [kept[key] if key in kept else ctx.team_id(conn, key, "teams") for key in keys]
+    for removed in set(before) - set(chosen):
+        if not ctx.may(conn, ctx.strict_action, [removed]):
+            key = next(k for k, v in kept.items() if v == removed)
+            raise HTTPException(
+                403, f"only team {key!r}'s members or an admin may take it off the page"
+            )
+    return chosen
 
 
 def _check_services(conn: Connection, team_ids: list[int], ids: list[int]) -> None:
@@ -197,7 +209,7 @@ def update_page(ctx: Ctx) -> PageOut:
         _check_unique(conn, row.id, None, values.get("custom_domain"))
         team_ids = _page_team_ids(conn, row.id) or [row.team_id]
         if changes.get("teams"):
-            team_ids = _teams(ctx, conn, changes["teams"])
+            team_ids = _teams(ctx, conn, changes["teams"], team_ids)
             _set_teams(conn, row.id, team_ids)
             values["team_id"] = team_ids[0]
         wanted = changes.get("services")
@@ -226,6 +238,12 @@ def update_page(ctx: Ctx) -> PageOut:
 def delete_page(ctx: Ctx) -> None:
     with ctx.store.begin() as conn:
         row = _page(ctx, conn)
+        for team_id in _page_team_ids(conn, row.id):
+            # A page shared by two teams is deleted by both, or an admin: never by one.
+            if not ctx.may(conn, ctx.strict_action, [team_id]):
+                raise HTTPException(
+                    403, "this page is shared with another team: only an admin may delete it"
+                )
         crud.pages_dirty(conn, page_ids=[row.id])
         conn.execute(status_pages.delete().where(status_pages.c.id == row.id))
         ctx.audit(conn, "delete", "status page", row.slug, row.team_id)

@@ -29,6 +29,7 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.errors import BeaconError, ConflictError, NotFoundError
 from engine.tables import teams
+from pages.admin import action_for
 from pages.admin.api import Ctx, Handler
 from pages.admin.schemas import MAX_ID
 from pages.auth import Principal, principal
@@ -214,7 +215,9 @@ async def call(
     another team's object is not there, as in the API)."""
     if any(not 1 <= value <= MAX_ID for value in ids.values()):
         raise NotFoundError("no such object")
-    ctx = Ctx(request, who, request.app.state.store, body, dict(ids))
+    # The endpoint's own action: engine.authz answers the UI as it answers the API.
+    action = action_for(handler)
+    ctx = Ctx(request, who, request.app.state.store, body, dict(ids), action=action)
     try:
         result = await run_in_threadpool(handler, ctx)
     except NotFoundError:

@@ -21,9 +21,13 @@ from .conftest import Api
 PASSWORD = "correct horse battery staple"
 
 
-def setup_team(api: Api, key: str = "platform") -> tuple[int, dict[str, str]]:
+def setup_team(
+    api: Api, key: str = "platform", *, private: bool = False
+) -> tuple[int, dict[str, str]]:
     made = api.client.post(
-        "/api/v1/teams", json={"key": key, "name": key.title()}, headers=api.admin
+        "/api/v1/teams",
+        json={"key": key, "name": key.title(), "private": private},
+        headers=api.admin,
     )
     assert made.status_code == 201, made.text
     return made.json()["id"], api.key_for(key)
@@ -231,9 +235,9 @@ def test_it_answers_401_without_a_key(api: Api) -> None:
     )
 
 
-def test_another_teams_objects_are_404(api: Api) -> None:
-    _, mine = setup_team(api, "mine")
-    _, theirs = setup_team(api, "theirs")
+def test_a_private_teams_objects_are_404_to_other_teams(api: Api) -> None:
+    _, mine = setup_team(api, "mine", private=True)
+    _, theirs = setup_team(api, "theirs", private=True)
     svc = api.client.post(
         "/api/v1/services", json={"key": "db", "name": "DB"}, headers=theirs
     ).json()
@@ -328,7 +332,9 @@ def test_a_page_logo_is_uploaded_checked_and_removed(api: Api) -> None:
     assert api.client.delete(url, headers=key).json()["has_logo"] is False
 
 
-def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
+def test_a_signed_in_stakeholder_gets_nothing_of_the_admin_api(api: Api) -> None:
+    # DESIGN.md: stakeholders read their teams' pages, "nothing of the admin API, and never
+    # a secret" (issue 14: they read integration keys through its GETs).
     from engine.accounts import create_user
 
     _, key = setup_team(api)
@@ -344,7 +350,10 @@ def test_a_signed_in_stakeholder_reads_but_does_not_write(api: Api) -> None:
         follow_redirects=False,
     )
     assert signed_in.status_code == 303
-    assert api.client.get(f"/api/v1/services/{svc['id']}").status_code == 200
+    read = api.client.get(f"/api/v1/services/{svc['id']}")
+    assert read.status_code == 403
+    assert "stakeholders have read-only access" in read.text
+    assert api.client.get("/api/v1/alert-sources").status_code == 403
     changed = api.client.patch(
         f"/api/v1/services/{svc['id']}",
         json={"name": "x"},

@@ -16,7 +16,7 @@ from engine import deadlines, events, sources
 from engine.db import Store
 from engine.runtime import Runtime, install
 from engine.settings import Settings
-from engine.tables import alert_events, alert_sources, outbox, rule_sets, utcnow
+from engine.tables import alert_events, alert_sources, outbox, rule_sets, teams, utcnow
 from pages.app import create_app
 from tests.conftest import REDIS_URL
 from tests.intake.conftest import (
@@ -230,7 +230,10 @@ def test_the_events_list_pages_back(env: Env) -> None:
     assert bad.status_code == 400 and "limit" in bad.json()["error"]["message"]
 
 
-def test_a_team_key_sees_only_its_teams_sources(env: Env) -> None:
+def test_a_team_key_sees_no_private_teams_sources(env: Env) -> None:
+    # A source of a team that is not private is readable by every responder (engine.authz).
+    with env.store.begin() as conn:
+        conn.execute(teams.update().values(private=True))
     add_team(env.store, "acme")
     other = api_key(env.store, "acme")
     for method, path in [

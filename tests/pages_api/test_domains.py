@@ -17,6 +17,7 @@ import pytest
 
 import pages.state
 from engine.domains import check_cname
+from engine.tables import teams
 
 from . import seed
 from .conftest import App
@@ -151,6 +152,8 @@ def test_admin_api_domain_check_needs_a_key_of_the_pages_team(
     seed.page(app.store, "acme", custom_domain="status.acme.test")
     with app.store.begin() as conn:
         seed.team(conn, "other")
+        # Private, so the other team may not know the page (an open team's: 403).
+        conn.execute(teams.update().values(private=True))
     assert app.client.get("/api/v1/status-pages/acme/domain").status_code == 401
     other = app.client.get("/api/v1/status-pages/acme/domain", headers=app.key("other"))
     assert other.status_code == 404

@@ -18,6 +18,8 @@ def test_why_explains_a_rule_claim_to_its_team_and_hides_it_from_others(
     ids = seed(sqlite_store)
     with sqlite_store.begin() as conn:
         conn.execute(teams.insert().values(key="other"))
+        # Private: a team that is not private is readable by every responder (engine.authz).
+        conn.execute(teams.update().values(private=True))
     runtime = load_rules(
         sqlite_store,
         """

@@ -26,6 +26,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from engine.errors import ConflictError, NotFoundError, ValidationError
 from engine.models import readable
 
+from .headers import for_content_type
+
 log = logging.getLogger("beacon.http")
 access_log = logging.getLogger("beacon.access")
 
@@ -80,7 +82,9 @@ def error_page(status: int, message: str, headers: dict[str, str] | None = None)
     body = PLAIN_ENV.get_template("error.html").render(
         status=status, title=_TITLES.get(status, "Request not completed"), message=sentence
     )
-    merged = {"Cache-Control": "no-store", **(headers or {})}
+    # Also answered outside the middleware that adds them (pages.hosts): set here.
+    security = {name.decode(): value.decode() for name, value in for_content_type("text/html")}
+    merged = {"Cache-Control": "no-store", **security, **(headers or {})}
     return HTMLResponse(body, status, headers=merged)
 
 

@@ -10,18 +10,20 @@ The matched page is left in `scope["state"]["page_host"]` so renderers can link 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.db import Store
 from engine.settings import Settings
 from engine.tables import status_pages
+
+from .errors import error_answer
 
 # Root paths that are not the page's but still answer on its host: signing in for a private
 # page, and the app's static files.
@@ -164,7 +166,7 @@ class PageHosts:
             return
         target = page_path(found.slug, scope["path"])
         if target is None:
-            await _not_found(send)
+            await _not_found(scope, receive, send)
             return
         scope = dict(scope)
         if target != scope["path"]:
@@ -175,16 +177,7 @@ class PageHosts:
         await self.app(scope, receive, send)
 
 
-async def _not_found(send: Send) -> None:
-    body = json.dumps({"error": {"status": 404, "message": "not found on this host"}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """404 for a path that is not this page's: a page for a browser, JSON for the rest."""
+    response = error_answer(Request(scope, receive), 404, "not found on this host")
+    await response(scope, receive, send)

@@ -143,6 +143,11 @@ def _subscribe(
             raise ValidationError(
                 "this status page cannot send email: subscribe another way", field="channel"
             )
+        if channel == SubscriberChannel.SMS and not request.app.state.settings.twilio_account_sid:
+            raise ValidationError(
+                "this status page cannot send text messages: subscribe another way",
+                field="channel",
+            )
         if (
             channel == SubscriberChannel.WEBHOOK
             and not request.app.state.settings.webhook_allow_private

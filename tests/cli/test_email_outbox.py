@@ -163,3 +163,21 @@ def test_scaled_mode_without_a_provider_refuses_email_subscriptions(
             "/p/acme/subscribe", json={"channel": "webhook", "address": "https://example.com/h"}
         )
         assert webhook.status_code == 201
+
+
+def test_without_twilio_sms_subscriptions_are_refused_not_promised(runtime: Runtime) -> None:
+    from starlette.testclient import TestClient
+
+    make_site(runtime)
+    with TestClient(create_app(runtime)) as client:
+        answer = client.post(
+            "/p/acme/subscribe", json={"channel": "sms", "address": "+4915112345678"}
+        )
+        page = client.post(
+            "/p/acme/subscribe",
+            data={"channel": "sms", "address": "+4915112345678"},
+            headers=BROWSER,
+        )
+    assert answer.status_code == 422
+    assert "cannot send text messages" in answer.json()["error"]["message"]
+    assert page.status_code == 422 and "Check your phone" not in page.text

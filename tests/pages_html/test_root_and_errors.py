@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.testclient import TestClient
 
 from engine.runtime import Runtime
+from engine.settings import Settings
 
 from . import factory
 
@@ -85,3 +88,26 @@ def test_an_unhandled_error_is_an_html_500_for_a_browser(rt: Runtime) -> None:
         assert page.status_code == 500
         assert "Something went wrong" in page.text and "a bug" not in page.text
         assert browser.get("/boom").json()["error"]["status"] == 500
+
+
+def test_on_a_page_host_another_pages_path_is_an_html_404_for_a_browser(
+    tmp_path: object, make_runtime: Callable[..., Runtime]
+) -> None:
+    from pages.app import create_app
+
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": f"{tmp_path}/data", "BEACON_PAGES_DOMAIN": "status.example.com"}
+    )
+    rt = make_runtime(settings)
+    with rt.store.begin() as conn:
+        team = factory.team(conn)
+        factory.page(conn, team, "acme")
+        factory.page(conn, team, "other", name="Other")
+    host = {"Host": "acme.status.example.com"}
+    with TestClient(create_app(rt)) as client:
+        page = client.get("/p/other/", headers={**host, **BROWSER})
+        assert page.status_code == 404 and "Page not found" in page.text
+        assert "default-src" in page.headers["content-security-policy"]
+        api = client.get("/p/other/", headers=host)
+        assert api.status_code == 404 and api.json()["error"]["status"] == 404
+        assert client.get("/", headers={**host, **BROWSER}).status_code == 200  # its own page

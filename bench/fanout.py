@@ -190,7 +190,11 @@ def main(emails: int, webhooks: int, workers: int) -> None:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:  # still in a job: RQ's warm shutdown waits
+                proc.kill()
+                proc.wait()
         sendgrid.close()
         receivers.server.shutdown()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

@@ -226,23 +226,29 @@ class Queues:
         return "ok"
 
     def worker(
-        self, name: str | None = None, worker_class: type[SimpleWorker] = SimpleWorker
+        self,
+        name: str | None = None,
+        worker_class: type[SimpleWorker] = SimpleWorker,
+        queue_names: tuple[str, ...] = QUEUE_NAMES,
     ) -> SimpleWorker:
         connection = self.worker_connection()
         queues = [
-            Queue(self.prefix + n, connection=connection, default_timeout=300) for n in QUEUE_NAMES
+            Queue(self.prefix + n, connection=connection, default_timeout=300) for n in queue_names
         ]
         return worker_class(queues, connection=connection, name=name, worker_ttl=WORKER_TTL)
 
-    def start_threads(self, count: int) -> list[tuple[threading.Thread, SimpleWorker]]:
-        """Start `count` worker threads (embedded mode); stop them with `stop_threads`."""
+    def start_threads(
+        self, count: int, queue_names: tuple[str, ...] = QUEUE_NAMES, label: str = "worker"
+    ) -> list[tuple[threading.Thread, SimpleWorker]]:
+        """Start `count` worker threads serving `queue_names` (embedded mode); stop them with
+        `stop_threads`."""
         started = []
         for index in range(count):
-            worker = self.worker(worker_class=ThreadWorker)
+            worker = self.worker(worker_class=ThreadWorker, queue_names=queue_names)
             thread = threading.Thread(
                 target=worker.work,
                 kwargs={"logging_level": "WARNING"},
-                name=f"beacon-worker-{index}",
+                name=f"beacon-{label}-{index}",
                 daemon=True,
             )
             thread.start()
@@ -258,9 +264,12 @@ class Queues:
             return
         for _thread, worker in threads:
             worker._stop_requested = True
-        for index in range(len(threads)):
-            # One by one: fakeredis does not wake a blocked BLPOP for a pipelined push.
-            self.enqueue(QUEUE_NAMES[0], "engine.queue.wake", job_id=f"wake-{index}")
+        for index, (_thread, worker) in enumerate(threads):
+            # One by one, on a queue the thread serves: fakeredis does not wake a blocked
+            # BLPOP for a pipelined push.
+            worker.queues[0].enqueue(
+                "engine.queue.wake", job_id=self.job_id(f"wake-{worker.queues[0].name}-{index}")
+            )
         for thread, _worker in threads:
             thread.join(timeout)
 

@@ -540,17 +540,24 @@ def follows(filter_keys: Sequence[str] | None, keys: set[str] | None) -> bool:
     return bool(set(filter_keys) & keys)
 
 
-def recipients(conn: Connection, page_id: int, *, after_id: int = 0, limit: int = 500) -> list[Any]:
-    """A batch of the page's confirmed, working subscribers with ids above `after_id`, in id
-    order (keyset pagination keeps each query cheap however many subscribers there are)."""
-    return list(
-        conn.execute(
-            sa.select(subscribers)
-            .where(subscribers.c.page_id == page_id)
-            .where(subscribers.c.confirmed.is_(True))
-            .where(subscribers.c.disabled_reason.is_(None))
-            .where(subscribers.c.id > after_id)
-            .order_by(subscribers.c.id)
-            .limit(limit)
-        )
+def recipients(
+    conn: Connection,
+    page_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 500,
+    channels: Sequence[str] | None = None,
+) -> list[Any]:
+    """A batch of the page's confirmed, working subscribers (of `channels`, default all) with
+    ids above `after_id`, in id order (keyset pagination keeps each query cheap however many
+    subscribers there are)."""
+    query = (
+        sa.select(subscribers)
+        .where(subscribers.c.page_id == page_id)
+        .where(subscribers.c.confirmed.is_(True))
+        .where(subscribers.c.disabled_reason.is_(None))
+        .where(subscribers.c.id > after_id)
     )
+    if channels is not None:
+        query = query.where(subscribers.c.channel.in_(list(channels)))
+    return list(conn.execute(query.order_by(subscribers.c.id).limit(limit)))

@@ -25,6 +25,7 @@ import redis
 from rq.timeouts import BaseTimeoutException
 
 from engine import deadlines, outbox
+from engine.queue import QUEUE_NAMES
 from engine.runtime import Runtime, current
 from engine.tables import utcnow
 
@@ -57,6 +58,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "rules.changed": ("beacon-evaluate", "workers.evaluate:handle_rules_changed"),
 }
 
+#: The queue of notification work (embedded mode serves it with threads of its own).
+NOTIFY_QUEUE = "beacon-notify"
 #: Attempts before a failing row is given up on (kept, with its error, for operators).
 MAX_ATTEMPTS = 8
 BATCH = 200
@@ -292,7 +295,15 @@ def running(rt: Runtime) -> Iterator[None]:
     """The background work of a `beacon serve` process while the block runs: the dispatcher
     ticker and, in embedded mode, the RQ worker threads (stopped, after their current job,
     when the block ends)."""
-    threads = rt.queues.start_threads(rt.settings.embedded_workers) if rt.queues.embedded else []
+    threads = []
+    if rt.queues.embedded:
+        # Notifications get threads of their own: a slow receiver or provider holds one of
+        # those, never the threads that evaluate events and render pages.
+        others = tuple(n for n in QUEUE_NAMES if n != NOTIFY_QUEUE)
+        threads = rt.queues.start_threads(rt.settings.embedded_workers, others)
+        threads += rt.queues.start_threads(
+            rt.settings.embedded_notify_workers, (NOTIFY_QUEUE,), label="notify"
+        )
     ticker = Ticker(rt)
     ticker.start()
     try:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 
 from adapters.channels import (
@@ -56,7 +57,7 @@ from engine import subscribers as subs
 from engine.incidents import NOTIFY_UPDATE as INCIDENT_UPDATE
 from engine.maintenance import NOTIFY_UPDATE as MAINTENANCE_UPDATE
 from engine.models import SubscriberChannel
-from engine.runtime import Runtime
+from engine.runtime import Runtime, current
 from engine.status import NOTIFY_COMPONENTS as COMPONENT_UPDATE
 from engine.tables import deliveries, subscribers, users, utcnow
 
@@ -88,7 +89,7 @@ __all__ = [
     "handle_sweep",
 ]
 #: Subscribers read and delivery rows written per transaction while expanding.
-EXPAND_BATCH = 500
+EXPAND_BATCH = 2000
 #: Deliveries claimed (and their outcomes recorded) per transaction while sending: one
 #: SendGrid request's worth of email.
 SEND_BATCH = 1000
@@ -96,6 +97,10 @@ SEND_BATCH = 1000
 #: with thousands of subscribers wait minutes.
 SEND_THREADS = 8
 DELIVERY_KIND = "subscriber"
+#: Deliveries per share of a large fan-out: ten SendGrid requests' worth. 100,000
+#: subscribers make 10 jobs that every worker takes part in.
+CHUNK = 10_000
+NOTIFY_QUEUE = "beacon-notify"
 #: Real send attempts of one delivery before it is given up on.
 MAX_ATTEMPTS = 8
 #: Permanent failures in a row that disable a subscriber.
@@ -155,6 +160,20 @@ def handle_subscriber_confirm(rt: Runtime, payloads: list[dict[str, Any]]) -> No
 def _plain(payload: dict[str, Any]) -> dict[str, Any]:
     """The payload without what a fired deadline adds to it."""
     return {k: v for k, v in payload.items() if k not in ("deadline_key", "due_at")}
+
+
+def notices_of(conn: Any, settings: Any, source: Source) -> list[Notice]:
+    """The notices a source makes (what a chunk job rebuilds)."""
+    payload = source.payload
+    if source.kind == INCIDENT_UPDATE:
+        return incident_notices(conn, settings, int(payload["update_id"]))
+    if source.kind == MAINTENANCE_UPDATE:
+        return maintenance_notices(conn, settings, int(payload["update_id"]))
+    if source.kind == COMPONENT_UPDATE:
+        return component_notices(conn, settings, payload)
+    if source.kind == SUBSCRIBER_CONFIRM:
+        return confirm_notices(conn, settings, payload)
+    raise ValueError(f"no notices for kind {source.kind!r}")
 
 
 #: What a resume runs again, by the kind of its source.
@@ -217,10 +236,62 @@ def deliver(rt: Runtime, source: Source, notices: Sequence[Notice]) -> None:
     ctx = context(rt.settings)
     for notice in notices:
         expand(rt, notice, source)
-        retry_at = send_pending(rt, notice, ctx)
+        ids = _pending_ids(rt, notice, utcnow())
+        mine = _share_out(rt, notice, source, ids)
+        retry_at = send_pending(rt, notice, ctx, ids=mine)
         if retry_at is not None:
             _resume_at(rt, notice.key, source, retry_at)
     _ensure_sweep(rt)
+
+
+def _share_out(rt: Runtime, notice: Notice, source: Source, ids: list[int]) -> list[int]:
+    """Hand all but the first `CHUNK` of a large notice's deliveries to chunk jobs, so that
+    every worker sends a share; returns the ones this run sends. Best effort: when the
+    queue is away this run sends them all (and a lost job's deliveries are swept up)."""
+    if len(ids) <= CHUNK:
+        return ids
+    chunks = [ids[start : start + CHUNK] for start in range(CHUNK, len(ids), CHUNK)]
+    try:
+        for chunk in chunks:
+            rt.queues.enqueue(
+                NOTIFY_QUEUE,
+                "workers.fanout.run_chunk",
+                source.kind,
+                source.payload,
+                notice.key,
+                chunk[0],
+                chunk[-1],
+                job_id=f"fanout-{notice.key}-{chunk[0]}-{chunk[-1]}",
+                result_ttl=0,
+                failure_ttl=86400,
+            )
+    except redis.RedisError as exc:
+        log.warning("could not share out %s (%s); sending it all here", notice.key, exc)
+        return ids
+    return ids[:CHUNK]
+
+
+def run_chunk(kind: str, payload: dict[str, Any], notice_key: str, first: int, last: int) -> None:
+    """RQ job: send a notice's claimable deliveries with ids from `first` to `last` (a share
+    of a large fan-out, `_share_out`). Idempotent like every send: claims are conditional."""
+    rt = current()
+    source = Source(kind, payload)
+    with rt.store.read() as conn:
+        notices = [n for n in notices_of(conn, rt.settings, source) if n.key == notice_key]
+    for notice in notices:
+        with rt.store.read() as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(deliveries.c.id)
+                    .where(deliveries.c.id >= first, deliveries.c.id <= last)
+                    .where(deliveries.c.dedup_key.startswith(f"{notice.key}:", autoescape=True))
+                    .where(claimable(utcnow()))
+                    .order_by(deliveries.c.id)
+                ).scalars()
+            )
+        retry_at = send_pending(rt, notice, context(rt.settings), ids=ids)
+        if retry_at is not None:
+            _resume_at(rt, notice.key, source, retry_at)
 
 
 def _resume_at(rt: Runtime, key: str, source: Source, at: datetime) -> None:
@@ -262,7 +333,11 @@ def expand(rt: Runtime, notice: Notice, source: Source | None = None) -> int:
                     conn.execute(sa.select(subscribers).where(subscribers.c.id.in_(notice.only)))
                 )
             else:
-                batch = subs.recipients(conn, notice.page.id, after_id=after, limit=EXPAND_BATCH)
+                # A notice only webhooks hear reads only webhooks.
+                channels = None if notice.people else [SubscriberChannel.WEBHOOK.value]
+                batch = subs.recipients(
+                    conn, notice.page.id, after_id=after, limit=EXPAND_BATCH, channels=channels
+                )
             now = utcnow()
             rows = [
                 {
@@ -371,10 +446,13 @@ def _renew(rt: Runtime, ids: list[int]) -> None:
         )
 
 
-def send_pending(rt: Runtime, notice: Notice, ctx: Context) -> datetime | None:
-    """Send the notice's claimable deliveries; returns when the earliest of those that
-    failed for now may be tried again (None: nothing to try again)."""
-    ids = _pending_ids(rt, notice, utcnow())
+def send_pending(
+    rt: Runtime, notice: Notice, ctx: Context, ids: list[int] | None = None
+) -> datetime | None:
+    """Send the notice's claimable deliveries (those among `ids`); returns when the earliest
+    of those that failed for now may be tried again (None: nothing to try again)."""
+    if ids is None:
+        ids = _pending_ids(rt, notice, utcnow())
     retry_at: datetime | None = None
     if not ids:
         return retry_at
@@ -469,7 +547,10 @@ def send_batch(
     people = (SubscriberChannel.EMAIL, SubscriberChannel.USER)
     hooks = [r for r in rows if r.channel == SubscriberChannel.WEBHOOK]
     emails = [r for r in rows if sendgrid and r.channel in people]
-    rest = [r for r in rows if r.channel != SubscriberChannel.WEBHOOK and r not in emails]
+    taken = {r.delivery_id for r in emails}
+    rest = [
+        r for r in rows if r.channel != SubscriberChannel.WEBHOOK and r.delivery_id not in taken
+    ]
     pending = [pool.submit(send_one, rt, notice, r, ctx) for r in rest]
     outcomes = asyncio.run(_send_webhooks(rt, notice, hooks, ctx)) if hooks else []
     if emails:

@@ -79,7 +79,9 @@ def insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(deliveries)
-    conn.execute(insert.values(rows).on_conflict_do_nothing(index_elements=["dedup_key"]))
+    # Parameters as a list (executemany: SQLAlchemy batches them into few statements), not
+    # `.values(rows)`, which compiles one statement with a bind per value, 40 ms a row.
+    conn.execute(insert.on_conflict_do_nothing(index_elements=["dedup_key"]), rows)
 
 
 def claimable(now: datetime) -> sa.ColumnElement[bool]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Header, Mail, Personalization, Substitution, To
+from sendgrid.helpers.mail import Mail
 
 from .base import Context, Message, raise_for_status
 from .errors import ChannelError
@@ -54,18 +54,21 @@ def send_batch(message: Message, recipients: Sequence[Recipient], ctx: Context) 
         plain_text_content=message.text,
         html_content=message.html,
     )
-    for recipient in recipients:
-        personalization = Personalization()
-        personalization.add_to(To(recipient.address))
-        for key, value in recipient.substitutions.items():
-            personalization.add_substitution(Substitution(key, value))
-        for name, value in recipient.headers.items():
-            personalization.add_header(Header(name, value))
-        mail.add_personalization(personalization)
+    # The personalizations as the API's JSON: the SDK's helper objects parse each address
+    # with the email package, which cost more than the rest of a batch of 1,000.
+    body = mail.get()
+    body["personalizations"] = [
+        {
+            "to": [{"email": recipient.address}],
+            **({"substitutions": dict(recipient.substitutions)} if recipient.substitutions else {}),
+            **({"headers": dict(recipient.headers)} if recipient.headers else {}),
+        }
+        for recipient in recipients
+    ]
     client = SendGridAPIClient(api_key=ctx.sendgrid_api_key, host=ctx.sendgrid_api_url)
     client.client.timeout = 30  # the SDK has no default timeout; a batch is up to ~1 MB
     try:
-        response = client.send(mail)
+        response = client.send(body)
     except SendGridHTTPError as exc:
         raise_for_status(
             int(exc.status_code),

@@ -18,9 +18,10 @@ from engine import incidents
 from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deadlines as deadlines_table
-from engine.tables import deliveries, subscribers, utcnow
+from engine.tables import deliveries, incident_updates, subscribers, utcnow
 from tests.standins import SendGrid, Twilio
 from tests.support import RecordingServer
+from workers import fanout
 
 from .conftest import BASE_URL, Site, drain, make_site, settings_for
 
@@ -230,3 +231,25 @@ def test_a_provider_failing_30_percent_still_leaves_each_person_one_email(
     with rt.store.read() as conn:
         kinds = conn.execute(sa.select(deadlines_table.c.kind)).scalars().all()
     assert "notify.resume" not in kinds  # nothing left to retry
+
+
+def test_a_large_notice_is_shared_out_as_chunk_jobs_and_each_person_hears_once(
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
+    server: RecordingServer,
+    sendgrid: SendGrid,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout, "CHUNK", 100)
+    rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
+    site = make_site(rt)
+    _add(rt, site, "email", [f"user{n}@example.com" for n in range(450)])
+    _open(rt, site)
+    with rt.store.read() as conn:
+        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
+    fanout.handle_incident_update(rt, [{"update_id": update_id}])
+    # This run sent the first 100; four jobs share the other 350.
+    assert sum(sendgrid.accepted.values()) == 100
+    assert rt.queues.queue("beacon-notify").count >= 4
+    drain(rt)
+    assert len(sendgrid.accepted) == 450 and set(sendgrid.accepted.values()) == {1}

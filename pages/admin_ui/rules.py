@@ -3,9 +3,10 @@ shown at its file, line and column; a dry run of the edited rules against the la
 events ("these 3 events would have set api to major_outage"); Save publishes them as the
 next rule set version (`engine.rulesets.publish`).
 
-Rule files are installation-wide (a rule acts within the team of the source that sent the
-event, and one file may serve many teams), so editing them is for admins; responders read
-their teams' effects through services' `why` and sources' events.
+A file's rules hear the sources of the teams `beacon apply` recorded for it (its owners).
+A responder reads and edits the files that are their teams' alone; the others (shared by
+several teams, or added here without owners, which hear every team) are for admins. The
+dry run replays a responder's teams' events only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from rules.errors import RuleProblem, RulesError, RulesInvalid
 from rules.runtime import RuleBook
 from rules.validate import Known, TeamKeys, check, digest
 
-from .web import form_of, redirect, render, text, view
+from .web import form_of, redirect, render, team_choices, text, view
 
 #: How many of the latest stored events a dry run replays, by default and at most.
 DRY_RUN_EVENTS = 100
@@ -75,10 +76,21 @@ def known(conn: Any) -> Known:
     )
 
 
-def _in_force(request: Request) -> tuple[int, dict[str, str]]:
+def _in_force(request: Request) -> rulesets.StoredRules:
     with request.app.state.store.read() as conn:
-        version = rulesets.version_in_force(conn)
-        return version, rulesets.stored_files(conn, version) or {}
+        return rulesets.in_force(conn)
+
+
+def editable(who: Principal, stored: rulesets.StoredRules, team_keys: set[str]) -> list[str]:
+    """The files `who` may read and edit: every file for an admin; for a responder, the
+    files whose rules hear only the responder's teams (`beacon apply` recorded each file's
+    teams). A file without owners hears every team: an admin's."""
+    if who.admin:
+        return sorted(stored.files)
+    owners = stored.owners or {}
+    return sorted(
+        name for name in stored.files if owners.get(name) and set(owners[name]) <= team_keys
+    )
 
 
 @dataclass
@@ -106,18 +118,24 @@ def _effect(kind: IntentKind, team: str, data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def dry_run(request: Request, book: RuleBook, count: int) -> DryRun:
-    """Replay the latest `count` stored events (oldest first) through `book` in memory,
-    against the store's services, templates and maintenance; nothing is written."""
+def dry_run(
+    request: Request, book: RuleBook, count: int, team_keys: set[str] | None = None
+) -> DryRun:
+    """Replay the latest `count` stored events (oldest first; of the sources of
+    `team_keys`, None: every team) through `book` in memory, against the store's services,
+    templates and maintenance; nothing is written."""
     with request.app.state.store.read() as conn:
-        rows = conn.execute(
+        query = (
             sa.select(alert_events, teams.c.key.label("team_key"))
             .join(alert_sources, alert_sources.c.id == alert_events.c.source_id)
             .join(teams, teams.c.id == alert_sources.c.team_id)
             .where(alert_events.c.test.is_(False))
             .order_by(alert_events.c.id.desc())
             .limit(count)
-        ).all()
+        )
+        if team_keys is not None:
+            query = query.where(teams.c.key.in_(sorted(team_keys)))
+        rows = conn.execute(query).all()
         ids = Ids(conn)
         policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
         machine = Machine(MemoryState(), StoreWorld(ids), policies)
@@ -127,7 +145,7 @@ def dry_run(request: Request, book: RuleBook, count: int) -> DryRun:
             event = row_event(row, key, source_type)
             machine_intents = list(machine.on_time(event.received_at))
             matches = (
-                [located.rule for located in book.match(event)]
+                [located.rule for located in book.match(event, row.team_key)]
                 if event.status == EventStatus.FIRING
                 else []
             )
@@ -151,13 +169,14 @@ def dry_run(request: Request, book: RuleBook, count: int) -> DryRun:
     return result
 
 
-def _files_of(form: FormData, stored: Mapping[str, str]) -> dict[str, str]:
-    """The edited texts of the files in force (only those: paths are not taken from the
-    form), with Windows line ends made Unix ones."""
-    files = {}
-    for index, path in enumerate(sorted(stored)):
+def _files_of(form: FormData, stored: Mapping[str, str], shown: list[str]) -> dict[str, str]:
+    """Every file in force, with the edited texts of those the form showed (paths are never
+    taken from the form), Windows line ends made Unix ones."""
+    files = dict(stored)
+    for index, path in enumerate(shown):
         value = form.get(f"text-{index}")
-        files[path] = value.replace("\r\n", "\n") if isinstance(value, str) else stored[path]
+        if isinstance(value, str):
+            files[path] = value.replace("\r\n", "\n")
     return files
 
 
@@ -168,42 +187,58 @@ def _by_file(problems: list[RuleProblem]) -> dict[str, list[RuleProblem]]:
     return out
 
 
-@view(admin=True)
+def _team_keys(request: Request, who: Principal) -> set[str]:
+    return {t.key for t in team_choices(request, who)}
+
+
+@view()
 async def show_rules(request: Request, who: Principal) -> Response:
-    version, files = await run_in_threadpool(_in_force, request)
+    stored = await run_in_threadpool(_in_force, request)
+    shown = editable(who, stored, _team_keys(request, who))
     return render(
         request,
         who,
         "rules.html",
-        version=version,
-        files=files,
+        version=stored.version,
+        files={name: stored.files[name] for name in shown},
         problems={},
         dry=None,
         count=DRY_RUN_EVENTS,
     )
 
 
-@view(admin=True)
+@view()
 async def post_rules(request: Request, who: Principal) -> Response:
     """Check (always), then dry-run or save, as the button pressed asks."""
     form = await form_of(request)
-    version, stored = await run_in_threadpool(_in_force, request)
-    files = _files_of(form, stored)
+    stored = await run_in_threadpool(_in_force, request)
+    team_keys = _team_keys(request, who)
+    shown = editable(who, stored, team_keys)
+    files = _files_of(form, stored.files, shown)
     count_text = text(form, "count")
     count = int(count_text) if count_text.isdigit() else DRY_RUN_EVENTS
     count = max(1, min(count, MAX_DRY_RUN_EVENTS))
     problems: list[RuleProblem] = []
-    too_big = [p for p, t in files.items() if len(t.encode()) > MAX_FILE_BYTES]
-    if too_big:
-        problems = [RuleProblem(p, 1, 1, f"over {MAX_FILE_BYTES // 1024} KB") for p in too_big]
+    if text(form, "version") != str(stored.version):
+        problems = [
+            RuleProblem(
+                name, 1, 1, "the rules in force changed since this page was loaded: reload it"
+            )
+            for name in shown[:1]
+        ]
+    too_big = [p for p in shown if len(files[p].encode()) > MAX_FILE_BYTES]
+    problems += [RuleProblem(p, 1, 1, f"over {MAX_FILE_BYTES // 1024} KB") for p in too_big]
     spec = None
     if not problems:
         with request.app.state.store.read() as conn:
             world = known(conn)
         try:
-            spec = check(files, world)
+            spec = check(files, world, stored.owners)
         except RulesInvalid as exc:
             problems = exc.problems
+    # A responder hears only of their own files (another team's file is not theirs to see).
+    elsewhere = [p for p in problems if p.file not in shown]
+    problems = [p for p in problems if p.file in shown]
 
     def page(status: int, **extra: Any) -> Response:
         return render(
@@ -211,32 +246,37 @@ async def post_rules(request: Request, who: Principal) -> Response:
             who,
             "rules.html",
             status,
-            version=version,
-            files=files,
+            version=stored.version,
+            files={name: files[name] for name in shown},
             problems=_by_file(problems),
-            problem_count=len(problems),
+            problem_count=len(problems) + len(elsewhere),
+            elsewhere=len(elsewhere),
             count=count,
             dry=extra.pop("dry", None),
             **extra,
         )
 
-    if problems or spec is None:
+    if problems or elsewhere or spec is None:
         return page(422)
     if form.get("save"):
-        if files == stored:
+        if files == stored.files:
             return redirect(request, "/admin/rules", "No change: nothing to save.")
 
         def publish() -> int:
             with request.app.state.store.begin() as conn:
+                if rulesets.version_in_force(conn) != stored.version:
+                    return 0
                 # Edited files keep the teams they are for (`beacon apply` recorded them).
-                owners = rulesets.in_force(conn).owners
-                if owners is not None:
-                    owners = {name: teams for name, teams in owners.items() if name in files}
+                owners = stored.owners
                 return rulesets.publish(
                     conn, files, digest(files, owners), actor=who.actor, owners=owners
                 )
 
         saved = await run_in_threadpool(publish)
+        if not saved:
+            return redirect(
+                request, "/admin/rules", "Not saved: the rules in force changed meanwhile."
+            )
         runtime = getattr(request.app.state, "runtime", None)
         if runtime is not None:
             runtime.nudge.set()
@@ -246,7 +286,8 @@ async def post_rules(request: Request, who: Principal) -> Response:
     except RulesError as exc:
         return page(422, compile_error=str(exc))
     if form.get("dry_run"):
-        dry = await run_in_threadpool(dry_run, request, book, count)
+        teams_of = None if who.admin else team_keys
+        dry = await run_in_threadpool(dry_run, request, book, count, teams_of)
         return page(200, dry=dry, checked=True)
     return page(200, checked=True)
 

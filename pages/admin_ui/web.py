@@ -62,7 +62,7 @@ def _iso_when(value: Any) -> str:
 ENV.filters["iso_when"] = _iso_when
 
 #: The navigation for admins and responders: (path, label); ADMIN_NAV for admins only.
-ADMIN_NAV = frozenset({"/admin/rules", "/admin/teams"})
+ADMIN_NAV = frozenset({"/admin/teams"})
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
     ("/admin/incidents", "Incidents"),

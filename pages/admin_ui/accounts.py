@@ -1,6 +1,6 @@
 """Teams and users in the admin UI (admins): teams, invitations, roles, team membership,
 signing a user out everywhere; API keys (a responder's for their teams, shown once); and
-the audit log (who or what changed what, filterable; a responder sees their teams')."""
+the audit log (admins: who or what changed what, filterable)."""
 
 from __future__ import annotations
 
@@ -193,9 +193,10 @@ def _audit(request: Request, who: Principal, filters: dict[str, str], before: in
         return rows, list(kinds)
 
 
-@view()
+@view(admin=True)
 async def audit(request: Request, who: Principal) -> Response:
-    """The audit log, newest first, filtered by who, what kind, which team, which object."""
+    """The audit log, newest first, filtered by who, what kind, which team, which object
+    (the installation's: engine.authz gives it to admins)."""
     params = request.query_params
     filters = {k: params.get(k, "").strip()[:200] for k in ("actor", "kind", "team", "q")}
     before_text = params.get("before", "")

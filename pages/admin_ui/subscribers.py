@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from engine import crud
 from engine import subscribers as subs
+from engine.authz import Action, authorize, team_target
 from engine.errors import NotFoundError
 from engine.tables import subscribers, teams
 from pages.admin import statuspages as api
@@ -37,6 +38,22 @@ def shown_address(channel: str, address: str) -> str:
     return address
 
 
+def _check(request: Request, who: Principal, page: Any) -> None:
+    """Subscribers are people's addresses: only those who manage the page's subscribers
+    (engine.authz, MANAGE_SUBSCRIBERS on the page's teams) see them, not every reader."""
+    with request.app.state.store.read() as conn:
+        ids = conn.execute(sa.select(teams.c.id).where(teams.c.key.in_(page.teams))).scalars()
+        target = team_target(conn, list(ids))
+    if not authorize(who, Action.MANAGE_SUBSCRIBERS, target).allowed:
+        raise NotFoundError(f"no page {page.id}")
+
+
+async def _page(request: Request, who: Principal) -> Any:
+    page = await call_api(request, who, api.get_page, id=request.path_params["id"])
+    await run_in_threadpool(_check, request, who, page)
+    return page
+
+
 def _rows(request: Request, page_id: int, q: str, channel: str, limit: int | None) -> list[Any]:
     query = (
         sa.select(subscribers)
@@ -55,7 +72,7 @@ def _rows(request: Request, page_id: int, q: str, channel: str, limit: int | Non
 
 @view()
 async def subscriber_list(request: Request, who: Principal) -> Response:
-    page = await call_api(request, who, api.get_page, id=request.path_params["id"])
+    page = await _page(request, who)
     q = request.query_params.get("q", "").strip()[:200]
     channel = request.query_params.get("channel", "")
     rows = await run_in_threadpool(_rows, request, page.id, q, channel, PAGE_SIZE + 1)
@@ -81,7 +98,7 @@ def _cell(value: str) -> str:
 @view()
 async def export(request: Request, who: Principal) -> Response:
     """Every subscriber of the page as CSV (webhooks by host)."""
-    page = await call_api(request, who, api.get_page, id=request.path_params["id"])
+    page = await _page(request, who)
     rows = await run_in_threadpool(_rows, request, page.id, "", "", None)
     out = io.StringIO()
     writer = csv.writer(out)
@@ -108,7 +125,7 @@ async def remove(request: Request, who: Principal) -> Response:
     """Remove one subscriber (`engine.subscribers.unsubscribe`, as their own link would)."""
     page_id = request.path_params["id"]
     await form_of(request)
-    page = await call_api(request, who, api.get_page, id=page_id)
+    page = await _page(request, who)
     subscriber_id = request.path_params["sid"]
 
     def write() -> str:

@@ -27,12 +27,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from engine.authz import OPEN, Action, authorize
 from engine.errors import BeaconError, ConflictError, NotFoundError
 from engine.tables import teams
 from pages.admin import action_for
 from pages.admin.api import Ctx, Handler
 from pages.admin.schemas import MAX_ID
 from pages.auth import Principal, principal
+from pages.authz import UI_ACTIONS, UI_EXACT
 from pages.errors import FieldErrors, pydantic_errors
 from pages.sessions import csrf_ok, csrf_token
 
@@ -62,7 +64,7 @@ def _iso_when(value: Any) -> str:
 ENV.filters["iso_when"] = _iso_when
 
 #: The navigation for admins and responders: (path, label); ADMIN_NAV for admins only.
-ADMIN_NAV = frozenset({"/admin/teams"})
+ADMIN_NAV = frozenset({"/admin/teams", "/admin/audit"})
 NAV: list[tuple[str, str]] = [
     ("/admin/pages", "Status pages"),
     ("/admin/incidents", "Incidents"),
@@ -157,6 +159,10 @@ def view(*, manage: bool = True, admin: bool = False) -> Callable[[View], Callab
                 )
             if (manage and who.role == "stakeholder") or (admin and not who.admin):
                 return not_found(request, who)
+            action = declared_action(request)
+            if action is None or (action not in OPEN and not authorize(who, action).allowed):
+                # engine.authz, with the action pages.authz declares for this address.
+                return not_found(request, who)
             try:
                 return await fn(request, who)
             except NotFoundError:
@@ -169,6 +175,17 @@ def view(*, manage: bool = True, admin: bool = False) -> Callable[[View], Callab
         return endpoint
 
     return wrap
+
+
+def declared_action(request: Request) -> Action | None:
+    """The action pages.authz declares for this admin address and method."""
+    path = request.url.path
+    if path in UI_EXACT:
+        return UI_EXACT[path]
+    for prefix, (read, write) in UI_ACTIONS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return read if request.method in ("GET", "HEAD") else write
+    return None
 
 
 def _refused(request: Request) -> str:

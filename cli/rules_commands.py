@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from config import yamlsrc
-from config.world import ConfigWorld, world_from_config
-from engine.errors import ConfigError
+from config.check import check_config
+from config.world import ConfigWorld, world_from_model
 from engine.models import AlertEvent
 from engine.settings import Settings
 from rules.errors import RulesError, RulesInvalid
@@ -30,8 +29,12 @@ def register(sub: Any) -> None:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
 
     check_cmd = rules_sub.add_parser("check", help="validate rule files; exit 1 on any problem")
-    check_cmd.add_argument("files", nargs="+", metavar="FILE")
-    check_cmd.add_argument("--config", help="check references against this config file")
+    check_cmd.add_argument("files", nargs="*", metavar="FILE")
+    check_cmd.add_argument(
+        "--config",
+        help="check the config file as `beacon apply` does, and the rules against it "
+        "(without FILEs: the rule files it names)",
+    )
     check_cmd.set_defaults(func=cmd_rules_check)
 
     test_cmd = rules_sub.add_parser(
@@ -61,63 +64,43 @@ def read_rule_files(paths: list[str]) -> dict[str, str]:
     return files
 
 
-def read_config_world(path: str) -> ConfigWorld:
-    try:
-        # The config loader: its node cap refuses an alias bomb before it is built.
-        data, _ = yamlsrc.load(Path(path).read_text(), path)
-    except OSError as exc:
-        raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
-    except ConfigError as exc:
-        raise RulesError(str(exc)) from None
-    return world_from_config(data or {}, path)
+def read_config_world(path: str) -> tuple[ConfigWorld, Known, dict[str, str] | None]:
+    """The config file's world, the keys its rules may name, and the rule files it names
+    ({name as messages show it: text}, None without `rules:`), checked exactly as `beacon
+    apply` checks it (`config.check`); `ConfigError` (printed as apply prints it) otherwise."""
+    checked = check_config(path)
+    rule_files = checked.want.rule_files
+    named = (
+        {checked.rule_file_name(name): text for name, text in rule_files.items()}
+        if rule_files is not None
+        else None
+    )
+    return world_from_model(checked.config), checked.want.known, named
 
 
 def known_from_store(settings: Settings) -> Known:
     """Every team's keys as the store has them (for `rules check` without --config)."""
-    import sqlalchemy as sa
-
+    from config.desired import known_in_store
     from engine.db import create_store
-    from engine.tables import alert_sources, channels, incident_templates, services, teams
-    from rules.validate import TeamKeys
 
     store = create_store(settings)
     try:
         with store.read() as conn:
-            names = {r.id: r.key for r in conn.execute(sa.select(teams.c.id, teams.c.key))}
-
-            def keys(table: sa.Table) -> dict[str, set[str]]:
-                found: dict[str, set[str]] = {}
-                for row in conn.execute(sa.select(table.c.team_id, table.c.key)):
-                    found.setdefault(names[row.team_id], set()).add(row.key)
-                return found
-
-            svc, tpl, chan = keys(services), keys(incident_templates), keys(channels)
-            src: dict[str, dict[str, str]] = {}
-            for row in conn.execute(
-                sa.select(alert_sources.c.team_id, alert_sources.c.key, alert_sources.c.type)
-            ):
-                src.setdefault(names[row.team_id], {})[row.key] = row.type
+            return known_in_store(conn)
     finally:
         store.dispose()
-    return Known(
-        {
-            team: TeamKeys(
-                frozenset(svc.get(team, set())),
-                frozenset(tpl.get(team, set())),
-                frozenset(chan.get(team, set())),
-                src.get(team, {}),
-            )
-            for team in names.values()
-        }
-    )
 
 
 def cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        files = read_rule_files(args.files)
-        known = (
-            read_config_world(args.config).known() if args.config else known_from_store(settings)
-        )
+        if args.config:
+            _world, known, named = read_config_world(args.config)
+            # Without files: the rules the config file names, as `apply` would check them.
+            files = read_rule_files(args.files) if args.files else (named or {})
+        elif args.files:
+            files, known = read_rule_files(args.files), known_from_store(settings)
+        else:
+            raise RulesError("name rule files, or a config file with --config")
         spec = check(files, known)
     except RulesInvalid as exc:
         for problem in exc.problems:
@@ -156,9 +139,9 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
     from rules.runtime import RuleBook
 
     try:
-        world = read_config_world(args.config) if args.config else None
+        world, known = (read_config_world(args.config)[:2]) if args.config else (None, None)
         files = read_rule_files(args.files)
-        spec: RuleBookSpec = check(files, world.known() if world else None)
+        spec: RuleBookSpec = check(files, known)
         book = RuleBook(spec, 0)
         results = run(
             book,

@@ -23,10 +23,10 @@ from engine.tables import (
 from rules.validate import digest
 
 from . import current
-from .desired import KEEP, Desired, build
-from .load import read_config
+from .check import check_config, rule_prefix
+from .desired import KEEP, Desired
 from .plan import Change, Plan
-from .rules import RuleSetPlan, check_rules, plan_rule_set
+from .rules import RuleSetPlan, plan_rule_set
 from .writers import AUDITED_BY_APPLY, WRITERS, Context, delete
 
 ORDER = [
@@ -65,27 +65,15 @@ def apply_file(
     `file:line:column: message`.
     """
     path = Path(path)
-    config, locations = read_config(path)
-    base = path.resolve().parent
     actor = actor or f"apply:{path.name}"
     plan = Plan(file=str(path), dry_run=dry_run, base_url=base_url.rstrip("/"))
     with store.read() if dry_run else store.begin() as conn:
-        want, errors = build(conn, config, locations, base, prune=prune)
-        if want.rule_files is not None and not errors:
-            try:
-                check_rules(want.rule_files, want.known)
-            except ConfigError as exc:
-                # Rule files are named relative to the config file; show where they are.
-                prefix = "" if str(path.parent) == "." else f"{path.parent}/"
-                errors.extend(prefix + line for line in str(exc).splitlines())
-        if errors:
-            raise ConfigError("\n".join(errors))
+        want = check_config(path, conn, prune=prune).want
         rule_set = None
         if want.rule_files is not None:
             rule_set, problems = plan_rule_set(conn, want.teams_declared, want.rule_files)
             if problems:
-                prefix = "" if str(path.parent) == "." else f"{path.parent}/"
-                raise ConfigError("\n".join(prefix + p for p in problems))
+                raise ConfigError("\n".join(rule_prefix(path) + p for p in problems))
         now = current.read(conn)
         changes = _diff(want, now, prune=prune)
         plan.changes = [*changes, *_rule_set_changes(rule_set)]

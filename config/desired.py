@@ -27,9 +27,10 @@ from engine.tables import (
     teams,
     users,
 )
+from rules.validate import Known
 
 from .models import ConfigFile, declared_kinds
-from .rules import TeamKeys, find_rule_files
+from .rules import find_rule_files, known_keys
 from .yamlsrc import Locations
 
 Ident = Any  # str for teams and pages, (team key, key) for the rest
@@ -45,7 +46,7 @@ class Desired:
     objects: dict[str, dict[Ident, dict[str, Any]]] = field(default_factory=dict)
     assets: dict[str, asset_files.Asset] = field(default_factory=dict)
     rule_files: dict[str, str] | None = None
-    known: dict[str, TeamKeys] = field(default_factory=dict)
+    known: Known = field(default_factory=lambda: Known({}))
     warnings: list[str] = field(default_factory=list)
     #: Where a service without `position` goes when it is created: its place in the file.
     file_positions: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -63,7 +64,11 @@ class _Store:
     integration_keys: dict[str, tuple[str, str]]  # key -> (team, source key)
     activated: dict[str, str]  # slug -> type, for pages activated once
     source_types: dict[tuple[str, str], str]  # (team, key) -> adapter type
-    users: set[str]  # emails
+    users: set[str] | None  # emails; None: no store to ask (a check of the file alone)
+
+
+def _nothing_stored() -> _Store:
+    return _Store(set(), {}, {}, {}, {}, {}, {}, {}, users=None)
 
 
 def _read_store(conn: Connection) -> _Store:
@@ -172,15 +177,20 @@ class _Checker:
 
 
 def build(
-    conn: Connection, config: ConfigFile, loc: Locations, base: Path, *, prune: bool
+    conn: Connection | None, config: ConfigFile, loc: Locations, base: Path, *, prune: bool
 ) -> tuple[Desired, list[str]]:
-    """The desired state of `config` and every problem found (empty when it can be applied)."""
-    held = _read_store(conn)
+    """The desired state of `config` and every problem found (empty when it can be applied).
+
+    Without `conn` the file is checked alone, as if the store were empty (`beacon rules
+    check --config`): what only the store can say (a member's user exists, a slug or an
+    integration key is another's) is left to `apply`."""
+    held = _read_store(conn) if conn is not None else _nothing_stored()
     check = _Checker(config, loc, held, prune)
     want = Desired(kinds=check.kinds, teams_declared=check.teams_declared)
     for kind, build_kind in KIND_BUILDERS:
         want.objects[kind] = {}
         build_kind(check, want, base)
+    want.known = _known(check, check.config, check.held)
     if config.rules is not None:
         _rules(check, want, base)
     return want, check.errors
@@ -194,7 +204,7 @@ def _teams(check: _Checker, want: Desired, base: Path) -> None:
         if team.members is not None:
             emails = [m.strip().lower() for m in team.members]
             for j, email in enumerate(emails):
-                if email not in check.held.users:
+                if check.held.users is not None and email not in check.held.users:
                     check.error(
                         ("teams", i, "members", j),
                         f"no user {email!r} (create it with `beacon user create`)",
@@ -377,7 +387,6 @@ def _rules(check: _Checker, want: Desired, base: Path) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             check.error(("rules",), f"cannot read rule file {str(path)!r}: {exc}")
     want.rule_files = files
-    want.known = _known(check, check.config, check.held)
 
 
 KIND_BUILDERS: list[tuple[str, Callable[[_Checker, Desired, Path], None]]] = [
@@ -418,20 +427,21 @@ def _page_service(
     return (found[0], ref)
 
 
-def _known(check: _Checker, config: ConfigFile, held: _Store) -> dict[str, TeamKeys]:
+def _known(check: _Checker, config: ConfigFile, held: _Store) -> Known:
     # The file's rules hear only the sources of the teams it declares (`plan_rule_set`).
-    names = check.teams_declared
     types = dict(held.source_types)
     types.update({(s.team, s.key): s.type for s in config.alert_sources or []})
-    return {
-        team: TeamKeys(
-            services=check.known("services", team),
-            templates=check.known("incident_templates", team),
-            channels=check.known("channels", team),
-            sources={key: types[(team, key)] for key in check.known("alert_sources", team)},
-        )
-        for team in sorted(names)
-    }
+    return known_keys(check.teams_declared, lambda kind, team: check.known(kind, team), types)
+
+
+def known_in_store(conn: Connection) -> Known:
+    """Every team's keys as the store holds them (`beacon rules check` without --config)."""
+    held = _read_store(conn)
+    return known_keys(
+        held.team_keys,
+        lambda kind, team: held.keys.get(kind, {}).get(team, set()),
+        held.source_types,
+    )
 
 
 def _check_source(check: _Checker, i: int, source_type: str, settings: dict[str, Any]) -> None:

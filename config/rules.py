@@ -7,7 +7,7 @@ as a new `rule_sets` version when they changed (contracts.md, "Rules <-> apply")
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,18 +19,40 @@ from engine.errors import ConfigError
 from engine.rulesets import StoredRules
 from engine.tables import rule_sets
 from rules.schema import Rule
-from rules.validate import Known, LocatedRule, RulesInvalid, check, digest, stored_spec
-from rules.validate import TeamKeys as RulesTeamKeys
+from rules.validate import (
+    Known,
+    LocatedRule,
+    RulesInvalid,
+    TeamKeys,
+    check,
+    digest,
+    stored_spec,
+)
 
 from .plan import Change
 
 
-@dataclass
-class TeamKeys:
-    services: set[str] = field(default_factory=set)
-    templates: set[str] = field(default_factory=set)
-    channels: set[str] = field(default_factory=set)
-    sources: dict[str, str] = field(default_factory=dict)  # source key -> source type
+def known_keys(
+    teams: Iterable[str],
+    keys: Callable[[str, str], Iterable[str]],
+    source_types: Mapping[tuple[str, str], str],
+) -> Known:
+    """What rules may name, per team: the one way every command builds it (`apply`,
+    `rules check` and `rules test` with `--config`, `rules check` against the store).
+
+    `keys(kind, team)` gives the keys of a kind ("services", "incident_templates",
+    "channels", "alert_sources") in a team; `source_types` each source's adapter type."""
+    return Known(
+        {
+            team: TeamKeys(
+                services=frozenset(keys("services", team)),
+                templates=frozenset(keys("incident_templates", team)),
+                channels=frozenset(keys("channels", team)),
+                sources={k: source_types[(team, k)] for k in keys("alert_sources", team)},
+            )
+            for team in sorted(teams)
+        }
+    )
 
 
 def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], list[str], list[str]]:
@@ -50,25 +72,11 @@ def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], li
     return sorted(found), errors, warnings
 
 
-def check_rules(files: Mapping[str, str], known: Mapping[str, TeamKeys]) -> None:
-    """Validate the rule texts ({path relative to the config file: text})
-    against the keys each team has; `ConfigError` lists every problem as
-    `file:line:column: [rule] message`.
-
-    """
-    rules_known = Known(
-        teams={
-            team: RulesTeamKeys(
-                services=frozenset(k.services),
-                templates=frozenset(k.templates),
-                channels=frozenset(k.channels),
-                sources=dict(k.sources),
-            )
-            for team, k in known.items()
-        }
-    )
+def check_rules(files: Mapping[str, str], known: Known) -> None:
+    """Validate the rule texts ({path relative to the config file: text}) against the keys
+    each team has; `ConfigError` lists every problem as `file:line:column: [rule] message`."""
     try:
-        check(dict(files), rules_known)
+        check(dict(files), known)
     except RulesInvalid as exc:
         raise ConfigError("\n".join(str(p) for p in exc.problems)) from None
 

@@ -1,9 +1,11 @@
-"""The configuration a replay or a `rules check` runs against, read from a config file.
+"""The world a replay (`beacon rules test`) runs against: services, alert sources,
+channels, incident templates and maintenance windows, by team.
 
-Only the parts rules refer to are read: teams, services, alert sources, channels, incident
-templates and maintenance windows (DESIGN.md, "Config file"). Objects without `team:`
-belong to the only team when there is exactly one, else to a team named `default`; this
-keeps small scenario files short. Malformed entries are reported with the file's name.
+From a config file (`--config`) it is built from the strict models, after the same checks
+as `beacon apply` (`world_from_model`). A scenario's own `world:` section is a shorthand
+(`world_from_config`): objects without `team:` belong to the only team when there is
+exactly one, else to a team named `default`, and names and types may be left out; this
+keeps small scenario files short. Its keys are built the one way (`config.rules.known_keys`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any
 from engine.activations import TemplateSpec
 from engine.models import utc
 from rules.errors import RulesError
-from rules.validate import Known, TeamKeys
+from rules.validate import Known
+
+from .models import ConfigFile
+from .rules import known_keys
 
 
 class WorldError(RulesError):
@@ -75,33 +80,55 @@ class ConfigWorld:
         return window
 
     def known(self) -> Known:
-        """The keys per team, for `rules.validate.check`."""
-        teams: dict[str, dict[str, Any]] = {}
-
-        def team(name: str) -> dict[str, Any]:
-            return teams.setdefault(
-                name, {"services": set(), "templates": set(), "channels": set(), "sources": {}}
-            )
-
-        for name, key in self.services:
-            team(name)["services"].add(key)
-        for name, key in self.templates:
-            team(name)["templates"].add(key)
-        for name, key in self.channels:
-            team(name)["channels"].add(key)
-        for key, (name, kind) in self.sources.items():
-            team(name)["sources"][key] = kind
-        return Known(
-            {
-                name: TeamKeys(
-                    frozenset(v["services"]),
-                    frozenset(v["templates"]),
-                    frozenset(v["channels"]),
-                    dict(v["sources"]),
-                )
-                for name, v in teams.items()
-            }
+        """The keys per team, for `rules.validate.check` (built as `apply` builds them)."""
+        keys: dict[tuple[str, str], set[str]] = {}
+        for team, key in self.services:
+            keys.setdefault(("services", team), set()).add(key)
+        for team, key in self.templates:
+            keys.setdefault(("incident_templates", team), set()).add(key)
+        for team, key in self.channels:
+            keys.setdefault(("channels", team), set()).add(key)
+        for key, (team, _kind) in self.sources.items():
+            keys.setdefault(("alert_sources", team), set()).add(key)
+        types = {(team, key): kind for key, (team, kind) in self.sources.items()}
+        return known_keys(
+            {team for _kind, team in keys},
+            lambda kind, team: keys.get((kind, team), set()),
+            types,
         )
+
+
+def world_from_model(config: ConfigFile) -> ConfigWorld:
+    """The world of a config file read by the strict models (`config.check`), as `beacon
+    rules test --config` replays against it."""
+    world = ConfigWorld()
+    for svc in config.services or []:
+        world.services[(svc.team, svc.key)] = svc.name
+    for src in config.alert_sources or []:
+        world.sources[src.key] = (src.team, src.type)
+        world.source_settings[src.key] = dict(src.settings)
+    for chan in config.channels or []:
+        world.channels.add((chan.team, chan.key))
+    for tpl in config.incident_templates or []:
+        world.templates[(tpl.team, tpl.key)] = TemplateSpec(
+            title=tpl.title,
+            message=tpl.message,
+            resolve_message=tpl.resolve_message,
+            status=str(tpl.status),
+            services={k: str(v) for k, v in tpl.services.items()},
+        )
+    for win in config.maintenance_windows or []:
+        world.windows.append(
+            Maintenance(
+                win.key,
+                win.team,
+                frozenset(win.services),
+                utc(win.start),
+                utc(win.end),
+                str(win.on_end),
+            )
+        )
+    return world
 
 
 def world_from_config(data: Mapping[str, Any], where: str) -> ConfigWorld:

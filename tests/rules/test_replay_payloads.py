@@ -13,10 +13,12 @@ from cli.main import main
 PAYLOADS = Path(__file__).parent / "fixtures"
 CONFIG = """
 teams: [{key: platform}]
-services: [{key: api, name: Public API}, {key: db, name: Database}]
+services:
+  - {key: api, name: Public API, team: platform}
+  - {key: db, name: Database, team: platform}
 alert_sources:
-  - {key: kuma, name: Uptime Kuma, type: uptime-kuma}
-  - {key: am, name: Alertmanager, type: alertmanager}
+  - {key: kuma, name: Uptime Kuma, type: uptime-kuma, team: platform}
+  - {key: am, name: Alertmanager, type: alertmanager, team: platform}
 """
 RULES = """version: 1
 rules:

@@ -38,3 +38,24 @@ def test_why_names_the_pending_rule_and_when_it_acts(settings, sqlite_store, mon
     assert f"rule api-down is pending: it acts at {pending['due_at']}" in because
     assert "if its alert is still firing" in because
     assert "pending rule api-down since" in out and "firing: eu" in out
+
+
+def test_why_says_a_window_rule_waits_for_more_alerts(settings, sqlite_store, monkeypatch, capsys):
+    ids = seed(sqlite_store)
+    runtime = load_rules(
+        sqlite_store,
+        """
+  - id: api-flaky
+    match: {source: am}
+    services: [api]
+    group_by: [labels.service]
+    window: {count: 3, within: 5m}
+    then: [{set_status: degraded}]
+""",
+    )
+    ingest(sqlite_store, ids["am"], event(dedup_key="a1", labels={"service": "api"}))
+    evaluate(sqlite_store, runtime)
+    monkeypatch.setenv("BEACON_DATA_DIR", str(settings.data_dir))
+    assert main(["why", "api"]) == 0
+    out = capsys.readouterr().out
+    assert "rule api-flaky is pending: it acts when enough alerts fire" in out

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine import crud
+from engine import crud, rulesets
 from engine.activations.claims import release_claim
 from engine.errors import NotFoundError
 from engine.models import ServiceStatus
@@ -23,6 +23,8 @@ from pages.admin import incidents as incidents_api
 from pages.admin import services as api
 from pages.admin.schemas import IncidentIn, OverrideIn
 from pages.auth import Principal, visible_team_ids
+from rules.errors import RulesError
+from rules.validate import stored_spec
 
 from .web import Problem, call, form_of, model, redirect, render, text, view
 
@@ -43,11 +45,59 @@ def _why(request: Request, who: Principal, service: Any) -> dict[str, Any]:
         )
 
 
+def _condition(condition: Any) -> str:
+    shown = condition.model_dump(by_alias=True, exclude_none=True)
+    if list(shown) == ["eq"]:
+        return str(shown["eq"])
+    return ", ".join(f"{op} {value}" for op, value in shown.items())
+
+
+def rules_for(request: Request, service: Any) -> list[dict[str, Any]]:
+    """The rules in force that can act on `service`: those that name it, or pick their
+    service from an event field (`service_from`), and hear its team's sources; each with
+    the sources it matches and what it does."""
+    with request.app.state.store.read() as conn:
+        stored = rulesets.in_force(conn)
+    if not stored.files:
+        return []
+    try:
+        spec = stored_spec(stored.files, stored.owners)
+    except RulesError:
+        return []
+    found = []
+    for located in spec.rules:
+        rule = located.rule
+        names_it = bool(rule.services) and service.key in (rule.services or [])
+        if not located.hears(service.team) or not (names_it or rule.service_from):
+            continue
+        sources = [
+            f"{field} {_condition(cond)}"
+            for field, cond in rule.match.items()
+            if field in ("source", "source_type")
+        ]
+        does = [f"sets {status}" for status in rule.claims]
+        if rule.incident is not None:
+            does.append(f"opens incident {rule.incident.template}")
+        does += [f"notifies {channel}" for channel in rule.channels]
+        found.append(
+            {
+                "id": rule.id,
+                "description": rule.description,
+                "where": f"{located.file}:{located.line}",
+                "how": "names it" if names_it else f"when {rule.service_from} is {service.key}",
+                "sources": sources or ["any source of its teams"],
+                "does": does,
+            }
+        )
+    return found
+
+
 async def _detail(
     request: Request, who: Principal, service_id: int, status: int = 200, **extra: Any
 ) -> Response:
     service = await call(request, who, api.get_service, id=service_id)
     why = await run_in_threadpool(_why, request, who, service)
+    rules = await run_in_threadpool(rules_for, request, service)
     return render(
         request,
         who,
@@ -55,6 +105,7 @@ async def _detail(
         status,
         service=service,
         why=why,
+        rules=rules,
         statuses=STATUSES,
         values=extra.pop("values", {}),
         **extra,

@@ -51,6 +51,10 @@ def test_a_services_status_is_explained_released_and_set_by_hand(
         "Because partial_outage: the worst of rule tagged-monitor-down claims partial_outage."
     )
     assert "uptime-kuma/" in page.locator("#claims").text_content()
+    # The rules that can act on it, with their sources (examples/rules/uptime.yaml).
+    tagged = page.locator("#service-rules tr", has_text="tagged-monitor-down").text_content()
+    assert "source uptime-kuma" in tagged and "sets partial_outage" in tagged
+    assert "when labels.tag.service is auth" in tagged
     steps.shot(page, "why is it partially down")
     steps.axe(page, "service with a claim")
     page.click("button:has-text('Release claim')")

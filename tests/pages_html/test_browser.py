@@ -269,3 +269,22 @@ def test_a_webhook_turns_a_service_down_on_the_open_page(example: Any, browser: 
     (ARTIFACTS / "webhook-update.txt").write_text(f"webhook to updated page: {seconds:.3f} s\n")
     print(f"webhook shown without reload after {seconds:.3f} s")
     page.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_root_and_an_unknown_page_read_as_pages_in_a_browser(
+    served: Any, browser: Any, scheme: str
+) -> None:
+    """Issue 19: no raw JSON in a browser. `/` leads to the one public page; an unknown page
+    is a readable 404 that axe-core finds nothing serious in."""
+    base, _store, _ids = served
+    page = browser.new_page(color_scheme=scheme, bypass_csp=True)
+    page.goto(f"{base}/")
+    assert page.url == f"{base}/p/acme/"
+    answer = page.goto(f"{base}/no-such-page")
+    assert answer is not None and answer.status == 404
+    assert page.title().startswith("Page not found")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"not-found-{scheme}.png"))
+    assert serious_violations(page) == []
+    page.close()

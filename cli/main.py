@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,10 +198,38 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ticker.start()
     _settle_heap()
     try:
-        worker.work(logging_level="WARNING")
+        _work_until_stopped(runtime, worker)
     finally:
         ticker.stop()
     return 0
+
+
+def _work_until_stopped(runtime: Any, worker: Any) -> None:
+    """Run the RQ worker until a stop is asked for (SIGTERM, SIGINT). RQ's worker quits for
+    good on a Redis error in the middle of a job (even while recording its own death), and
+    the process would live on without working: it is started again instead, under a new
+    name, once a second until Redis answers. (Its job's outbox rows are dispatched again
+    when their lease runs out: nothing is lost.)"""
+    import redis
+
+    restarts = 0
+    while True:
+        try:
+            worker.work(logging_level="WARNING")
+        except (redis.RedisError, OSError) as exc:
+            logging.getLogger("beacon.worker").warning(
+                "the RQ worker stopped on a Redis error (%s); starting it again", exc
+            )
+        if getattr(worker, "_stop_requested", False):
+            return
+        time.sleep(1)
+        if getattr(worker, "_stop_requested", False):
+            return
+        restarts += 1
+        try:
+            worker = runtime.queues.worker(name=f"{runtime.name}-{restarts}")
+        except (redis.RedisError, OSError):
+            continue  # Redis is still away: the old worker object tries again
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

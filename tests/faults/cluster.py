@@ -294,10 +294,29 @@ class Cluster:
             return False
         return events == 0 and outbox == 0 and deliveries == 0
 
-    def wait_drained(self, seconds: float) -> float:
-        started = time.monotonic()
-        wait_for(self.drained, seconds, "the backlog to drain", poll=0.25)
-        return time.monotonic() - started
+    def wait_drained(self, seconds: float) -> bool:
+        """Whether the backlog drained within `seconds`."""
+        try:
+            wait_for(self.drained, seconds, "the backlog to drain", poll=0.25)
+        except AssertionError:
+            return False
+        return True
+
+    def backlog(self) -> str:
+        """What is left to do, in words (for a table row that did not drain)."""
+        try:
+            [(events,)] = self.sql("SELECT count(*) FROM alert_events WHERE evaluated_at IS NULL")
+            kinds = self.sql(
+                "SELECT kind, count(*), max(attempts) FROM outbox WHERE done_at IS NULL"
+                " GROUP BY kind ORDER BY kind"
+            )
+            [(deliveries,)] = self.sql(
+                "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending')"
+            )
+        except Exception as exc:
+            return f"store unreadable: {exc}"
+        outbox = ", ".join(f"{k} {n} (attempts {a})" for k, n, a in kinds)
+        return f"events {events}; outbox {outbox or 0}; deliveries {deliveries}"
 
 
 def summary(url: str) -> dict[str, Any] | None:

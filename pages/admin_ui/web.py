@@ -159,6 +159,10 @@ def view(*, manage: bool = True, admin: bool = False) -> Callable[[View], Callab
                 )
             if (manage and who.role == "stakeholder") or (admin and not who.admin):
                 return not_found(request, who)
+            if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+                return render(
+                    request, who, "error.html", 400, message="the address holds a NUL character"
+                )
             action = declared_action(request)
             if action is None or (action not in OPEN and not authorize(who, action).allowed):
                 # engine.authz, with the action pages.authz declares for this address.
@@ -204,6 +208,9 @@ async def form_of(request: Request) -> FormData:
     form = await request.form()
     if not csrf_ok(request, form.get("csrf")):
         raise HTTPException(403, "the form's CSRF token is missing or out of date: reload")
+    if any(isinstance(v, str) and "\x00" in v for _, v in form.multi_items()):
+        # No text of Beacon's holds one (PostgreSQL cannot store it): refused, not dropped.
+        raise HTTPException(400, "the form holds a NUL character, which no field may contain")
     return form
 
 

@@ -70,9 +70,14 @@ def seed(store: Store) -> World:
     return World(team_ids, service_ids)
 
 
-@pytest.fixture
-def rt(tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Runtime:
+@pytest.fixture(params=["sqlite", "postgres"])
+def rt(
+    request: pytest.FixtureRequest, tmp_path: Path, make_runtime: Callable[..., Runtime]
+) -> Runtime:
+    """The in-process app's runtime, on SQLite and on PostgreSQL."""
     env = {"BEACON_DATA_DIR": str(tmp_path / "data"), "BEACON_BASE_URL": BASE_URL}
+    if request.param == "postgres":
+        env["BEACON_DATABASE_URL"] = request.getfixturevalue("pg_url")
     return make_runtime(Settings.from_env(env))
 
 

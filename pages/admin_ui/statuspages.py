@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.assets import check_bytes, limit_for
+from pages.admin import incidents as incidents_api
 from pages.admin import services as services_api
 from pages.admin import statuspages as api
 from pages.admin.schemas import PageIn, PagePatch, ServiceIn
@@ -30,8 +31,23 @@ async def visible_pages(request: Request, who: Principal) -> list[Any]:
 
 @view(manage=False)
 async def home(request: Request, who: Principal) -> Response:
-    """The admin home; for a stakeholder, only the links to their teams' pages."""
-    return render(request, who, "home.html", pages=await visible_pages(request, who))
+    """The admin home: what needs attention (open incidents, services not operational,
+    public pages nobody can see yet) and the pages; for a stakeholder, only the links to
+    their teams' pages."""
+    pages = await visible_pages(request, who)
+    if who.role == "stakeholder":
+        return render(request, who, "home.html", pages=pages)
+    incidents = [i for i in await call(request, who, incidents_api.list_incidents)]
+    services = await call(request, who, services_api.list_services)
+    return render(
+        request,
+        who,
+        "home.html",
+        pages=pages,
+        open_incidents=[i for i in incidents if i.status != "resolved"],
+        troubled=[s for s in services if s.status != "operational"],
+        hidden=[p for p in pages if p.type == "public" and not p.active],
+    )
 
 
 @view()

@@ -293,3 +293,28 @@ def test_no_admin_form_answers_500_to_garbage(
                 assert answer.status_code < 500, (path, answer.status_code, answer.text[-500:])
     for path in ("/admin/audit?before=9" + "9" * 30, "/admin/pages/1/subscribers?q=%25_%00"):
         assert client.get(path).status_code < 500, path
+
+
+def test_the_home_shows_what_needs_attention_to_managers_only(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    make_pages(client, rt)
+    key = create_api_key(rt.store, name="seed2", admin=True)
+    auth = {"Authorization": f"Bearer {key}"}
+    for team, title, service in (
+        ("platform", "API slow", "api"),
+        ("acme", "Portal down", "portal"),
+    ):
+        body = {"team": team, "title": title, "impacts": {service: "degraded"}}
+        assert client.post("/api/v1/incidents", json=body, headers=auth).status_code == 201
+    client.cookies.clear()
+    sign_in(client, "ops@example.test")
+    home = client.get("/admin/").text
+    attention = home.split('id="attention-h"', 1)[1].split("</section>", 1)[0]
+    assert "API slow" in attention and "Public API" in attention
+    assert "Shop Status" in attention  # public, not active yet
+    assert "Portal" not in home  # acme is private and not ops's
+    client.cookies.clear()
+    sign_in(client, "viewer@example.test")
+    home = client.get("/admin/").text
+    assert "attention" not in home and "Portal down" not in home

@@ -35,8 +35,8 @@ from engine.accounts import create_api_key  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from pages import documents, render  # noqa: E402
+from tests import factories as factory  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.pages_html import factory  # noqa: E402
 
 SLUG = "acme"
 PATHS = {"page": f"/p/{SLUG}/", "summary.json": f"/p/{SLUG}/api/v2/summary.json"}

@@ -120,7 +120,7 @@ class Machine:
         for service in services:
             window = self.world.maintenance(team, service, now)
             if window is not None:
-                self.state.hold(window, event, policy.id)
+                self.state.hold(team, window, event, policy.id)
                 name = self.world.window_name(team, window)
                 outcome.effects.append(f"{policy.id}: held by maintenance {name}")
                 return [

@@ -162,7 +162,7 @@ class State(Protocol):
 
     def save(self, activation: Activation) -> None: ...
 
-    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None: ...
+    def hold(self, team: str, window: str, event: AlertEvent, rule_id: str) -> None: ...
 
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]: ...
 
@@ -181,7 +181,10 @@ class MemoryState:
     def __init__(self) -> None:
         self.activations: list[Activation] = []
         self.held: dict[str, list[tuple[AlertEvent, str]]] = {}
-        self.statuses: dict[AlertKey, tuple[EventStatus, datetime]] = {}
+        # The team of each held alert, in `held`'s order: alerts are a team's (source keys
+        # are unique within a team only), as the store keys them by source id.
+        self._held_teams: dict[str, list[str]] = {}
+        self.statuses: dict[tuple[str, str, str], tuple[EventStatus, datetime]] = {}
         self._open: dict[tuple[str, str, str], Activation] = {}
         self._by_alert: dict[tuple[str, str, str], dict[int, Activation]] = {}
         self._scheduled: dict[int, Activation] = {}
@@ -228,25 +231,31 @@ class MemoryState:
         else:
             self._scheduled.pop(activation.id, None)
 
-    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
+    def hold(self, team: str, window: str, event: AlertEvent, rule_id: str) -> None:
         self.held.setdefault(window, []).append((event, rule_id))
+        self._held_teams.setdefault(window, []).append(team)
 
     def take_held(self, window: str) -> list[tuple[AlertEvent, str]]:
+        self._held_teams.pop(window, None)
         return self.held.pop(window, [])
 
     def held_in(self, team: str, source: str, dedup_key: str) -> str | None:
         for window, held in self.held.items():
-            if any((e.source, e.dedup_key) == (source, dedup_key) for e, _rule in held):
+            teams = self._held_teams.get(window, [])
+            if any(
+                (owner, e.source, e.dedup_key) == (team, source, dedup_key)
+                for owner, (e, _rule) in zip(teams, held, strict=True)
+            ):
                 return window
         return None
 
     def last_status(
         self, team: str, source: str, dedup_key: str
     ) -> tuple[EventStatus, datetime] | None:
-        return self.statuses.get((source, dedup_key))
+        return self.statuses.get((team, source, dedup_key))
 
     def note_status(self, team: str, event: AlertEvent) -> None:
-        key = (event.source, event.dedup_key)
+        key = (team, event.source, event.dedup_key)
         known = self.statuses.get(key)
         if known is None or event.occurred_at >= known[1]:
             self.statuses[key] = (event.status, event.occurred_at)

@@ -340,7 +340,8 @@ class StoreState:
                     raise RuntimeError(f"alert {key} of activation {act_id} is gone")
             stored[key] = values
 
-    def hold(self, window: str, event: AlertEvent, rule_id: str) -> None:
+    def hold(self, team: str, window: str, event: AlertEvent, rule_id: str) -> None:
+        # The window's id names it across teams; the event's row names its source.
         self.conn.execute(
             held_alerts.insert().values(
                 window_id=int(window), event_id=int(event.id), rule_id=rule_id

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import channels, deliveries
-from tests.engine.factories import team
+from tests.factories import team
 from tests.support import RecordingServer
 from workers.notify import DeliveryRetry, handle_notify_channel
 
@@ -26,7 +26,7 @@ def rt(tmp_path: Path, make_runtime: Callable[..., Runtime]) -> Runtime:
 
 def _channel(rt: Runtime, url: str) -> int:
     with rt.store.begin() as conn:
-        team_id = team(conn)
+        team_id = team(conn, name="Platform")
         inserted = conn.execute(
             channels.insert().values(
                 team_id=team_id, key="ops-slack", type="slack", config={"url": url}

@@ -17,9 +17,10 @@ from engine.accounts import create_api_key
 from engine.db import Store, create_store
 from engine.runtime import Runtime
 from engine.settings import Settings
-from engine.tables import alert_events, alert_sources, teams
+from engine.tables import alert_events
 from pages.app import create_app
 from pages.fastpath import outermost
+from tests import factories
 
 FAKE_TYPE = "fake-tool"
 
@@ -31,7 +32,7 @@ def fake_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def add_team(store: Store, key: str) -> int:
     with store.begin() as conn:
-        return int(conn.execute(teams.insert().values(key=key, name=key)).inserted_primary_key[0])
+        return factories.team(conn, key)
 
 
 def add_source(
@@ -46,12 +47,8 @@ def add_source(
     """A source row; returns its id and integration key."""
     ikey = integration_key or secrets.token_urlsafe(16)
     with store.begin() as conn:
-        source_id = conn.execute(
-            alert_sources.insert().values(
-                team_id=team_id, key=key, name=key, type=type, integration_key=ikey, **values
-            )
-        ).inserted_primary_key[0]
-    return int(source_id), ikey
+        source_id = factories.source(conn, team_id, key, type, integration_key=ikey, **values)
+    return source_id, ikey
 
 
 @dataclass

@@ -20,6 +20,7 @@ from engine.tables import (
     status_pages,
     teams,
 )
+from tests import factories
 
 
 @dataclass
@@ -37,9 +38,7 @@ def team(conn: Connection, key: str, *, private: bool = False) -> int:
     found = conn.execute(sa.select(teams.c.id).where(teams.c.key == key)).scalar()
     if found is not None:
         return int(found)
-    inserted = conn.execute(teams.insert().values(key=key, name=key, private=private))
-    assert inserted.inserted_primary_key is not None
-    return int(inserted.inserted_primary_key[0])
+    return factories.team(conn, key, private=private)
 
 
 def page(

@@ -21,10 +21,9 @@ from engine.accounts import create_api_key
 from engine.db import Store, create_store
 from engine.settings import Settings
 from engine.tables import services
+from tests import factories as factory
 from tests.conftest import FIXTURES, ROOT, need
 from tests.support import serve
-
-from . import factory
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

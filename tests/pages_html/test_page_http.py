@@ -12,8 +12,7 @@ from starlette.testclient import TestClient
 from engine.accounts import create_api_key
 from engine.runtime import Runtime
 from engine.tables import assets, incidents, status_pages
-
-from . import factory
+from tests import factories as factory
 
 NOW = datetime.now(UTC)
 

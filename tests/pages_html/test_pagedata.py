@@ -10,8 +10,7 @@ from engine import pagedata
 from engine.db import Store
 from engine.errors import NotFoundError
 from engine.models import Impact, IncidentStatus, ServiceStatus
-
-from . import factory
+from tests import factories as factory
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)

@@ -19,10 +19,9 @@ from engine.runtime import Runtime, install, uninstall
 from engine.settings import Settings
 from engine.tables import services, status_changes
 from pages import cache, render
+from tests import factories as factory
 from tests.conftest import REDIS_URL
 from workers.dispatch import dispatch_once
-
-from . import factory
 
 NOW = datetime.now(UTC)
 

@@ -8,8 +8,7 @@ from starlette.testclient import TestClient
 
 from engine.runtime import Runtime
 from engine.settings import Settings
-
-from . import factory
+from tests import factories as factory
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 

@@ -11,9 +11,8 @@ import pytest
 from engine import migrate
 from engine.db import create_store
 from engine.settings import Settings
+from tests import factories as factory
 from tests.support import serve
-
-from . import factory
 
 pytestmark = pytest.mark.e2e
 

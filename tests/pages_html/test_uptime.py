@@ -11,8 +11,7 @@ from engine import uptime
 from engine.db import Store
 from engine.models import ServiceStatus as S
 from engine.uptime import Weights, daily_uptime, overall, timeline
-
-from . import factory
+from tests import factories as factory
 
 D1 = date(2026, 11, 1)
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

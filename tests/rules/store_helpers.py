@@ -14,15 +14,11 @@ from engine.tables import (
     activation_alerts,
     activations,
     alert_events,
-    alert_sources,
     claims,
-    incident_templates,
-    maintenance_services,
-    maintenance_windows,
     services,
-    teams,
 )
 from rules.runtime import RuleRuntime
+from tests import factories
 from tests.rules.helpers import T0
 from workers.evaluate import evaluate_partition, publish_rules, rules_runtime
 
@@ -32,47 +28,33 @@ _fingerprints = itertools.count()
 def seed(store: Store) -> dict[str, int]:
     """Team `platform` with services api, db, web, source `am`, templates and a window."""
     with store.begin() as conn:
-        team = conn.execute(
-            teams.insert().values(key="platform", name="Platform")
-        ).inserted_primary_key[0]
+        team = factories.team(conn, "platform", name="Platform")
         ids = {"team": team}
         for key in ("api", "db", "web"):
-            ids[key] = conn.execute(
-                services.insert().values(team_id=team, key=key, name=key.title())
-            ).inserted_primary_key[0]
+            ids[key] = factories.service(conn, team, key)
         for key, kind in (("am", "alertmanager"), ("kuma", "uptime-kuma")):
-            ids[key] = conn.execute(
-                alert_sources.insert().values(
-                    team_id=team,
-                    key=key,
-                    name=key,
-                    type=kind,
-                    integration_key=f"{key}-{team}-secret",
-                )
-            ).inserted_primary_key[0]
-        conn.execute(
-            incident_templates.insert().values(
-                team_id=team,
-                key="outage",
-                title="{{ service.name }} down: {{ event.summary }}",
-                message="Investigating.",
-                resolve_message="Recovered.",
-                services={"api": "major_outage"},
-            )
+            ids[key] = factories.source(conn, team, key, kind)
+        factories.template(
+            conn,
+            team,
+            "outage",
+            "{{ service.name }} down: {{ event.summary }}",
+            message="Investigating.",
+            resolve_message="Recovered.",
+            services={"api": "major_outage"},
         )
-        window = conn.execute(
-            maintenance_windows.insert().values(
-                team_id=team,
-                key="mw",
-                title="Upgrade",
-                starts_at=T0 + timedelta(minutes=10),
-                ends_at=T0 + timedelta(minutes=20),
-                on_end="replay",
-                status="in_progress",
-            )
-        ).inserted_primary_key[0]
-        conn.execute(maintenance_services.insert().values(window_id=window, service_id=ids["db"]))
-        ids["window"] = window
+        ids["window"] = factories.maintenance(
+            conn,
+            team,
+            "Upgrade",
+            key="mw",
+            starts_at=T0 + timedelta(minutes=10),
+            ends_at=T0 + timedelta(minutes=20),
+            service_ids=[ids["db"]],
+            on_end="replay",
+            status="in_progress",
+            updates=False,
+        )
     return ids
 
 

@@ -17,7 +17,7 @@ from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import page_services, page_teams, status_pages, subscribers, team_members
 from pages.app import create_app
-from tests.engine.factories import service, team
+from tests.factories import service, team
 from tests.support import RecordingServer
 
 BASE_URL = "http://status.test"
@@ -76,7 +76,7 @@ def make_site(
     notify_component_changes: bool = False,
 ) -> Site:
     with rt.store.begin() as conn:
-        team_id = team(conn, team_key, private=private)
+        team_id = team(conn, team_key, name=team_key.title(), private=private)
         ids = {key: service(conn, team_id, key, name=f"{key.upper()} service") for key in keys}
         inserted = conn.execute(
             status_pages.insert().values(

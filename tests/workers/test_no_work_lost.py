@@ -86,12 +86,12 @@ def test_work_committed_before_a_sigkill_runs_once_after_restart(tmp_path: Path)
 
 def _schedule_window(store: Store, starts_in: float) -> int:
     from engine import maintenance
-    from tests.engine.factories import service, team
+    from tests.factories import service, team
 
     now = utcnow()
     with store.begin() as conn:
-        t = team(conn)
-        db = service(conn, t, "db")
+        t = team(conn, name="Platform")
+        db = service(conn, t, "db", name="DB")
         return maintenance.create(
             conn,
             team_id=t,

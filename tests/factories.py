@@ -1,5 +1,10 @@
-"""Rows for page tests: teams, services, pages, incidents and maintenances, written straight
-to the store (the admin API and `apply` are other branches' work)."""
+"""The one place tests put domain rows in a store: teams, services, alert sources,
+incident templates, pages, incidents, maintenance windows and status history.
+
+Straight to the tables, fast, with defaults a test overrides by keyword (`**values` are
+columns): the write functions of `engine/` (and their audit and outbox rows) are under
+test elsewhere; here a test states the world it needs. Each returns the new row's id.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from sqlalchemy.engine import Connection
 
 from engine import status
 from engine.tables import (
+    alert_sources,
     incident_services,
+    incident_templates,
     incident_updates,
     incidents,
     maintenance_services,
@@ -31,8 +38,9 @@ def _pk(result: Any) -> int:
     return int(result.inserted_primary_key[0])
 
 
-def team(conn: Connection, key: str = "platform") -> int:
-    return _pk(conn.execute(teams.insert().values(key=key, name=key)))
+def team(conn: Connection, key: str = "platform", **values: Any) -> int:
+    values.setdefault("name", key)
+    return _pk(conn.execute(teams.insert().values(key=key, **values)))
 
 
 def service(
@@ -44,6 +52,7 @@ def service(
     created_at: datetime | None = None,
     status: str = "operational",
     group: str | None = None,
+    **columns: Any,
 ) -> int:
     values: dict[str, object] = {
         "team_id": team_id,
@@ -51,10 +60,44 @@ def service(
         "name": name or key.title(),
         "status": status,
         "group_name": group,
+        **columns,
     }
     if created_at is not None:
         values.update(created_at=created_at, updated_at=created_at, status_since=created_at)
     return _pk(conn.execute(services.insert().values(**values)))
+
+
+def source(
+    conn: Connection,
+    team_id: int,
+    key: str,
+    type: str = "alertmanager",
+    *,
+    integration_key: str | None = None,
+    **values: Any,
+) -> int:
+    """An alert source (its integration key `<key>-<team id>-secret` unless given)."""
+    values.setdefault("name", key)
+    return _pk(
+        conn.execute(
+            alert_sources.insert().values(
+                team_id=team_id,
+                key=key,
+                type=type,
+                integration_key=integration_key or f"{key}-{team_id}-secret",
+                **values,
+            )
+        )
+    )
+
+
+def template(conn: Connection, team_id: int, key: str, title: str, **values: Any) -> int:
+    """An incident template."""
+    return _pk(
+        conn.execute(
+            incident_templates.insert().values(team_id=team_id, key=key, title=title, **values)
+        )
+    )
 
 
 def page(
@@ -177,7 +220,11 @@ def maintenance(
     service_ids: Sequence[int],
     status: str = "scheduled",
     message: str = "",
+    updates: bool = True,
+    **values: Any,
 ) -> int:
+    """A maintenance window on `service_ids`, with its first update unless `updates` is
+    false (`values`: more columns, such as `key` and `on_end`)."""
     window_id = _pk(
         conn.execute(
             maintenance_windows.insert().values(
@@ -187,16 +234,18 @@ def maintenance(
                 starts_at=starts_at,
                 ends_at=ends_at,
                 status=status,
+                **values,
             )
         )
     )
     for sid in service_ids:
         conn.execute(maintenance_services.insert().values(window_id=window_id, service_id=sid))
-    conn.execute(
-        maintenance_updates.insert().values(
-            window_id=window_id, status=status, body=message or title, display_at=starts_at
+    if updates:
+        conn.execute(
+            maintenance_updates.insert().values(
+                window_id=window_id, status=status, body=message or title, display_at=starts_at
+            )
         )
-    )
     return window_id
 
 

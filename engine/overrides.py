@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import deadlines
-from .errors import NotFoundError, ValidationError
+from . import crud, deadlines
+from .errors import ValidationError
 from .models import ServiceStatus
 from .status import recompute
 from .tables import services, utcnow
@@ -31,14 +30,15 @@ def set_override(
     *,
     until: datetime | None,
     reason: str | None,
-    by: str,
+    actor: str,
     now: datetime | None = None,
 ) -> None:
-    """Pin the service at `status` (until `until`, if given) and recompute it now."""
+    """Pin the service at `status` (until `until`, if given) and recompute it now; `actor`
+    is named on the override, its status change and the audit row."""
     now = now or utcnow()
     if until is not None and until <= now:
         raise ValidationError("until must be in the future", field="until")
-    _exists(conn, service_id)
+    row = crud.row(conn, services, service_id, "service")
     conn.execute(
         services.update()
         .where(services.c.id == service_id)
@@ -46,7 +46,7 @@ def set_override(
             override_status=ServiceStatus(status),
             override_until=until,
             override_reason=reason,
-            override_by=by,
+            override_by=actor,
             updated_at=now,
         )
     )
@@ -55,16 +55,19 @@ def set_override(
     else:
         deadlines.schedule(conn, EXPIRY, str(service_id), until, {"service_id": service_id})
     recompute(
-        conn, [service_id], cause_kind="override", cause={"by": by, "reason": reason}, now=now
+        conn, [service_id], cause_kind="override", cause={"by": actor, "reason": reason}, now=now
     )
+    detail = {"status": str(ServiceStatus(status))}
+    crud.audit(conn, actor, "override", "service", row.key, team_id=row.team_id, detail=detail)
 
 
-def clear_override(conn: Connection, service_id: int, *, by: str) -> None:
+def clear_override(conn: Connection, service_id: int, *, actor: str) -> None:
     """Remove the override; the service's status comes from its other inputs again."""
-    _exists(conn, service_id)
+    row = crud.row(conn, services, service_id, "service")
     _clear(conn, service_id)
     deadlines.cancel(conn, EXPIRY, str(service_id))
-    recompute(conn, [service_id], cause_kind="user", cause={"by": by, "override": "cleared"})
+    recompute(conn, [service_id], cause_kind="user", cause={"by": actor, "override": "cleared"})
+    crud.audit(conn, actor, "clear override", "service", row.key, team_id=row.team_id)
 
 
 def _clear(conn: Connection, service_id: int) -> None:
@@ -79,8 +82,3 @@ def _clear(conn: Connection, service_id: int) -> None:
             updated_at=utcnow(),
         )
     )
-
-
-def _exists(conn: Connection, service_id: int) -> None:
-    if conn.execute(sa.select(services.c.id).where(services.c.id == service_id)).first() is None:
-        raise NotFoundError(f"no service {service_id}")

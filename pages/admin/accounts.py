@@ -1,5 +1,9 @@
 """Teams, users and API keys. Teams and users are managed with an admin key; a team key can
-list its team and manage its own team's keys."""
+list its team and manage its own team's keys.
+
+Writes go through `engine.teams`, `engine.users` and `engine.api_keys` (validate -> call ->
+serialise), which audit them; a new password or a deactivation ends the user's sessions.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import accounts, outbox
+from engine import api_keys as key_writes
+from engine import teams as team_writes
+from engine import users as user_writes
 from engine.errors import ConflictError, NotFoundError
-from engine.security import hash_password, new_api_key
-from engine.tables import api_keys, team_members, teams, users, utcnow
+from engine.tables import api_keys, team_members, teams, users
 
 from .api import Ctx, Endpoint, fields_set
 from .schemas import (
@@ -50,33 +56,24 @@ def get_team(ctx: Ctx) -> TeamOut:
 
 def create_team(ctx: Ctx) -> TeamOut:
     body: TeamIn = ctx.body
-    with ctx.store.begin() as conn:
-        if conn.execute(sa.select(teams.c.id).where(teams.c.key == body.key)).first():
-            raise ConflictError(f"a team with key {body.key!r} exists")
-        team_id = conn.execute(teams.insert().values(**body.model_dump())).inserted_primary_key
-        assert team_id is not None
-        ctx.audit(conn, "create", "team", body.key, int(team_id[0]))
-        ctx.ids["id"] = int(team_id[0])
+    with ctx.begin() as conn:
+        fields = team_writes.TeamFields(key=body.key, name=body.name, private=body.private)
+        ctx.ids["id"] = team_writes.create(conn, fields, actor=ctx.who.actor)
         return TeamOut.model_validate(_team(ctx, conn))
 
 
 def update_team(ctx: Ctx) -> TeamOut:
     changes = {k: v for k, v in fields_set(ctx.body).items() if v is not None}
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _team(ctx, conn)
-        if changes:
-            conn.execute(
-                teams.update().where(teams.c.id == row.id).values(**changes, updated_at=utcnow())
-            )
-            ctx.audit(conn, "update", "team", row.key, row.id, fields=sorted(changes))
+        team_writes.update(conn, row.id, team_writes.TeamChanges(**changes), actor=ctx.who.actor)
         return TeamOut.model_validate(_team(ctx, conn))
 
 
 def delete_team(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _team(ctx, conn)
-        conn.execute(teams.delete().where(teams.c.id == row.id))
-        ctx.audit(conn, "delete", "team", row.key, None)
+        team_writes.delete(conn, row.id, actor=ctx.who.actor)
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -115,13 +112,6 @@ def _team_ids(conn: Connection, keys: list[str]) -> list[int]:
     return [found[k] for k in dict.fromkeys(keys)]
 
 
-def _set_teams(conn: Connection, user_id: int, keys: list[str]) -> None:
-    ids = _team_ids(conn, keys)
-    conn.execute(team_members.delete().where(team_members.c.user_id == user_id))
-    if ids:
-        conn.execute(team_members.insert(), [{"team_id": t, "user_id": user_id} for t in ids])
-
-
 def list_users(ctx: Ctx) -> list[UserOut]:
     with ctx.store.read() as conn:
         ids = conn.execute(sa.select(users.c.id).order_by(users.c.email)).scalars().all()
@@ -135,46 +125,25 @@ def get_user(ctx: Ctx) -> UserOut:
 
 def create_user(ctx: Ctx) -> UserOut:
     body: UserIn = ctx.body
-    email = body.email.strip().lower()
-    with ctx.store.begin() as conn:
-        if conn.execute(sa.select(users.c.id).where(users.c.email == email)).first():
-            raise ConflictError(f"a user with email {email!r} exists")
-        inserted = conn.execute(
-            users.insert().values(
-                email=email,
-                name=body.name,
-                role=body.role,
-                password_hash=hash_password(body.password) if body.password else None,
-            )
-        ).inserted_primary_key
-        assert inserted is not None
-        user_id = int(inserted[0])
-        _set_teams(conn, user_id, body.teams)
-        ctx.audit(conn, "create", "user", email, None)
-        return _user_out(conn, user_id)
+    with ctx.begin() as conn:
+        fields = user_writes.UserFields(
+            email=body.email,
+            role=body.role,
+            name=body.name,
+            password=body.password,
+            team_ids=_team_ids(conn, body.teams),
+        )
+        return _user_out(conn, user_writes.create(conn, fields, actor=ctx.who.actor))
 
 
 def update_user(ctx: Ctx) -> UserOut:
-    changes = fields_set(ctx.body)
-    with ctx.store.begin() as conn:
-        out = _user_out(conn, ctx.id)
-        values: dict[str, Any] = {}
-        for name in ("name", "role"):
-            if changes.get(name) is not None:
-                values[name] = changes[name]
-        if values:
-            conn.execute(
-                users.update().where(users.c.id == ctx.id).values(**values, updated_at=utcnow())
-            )
-        # Both end the user's sessions (a new password or a deactivation must sign them out).
-        if changes.get("active") is not None:
-            accounts.set_active(conn, ctx.id, changes["active"])
-        if changes.get("password"):
-            accounts.set_password(conn, ctx.id, changes["password"])
-        if changes.get("teams") is not None:
-            _set_teams(conn, ctx.id, changes["teams"])
-        if changes:
-            ctx.audit(conn, "update", "user", out.email, None, fields=sorted(changes))
+    changes = {k: v for k, v in fields_set(ctx.body).items() if v is not None}
+    with ctx.begin() as conn:
+        _user_out(conn, ctx.id)
+        if "teams" in changes:
+            changes["team_ids"] = _team_ids(conn, changes.pop("teams"))
+        # A new password or a deactivation ends the user's sessions (engine.users.update).
+        user_writes.update(conn, ctx.id, user_writes.UserChanges(**changes), actor=ctx.who.actor)
         return _user_out(conn, ctx.id)
 
 
@@ -183,7 +152,7 @@ def invite_user(ctx: Ctx) -> UserOut:
     invitation link stops working."""
     from pages.account_links import ACCOUNT_EMAIL
 
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         out = _user_out(conn, ctx.id)
         if not out.active:
             raise ConflictError(f"user {out.email} is deactivated: activate them first")
@@ -193,10 +162,9 @@ def invite_user(ctx: Ctx) -> UserOut:
 
 
 def delete_user(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
-        out = _user_out(conn, ctx.id)
-        conn.execute(users.delete().where(users.c.id == ctx.id))
-        ctx.audit(conn, "delete", "user", out.email, None)
+    with ctx.begin() as conn:
+        _user_out(conn, ctx.id)
+        user_writes.delete(conn, ctx.id, actor=ctx.who.actor)
 
 
 # --- API keys -------------------------------------------------------------------------------
@@ -249,28 +217,19 @@ def create_key(ctx: Ctx) -> ApiKeyCreated:
         raise FieldErrors([{"field": "admin", "message": "only an admin key creates admin keys"}])
     if body.admin and body.team:
         raise FieldErrors([{"field": "team", "message": "an admin key has no team"}])
-    key, prefix, digest = new_api_key()
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         team_id = None if body.admin else ctx.team_id(conn, body.team)
-        inserted = conn.execute(
-            api_keys.insert().values(
-                name=body.name, team_id=team_id, admin=body.admin, prefix=prefix, key_hash=digest
-            )
-        ).inserted_primary_key
-        assert inserted is not None
-        ctx.ids["id"] = int(inserted[0])
-        ctx.audit(conn, "create", "api key", f"{body.name} ({prefix})", team_id)
-        return ApiKeyCreated(**_key_out(_key(ctx, conn)), key=key)
+        made = key_writes.create(
+            conn, name=body.name, team_id=team_id, admin=body.admin, actor=ctx.who.actor
+        )
+        ctx.ids["id"] = made.id
+        return ApiKeyCreated(**_key_out(_key(ctx, conn)), key=made.key)
 
 
 def revoke_key(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _key(ctx, conn)
-        if row.revoked_at is None:
-            conn.execute(
-                api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=utcnow())
-            )
-            ctx.audit(conn, "delete", "api key", f"{row.name} ({row.prefix})", row.team_id)
+        key_writes.revoke(conn, row.id, actor=ctx.who.actor)
 
 
 ENDPOINTS = [

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.errors import ConflictError, NotFoundError
+from engine.errors import NotFoundError
 from engine.tables import services, teams
 from pages.errors import FieldErrors
 
@@ -31,20 +31,6 @@ def team_row(
         raise NotFoundError(f"no {what} {row_id}")
     ctx.check(conn, [row.team_id], f"{what} {row_id}")
     return row
-
-
-def ensure_unique(conn: Connection, table: sa.Table, team_id: int, key: str, what: str) -> None:
-    found = conn.execute(
-        sa.select(table.c.id).where(table.c.team_id == team_id, table.c.key == key)
-    ).first()
-    if found:
-        raise ConflictError(f"a {what} with key {key!r} exists in this team")
-
-
-def insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> int:
-    inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
-    assert inserted is not None
-    return int(inserted[0])
 
 
 def service_ids(

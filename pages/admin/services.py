@@ -1,5 +1,9 @@
 """Services (with manual status overrides) and service groups over the admin API: the
-objects of one team, each visible only to its team and to admins."""
+objects of one team, each visible only to its team and to admins.
+
+Writes go through `engine.services` and `engine.overrides` (validate -> call -> serialise):
+the engine re-lays out the pages showing a service whose group changed, whoever changes it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import crud, overrides
-from engine.errors import ConflictError, NotFoundError
-from engine.tables import page_services, services, teams, utcnow
-from pages.errors import FieldErrors
+from engine import overrides
+from engine import services as service_writes
+from engine.changes import UNSET
+from engine.errors import NotFoundError
+from engine.tables import services, teams, utcnow
 
 from .api import Ctx, Endpoint, fields_set
-from .rows import ensure_unique, insert, service_ids, team_row, with_team
+from .rows import service_ids, team_row, with_team
 from .schemas import (
     GroupIn,
     GroupOut,
@@ -43,17 +48,6 @@ def _service_out(row: Any) -> ServiceOut:
     )
 
 
-def _services_in_team(conn: Connection, team_id: int, ids: list[int], field: str) -> None:
-    found = set(
-        conn.execute(
-            sa.select(services.c.id).where(services.c.id.in_(ids), services.c.team_id == team_id)
-        ).scalars()
-    )
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise FieldErrors([{"field": field, "message": f"no service {missing[0]} in this team"}])
-
-
 def list_services(ctx: Ctx) -> list[ServiceOut]:
     with ctx.store.read() as conn:
         rows = conn.execute(
@@ -69,75 +63,66 @@ def get_service(ctx: Ctx) -> ServiceOut:
 
 def create_service(ctx: Ctx) -> ServiceOut:
     body: ServiceIn = ctx.body
-    with ctx.store.begin() as conn:
+    fields = service_writes.ServiceFields(
+        key=body.key,
+        name=body.name,
+        description=body.description,
+        group=body.group,
+        position=body.position,
+    )
+    with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
-        ensure_unique(conn, services, team_id, body.key, "service")
-        values = body.model_dump(exclude={"team", "group"})
-        service_id = insert(
-            conn, services, {**values, "team_id": team_id, "group_name": body.group}
-        )
-        ctx.audit(conn, "create", "service", body.key, team_id)
+        service_id = service_writes.create(conn, team_id, fields, actor=ctx.who.actor)
         return _service_out(team_row(ctx, conn, services, "service", service_id))
 
 
 def update_service(ctx: Ctx) -> ServiceOut:
-    changes = fields_set(ctx.body)
-    with ctx.store.begin() as conn:
+    # A null `group` takes the service out of its group; other nulls change nothing.
+    changes = {k: v for k, v in fields_set(ctx.body).items() if v is not None or k == "group"}
+    with ctx.begin() as conn:
         row = team_row(ctx, conn, services, "service")
-        values = {k: v for k, v in changes.items() if k != "group" and v is not None}
-        if "group" in changes:
-            values["group_name"] = changes["group"]
-        if values:
-            conn.execute(
-                services.update()
-                .where(services.c.id == row.id)
-                .values(**values, updated_at=utcnow())
-            )
-            if "group_name" in values or "position" in values:
-                crud.relayout_pages_of(conn, [row.id])
-            crud.pages_dirty(conn, service_ids=[row.id])
-            ctx.audit(conn, "update", "service", row.key, row.team_id, fields=sorted(changes))
+        service_writes.update(
+            conn, row.id, service_writes.ServiceChanges(**changes), actor=ctx.who.actor
+        )
         return _service_out(team_row(ctx, conn, services, "service"))
 
 
 def delete_service(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = team_row(ctx, conn, services, "service")
-        pages = conn.execute(
-            sa.select(page_services.c.page_id).where(page_services.c.service_id == row.id)
-        ).scalars()
-        crud.pages_dirty(conn, page_ids=list(pages))
-        conn.execute(services.delete().where(services.c.id == row.id))
-        ctx.audit(conn, "delete", "service", row.key, row.team_id)
+        service_writes.delete(conn, row.id, actor=ctx.who.actor)
 
 
 def set_override(ctx: Ctx) -> ServiceOut:
     body: OverrideIn = ctx.body
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = team_row(ctx, conn, services, "service")
         overrides.set_override(
-            conn, row.id, body.status, until=body.until, reason=body.reason, by=ctx.who.actor
+            conn, row.id, body.status, until=body.until, reason=body.reason, actor=ctx.who.actor
         )
-        ctx.audit(conn, "override", "service", row.key, row.team_id, status=str(body.status))
         return _service_out(team_row(ctx, conn, services, "service"))
 
 
 def clear_override(ctx: Ctx) -> ServiceOut:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = team_row(ctx, conn, services, "service")
-        overrides.clear_override(conn, row.id, by=ctx.who.actor)
-        ctx.audit(conn, "clear override", "service", row.key, row.team_id)
+        overrides.clear_override(conn, row.id, actor=ctx.who.actor)
         return _service_out(team_row(ctx, conn, services, "service"))
 
 
 # --- groups (a team's services that share a `group`) --------------------------------------------
 
 
-def _group(ctx: Ctx, conn: Connection) -> GroupOut:
+def _team(ctx: Ctx, conn: Connection) -> Any:
     team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
     if team is None:
         raise NotFoundError(f"no team {ctx.id}")
     ctx.check(conn, [team.id], f"team {ctx.id}")
+    return team
+
+
+def _group(ctx: Ctx, conn: Connection) -> GroupOut:
+    team = _team(ctx, conn)
     name = ctx.names["name"]
     ids = (
         conn.execute(
@@ -153,20 +138,9 @@ def _group(ctx: Ctx, conn: Connection) -> GroupOut:
     return GroupOut(team=team.key, name=name, services=list(ids))
 
 
-def _regroup(ctx: Ctx, conn: Connection, team_id: int, name: str | None, ids: list[int]) -> None:
-    conn.execute(
-        services.update().where(services.c.id.in_(ids)).values(group_name=name, updated_at=utcnow())
-    )
-    crud.relayout_pages_of(conn, ids)
-    crud.pages_dirty(conn, service_ids=ids)
-
-
 def list_groups(ctx: Ctx) -> list[GroupOut]:
     with ctx.store.read() as conn:
-        team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
-        if team is None:
-            raise NotFoundError(f"no team {ctx.id}")
-        ctx.check(conn, [team.id], f"team {ctx.id}")
+        team = _team(ctx, conn)
         groups: dict[str, list[int]] = {}
         for sid, name in conn.execute(
             sa.select(services.c.id, services.c.group_name)
@@ -184,60 +158,39 @@ def get_group(ctx: Ctx) -> GroupOut:
 
 def create_group(ctx: Ctx) -> GroupOut:
     body: GroupIn = ctx.body
-    with ctx.store.begin() as conn:
-        team = conn.execute(sa.select(teams).where(teams.c.id == ctx.id)).first()
-        if team is None:
-            raise NotFoundError(f"no team {ctx.id}")
-        ctx.check(conn, [team.id], f"team {ctx.id}")
-        exists = conn.execute(
-            sa.select(services.c.id).where(
-                services.c.team_id == team.id, services.c.group_name == body.name
-            )
-        ).first()
-        if exists:
-            raise ConflictError(f"a group named {body.name!r} exists in this team")
+    with ctx.begin() as conn:
+        team = _team(ctx, conn)
         members = service_ids(conn, [team.id], body.services, "services")
-        _services_in_team(conn, team.id, members, "services")
-        _regroup(ctx, conn, team.id, body.name, members)
-        ctx.audit(conn, "create", "group", body.name, team.id)
+        service_writes.create_group(conn, team.id, body.name, members, actor=ctx.who.actor)
         ctx.names["name"] = body.name
         return _group(ctx, conn)
 
 
 def update_group(ctx: Ctx) -> GroupOut:
     body: GroupPatch = ctx.body
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         current = _group(ctx, conn)
-        team_id = ctx.id
-        name = body.name or current.name
         members = (
-            service_ids(conn, [team_id], body.services, "services")
+            service_ids(conn, [ctx.id], body.services, "services")
             if body.services is not None
-            else current.services
+            else UNSET
         )
-        _services_in_team(conn, team_id, members, "services")
-        if body.name and body.name != current.name:
-            clash = conn.execute(
-                sa.select(services.c.id).where(
-                    services.c.team_id == team_id, services.c.group_name == body.name
-                )
-            ).first()
-            if clash:
-                raise ConflictError(f"a group named {body.name!r} exists in this team")
-        left = [sid for sid in current.services if sid not in members]
-        if left:
-            _regroup(ctx, conn, team_id, None, left)
-        _regroup(ctx, conn, team_id, name, members)
-        ctx.audit(conn, "update", "group", current.name, team_id, name=name)
-        ctx.names["name"] = name
+        service_writes.update_group(
+            conn,
+            ctx.id,
+            current.name,
+            new_name=body.name or UNSET,
+            service_ids=members,
+            actor=ctx.who.actor,
+        )
+        ctx.names["name"] = body.name or current.name
         return _group(ctx, conn)
 
 
 def delete_group(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         current = _group(ctx, conn)
-        _regroup(ctx, conn, ctx.id, None, current.services)
-        ctx.audit(conn, "delete", "group", current.name, ctx.id)
+        service_writes.delete_group(conn, ctx.id, current.name, actor=ctx.who.actor)
 
 
 S = "/api/v1/services"

@@ -14,12 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import crud, outbox
+from engine import rulesets
 from engine.db import Store
 from engine.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from engine.tables import (
-    rule_sets,
-)
 from rules.validate import digest
 
 from . import current
@@ -27,7 +24,7 @@ from .check import check_config, rule_prefix
 from .desired import KEEP, Desired
 from .plan import Change, Plan
 from .rules import RuleSetPlan, plan_rule_set
-from .writers import AUDITED_BY_APPLY, WRITERS, Context, delete
+from .writers import WRITERS, Context, delete
 
 ORDER = [
     "teams",
@@ -47,7 +44,6 @@ NOUN = {
     "maintenance_windows": "maintenance window",
     "status_pages": "status page",
 }
-RULES_CHANGED = "rules.changed"
 
 
 def apply_file(
@@ -164,27 +160,6 @@ def _execute(
         except (ValidationError, ConflictError, NotFoundError) as exc:
             # What the checks of `desired` could not see (the engine has the last word).
             raise ConfigError(f"{change.kind} {change.key}: {exc}") from None
-        if kind not in AUDITED_BY_APPLY:
-            continue
-        team_key = _team_of(
-            kind, ident, {**now.objects[kind].get(ident, {}), **want.objects[kind].get(ident, {})}
-        )
-        crud.audit(
-            conn,
-            actor,
-            change.action,
-            NOUN[kind],
-            change.key,
-            team_id=now.team_ids.get(team_key),
-            detail={"fields": sorted(change.fields)} if change.fields else {},
-        )
-    # Pages of the file are laid out afresh; other pages showing a regrouped service too.
-    for slug, fields in want.objects["status_pages"].items():
-        page_id = now.ids["status_pages"][slug]
-        wanted = [ctx.service_id(*ref) for ref in fields["services"]]
-        if crud.sync_page_layout(conn, page_id, wanted):
-            ctx.dirty_pages.add(page_id)
-    crud.pages_dirty(conn, page_ids=ctx.dirty_pages)
     return ctx.generated
 
 
@@ -197,26 +172,11 @@ def _ident(kind: str, key: str) -> Any:
 
 def _store_rules(conn: Connection, rule_set: RuleSetPlan, actor: str) -> None:
     """Store the new rule set version (every team's files, with their owners) and say so."""
-    version = rule_set.version
     files, owners = rule_set.files, rule_set.owners
-    conn.execute(
-        rule_sets.insert().values(
-            version=version,
-            files=files,
-            owners=owners,
-            digest=digest(files, owners),
-            active=True,
-        )
-    )
     rules: dict[str, list[str]] = {}
     for change in rule_set.changes:
         rules.setdefault(change.action, []).append(change.key)
-    crud.audit(
-        conn,
-        actor,
-        "create",
-        "rule set",
-        f"version {version}",
-        detail={"files": sorted(files), "rules": rules},
+    version = rulesets.publish(
+        conn, files, digest(files, owners), actor=actor, owners=owners, rules=rules
     )
-    outbox.emit(conn, RULES_CHANGED, {"version": version})
+    assert version == rule_set.version  # planned in this transaction

@@ -16,18 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import channels as channel_writes
-from engine import crud, maintenance
+from engine import maintenance
 from engine import services as service_writes
 from engine import sources as source_writes
+from engine import statuspages as page_writes
 from engine import teams as team_writes
 from engine import templates as template_writes
-from engine.assets import store_asset
-from engine.models import IncidentStatus, ServiceStatus
+from engine.models import IncidentStatus, PageType, ServiceStatus
 from engine.tables import (
-    page_teams,
-    status_pages,
     users,
-    utcnow,
 )
 
 from . import current
@@ -45,7 +42,6 @@ class Context:
     now: current.Current
     actor: str
     generated: dict[tuple[str, str], str] = field(default_factory=dict)
-    dirty_pages: set[int] = field(default_factory=set)
 
     def team_id(self, key: str) -> int:
         return self.now.team_ids[key]
@@ -148,55 +144,29 @@ def _write_window(ctx: Context, ident: Any, fields: dict[str, Any], change: Chan
     }
     row_id = ctx.now.ids["maintenance_windows"].get(ident)
     if row_id is None:
-        row_id = maintenance.create(ctx.conn, team_id=ctx.team_id(team), key=key, **values)
+        row_id = maintenance.create(
+            ctx.conn, team_id=ctx.team_id(team), key=key, **values, actor=ctx.actor
+        )
         ctx.now.ids["maintenance_windows"][ident] = row_id
     else:
-        maintenance.update(ctx.conn, row_id, **values)
-    crud.pages_dirty(ctx.conn, window_ids=[row_id])
+        maintenance.update(ctx.conn, row_id, **values, actor=ctx.actor)
 
 
 def _write_page(ctx: Context, slug: str, fields: dict[str, Any], change: Change) -> None:
-    asset_ids = {
-        role: store_asset(ctx.conn, ctx.want.assets[fields[role]]) if fields[role] else None
-        for role in ("logo", "favicon")
-    }
-    values: dict[str, Any] = {
-        "team_id": ctx.team_id(fields["teams"][0]),
-        "slug": slug,
-        "name": fields["name"],
-        "type": fields["type"],
-        "time_zone": fields["time_zone"],
-        "custom_domain": fields["custom_domain"],
-        "active": fields["active"],
-        "hide_uptime": fields["hide_uptime"],
-        "notify_component_changes": fields["notify_component_changes"],
-        "logo_asset_id": asset_ids["logo"],
-        "favicon_asset_id": asset_ids["favicon"],
-    }
+    values = dict(fields)
+    values["team_ids"] = [ctx.team_id(t) for t in values.pop("teams")]
+    values["service_ids"] = [ctx.service_id(*ref) for ref in values.pop("services")]
+    for role in page_writes.IMAGES:
+        values[role] = ctx.want.assets[values[role]] if values[role] else None
+    values["type"] = PageType(values["type"])
     page_id = ctx.now.ids["status_pages"].get(slug)
-    if fields["active"]:
-        activated = None
-        if page_id is not None:
-            activated = ctx.conn.execute(
-                sa.select(status_pages.c.activated_at).where(status_pages.c.id == page_id)
-            ).scalar()
-        if activated is None:
-            values["activated_at"] = utcnow()
     if page_id is None:
-        inserted = ctx.conn.execute(status_pages.insert().values(**values)).inserted_primary_key
-        assert inserted is not None
-        page_id = ctx.now.ids["status_pages"][slug] = int(inserted[0])
-    else:
-        crud.update(ctx.conn, status_pages, page_id, values)
-    ctx.conn.execute(page_teams.delete().where(page_teams.c.page_id == page_id))
-    ctx.conn.execute(
-        page_teams.insert(),
-        [
-            {"page_id": page_id, "team_id": ctx.team_id(t), "position": i}
-            for i, t in enumerate(fields["teams"])
-        ],
-    )
-    ctx.dirty_pages.add(page_id)
+        made = page_writes.PageFields(slug=slug, **values)
+        ctx.now.ids["status_pages"][slug] = page_writes.create(ctx.conn, made, actor=ctx.actor)
+        return
+    named = {"teams": "team_ids", "services": "service_ids"}
+    changed = {named.get(name, name): values[named.get(name, name)] for name in change.fields}
+    page_writes.update(ctx.conn, page_id, page_writes.PageChanges(**changed), actor=ctx.actor)
 
 
 WRITERS = {
@@ -215,20 +185,13 @@ DELETERS = {
     # Its alerts leave their activations first (engine.sources.delete).
     "alert_sources": source_writes,
     "incident_templates": template_writes,
+    "status_pages": page_writes,
+    # Its deadlines go and its services leave maintenance if it was running.
+    "maintenance_windows": maintenance,
 }
-#: Kinds whose writers do not audit themselves yet: `apply` writes their audit rows.
-AUDITED_BY_APPLY = frozenset({"maintenance_windows", "status_pages"})
 
 
 def delete(ctx: Context, kind: str, ident: Any) -> None:
     row_id = ctx.now.ids[kind].pop(ident)
     conn = ctx.conn
-    if kind == "maintenance_windows":
-        # Its deadlines go and its services leave maintenance if it was running.
-        maintenance.delete(conn, row_id)
-        return
-    if kind == "status_pages":
-        ctx.dirty_pages.add(row_id)
-        conn.execute(status_pages.delete().where(status_pages.c.id == row_id))
-        return
     DELETERS[kind].delete(conn, row_id, actor=ctx.actor)

@@ -2,7 +2,10 @@
 
 Every function works in the caller's transaction, recomputes the statuses of the services
 it touches (an open incident's impact counts towards a service's effective status) and marks
-the incident's pages dirty. An incident's `impact` is its peak (kept after resolving);
+the incident's pages dirty. A person's change (the admin API, the web UI) names its `actor`
+and is audited; the rules engine's own changes name none (its activations record why).
+
+An incident's `impact` is its peak (kept after resolving);
 `impact_override`, when set, is what the pages show instead.
 """
 
@@ -16,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import outbox
+from . import crud, outbox
 from . import status as status_rollup
 from .errors import NotFoundError, ValidationError
 from .models import IMPACT_OF_STATUS, Impact, IncidentStatus, ServiceStatus
@@ -134,6 +137,7 @@ def create(
     notify: bool = True,
     impact_override: Impact | str | None = None,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> int:
     """Open an incident (or record a past one when `status` is resolved); returns its id.
 
@@ -193,7 +197,22 @@ def create(
     if notify and first is not None:
         outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(first[0])})
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
+    _audit(conn, actor, "create", incident_id, team_id)
     return incident_id
+
+
+def _audit(
+    conn: Connection,
+    actor: str | None,
+    action: str,
+    incident_id: int,
+    team_id: int,
+    **detail: Any,
+) -> None:
+    if actor is not None:
+        crud.audit(
+            conn, actor, action, "incident", str(incident_id), team_id=team_id, detail=detail
+        )
 
 
 def _recompute(
@@ -219,6 +238,7 @@ def post_update(
     display_at: datetime | None = None,
     notify: bool = True,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> int:
     """Add an update to the timeline, optionally moving the status and changing the
     impacts (a full replacement of the affected services); returns the update's id."""
@@ -275,10 +295,12 @@ def post_update(
         )
     ).inserted_primary_key
     assert inserted is not None
+    update_id = int(inserted[0])
     if notify:
-        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(inserted[0])})
+        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": update_id})
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
-    return int(inserted[0])
+    _audit(conn, actor, "update", incident_id, ref.team_id, update_id=update_id)
+    return update_id
 
 
 def resolve(
@@ -303,13 +325,15 @@ def resolve(
 
 
 def take_over(conn: Connection, incident_id: int, author: str) -> None:
-    """A person takes the incident over: automation leaves its timeline alone from now on."""
-    get(conn, incident_id)
+    """A person (`author`, audited) takes the incident over: automation leaves its timeline
+    alone from now on."""
+    ref = get(conn, incident_id)
     conn.execute(
         incidents.update()
         .where(incidents.c.id == incident_id)
         .values(managed_by="human", updated_at=utcnow())
     )
+    _audit(conn, author, "take over", incident_id, ref.team_id)
 
 
 def edit(
@@ -321,9 +345,10 @@ def edit(
     impact_override: Impact | str | None = None,
     clear_impact_override: bool = False,
     author: str | None = None,
+    actor: str | None = None,
 ) -> None:
     """Change an incident's title, start (backdating) or impact override."""
-    get(conn, incident_id)
+    ref = get(conn, incident_id)
     values: dict[str, Any] = {"updated_at": utcnow()}
     if title is not None:
         if not title.strip():
@@ -339,11 +364,13 @@ def edit(
         values["impact_override"] = None
     conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
+    fields = sorted(k for k in values if k != "updated_at")
+    _audit(conn, actor, "update", incident_id, ref.team_id, fields=fields)
 
 
-def delete(conn: Connection, incident_id: int) -> None:
+def delete(conn: Connection, incident_id: int, *, actor: str | None = None) -> None:
     """Delete an incident outright (a mistake, not a resolution); its services recompute."""
-    get(conn, incident_id)
+    ref = get(conn, incident_id)
     shown_on = service_ids_of(conn, incident_id)
     # The pages that showed it must drop it: find them before the rows go.
     outbox.emit(conn, PAGES_DIRTY, {"service_ids": shown_on, "incident_ids": [incident_id]})
@@ -354,3 +381,57 @@ def delete(conn: Connection, incident_id: int) -> None:
         cause_kind="incident",
         cause={"incident_id": incident_id, "deleted": True},
     )
+    _audit(conn, actor, "delete", incident_id, ref.team_id)
+
+
+def _update_row(conn: Connection, incident_id: int, update_id: int) -> Any:
+    row = conn.execute(
+        sa.select(incident_updates).where(
+            incident_updates.c.id == update_id, incident_updates.c.incident_id == incident_id
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no update {update_id} on incident {incident_id}")
+    return row
+
+
+def edit_update(
+    conn: Connection,
+    incident_id: int,
+    update_id: int,
+    *,
+    message: str | None = None,
+    display_at: datetime | None = None,
+    actor: str | None = None,
+) -> None:
+    """Correct an update's text or the time it is shown at (nothing given: nothing
+    happens). Subscribers are not told again: they were told what it said then."""
+    ref = get(conn, incident_id)
+    _update_row(conn, incident_id, update_id)
+    values: dict[str, Any] = {}
+    if message is not None:
+        values["body"] = message
+    if display_at is not None:
+        if display_at > utcnow():
+            raise ValidationError("display_at is in the future", field="display_at")
+        values["display_at"] = display_at
+    if not values:
+        return
+    conn.execute(
+        incident_updates.update()
+        .where(incident_updates.c.id == update_id)
+        .values(**values, updated_at=utcnow())
+    )
+    outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
+    _audit(conn, actor, "edit update", incident_id, ref.team_id, update_id=update_id)
+
+
+def delete_update(
+    conn: Connection, incident_id: int, update_id: int, *, actor: str | None = None
+) -> None:
+    """Remove an update from the timeline (the incident's status stays as it is)."""
+    ref = get(conn, incident_id)
+    _update_row(conn, incident_id, update_id)
+    conn.execute(incident_updates.delete().where(incident_updates.c.id == update_id))
+    outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
+    _audit(conn, actor, "delete update", incident_id, ref.team_id, update_id=update_id)

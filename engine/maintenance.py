@@ -5,6 +5,10 @@ A window is `scheduled` until its start, `in_progress` until its end (its servic
 deadlines (`maintenance.start`, `maintenance.end`), so they happen once, on time, across
 restarts and processes. At the end an outbox row `maintenance.ended` tells the rules runtime
 to replay or drop the alerts it held during the window (`on_end`).
+
+Every write of a window is here, for the admin API and `beacon apply` alike; `actor` names
+who made it for the audit row (the steps by the clock name none). A window's `key`, when it
+has one (a config file's windows do), is unique in its team.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import deadlines, outbox, status
-from .errors import NotFoundError, ValidationError
+from . import crud, deadlines, outbox, status
+from .errors import ConflictError, NotFoundError, ValidationError
 from .models import MaintenanceStatus, OnEnd
 from .status import PAGES_DIRTY
 from .tables import maintenance_services, maintenance_updates, maintenance_windows, services, utcnow
@@ -82,9 +86,19 @@ def create(
     on_end: OnEnd | str = OnEnd.REPLAY,
     key: str | None = None,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> int:
     """Schedule a window; it starts and ends by itself. Returns its id."""
     now = now or utcnow()
+    if (
+        key is not None
+        and conn.execute(
+            sa.select(maintenance_windows.c.id).where(
+                maintenance_windows.c.team_id == team_id, maintenance_windows.c.key == key
+            )
+        ).first()
+    ):
+        raise ConflictError(f"a maintenance window with key {key!r} exists in this team")
     _check(conn, team_id, starts_at, ends_at, service_ids)
     inserted = conn.execute(
         maintenance_windows.insert().values(
@@ -119,7 +133,24 @@ def create(
     )
     _notify(conn, notify, update_row)
     sync_schedule(conn, window_id, now=now)
+    # Pages list a scheduled window as upcoming maintenance.
+    crud.pages_dirty(conn, window_ids=[window_id])
+    _audit(conn, actor, "create", window_id, key, team_id)
     return window_id
+
+
+def _audit(
+    conn: Connection,
+    actor: str | None,
+    action: str,
+    window_id: int,
+    key: str | None,
+    team_id: int,
+    **detail: Any,
+) -> None:
+    if actor is not None:
+        name = key or str(window_id)
+        crud.audit(conn, actor, action, "maintenance window", name, team_id=team_id, detail=detail)
 
 
 def update(
@@ -134,6 +165,7 @@ def update(
     notify: bool | None = None,
     on_end: OnEnd | str | None = None,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> None:
     """Change a window; its deadlines follow the new times. A completed window is history."""
     now = now or utcnow()
@@ -169,11 +201,22 @@ def update(
     )
     sync_schedule(conn, window_id, now=now)
     outbox.emit(conn, PAGES_DIRTY, {"window_ids": [window_id], "service_ids": sorted(touched)})
+    asked = {
+        "title": title,
+        "message": message,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "services": service_ids,
+        "notify": notify,
+        "on_end": on_end,
+    }
+    fields = sorted(k for k, v in asked.items() if v is not None)
+    _audit(conn, actor, "update", window_id, row.key, row.team_id, fields=fields)
 
 
-def delete(conn: Connection, window_id: int) -> None:
+def delete(conn: Connection, window_id: int, *, actor: str | None = None) -> None:
     """Remove a window (a mistake); its services recompute and its deadlines go."""
-    _window(conn, window_id)
+    row = _window(conn, window_id)
     ids = service_ids_of(conn, window_id)
     deadlines.cancel(conn, START, str(window_id))
     deadlines.cancel(conn, END, str(window_id))
@@ -182,6 +225,7 @@ def delete(conn: Connection, window_id: int) -> None:
     status.recompute(
         conn, ids, cause_kind="maintenance", cause={"window_id": window_id, "deleted": True}
     )
+    _audit(conn, actor, "delete", window_id, row.key, row.team_id)
 
 
 def sync_schedule(conn: Connection, window_id: int, *, now: datetime | None = None) -> None:

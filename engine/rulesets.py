@@ -2,15 +2,17 @@
 
 The rule language is `rules`' business; this module reads the stored texts, for the
 evaluator (`workers.evaluate`) and for explanations (`pages.unmatched`), and publishes a
-new version (`publish`, for the admin web UI). A version's `owners` say which teams each
-file's rules are for (`beacon apply` records the teams of the config file that declared
-them); a file without owners (or a version without any) hears every team's sources.
+new version (`publish`, for the admin web UI and `beacon apply`). A version's `owners` say
+which teams each file's rules are for (`beacon apply` records the teams of the config file
+that declared them); a file without owners (or a version without any) hears every team's
+sources.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -83,11 +85,13 @@ def publish(
     *,
     actor: str,
     owners: Mapping[str, list[str]] | None = None,
+    rules: Mapping[str, list[str]] | None = None,
 ) -> int:
     """Store `files` (already validated by the rules package, which also made `digest`,
     over the files and `owners`) as the next version in force, audit it and tell the
-    evaluators; returns the version. The admin web UI saves rules through this, keeping the
-    owners of the files it edited."""
+    evaluators; returns the version. The admin web UI and `beacon apply` save rules through
+    this; `rules` (the rule keys created, updated and deleted, by action) goes in the audit
+    row when the caller knows it."""
     newest = conn.execute(sa.select(sa.func.max(rule_sets.c.version))).scalar() or 0
     version = int(newest) + 1
     conn.execute(
@@ -99,8 +103,9 @@ def publish(
             active=True,
         )
     )
-    crud.audit(
-        conn, actor, "create", "rule set", f"version {version}", detail={"files": sorted(files)}
-    )
+    detail: dict[str, Any] = {"files": sorted(files)}
+    if rules is not None:
+        detail["rules"] = {action: list(keys) for action, keys in rules.items()}
+    crud.audit(conn, actor, "create", "rule set", f"version {version}", detail=detail)
     outbox.emit(conn, RULES_CHANGED, {"version": version})
     return version

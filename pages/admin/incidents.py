@@ -1,5 +1,6 @@
 """Incidents, their timeline updates, and maintenance windows over the admin API, built on
-`engine.incidents` and `engine.maintenance` (which recompute statuses and mark pages dirty)."""
+`engine.incidents` and `engine.maintenance` (which recompute statuses, mark pages dirty and
+audit the change as the caller's `actor`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import incidents, maintenance, outbox
-from engine.errors import ConflictError, NotFoundError
-from engine.status import PAGES_DIRTY
+from engine import incidents, maintenance
+from engine.errors import NotFoundError
 from engine.tables import (
     incident_services,
     incident_updates,
@@ -79,7 +79,7 @@ def get_incident(ctx: Ctx) -> IncidentOut:
 def create_incident(ctx: Ctx) -> IncidentOut:
     body: IncidentIn = ctx.body
     _not_future(body.started_at, "started_at")
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
         incident_id = incidents.create(
             conn,
@@ -92,14 +92,14 @@ def create_incident(ctx: Ctx) -> IncidentOut:
             author=ctx.who.actor,
             notify=body.notify,
             impact_override=body.impact_override,
+            actor=ctx.who.actor,
         )
-        ctx.audit(conn, "create", "incident", str(incident_id), team_id)
         return _incident_out(conn, _incident(ctx, conn, incident_id))
 
 
 def update_incident(ctx: Ctx) -> IncidentOut:
     changes = fields_set(ctx.body)
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
         _not_future(changes.get("started_at"), "started_at")
         incidents.edit(
@@ -111,23 +111,21 @@ def update_incident(ctx: Ctx) -> IncidentOut:
             clear_impact_override="impact_override" in changes
             and changes["impact_override"] is None,
             author=ctx.who.actor,
+            actor=ctx.who.actor,
         )
-        ctx.audit(conn, "update", "incident", str(row.id), row.team_id, fields=sorted(changes))
         return _incident_out(conn, _incident(ctx, conn))
 
 
 def delete_incident(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
-        incidents.delete(conn, row.id)
-        ctx.audit(conn, "delete", "incident", str(row.id), row.team_id)
+        incidents.delete(conn, row.id, actor=ctx.who.actor)
 
 
 def take_over_incident(ctx: Ctx) -> IncidentOut:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
         incidents.take_over(conn, row.id, ctx.who.actor)
-        ctx.audit(conn, "take over", "incident", str(row.id), row.team_id)
         return _incident_out(conn, _incident(ctx, conn))
 
 
@@ -166,7 +164,7 @@ def get_update(ctx: Ctx) -> UpdateOut:
 def create_update(ctx: Ctx) -> UpdateOut:
     body: UpdateIn = ctx.body
     _not_future(body.display_at, "display_at")
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
         update_id = incidents.post_update(
             conn,
@@ -177,8 +175,8 @@ def create_update(ctx: Ctx) -> UpdateOut:
             impacts=impact_ids(conn, [row.team_id], body.impacts),
             display_at=body.display_at,
             notify=body.notify,
+            actor=ctx.who.actor,
         )
-        ctx.audit(conn, "update", "incident", str(row.id), row.team_id, update_id=update_id)
         ctx.ids["update_id"] = update_id
         return UpdateOut.model_validate(_update_row(ctx, conn))
 
@@ -186,34 +184,23 @@ def create_update(ctx: Ctx) -> UpdateOut:
 def edit_update(ctx: Ctx) -> UpdateOut:
     changes = {k: v for k, v in fields_set(ctx.body).items() if v is not None}
     _not_future(changes.get("display_at"), "display_at")
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
-        update = _update_row(ctx, conn)
-        values: dict[str, Any] = {}
-        if "message" in changes:
-            values["body"] = changes["message"]
-        if "display_at" in changes:
-            values["display_at"] = changes["display_at"]
-        if values:
-            conn.execute(
-                incident_updates.update()
-                .where(incident_updates.c.id == update.id)
-                .values(**values, updated_at=utcnow())
-            )
-            outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [row.id]})
-            ctx.audit(
-                conn, "edit update", "incident", str(row.id), row.team_id, update_id=update.id
-            )
+        incidents.edit_update(
+            conn,
+            row.id,
+            ctx.ids["update_id"],
+            message=changes.get("message"),
+            display_at=changes.get("display_at"),
+            actor=ctx.who.actor,
+        )
         return UpdateOut.model_validate(_update_row(ctx, conn))
 
 
 def delete_update(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _incident(ctx, conn)
-        update = _update_row(ctx, conn)
-        conn.execute(incident_updates.delete().where(incident_updates.c.id == update.id))
-        outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [row.id]})
-        ctx.audit(conn, "delete update", "incident", str(row.id), row.team_id, update_id=update.id)
+        incidents.delete_update(conn, row.id, ctx.ids["update_id"], actor=ctx.who.actor)
 
 
 # --- maintenance windows -------------------------------------------------------------------
@@ -254,17 +241,8 @@ def create_window(ctx: Ctx) -> MaintenanceOut:
     body: MaintenanceIn = ctx.body
     if body.ends_at <= body.starts_at:
         raise FieldErrors([{"field": "ends_at", "message": "ends_at must be after starts_at"}])
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
-        if (
-            body.key
-            and conn.execute(
-                sa.select(maintenance_windows.c.id).where(
-                    maintenance_windows.c.team_id == team_id, maintenance_windows.c.key == body.key
-                )
-            ).first()
-        ):
-            raise ConflictError(f"a maintenance window with key {body.key!r} exists in this team")
         window_id = maintenance.create(
             conn,
             team_id=team_id,
@@ -276,14 +254,14 @@ def create_window(ctx: Ctx) -> MaintenanceOut:
             service_ids=service_ids(conn, [team_id], body.services, "services"),
             notify=body.notify,
             on_end=body.on_end,
+            actor=ctx.who.actor,
         )
-        ctx.audit(conn, "create", "maintenance window", body.key or str(window_id), team_id)
         return _window_out(conn, _window(ctx, conn, window_id))
 
 
 def update_window(ctx: Ctx) -> MaintenanceOut:
     changes = {k: v for k, v in fields_set(ctx.body).items() if v is not None}
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _window(ctx, conn)
         start = changes.get("starts_at", row.starts_at)
         end = changes.get("ends_at", row.ends_at)
@@ -304,23 +282,15 @@ def update_window(ctx: Ctx) -> MaintenanceOut:
                 service_ids=changes.get("services"),
                 notify=changes.get("notify"),
                 on_end=changes.get("on_end"),
-            )
-            ctx.audit(
-                conn,
-                "update",
-                "maintenance window",
-                row.key or str(row.id),
-                row.team_id,
-                fields=sorted(changes),
+                actor=ctx.who.actor,
             )
         return _window_out(conn, _window(ctx, conn))
 
 
 def delete_window(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _window(ctx, conn)
-        maintenance.delete(conn, row.id)
-        ctx.audit(conn, "delete", "maintenance window", row.key or str(row.id), row.team_id)
+        maintenance.delete(conn, row.id, actor=ctx.who.actor)
 
 
 INC = "/api/v1/incidents"

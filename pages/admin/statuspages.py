@@ -1,21 +1,24 @@
-"""Status pages over the admin API: settings, managing teams and the services they show."""
+"""Status pages over the admin API: settings, managing teams and the services they show.
+
+Writes go through `engine.statuspages` (validate -> call -> serialise). What only this
+process knows stays here: which host names are Beacon's own, refused as custom domains.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
-from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from starlette.exceptions import HTTPException
 
 from engine import crud, domains
-from engine.assets import Asset, check_bytes, limit_for, store_asset
-from engine.errors import ConflictError, NotFoundError
+from engine import statuspages as page_writes
+from engine.assets import Asset, check_bytes, limit_for
+from engine.errors import NotFoundError
 from engine.pagemodel import page_address
-from engine.security import new_token
-from engine.tables import page_teams, services, status_pages, teams, utcnow
+from engine.tables import page_teams, status_pages, teams
 from pages.errors import FieldErrors
 from pages.hosts import own_hosts
 from pages.render import evict
@@ -95,61 +98,16 @@ def _teams(ctx: Ctx, conn: Connection, keys: list[str], before: Sequence[int] = 
     return chosen
 
 
-def _check_services(conn: Connection, team_ids: list[int], ids: list[int]) -> None:
-    if len(set(ids)) != len(ids):
-        raise FieldErrors([{"field": "services", "message": "a service is listed twice"}])
-    found = set(
-        conn.execute(
-            sa.select(services.c.id).where(services.c.id.in_(ids), services.c.team_id.in_(team_ids))
-        ).scalars()
-    )
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise FieldErrors(
-            [{"field": "services", "message": f"no service {missing[0]} in the page's teams"}]
-        )
-
-
-def _check_zone(zone: str) -> None:
-    if zone != "UTC" and zone not in available_timezones():
-        raise FieldErrors([{"field": "time_zone", "message": f"unknown time zone {zone!r}"}])
-
-
-def _check_unique(
-    conn: Connection, page_id: int | None, slug: str | None, domain: str | None
-) -> None:
-    for column, value, what in (
-        (status_pages.c.slug, slug, "slug"),
-        (status_pages.c.custom_domain, domain, "custom domain"),
-    ):
-        if value is None:
-            continue
-        other = conn.execute(sa.select(status_pages.c.id).where(column == value)).scalar()
-        if other is not None and other != page_id:
-            raise ConflictError(f"{what} {value!r} is already in use")
-
-
-def _domain_values(ctx: Ctx, domain: str | None, before: str | None) -> dict[str, Any]:
-    """The columns a (new) custom domain sets: lower-cased, refused when it is Beacon's own
-    or under the pages domain, and unverified with a fresh token when it changed."""
+def _check_domain(ctx: Ctx, domain: str | None) -> None:
+    """A custom domain may not be Beacon's own host, nor one under the pages domain."""
     if domain is None:
-        return {"custom_domain": None, "domain_token": None, "domain_verified_at": None}
-    domain = domain.strip().lower().rstrip(".")
+        return
     settings = ctx.request.app.state.settings
-    why = domains.refusal(domain, own_hosts(settings), settings.pages_domain)
+    why = domains.refusal(
+        page_writes.normal_domain(domain), own_hosts(settings), settings.pages_domain
+    )
     if why is not None:
         raise FieldErrors([{"field": "custom_domain", "message": why}])
-    if domain == before:
-        return {"custom_domain": domain}
-    return {"custom_domain": domain, "domain_token": new_token(), "domain_verified_at": None}
-
-
-def _set_teams(conn: Connection, page_id: int, team_ids: list[int]) -> None:
-    conn.execute(page_teams.delete().where(page_teams.c.page_id == page_id))
-    conn.execute(
-        page_teams.insert(),
-        [{"page_id": page_id, "team_id": t, "position": i} for i, t in enumerate(team_ids)],
-    )
 
 
 def list_pages(ctx: Ctx) -> list[PageOut]:
@@ -170,73 +128,42 @@ def get_page(ctx: Ctx) -> PageOut:
 
 def create_page(ctx: Ctx) -> PageOut:
     body: PageIn = ctx.body
-    _check_zone(body.time_zone)
-    with ctx.store.begin() as conn:
+    _check_domain(ctx, body.custom_domain)
+    with ctx.begin() as conn:
         team_ids = _teams(ctx, conn, body.teams)
-        wanted = service_ids(conn, team_ids, body.services, "services")
-        _check_services(conn, team_ids, wanted)
-        values = body.model_dump(exclude={"teams", "services"})
-        values.update(_domain_values(ctx, body.custom_domain, None))
-        _check_unique(conn, None, body.slug, values["custom_domain"])
-        values.update(team_id=team_ids[0], activated_at=utcnow() if body.active else None)
-        inserted = conn.execute(status_pages.insert().values(**values)).inserted_primary_key
-        assert inserted is not None
-        page_id = int(inserted[0])
-        _set_teams(conn, page_id, team_ids)
-        crud.sync_page_layout(conn, page_id, wanted)
-        crud.pages_dirty(conn, page_ids=[page_id])
-        ctx.audit(conn, "create", "status page", body.slug, team_ids[0])
+        fields = page_writes.PageFields(
+            **body.model_dump(exclude={"teams", "services"}),
+            team_ids=team_ids,
+            service_ids=service_ids(conn, team_ids, body.services, "services"),
+        )
+        page_id = page_writes.create(conn, fields, actor=ctx.who.actor)
         return _out(ctx, conn, _page(ctx, conn, page_id))
 
 
 def update_page(ctx: Ctx) -> PageOut:
-    changes = fields_set(ctx.body)
-    with ctx.store.begin() as conn:
+    # A null `custom_domain` removes it; other nulls change nothing.
+    asked = fields_set(ctx.body)
+    changes = {k: v for k, v in asked.items() if v is not None or k == "custom_domain"}
+    with ctx.begin() as conn:
         row = _page(ctx, conn)
-        values = {
-            k: v
-            for k, v in changes.items()
-            if k not in ("teams", "services") and (v is not None or k == "custom_domain")
-        }
-        if "time_zone" in values:
-            _check_zone(values["time_zone"])
-        if "type" in values and values["type"] != row.type and row.activated_at is not None:
-            raise FieldErrors(
-                [{"field": "type", "message": "a page's type is fixed once it was activated"}]
-            )
-        if "custom_domain" in values:
-            values.update(_domain_values(ctx, values["custom_domain"], row.custom_domain))
-        _check_unique(conn, row.id, None, values.get("custom_domain"))
+        _check_domain(ctx, changes.get("custom_domain"))
         team_ids = _page_team_ids(conn, row.id) or [row.team_id]
-        if changes.get("teams"):
-            team_ids = _teams(ctx, conn, changes["teams"], team_ids)
-            _set_teams(conn, row.id, team_ids)
-            values["team_id"] = team_ids[0]
-        wanted = changes.get("services")
-        if wanted is None:
-            wanted = crud.page_service_ids(conn, row.id)
-        else:
-            wanted = service_ids(conn, team_ids, wanted, "services")
-        _check_services(conn, team_ids, wanted)
-        crud.sync_page_layout(conn, row.id, wanted)
-        if values.get("active") and row.activated_at is None:
-            values["activated_at"] = utcnow()
-        conn.execute(
-            status_pages.update()
-            .where(status_pages.c.id == row.id)
-            .values(**values, updated_at=utcnow())
-        )
-        crud.pages_dirty(conn, page_ids=[row.id])
-        ctx.audit(conn, "update", "status page", row.slug, row.team_id, fields=sorted(changes))
+        if "teams" in changes:
+            chosen = _teams(ctx, conn, changes.pop("teams"), team_ids)
+            team_ids = changes["team_ids"] = chosen
+        if "services" in changes:
+            wanted = changes.pop("services")
+            changes["service_ids"] = service_ids(conn, team_ids, wanted, "services")
+        page_writes.update(conn, row.id, page_writes.PageChanges(**changes), actor=ctx.who.actor)
         out = _out(ctx, conn, _page(ctx, conn))
-    if ACCESS_FIELDS & changes.keys():
+    if ACCESS_FIELDS & asked.keys():
         # Who may see the page, or where, may have changed: every cached copy ends now.
         evict(ctx.request.app.state.runtime, row.id, row.slug)
     return out
 
 
 def delete_page(ctx: Ctx) -> None:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _page(ctx, conn)
         for team_id in _page_team_ids(conn, row.id):
             # A page shared by two teams is deleted by both, or an admin: never by one.
@@ -244,9 +171,7 @@ def delete_page(ctx: Ctx) -> None:
                 raise HTTPException(
                     403, "this page is shared with another team: only an admin may delete it"
                 )
-        crud.pages_dirty(conn, page_ids=[row.id])
-        conn.execute(status_pages.delete().where(status_pages.c.id == row.id))
-        ctx.audit(conn, "delete", "status page", row.slug, row.team_id)
+        page_writes.delete(conn, row.id, actor=ctx.who.actor)
     evict(ctx.request.app.state.runtime, row.id, row.slug)
 
 
@@ -272,16 +197,14 @@ def _clear_image(role: str) -> Callable[[Ctx], PageOut]:
 
 
 def _set_image(ctx: Ctx, role: str, asset: Asset | None) -> PageOut:
-    with ctx.store.begin() as conn:
+    with ctx.begin() as conn:
         row = _page(ctx, conn)
-        asset_id = store_asset(conn, asset) if asset is not None else None
-        conn.execute(
-            status_pages.update()
-            .where(status_pages.c.id == row.id)
-            .values(**{f"{role}_asset_id": asset_id}, updated_at=utcnow())
+        changes = (
+            page_writes.PageChanges(logo=asset)
+            if role == "logo"
+            else page_writes.PageChanges(favicon=asset)
         )
-        crud.pages_dirty(conn, page_ids=[row.id])
-        ctx.audit(conn, "update", "status page", row.slug, row.team_id, fields=[role])
+        page_writes.update(conn, row.id, changes, actor=ctx.who.actor)
         return _out(ctx, conn, _page(ctx, conn))
 
 

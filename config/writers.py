@@ -23,9 +23,7 @@ from engine import statuspages as page_writes
 from engine import teams as team_writes
 from engine import templates as template_writes
 from engine.models import IncidentStatus, PageType, ServiceStatus
-from engine.tables import (
-    users,
-)
+from engine.tables import users
 
 from . import current
 from .desired import KEEP, Desired
@@ -35,7 +33,7 @@ from .plan import Change
 @dataclass
 class Context:
     """What the writers of one apply share: the transaction, both states, the actor, and
-    the follow-up work collected on the way."""
+    the integration keys generated on the way (printed with the webhook URLs)."""
 
     conn: Connection
     want: Desired
@@ -131,25 +129,24 @@ def _write_template(ctx: Context, ident: Any, fields: dict[str, Any], change: Ch
     template_writes.update(ctx.conn, row_id, changes, actor=ctx.actor)
 
 
+#: A window's fields in the file, by the name `engine.maintenance` gives them.
+_WINDOW_ARGS = {"start": "starts_at", "end": "ends_at", "services": "service_ids"}
+
+
 def _write_window(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
     team, key = ident
-    values: dict[str, Any] = {
-        "title": fields["title"],
-        "message": fields["message"],
-        "starts_at": fields["start"],
-        "ends_at": fields["end"],
-        "service_ids": [ctx.service_id(team, k) for k in fields["services"]],
-        "notify": fields["notify"],
-        "on_end": fields["on_end"],
-    }
+    values = {_WINDOW_ARGS.get(name, name): value for name, value in fields.items()}
+    values["service_ids"] = [ctx.service_id(team, k) for k in fields["services"]]
     row_id = ctx.now.ids["maintenance_windows"].get(ident)
     if row_id is None:
         row_id = maintenance.create(
             ctx.conn, team_id=ctx.team_id(team), key=key, **values, actor=ctx.actor
         )
         ctx.now.ids["maintenance_windows"][ident] = row_id
-    else:
-        maintenance.update(ctx.conn, row_id, **values, actor=ctx.actor)
+        return
+    changed = {_WINDOW_ARGS.get(name, name) for name in change.fields}
+    asked = {name: value for name, value in values.items() if name in changed}
+    maintenance.update(ctx.conn, row_id, **asked, actor=ctx.actor)
 
 
 def _write_page(ctx: Context, slug: str, fields: dict[str, Any], change: Change) -> None:

@@ -1,14 +1,18 @@
 """Checking a config file: the one way `beacon apply`, `beacon rules check --config` and
 `beacon rules test --config` read and check it.
 
-The strict models (`config.models`) read the file; `config.desired` checks every
-reference and builds what the file asks for, with the keys rules may name (`known`); the
-rule files the file names are checked against those keys. Every problem is reported as
-`file:line:column: message`, the same words whichever command asked.
+Every stage reports into one list, so a file with several mistakes is refused once with
+all of them (issue 19): the strict models (`config.models`, each object on its own, in
+`config.load`), then references, alert source types and settings, template syntax, pages
+and assets (`config.desired`, which also gives the keys rules may name), then the rule
+files the file names (`rules.validate`: fields, durations, references). Each problem is
+`file:line:column: message`, with "did you mean" where a near name exists, in the same
+words whichever command asked.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from sqlalchemy.engine import Connection
 from engine.errors import ConfigError
 
 from .desired import Desired, build
-from .load import read_config
+from .load import load_config
 from .models import ConfigFile
 from .rules import check_rules
 from .yamlsrc import Locations
@@ -46,15 +50,37 @@ def check_config(
     path: Path | str, conn: Connection | None = None, *, prune: bool = False
 ) -> CheckedConfig:
     """Read and check the config file at `path`, against the store when `conn` is given
-    (else the file alone); `ConfigError` lists every problem found."""
+    (else the file alone); `ConfigError` lists every problem found, of every stage."""
     path = Path(path)
-    config, locations = read_config(path)
-    want, errors = build(conn, config, locations, path.resolve().parent, prune=prune)
-    if want.rule_files is not None and not errors:
+    loaded = load_config(path)
+    base = path.resolve().parent
+    want, found = build(
+        conn, loaded.config, loaded.locations, base, prune=prune, broken=loaded.broken
+    )
+    errors = _in_order(str(path), [*loaded.errors, *found])
+    # Rules are checked whatever else is wrong (their keys include the objects the models
+    # refused), unless the file has no team for them to belong to (an error of its own).
+    if want.rule_files is not None and want.teams_declared:
         try:
             check_rules(want.rule_files, want.known)
         except ConfigError as exc:
             errors.extend(rule_prefix(path) + line for line in str(exc).splitlines())
     if errors:
         raise ConfigError("\n".join(errors))
-    return CheckedConfig(path, config, locations, want)
+    return CheckedConfig(path, loaded.config, loaded.locations, want)
+
+
+_AT = re.compile(r"^(.*?):(\d+):(\d+): ")
+
+
+def _in_order(name: str, errors: list[str]) -> list[str]:
+    """The config file's problems by line and column (a stable sort: same place, same
+    order as found), then any others."""
+
+    def key(message: str) -> tuple[int, int, int]:
+        found = _AT.match(message)
+        if found is None or found[1] != name:
+            return (1, 0, 0)
+        return (0, int(found[2]), int(found[3]))
+
+    return sorted(errors, key=key)

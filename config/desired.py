@@ -7,7 +7,7 @@ references are kept as keys, so a dry run can plan without creating anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from adapters.alert_sources import source_problems
+from adapters.alert_sources import ADAPTERS, source_problems
 from engine import assets as asset_files
 from engine import templates
 from engine.tables import (
@@ -27,6 +27,7 @@ from engine.tables import (
     teams,
     users,
 )
+from rules.errors import did_you_mean
 from rules.validate import Known
 
 from .models import ConfigFile, declared_kinds
@@ -116,14 +117,24 @@ def _read_store(conn: Connection) -> _Store:
 
 
 class _Checker:
-    def __init__(self, config: ConfigFile, loc: Locations, held: _Store, prune: bool) -> None:
+    def __init__(
+        self,
+        config: ConfigFile,
+        loc: Locations,
+        held: _Store,
+        prune: bool,
+        broken: Mapping[str, set[tuple[str, str]]],
+    ) -> None:
         self.config = config
         self.loc = loc
         self.held = held
         self.prune = prune
+        self.broken = broken
         self.errors: list[str] = []
         self.kinds = declared_kinds(config)
-        self.teams_declared = {t.key for t in config.teams or []} | {
+        # Objects the models refused (reported there) still declare their team.
+        self.teams_declared = {team for keys in broken.values() for team, _ in keys if team}
+        self.teams_declared |= {t.key for t in config.teams or []} | {
             obj.team
             for name in ("services", "alert_sources", "channels", "incident_templates")
             for obj in getattr(config, name) or []
@@ -138,14 +149,17 @@ class _Checker:
         """Keys of `kind` a reference in `team` may name: the file's, plus the store's unless
         this apply prunes them."""
         in_file = {o.key for o in getattr(self.config, kind) or [] if o.team == team}
+        in_file |= {key for owner, key in self.broken.get(kind, ()) if owner == team}
         if self.prune and kind in self.kinds and team in self.teams_declared:
             return in_file
         return in_file | self.held.keys.get(kind, {}).get(team, set())
 
     def team(self, path: tuple[str | int, ...], key: str) -> None:
         declared = {t.key for t in self.config.teams or []}
+        declared |= {k for k, _ in self.broken.get("teams", ())}
         if key not in declared and key not in self.held.team_keys:
-            self.error(path, f"unknown team {key!r}")
+            hint = did_you_mean(key, declared | self.held.team_keys)
+            self.error(path, f"unknown team {key!r}{hint}")
 
     def reference(self, path: tuple[str | int, ...], kind: str, team: str, key: str) -> bool:
         if key in self.known(kind, team):
@@ -162,7 +176,8 @@ class _Checker:
                 f"{', '.join(elsewhere)}); references cannot cross teams",
             )
         else:
-            self.error(path, f"unknown {noun} {key!r} in team {team!r}")
+            hint = did_you_mean(key, self.known(kind, team))
+            self.error(path, f"unknown {noun} {key!r} in team {team!r}{hint}")
         return False
 
     def unique(self, kind: str, ident: Any, seen: dict[Any, int], index: int) -> None:
@@ -177,7 +192,13 @@ class _Checker:
 
 
 def build(
-    conn: Connection | None, config: ConfigFile, loc: Locations, base: Path, *, prune: bool
+    conn: Connection | None,
+    config: ConfigFile,
+    loc: Locations,
+    base: Path,
+    *,
+    prune: bool,
+    broken: Mapping[str, set[tuple[str, str]]] | None = None,
 ) -> tuple[Desired, list[str]]:
     """The desired state of `config` and every problem found (empty when it can be applied).
 
@@ -185,7 +206,7 @@ def build(
     check --config`): what only the store can say (a member's user exists, a slug or an
     integration key is another's) is left to `apply`."""
     held = _read_store(conn) if conn is not None else _nothing_stored()
-    check = _Checker(config, loc, held, prune)
+    check = _Checker(config, loc, held, prune, broken or {})
     want = Desired(kinds=check.kinds, teams_declared=check.teams_declared)
     for kind, build_kind in KIND_BUILDERS:
         want.objects[kind] = {}
@@ -445,6 +466,14 @@ def known_in_store(conn: Connection) -> Known:
 
 
 def _check_source(check: _Checker, i: int, source_type: str, settings: dict[str, Any]) -> None:
+    if source_type not in ADAPTERS:
+        known = ", ".join(sorted(ADAPTERS))
+        hint = did_you_mean(source_type, ADAPTERS)
+        check.error(
+            ("alert_sources", i, "type"),
+            f"unknown alert source type {source_type!r}{hint} (known: {known})",
+        )
+        return
     for path, message in source_problems(source_type, settings):
         check.error(("alert_sources", i, *path), message)
 
@@ -455,6 +484,8 @@ def _check_channel_type(check: _Checker, i: int, channel_type: str) -> None:
     registry = getattr(channel_pkg, "CHANNELS", None)
     if isinstance(registry, dict) and registry and channel_type not in registry:
         known = ", ".join(sorted(registry))
+        hint = did_you_mean(channel_type, registry)
         check.error(
-            ("channels", i, "type"), f"unknown channel type {channel_type!r} (known: {known})"
+            ("channels", i, "type"),
+            f"unknown channel type {channel_type!r}{hint} (known: {known})",
         )

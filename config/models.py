@@ -24,6 +24,7 @@ from engine.models import (
     PageType,
     ServiceStatus,
 )
+from rules.errors import did_you_mean
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 # A service reference: its key in the referring object's team, or `team/key` on a page
@@ -38,7 +39,8 @@ def _time_zone(value: str) -> str:
     if not _ZONES:
         _ZONES.update(available_timezones())
     if value != "UTC" and value not in _ZONES:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+        hint = did_you_mean(value, _ZONES) or " (use an IANA name such as Europe/Berlin)"
+        raise ValueError(f"unknown time zone {value!r}{hint}")
     return value
 
 
@@ -179,12 +181,25 @@ class ConfigFile(Spec):
     rules: list[str] | None = None
 
 
+#: The model of each kind's objects (`config.load` checks each object on its own).
+KIND_MODELS: dict[str, type[Spec]] = {
+    "teams": TeamSpec,
+    "services": ServiceSpec,
+    "alert_sources": AlertSourceSpec,
+    "channels": ChannelSpec,
+    "incident_templates": TemplateSpec,
+    "maintenance_windows": MaintenanceSpec,
+    "status_pages": PageSpec,
+}
+
+
 def declared_kinds(config: ConfigFile) -> set[str]:
     """The kinds the file declares (present, even as an empty list): the kinds prune touches."""
     return {name for name in ConfigFile.model_fields if getattr(config, name) is not None}
 
 
 __all__ = [
+    "KIND_MODELS",
     "AlertSourceSpec",
     "ChannelSpec",
     "ConfigFile",

@@ -48,7 +48,8 @@ def known_keys(
                 services=frozenset(keys("services", team)),
                 templates=frozenset(keys("incident_templates", team)),
                 channels=frozenset(keys("channels", team)),
-                sources={k: source_types[(team, k)] for k in keys("alert_sources", team)},
+                # A source the models refused has no type to go by.
+                sources={k: source_types.get((team, k), "") for k in keys("alert_sources", team)},
             )
             for team in sorted(teams)
         }

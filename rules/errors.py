@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -31,3 +33,15 @@ class RulesInvalid(RulesError):
     def __init__(self, problems: list[RuleProblem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the choice nearest to a misspelt `word` (the same letters
+    in another case first, then difflib's closest), or "" when none is near."""
+    options = sorted({c for c in choices if c != word})
+    by_case = {c.lower(): c for c in options}
+    found = by_case.get(word.lower())
+    if found is None:
+        close = difflib.get_close_matches(word, options, n=1)
+        found = close[0] if close else None
+    return f"; did you mean {found!r}?" if found else ""

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import RuleProblem, RulesInvalid
-from .schema import Rule, RuleFile, exclusive_problems
+from .errors import RuleProblem, RulesInvalid, did_you_mean
+from .schema import Condition, Rule, RuleFile, exclusive_problems
 from .yamlpos import Located, load
 
 # Beyond these the compiled rulesets would cross durable_rules' measured limits (512 rules
@@ -216,8 +216,11 @@ def _problems(
         kind = error["type"]
         if kind == "extra_forbidden":
             message = f"unknown field '{loc[-1]}'" if loc else "unknown field"
+            if len(loc) == 1:
+                message += did_you_mean(str(loc[0]), _names(Rule))
             if len(loc) >= 3 and loc[0] == "match":
                 message = f"unknown operator '{loc[-1]}' in condition on '{loc[1]}'"
+                message += did_you_mean(str(loc[-1]), _names(Condition))
             where = located.where(full, key=True)
         elif kind == "missing":
             message = f"missing field '{loc[-1]}'"
@@ -229,6 +232,11 @@ def _problems(
             where = located.where(full, key=is_key)
         result.append(RuleProblem(name, *where, message, rule_id))
     return result
+
+
+def _names(model: type[Any]) -> list[str]:
+    """The field names of a rule model as they are written (`for`, `continue`, `in`)."""
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def teams_for(rule: Rule, known: Known) -> tuple[dict[str, TeamKeys], str | None]:
@@ -248,9 +256,13 @@ def teams_for(rule: Rule, known: Known) -> tuple[dict[str, TeamKeys], str | None
             teams[team] = team_keys
     if not teams:
         if keys is not None:
-            return {}, f"unknown source {', '.join(repr(k) for k in sorted(keys))}"
+            near = {k for keys_of in known.teams.values() for k in keys_of.sources}
+            hint = did_you_mean(next(iter(keys)), near) if len(keys) == 1 else ""
+            return {}, f"unknown source {', '.join(repr(k) for k in sorted(keys))}{hint}"
         if types is not None:
-            return {}, f"no alert source of type {', '.join(repr(t) for t in sorted(types))}"
+            near = {t for keys_of in known.teams.values() for t in keys_of.sources.values()}
+            hint = did_you_mean(next(iter(types)), near) if len(types) == 1 else ""
+            return {}, f"no alert source of type {', '.join(repr(t) for t in sorted(types))}{hint}"
     return teams, None
 
 
@@ -285,7 +297,8 @@ def check_references(located: LocatedRule, known: Known) -> list[RuleProblem]:
     for what, attr, key in wanted:
         missing = sorted(t for t, keys in teams.items() if key not in getattr(keys, attr))
         if teams and len(missing) == len(teams):
-            problems.append(at(f"unknown {what} '{key}'"))
+            near = {k for keys in teams.values() for k in getattr(keys, attr)}
+            problems.append(at(f"unknown {what} '{key}'{did_you_mean(key, near)}"))
         elif missing and (_values(rule, "source") or _values(rule, "source_type")):
             problems.append(
                 at(

@@ -42,7 +42,9 @@ def test_it_accepts_the_design_example():
 
 def test_it_reports_unknown_fields_with_file_line_column_and_rule():
     text = GOOD.replace("    continue: false\n", "    contnue: false\n")
-    assert problems(text) == ["rules/api.yaml:17:5: rule 'api-down': unknown field 'contnue'"]
+    assert problems(text) == [
+        "rules/api.yaml:17:5: rule 'api-down': unknown field 'contnue'; did you mean 'continue'?"
+    ]
 
 
 def test_it_rejects_duplicate_keys():

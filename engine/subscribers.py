@@ -545,6 +545,7 @@ def recipients(
     page_id: int,
     *,
     after_id: int = 0,
+    upto_id: int | None = None,
     limit: int = 500,
     channels: Sequence[str] | None = None,
 ) -> list[Any]:
@@ -558,6 +559,8 @@ def recipients(
         .where(subscribers.c.disabled_reason.is_(None))
         .where(subscribers.c.id > after_id)
     )
+    if upto_id is not None:
+        query = query.where(subscribers.c.id <= upto_id)
     if channels is not None:
         query = query.where(subscribers.c.channel.in_(list(channels)))
     return list(conn.execute(query.order_by(subscribers.c.id).limit(limit)))

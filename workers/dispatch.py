@@ -50,6 +50,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "notify.subscriber_confirm": ("beacon-notify", "workers.fanout:handle_subscriber_confirm"),
     "deadline.notify.resume": ("beacon-notify", "workers.fanout:handle_resume"),
     "deadline.notify.sweep": ("beacon-notify", "workers.fanout:handle_sweep"),
+    "deadline.notify.chunk": ("beacon-notify", "workers.fanout:handle_chunk"),
     "accounts.email": ("beacon-notify", "workers.account_mail:handle_account_email"),
     "deadline.events.purge": ("beacon-default", "engine.events:handle_purge"),
     "evaluate": ("beacon-evaluate", "workers.evaluate:handle_evaluate"),

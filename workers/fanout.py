@@ -84,6 +84,7 @@ __all__ = [
     "handle_component_update",
     "handle_incident_update",
     "handle_maintenance_update",
+    "handle_chunk",
     "handle_resume",
     "handle_subscriber_confirm",
     "handle_sweep",
@@ -101,6 +102,7 @@ DELIVERY_KIND = "subscriber"
 #: subscribers make 10 jobs that every worker takes part in.
 CHUNK = 10_000
 NOTIFY_QUEUE = "beacon-notify"
+CHUNK_DEADLINE = "notify.chunk"
 #: Real send attempts of one delivery before it is given up on.
 MAX_ATTEMPTS = 8
 #: Permanent failures in a row that disable a subscriber.
@@ -232,66 +234,111 @@ def handle_sweep(rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
 
 def deliver(rt: Runtime, source: Source, notices: Sequence[Notice]) -> None:
     """Expand and send every notice; deliveries that failed for now are resumed when due
-    (a `notify.resume` deadline per notice, at the earliest retry time)."""
-    ctx = context(rt.settings)
+    (a `notify.resume` deadline per notice, at the earliest retry time). A notice with more
+    than `CHUNK` subscribers is shared out by subscriber ranges (`_share_out`)."""
     for notice in notices:
-        expand(rt, notice, source)
-        ids = _pending_ids(rt, notice, utcnow())
-        mine = _share_out(rt, notice, source, ids)
-        retry_at = send_pending(rt, notice, ctx, ids=mine)
-        if retry_at is not None:
-            _resume_at(rt, notice.key, source, retry_at)
+        ranges = _ranges(rt, notice)
+        if len(ranges) > 1:
+            ranges = _share_out(rt, notice, source, ranges)
+        for after, upto in ranges:
+            _run_range(rt, notice, source, after, upto)
     _ensure_sweep(rt)
 
 
-def _share_out(rt: Runtime, notice: Notice, source: Source, ids: list[int]) -> list[int]:
-    """Hand all but the first `CHUNK` of a large notice's deliveries to chunk jobs, so that
-    every worker sends a share; returns the ones this run sends. Best effort: when the
-    queue is away this run sends them all (and a lost job's deliveries are swept up)."""
-    if len(ids) <= CHUNK:
-        return ids
-    chunks = [ids[start : start + CHUNK] for start in range(CHUNK, len(ids), CHUNK)]
+def _run_range(rt: Runtime, notice: Notice, source: Source, after: int, upto: int | None) -> None:
+    """Expand and send the notice for its subscribers with ids in (`after`, `upto`]."""
+    expand(rt, notice, source, after=after, upto=upto)
+    ids = _pending_ids(rt, notice, utcnow(), after=after, upto=upto)
+    retry_at = send_pending(rt, notice, context(rt.settings), ids=ids)
+    if retry_at is not None:
+        _resume_at(rt, notice.key, source, retry_at)
+
+
+def _ranges(rt: Runtime, notice: Notice) -> list[tuple[int, int | None]]:
+    """The notice's subscribers as ranges of ids of about `CHUNK` each: (after, upto]."""
+    if notice.only is not None:
+        return [(0, None)]
+    query = (
+        sa.select(subscribers.c.id)
+        .where(subscribers.c.page_id == notice.page.id)
+        .where(subscribers.c.confirmed.is_(True))
+        .where(subscribers.c.disabled_reason.is_(None))
+        .order_by(subscribers.c.id)
+    )
+    if not notice.people:
+        query = query.where(subscribers.c.channel == SubscriberChannel.WEBHOOK.value)
+    with rt.store.read() as conn:
+        ids = list(conn.execute(query).scalars())
+    bounds = ids[CHUNK - 1 : -1 : CHUNK]
+    if not bounds:
+        return [(0, None)]
+    return list(zip([0, *bounds], [*bounds, None], strict=True))
+
+
+def _share_out(
+    rt: Runtime, notice: Notice, source: Source, ranges: list[tuple[int, int | None]]
+) -> list[tuple[int, int | None]]:
+    """Hand all but the first range to `run_chunk` jobs, so that every worker expands and
+    sends a share; returns the ranges this run does. Each share is also a `notify.chunk`
+    deadline a lease away (its job cancels it when done): a job lost with Redis is run from
+    the outbox then. When the queue is away this run does them all."""
+    now = utcnow()
+    specs = [
+        {
+            "kind": source.kind,
+            "payload": source.payload,
+            "notice": notice.key,
+            "after": after,
+            "upto": upto,
+        }
+        for after, upto in ranges[1:]
+    ]
+    with rt.store.begin() as conn:
+        for spec in specs:
+            deadlines.schedule(conn, CHUNK_DEADLINE, _chunk_key(spec), now + SENDING_LEASE, spec)
     try:
-        for chunk in chunks:
+        for spec in specs:
             rt.queues.enqueue(
                 NOTIFY_QUEUE,
                 "workers.fanout.run_chunk",
-                source.kind,
-                source.payload,
-                notice.key,
-                chunk[0],
-                chunk[-1],
-                job_id=f"fanout-{notice.key}-{chunk[0]}-{chunk[-1]}",
+                spec,
+                job_id=f"fanout-{_chunk_key(spec)}",
                 result_ttl=0,
                 failure_ttl=86400,
             )
     except redis.RedisError as exc:
-        log.warning("could not share out %s (%s); sending it all here", notice.key, exc)
-        return ids
-    return ids[:CHUNK]
+        log.warning("could not share out %s (%s); doing it all here", notice.key, exc)
+        return ranges
+    return ranges[:1]
 
 
-def run_chunk(kind: str, payload: dict[str, Any], notice_key: str, first: int, last: int) -> None:
-    """RQ job: send a notice's claimable deliveries with ids from `first` to `last` (a share
-    of a large fan-out, `_share_out`). Idempotent like every send: claims are conditional."""
+def _chunk_key(spec: dict[str, Any]) -> str:
+    return f"{spec['notice']}:after:{spec['after']}"
+
+
+def run_chunk(spec: dict[str, Any]) -> None:
+    """RQ job: expand and send one share of a large fan-out (`_share_out`), then cancel its
+    deadline. Idempotent like every send: rows are inserted once, claims are conditional."""
     rt = current()
-    source = Source(kind, payload)
+    _run_chunk(rt, spec)
+    with rt.store.begin() as conn:
+        deadlines.cancel(conn, CHUNK_DEADLINE, _chunk_key(spec))
+
+
+def handle_chunk(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """Deadline `notify.chunk`: a share whose job did not finish within a lease (lost with
+    Redis, or its worker died) runs from the outbox."""
+    for payload in payloads:
+        _run_chunk(rt, _plain(payload))
+
+
+def _run_chunk(rt: Runtime, spec: dict[str, Any]) -> None:
+    source = Source(str(spec["kind"]), dict(spec["payload"]))
     with rt.store.read() as conn:
-        notices = [n for n in notices_of(conn, rt.settings, source) if n.key == notice_key]
+        notices = [n for n in notices_of(conn, rt.settings, source) if n.key == spec["notice"]]
+    upto = spec.get("upto")
     for notice in notices:
-        with rt.store.read() as conn:
-            ids = list(
-                conn.execute(
-                    sa.select(deliveries.c.id)
-                    .where(deliveries.c.id >= first, deliveries.c.id <= last)
-                    .where(deliveries.c.dedup_key.startswith(f"{notice.key}:", autoescape=True))
-                    .where(claimable(utcnow()))
-                    .order_by(deliveries.c.id)
-                ).scalars()
-            )
-        retry_at = send_pending(rt, notice, context(rt.settings), ids=ids)
-        if retry_at is not None:
-            _resume_at(rt, notice.key, source, retry_at)
+        _run_range(rt, notice, source, int(spec["after"]), None if upto is None else int(upto))
 
 
 def _resume_at(rt: Runtime, key: str, source: Source, at: datetime) -> None:
@@ -323,9 +370,17 @@ def _wanted(notice: Notice, row: Any) -> bool:
     return subs.follows(row.services, notice.service_keys)
 
 
-def expand(rt: Runtime, notice: Notice, source: Source | None = None) -> int:
-    """Create the notice's delivery rows (idempotent); returns how many subscribers it has."""
-    count, after = 0, 0
+def expand(
+    rt: Runtime,
+    notice: Notice,
+    source: Source | None = None,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+) -> int:
+    """Create the notice's delivery rows (idempotent) for its subscribers with ids in
+    (`after`, `upto`]; returns how many."""
+    count = 0
     while True:
         with rt.store.begin() as conn:
             if notice.only is not None:
@@ -336,7 +391,12 @@ def expand(rt: Runtime, notice: Notice, source: Source | None = None) -> int:
                 # A notice only webhooks hear reads only webhooks.
                 channels = None if notice.people else [SubscriberChannel.WEBHOOK.value]
                 batch = subs.recipients(
-                    conn, notice.page.id, after_id=after, limit=EXPAND_BATCH, channels=channels
+                    conn,
+                    notice.page.id,
+                    after_id=after,
+                    upto_id=upto,
+                    limit=EXPAND_BATCH,
+                    channels=channels,
                 )
             now = utcnow()
             rows = [
@@ -391,17 +451,21 @@ class NoLongerMember(ChannelError):
     """A private page's subscriber is no longer a member: not a failure that may pass."""
 
 
-def _pending_ids(rt: Runtime, notice: Notice, now: datetime) -> list[int]:
+def _pending_ids(
+    rt: Runtime, notice: Notice, now: datetime, *, after: int = 0, upto: int | None = None
+) -> list[int]:
+    """The notice's claimable deliveries to subscribers with ids in (`after`, `upto`]."""
     prefix = f"{notice.key}:subscriber:"
+    query = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.dedup_key.startswith(prefix, autoescape=True))
+        .where(claimable(now))
+        .where(deliveries.c.subscriber_id > after)
+    )
+    if upto is not None:
+        query = query.where(deliveries.c.subscriber_id <= upto)
     with rt.store.read() as conn:
-        return list(
-            conn.execute(
-                sa.select(deliveries.c.id)
-                .where(deliveries.c.dedup_key.startswith(prefix, autoescape=True))
-                .where(claimable(now))
-                .order_by(deliveries.c.id)
-            ).scalars()
-        )
+        return list(conn.execute(query.order_by(deliveries.c.id)).scalars())
 
 
 def _claim(rt: Runtime, ids: list[int]) -> list[Any]:

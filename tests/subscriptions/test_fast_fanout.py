@@ -19,6 +19,7 @@ from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deadlines as deadlines_table
 from engine.tables import deliveries, incident_updates, subscribers, utcnow
+from engine.tables import outbox as outbox_table
 from tests.standins import SendGrid, Twilio
 from tests.support import RecordingServer
 from workers import fanout
@@ -253,3 +254,37 @@ def test_a_large_notice_is_shared_out_as_chunk_jobs_and_each_person_hears_once(
     assert rt.queues.queue("beacon-notify").count >= 4
     drain(rt)
     assert len(sendgrid.accepted) == 450 and set(sendgrid.accepted.values()) == {1}
+    with rt.store.read() as conn:
+        kinds = conn.execute(sa.select(deadlines_table.c.kind)).scalars().all()
+    assert "notify.chunk" not in kinds  # each job cancelled its share's deadline
+
+
+def test_a_share_whose_job_was_lost_runs_from_its_deadline(
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
+    server: RecordingServer,
+    sendgrid: SendGrid,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout, "CHUNK", 100)
+    rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
+    site = make_site(rt)
+    _add(rt, site, "email", [f"user{n}@example.com" for n in range(250)])
+    _open(rt, site)
+    with rt.store.read() as conn:
+        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
+    fanout.handle_incident_update(rt, [{"update_id": update_id}])
+    assert sum(sendgrid.accepted.values()) == 100
+    rt.queues.queue("beacon-notify").empty()  # Redis lost the two share jobs
+    with rt.store.begin() as conn:  # the outbox job that ran the handler is done
+        conn.execute(outbox_table.update().values(done_at=utcnow()))
+    drain(rt)
+    assert sum(sendgrid.accepted.values()) == 100
+    with rt.store.begin() as conn:  # a lease later
+        conn.execute(
+            deadlines_table.update()
+            .where(deadlines_table.c.kind == "notify.chunk")
+            .values(due_at=utcnow())
+        )
+    drain(rt)
+    assert len(sendgrid.accepted) == 250 and set(sendgrid.accepted.values()) == {1}

@@ -182,7 +182,11 @@ def _served_on(app: App, host: str, *, by_host: bool = True) -> bool:
     asked = app.client.get(f"/api/v1/tls/ask?domain={host}").status_code == 200
     if not by_host:
         return asked
-    served = app.client.get("/", headers={"Host": host}).status_code == 200
+    # On a host that is not a page's, `/` is Beacon's own root (the public pages, or a
+    # redirect to the one there is), never the page itself.
+    there = app.client.get("/", headers={"Host": host}, follow_redirects=False)
+    own = app.client.get("/", follow_redirects=False)
+    served = there.status_code == 200 and there.text != own.text
     assert served == asked, host
     return served
 

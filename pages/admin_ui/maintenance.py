@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,7 @@ from pages.admin import services as services_api
 from pages.admin.schemas import MaintenanceIn, MaintenancePatch
 from pages.auth import Principal
 
+from .audience import audience
 from .web import Problem, call, form_of, model, redirect, render, team_choices, text, texts, view
 
 
@@ -66,6 +68,13 @@ async def _form(
     problem: Problem | None = None,
 ) -> Response:
     services = await call(request, who, services_api.list_services)
+    teams_ = team_choices(request, who)
+    team_id = next((t.id for t in teams_ if t.key == values.get("team")), None)
+    reach = None
+    if team_id is not None and values.get("services"):
+        reach = await run_in_threadpool(
+            audience, request.app.state.store, team_id, values["services"]
+        )
     return render(
         request,
         who,
@@ -75,7 +84,8 @@ async def _form(
         values=values,
         window=window,
         services=services,
-        teams=team_choices(request, who),
+        teams=teams_,
+        reach=reach,
     )
 
 

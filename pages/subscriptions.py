@@ -189,12 +189,14 @@ async def subscribe(request: Request) -> Response:
     user_id: int | None = None
     if page.private:
         who = await run_in_threadpool(principal, request)
-        if who is None or who.user_id is None:
+        if who is None:
             if as_json:
                 raise HTTPException(401, "sign in to subscribe to this private page")
             return RedirectResponse(f"/login?next=/p/{page.slug}/", 303)
         if not _member(who, page):
             raise HTTPException(404, f"no status page {page.slug!r}")
+        if who.user_id is None:
+            raise HTTPException(403, "members subscribe as themselves: sign in (not an API key)")
         user_id = who.user_id
     requests = limiter(request, "subscribe", SUBSCRIBES_PER_WINDOW, 600)
     if not await run_in_threadpool(requests.take, client_address(request)):
@@ -238,10 +240,12 @@ async def subscribe_form(request: Request) -> Response:
     user_id: int | None = None
     if page.private:
         who = await run_in_threadpool(principal, request)
-        if who is None or who.user_id is None:
+        if who is None:
             return RedirectResponse(f"/login?next={request.url.path}", 303)
         if not _member(who, page):
             raise HTTPException(404, f"no status page {page.slug!r}")
+        if who.user_id is None:
+            raise HTTPException(403, "members subscribe as themselves: sign in (not an API key)")
         user_id = who.user_id
     context = await run_in_threadpool(_form_context, request, page, user_id)
     chosen = request.query_params.get("services", "").split(",")
@@ -325,6 +329,12 @@ def _error(
     )
 
 
+def _shown(page: subs.Page | None) -> subs.Page | None:
+    """The page a link's error may name: a public, active one. A made-up token on a private
+    or inactive page learns nothing of it, not even its name (engine.authz: 404)."""
+    return page if page is not None and page.active and not page.private else None
+
+
 def _any_page(request: Request) -> subs.Page | None:
     with request.app.state.store.read() as conn:
         return subs.page_by_slug(conn, request.path_params["slug"])
@@ -343,7 +353,7 @@ async def confirm(request: Request) -> Response:
     if page is None or row is None:
         return _error(
             request,
-            page,
+            _shown(page),
             404,
             "Link not valid",
             "This confirmation link is not valid (any more). Subscribe again on the status page.",
@@ -380,7 +390,11 @@ async def unsubscribe(request: Request) -> Response:
         if as_json:
             raise HTTPException(404, "this unsubscribe link is not valid (any more)")
         return _error(
-            request, page, 404, "Link not valid", "This unsubscribe link is not valid (any more)."
+            request,
+            _shown(page),
+            404,
+            "Link not valid",
+            "This unsubscribe link is not valid (any more).",
         )
     base = page_url(request, page)
     if request.method in ("GET", "HEAD"):

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from engine import authz, crud
+from engine import authz, crud, tables
 from engine.authz import Action, Outcome
 from engine.db import Store
 from engine.errors import ConflictError, NotFoundError
@@ -168,6 +168,63 @@ TAG_ACTIONS: dict[str, tuple[Action, Action]] = {
 }
 
 
+#: The table of the object a path's `{id}` names, by the path's collection: so the caller's
+#: right to it is asked (engine.authz) before the body is read, and a caller who may not
+#: know the object gets its 404 whatever it sent.
+OWNERS: dict[str, sa.Table] = {
+    "services": tables.services,
+    "channels": tables.channels,
+    "incident-templates": tables.incident_templates,
+    "alert-sources": tables.alert_sources,
+    "incidents": tables.incidents,
+    "maintenance-windows": tables.maintenance_windows,
+    "api-keys": tables.api_keys,
+}
+
+
+def owner_team_ids(conn: Connection, path: str, object_id: int) -> list[int | None] | None:
+    """The teams owning the object `path` names by `object_id` (None: no such object, or a
+    collection this does not know; [] or [None]: the installation's)."""
+    collection = path.removeprefix("/api/v1/").split("/", 1)[0]
+    if collection == "teams":
+        found = conn.execute(sa.select(teams.c.id).where(teams.c.id == object_id)).scalar()
+        return None if found is None else [int(found)]
+    if collection == "pages":
+        page = conn.execute(
+            sa.select(tables.status_pages.c.team_id).where(tables.status_pages.c.id == object_id)
+        ).first()
+        if page is None:
+            return None
+        shared = conn.execute(
+            sa.select(tables.page_teams.c.team_id).where(tables.page_teams.c.page_id == object_id)
+        ).scalars()
+        return [page.team_id, *shared]
+    table = OWNERS.get(collection)
+    if table is None:
+        return None
+    row = conn.execute(sa.select(table.c.team_id).where(table.c.id == object_id)).first()
+    return None if row is None else [row.team_id]
+
+
+def _may_touch(request: Request, who: Principal, endpoint: Endpoint, object_id: int) -> None:
+    """404 or 403 (engine.authz) for the object the path names, before its body is read."""
+    collection = endpoint.path.removeprefix("/api/v1/").split("/", 1)[0]
+    if collection not in OWNERS and collection not in ("teams", "pages"):
+        return
+    with request.app.state.store.read() as conn:
+        owners = owner_team_ids(conn, endpoint.path, object_id)
+        decision = (
+            authz.authorize(who, endpoint.action, authz.team_target(conn, owners))
+            if owners is not None
+            else None
+        )
+    what = collection.rstrip("s").replace("-", " ")
+    if decision is None or decision.outcome == Outcome.NOT_FOUND:
+        raise NotFoundError(f"no {what} {object_id}")
+    if not decision.allowed:
+        raise HTTPException(decision.status, decision.reason)
+
+
 def _dump(result: Any) -> Any:
     if isinstance(result, BaseModel):
         return result.model_dump(mode="json")
@@ -191,6 +248,8 @@ def route(endpoint: Endpoint) -> DeclaredRoute:
                 raise NotFoundError(f"no such {name}")
             else:
                 ids[name] = value
+        if "id" in ids:
+            await run_in_threadpool(_may_touch, request, who, endpoint, ids["id"])
         body: Any = None
         if endpoint.raw_limit:
             body = await read_body(request, endpoint.raw_limit)

@@ -108,8 +108,9 @@ def _types() -> list[tuple[str, str]]:
     return sorted(((t, notes[t][0] if t in notes else t) for t in ADAPTERS), key=lambda x: x[1])
 
 
-def _masked(key: str) -> str:
-    return "•" * 8 + key[-4:]
+def _masked(key: str | None) -> str:
+    # None: another team's source, whose key the caller may not read (engine.authz).
+    return "•" * 8 + (key[-4:] if key else "••••")
 
 
 @view()

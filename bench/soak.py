@@ -5,8 +5,10 @@
 Starts the fault harness's cluster (tests/faults/cluster.py: its own PostgreSQL and Redis,
 two `beacon serve`, two `beacon worker`), then for `--seconds`:
 
-- sends Alertmanager deliveries at up to `--rate` a second (alerts firing and resolving,
-  spread over both web processes), and reports the rate it sustained;
+- sends Alertmanager deliveries at up to `--rate` a second over 500 alerts, spread over
+  both web processes; `--changes` of them (default 10 %) fire or resolve an alert (each
+  firing opens an incident that two subscribers hear about), the rest repeat an alert's
+  state as Alertmanager does every group_interval; reports the rate it sustained;
 - `--viewers` page views a second (the page and its summary.json), with p50/p99;
 - `--streams` open live-update streams (spread over client addresses 127.0.0.x, since one
   address may hold 32), and how many are still open at the end;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -77,6 +80,7 @@ class Soak:
         self.to_page: list[float] = []
         self.streams_open = 0
         self.stop_at = 0.0
+        self.random = random.Random(5)
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -120,12 +124,20 @@ class Soak:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             alert = alerts[n % len(alerts)]
             now = datetime.now(UTC)
-            if alert.firing:
+            if alert.started is not None and self.random.random() >= self.args.changes:
+                # As Alertmanager does every group_interval: the same state again.
+                if alert.firing:
+                    body = _payload(alert, "firing", alert.started, None)
+                else:
+                    body = _payload(alert, "resolved", alert.started, alert.ended or now)
+            elif alert.firing:
+                alert.ended = now
                 body = _payload(alert, "resolved", alert.started or now, now)
+                alert.firing = False
             else:
                 alert.started = now
                 body = _payload(alert, "firing", now, None)
-            alert.firing = not alert.firing
+                alert.firing = True
             web = self.cluster.webs[n % 2].url
             task = asyncio.create_task(one(alert, body, web))
             tasks.add(task)
@@ -215,6 +227,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--viewers", type=float, default=50)
     parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument(
+        "--changes",
+        type=float,
+        default=0.1,
+        help="share of deliveries that change an alert's state (the rest repeat it)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="beacon-soak-") as tmp:
         cluster = Cluster(Path(tmp))

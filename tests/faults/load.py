@@ -34,6 +34,7 @@ class Alert:
     service: str
     firing: bool = False
     started: datetime | None = None
+    ended: datetime | None = None
 
 
 @dataclass

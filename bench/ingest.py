@@ -191,7 +191,7 @@ def _settings(data_dir: Path, extra: dict[str, str]) -> Any:
 
 
 def start_beacon(
-    data_dir: Path, server: str = "uvicorn", extra: dict[str, str] | None = None
+    data_dir: Path, server: str | None = None, extra: dict[str, str] | None = None
 ) -> tuple[list[subprocess.Popen[bytes]], str, str]:
     """`beacon serve` (and with `extra` naming a database and Redis, a `beacon worker`)
     on a store with one alertmanager source; returns the processes, the URL and its key."""
@@ -220,7 +220,8 @@ def start_beacon(
     cli = [sys.executable, "-m", "cli"]
     procs = [
         subprocess.Popen(
-            [*cli, "serve", "--port", str(port), "--server", server],
+            # No --server unless asked: the command as a user types it.
+            [*cli, "serve", "--port", str(port)] + (["--server", server] if server else []),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -263,7 +264,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument(
-        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="Beacon's HTTP server"
+        "--server",
+        choices=["uvicorn", "granian"],
+        help="Beacon's HTTP server (default: none given, i.e. `beacon serve`'s default)",
     )
     parser.add_argument(
         "--mode",
@@ -289,13 +292,12 @@ def main() -> int:
         url, key = args.url.rstrip("/"), args.key
         mode = "a running server (mode as it was started)"
     else:
+        server = args.server or "default server"
         if args.mode == "scaled":
             extra = scaled_env()
-            mode = (
-                f"scaled (PostgreSQL, Redis; one beacon serve on {args.server}, one beacon worker)"
-            )
+            mode = f"scaled (PostgreSQL, Redis; one beacon serve on {server}, one beacon worker)"
         else:
-            mode = f"embedded (SQLite WAL, synchronous={synchronous}, one process, {args.server})"
+            mode = f"embedded (SQLite WAL, synchronous={synchronous}, one web process, {server})"
         beacon, url, key = start_beacon(data_dir, args.server, extra)
     try:
         ours = run_wrk(

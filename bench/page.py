@@ -195,7 +195,9 @@ def webhook_latency(work: Path, env: dict[str, str], count: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument(
+        "--server", choices=["granian", "uvicorn"], help="default: `beacon serve`'s own"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--changes", type=int, default=20, help="status changes to time")
     args = parser.parse_args()
@@ -225,7 +227,9 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update(PYTHONPATH=str(ROOT), BEACON_DATA_DIR=str(data))
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port)] + ["--server", args.server],
+        # No --server unless asked: the command as a user types it.
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)]
+        + (["--server", args.server] if args.server else []),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -250,8 +254,9 @@ def main() -> int:
             target.write_bytes(answer.content)
             paths[name] = path
         print(
-            f"\nwrk -t2 -c50 -d{args.duration}s; Beacon: one process on {args.server} "
-            "(embedded mode); nginx: 1 worker, then one per core"
+            f"\nwrk -t2 -c50 -d{args.duration}s; Beacon: one web process on "
+            f"{args.server or 'the default server'} (embedded mode); nginx: 1 worker, "
+            "then one per core"
         )
         print(
             f"{'document':<14}{'beacon req/s':>13}{'p99 ms':>8}"

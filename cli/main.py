@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -42,15 +43,45 @@ def served_settings(settings: Settings, env: Mapping[str, str], host: str, port:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from . import wiring
 
     # The port first: a second `beacon serve` on a busy port must stop here, before it
     # migrates, applies, renders or starts workers that would retry the outbox.
     listener = listen(args.host, args.port)
     settings = served_settings(settings, os.environ, args.host, args.port)
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if workers > 1 and settings.embedded:
+        raise ConfigError(
+            "--workers above 1 needs scaled mode (BEACON_REDIS_URL): in embedded mode the "
+            "queue lives in the one web process"
+        )
+    server = getattr(args, "server", "granian")
+    if workers > 1 and server == "uvicorn":
+        raise ConfigError("--workers above 1 needs --server granian")
     runtime = wiring.build_runtime(settings)
+    _prepare(runtime, settings, args.config or settings.config_path)
+    if server == "uvicorn":
+        return _serve_uvicorn(_ready(runtime, settings, args), listener, args)
+    # Granian's normal mode: a supervising process binds the port and starts `workers`
+    # web processes, each of which builds its own runtime (store connections, queue,
+    # caches, and in embedded mode the worker threads) through `_ready`: nothing opened
+    # here crosses the fork. Granian binds its own socket: hand the port over (a moment in
+    # which another process could take it, where granian then fails as before).
+    runtime.close()
+    listener.close()
+    return _serve_granian(
+        lambda: _ready(wiring.build_runtime(settings), settings, args, child=True),
+        args.host,
+        args.port,
+        workers,
+    )
+
+
+def _prepare(runtime: Any, settings: Settings, config: str | Path | None) -> None:
+    """What runs once per `beacon serve`, before any web process: migrations (embedded),
+    the schema check (scaled), `--config`."""
     if settings.embedded:
         migrate.upgrade(runtime.store)
         from engine import outbox
@@ -59,23 +90,34 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         outbox.release_claims(runtime.store)
     elif not migrate.is_current(runtime.store):
         raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
-    config = args.config or settings.config_path
     if config:
         _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
+
+
+def _ready(
+    runtime: Any, settings: Settings, args: argparse.Namespace, *, child: bool = False
+) -> Any:
+    """The served app of a web process: pages rendered, heap settled, start announced."""
     from pages.fastpath import outermost
     from pages.render import warm
 
+    from . import wiring
+
+    if child:
+        _die_with_parent()
     warm(runtime.store)  # render every page now, with this release's templates
     app = outermost(wiring.app(runtime, background=True), runtime)
-    mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     _settle_heap()
+    # Each web process says so (one unless --workers), once its app is ready.
+    mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"
     print(f"Beacon on http://{args.host}:{args.port} ({mode})", flush=True)
     _say_how_email_leaves(settings)
-    if getattr(args, "server", "uvicorn") == "granian":
-        # Granian binds its own socket: hand the port over (a moment in which another
-        # process could take it, where it then fails as before).
-        listener.close()
-        return _serve_granian(app, args.host, args.port)
+    return app
+
+
+def _serve_uvicorn(app: Any, listener: socket.socket, args: argparse.Namespace) -> int:
+    import uvicorn
+
     # proxy_headers=False: the app believes X-Forwarded-* only from BEACON_TRUSTED_PROXIES
     # (pages.app); uvicorn's own default would trust any process on 127.0.0.1.
     config = uvicorn.Config(
@@ -136,45 +178,46 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _serve_granian(app: object, host: str, port: int) -> int:
-    """Granian's in-process server: the same app object, so embedded mode's worker threads
-    and page cache stay in this process (about twice uvicorn's speed on cached pages)."""
+_PARENT = os.getpid()
 
-    try:
-        from granian.constants import Interfaces
-        from granian.log import LogLevels
-        from granian.server.embed import Server
-    except ImportError:
-        raise ConfigError(
-            "--server granian needs the granian package: pip install granian"
-        ) from None
 
-    server = Server(
-        app,
+def _die_with_parent() -> None:
+    """A web process ends when the `beacon serve` that started it does, SIGKILL included:
+    an orphan would keep the port and, in embedded mode, run a second queue on the same
+    database after a restart."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != _PARENT:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _serve_granian(load: Callable[[], Any], host: str, port: int, workers: int) -> int:
+    """Granian in its normal (multi-process) mode: a supervisor and `workers` web processes,
+    each built by `load` after the fork; the app's lifespan starts embedded mode's worker
+    threads in the one web process. About twice uvicorn's speed on cached pages."""
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server.mp import MPServer
+
+    def loader(_target: str) -> Any:
+        return load()
+
+    server = MPServer(
+        "beacon",  # a name for granian's logs: the app comes from `loader`
         address=host,
         port=port,
         interface=Interfaces.ASGI,
+        workers=workers,
         runtime_threads=2,  # socket I/O off the Python thread: ~20% more cached pages/s
+        loop=Loops.auto,
         log_level=LogLevels.warning,
+        log_access=False,
     )
-    try:
-        _run_loop(server.serve())
-    except KeyboardInterrupt:
-        pass
+    server.serve(target_loader=loader)
     return 0
-
-
-def _run_loop(coroutine: Any) -> None:
-    """Run `coroutine` on uvloop when it is installed (it comes with uvicorn[standard]):
-    its event loop costs less per request than asyncio's own."""
-    import asyncio
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-        return
-    uvloop.run(coroutine)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,16 +263,26 @@ def _work_until_stopped(runtime: Any, worker: Any) -> None:
             logging.getLogger("beacon.worker").warning(
                 "the RQ worker stopped on a Redis error (%s); starting it again", exc
             )
-        if getattr(worker, "_stop_requested", False):
+        if _stop_asked(worker):
             return
         time.sleep(1)
-        if getattr(worker, "_stop_requested", False):
+        if _stop_asked(worker):
             return
         restarts += 1
         try:
             worker = runtime.queues.worker(name=f"{runtime.name}-{restarts}")
         except (redis.RedisError, OSError):
             continue  # Redis is still away: the old worker object tries again
+
+
+def _stop_asked(worker: Any) -> bool:
+    """Whether SIGTERM/SIGINT reached RQ's worker. An idle worker leaves `_stop_requested`
+    unset (it raises StopRequested and returns from `work()`): its shutdown date says so,
+    or `beacon worker` went on restarting it after every SIGTERM."""
+    return bool(
+        getattr(worker, "_stop_requested", False)
+        or getattr(worker, "_shutdown_requested_date", None) is not None
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,7 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--config", help="a config file to apply at start")
     serve.add_argument(
-        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="the HTTP server"
+        "--server",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="the HTTP server (default granian; see docs/operations.md)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="web processes (scaled mode only; embedded mode runs one)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -51,3 +51,11 @@ def test_serve_on_a_busy_port_exits_before_it_does_any_work(tmp_path: Path) -> N
     assert "Beacon on" not in ran.stdout
     # Nothing was migrated, applied or started: no database was even created.
     assert not (tmp_path / "data" / "beacon.db").exists()
+
+
+def test_serve_refuses_several_web_processes_in_embedded_mode(tmp_path: Path) -> None:
+    ran = beacon(["serve", "--port", str(free_port()), "--workers", "2"], beacon_env(tmp_path))
+    assert ran.returncode == 2
+    assert "--workers above 1 needs scaled mode" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert not (tmp_path / "beacon.db").exists()

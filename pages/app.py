@@ -111,12 +111,15 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.sns_http = sns.open_client(runtime.settings)
+        # Kept here, not read back from app.state: a test client may run the lifespan of
+        # one app more than once at a time, and each run closes the client it opened.
+        client = app.state.sns_http = sns.open_client(runtime.settings)
         try:
             with background() if background is not None else contextlib.nullcontext():
                 yield
         finally:
-            client, app.state.sns_http = app.state.sns_http, None
+            if app.state.sns_http is client:
+                app.state.sns_http = None
             await client.aclose()
             await runtime.queues.aclose()
 

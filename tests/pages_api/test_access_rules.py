@@ -10,7 +10,10 @@ from engine.models import PageType
 
 @dataclass(frozen=True)
 class Who:
+    """A principal (engine.authz.Principal); members are stakeholders, the least role."""
+
     admin: bool = False
+    role: str = "stakeholder"
     team_ids: frozenset[int] = field(default_factory=frozenset)
 
 

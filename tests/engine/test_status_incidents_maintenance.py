@@ -22,8 +22,7 @@ from engine.tables import (
     utcnow,
 )
 from engine.tables import incidents as incidents_table
-
-from .factories import service, team
+from tests.factories import service, team
 
 
 def _status(store: Store, service_id: int) -> str:

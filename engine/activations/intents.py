@@ -9,6 +9,7 @@ and, as typed fields, what it needs; nothing is read back by string key.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,7 +59,7 @@ def _ref(alert: AlertRef | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Intent:
+class _Intent(ABC):
     """What every intent carries: when, and which rule's activation of which group."""
 
     kind: ClassVar[IntentKind]
@@ -79,9 +80,9 @@ class _Intent:
             **self.fields(),
         }
 
+    @abstractmethod
     def fields(self) -> dict[str, Any]:
         """This kind's own fields, in the order a replay prints them."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -122,7 +122,7 @@ def test_a_responder_reads_an_open_teams_objects_but_never_their_secrets(
     assert source["integration_key"] and source["webhook_url"]
     channel = client.post(
         "/api/v1/channels",
-        json={"key": "chat", "type": "slack", "url": "https://hooks.slack.example/T0/B0/XXX"},
+        json={"key": "chat", "type": "slack", "url": "https://hooks.slack.example/T0/B0/abc123"},
         headers=ops,
     ).json()
     seen = client.get(f"/api/v1/alert-sources/{source['id']}", headers=web)

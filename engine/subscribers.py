@@ -391,7 +391,34 @@ def confirm(conn: Connection, page_id: int, token: str) -> Any | None:
     return conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
 
 
+def by_confirm_token(conn: Connection, page_id: int, token: str) -> Any | None:
+    """The subscriber of the page holding confirmation `token`, or None (nothing changes:
+    a link scanner's GET must not confirm anyone)."""
+    return conn.execute(
+        sa.select(subscribers).where(
+            subscribers.c.page_id == page_id, subscribers.c.confirm_token == token
+        )
+    ).first()
+
+
+def set_services(
+    conn: Connection, page_id: int, token: str, keys: Iterable[str] | None
+) -> Any | None:
+    """The subscriber holding unsubscribe `token` now follows `keys` (None or nothing: every
+    service of the page); returns its row, or None for a token this page does not know.
+    Unknown keys are a `ValidationError` (the page's services may have changed since the
+    form was shown)."""
+    row = by_unsubscribe_token(conn, page_id, token)
+    if row is None:
+        return None
+    wanted = check_services(conn, page_id, keys)
+    conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(services=wanted))
+    return conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
+
+
 def by_unsubscribe_token(conn: Connection, page_id: int, token: str) -> Any | None:
+    """The subscriber of the page holding `token` (the link in every message, which both
+    unsubscribes and manages what it follows), or None."""
     return conn.execute(
         sa.select(subscribers).where(
             subscribers.c.page_id == page_id, subscribers.c.unsubscribe_token == token

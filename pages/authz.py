@@ -57,6 +57,7 @@ ROUTE_ACTIONS: dict[str, Action] = {
     # The token in the link is the credential (it was sent to the subscriber only).
     "/p/{slug}/subscriptions/confirm/{token}": A.PUBLIC,
     "/p/{slug}/subscriptions/unsubscribe/{token}": A.PUBLIC,
+    "/p/{slug}/subscriptions/manage/{token}": A.PUBLIC,
     "/api/v1/tls/ask": A.PUBLIC,
     # The TXT token proves ownership of a domain: only the page's managers see it.
     "/api/v1/status-pages/{slug}/domain": A.MANAGE_PAGES,

@@ -1,4 +1,4 @@
-"""Subscription flows: subscribe, confirm (double opt-in), unsubscribe.
+"""Subscription flows: subscribe, confirm (double opt-in), manage, unsubscribe.
 
 `POST /p/{slug}/subscribe` takes form or JSON fields `channel` (`email`, `sms`, `webhook`),
 `address` and optional `services` (service keys of the page). It answers JSON when the
@@ -9,7 +9,9 @@ Confirmations are rate-limited per address. Webhooks are confirmed at once and g
 secret, shown once. A private page takes subscriptions only from signed-in members, as
 channel `user`.
 
-Links in messages use `BEACON_BASE_URL` and `/p/{slug}/...`, which work on every host.
+Links in messages use `BEACON_BASE_URL` and `/p/{slug}/...`, which work on every host. No
+link changes anything on GET (mail scanners fetch links): confirming, unsubscribing and
+changing the services followed are buttons that POST.
 """
 
 from __future__ import annotations
@@ -340,17 +342,34 @@ def _any_page(request: Request) -> subs.Page | None:
         return subs.page_by_slug(conn, request.path_params["slug"])
 
 
-def _confirm(request: Request, page_id: int, token: str) -> Any:
+def _confirm(request: Request, page_id: int, token: str, write: bool) -> Any:
+    if not write:
+        with request.app.state.store.read() as conn:
+            return subs.by_confirm_token(conn, page_id, token)
     with request.app.state.store.begin() as conn:
         return subs.confirm(conn, page_id, token)
 
 
+def _links(base: str, row: Any) -> dict[str, str]:
+    """The subscriber's own links: both carry the unsubscribe token, the credential of
+    every message's link."""
+    return {
+        "manage_url": f"{base}/subscriptions/manage/{row.unsubscribe_token}",
+        "unsubscribe_url": f"{base}/subscriptions/unsubscribe/{row.unsubscribe_token}",
+    }
+
+
 async def confirm(request: Request) -> Response:
-    """The link in a confirmation message: the subscription starts counting."""
+    """The link in a confirmation message. GET shows a button and changes nothing (mail
+    scanners fetch links, and must not confirm on someone's behalf); POST confirms."""
     page = await run_in_threadpool(_any_page, request)
     token = request.path_params["token"]
-    row = await run_in_threadpool(_confirm, request, page.id, token) if page else None
+    write = request.method == "POST"
+    row = await run_in_threadpool(_confirm, request, page.id, token, write) if page else None
+    as_json = _wants_json(request)
     if page is None or row is None:
+        if as_json:
+            raise HTTPException(404, "this confirmation link is not valid (any more)")
         return _error(
             request,
             _shown(page),
@@ -359,13 +378,23 @@ async def confirm(request: Request) -> Response:
             "This confirmation link is not valid (any more). Subscribe again on the status page.",
         )
     base = page_url(request, page)
+    if not write and not row.confirmed:
+        return html(
+            "subscribe_confirm.html",
+            page=page,
+            page_url=base,
+            address=row.address,
+            services=row.services,
+        )
+    if as_json:
+        return JSONResponse({"status": "confirmed", "address": row.address})
     return html(
         "subscribe_confirmed.html",
         page=page,
         page_url=base,
         address=row.address,
         services=row.services,
-        unsubscribe_url=f"{base}/subscriptions/unsubscribe/{row.unsubscribe_token}",
+        **_links(base, row),
     )
 
 
@@ -379,6 +408,18 @@ def _unsubscribe(request: Request, page_id: int, token: str) -> bool:
         return subs.unsubscribe(conn, page_id, token)
 
 
+def _invalid_link(request: Request, page: subs.Page | None, as_json: bool) -> Response:
+    if as_json:
+        raise HTTPException(404, "this link is not valid (any more)")
+    return _error(
+        request,
+        _shown(page),
+        404,
+        "Link not valid",
+        "This link is not valid (any more): the subscription may have ended.",
+    )
+
+
 async def unsubscribe(request: Request) -> Response:
     """GET shows what will stop and a button; POST unsubscribes (also RFC 8058 one-click
     `List-Unsubscribe=One-Click` from mail clients, and webhook receivers' POSTs)."""
@@ -387,15 +428,7 @@ async def unsubscribe(request: Request) -> Response:
     row = await run_in_threadpool(_by_token, request, page.id, token) if page else None
     as_json = _wants_json(request)
     if page is None or row is None:
-        if as_json:
-            raise HTTPException(404, "this unsubscribe link is not valid (any more)")
-        return _error(
-            request,
-            _shown(page),
-            404,
-            "Link not valid",
-            "This unsubscribe link is not valid (any more).",
-        )
+        return _invalid_link(request, page, as_json)
     base = page_url(request, page)
     if request.method in ("GET", "HEAD"):
         return html(
@@ -403,6 +436,7 @@ async def unsubscribe(request: Request) -> Response:
             page=page,
             page_url=base,
             address=row.address,
+            **_links(base, row),
         )
     await run_in_threadpool(_unsubscribe, request, page.id, token)
     if as_json:
@@ -410,10 +444,65 @@ async def unsubscribe(request: Request) -> Response:
     return html("subscribe_unsubscribed.html", page=page, page_url=base, address=row.address)
 
 
+def _manage_context(request: Request, page: subs.Page, row: Any) -> dict[str, Any]:
+    with request.app.state.store.read() as conn:
+        components = subs.page_components(conn, page.id)
+    base = page_url(request, page)
+    return {
+        "page": page,
+        "page_url": base,
+        "address": row.address,
+        "channel": row.channel,
+        "confirmed": bool(row.confirmed),
+        "components": components,
+        "chosen": list(row.services or []),
+        **_links(base, row),
+    }
+
+
+def _save_services(request: Request, page: subs.Page, token: str, keys: list[str] | None) -> Any:
+    with request.app.state.store.begin() as conn:
+        return subs.set_services(conn, page.id, token, keys)
+
+
+async def manage(request: Request) -> Response:
+    """A subscriber's own page, from the link in every message (its token is the
+    credential; no sign-in): which services it follows, and unsubscribing. GET shows the
+    forms; POST saves the services ticked (none: every service), or with `unsubscribe`
+    ends the subscription."""
+    page = await run_in_threadpool(_any_page, request)
+    token = request.path_params["token"]
+    row = await run_in_threadpool(_by_token, request, page.id, token) if page else None
+    if page is None or row is None:
+        return _invalid_link(request, page, False)
+    if request.method in ("GET", "HEAD"):
+        context = await run_in_threadpool(_manage_context, request, page, row)
+        return html("subscribe_manage.html", **context)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise HTTPException(415, "send the manage page's form")
+    form = await request.form(max_files=0, max_fields=256)
+    if form.get("unsubscribe"):
+        await run_in_threadpool(_unsubscribe, request, page.id, token)
+        base = page_url(request, page)
+        return html("subscribe_unsubscribed.html", page=page, page_url=base, address=row.address)
+    keys = [str(k) for k in form.getlist("services")] or None
+    try:
+        saved = await run_in_threadpool(_save_services, request, page, token, keys)
+    except ValidationError as exc:
+        context = await run_in_threadpool(_manage_context, request, page, row)
+        return html("subscribe_manage.html", 422, error=str(exc), **context)
+    if saved is None:  # unsubscribed in the meantime
+        return _invalid_link(request, page, False)
+    context = await run_in_threadpool(_manage_context, request, page, saved)
+    return html("subscribe_manage.html", saved=True, **context)
+
+
 routes: list[BaseRoute] = [
     Route("/p/{slug}/subscribe", subscribe_form, methods=["GET", "HEAD"]),
     Route("/p/{slug}/subscribe", subscribe, methods=["POST"]),
-    Route("/p/{slug}/subscriptions/confirm/{token}", confirm, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/subscriptions/confirm/{token}", confirm, methods=["GET", "HEAD", "POST"]),
+    Route("/p/{slug}/subscriptions/manage/{token}", manage, methods=["GET", "HEAD", "POST"]),
     Route(
         "/p/{slug}/subscriptions/unsubscribe/{token}",
         unsubscribe,

@@ -669,6 +669,8 @@ async def _send_webhooks(
 #: Stands for each recipient's own unsubscribe link in a batch's one rendered message;
 #: SendGrid substitutes it per personalization.
 UNSUBSCRIBE_TOKEN = "-beacon-unsubscribe-url-"
+#: The same for each recipient's manage page (what they follow, or unsubscribe).
+MANAGE_TOKEN = "-beacon-manage-url-"
 
 
 def _send_emails(rt: Runtime, notice: Notice, rows: list[Any], ctx: Context) -> list[Outcome]:
@@ -676,7 +678,7 @@ def _send_emails(rt: Runtime, notice: Notice, rows: list[Any], ctx: Context) -> 
     once with a token for each person's own links."""
     values = _values(notice)
     if notice.kind != "confirm":
-        values["unsubscribe_url"] = UNSUBSCRIBE_TOKEN
+        values.update(unsubscribe_url=UNSUBSCRIBE_TOKEN, manage_url=MANAGE_TOKEN)
     mail = messages.email(notice.kind, values)
     message = Message(subject=mail.subject, text=mail.text, html=mail.html)
     outcomes: list[Outcome] = []
@@ -695,7 +697,9 @@ def _send_emails(rt: Runtime, notice: Notice, rows: list[Any], ctx: Context) -> 
             (
                 row,
                 sendgrid_email.Recipient(
-                    address, {UNSUBSCRIBE_TOKEN: url}, _unsubscribe_headers(url)
+                    address,
+                    {UNSUBSCRIBE_TOKEN: url, MANAGE_TOKEN: _manage_url(notice, row)},
+                    _unsubscribe_headers(url),
                 ),
             )
         )
@@ -754,7 +758,7 @@ def build(
     unsubscribe_url = _unsubscribe_url(notice, row)
     values = _values(notice)
     if notice.kind != "confirm":
-        values["unsubscribe_url"] = unsubscribe_url
+        values.update(unsubscribe_url=unsubscribe_url, manage_url=_manage_url(notice, row))
     channel = SubscriberChannel(row.channel)
     if channel == SubscriberChannel.WEBHOOK:
         body = {
@@ -788,6 +792,12 @@ def _values(notice: Notice) -> dict[str, Any]:
 
 def _unsubscribe_url(notice: Notice, row: Any) -> str:
     return f"{notice.page_url}/subscriptions/unsubscribe/{row.unsubscribe_token}"
+
+
+def _manage_url(notice: Notice, row: Any) -> str:
+    """The subscriber's own page: the services it follows, and unsubscribing (the same
+    token as the unsubscribe link)."""
+    return f"{notice.page_url}/subscriptions/manage/{row.unsubscribe_token}"
 
 
 def _unsubscribe_headers(url: str) -> dict[str, str]:

@@ -69,7 +69,9 @@ def test_a_subscriber_confirms_with_the_link_from_the_outbox_and_the_log(tmp_pat
         logged = log.read_text()
         assert link in logged and str(eml) in logged
         assert "Traceback" not in logged
-        confirmed = httpx.get(link, timeout=10)
+        shown = httpx.get(link, timeout=10)
+        assert shown.status_code == 200 and "Confirm subscription" in shown.text
+        confirmed = httpx.post(link, timeout=10)
         assert confirmed.status_code == 200 and "Subscription confirmed" in confirmed.text
     store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
     try:

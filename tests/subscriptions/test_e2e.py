@@ -45,7 +45,9 @@ def test_a_subscription_is_confirmed_through_a_running_server(
         text = mails[0]["content"][0]["value"]
         match = re.search(r"http://status\.test(/p/acme/subscriptions/confirm/[\w-]+)", text)
         assert match, text
-        confirmed = httpx.get(base + match.group(1), timeout=10)
+        shown = httpx.get(base + match.group(1), timeout=10)
+        assert shown.status_code == 200 and "Confirm subscription" in shown.text
+        confirmed = httpx.post(base + match.group(1), timeout=10)
         assert confirmed.status_code == 200 and "Subscription confirmed" in confirmed.text
 
 

@@ -100,6 +100,8 @@ def test_email_goes_as_requests_of_up_to_1000_with_each_persons_own_links(
         assert subject == "[Acme Status] API errors"
         link = f"{BASE_URL}/p/acme/subscriptions/unsubscribe/{tokens[address]}"
         assert f"Unsubscribe: {link}" in text, address
+        manage = f"{BASE_URL}/p/acme/subscriptions/manage/{tokens[address]}"
+        assert f"Change what you follow: {manage}" in text, address
     for mail in sendgrid.mails:
         for p in mail["personalizations"]:
             token = tokens[p["to"][0]["email"]]

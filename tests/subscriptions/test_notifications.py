@@ -217,6 +217,8 @@ def test_emails_have_text_html_and_one_click_unsubscribe(
     assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = mail.headers["List-Unsubscribe"].strip("<>")
     assert url in text and f'href="{url}"' in html
+    manage = url.replace("/unsubscribe/", "/manage/")  # the subscriber's own page
+    assert f"Change what you follow: {manage}" in text and f'href="{manage}"' in html
     response = client.post(
         url.removeprefix(BASE_URL),
         content=b"List-Unsubscribe=One-Click",

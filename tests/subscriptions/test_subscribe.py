@@ -52,10 +52,17 @@ def test_email_needs_confirmation_through_the_mailed_link(
     path = _confirm_path(text)
 
     page = client.get(path)
-    assert page.status_code == 200 and "Subscription confirmed" in page.text
+    # Mail scanners fetch links: the link shows a button, and only its POST confirms.
+    assert page.status_code == 200 and '<form method="post">' in page.text
+    assert "Confirm subscription" in page.text
+    assert not subscriber_rows(rt)[0].confirmed
+    done = client.post(path)
+    assert done.status_code == 200 and "Subscription confirmed" in done.text
     assert subscriber_rows(rt)[0].confirmed
-    assert client.get(path).status_code == 200  # clicking twice is fine
+    assert client.post(path).status_code == 200  # clicking twice is fine
+    assert "Subscription confirmed" in client.get(path).text
     assert client.get("/p/acme/subscriptions/confirm/forged").status_code == 404
+    assert client.post("/p/acme/subscriptions/confirm/forged").status_code == 404
 
 
 def test_sms_needs_confirmation_by_text_message(
@@ -70,6 +77,8 @@ def test_sms_needs_confirmation_by_text_message(
     (sms,) = sms_sent(server)
     assert sms["To"] == "+4915112345678" and sms["From"] == "+15550001111"
     client.get(_confirm_path(sms["Body"]))
+    assert not subscriber_rows(rt)[0].confirmed
+    client.post(_confirm_path(sms["Body"]))
     assert subscriber_rows(rt)[0].confirmed
 
 
@@ -343,3 +352,82 @@ def test_the_subscribe_form_of_a_private_page_is_for_members(
     assert "<strong>ana@acme.test</strong>" in form.text
     assert 'name="channel" value="user"' in form.text
     assert 'name="address"' not in form.text
+
+
+def _confirmed_email(rt: Runtime, client: TestClient, server: RecordingServer) -> str:
+    """Subscribe eve@example.com, confirm through the mailed link; the confirmed page's
+    manage link (the path)."""
+    client.post("/p/acme/subscribe", json={"channel": "email", "address": "eve@example.com"})
+    drain(rt)
+    (mail,) = sent_json(server)
+    done = client.post(_confirm_path(mail["content"][0]["value"]))
+    match = re.search(
+        r'href="' + re.escape(BASE_URL) + r'(/p/acme/subscriptions/manage/[\w-]+)"', done.text
+    )
+    assert match, done.text
+    return match.group(1)
+
+
+def test_the_manage_page_changes_the_services_followed_without_sign_in(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    make_site(rt)
+    path = _confirmed_email(rt, client, server)
+    page = client.get(path)
+    assert page.status_code == 200 and "eve@example.com" in page.text
+    assert 'value="api"> API service' in page.text and "<script" not in page.text
+    assert subscriber_rows(rt)[0].services is None
+
+    saved = client.post(path, data={"services": "db"})
+    assert saved.status_code == 200 and "you follow db" in saved.text
+    assert 'value="db" checked> DB service' in saved.text
+    assert subscriber_rows(rt)[0].services == ["db"]
+    # Nothing ticked: a browser sends an empty form.
+    empty = {"content-type": "application/x-www-form-urlencoded"}
+    everything = client.post(path, content=b"", headers=empty)
+    assert "you follow every service" in everything.text
+    assert subscriber_rows(rt)[0].services is None
+
+    unknown = client.post(path, data={"services": "nope"})
+    assert unknown.status_code == 422 and "unknown services for this page: nope" in unknown.text
+    assert subscriber_rows(rt)[0].services is None
+    assert client.post(path, json={"services": ["db"]}).status_code == 415
+    assert client.get("/p/acme/subscriptions/manage/forged").status_code == 404
+    assert client.post("/p/acme/subscriptions/manage/forged", data={"x": "1"}).status_code == 404
+
+    gone = client.post(path, data={"unsubscribe": "1"})
+    assert gone.status_code == 200 and "Unsubscribed" in gone.text
+    assert subscriber_rows(rt) == []
+    assert client.get(path).status_code == 404
+
+
+def test_a_manage_token_of_another_page_does_not_work_here(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    make_site(rt)
+    make_site(rt, slug="other", team_key="other")
+    path = _confirmed_email(rt, client, server)
+    token = path.rsplit("/", 1)[1]
+    assert client.get(f"/p/other/subscriptions/manage/{token}").status_code == 404
+    other = client.post(f"/p/other/subscriptions/manage/{token}", data={"unsubscribe": "1"})
+    assert other.status_code == 404
+    assert subscriber_rows(rt)[0].services is None
+
+
+def test_mail_clients_unsubscribe_with_one_click_post(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    make_site(rt)
+    manage = _confirmed_email(rt, client, server)
+    path = manage.replace("/manage/", "/unsubscribe/")
+    shown = client.get(path)  # a link scanner: shows a button and a way to follow less
+    assert shown.status_code == 200 and 'href="' + BASE_URL + manage + '"' in shown.text
+    assert len(subscriber_rows(rt)) == 1
+    # RFC 8058: the mail client POSTs this body to the List-Unsubscribe URL, no cookies.
+    done = client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200
+    assert subscriber_rows(rt) == []

@@ -23,6 +23,8 @@ from .tables import channels
 #: `address`). Which types exist is the adapters' registry's to say, checked by the callers.
 CHANNEL_TARGET = {
     "slack": "url",
+    "discord": "url",
+    "teams": "url",
     "webhook": "url",
     "email": "address",
     "smtp": "address",
@@ -96,6 +98,12 @@ def delete(conn: Connection, channel_id: int, *, actor: str) -> None:
     row = crud.row(conn, channels, channel_id, "channel")
     conn.execute(channels.delete().where(channels.c.id == channel_id))
     crud.audit(conn, actor, "delete", "channel", row.key, team_id=row.team_id)
+
+
+def target(row: Any) -> dict[str, Any]:
+    """What a channel's adapter reads to send (`url` or `address`, `secret`, its settings):
+    the one place a stored channel's config is read for sending."""
+    return dict(row.config or {})
 
 
 def checked_config(channel_type: str, config: Mapping[str, Any]) -> dict[str, Any]:

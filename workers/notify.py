@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapters.channels import ChannelError, Context, Message, get_channel
+from engine.channels import target as channel_target
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import channels, deliveries, utcnow
@@ -102,8 +103,7 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
     message = {k: payload.get(k) for k in ("subject", "text", "payload")}
     if payload.get("link_path"):
         # A rule's message links to its incident or page (engine.rule_messages).
-        link = rt.settings.base_url.rstrip("/") + str(payload["link_path"])
-        message["text"] = "\n".join(filter(None, [message["text"], link]))
+        message["link"] = rt.settings.base_url.rstrip("/") + str(payload["link_path"])
     with rt.store.begin() as conn:
         insert_ignore(
             conn,
@@ -140,9 +140,10 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
                 subject=message["subject"] or "",
                 text=message["text"] or "",
                 payload=message["payload"] or {},
+                link=message.get("link") or "",
                 id="msg_" + hashlib.sha256(payload["dedup_key"].encode()).hexdigest()[:32],
             ),
-            dict(channel.config or {}),
+            channel_target(channel),
             ctx,
         )
     except ChannelError as exc:

@@ -15,6 +15,8 @@ from .errors import ChannelError
 CHANNELS: dict[str, str] = {
     "webhook": "adapters.channels.webhook",
     "slack": "adapters.channels.slack",
+    "discord": "adapters.channels.discord",
+    "teams": "adapters.channels.teams",
     "email": "adapters.channels.sendgrid_email",
     "smtp": "adapters.channels.smtp_email",
     "sms": "adapters.channels.twilio_sms",
@@ -24,6 +26,8 @@ CHANNELS: dict[str, str] = {
 #: What each built-in channel type needs (adapters/channels read `url` or `address`).
 CHANNEL_TARGET = {
     "slack": "url",
+    "discord": "url",
+    "teams": "url",
     "webhook": "url",
     "email": "address",
     "smtp": "address",

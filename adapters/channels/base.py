@@ -33,6 +33,14 @@ class Message:
     #: The same for every attempt to send this message (a webhook's `webhook-id`, which
     #: receivers deduplicate on); empty: each attempt gets a new one.
     id: str = ""
+    #: Where to look (an incident or page), kept apart from `text` so that chat tools can
+    #: make it a button; `plain` puts it after the text for channels that cannot.
+    link: str = ""
+
+    @property
+    def plain(self) -> str:
+        """The text with the link on a line of its own after it."""
+        return "\n".join(filter(None, [self.text, self.link]))
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,18 @@ class Context:
     #: Embedded mode without an email provider: where emails are kept instead of sent
     #: (`outbox_email`); empty when they cannot be kept either.
     outbox_dir: str = ""
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut at a word where one is near and marked with
+    an ellipsis: chat tools refuse a message whose title or body is over their limit."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip() + "\u2026"
 
 
 def is_permanent(status: int) -> bool:

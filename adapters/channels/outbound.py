@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from .base import raise_for_status
 from .errors import ChannelError
 
 #: Seconds for a whole request, from the lookup to the last byte read.
@@ -249,9 +250,10 @@ class Outbound:
                 "not followed; subscribe with the final URL",
                 permanent=True,
             )
-        if not 200 <= status < 300:
-            permanent = 400 <= status < 500 and status != 429
-            raise ChannelError(f"{host} answered {status}: {text[:200]}", permanent=permanent)
+        # A 429's Retry-After (Slack's and Discord's limits say how long) is the caller's floor.
+        raise_for_status(
+            status, text, where=host, retry_after_header=response.headers.get("retry-after")
+        )
         return Answer(status, response.headers, bytes(body[:MAX_RESPONSE]))
 
 

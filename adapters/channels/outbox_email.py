@@ -42,7 +42,7 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     mail["X-Beacon-Outbox"] = "not sent: no email provider is configured"
     for name, value in message.headers.items():
         mail[name] = value
-    mail.set_content(message.text)
+    mail.set_content(message.plain)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
     folder = Path(ctx.outbox_dir)
@@ -60,5 +60,5 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
         address,
         path,
         message.subject,
-        message.text.rstrip(),
+        message.plain.rstrip(),
     )

@@ -51,7 +51,7 @@ def send_batch(message: Message, recipients: Sequence[Recipient], ctx: Context) 
     mail = Mail(
         from_email=ctx.email_from,
         subject=message.subject,
-        plain_text_content=message.text,
+        plain_text_content=message.plain,
         html_content=message.html,
     )
     # The personalizations as the API's JSON: the SDK's helper objects parse each address

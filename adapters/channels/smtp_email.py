@@ -29,7 +29,7 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     mail["Subject"] = message.subject
     for name, value in message.headers.items():
         mail[name] = value
-    mail.set_content(message.text)
+    mail.set_content(message.plain)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
     client_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP

@@ -72,7 +72,7 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     client.api.base_url = ctx.twilio_api_url
     # Plain ASCII keeps an SMS in the GSM-7 alphabet: one non-GSM character (a curly quote,
     # a non-breaking space) makes the whole message UCS-2 and cost twice as much.
-    body = message.text.replace("\u00a0", " ").replace("\u2019", "'")[:SMS_LIMIT]
+    body = message.plain.replace("\u00a0", " ").replace("\u2019", "'")[:SMS_LIMIT]
     _pace(ctx.twilio_from, ctx.twilio_rate).wait()
     try:
         client.messages.create(to=str(target["address"]), from_=ctx.twilio_from, body=body)

@@ -39,7 +39,9 @@ def signed_headers(
 
 def request(message: Message, target: Mapping[str, Any]) -> tuple[str, bytes, dict[str, str]]:
     """The URL, body and headers of the signed request for `message`."""
-    body = orjson.dumps(dict(message.payload) or {"subject": message.subject, "text": message.text})
+    body = orjson.dumps(
+        dict(message.payload) or {"subject": message.subject, "text": message.plain}
+    )
     secret = target.get("secret")
     headers = {
         "Content-Type": "application/json",

@@ -774,10 +774,11 @@ def build(
         message = Message(subject="", text="", payload=body, id=f"msg_{row.delivery_id}")
         return "webhook", target, message
     if channel == SubscriberChannel.SMS:
+        text, link = messages.sms(notice.kind, values)
         return (
             "sms",
             {"address": row.address},
-            Message(subject="", text=messages.sms(notice.kind, values)),
+            Message(subject="", text=text, link=link),
         )
     address = _email_address(rt, notice, row)
     mail = messages.email(notice.kind, values)
@@ -787,7 +788,8 @@ def build(
 
 
 def _values(notice: Notice) -> dict[str, Any]:
-    return {**notice.context, "page": {"name": notice.page.name, "url": f"{notice.page_url}/"}}
+    page = {"name": notice.page.name, "url": f"{notice.page_url}/", "logo_url": notice.logo_url}
+    return {**notice.context, "page": page}
 
 
 def _unsubscribe_url(notice: Notice, row: Any) -> str:

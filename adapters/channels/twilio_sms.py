@@ -12,6 +12,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from . import gsm7
 from .base import Context, Message, is_permanent, retry_after
 from .errors import ChannelError
 
@@ -22,7 +23,6 @@ PERMANENT_CODES = {
     21610: "the recipient has opted out (STOP)",
     21614: "not a mobile number",
 }
-SMS_LIMIT = 320
 
 
 class _Pace:
@@ -70,9 +70,9 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     http = _KeepsAnswer(timeout=10)
     client = Client(ctx.twilio_account_sid, ctx.twilio_auth_token, http_client=http)
     client.api.base_url = ctx.twilio_api_url
-    # Plain ASCII keeps an SMS in the GSM-7 alphabet: one non-GSM character (a curly quote,
-    # a non-breaking space) makes the whole message UCS-2 and cost twice as much.
-    body = message.plain.replace("\u00a0", " ").replace("\u2019", "'")[:SMS_LIMIT]
+    # One message of GSM-7 where possible: one non-GSM character (a curly quote, a
+    # non-breaking space) makes the whole message UCS-2 and cost twice as much.
+    body = gsm7.fit(message.text, message.link)
     _pace(ctx.twilio_from, ctx.twilio_rate).wait()
     try:
         client.messages.create(to=str(target["address"]), from_=ctx.twilio_from, body=body)

@@ -44,6 +44,12 @@ def email(kind: str, context: dict[str, Any]) -> Email:
     return Email(subject, _one(kind, "txt", context) + "\n", _one(kind, "html", context))
 
 
-def sms(kind: str, context: dict[str, Any]) -> str:
-    """The `kind` SMS for `context`: one line."""
-    return " ".join(_one(kind, "sms.txt", context).split())
+def sms(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+    """The `kind` SMS for `context`: its text on one line, and its link apart (the channel
+    fits the text into one message and never cuts the link)."""
+    text = " ".join(_one(kind, "sms.txt", context).split())
+    if kind == "incident":
+        return text, str(context["incident"]["url"])
+    if kind == "confirm":
+        return text, str(context["confirm_url"])
+    return text, str(context["page"]["url"])

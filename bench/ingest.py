@@ -8,7 +8,10 @@ Posts distinct Alertmanager deliveries (one alert each, every one a new event) w
 at 50 connections, first to Beacon (a running server given by --url/--key, or else one it
 starts), then to a bare Starlette app on uvicorn that parses the same JSON and answers 202.
 Prints events/s and p50/p99 for both, the ratio, the mode and the durability setting, and
-checks that every 202 is a committed row (when it started the server itself).
+checks that every 202 is a committed row (when it started the server itself). For each server
+it started it also prints the CPU its processes spent per request (user and system, all
+threads, from /proc): on a busy machine the rates move with the neighbours' load, the CPU
+per request much less.
 
 `--mode embedded` (the default) starts one `beacon serve` on a SQLite file in a temporary
 data directory: intake, evaluation and workers share one process. `--mode scaled` starts a
@@ -89,6 +92,33 @@ class Result:
     p99_ms: float
     total: int
     errors: int
+    #: The server's CPU (all its processes) per request, when its process is known.
+    cpu_us: float | None = None
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User and system CPU of `root` and every process below it (all their threads), from
+    /proc: what the server spent, whatever else the machine was doing."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields follow the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
 
 
 def free_port() -> int:
@@ -123,7 +153,10 @@ def _ms(text: str) -> float:
     return value
 
 
-def run_wrk(name: str, url: str, seconds: int, connections: int, script: Path) -> Result:
+def run_wrk(
+    name: str, url: str, seconds: int, connections: int, script: Path, server: int | None = None
+) -> Result:
+    cpu_before = tree_cpu_seconds(server) if server else 0.0
     out = subprocess.run(
         [
             "wrk",
@@ -146,10 +179,11 @@ def run_wrk(name: str, url: str, seconds: int, connections: int, script: Path) -
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = int(bad.group(1)) if bad else 0
+    cpu_us = (tree_cpu_seconds(server) - cpu_before) / total * 1e6 if server and total else None
     socket_errors = re.search(r"Socket errors:.*", out)
     if socket_errors:
         print(f"  {name}: {socket_errors.group(0)}")
-    return Result(name, rps, p50, p99, total, errors)
+    return Result(name, rps, p50, p99, total, errors, cpu_us)
 
 
 PG_ADMIN_URL = os.environ.get("BEACON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -301,7 +335,12 @@ def main() -> int:
         beacon, url, key = start_beacon(data_dir, args.server, extra)
     try:
         ours = run_wrk(
-            "beacon", f"{url}/api/v1/events/{key}", args.seconds, args.connections, script
+            "beacon",
+            f"{url}/api/v1/events/{key}",
+            args.seconds,
+            args.connections,
+            script,
+            beacon[0].pid if beacon else None,
         )
         stored = committed(data_dir, extra) if beacon else None
     finally:
@@ -320,17 +359,22 @@ def main() -> int:
             args.seconds,
             args.connections,
             script,
+            bare.pid,
         )
     finally:
         stop(bare)
     shutil.rmtree(work, ignore_errors=True)
 
     print(f"mode: {mode}; {args.connections} connections, {args.seconds} s each, one alert each")
-    print(f"{'':16} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'non-2xx':>8}")
+    print(
+        f"{'':16} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'non-2xx':>8} "
+        f"{'CPU us/req':>10}"
+    )
     for r in (ours, theirs):
+        cpu = f"{r.cpu_us:10.0f}" if r.cpu_us is not None else f"{'':>10}"
         print(
             f"{r.name:16} {r.requests_per_s:10.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
-            f"{r.total:9d} {r.errors:8d}"
+            f"{r.total:9d} {r.errors:8d} {cpu}"
         )
     print(f"ratio beacon/bare: {ours.requests_per_s / theirs.requests_per_s:.2f}")
     if stored is not None:

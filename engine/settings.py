@@ -5,6 +5,7 @@ Nothing below the entry points (the CLI) reads `os.environ`; it receives a `Sett
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -107,6 +108,18 @@ class Settings(BaseModel):
     #: AWS SNS signing certificates and confirmations may come from (a regex).
     dns_server: str = ""
     sns_host_pattern: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    #: Static export (docs/static-export.md): every render of an active public page is also
+    #: written as files under `export_dir` and/or as objects of an S3-compatible bucket.
+    export_dir: Path | None = None
+    export_s3_bucket: str = ""
+    #: Prepended to every object key (`status/` puts pages at `status/p/<slug>/...`).
+    export_s3_prefix: str = ""
+    #: Another S3-compatible service (MinIO, R2, a loopback stand-in); empty: AWS itself.
+    export_s3_endpoint_url: str = ""
+    export_s3_region: str = ""
+    #: Empty: boto3's own chain (AWS_* variables, ~/.aws, an instance role).
+    export_s3_access_key_id: str = ""
+    export_s3_secret_access_key: SecretStr = SecretStr("")
 
     @property
     def session_lifetimes(self) -> Lifetimes:
@@ -186,6 +199,7 @@ class Settings(BaseModel):
             values["twilio_api_url"] = env["BEACON_TWILIO_API_URL"].rstrip("/")
         values["trusted_proxies"] = _networks(env.get("BEACON_TRUSTED_PROXIES", ""))
         values.update(_oidc(env))
+        values.update(_export(env))
         for name, key in (
             ("BEACON_DNS_SERVER", "dns_server"),
             ("BEACON_SNS_HOST_PATTERN", "sns_host_pattern"),
@@ -284,6 +298,40 @@ def _rate(name: str, text: str) -> float:
     if not 0 < value <= 10_000:
         raise ConfigError(f"{name} must be more than 0 and at most 10000 per second, got {text!r}")
     return value
+
+
+def _export(env: Mapping[str, str]) -> dict[str, object]:
+    """The static export's settings (`BEACON_EXPORT_DIR`, `BEACON_EXPORT_S3_*`)."""
+    values: dict[str, object] = {}
+    if env.get("BEACON_EXPORT_DIR", "").strip():
+        values["export_dir"] = Path(env["BEACON_EXPORT_DIR"].strip())
+    for name, key in (
+        ("BEACON_EXPORT_S3_BUCKET", "export_s3_bucket"),
+        ("BEACON_EXPORT_S3_PREFIX", "export_s3_prefix"),
+        ("BEACON_EXPORT_S3_ENDPOINT_URL", "export_s3_endpoint_url"),
+        ("BEACON_EXPORT_S3_REGION", "export_s3_region"),
+        ("BEACON_EXPORT_S3_ACCESS_KEY_ID", "export_s3_access_key_id"),
+        ("BEACON_EXPORT_S3_SECRET_ACCESS_KEY", "export_s3_secret_access_key"),
+    ):
+        if env.get(name, "").strip():
+            values[key] = env[name].strip()
+    others = [n for n in env if n.startswith("BEACON_EXPORT_S3_") and env[n].strip()]
+    if others and not values.get("export_s3_bucket"):
+        raise ConfigError(f"{sorted(others)[0]} is set: BEACON_EXPORT_S3_BUCKET is required too")
+    if bool(values.get("export_s3_access_key_id")) != bool(
+        values.get("export_s3_secret_access_key")
+    ):
+        raise ConfigError(
+            "BEACON_EXPORT_S3_ACCESS_KEY_ID and BEACON_EXPORT_S3_SECRET_ACCESS_KEY go together"
+        )
+    prefix = str(values.get("export_s3_prefix", ""))
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ConfigError(f"BEACON_EXPORT_S3_PREFIX must be a relative key prefix, got {prefix!r}")
+    if values.get("export_s3_bucket") and importlib.util.find_spec("boto3") is None:
+        raise ConfigError(
+            "BEACON_EXPORT_S3_BUCKET is set but boto3 is not installed (pip install 'beacon[s3]')"
+        )
+    return values
 
 
 def _oidc(env: Mapping[str, str]) -> dict[str, object]:

@@ -50,7 +50,7 @@ from engine.tables import (
     utcnow,
 )
 
-from . import documents
+from . import documents, export
 from .cache import REDIS_ERRORS, Document, Entry, for_runtime
 from .live import end_streams
 
@@ -227,8 +227,9 @@ def run_render(rt: Runtime, page_id: int) -> None:
     try:
         render_page(rt, page_id, version)
     except NotFoundError:
-        # The page was deleted: it must stop being served from the cache too.
+        # The page was deleted: it must stop being served from the cache (and the export).
         for_runtime(rt).drop_page(page_id, int(r.incr(_key(rt, page_id, "want"))))
+        export.remove(rt, page_id, None)
         r.delete(pending)
         return
     except Exception:
@@ -292,10 +293,14 @@ def _rendered(rt: Runtime, page_id: int, version: int) -> tuple[Entry, pagedata.
 
 
 def render_page(rt: Runtime, page_id: int, version: int) -> Entry | None:
-    """Render every document of the page into the page cache; returns what the cache
-    holds then (None: the page was evicted meanwhile, with a newer version)."""
+    """Render every document of the page into the page cache, and into the static export
+    when one is configured (`pages.export`); returns what the cache holds then (None: the
+    page was evicted meanwhile, with a newer version)."""
     entry, snap = _rendered(rt, page_id, version)
     stored = for_runtime(rt).put(entry)
+    export.after_render(
+        rt, entry, stored, snap.generated_at, (snap.page.logo_hash, snap.page.favicon_hash)
+    )
     rt.queues.connection.incr(_key(rt, page_id, "renders"))
     _schedule_refresh(rt, page_id, next_hour(snap.generated_at, snap.tz))
     return stored
@@ -342,8 +347,9 @@ def evict(rt: Runtime, page_id: int, slug: str) -> None:
     """End every cached copy of the page now (access to it ended: deactivated, made
     private, deleted, renamed): its cache entry becomes a tombstone with a version newer
     than any render under way, so none of them puts the page back, and the next request
-    anywhere goes through the access check. The caller has committed the change and marked
-    the page dirty, whose render then replaces the tombstone. Open live-update streams of
+    anywhere goes through the access check; its static export (`pages.export`) goes too.
+    The caller has committed the change and marked the page dirty, whose render then
+    replaces the tombstone. Open live-update streams of
     the page in this process end at once (other processes' watchers see the tombstone
     within `pages.live.POLL_SECONDS`), and reconnect through the access check.
 
@@ -356,6 +362,7 @@ def evict(rt: Runtime, page_id: int, slug: str) -> None:
     except REDIS_ERRORS as exc:
         log.warning("could not evict page %r from the shared cache: %s", slug, exc)
         cache.fallback.drop(slug)
+    export.remove(rt, page_id, slug)
     end_streams(rt, slug)
 
 

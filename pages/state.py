@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.sources import Source
 
     from .cache import PageCache
+    from .export import Exporter
     from .live import LiveHub
     from .sns import SigningCertificate
     from .unmatched import RulesInForce
@@ -37,6 +38,8 @@ class PagesState:
 
     #: Rendered pages (`pages.cache.for_runtime`).
     page_cache: PageCache | None = None
+    #: Where rendered pages are exported as static files (`pages.export.exporter`).
+    exporter: Exporter | None = None
     #: The live-update hub of each event loop (`pages.live.hub_for`).
     live_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = field(
         default_factory=weakref.WeakKeyDictionary

@@ -1,0 +1,377 @@
+"""Static export: every render of an active public page also written where a static server
+or a CDN serves it while Beacon is down (DESIGN.md: status pages must outlive the incidents
+they report; docs/static-export.md).
+
+The render job already holds every document's bytes, ETag and gzip variant (`cache.Entry`):
+the export writes those bytes, nothing is rendered again. Two targets, either or both:
+
+- `BEACON_EXPORT_DIR` (`DirTarget`): files laid out as the URLs (`p/<slug>/index.html`,
+  `p/<slug>/api/v2/summary.json`, `p/<slug>/history.rss`, ...), each written to a temporary
+  file in its own directory, fsynced and renamed over the old one, so a reader sees the old
+  file or the new one, never half of one; `.gz` beside each document the cache gzipped;
+- an S3-compatible bucket (`pages.export_s3.S3Target`), objects keyed by the URL path with
+  their Content-Type and Cache-Control.
+
+Each target keeps a manifest per page (which files it wrote, with their ETags): a document
+whose ETag did not change is not written again, and a file the page no longer has goes.
+
+When access to a page ends (deactivated, deleted, renamed; a private page is never
+exported), `remove` takes it out of every target: the request that ends it calls it after
+its commit (`pages.render.evict`), and a render that finds the page not public does too.
+A render that began before such a change cannot put the page back: it exports only if the
+page cache took its entry, and looks at the cache once more after writing.
+
+Best-effort, as the side effect of a render: a target that fails is logged, the render
+goes on, and the next render writes what was missed (its manifest was not updated).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+import sqlalchemy as sa
+
+from engine.runtime import Runtime
+from engine.tables import assets
+
+from .cache import PUBLIC_CACHE_CONTROL, Entry, for_runtime
+from .state import of as pages_state
+
+log = logging.getLogger(__name__)
+
+#: Uploaded logos and favicons are addressed by content hash: immutable.
+ASSET_CACHE_CONTROL = "public, max-age=31536000, immutable"
+#: A file name for each asset type, so a static server derives the type from it.
+ASSET_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/x-icon": "ico",
+    "image/svg+xml": "svg",
+}
+#: Where targets keep their manifests, beside the pages (never under `p/`, which is served).
+STATE_DIR = ".beacon"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One document or asset of a page: `name` is its path under the page's root as the
+    URL has it (`index.html`, `history`, `api/v2/summary.json`, `assets/<sha256>`)."""
+
+    name: str
+    body: bytes
+    content_type: str
+    etag: str
+    cache_control: str
+    gzipped: bytes | None = None
+    #: An uploaded asset (logo, favicon): its file name carries its type's extension.
+    asset: bool = False
+
+
+class Target(Protocol):
+    def publish(
+        self, page_id: int, slug: str, files: list[ExportFile], rendered_at: datetime
+    ) -> None:
+        """Make the page's exported copy these files (and only these)."""
+
+    def has_asset(self, page_id: int, name: str) -> bool:
+        """Whether asset `name` (`assets/<sha256>`) is already out for the page."""
+
+    def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
+        """Take the page (by id, and by `slug` when the caller knows it) out of the export;
+        not `thorough`: only if the page's manifest says something was exported."""
+
+
+@dataclass
+class Exporter:
+    """The targets of this process, made from the settings on first use."""
+
+    targets: list[Target]
+    #: One lock per page id: a render and a removal of one page in this process never
+    #: interleave (a removal that runs mid-publish would otherwise be undone).
+    _locks: dict[int, threading.Lock]
+    _guard: threading.Lock
+
+    def lock(self, page_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(page_id, threading.Lock())
+
+
+def exporter(rt: Runtime) -> Exporter | None:
+    """The process's exporter, or None when nothing is exported (the usual case: a render
+    then pays one attribute read)."""
+    state = pages_state(rt)
+    found = state.exporter
+    if found is None:
+        with state.lock:
+            found = state.exporter
+            if found is None:
+                found = state.exporter = _make(rt)
+    return found if found.targets else None
+
+
+def _make(rt: Runtime) -> Exporter:
+    settings = rt.settings
+    targets: list[Target] = []
+    if settings.export_dir is not None:
+        targets.append(DirTarget(settings.export_dir))
+    if settings.export_s3_bucket:
+        from .export_s3 import S3Target
+
+        targets.append(S3Target.from_settings(settings))
+    return Exporter(targets, {}, threading.Lock())
+
+
+# --- the hooks --------------------------------------------------------------------------------
+
+
+def after_render(
+    rt: Runtime,
+    entry: Entry,
+    stored: Entry | None,
+    rendered_at: datetime,
+    asset_hashes: Iterable[str | None] = (),
+) -> None:
+    """What `pages.render.render_page` calls once the cache holds its entry (`stored`):
+    publish an active public page, remove any other; nothing when the cache kept a newer
+    render or a tombstone (whoever put that there exports or removed the page)."""
+    found = exporter(rt)
+    if found is None:
+        return
+    if stored is None or stored.page_id != entry.page_id or stored.version != entry.version:
+        return
+    if not stored.public:
+        # Usually nothing to do (a render of an inactive page): only a manifest is read.
+        remove(rt, entry.page_id, entry.slug, thorough=False)
+        return
+    with found.lock(entry.page_id):
+        for target in found.targets:
+            try:
+                wanted = files_of(stored) + _assets(rt, target, entry.page_id, asset_hashes)
+                target.publish(entry.page_id, entry.slug, wanted, rendered_at)
+            except Exception:
+                log.exception("exporting page %r failed; the next render tries again", entry.slug)
+    # An eviction that came while we wrote found files to remove before ours were there.
+    if for_runtime(rt).version(entry.slug) is None:
+        remove(rt, entry.page_id, entry.slug)
+
+
+def remove(rt: Runtime, page_id: int, slug: str | None, thorough: bool = True) -> None:
+    """Take the page out of every target now (access to it ended, or it was deleted)."""
+    found = exporter(rt)
+    if found is None:
+        return
+    with found.lock(page_id):
+        for target in found.targets:
+            try:
+                target.remove(page_id, slug, thorough)
+            except Exception:
+                log.exception("removing page %r from the export failed", slug or page_id)
+
+
+def files_of(entry: Entry) -> list[ExportFile]:
+    """Every document of a rendered page as it is exported (the bytes the cache holds)."""
+    return [
+        ExportFile(name, doc.body, doc.content_type, doc.etag, PUBLIC_CACHE_CONTROL, doc.gzipped)
+        for name, doc in entry.documents.items()
+    ]
+
+
+def _assets(
+    rt: Runtime, target: Target, page_id: int, hashes: Iterable[str | None]
+) -> list[ExportFile]:
+    """The page's logo and favicon. They are immutable (named by hash), so the store is
+    read only for one the target does not have yet; one it has is listed without bytes."""
+    out = []
+    for digest in sorted({h for h in hashes if h}):
+        name = f"assets/{digest}"
+        if target.has_asset(page_id, name):
+            out.append(
+                ExportFile(name, b"", "", f'"{digest[:20]}"', ASSET_CACHE_CONTROL, None, True)
+            )
+            continue
+        with rt.store.read() as conn:
+            row = conn.execute(
+                sa.select(assets.c.content_type, assets.c.data).where(assets.c.sha256 == digest)
+            ).first()
+        if row is not None:
+            out.append(
+                ExportFile(
+                    name,
+                    bytes(row.data),
+                    row.content_type,
+                    f'"{digest[:20]}"',
+                    ASSET_CACHE_CONTROL,
+                    None,
+                    True,
+                )
+            )
+    return out
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a target wrote for one page: its slug, when that render began, and each
+    written path with its ETag."""
+
+    slug: str
+    rendered_at: str
+    files: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> Manifest | None:
+        if not raw:
+            return None
+        try:
+            data = orjson.loads(raw)
+            return cls(str(data["slug"]), str(data["rendered_at"]), dict(data["files"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None  # unreadable: as if nothing was written (everything is written again)
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {"slug": self.slug, "rendered_at": self.rendered_at, "files": self.files}
+        )
+
+
+def file_path(slug: str, item: ExportFile) -> str:
+    """Where a static server finds `item`: the URL's path, plus `.html` for an extensionless
+    HTML document (`history`) and the type's extension for an asset, so the server can
+    tell the content type from the name."""
+    name = item.name
+    if item.asset:
+        name = f"{name}.{ASSET_EXTENSIONS.get(item.content_type, 'bin')}"
+    elif "." not in name.rsplit("/", 1)[-1]:
+        name += ".html"
+    return f"p/{slug}/{name}"
+
+
+class DirTarget:
+    """Files under a directory, laid out as the URLs (docs/static-export.md serves it)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / STATE_DIR / "pages"
+
+    def _manifest_path(self, page_id: int) -> Path:
+        return self.state / f"{page_id}.json"
+
+    def _manifest(self, page_id: int) -> Manifest | None:
+        try:
+            return Manifest.parse(self._manifest_path(page_id).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def has_asset(self, page_id: int, name: str) -> bool:
+        old = self._manifest(page_id)
+        return old is not None and any(
+            path.startswith(f"p/{old.slug}/{name}.") for path in old.files
+        )
+
+    def publish(
+        self, page_id: int, slug: str, files: list[ExportFile], rendered_at: datetime
+    ) -> None:
+        old = self._manifest(page_id)
+        stamp = rendered_at.isoformat()
+        if old is not None and old.rendered_at > stamp:
+            return  # a later render of the page got here first
+        if old is not None and old.slug != slug:
+            self._remove_tree(old.slug)
+        before = old.files if old is not None and old.slug == slug else {}
+        written: dict[str, str] = {}
+        for item in files:
+            path = file_path(slug, item)
+            variants = [(path, item.body, item.etag)]
+            if item.gzipped is not None:
+                variants.append((path + ".gz", item.gzipped, item.etag[:-1] + '-gz"'))
+            for rel, body, etag in variants:
+                target = self.root / rel
+                if before.get(rel) != etag or not target.exists():
+                    if item.asset and not body:
+                        continue  # listed as present but gone: the next render reads it again
+                    write_atomic(target, body)
+                written[rel] = etag
+        for rel in before.keys() - written.keys():
+            (self.root / rel).unlink(missing_ok=True)
+        write_atomic(self._manifest_path(page_id), Manifest(slug, stamp, written).dump())
+
+    def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
+        old = self._manifest(page_id)
+        if old is None and not thorough:
+            return
+        for name in {s for s in (slug, old.slug if old else None) if s}:
+            self._remove_tree(name)
+        self._manifest_path(page_id).unlink(missing_ok=True)
+
+    def _remove_tree(self, slug: str) -> None:
+        """Take `p/<slug>/` away at once (one rename), then delete it at leisure."""
+        tree = self.root / "p" / slug
+        if not tree.is_dir() or not _plain(slug):
+            return
+        trash = self.root / STATE_DIR / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        gone = trash / f"{slug}-{uuid.uuid4().hex[:8]}"
+        os.replace(tree, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+
+
+def _plain(slug: str) -> bool:
+    """A slug that names one directory under `p/` (slugs are validated; this is the file
+    system's own guard)."""
+    return bool(slug) and "/" not in slug and slug not in (".", "..")
+
+
+def write_atomic(path: Path, body: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `body`: written to a temporary file in the same directory,
+    fsynced, then renamed over it, so a reader never sees half a file.
+
+    Static servers make ETags from the modification time in whole seconds and the size: a
+    new body of the same size within the second of the old one would keep the old ETag, and
+    clients holding it would be told nothing changed. So the new file's time is at least a
+    second after the old one's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fchmod(out.fileno(), mode)  # mkstemp's 0600 would hide it from the server
+            os.fsync(out.fileno())
+        _after_old(Path(temp), path)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _after_old(temp: Path, path: Path) -> None:
+    try:
+        old = int(path.stat().st_mtime)
+    except FileNotFoundError:
+        return
+    now = time.time()
+    if int(now) <= old:
+        at = old + 1
+        os.utime(temp, (at, at))
+
+
+def export_paths(root: Path, slug: str) -> list[str]:
+    """The files exported for a page, relative to `root` (for tests and tools)."""
+    tree = root / "p" / slug
+    return sorted(str(p.relative_to(root)) for p in tree.rglob("*") if p.is_file())

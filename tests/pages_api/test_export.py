@@ -1,0 +1,239 @@
+"""The static export to a directory (BEACON_EXPORT_DIR): every render of an active public
+page written as files laid out as its URLs, atomically, and taken away when the page stops
+being public."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.errors import ConfigError
+from engine.settings import Settings
+from pages import cache, export, render
+
+from . import seed
+from .conftest import App
+
+#: Exported file (under p/acme/) -> the URL Beacon serves the same bytes at.
+DOCS = {
+    "index.html": "/p/acme/",
+    "history.html": "/p/acme/history",
+    **{
+        name: f"/p/acme/{name}"
+        for name in (
+            "page.js",
+            "api/v2/summary.json",
+            "api/v2/status.json",
+            "api/v2/components.json",
+            "api/v2/incidents.json",
+            "api/v2/incidents/unresolved.json",
+            "api/v2/scheduled-maintenances.json",
+            "api/v2/scheduled-maintenances/upcoming.json",
+            "api/v2/scheduled-maintenances/active.json",
+            "history.rss",
+            "history.atom",
+            "maintenance.ics",
+            "badge.svg",
+        )
+    },
+}
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "export"
+
+
+@pytest.fixture
+def exporting(make_app: Callable[..., App], out: Path) -> App:
+    return make_app(BEACON_EXPORT_DIR=str(out))
+
+
+def rendered(app: App, page_id: int) -> None:
+    """One render of the page, as the render job does it."""
+    render.render_page(app.runtime, page_id, render.render_count(app.runtime, page_id) + 1)
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_render_writes_every_document_as_the_bytes_beacon_serves(
+    exporting: App, out: Path
+) -> None:
+    rich = seed.rich_page(exporting.store)
+    rendered(exporting, rich.page.id)
+    for name, url in DOCS.items():
+        answer = exporting.client.get(url, headers={"Accept-Encoding": "identity"})
+        assert answer.status_code == 200, url
+        assert (out / "p/acme" / name).read_bytes() == answer.content, name
+    # The gzip variants the cache made sit beside their documents, for `precompressed`.
+    page = out / "p/acme/index.html"
+    assert gzip.decompress((out / "p/acme/index.html.gz").read_bytes()) == page.read_bytes()
+    assert json.loads((out / "p/acme/api/v2/summary.json").read_text())["page"]["name"] == (
+        "Acme Status"
+    )
+    # Readable by a static server running as another user; no temporary file left.
+    assert page.stat().st_mode & 0o777 == 0o644
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_the_logo_and_favicon_are_exported_under_their_hashed_urls(
+    exporting: App, out: Path
+) -> None:
+    rich = seed.rich_page(exporting.store)
+    headers = exporting.key(admin=True)
+    logo = png()
+    answer = exporting.client.put(
+        f"/api/v1/pages/{rich.page.id}/logo",
+        content=logo,
+        headers={**headers, "Content-Type": "image/png"},
+    )
+    assert answer.status_code == 200, answer.text
+    rendered(exporting, rich.page.id)
+    [asset] = (out / "p/acme/assets").iterdir()
+    assert asset.suffix == ".png" and asset.read_bytes() == logo
+    # The page links it where the export has it (the static server tries `.png`).
+    assert f'assets/{asset.stem}"' in (out / "p/acme/index.html").read_text()
+
+
+def test_a_document_that_did_not_change_is_not_written_again(exporting: App, out: Path) -> None:
+    rich = seed.rich_page(exporting.store)
+    rendered(exporting, rich.page.id)
+    before = {p: p.stat().st_ino for p in (out / "p/acme").rglob("*") if p.is_file()}
+    with exporting.store.begin() as conn:
+        from engine.overrides import set_override
+
+        set_override(
+            conn, rich.page.service_ids["db"], "major_outage", until=None, reason=None, actor="t"
+        )
+    rendered(exporting, rich.page.id)
+    after = {p: p.stat().st_ino for p in (out / "p/acme").rglob("*") if p.is_file()}
+    changed = {str(p.relative_to(out / "p/acme")) for p in after if after[p] != before.get(p)}
+    assert {"api/v2/summary.json", "api/v2/components.json", "index.html"} <= changed
+    # The feeds and the calendar say nothing about a component's status.
+    assert not changed & {"history.rss", "history.atom", "maintenance.ics", "page.js"}
+    components = json.loads((out / "p/acme/api/v2/components.json").read_text())["components"]
+    assert {c["name"]: c["status"] for c in components}["Database"] == "major_outage"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"active": False}, None],
+    ids=["deactivated", "deleted"],
+)
+def test_a_page_that_stops_being_public_leaves_the_export_in_the_same_request(
+    exporting: App, out: Path, change: dict[str, object] | None
+) -> None:
+    rich = seed.rich_page(exporting.store)
+    rendered(exporting, rich.page.id)
+    assert (out / "p/acme/index.html").exists()
+    headers = exporting.key(admin=True)
+    url = f"/api/v1/pages/{rich.page.id}"
+    if change is None:
+        answer = exporting.client.delete(url, headers=headers)
+    else:
+        answer = exporting.client.patch(url, json=change, headers=headers)
+    assert answer.status_code in (200, 204), answer.text
+    # No render ran since: the request itself took the files away.
+    assert not (out / "p/acme").exists()
+    assert not (out / ".beacon/pages" / f"{rich.page.id}.json").exists()
+    # The render that follows the change (the page is dirty) leaves it out too.
+    if change is not None:
+        rendered(exporting, rich.page.id)
+        assert not (out / "p/acme").exists()
+
+
+def test_private_and_inactive_pages_are_never_exported(exporting: App, out: Path) -> None:
+    private = seed.page(exporting.store, "secret", type="private")
+    inactive = seed.page(exporting.store, "draft", active=False)
+    for page in (private, inactive):
+        rendered(exporting, page.id)
+    assert not (out / "p").exists()
+
+
+def test_a_render_that_began_before_a_deactivation_does_not_put_the_page_back(
+    exporting: App, out: Path
+) -> None:
+    rich = seed.rich_page(exporting.store)
+    rt = exporting.runtime
+    entry, snap = render._rendered(rt, rich.page.id, 0)  # the version it read: none yet
+    stored = cache.for_runtime(rt).put(entry)
+    # The deactivation commits and evicts while the render is still writing its files.
+    answer = exporting.client.patch(
+        f"/api/v1/pages/{rich.page.id}", json={"active": False}, headers=exporting.key(admin=True)
+    )
+    assert answer.status_code == 200
+    export.after_render(rt, entry, stored, snap.generated_at)
+    assert not (out / "p/acme").exists()
+    # A render that began earlier still, and reaches the cache only now, exports nothing.
+    export.after_render(rt, entry, cache.for_runtime(rt).put(entry), snap.generated_at)
+    assert not (out / "p/acme").exists()
+
+
+def test_readers_never_see_half_a_file(tmp_path: Path) -> None:
+    bodies = [json.dumps({"n": n, "pad": "x" * 200_000 * (n % 2)}).encode() for n in range(2)]
+    stop = threading.Event()
+    seen: list[bytes] = []
+    path = tmp_path / "p/acme/api/v2/summary.json"
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(path.read_bytes())
+            except FileNotFoundError:
+                continue
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for n in range(60):
+            body = bodies[n % 2]
+            export.write_atomic(path, body)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(body in bodies for body in seen)
+
+
+def test_a_new_body_gets_a_new_modification_second_for_static_etags(tmp_path: Path) -> None:
+    # nginx and Caddy make ETags from whole-second mtimes and sizes: two bodies of one
+    # size written within a second must still differ in mtime.
+    path = tmp_path / "status.json"
+    export.write_atomic(path, b'{"a": 1}')
+    first = int(path.stat().st_mtime)
+    export.write_atomic(path, b'{"a": 2}')
+    assert int(path.stat().st_mtime) > first
+
+
+def test_an_export_that_fails_leaves_the_render_and_the_cache_alone(
+    make_app: Callable[..., App], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the export directory should be")
+    app = make_app(BEACON_EXPORT_DIR=str(blocker))
+    rich = seed.rich_page(app.store)
+    rendered(app, rich.page.id)
+    assert app.client.get("/p/acme/").status_code == 200
+    assert "exporting page 'acme' failed" in caplog.text
+
+
+def test_s3_settings_without_a_bucket_are_a_config_error(tmp_path: Path) -> None:
+    base = {"BEACON_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="BEACON_EXPORT_S3_BUCKET is required"):
+        Settings.from_env({**base, "BEACON_EXPORT_S3_ENDPOINT_URL": "http://127.0.0.1:9"})
+    with pytest.raises(ConfigError, match="go together"):
+        Settings.from_env(
+            {**base, "BEACON_EXPORT_S3_BUCKET": "b", "BEACON_EXPORT_S3_ACCESS_KEY_ID": "k"}
+        )
+    with pytest.raises(ConfigError, match="relative key prefix"):
+        Settings.from_env({**base, "BEACON_EXPORT_S3_BUCKET": "b", "BEACON_EXPORT_S3_PREFIX": "/x"})

@@ -3,9 +3,10 @@
 A template runs in the evaluation worker that every team's alerts share, so one team's
 `{{ 'x' * 30000000 }}` or nested `range` loops must not take that worker's memory or time.
 Each render goes to a child process (`engine/sandbox_child.py`): Jinja's sandbox with size
-checks on the operators that multiply sizes, an output cap (`MAX_OUTPUT` characters), a
-time limit (`TIME_LIMIT` seconds, interrupting the render; the parent kills a child that
-overruns it by `GRACE`) and an address-space limit of its own. Whatever goes wrong there is
+checks on the operators that multiply sizes, an output cap and a time limit (`Limits`:
+`BEACON_TEMPLATE_MAX_OUTPUT_BYTES` and `BEACON_TEMPLATE_RENDER_SECONDS`; the time limit
+interrupts the render, and the parent kills a child that overruns it by `GRACE`) and an
+address-space limit of its own. Whatever goes wrong there is
 a `TemplateError`, which the rule machine records against the rule as a render error; the
 worker, and its other teams' events, carry on.
 
@@ -25,12 +26,15 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Characters one rendered field may have (a title or a message: a page, not a book).
-MAX_OUTPUT = 65536
-#: Seconds one render may take.
+#: Bytes (UTF-8) one rendered field may have by default (a title or a message: a page, not
+#: a book), and the most a setting may allow: the child's memory limit must hold it.
+MAX_OUTPUT_BYTES = 65536
+MAX_OUTPUT_BYTES_CEILING = 16 * 1024 * 1024
+#: Seconds one render may take by default.
 TIME_LIMIT = 2.0
 #: How long past `TIME_LIMIT` the parent waits before it kills the child.
 GRACE = 1.0
@@ -38,6 +42,18 @@ GRACE = 1.0
 POOL_SIZE = 4
 
 _CHILD = Path(__file__).with_name("sandbox_child.py")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one render of one field may take: `output_bytes` of output (UTF-8) and
+    `seconds` of time (`Settings.template_limits`)."""
+
+    output_bytes: int = MAX_OUTPUT_BYTES
+    seconds: float = TIME_LIMIT
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class TemplateError(Exception):
@@ -132,21 +148,18 @@ def _plain(text: str) -> bool:
     return "{" not in text and "\r" not in text
 
 
-def render(
-    text: str,
-    context: Mapping[str, Any],
-    *,
-    max_output: int = MAX_OUTPUT,
-    seconds: float = TIME_LIMIT,
-) -> str:
+def render(text: str, context: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> str:
     """`text` rendered with `context` (JSON-like values) in the bounded sandbox; raises
     `TemplateError` saying what went wrong."""
+    seconds = limits.seconds
     if _plain(text):
-        if len(text) > max_output:
-            raise TemplateError(f"the output is longer than the limit of {max_output:,} characters")
+        if len(text.encode()) > limits.output_bytes:
+            raise TemplateError(
+                f"the output is longer than the limit of {limits.output_bytes:,} bytes"
+            )
         return text[:-1] if text.endswith("\n") else text
     request = json.dumps(
-        {"text": text, "context": context, "max_output": max_output, "seconds": seconds},
+        {"text": text, "context": context, "max_output": limits.output_bytes, "seconds": seconds},
         default=str,
     ).encode()
     child = _take()

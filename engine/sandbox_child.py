@@ -6,7 +6,8 @@ a JSON object: `{"text", "context", "max_output", "seconds"}` in, `{"ok": text}`
 
 - operators that multiply sizes (`*`, `+` on sequences, `**`) are refused before they
   allocate a result longer than `max_output`;
-- the output is counted as it is generated and refused past `max_output` characters;
+- the output is counted as it is generated and refused past `max_output` bytes (UTF-8);
+  the operators' checks count items, never more than the bytes they make;
 - a render that runs past `seconds` is interrupted (SIGALRM); one stuck inside a single C
   call is killed by the parent;
 - the whole process may use at most `MEMORY_BYTES` of address space (what slips past the
@@ -87,9 +88,9 @@ def render(request: dict[str, Any]) -> dict[str, str]:
         parts: list[str] = []
         size = 0
         for part in _template(request["text"]).generate(**request["context"]):
-            size += len(part)
+            size += len(part) if part.isascii() else len(part.encode())
             if size > limit:
-                return {"error": f"the output is longer than the limit of {limit:,} characters"}
+                return {"error": f"the output is longer than the limit of {limit:,} bytes"}
             parts.append(part)
         return {"ok": "".join(parts)}
     except TimeUp:

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .errors import ConfigError
+from .sandbox import MAX_OUTPUT_BYTES_CEILING, Limits
 
 SECRET_KEY_FILE = "secret_key"
 #: Shorter keys are refused: sessions and tokens are only as strong as the key signing them.
@@ -68,6 +69,10 @@ class Settings(BaseModel):
     delivery_retention_days: int = 90
     unconfirmed_retention_days: int = 7
     audit_retention_days: int = 365
+    #: Incident templates (docs/operations.md, "Limits"): the bytes one rendered field may
+    #: have and the seconds one render may take.
+    template_max_output_bytes: int = 65536
+    template_render_seconds: float = 2.0
     embedded_workers: int = 2
     #: Worker threads for notifications alone (embedded mode): slow receivers and providers
     #: never hold the threads that evaluate and render.
@@ -127,6 +132,11 @@ class Settings(BaseModel):
             idle=timedelta(minutes=self.session_idle_minutes),
             absolute=timedelta(hours=self.session_max_hours),
         )
+
+    @property
+    def template_limits(self) -> Limits:
+        """What one incident template render may take."""
+        return Limits(self.template_max_output_bytes, self.template_render_seconds)
 
     @property
     def embedded(self) -> bool:
@@ -226,6 +236,7 @@ class Settings(BaseModel):
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
             ("BEACON_LIVE_PER_PAGE", "live_per_page"),
             ("BEACON_LIVE_PER_CLIENT", "live_per_client"),
+            ("BEACON_TEMPLATE_MAX_OUTPUT_BYTES", "template_max_output_bytes"),
         ):
             if env.get(name):
                 try:
@@ -240,6 +251,27 @@ class Settings(BaseModel):
                 "BEACON_WEBHOOK_CONCURRENCY must be 1 or more, "
                 f"got {env['BEACON_WEBHOOK_CONCURRENCY']!r}"
             )
+        if env.get("BEACON_TEMPLATE_RENDER_SECONDS"):
+            values["template_render_seconds"] = _seconds(
+                "BEACON_TEMPLATE_RENDER_SECONDS", env["BEACON_TEMPLATE_RENDER_SECONDS"]
+            )
+        output = int(str(values.get("template_max_output_bytes", 1)))
+        if not 1 <= output <= MAX_OUTPUT_BYTES_CEILING:
+            raise ConfigError(
+                f"BEACON_TEMPLATE_MAX_OUTPUT_BYTES must be from 1 to {MAX_OUTPUT_BYTES_CEILING}"
+                " (the renderer's memory must hold it), "
+                f"got {env['BEACON_TEMPLATE_MAX_OUTPUT_BYTES']!r}"
+            )
+        for name, key in (
+            ("BEACON_EVENT_RETENTION_DAYS", "event_retention_days"),
+            ("BEACON_DELIVERY_RETENTION_DAYS", "delivery_retention_days"),
+            ("BEACON_UNCONFIRMED_RETENTION_DAYS", "unconfirmed_retention_days"),
+            ("BEACON_AUDIT_RETENTION_DAYS", "audit_retention_days"),
+        ):
+            if int(str(values.get(key, 0))) < 0:
+                raise ConfigError(
+                    f"{name} must be 0 (keep for ever) or more days, got {env[name]!r}"
+                )
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
 

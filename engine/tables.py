@@ -735,6 +735,9 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime, nullable=True),
     _created(),
     _updated(),
+    # The retention purge (finished ones by last change) and the sweeps (pending or sending
+    # ones past a time) read by these two.
+    sa.Index("ix_deliveries_status_updated", "status", "updated_at"),
 )
 
 # --- audit, outbox, deadlines --------------------------------------------------------------------

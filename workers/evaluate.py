@@ -42,6 +42,7 @@ from engine.db import Store
 from engine.events import TEST_OUTCOME
 from engine.models import EventStatus
 from engine.runtime import Runtime
+from engine.sandbox import DEFAULT_LIMITS, Limits
 from engine.tables import (
     activations,
     alert_events,
@@ -124,12 +125,14 @@ def _lock(conn: sa.Connection, name: str) -> None:
 
 
 def _machine(
-    conn: sa.Connection, book: RuleBook, *, only_held: int | None = None
+    conn: sa.Connection, book: RuleBook, limits: Limits, *, only_held: int | None = None
 ) -> tuple[Ids, Machine]:
-    """The machine on the store for one transaction (`only_held`: see `StoreState`)."""
+    """The machine on the store for one transaction (`only_held`: see `StoreState`;
+    `limits`: the incident templates' render limits)."""
     ids = Ids(conn)
     policies = {rule_id: located.rule for rule_id, located in book.rules.items()}
-    return ids, Machine(StoreState(ids, only_held=only_held), StoreWorld(ids), policies)
+    state = StoreState(ids, only_held=only_held)
+    return ids, Machine(state, StoreWorld(ids), policies, limits)
 
 
 class _Clock:
@@ -143,9 +146,12 @@ class _Clock:
         self.current = act.id if act is not None else None
 
 
-def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> int:
+def evaluate_partition(
+    store: Store, runtime: RuleRuntime, partition: str, limits: Limits = DEFAULT_LIMITS
+) -> int:
     """Evaluate every unevaluated event of `partition`, in id order, in transactions of at
     most `BATCH` events and about `BATCH_SECONDS` of work; returns how many were evaluated.
+    Incident templates render within `limits` (`Settings.template_limits`).
 
     The time bound matters on SQLite: a transaction holds the one write lock, which the
     intake's group commit waits for, so a long batch would be every webhook's latency.
@@ -167,7 +173,7 @@ def evaluate_partition(store: Store, runtime: RuleRuntime, partition: str) -> in
     caught_up_before = False
     while True:
         try:
-            evaluated, limit, caught_up = _evaluate_batch(store, runtime, partition, limit)
+            evaluated, limit, caught_up = _evaluate_batch(store, runtime, partition, limit, limits)
         except _EventFailed as failed:
             if limit > 1:
                 # Once more with the event alone in its transaction: the events before it
@@ -198,7 +204,7 @@ class _EventFailed(Exception):
 
 
 def _evaluate_batch(
-    store: Store, runtime: RuleRuntime, partition: str, limit: int
+    store: Store, runtime: RuleRuntime, partition: str, limit: int, limits: Limits
 ) -> tuple[int, int, bool]:
     """One transaction of `evaluate_partition`: how many events it evaluated (0: none were
     pending), the batch size for the next one, and whether it evaluated every event that
@@ -217,7 +223,7 @@ def _evaluate_batch(
             return 0, limit, True
         # Fewer rows than asked for: these were all that were pending.
         caught_up = len(rows) < limit
-        ids, machine = _machine(conn, book)
+        ids, machine = _machine(conn, book, limits)
         outcomes: list[dict[str, Any]] = []
         started = time.perf_counter()
         for row in rows:
@@ -321,7 +327,12 @@ _RECORD_OUTCOME = (
 )
 
 
-def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int:
+def tick(
+    store: Store,
+    runtime: RuleRuntime,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> int:
     """Run the machine's clock to `now` (activations due: `for`, windows, damping,
     timeouts); returns how many intents it applied."""
     now = now or utcnow()
@@ -330,7 +341,7 @@ def tick(store: Store, runtime: RuleRuntime, now: datetime | None = None) -> int
         try:
             with runtime.using() as book, store.begin() as conn:
                 _lock(conn, "rules-tick")
-                ids, machine = _machine(conn, book)
+                ids, machine = _machine(conn, book, limits)
                 intents = machine.on_time(now, clock.watch)
                 for intent in intents:
                     # An intent that fails is its activation's too.
@@ -359,7 +370,9 @@ def _stop_clock(store: Store, activation_id: int) -> None:
         deadlines.cancel(conn, TICK, f"activation:{activation_id}")
 
 
-def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
+def end_maintenance(
+    store: Store, runtime: RuleRuntime, window_id: int, limits: Limits = DEFAULT_LIMITS
+) -> int:
     """At a maintenance window's end: replay its held alerts that are still firing (or
     drop them, per its `on_end`); returns how many intents it applied.
 
@@ -368,7 +381,7 @@ def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
     logged: otherwise it would fail every retry, and the window's other alerts, still
     firing, would never reach their services."""
     try:
-        return _end_maintenance(store, runtime, window_id, None)
+        return _end_maintenance(store, runtime, window_id, None, limits)
     except NOT_THE_ITEMS:
         raise
     except Exception:
@@ -390,7 +403,7 @@ def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
     applied = 0
     for held_id in held:
         try:
-            applied += _end_maintenance(store, runtime, window_id, held_id)
+            applied += _end_maintenance(store, runtime, window_id, held_id, limits)
         except NOT_THE_ITEMS:
             raise
         except Exception:
@@ -410,7 +423,7 @@ def end_maintenance(store: Store, runtime: RuleRuntime, window_id: int) -> int:
 
 
 def _end_maintenance(
-    store: Store, runtime: RuleRuntime, window_id: int, held_id: int | None
+    store: Store, runtime: RuleRuntime, window_id: int, held_id: int | None, limits: Limits
 ) -> int:
     with runtime.using() as book, store.begin() as conn:
         window = conn.execute(
@@ -418,7 +431,7 @@ def _end_maintenance(
         ).first()
         if window is None:
             return 0
-        ids, machine = _machine(conn, book, only_held=held_id)
+        ids, machine = _machine(conn, book, limits, only_held=held_id)
 
         team = ids.team_key(window.team_id)
 
@@ -440,7 +453,7 @@ def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     runtime = rules_runtime(rt.store, rt.part(RuleRuntime))
     with rt.evaluation():
         for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
-            evaluate_partition(rt.store, runtime, partition)
+            evaluate_partition(rt.store, runtime, partition, rt.settings.template_limits)
 
 
 def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
@@ -452,11 +465,11 @@ def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
 
 def handle_tick(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `deadline.rules.tick`: an activation needs the clock."""
-    tick(rt.store, rules_runtime(rt.store, rt.part(RuleRuntime)))
+    tick(rt.store, rules_runtime(rt.store, rt.part(RuleRuntime)), None, rt.settings.template_limits)
 
 
 def handle_maintenance_ended(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     """Outbox `maintenance.ended` with `{"window_id": ...}`."""
     runtime = rules_runtime(rt.store, rt.part(RuleRuntime))
     for window_id in sorted({int(p["window_id"]) for p in payloads if "window_id" in p}):
-        end_maintenance(rt.store, runtime, window_id)
+        end_maintenance(rt.store, runtime, window_id, rt.settings.template_limits)

@@ -26,7 +26,7 @@ from typing import Any, TypedDict, assert_never
 
 from .. import sandbox
 from ..models import AlertEvent, EventStatus, ServiceStatus, worst_status
-from ..sandbox import TemplateError
+from ..sandbox import DEFAULT_LIMITS, Limits, TemplateError
 from .intents import (
     AlertRef,
     AttachAlert,
@@ -71,10 +71,18 @@ class Outcome:
 class Machine:
     """The activation state machine over `state`, for rules looked up in `policies`."""
 
-    def __init__(self, state: State, world: World, policies: Mapping[str, RulePolicy]) -> None:
+    def __init__(
+        self,
+        state: State,
+        world: World,
+        policies: Mapping[str, RulePolicy],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.state = state
         self.world = world
         self.policies = policies
+        #: What one incident template render may take (`Settings.template_limits`).
+        self.limits = limits
 
     # events ------------------------------------------------------------------------------
 
@@ -398,8 +406,8 @@ class Machine:
             return _error(act, now, message, event)
         context = self._context(act, policy, event)
         try:
-            title = render(template.title, context)
-            body = render(template.message, context)
+            title = render(template.title, context, self.limits)
+            body = render(template.message, context, self.limits)
         except TemplateError as exc:
             message = f"template {incident.template!r} failed to render: {exc}"
             act.error = message
@@ -463,7 +471,8 @@ class Machine:
                 try:
                     # No event ends an activation by itself (timeouts, damping): the
                     # resolve message sees the services and the rule, and an empty event.
-                    message = render(text, self._context(act, policy, None, latest=False))
+                    context = self._context(act, policy, None, latest=False)
+                    message = render(text, context, self.limits)
                 except TemplateError as exc:
                     message = text
                     error = f"resolve message of {policy.incident.template!r} failed: {exc}"
@@ -577,7 +586,7 @@ def _event_context(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-def render(text: str, context: Mapping[str, Any]) -> str:
+def render(text: str, context: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> str:
     """Render a user's incident template text in the bounded sandbox (`engine.sandbox`:
     strict undefineds, output, time and memory limits, in a child process)."""
-    return sandbox.render(text, context)
+    return sandbox.render(text, context, limits)

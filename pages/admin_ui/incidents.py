@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from engine.activations import TemplateError
 from engine.activations import render as render_template
 from engine.models import IncidentStatus, ServiceStatus
+from engine.sandbox import Limits
 from engine.tables import teams
 from pages.admin import catalog as catalog_api
 from pages.admin import incidents as api
@@ -53,7 +54,9 @@ async def _audience(
     return audience(request.app.state.store, team_id, service_ids)
 
 
-def _filled(template: Any, services: list[Any], summary: str) -> tuple[dict[str, str], str | None]:
+def _filled(
+    template: Any, services: list[Any], summary: str, limits: Limits
+) -> tuple[dict[str, str], str | None]:
     """The template's title and message with their placeholders filled for a hand-made
     incident: `services` (and `service` when one), `event.summary` as typed, `rule` empty.
     Rendered in the incident templates' sandbox, as a rule would."""
@@ -68,7 +71,7 @@ def _filled(template: Any, services: list[Any], summary: str) -> tuple[dict[str,
     out = {}
     for name in ("title", "message"):
         try:
-            out[name] = render_template(getattr(template, name), context)
+            out[name] = render_template(getattr(template, name), context, limits)
         except TemplateError as exc:
             return {"title": template.title, "message": template.message}, (
                 f"The template's {name} could not be filled in: {exc}"
@@ -129,7 +132,8 @@ async def new_incident(request: Request, who: Principal) -> Response:
         template = await call(request, who, catalog_api.get_template, id=int(ref))
         services = await call(request, who, services_api.list_services)
         team_services = [s for s in services if s.team == template.team]
-        filled, error = _filled(template, team_services, values["summary"])
+        limits = request.app.state.settings.template_limits
+        filled, error = _filled(template, team_services, values["summary"], limits)
         by_key = {s.key: s.id for s in team_services}
         values.update(
             team=template.team,

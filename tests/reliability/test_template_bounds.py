@@ -4,13 +4,16 @@ is, and the worker and every other team's events carry on meanwhile."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 import sqlalchemy as sa
 
 from engine import sandbox
-from engine.sandbox import TemplateError
+from engine.errors import ConfigError
+from engine.sandbox import Limits, TemplateError
+from engine.settings import Settings
 from engine.tables import (
     alert_sources,
     incident_templates,
@@ -21,6 +24,7 @@ from engine.tables import (
 )
 from tests.rules.helpers import event
 from tests.rules.store_helpers import evaluate, ingest, load_rules, seed, status_of
+from workers.evaluate import handle_evaluate
 
 NESTED_LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 
@@ -38,7 +42,7 @@ BOMBS = {
 @pytest.mark.parametrize("text", list(BOMBS))
 def test_a_template_bomb_is_refused_with_what_it_broke(text: str):
     with pytest.raises(TemplateError, match=BOMBS[text]):
-        sandbox.render(text, {"event": {"summary": "x"}}, seconds=0.5)
+        sandbox.render(text, {"event": {"summary": "x"}}, Limits(seconds=0.5))
     # The renderer is there for the next template, bomb or not.
     assert sandbox.render("{{ event.summary }}!", {"event": {"summary": "ok"}}) == "ok!"
 
@@ -145,3 +149,55 @@ def test_another_teams_events_are_evaluated_while_a_bomb_renders(pg_store):
         bomb.join()
     [(rule, message)] = _errors(store)
     assert rule == "bomb-rule" and "took longer than the limit" in message
+
+
+def test_the_output_limit_counts_bytes_and_the_settings_set_both_limits(tmp_path):
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_TEMPLATE_MAX_OUTPUT_BYTES": "100",
+            "BEACON_TEMPLATE_RENDER_SECONDS": "0.5",
+        }
+    )
+    limits = settings.template_limits
+    assert limits == Limits(output_bytes=100, seconds=0.5)
+    assert sandbox.render("{{ 'é' * 50 }}", {}, limits) == "é" * 50  # 100 bytes
+    # 51 characters, 102 bytes: over, rendered or plain.
+    for text in ("{{ 'é' * 51 }}", "é" * 51):
+        with pytest.raises(TemplateError, match="limit of 100 bytes"):
+            sandbox.render(text, {}, limits)
+    with pytest.raises(TemplateError, match="took longer than the limit of 0.5 s"):
+        sandbox.render(NESTED_LOOPS, {}, limits)
+    assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).template_limits == Limits(
+        65536, 2.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("BEACON_TEMPLATE_MAX_OUTPUT_BYTES", "0", "must be from 1 to 16777216"),
+        ("BEACON_TEMPLATE_MAX_OUTPUT_BYTES", "1e9", "must be a whole number"),
+        ("BEACON_TEMPLATE_MAX_OUTPUT_BYTES", "99999999999", "must be from 1 to 16777216"),
+        ("BEACON_TEMPLATE_RENDER_SECONDS", "0", "must be more than 0 and at most 60 seconds"),
+        ("BEACON_TEMPLATE_RENDER_SECONDS", "soon", "must be a number of seconds"),
+        ("BEACON_DELIVERY_RETENTION_DAYS", "-1", "must be 0 (keep for ever) or more days"),
+    ],
+)
+def test_a_bad_limit_setting_is_a_config_error_naming_it(tmp_path, name, value, error):
+    with pytest.raises(ConfigError, match=re.escape(f"{name} {error}")):
+        Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_the_workers_render_with_the_limits_of_their_settings(tmp_path, store, make_runtime):
+    settings = Settings.from_env(
+        {"BEACON_DATA_DIR": str(tmp_path), "BEACON_TEMPLATE_MAX_OUTPUT_BYTES": "20"}
+    )
+    rt = make_runtime(settings, store=store)
+    ids = seed(store)
+    _bomb_template(store, ids["team"], "{{ event.summary }} is down")
+    load_rules(store, RULES)
+    ingest(store, ids["am"], event(summary="a summary of twenty bytes or more"))
+    handle_evaluate(rt, [{"partition": "am"}])
+    [(rule, message)] = _errors(store)
+    assert rule == "bomb-rule" and "longer than the limit of 20 bytes" in message

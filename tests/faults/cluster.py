@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from engine.db import Store, create_store
+from engine.settings import Settings
 from tests.conftest import ROOT, free_port
 from tests.support import RedisServer, Served, beacon, beacon_env, stop, wait_for
 
@@ -226,6 +228,11 @@ class Cluster:
     def _config(self) -> Path:
         (self.directory / "beacon.yaml").write_text(CONFIG)
         (self.directory / "rules.yaml").write_text(RULES)
+        return self.config
+
+    @property
+    def config(self) -> Path:
+        """The config file applied at start (with its rules file beside it)."""
         return self.directory / "beacon.yaml"
 
     def _subscribe(self) -> None:
@@ -274,6 +281,10 @@ class Cluster:
         self.hook.close()
 
     # --- reading the store -----------------------------------------------------------------
+
+    def store(self) -> Store:
+        """The cluster's store, as Beacon's processes open it (the caller disposes of it)."""
+        return create_store(Settings(database_url=self.pg.url))
 
     def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         import psycopg

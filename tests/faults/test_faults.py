@@ -24,6 +24,7 @@ from tests.support import wait_for
 
 from .cluster import Cluster, summary
 from .load import Load
+from .replay import final_state, replay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -44,6 +45,7 @@ class Row:
     stored: bool
     evaluated: bool
     state: bool
+    replayed: str
     duplicate_incidents: int
     subscriber_steps: str
     pages: str
@@ -56,6 +58,7 @@ class Row:
             self.stored
             and self.evaluated
             and self.state
+            and self.replayed.startswith("ok")
             and self.duplicate_incidents == 0
             and self.subscriber_steps.startswith("ok")
             and self.pages.startswith("ok")
@@ -64,8 +67,9 @@ class Row:
         )
 
 
-def check(cluster: Cluster, load: Load, fault: str, healed_at: float) -> Row:
-    """The invariants after a fault, once the backlog has drained."""
+def check(cluster: Cluster, load: Load, fault: str, healed_at: float, directory: Path) -> Row:
+    """The invariants after a fault, once the backlog has drained (`directory`: where the
+    single-process replay keeps its store)."""
     drained = cluster.wait_drained(DRAIN_LIMIT)
     drained_s = time.monotonic() - healed_at
     if not drained:
@@ -91,6 +95,7 @@ def check(cluster: Cluster, load: Load, fault: str, healed_at: float) -> Row:
         f"{'ok' if hooks == steps == mails and same_twice == 0 else 'FAIL'} "
         f"{steps} steps: webhook {hooks} (+{components} component), email {mails}"
     )
+    replayed = _replayed(cluster, directory)
     readers = load.readers
     pages = (
         f"{'ok' if readers.failed == 0 else 'FAIL'} {readers.probes - readers.failed}/"
@@ -125,12 +130,29 @@ def check(cluster: Cluster, load: Load, fault: str, healed_at: float) -> Row:
         stored=acked_ids <= stored_ids,
         evaluated=unevaluated == [(0,)],
         state=state,
+        replayed=replayed,
         duplicate_incidents=duplicates,
         subscriber_steps=subscriber_steps,
         pages=pages,
         drained_s=round(drained_s, 1) if drained else float("inf"),
         final_s=round(final_s, 2),
     )
+
+
+def _replayed(cluster: Cluster, directory: Path) -> str:
+    """The cluster's services and incidents against a single-process replay of its stored
+    event log (tests/faults/replay.py): "ok" and what was compared, or what differs."""
+    store = cluster.store()
+    try:
+        got = final_state(store)
+        want = replay(store, cluster.config, directory)
+    finally:
+        store.dispose()
+    differences = got.differences(want)
+    if differences:
+        return "FAIL " + "; ".join(differences)
+    total = sum(got.incidents.values())
+    return f"ok {len(got.statuses)} services, {total} incidents ({got.open} open)"
 
 
 def _component(status: str) -> str:
@@ -144,6 +166,7 @@ def print_table(rows: list[Row]) -> None:
         "stored",
         "evaluated",
         "state=model",
+        "state=replay of the log",
         "dup incidents",
         "subscriber steps once",
         "pages answered",
@@ -158,6 +181,7 @@ def print_table(rows: list[Row]) -> None:
             str(r.stored),
             str(r.evaluated),
             str(r.state),
+            r.replayed,
             str(r.duplicate_incidents),
             r.subscriber_steps,
             r.pages,
@@ -245,24 +269,34 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     need(shutil.which("redis-server") is not None, "redis-server is not installed")
     made = Cluster(tmp_path)
     try:
+        began = time.monotonic()
         made.start()
+        print(f"\ntiming: cluster start {time.monotonic() - began:.1f} s")
         yield made
     finally:
         made.close()
 
 
-def test_nothing_is_lost_doubled_or_stuck_under_faults(cluster: Cluster) -> None:
+def test_nothing_is_lost_doubled_or_stuck_under_faults(cluster: Cluster, tmp_path: Path) -> None:
     load = Load(cluster, rate=RATE)
     rows = []
     for name, inject in FAULTS:
+        t0 = time.monotonic()
         load.readers = type(load.readers)()
         load.start()
         time.sleep(STEADY)
+        t1 = time.monotonic()
         inject(cluster, load)
         healed_at = time.monotonic()
         time.sleep(STEADY)
         load.stop()
-        rows.append(check(cluster, load, name, healed_at))
+        t2 = time.monotonic()
+        rows.append(check(cluster, load, name, healed_at, tmp_path / f"replay-{len(rows) + 1}"))
+        t3 = time.monotonic()
+        print(
+            f"\ntiming: {name}: before {t1 - t0:.1f} inject {healed_at - t1:.1f} after"
+            f" {t2 - healed_at:.1f} check {t3 - t2:.1f} total {t3 - t0:.1f} s"
+        )
         print_table(rows[-1:])
     print_table(rows)
     assert all(r.ok for r in rows), [r for r in rows if not r.ok]

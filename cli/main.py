@@ -231,8 +231,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             "beacon worker needs BEACON_REDIS_URL (scaled mode); in embedded mode "
             "`beacon serve` runs the workers itself"
         )
+    names = queue_names(args.queues)
     runtime = install(wiring.build_runtime(settings))
-    worker = runtime.queues.worker(name=runtime.name)
+    worker = runtime.queues.worker(name=runtime.name, queue_names=names)
     if args.burst:
         dispatch_once(runtime)
         worker.work(burst=True, logging_level="WARNING")
@@ -241,13 +242,31 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ticker.start()
     _settle_heap()
     try:
-        _work_until_stopped(runtime, worker)
+        _work_until_stopped(runtime, worker, names)
     finally:
         ticker.stop()
     return 0
 
 
-def _work_until_stopped(runtime: Any, worker: Any) -> None:
+def queue_names(spec: str | None) -> tuple[str, ...]:
+    """The RQ queues `beacon worker --queues` names (`notify`, `evaluate,render,default`;
+    the `beacon-` prefix may be left out), most urgent first; all of them when unset."""
+    from engine.queue import QUEUE_NAMES
+
+    if not spec:
+        return QUEUE_NAMES
+    asked = {n.strip().removeprefix("beacon-") for n in spec.split(",") if n.strip()}
+    known = {n.removeprefix("beacon-") for n in QUEUE_NAMES}
+    unknown = sorted(asked - known)
+    if unknown or not asked:
+        raise ConfigError(
+            f"--queues: unknown queue {', '.join(map(repr, unknown)) or repr(spec)}; "
+            f"Beacon's queues are {', '.join(sorted(known))}"
+        )
+    return tuple(n for n in QUEUE_NAMES if n.removeprefix("beacon-") in asked)
+
+
+def _work_until_stopped(runtime: Any, worker: Any, names: tuple[str, ...]) -> None:
     """Run the RQ worker until a stop is asked for (SIGTERM, SIGINT). RQ's worker quits for
     good on a Redis error in the middle of a job (even while recording its own death), and
     the process would live on without working: it is started again instead, under a new
@@ -270,7 +289,7 @@ def _work_until_stopped(runtime: Any, worker: Any) -> None:
             return
         restarts += 1
         try:
-            worker = runtime.queues.worker(name=f"{runtime.name}-{restarts}")
+            worker = runtime.queues.worker(name=f"{runtime.name}-{restarts}", queue_names=names)
         except (redis.RedisError, OSError):
             continue  # Redis is still away: the old worker object tries again
 
@@ -363,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="an RQ worker for all of Beacon's queues (scaled mode)")
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    worker.add_argument(
+        "--queues",
+        metavar="NAMES",
+        help="serve only these queues, comma-separated (evaluate, render, notify, default); "
+        "e.g. `--queues notify` for a worker of its own for notifications",
+    )
     worker.set_defaults(func=cmd_worker)
 
     apply = sub.add_parser("apply", help="declare the config file's objects")

@@ -98,6 +98,44 @@ def test_beacon_worker_refuses_embedded_mode_with_a_reason(tmp_path: Path) -> No
     assert "BEACON_REDIS_URL" in result.stderr
 
 
+def test_a_worker_with_queues_serves_only_those(tmp_path: Path, redis_prefix: str) -> None:
+    """`beacon worker --queues notify`: a worker of its own for notifications (scaled mode),
+    which leaves the other queues' jobs to the other workers."""
+    from rq import Queue
+
+    from tests.conftest import REDIS_URL
+
+    env = beacon_env(
+        tmp_path / "data",
+        {
+            "BEACON_REDIS_URL": REDIS_URL,
+            "BEACON_REDIS_PREFIX": redis_prefix,
+            "BEACON_SECRET_KEY": "k" * 48,
+        },
+    )
+    assert beacon(["db", "upgrade"], env).returncode == 0
+    connection = redis.Redis.from_url(REDIS_URL)
+    notify = Queue(f"{redis_prefix}beacon-notify", connection=connection)
+    default = Queue(f"{redis_prefix}beacon-default", connection=connection)
+    notify.enqueue("os.getcwd")
+    default.enqueue("os.getcwd")
+    result = beacon(["worker", "--burst", "--queues", "notify"], env)
+    assert result.returncode == 0, result.stderr
+    assert (notify.count, default.count) == (0, 1)
+    connection.close()
+
+
+def test_a_worker_refuses_an_unknown_queue_by_name(tmp_path: Path) -> None:
+    env = beacon_env(
+        tmp_path / "data",
+        {"BEACON_REDIS_URL": "redis://127.0.0.1:1/0", "BEACON_SECRET_KEY": "k" * 48},
+    )
+    result = beacon(["worker", "--burst", "--queues", "notify,notfy"], env)
+    assert result.returncode == 2
+    assert "unknown queue 'notfy'" in result.stderr
+    assert "default, evaluate, notify, render" in result.stderr
+
+
 def test_beacon_serve_stops_promptly_on_sigterm(tmp_path: Path) -> None:
     import signal
     import subprocess

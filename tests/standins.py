@@ -39,9 +39,13 @@ class _Server(http.server.ThreadingHTTPServer):
 class StandIn:
     """Shared machinery: a threaded HTTP server on 127.0.0.1, failure injection, counters."""
 
-    def __init__(self, *, fail_rate: float = 0.0, delay: float = 0.0, seed: int = 7) -> None:
+    def __init__(
+        self, *, fail_rate: float = 0.0, fail_first: int = 0, delay: float = 0.0, seed: int = 7
+    ) -> None:
         #: Share of requests answered 429 (with Retry-After) or 503, half each.
         self.fail_rate = fail_rate
+        #: The first this many requests fail whatever the rate: 429, 503, 429 ...
+        self.fail_first = fail_first
         #: Seconds before each answer (a slow provider).
         self.delay = delay
         self.retry_after = "1"
@@ -91,11 +95,16 @@ class StandIn:
         with self.lock:
             self.requests += 1
             roll = self._random.random()
-        if roll < self.fail_rate:
-            with self.lock:
+            scripted = self.requests <= self.fail_first
+            if roll < self.fail_rate or scripted:
                 self.failed += 1
-            if roll < self.fail_rate / 2:
-                return 429, {"Retry-After": self.retry_after}, self._error(429, "too many requests")
+                # Half each, by the roll; scripted failures alternate, a 429 first.
+                throttled = self.requests % 2 == 1 if scripted else roll < self.fail_rate / 2
+            else:
+                throttled = None
+        if throttled is True:
+            return 429, {"Retry-After": self.retry_after}, self._error(429, "too many requests")
+        if throttled is False:
             return 503, {}, self._error(503, "service unavailable")
         return self.handle(path, headers, body)
 

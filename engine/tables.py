@@ -702,6 +702,13 @@ subscribers = sa.Table(
     sa.Column("disabled_reason", sa.Text, nullable=True),
     # Permanent failures in a row (a success resets it); the third disables the subscriber.
     sa.Column("permanent_failures", sa.Integer, nullable=False, default=0, server_default="0"),
+    # Set on rows an admin imported: who did, when, and whether they skipped the double
+    # opt-in (the subscriber said yes elsewhere, as the importer vouched).
+    sa.Column("imported_by", sa.String(320), nullable=True),
+    sa.Column("imported_at", UTCDateTime, nullable=True),
+    sa.Column(
+        "confirmation_skipped", sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    ),
     _created(),
     sa.UniqueConstraint("page_id", "channel", "address"),
 )

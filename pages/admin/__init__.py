@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from engine.authz import Action
 from pages.auth import require_principal
 
-from . import accounts, catalog, incidents, services, statuspages
+from . import accounts, catalog, incidents, services, statuspages, subscribers
 from .api import Endpoint, Handler, route
 from .openapi import document
 
@@ -23,6 +23,7 @@ ENDPOINTS: list[Endpoint] = [
     *catalog.ENDPOINTS,
     *statuspages.ENDPOINTS,
     *incidents.ENDPOINTS,
+    *subscribers.ENDPOINTS,
 ]
 
 

@@ -141,6 +141,12 @@ class Endpoint:
     declared: Action | None = None
     #: A raw (non-JSON) body of at most this many bytes, given to the handler as `bytes`.
     raw_limit: int = 0
+    #: The raw body's media type, for the OpenAPI document.
+    consumes: str = "application/octet-stream"
+    #: What a 2xx answer is when not JSON (the handler returns a Response of it).
+    produces: str = "application/json"
+    #: Query parameters the handler reads: (name, description), for the OpenAPI document.
+    query: tuple[tuple[str, str], ...] = ()
 
     @property
     def action(self) -> Action:
@@ -165,6 +171,8 @@ TAG_ACTIONS: dict[str, tuple[Action, Action]] = {
     "pages": (Action.READ, Action.MANAGE_PAGES),
     "incidents": (Action.READ, Action.POST_INCIDENT),
     "maintenance": (Action.READ, Action.MANAGE_MAINTENANCE),
+    # People's addresses: even listing them is for the page's managers, never READ.
+    "subscribers": (Action.MANAGE_SUBSCRIBERS, Action.MANAGE_SUBSCRIBERS),
 }
 
 
@@ -269,6 +277,8 @@ def route(endpoint: Endpoint) -> DeclaredRoute:
                 runtime.nudge.set()
         if result is None:
             return Response(status_code=204)
+        if isinstance(result, Response):  # a non-JSON answer (`Endpoint.produces`)
+            return result
         return JSONResponse(_dump(result), status_code=endpoint.status)
 
     return DeclaredRoute(

@@ -142,16 +142,15 @@ def document(
             "responses": {},
         }
         params = _parameters(ep.path)
-        if params:
-            op["parameters"] = params
+        if params or ep.query:
+            op["parameters"] = params + [
+                {"name": name, "in": "query", "description": text, "schema": {"type": "string"}}
+                for name, text in ep.query
+            ]
         if ep.raw_limit:
             op["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/octet-stream": {
-                        "schema": {"type": "string", "maxLength": ep.raw_limit}
-                    }
-                },
+                "content": {ep.consumes: {"schema": {"type": "string", "maxLength": ep.raw_limit}}},
             }
         elif ep.body is not None:
             op["requestBody"] = {
@@ -165,6 +164,11 @@ def document(
             op["responses"][str(ep.status)] = {
                 "description": "OK",
                 "content": {"application/json": {"schema": schema}},
+            }
+        elif ep.produces != "application/json":
+            op["responses"][str(ep.status)] = {
+                "description": "OK",
+                "content": {ep.produces: {"schema": {"type": "string"}}},
             }
         else:
             op["responses"][str(ep.status)] = {"description": "Done"}

@@ -1,5 +1,6 @@
 """The isolation matrix (issue 14's acceptance): three private customer teams, each with a
-private page, services, an incident, maintenance, a subscriber, a template, a source, a
+private page, services, an incident, maintenance, a subscriber (with a delivery), a
+template, a source, a
 channel, an API key, a responder and a stakeholder; plus one team that is not private.
 
 For every route of the app (enumerated from the app: a route the matrix cannot fill in
@@ -20,10 +21,11 @@ import sqlalchemy as sa
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from engine import subscribers as subs
 from engine.accounts import create_api_key
 from engine.authz import ADMIN_ONLY, OPEN, Action
 from engine.runtime import Runtime
-from engine.tables import api_keys, incident_updates, users
+from engine.tables import api_keys, deliveries, incident_updates, users
 from pages.app import create_app
 from pages.authz import action_of, self_gated
 
@@ -154,8 +156,47 @@ def build_world(rt: Runtime, client: TestClient) -> World:
             ids["user"] = conn.execute(
                 sa.select(users.c.id).where(users.c.email == f"responder@{team}.test")
             ).scalar()
+        ids["subscriber"] = _subscriber(rt, team, page["id"])
         world.ids[team] = ids
     return world
+
+
+def subscriber_marker(team: str) -> str:
+    """A string only team `team`'s subscriber carries: its managers alone (the team's
+    responders and keys, admins) may see it, even where the team's other objects are
+    readable (subscribers are people's addresses)."""
+    return f"zz{team}subscriber"
+
+
+def _subscriber(rt: Runtime, team: str, page_id: int) -> int:
+    """A member subscribed to the team's page (its address carries the subscriber marker),
+    with a delivery whose failure reason carries both markers: the subscriber list, export
+    and delivery log have something to leak."""
+    m = subscriber_marker(team)
+    user_id = make_user(rt, f"{m}@{team}.test", role="stakeholder", teams=(team,))
+    with rt.store.begin() as conn:
+        page = subs.page_by_id(conn, page_id)
+        assert page is not None
+        if page.private:
+            found = subs.subscribe(conn, page, "user", f"{m}@{team}.test", user_id=user_id)
+        else:
+            found = subs.subscribe(conn, page, "email", f"{m}@{team}.test")
+        key = f"incident-update:1:page:{page_id}"
+        now = datetime.now(UTC)
+        conn.execute(
+            deliveries.insert().values(
+                dedup_key=f"{key}:subscriber:{found.subscriber_id}",
+                subscriber_id=found.subscriber_id,
+                kind="subscriber",
+                message={"notice": key, "channel": str(found.channel), "source": None},
+                status="failed",
+                attempts=8,
+                last_error=f"gave up: {m} {marker(team)}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return found.subscriber_id
 
 
 def principals() -> list[Principal]:
@@ -196,7 +237,7 @@ def fill(path: str, ids: dict[str, Any]) -> str | None:
         "kind:str": "invite",
         "token:str": "not-a-token",
         "claim:int": 1,
-        "sid:int": 1,
+        "sid:int": ids["subscriber"],
     }
     if "/services/{key}" in path:
         values["key"] = f"api-{ids['team_key']}"
@@ -357,6 +398,10 @@ def test_the_isolation_matrix(rt: Runtime) -> None:
                             for other in CUSTOMERS:
                                 if other != who.team and marker(other) in answer.text:
                                     leaks.append(f"{where} carries {other}'s data")
+                            for team in (*CUSTOMERS, OPEN_TEAM):
+                                manager = who.team == team and who.role in ("responder", "key")
+                                if not manager and subscriber_marker(team) in answer.text:
+                                    leaks.append(f"{where} carries {team}'s subscribers")
         for client in clients.values():
             client.close()
     assert uncovered == []

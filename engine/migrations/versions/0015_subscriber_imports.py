@@ -1,7 +1,7 @@
 """subscribers: who imported a row, when, and whether its confirmation was skipped
 
-Revision ID: 0014_subscriber_imports
-Revises: 0013_rejected_deliveries
+Revision ID: 0015_subscriber_imports
+Revises: 0014_deliveries_status_index
 Create Date: 2026-12-07 20:20:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import engine.tables
 
-revision = "0014_subscriber_imports"
-down_revision = "0013_rejected_deliveries"
+revision = "0015_subscriber_imports"
+down_revision = "0014_deliveries_status_index"
 branch_labels = None
 depends_on = None
 

@@ -38,12 +38,21 @@ class Metrics:
             ["source_type"],
             registry=self.registry,
         )
+        self._accepted_by_type: dict[str, Any] = {}
         self.outbox_pending = Gauge(
             "beacon_outbox_pending", "Outbox rows not yet done", registry=self.registry
         )
         self.deadlines_pending = Gauge(
             "beacon_deadlines_pending", "Deadlines not yet fired", registry=self.registry
         )
+
+    def count_accepted(self, source_type: str, events: int) -> None:
+        """`events` more accepted from a source of `source_type`: the counter's child is
+        looked up once per type (`labels` costs more than the increment, per delivery)."""
+        child = self._accepted_by_type.get(source_type)
+        if child is None:
+            child = self._accepted_by_type[source_type] = self.events_accepted.labels(source_type)
+        child.inc(events)
 
 
 async def healthz(request: Request) -> Response:

@@ -510,7 +510,7 @@ async def _receive(request: Request) -> Response:
         )
     except (DBAPIError, sqlite3.Error) as exc:
         raise store_failed(f"store events of source {source.key!r}", exc) from None
-    request.app.state.metrics.events_accepted.labels(source.type).inc(len(events))
+    request.app.state.metrics.count_accepted(source.type, len(events))
     if retry_after is not None:
         raise HTTPException(
             429,

@@ -229,6 +229,7 @@ def start_beacon(
 ) -> tuple[list[subprocess.Popen[bytes]], str, str]:
     """`beacon serve` (and with `extra` naming a database and Redis, a `beacon worker`)
     on a store with one alertmanager source; returns the processes, the URL and its key."""
+    from engine import vault
     from engine.db import create_store
     from engine.migrate import upgrade
     from engine.tables import alert_sources, teams
@@ -242,7 +243,11 @@ def start_beacon(
         assert team is not None
         conn.execute(
             alert_sources.insert().values(
-                team_id=team[0], key="am", name="am", type="alertmanager", integration_key=key
+                team_id=team[0],
+                key="am",
+                name="am",
+                type="alertmanager",
+                key_digest=vault.of(conn).digest(key),
             )
         )
     store.dispose()

@@ -158,7 +158,7 @@ def _seeded_store(tmp: str, rule_count: int, extra: str = "") -> tuple[Any, Any,
     """A SQLite store in `tmp` with 200 services, the four sources and `rule_count` rules
     (and the rules in `extra`) published; returns the store, a rules runtime and the
     sources' ids by key."""
-    from engine import migrate
+    from engine import migrate, vault
     from engine.db import create_store
     from engine.settings import Settings
     from engine.tables import alert_sources, services, teams
@@ -173,7 +173,13 @@ def _seeded_store(tmp: str, rule_count: int, extra: str = "") -> tuple[Any, Any,
         source_ids = {
             key: conn.execute(
                 alert_sources.insert()
-                .values(team_id=team, key=key, name=key, type=kind, integration_key=f"k-{key}")
+                .values(
+                    team_id=team,
+                    key=key,
+                    name=key,
+                    type=kind,
+                    key_digest=vault.of(conn).digest(f"k-{key}"),
+                )
                 .returning(alert_sources.c.id)
             ).scalar()
             for key, kind in SOURCES
@@ -306,7 +312,7 @@ def bench_webhook(n: int) -> list[float] | None:
 
     from cli import wiring
     from cli.wiring import build_runtime
-    from engine import migrate
+    from engine import migrate, vault
     from engine.runtime import uninstall
     from engine.settings import Settings
     from engine.tables import alert_sources, services, teams, utcnow
@@ -333,7 +339,7 @@ def bench_webhook(n: int) -> list[float] | None:
                     key="am",
                     name="AM",
                     type="alertmanager",
-                    integration_key="bench-am",
+                    key_digest=vault.of(conn).digest("bench-am"),
                 )
             )
         rules = rules_text(1000, random.Random(5)) + (

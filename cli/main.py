@@ -313,6 +313,25 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import reseal
+    from engine.db import create_store
+
+    store = create_store(settings)
+    with store.begin() as conn:
+        done = reseal.reseal(conn)
+    print(f"{done.sealed} secrets sealed again under the current BEACON_SECRET_KEY")
+    if done.stale_digests:
+        print(
+            f"{done.stale_digests} alert sources' integration keys are still under a previous "
+            "key: keep it in BEACON_PREVIOUS_SECRET_KEYS until each has posted once or had "
+            "its key rotated (run this again to count)"
+        )
+    else:
+        print("no stored secret needs BEACON_PREVIOUS_SECRET_KEYS any more")
+    return 0
+
+
 def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
     from config import apply_file
 
@@ -401,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)
+    db_sub.add_parser(
+        "reseal", help="encrypt stored secrets again under the current BEACON_SECRET_KEY"
+    ).set_defaults(func=cmd_db_reseal)
 
     for register in EXTRA_COMMANDS:
         register(sub)

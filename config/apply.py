@@ -83,13 +83,16 @@ def apply_file(
                 raise ConfigError(f"{path}: the store refused the change: {exc.orig}") from None
     plan.warnings = [f"{path}: {w}" for w in want.warnings]
     plan.pages = [(slug, f"/p/{slug}/") for slug in want.objects["status_pages"]]
-    for ident, fields in want.objects["alert_sources"].items():
-        key = fields["integration_key"]
-        if key is KEEP:
-            key = generated.get(ident) or now.objects["alert_sources"].get(ident, {}).get(
-                "integration_key"
-            )
-        url = f"/api/v1/events/{key}" if key else "(key generated on apply)"
+    for ident in want.objects["alert_sources"]:
+        # The store keeps only a digest of each key: a URL is printed when its key is the
+        # file's or was generated now, never read back.
+        key = generated.get(ident) or want.integration_keys.get(ident)
+        if key:
+            url = f"/api/v1/events/{key}"
+        elif ident in now.objects["alert_sources"]:
+            url = "(key unchanged: shown once, when made or rotated)"
+        else:
+            url = "(key generated on apply)"
         plan.sources.append(("/".join(ident), url))
     return plan
 

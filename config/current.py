@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import channels as channel_writes
+from engine import sources as source_writes
 from engine.tables import (
     alert_sources,
     assets,
@@ -73,7 +75,7 @@ def read(conn: Connection) -> Current:
         now.ids["channels"][ident] = row.id
         now.objects["channels"][ident] = {
             "type": row.type,
-            "config": dict(row.config or {}),
+            "config": channel_writes.config_of(conn, row.config),
             "enabled": bool(row.enabled),
         }
 
@@ -84,8 +86,10 @@ def read(conn: Connection) -> Current:
         now.objects["alert_sources"][ident] = {
             "name": row.name,
             "type": row.type,
-            "integration_key": row.integration_key,
-            "signing_secret": row.signing_secret,
+            # A digest, never equal to a key: `config.desired` says KEEP for a file's key
+            # that is the source's current one.
+            "integration_key": row.key_digest,
+            "signing_secret": source_writes.signing_secret(conn, row.signing_secret),
             "settings": dict(row.settings or {}),
             "rate_limit": row.rate_limit,
             "enabled": bool(row.enabled),

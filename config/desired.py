@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.alert_sources import ADAPTERS, source_problems
 from engine import assets as asset_files
-from engine import templates
+from engine import templates, vault
 from engine.tables import (
     alert_sources,
     channels,
@@ -51,6 +51,8 @@ class Desired:
     warnings: list[str] = field(default_factory=list)
     #: Where a service without `position` goes when it is created: its place in the file.
     file_positions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: The integration keys the file declares, by source (to print the sources' URLs).
+    integration_keys: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,10 +64,22 @@ class _Store:
     owners: dict[str, dict[str, set[str]]]  # kind -> key -> teams
     page_teams: dict[str, str]  # slug -> owning team key
     domains: dict[str, str]  # custom domain -> slug
-    integration_keys: dict[str, tuple[str, str]]  # key -> (team, source key)
+    # digest of a current or previous key -> (team, source key); see `key_owner`
+    integration_keys: dict[str, tuple[str, str]]
     activated: dict[str, str]  # slug -> type, for pages activated once
     source_types: dict[tuple[str, str], str]  # (team, key) -> adapter type
     users: set[str] | None  # emails; None: no store to ask (a check of the file alone)
+    #: A key's digests under every secret key (engine.vault); none without a store.
+    key_digests: Callable[[str], list[str]] = lambda _key: []
+    current_digests: set[str] = field(default_factory=set)
+
+    def key_owner(self, key: str) -> tuple[tuple[str, str], bool] | None:
+        """(team, source key) of the source holding `key`, and whether it is its current
+        key (not a previous one still in its grace period)."""
+        for digest in self.key_digests(key):
+            if digest in self.integration_keys:
+                return self.integration_keys[digest], digest in self.current_digests
+        return None
 
 
 def _nothing_stored() -> _Store:
@@ -99,20 +113,31 @@ def _read_store(conn: Connection) -> _Store:
         sa.select(
             alert_sources.c.team_id,
             alert_sources.c.key,
-            alert_sources.c.integration_key,
+            alert_sources.c.key_digest,
+            alert_sources.c.previous_key_digest,
             alert_sources.c.type,
         )
     ).all()
+    held_keys = {s.key_digest: (team_key[s.team_id], s.key) for s in sources}
+    held_keys.update(
+        {
+            s.previous_key_digest: (team_key[s.team_id], s.key)
+            for s in sources
+            if s.previous_key_digest
+        }
+    )
     return _Store(
         team_keys=set(team_key.values()),
         keys=keys,
         owners=owners,
         page_teams={p.slug: team_key[p.team_id] for p in pages},
         domains={p.custom_domain: p.slug for p in pages if p.custom_domain},
-        integration_keys={s.integration_key: (team_key[s.team_id], s.key) for s in sources},
+        integration_keys=held_keys,
         activated={p.slug: p.type for p in pages if p.activated_at is not None},
         source_types={(team_key[s.team_id], s.key): s.type for s in sources},
         users=set(conn.execute(sa.select(users.c.email)).scalars()),
+        key_digests=vault.of(conn).digests,
+        current_digests={s.key_digest for s in sources},
     )
 
 
@@ -271,20 +296,24 @@ def _sources(check: _Checker, want: Desired, base: Path) -> None:
         check.team(("alert_sources", i, "team"), src.team)
         check.unique("alert_sources", (src.team, src.key), seen, i)
         _check_source(check, i, src.type, src.settings)
+        key: Any = src.integration_key or KEEP
         if src.integration_key:
-            owner = check.held.integration_keys.get(src.integration_key)
+            held = check.held.key_owner(src.integration_key)
             if src.integration_key in file_keys:
                 check.error(("alert_sources", i, "integration_key"), "integration key used twice")
-            elif owner is not None and owner != (src.team, src.key):
+            elif held is not None and held[0] != (src.team, src.key):
                 check.error(
                     ("alert_sources", i, "integration_key"),
                     "integration key already belongs to another alert source",
                 )
+            elif held is not None and held[1]:
+                key = KEEP  # the source's current key: nothing to change
             file_keys[src.integration_key] = i
+            want.integration_keys[(src.team, src.key)] = src.integration_key
         want.objects["alert_sources"][(src.team, src.key)] = {
             "name": src.name,
             "type": src.type,
-            "integration_key": src.integration_key or KEEP,
+            "integration_key": key,
             "signing_secret": src.signing_secret,
             "settings": dict(src.settings),
             "rate_limit": src.rate_limit,

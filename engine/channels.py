@@ -4,6 +4,10 @@ one, for the admin API and `beacon apply`.
 A channel's `config` holds its target (`url` or `address`), an optional `secret`, and its
 adapter's settings. A channel disabled after a permanent delivery failure keeps the reason
 until someone enables it again, which clears the reason.
+
+A chat hook's URL is its credential, so `url` and `secret` are kept encrypted
+(engine.vault); `config_of` opens them for whoever sends through the channel or compares
+it with a config file.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from . import crud
+from . import crud, vault
 from .changes import UNSET, Unset, given
 from .errors import ValidationError
 from .tables import channels
@@ -30,6 +34,20 @@ CHANNEL_TARGET = {
     "smtp": "address",
     "sms": "address",
 }
+
+
+#: Config entries kept encrypted: the credentials of a channel.
+SEALED_FIELDS = ("url", "secret")
+_COLUMN = "channels.config"  # engine.reseal and migration 0015 seal under the same name
+
+
+def config_of(conn: Connection, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A channel row's `config` with its sealed entries opened."""
+    return vault.of(conn).reveal_fields(stored or {}, SEALED_FIELDS, _COLUMN)
+
+
+def _sealed(conn: Connection, config: dict[str, Any]) -> dict[str, Any]:
+    return vault.of(conn).seal_fields(config, SEALED_FIELDS, _COLUMN)
 
 
 @dataclass(frozen=True)
@@ -61,7 +79,7 @@ def create(conn: Connection, team_id: int, fields: ChannelFields, *, actor: str)
             "team_id": team_id,
             "key": fields.key,
             "type": fields.type,
-            "config": checked_config(fields.type, fields.config),
+            "config": _sealed(conn, checked_config(fields.type, fields.config)),
             "enabled": fields.enabled,
         },
     )
@@ -78,7 +96,8 @@ def update(conn: Connection, channel_id: int, changes: ChannelChanges, *, actor:
         return
     kind = values.get("type", row.type)
     if "type" in values or "config" in values:
-        values["config"] = checked_config(kind, values.get("config", row.config or {}))
+        config = values["config"] if "config" in values else config_of(conn, row.config)
+        values["config"] = _sealed(conn, checked_config(kind, config))
     if values.get("enabled"):
         values["disabled_reason"] = None
     crud.update(conn, channels, channel_id, values)
@@ -100,10 +119,10 @@ def delete(conn: Connection, channel_id: int, *, actor: str) -> None:
     crud.audit(conn, actor, "delete", "channel", row.key, team_id=row.team_id)
 
 
-def target(row: Any) -> dict[str, Any]:
+def target(conn: Connection, row: Any) -> dict[str, Any]:
     """What a channel's adapter reads to send (`url` or `address`, `secret`, its settings):
-    the one place a stored channel's config is read for sending."""
-    return dict(row.config or {})
+    the one place a stored channel's config is read for sending, its secrets opened."""
+    return config_of(conn, row.config)
 
 
 def checked_config(channel_type: str, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ read transaction tries to upgrade; `busy_timeout` makes them wait rather than er
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from .settings import Settings
+from .vault import INFO_KEY, Keyring, keyring_from
 
 # FULL (the default): a commit is on disk before the intake answers 202, and survives power
 # loss, not only a crash of Beacon. NORMAL survives a crash of Beacon but may lose the last
@@ -117,9 +119,14 @@ class WriteLock:
 class Store:
     """The database: a SQLAlchemy engine plus the dialect facts the code needs to branch on."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: The keys of the secrets stored here (engine.vault); every connection of the engine
+        #: carries it, so a function holding a connection reaches it.
+        self.keyring = keyring
+        if keyring is not None:
+            event.listen(engine, "engine_connect", functools.partial(_carry, keyring))
         # SQLite has one writer at a time. Writers of this process queue on this lock and
         # start the moment the previous one commits; left to SQLite's busy handler they
         # sleep in growing steps (1, 2, 5, 10 ms...), and the intake's group commit would
@@ -175,6 +182,10 @@ class Store:
         self.engine.dispose()
 
 
+def _carry(keyring: Keyring, conn: Connection) -> None:
+    conn.info[INFO_KEY] = keyring
+
+
 def json_text(value: Any) -> str:
     """JSON columns' text: orjson, a tenth of the standard library's time on the rows every
     evaluation writes; the standard library for what orjson refuses (keys that are not
@@ -206,8 +217,17 @@ def json_value(text: str | bytes) -> Any:
 def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
     """A `Store` for the settings' database URL, configured for its dialect."""
     url = settings.effective_database_url
+    secret = settings.secret_key.get_secret_value()
+    # Without a secret key (settings made in code, not from the environment) no secret can
+    # be stored or read: engine.vault.of says so where one is asked for.
+    keyring = (
+        keyring_from(secret, [k.get_secret_value() for k in settings.previous_secret_keys])
+        if secret
+        else None
+    )
     if url.startswith("sqlite"):
-        return Store(sqlite_engine(url, synchronous=settings.sqlite_synchronous, **engine_kwargs))
+        engine = sqlite_engine(url, synchronous=settings.sqlite_synchronous, **engine_kwargs)
+        return Store(engine, keyring)
     engine = sa.create_engine(
         url,
         json_serializer=json_text,
@@ -217,7 +237,7 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
         max_overflow=engine_kwargs.pop("max_overflow", 20),
         **engine_kwargs,
     )
-    return Store(engine)
+    return Store(engine, keyring)
 
 
 def sqlite_engine(

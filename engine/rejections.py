@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import vault
 from .tables import alert_sources, rejected_deliveries
 
 #: Refusals kept per source (and for keys that name none).
@@ -73,16 +74,19 @@ class Throttle:
 def source_for_key(conn: Connection, integration_key: str) -> tuple[int, str] | None:
     """(id, why refused) of the source a refused key belongs to though it was not accepted:
     a disabled source's key, or a previous key whose grace period is over."""
+    if not integration_key or len(integration_key) > 128 or "\x00" in integration_key:
+        return None
+    digests = vault.of(conn).digests(integration_key)
     row = conn.execute(
         sa.select(
             alert_sources.c.id,
             alert_sources.c.enabled,
-            alert_sources.c.integration_key,
+            alert_sources.c.key_digest,
             alert_sources.c.previous_key_expires_at,
         ).where(
             sa.or_(
-                alert_sources.c.integration_key == integration_key,
-                alert_sources.c.previous_integration_key == integration_key,
+                alert_sources.c.key_digest.in_(digests),
+                alert_sources.c.previous_key_digest.in_(digests),
             )
         )
     ).first()
@@ -90,7 +94,7 @@ def source_for_key(conn: Connection, integration_key: str) -> tuple[int, str] | 
         return None
     if not row.enabled:
         return row.id, "the alert source is disabled"
-    if row.integration_key != integration_key:
+    if row.key_digest not in digests:
         return row.id, "a previous key of this source, whose grace period is over"
     return row.id, ""
 

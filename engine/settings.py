@@ -43,6 +43,8 @@ class Settings(BaseModel):
     database_url: str = ""
     redis_url: str = ""
     secret_key: SecretStr = SecretStr("")
+    #: Earlier secret keys whose stored secrets are still read (engine.vault), never written.
+    previous_secret_keys: tuple[SecretStr, ...] = ()
     base_url: str = "http://127.0.0.1:8000"
     config_path: Path | None = None
     pages_domain: str = ""
@@ -309,6 +311,14 @@ class Settings(BaseModel):
                 "print(secrets.token_urlsafe(48))')"
             )
         values["secret_key"] = secret
+        previous = (env.get("BEACON_PREVIOUS_SECRET_KEYS") or "").split()
+        for i, old in enumerate(previous, 1):
+            if len(old.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"BEACON_PREVIOUS_SECRET_KEYS: key {i} is {len(old.encode())} bytes; a "
+                    f"secret key has at least {MIN_SECRET_BYTES}"
+                )
+        values["previous_secret_keys"] = tuple(previous)
         return cls.model_validate(values)
 
 

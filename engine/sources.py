@@ -5,6 +5,9 @@ An integration key is the secret in a source's webhook URL. After a rotation the
 key keeps working until `previous_key_expires_at`, so a tool can be reconfigured without
 losing alerts. Unknown, expired and disabled keys look the same to a caller (None), so the
 intake's answer never tells an attacker which keys exist.
+
+The store keeps only a keyed digest of each key (engine.vault): a key is shown once, when
+it is made or rotated, and found by its digest. The signing secret is kept encrypted.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from . import crud
+from . import crud, vault
 from .activations.claims import forget_source_alerts
 from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
@@ -45,6 +48,8 @@ class Source:
     rate_limit: str | None = None
     enabled: bool = True
     last_event_at: datetime | None = None
+    #: The digest the key was found by, when it is under an older secret key (re-digest it).
+    stale_digest: str | None = None
 
     @property
     def partition(self) -> str:
@@ -52,14 +57,19 @@ class Source:
         return f"source:{self.id}"
 
 
-def _source(row: Row[Any]) -> Source:
+SIGNING_SECRET = "alert_sources.signing_secret"
+
+
+def _source(keyring: vault.Keyring, row: Row[Any], stale_digest: str | None = None) -> Source:
+    secret = row.signing_secret
     return Source(
+        stale_digest=stale_digest,
         id=row.id,
         team_id=row.team_id,
         key=row.key,
         name=row.name,
         type=row.type,
-        signing_secret=row.signing_secret or None,
+        signing_secret=keyring.reveal(secret, SIGNING_SECRET) if secret else None,
         settings=dict(row.settings or {}),
         rate_limit=row.rate_limit or None,
         enabled=bool(row.enabled),
@@ -76,22 +86,39 @@ def find_by_integration_key(
         # No key has a NUL (and PostgreSQL's text cannot even compare one): unknown.
         return None
     now = now or utcnow()
+    keyring = vault.of(conn)
+    digests = keyring.digests(integration_key)
     row = conn.execute(
         sa.select(alert_sources).where(
             sa.or_(
-                alert_sources.c.integration_key == integration_key,
-                alert_sources.c.previous_integration_key == integration_key,
+                alert_sources.c.key_digest.in_(digests),
+                alert_sources.c.previous_key_digest.in_(digests),
             )
         )
     ).first()
     if row is None or not row.enabled:
         return None
-    if row.integration_key != integration_key:
+    found = row.key_digest
+    if found not in digests:
         # The previous key: valid only until its grace period ends.
         expires = row.previous_key_expires_at
         if expires is None or expires <= now:
             return None
-    return _source(row)
+        found = row.previous_key_digest
+    return _source(keyring, row, None if keyring.is_current(found) else found)
+
+
+def redigest(conn: Connection, source_id: int, integration_key: str, stale: str) -> None:
+    """Store `integration_key`'s digest under the current secret key in place of `stale`
+    (its digest under a previous one), so that the previous secret key can be dropped.
+    Conditional: a rotation in between wins."""
+    fresh = vault.of(conn).digest(integration_key)
+    for column in (alert_sources.c.key_digest, alert_sources.c.previous_key_digest):
+        conn.execute(
+            alert_sources.update()
+            .where(alert_sources.c.id == source_id, column == stale)
+            .values({column.name: fresh})
+        )
 
 
 def find_by_key(
@@ -110,7 +137,8 @@ def find_by_key(
         query = query.where(alert_sources.c.team_id.in_(team_ids))
     if team_key is not None:
         query = query.where(teams.c.key == team_key)
-    return [_source(row) for row in conn.execute(query.order_by(alert_sources.c.id))]
+    keyring = vault.of(conn)
+    return [_source(keyring, row) for row in conn.execute(query.order_by(alert_sources.c.id))]
 
 
 def new_integration_key() -> str:
@@ -144,7 +172,7 @@ def rotate_key(
         )
     now = now or utcnow()
     row = crud.row(conn, alert_sources, source_id, "alert source")
-    current = row.integration_key
+    current = row.key_digest
     if row.previous_key_expires_at is not None and row.previous_key_expires_at > now:
         if not replace_previous:
             raise ConflictError(
@@ -158,8 +186,9 @@ def rotate_key(
         alert_sources.update()
         .where(alert_sources.c.id == source_id)
         .values(
-            integration_key=key,
-            previous_integration_key=current if expires else None,
+            key_digest=vault.of(conn).digest(key),
+            key_hint=key_hint(key),
+            previous_key_digest=current if expires else None,
             previous_key_expires_at=expires,
         )
     )
@@ -228,7 +257,8 @@ class SourceChanges:
 
 
 def create(conn: Connection, team_id: int, fields: SourceFields, *, actor: str) -> int:
-    """Create an alert source in team `team_id`; returns its id."""
+    """Create an alert source in team `team_id`; returns its id. A caller that shows the key
+    passes it in (`new_integration_key()`): the store keeps only its digest."""
     crud.key_free(conn, alert_sources, team_id, fields.key, "alert source")
     values = {
         "team_id": team_id,
@@ -242,7 +272,7 @@ def create(conn: Connection, team_id: int, fields: SourceFields, *, actor: str) 
         "enabled": fields.enabled,
     }
     _check(conn, values, None)
-    source_id = crud.insert(conn, alert_sources, values)
+    source_id = crud.insert(conn, alert_sources, _stored(conn, values))
     crud.audit(conn, actor, "create", "alert source", fields.key, team_id=team_id)
     return source_id
 
@@ -256,7 +286,7 @@ def update(conn: Connection, source_id: int, changes: SourceChanges, *, actor: s
     if "settings" in values:
         values["settings"] = dict(values["settings"])
     _check(conn, values, source_id)
-    crud.update(conn, alert_sources, source_id, values)
+    crud.update(conn, alert_sources, source_id, _stored(conn, values))
     crud.audit(
         conn,
         actor,
@@ -284,16 +314,46 @@ def _check(conn: Connection, values: Mapping[str, Any], source_id: int | None) -
     key = values.get("integration_key")
     if key is None:
         return
-    taken = conn.execute(
+    taken = key_owner(conn, key)
+    if taken is not None and taken != source_id:
+        raise ConflictError("that integration key is already in use")
+
+
+def key_owner(conn: Connection, integration_key: str) -> int | None:
+    """The id of the source whose current or previous key is `integration_key`, if any."""
+    digests = vault.of(conn).digests(integration_key)
+    return conn.execute(
         sa.select(alert_sources.c.id).where(
             sa.or_(
-                alert_sources.c.integration_key == key,
-                alert_sources.c.previous_integration_key == key,
+                alert_sources.c.key_digest.in_(digests),
+                alert_sources.c.previous_key_digest.in_(digests),
             )
         )
     ).scalar()
-    if taken is not None and taken != source_id:
-        raise ConflictError("that integration key is already in use")
+
+
+def key_hint(integration_key: str) -> str | None:
+    """The last 4 characters of a key long enough to spare them (at least 20: 96 bits or so
+    stay secret), to tell keys apart in listings; None for a shorter key."""
+    return integration_key[-4:] if len(integration_key) >= 20 else None
+
+
+def _stored(conn: Connection, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` as the row keeps them: the key as its digest, the signing secret sealed."""
+    keyring = vault.of(conn)
+    out = dict(values)
+    if "integration_key" in out:
+        key = out.pop("integration_key")
+        out["key_digest"] = keyring.digest(key)
+        out["key_hint"] = key_hint(key)
+    if out.get("signing_secret"):
+        out["signing_secret"] = keyring.seal(out["signing_secret"], SIGNING_SECRET)
+    return out
+
+
+def signing_secret(conn: Connection, stored: str | None) -> str | None:
+    """The plaintext of a source row's `signing_secret` column."""
+    return vault.of(conn).reveal(stored, SIGNING_SECRET) if stored else None
 
 
 # --- rate limits -----------------------------------------------------------------------------

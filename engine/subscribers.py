@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import vault
 from .errors import ValidationError
 from .models import PageType, SubscriberChannel
 from .pagemodel import page_address
@@ -312,10 +313,11 @@ def subscribe(
         "confirmed": confirmed,
         "confirm_token": None if confirmed else new_token(),
         "unsubscribe_token": new_token(),
-        "webhook_secret": new_webhook_secret() if channel == SubscriberChannel.WEBHOOK else None,
         "created_at": now,
     }
-    inserted = conn.execute(subscribers.insert().values(**values)).inserted_primary_key
+    secret = new_webhook_secret() if channel == SubscriberChannel.WEBHOOK else None
+    stored = {**values, "webhook_secret": seal_webhook_secret(conn, secret) if secret else None}
+    inserted = conn.execute(subscribers.insert().values(**stored)).inserted_primary_key
     assert inserted is not None
     return Subscription(
         subscriber_id=int(inserted[0]),
@@ -326,7 +328,7 @@ def subscribe(
         created=True,
         confirm_token=values["confirm_token"],
         unsubscribe_token=values["unsubscribe_token"],
-        webhook_secret=values["webhook_secret"],
+        webhook_secret=secret,
     )
 
 
@@ -367,6 +369,19 @@ def _again(
         unsubscribe_token=row.unsubscribe_token,
         webhook_secret=None,
     )
+
+
+WEBHOOK_SECRET = "subscribers.webhook_secret"
+
+
+def seal_webhook_secret(conn: Connection, secret: str) -> str:
+    """What the store keeps of a webhook subscriber's signing secret: it encrypted."""
+    return vault.of(conn).seal(secret, WEBHOOK_SECRET)
+
+
+def webhook_secret(keyring: vault.Keyring, stored: str | None) -> str | None:
+    """The signing secret of a webhook subscriber row (`stored`: its column)."""
+    return keyring.reveal(stored, WEBHOOK_SECRET) if stored else None
 
 
 def new_webhook_secret() -> str:

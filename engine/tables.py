@@ -465,11 +465,15 @@ alert_sources = sa.Table(
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("type", sa.String(40), nullable=False),
-    sa.Column("integration_key", sa.String(128), nullable=False, unique=True),
+    # The integration key is shown once; the store keeps its keyed digest (engine.vault) and
+    # its last characters when it is long enough to spare them (`key_hint`, for listings).
+    sa.Column("key_digest", sa.String(80), nullable=False, unique=True),
+    sa.Column("key_hint", sa.String(8), nullable=True),
     # After a rotation the previous key keeps working until `previous_key_expires_at`.
-    sa.Column("previous_integration_key", sa.String(128), nullable=True, unique=True),
+    sa.Column("previous_key_digest", sa.String(80), nullable=True, unique=True),
     sa.Column("previous_key_expires_at", UTCDateTime, nullable=True),
-    sa.Column("signing_secret", sa.String(500), nullable=True),
+    # Encrypted (engine.vault): the intake reads it back to check signatures.
+    sa.Column("signing_secret", sa.Text, nullable=True),
     sa.Column("settings", JSONType, nullable=False, default=dict),
     sa.Column("rate_limit", sa.String(20), nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
@@ -675,6 +679,7 @@ channels = sa.Table(
     _team_fk(),
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("type", sa.String(40), nullable=False),
+    # `url` and `secret` in it are encrypted (engine.vault, engine.channels.SEALED_FIELDS).
     sa.Column("config", JSONType, nullable=False, default=dict),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),
@@ -698,7 +703,8 @@ subscribers = sa.Table(
     sa.Column("confirmed", sa.Boolean, nullable=False, default=False),
     sa.Column("confirm_token", sa.String(64), nullable=True, unique=True),
     sa.Column("unsubscribe_token", sa.String(64), nullable=False, unique=True),
-    sa.Column("webhook_secret", sa.String(128), nullable=True),
+    # Encrypted (engine.vault): the sender signs each delivery with it.
+    sa.Column("webhook_secret", sa.Text, nullable=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),
     # Permanent failures in a row (a success resets it); the third disables the subscriber.
     sa.Column("permanent_failures", sa.Integer, nullable=False, default=0, server_default="0"),

@@ -106,10 +106,23 @@ async def lookup_source(request: Request, integration_key: str) -> Source | None
         source = await asyncio.to_thread(find)
     except (DBAPIError, sqlite3.Error) as exc:
         raise store_failed("look up an integration key", exc) from None
+    if source is not None and source.stale_digest is not None:
+        await asyncio.to_thread(_redigest, store, source, integration_key)
     if len(cache) >= _SOURCE_CACHE_MAX:
         cache.clear()
     cache[integration_key] = (source, now + SOURCE_CACHE_SECONDS)
     return source
+
+
+def _redigest(store: Any, source: Source, integration_key: str) -> None:
+    """Best effort: move a key found under a previous secret key to the current one (once
+    per key after a secret-key rotation; the key works either way), logged if it fails."""
+    assert source.stale_digest is not None
+    try:
+        with store.begin() as conn:
+            sources_mod.redigest(conn, source.id, integration_key, source.stale_digest)
+    except (DBAPIError, sqlite3.Error) as exc:
+        log.warning("could not re-digest the key of source %s: %s", source.id, exc)
 
 
 def store_failed(what: str, exc: BaseException) -> HTTPException:

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from engine import status
+from engine import status, vault
+from engine.sources import SIGNING_SECRET
 from engine.tables import (
     alert_sources,
     incident_services,
@@ -76,15 +77,19 @@ def source(
     integration_key: str | None = None,
     **values: Any,
 ) -> int:
-    """An alert source (its integration key `<key>-<team id>-secret` unless given)."""
+    """An alert source (its integration key `<key>-<team id>-secret` unless given; the row
+    keeps its digest and a sealed signing secret, as engine.sources writes them)."""
     values.setdefault("name", key)
+    keyring = vault.of(conn)
+    if values.get("signing_secret"):
+        values["signing_secret"] = keyring.seal(values["signing_secret"], SIGNING_SECRET)
     return _pk(
         conn.execute(
             alert_sources.insert().values(
                 team_id=team_id,
                 key=key,
                 type=type,
-                integration_key=integration_key or f"{key}-{team_id}-secret",
+                key_digest=keyring.digest(integration_key or f"{key}-{team_id}-secret"),
                 **values,
             )
         )

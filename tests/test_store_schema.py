@@ -55,6 +55,27 @@ def unmigrated_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     store.dispose()
 
 
+def _old_source(conn: sa.Connection, **values: object) -> None:
+    """An alert source row as releases before 0015 wrote it (the key in plain text)."""
+    values = {
+        "name": values["key"],
+        "type": "alertmanager",
+        "settings": {},
+        "enabled": True,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "updated_at": datetime(2026, 1, 1, tzinfo=UTC),
+        **values,
+    }
+    old = sa.table(
+        "alert_sources",
+        *(sa.column(c) for c in values if c not in ("settings", "created_at", "updated_at")),
+        sa.column("settings", JSONType),
+        sa.column("created_at", UTCDateTime),
+        sa.column("updated_at", UTCDateTime),
+    )
+    conn.execute(old.insert().values(**values))
+
+
 def test_activations_stored_before_the_firing_count_get_theirs(unmigrated_store: Store) -> None:
     store = unmigrated_store
     migrate.upgrade(store, "0004_rules")
@@ -68,11 +89,7 @@ def test_activations_stored_before_the_firing_count_get_theirs(unmigrated_store:
     )
     with store.begin() as conn:
         conn.execute(teams.insert().values(id=1, key="t", name="T"))
-        conn.execute(
-            alert_sources.insert().values(
-                id=1, team_id=1, key="am", name="am", type="alertmanager", integration_key="k"
-            )
-        )
+        _old_source(conn, id=1, team_id=1, key="am", integration_key="k")
         for act_id in (1, 2):
             conn.execute(
                 acts.insert().values(

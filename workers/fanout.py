@@ -790,7 +790,9 @@ def build(
             },
             **notice.envelope,
         }
-        target = {"url": row.address, "secret": row.webhook_secret}
+        assert rt.store.keyring is not None  # a store with a secret key (create_store)
+        secret = subs.webhook_secret(rt.store.keyring, row.webhook_secret)
+        target = {"url": row.address, "secret": secret}
         # One webhook-id per delivery: the same on every attempt, so receivers deduplicate.
         message = Message(subject="", text="", payload=body, id=f"msg_{row.delivery_id}")
         return "webhook", target, message

@@ -128,6 +128,7 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
         channel = conn.execute(
             sa.select(channels).where(channels.c.id == payload["channel_id"])
         ).first()
+        channel_config = channel_target(conn, channel) if channel is not None else {}
     if not claimed:
         return  # already sent, failed for good, or being sent by another worker
     if channel is None or not channel.enabled:
@@ -143,7 +144,7 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
                 link=message.get("link") or "",
                 id="msg_" + hashlib.sha256(payload["dedup_key"].encode()).hexdigest()[:32],
             ),
-            channel_target(channel),
+            channel_config,
             ctx,
         )
     except ChannelError as exc:

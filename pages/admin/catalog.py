@@ -91,15 +91,18 @@ def delete_template(ctx: Ctx) -> None:
 # --- alert sources -----------------------------------------------------------------------------
 
 
-def _source_out(ctx: Ctx, row: Any) -> AlertSourceOut:
-    # The integration key is a secret: only those who manage the source see it.
+def _source_out(ctx: Ctx, row: Any, new_key: str | None = None) -> AlertSourceOut:
+    # The integration key is a secret, shown once: in the answer that made it (`new_key`),
+    # to its maker. The store keeps a digest; listings show the last characters at most.
     shown = ctx.may_read_secrets(row.team_id)
+    key = new_key if shown else None
     return AlertSourceOut.model_validate(
         {
             **row._mapping,
             "team": row.team_key,
-            "integration_key": row.integration_key if shown else None,
-            "webhook_url": f"{ctx.base_url}/api/v1/events/{row.integration_key}" if shown else None,
+            "integration_key": key,
+            "webhook_url": f"{ctx.base_url}/api/v1/events/{key}" if key else None,
+            "key_hint": row.key_hint if shown else None,
             "has_signing_secret": bool(row.signing_secret),
             "settings": dict(row.settings or {}),
         }
@@ -132,11 +135,15 @@ def get_source(ctx: Ctx) -> AlertSourceOut:
 def create_source(ctx: Ctx) -> AlertSourceOut:
     body: AlertSourceIn = ctx.body
     _check_source(body.type, body.settings)
-    fields = source_writes.SourceFields(**body.model_dump(exclude={"team"}))
+    key = body.integration_key or source_writes.new_integration_key()
+    fields = source_writes.SourceFields(
+        **body.model_dump(exclude={"team", "integration_key"}), integration_key=key
+    )
     with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
         row_id = source_writes.create(conn, team_id, fields, actor=ctx.who.actor)
-        return _source_out(ctx, team_row(ctx, conn, alert_sources, "alert source", row_id))
+        row = team_row(ctx, conn, alert_sources, "alert source", row_id)
+        return _source_out(ctx, row, new_key=key)
 
 
 #: Fields of a source that a PATCH's null removes; a null elsewhere leaves the field alone.
@@ -164,15 +171,16 @@ def delete_source(ctx: Ctx) -> None:
 # --- channels (a team's notification targets) ---------------------------------------------------
 
 
-def _channel_out(ctx: Ctx, row: Any) -> ChannelOut:
+def _channel_out(ctx: Ctx, row: Any, new_url: str | None = None) -> ChannelOut:
     config = dict(row.config or {})
-    # A chat hook's URL is its credential: only those who manage the channel see it.
+    # A chat hook's URL is its credential, kept encrypted: it is answered only to the request
+    # that set it (`new_url`), never read back.
     shown = ctx.may_read_secrets(row.team_id)
     return ChannelOut.model_validate(
         {
             **row._mapping,
             "team": row.team_key,
-            "url": config.get("url") if shown else None,
+            "url": new_url if shown else None,
             "address": config.get("address") if shown else None,
             "has_secret": bool(config.get("secret")),
         }
@@ -210,14 +218,14 @@ def create_channel(ctx: Ctx) -> ChannelOut:
     with ctx.begin() as conn:
         team_id = ctx.team_id(conn, body.team)
         row_id = channel_writes.create(conn, team_id, fields, actor=ctx.who.actor)
-        return _channel_out(ctx, team_row(ctx, conn, channels, "channel", row_id))
+        return _channel_out(ctx, team_row(ctx, conn, channels, "channel", row_id), body.url)
 
 
 def update_channel(ctx: Ctx) -> ChannelOut:
     changes = fields_set(ctx.body)
     with ctx.begin() as conn:
         row = team_row(ctx, conn, channels, "channel")
-        config = dict(row.config or {})
+        config = channel_writes.config_of(conn, row.config)
         for name in ("url", "address", "secret"):
             if name in changes:
                 config[name] = changes[name]
@@ -230,7 +238,8 @@ def update_channel(ctx: Ctx) -> ChannelOut:
             ),
             actor=ctx.who.actor,
         )
-        return _channel_out(ctx, team_row(ctx, conn, channels, "channel"))
+        row = team_row(ctx, conn, channels, "channel")
+        return _channel_out(ctx, row, changes.get("url"))
 
 
 def delete_channel(ctx: Ctx) -> None:

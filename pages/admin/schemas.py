@@ -431,8 +431,14 @@ class AlertSourceOut(Out):
     team: str
     name: str
     type: str
-    integration_key: str | None = Field(description="only for those who manage the source")
-    webhook_url: str | None = Field(description="only for those who manage the source")
+    integration_key: str | None = Field(
+        description="only in the answer that creates the source (the store keeps a digest); "
+        "a new one comes from rotate-key"
+    )
+    webhook_url: str | None = Field(description="with integration_key, only when created")
+    key_hint: str | None = Field(
+        description="the key's last 4 characters (keys of 20 or more), to those who manage it"
+    )
     has_signing_secret: bool
     settings: dict[str, Any]
     rate_limit: str | None
@@ -469,8 +475,10 @@ class ChannelOut(Out):
     key: str
     team: str
     type: str
-    url: str | None
-    address: str | None
+    url: str | None = Field(
+        description="only in the answer to the request that set it: the store keeps it encrypted"
+    )
+    address: str | None = Field(description="only for those who manage the channel")
     has_secret: bool
     enabled: bool
     disabled_reason: str | None

@@ -108,9 +108,10 @@ def _types() -> list[tuple[str, str]]:
     return sorted(((t, notes[t][0] if t in notes else t) for t in ADAPTERS), key=lambda x: x[1])
 
 
-def _masked(key: str | None) -> str:
-    # None: another team's source, whose key the caller may not read (engine.authz).
-    return "•" * 8 + (key[-4:] if key else "••••")
+def _masked(hint: str | None) -> str:
+    # The store keeps the key's last characters at most (`key_hint`): none for a short key,
+    # and none shown to who may not manage the source (engine.authz).
+    return "•" * 8 + (hint or "••••")
 
 
 @view()
@@ -189,7 +190,16 @@ async def create_source(request: Request, who: Principal) -> Response:
     except Problem as exc:
         return await _new_form(request, who, values, 422, exc)
     notes = setup_notes().get(created.type)
-    return render(request, who, "source_secret.html", 201, source=created, notes=notes, new=True)
+    return render(
+        request,
+        who,
+        "source_secret.html",
+        201,
+        source=created,
+        webhook_url=created.webhook_url,
+        notes=notes,
+        new=True,
+    )
 
 
 def _source(request: Request, who: Principal, out: Any) -> sources_mod.Source:
@@ -242,11 +252,13 @@ async def rotate(request: Request, who: Principal) -> Response:
     rotation = await asyncio.to_thread(write)
     intake.forget_sources(request.app.state.runtime)
     fresh = await call(request, who, api.get_source, id=source_id)
+    base = str(request.app.state.settings.base_url).rstrip("/")
     return render(
         request,
         who,
         "source_secret.html",
         source=fresh,
+        webhook_url=f"{base}/api/v1/events/{rotation.integration_key}",
         notes=None,
         new=False,
         expires=rotation.previous_key_expires_at,

@@ -40,7 +40,11 @@ def crud(
     made = api.client.post(path, json=body, headers=headers)
     assert made.status_code == 201, made.text
     url = f"{path}/{made.json()['id']}"
-    assert api.client.get(url, headers=headers).json() == made.json()
+    # Secrets are answered once, to the request that made them (docs/security.md): a read
+    # shows the object without them.
+    once = {"integration_key", "webhook_url"} if "alert-sources" in path else set()
+    once |= {"url"} if "channels" in path else set()
+    assert api.client.get(url, headers=headers).json() == {**made.json(), **dict.fromkeys(once)}
     assert made.json()["id"] in [o["id"] for o in api.client.get(path, headers=headers).json()]
     changed = api.client.patch(url, json=patch, headers=headers)
     assert changed.status_code == 200, changed.text

@@ -31,7 +31,7 @@ def test_json_columns_round_trip_on_both_backends(store: Store) -> None:
                 key="s",
                 name="S",
                 type="generic",
-                integration_key="k",
+                key_digest="k",
                 settings=value,
             )
         )
@@ -48,7 +48,7 @@ def test_rows_the_standard_library_wrote_with_nan_still_read(sqlite_store: Store
         assert team is not None
         conn.execute(
             alert_sources.insert().values(
-                team_id=team[0], key="s", name="S", type="generic", integration_key="k"
+                team_id=team[0], key="s", name="S", type="generic", key_digest="k"
             )
         )
         conn.exec_driver_sql("UPDATE alert_sources SET settings = '{\"x\": NaN}'")

@@ -63,7 +63,7 @@ def _second_team(store) -> dict[str, int]:
         ).inserted_primary_key[0]
         source = conn.execute(
             alert_sources.insert().values(
-                team_id=team, key="bm", name="bm", type="alertmanager", integration_key="bm-k"
+                team_id=team, key="bm", name="bm", type="alertmanager", key_digest="bm-k"
             )
         ).inserted_primary_key[0]
         conn.execute(

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from config.replay import replay
 from config.world import world_from_config
-from engine import migrate
+from engine import migrate, vault
 from engine.activations import Claim, Release
 from engine.activations.lookups import Ids, event_from_row
 from engine.db import create_store
@@ -99,7 +99,11 @@ def _seed(store) -> None:
         for key, kind in SOURCES.items():
             conn.execute(
                 alert_sources.insert().values(
-                    team_id=team, key=key, name=key, type=kind, integration_key=f"mp-{key}-key"
+                    team_id=team,
+                    key=key,
+                    name=key,
+                    type=kind,
+                    key_digest=vault.of(conn).digest(f"mp-{key}-key"),
                 )
             )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine import subscribers as subs
 from engine.runtime import Runtime
 from engine.tables import deliveries
 from pages.app import create_app
@@ -98,7 +99,9 @@ def test_a_webhook_is_confirmed_at_once_with_a_secret_shown_once(
     assert len(base64.b64decode(body["signing_secret"].removeprefix("whsec_"), validate=True)) == 32
     assert body["unsubscribe_url"].startswith(f"{BASE_URL}/p/acme/subscriptions/unsubscribe/")
     (row,) = subscriber_rows(rt)
-    assert row.confirmed and row.webhook_secret == body["signing_secret"]
+    # Kept encrypted: the row holds a ciphertext that opens to the secret shown once.
+    assert row.confirmed and body["signing_secret"] not in row.webhook_secret
+    assert subs.webhook_secret(rt.store.keyring, row.webhook_secret) == body["signing_secret"]
 
     again = client.post("/p/acme/subscribe", json={"channel": "webhook", "address": url})
     assert again.status_code == 200
@@ -261,7 +264,8 @@ def test_posting_a_disabled_webhook_again_hands_out_neither_secret_nor_link(
     (after,) = subscriber_rows(rt)
     assert after.disabled_reason is None  # enabled again, sending resumes ...
     # ... to the owner, who still signs and unsubscribes with what they were given.
-    assert after.webhook_secret == before.webhook_secret == owner["signing_secret"]
+    assert after.webhook_secret == before.webhook_secret  # unchanged (and encrypted)
+    assert subs.webhook_secret(rt.store.keyring, after.webhook_secret) == owner["signing_secret"]
     assert after.unsubscribe_token == before.unsubscribe_token
     assert owner["unsubscribe_url"].endswith(after.unsubscribe_token)
     assert after.services is None

@@ -17,7 +17,6 @@ from engine.tables import (
     UTCDateTime,
     activation_alerts,
     activations,
-    alert_sources,
     metadata,
     teams,
 )

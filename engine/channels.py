@@ -38,7 +38,7 @@ CHANNEL_TARGET = {
 
 #: Config entries kept encrypted: the credentials of a channel.
 SEALED_FIELDS = ("url", "secret")
-_COLUMN = "channels.config"  # engine.reseal and migration 0015 seal under the same name
+_COLUMN = "channels.config"  # engine.reseal and migration 0016 seal under the same name
 
 
 def config_of(conn: Connection, stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def unmigrated_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
 
 def _old_source(conn: sa.Connection, **values: object) -> None:
-    """An alert source row as releases before 0015 wrote it (the key in plain text)."""
+    """An alert source row as releases before 0016 wrote it (the key in plain text)."""
     values = {
         "name": values["key"],
         "type": "alertmanager",

@@ -133,12 +133,12 @@ def test_a_rotated_key_is_shown_once_and_the_old_one_keeps_its_grace(api: Api) -
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A store at 0014 (secrets in plain text), on SQLite and on PostgreSQL."""
+    """A store at 0015 (secrets in plain text), on SQLite and on PostgreSQL."""
     env = {"BEACON_DATA_DIR": str(tmp_path / "data")}
     if request.param == "postgres":
         env["BEACON_DATABASE_URL"] = request.getfixturevalue("pg_url")
     store = create_store(Settings.from_env(env))
-    migrate.upgrade(store, "0014_deliveries_status_index")
+    migrate.upgrade(store, "0015_subscriber_imports")
     yield store
     store.dispose()
 
@@ -223,7 +223,7 @@ def test_a_store_of_plain_secrets_migrates_and_its_keys_still_authenticate(
     assert subs.webhook_secret(old_store.keyring, sub.webhook_secret) == "whsec_" + "A" * 44  # type: ignore[arg-type]
 
     # Reversible where it can be: the encrypted secrets come back in plain text.
-    migrate.downgrade(old_store, "0014_deliveries_status_index")
+    migrate.downgrade(old_store, "0015_subscriber_imports")
     with old_store.read() as conn:
         back = conn.execute(sa.text("SELECT signing_secret FROM alert_sources")).scalar_one()
         assert back == SIGNING

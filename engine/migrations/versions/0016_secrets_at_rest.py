@@ -1,7 +1,7 @@
 """secrets at rest: integration keys as keyed digests, read-back secrets encrypted (issue 14)
 
-Revision ID: 0015_secrets_at_rest
-Revises: 0014_deliveries_status_index
+Revision ID: 0016_secrets_at_rest
+Revises: 0015_subscriber_imports
 Create Date: 2026-12-07 20:40:00
 
 Every row is converted in the migration's transaction, with the keyring of
@@ -22,8 +22,8 @@ from alembic import op
 import engine.tables
 from engine import vault
 
-revision = "0015_secrets_at_rest"
-down_revision = "0014_deliveries_status_index"
+revision = "0016_secrets_at_rest"
+down_revision = "0015_subscriber_imports"
 branch_labels = None
 depends_on = None
 

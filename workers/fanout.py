@@ -254,9 +254,32 @@ def _run_range(rt: Runtime, notice: Notice, source: Source, after: int, upto: in
     """Expand and send the notice for its subscribers with ids in (`after`, `upto`]."""
     expand(rt, notice, source, after=after, upto=upto)
     ids = _pending_ids(rt, notice, utcnow(), after=after, upto=upto)
-    retry_at = send_pending(rt, notice, context(rt.settings), ids=ids)
+    send_pending(rt, notice, context(rt.settings), ids=ids)
+    # The earliest retry of every delivery of the range still waiting, not only of those
+    # that failed in this run: a resume sends only what is due, and deliveries that failed
+    # a moment later (a later batch, a longer Retry-After) would otherwise wait for the
+    # sweeper's next pass.
+    retry_at = _next_attempt(rt, notice, after=after, upto=upto)
     if retry_at is not None:
         _resume_at(rt, notice.key, source, retry_at)
+
+
+def _next_attempt(rt: Runtime, notice: Notice, *, after: int, upto: int | None) -> datetime | None:
+    """When the earliest of the notice's deliveries waiting for a retry, to subscribers with
+    ids in (`after`, `upto`], is due (None: none waits)."""
+    query = (
+        sa.select(sa.func.min(deliveries.c.next_attempt_at))
+        .where(deliveries.c.dedup_key.startswith(f"{notice.key}:subscriber:", autoescape=True))
+        .where(deliveries.c.status == "pending")
+        .where(deliveries.c.subscriber_id > after)
+    )
+    if upto is not None:
+        query = query.where(deliveries.c.subscriber_id <= upto)
+    with rt.store.read() as conn:
+        at = conn.execute(query).scalar()
+    if at is not None and at.tzinfo is None:  # SQLite hands back naive UTC
+        at = at.replace(tzinfo=UTC)
+    return at
 
 
 def _ranges(rt: Runtime, notice: Notice) -> list[tuple[int, int | None]]:

@@ -143,6 +143,36 @@ def test_the_sweeper_resumes_deliveries_whose_worker_died(
     assert len(emails(server)) == 3
 
 
+def test_a_resume_schedules_the_next_for_what_is_not_due_yet(
+    rt: Runtime, server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches fail with different waits: the resume at the first one's time sends it
+    and leaves a resume at the second one's time, not a wait for the sweeper's next pass."""
+    monkeypatch.setattr(fanout, "SEND_BATCH", 1)
+    site = make_site(rt)
+    for n in range(2):
+        subscribe(rt, site, "email", f"user{n}@example.com")
+    server.answer(503, {"errors": [{"message": "busy"}]})
+    server.answer(429, {"errors": [{"message": "too many"}]}, headers={"Retry-After": "40"})
+    open_incident(rt, site, notify=True)
+    fanout.handle_incident_update(rt, [{"update_id": _update_id(rt)}])
+    first, second = _deliveries(rt)
+    assert 35 < _seconds_from_now(second.next_attempt_at) <= 40
+    with rt.store.begin() as conn:  # the first one's backoff passes
+        conn.execute(
+            deliveries.update().where(deliveries.c.id == first.id).values(next_attempt_at=utcnow())
+        )
+        resume = deadlines.get(conn, fanout.RESUME, _notice(rt).key)
+        assert resume is not None
+        deadlines.schedule(conn, fanout.RESUME, _notice(rt).key, utcnow(), resume.payload)
+    drain(rt)
+    first, second = _deliveries(rt)
+    assert (first.status, second.status) == ("sent", "pending")
+    with rt.store.read() as conn:
+        resume = deadlines.get(conn, fanout.RESUME, _notice(rt).key)
+    assert resume is not None and resume.due_at == second.next_attempt_at
+
+
 class _SlowReceiver:
     """A webhook receiver that takes `seconds` to answer."""
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from engine import crud, incidents, outbox
@@ -29,6 +30,9 @@ class Drip:
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.open = 0
+        self.accepted = 0
+        #: Seconds each finished connection was held open.
+        self.held: list[float] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -37,11 +41,13 @@ class Drip:
         while not self.stop.is_set():
             try:
                 conn, _ = self.listener.accept()
+                self.accepted += 1
             except OSError:
                 return
             threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
 
     def _drip(self, conn: socket.socket) -> None:
+        started = time.monotonic()
         with self.lock:
             self.open += 1
         try:
@@ -56,6 +62,7 @@ class Drip:
             conn.close()
             with self.lock:
                 self.open -= 1
+                self.held.append(time.monotonic() - started)
 
     def close(self) -> None:
         self.stop.set()
@@ -126,3 +133,116 @@ def test_slow_receivers_never_delay_evaluation_or_rendering(
     assert ids
     # Rendering and the default queue finished while the receivers were still dripping.
     assert still_dripping >= 1, f"the drip had ended after {waited:.1f}s"
+
+
+CONFIG = """
+teams:
+  - {key: platform}
+services:
+  - {key: api, name: Public API, team: platform}
+  - {key: db, name: Database, team: platform}
+alert_sources:
+  - {key: am, name: Alertmanager, type: alertmanager, team: platform,
+     integration_key: drip-test-0123456789}
+incident_templates:
+  - {key: api-outage, team: platform, title: "API down", message: "Investigating.",
+     services: {api: major_outage}}
+status_pages:
+  - {slug: acme, name: ACME Status, type: public, teams: [platform], services: [api, db]}
+rules: [rules.yaml]
+"""
+
+RULES = """
+version: 1
+rules:
+  - id: fire
+    match: {source: am, labels.alertname: Fire}
+    services: [api]
+    then:
+      - set_status: major_outage
+      - open_incident: {template: api-outage, notify: true}
+  - id: ping
+    match: {source: am, labels.alertname: ICMP ping failed}
+    services: [db]
+    then:
+      - set_status: partial_outage
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_dripping_receiver_is_cut_off_at_the_deadline_while_a_running_server_evaluates(
+    tmp_path: Path,
+) -> None:
+    """A real `beacon serve` (embedded): two webhook subscribers whose receiver answers one
+    byte a second. While their deliveries hold the notification threads, a second alert is
+    evaluated and its status is on the rendered page; each dripping request is cut off at
+    the outbound deadline (10 s), recorded as a temporary failure that says so."""
+    import httpx
+
+    from adapters.channels.outbound import DEADLINE
+    from engine.db import create_store
+    from engine.settings import Settings
+    from engine.tables import deliveries
+    from tests.conftest import FIXTURES
+    from tests.support import serve
+
+    (tmp_path / "beacon.yaml").write_text(CONFIG)
+    (tmp_path / "rules.yaml").write_text(RULES)
+    data_dir = tmp_path / "data"
+    drip = Drip()
+    env = {"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}
+    try:
+        with (
+            serve(data_dir, "--config", str(tmp_path / "beacon.yaml"), env=env) as base,
+            httpx.Client(base_url=base, timeout=10) as client,
+        ):
+            for n in range(2):
+                answer = client.post(
+                    "/p/acme/subscribe",
+                    json={"channel": "webhook", "address": f"{drip.url}/hook/{n}"},
+                )
+                assert answer.status_code == 201, answer.text
+
+            def alert(name: str) -> None:
+                body = (FIXTURES / "alert_sources" / "alertmanager" / name).read_bytes()
+                answer = client.post(
+                    "/api/v1/events/drip-test-0123456789",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                assert answer.status_code == 202, answer.text
+
+            alert("firing_single.json")
+            wait_for(lambda: drip.open >= 2, 30, "the webhooks to be dripping")
+            dripping_since = time.monotonic()
+            alert("firing_grouped_nested_route.json")
+            wait_for(
+                lambda: "Partial Outage" in client.get("/p/acme/").text,
+                8,
+                "the second alert's status on the page",
+            )
+            evaluated_after = time.monotonic() - dripping_since
+            assert drip.open >= 1, "the drip had ended: nothing was shown to happen meanwhile"
+            wait_for(lambda: len(drip.held) >= 4, 60, "the first dripping requests to end")
+            held = list(drip.held)
+    finally:
+        drip.close()
+    assert evaluated_after < DEADLINE
+    # Cut off at the deadline (a second or two late on a busy machine), not at the end of
+    # the receiver's 1,000 bytes.
+    assert held and all(seconds < DEADLINE + 5 for seconds in held), held
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    try:
+        with store.read() as conn:
+            errors = (
+                conn.execute(
+                    sa.select(deliveries.c.last_error).where(deliveries.c.last_error.isnot(None))
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        store.dispose()
+    assert len(errors) >= 4, errors
+    assert all(f"did not answer within the {DEADLINE:g} s deadline" in e for e in errors), errors

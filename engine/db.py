@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,15 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """The text form SQLAlchemy's SQLite DateTime writes and reads, for statements that go
+    through the driver: naive UTC, microseconds, a four-digit year (strftime's `%Y` writes
+    year 1 as "1", which neither reads back nor sorts among the others)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 #: Integers orjson would read back as floats (past 64 bits: 19 digits and more).

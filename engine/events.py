@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from . import deadlines, outbox, retention
 from .activations.claims import recount_firing_alerts
-from .db import Store, json_value
+from .db import Store, json_value, sqlite_time
 from .models import AlertEvent
 from .sources import Source, touch_last_event
 from .tables import alert_events, utcnow
@@ -157,15 +157,6 @@ _COLUMNS = (
 _SQLITE_ROWS_PER_INSERT = 500
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    # The text form SQLAlchemy's SQLite DateTime writes and reads: naive UTC, microseconds,
-    # a four-digit year (strftime's `%Y` writes year 1 as "1", which neither reads back nor
-    # sorts among the others).
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
     """The events inserted straight through the driver, skipping those already stored.
 
@@ -190,13 +181,13 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[i
                         r["details"],
                         _json_text(r["labels"]),
                         _json_text(r["links"]),
-                        _sqlite_time(r["occurred_at"]),
-                        _sqlite_time(r["received_at"]),
+                        sqlite_time(r["occurred_at"]),
+                        sqlite_time(r["received_at"]),
                         _json_text(r["raw"]),
                         1 if r["test"] else 0,
                         r["fingerprint"],
                         r["partition"],
-                        _sqlite_time(r["evaluated_at"]),
+                        sqlite_time(r["evaluated_at"]),
                         _json_text(r["outcome"]),
                     )
                 )
@@ -328,7 +319,7 @@ def _touch_sqlite(conn: Connection, last_seen: dict[int, datetime]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for source_id, at in last_seen.items():
-            text = _sqlite_time(at)
+            text = sqlite_time(at)
             cursor.execute(_TOUCH_SQLITE, (text, source_id, text))
     finally:
         cursor.close()

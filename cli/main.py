@@ -332,12 +332,30 @@ def cmd_db_reseal(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _apply(store: object, path: Path, *, prune: bool, dry_run: bool, base_url: str = "") -> int:
+def _apply(
+    store: object,
+    path: Path,
+    *,
+    prune: bool,
+    dry_run: bool,
+    base_url: str = "",
+    prune_all: bool = False,
+) -> int:
+    """Apply (or plan) the file; a dry run exits 1 when it found something to change (drift
+    included), 0 when nothing, as `diff` does (errors are 2)."""
     from config import apply_file
 
-    plan = apply_file(store, path, prune=prune, dry_run=dry_run, base_url=base_url)  # type: ignore[arg-type,unused-ignore]
+    plan = apply_file(
+        store,  # type: ignore[arg-type,unused-ignore]
+        path,
+        prune=prune,
+        prune_all=prune_all,
+        dry_run=dry_run,
+        base_url=base_url,
+        env=os.environ,  # `{env: NAME}` secrets
+    )
     print(plan.render())
-    return 0
+    return 1 if dry_run and plan.changed else 0
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -347,8 +365,39 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         migrate.upgrade(store)
     return _apply(
-        store, Path(args.file), prune=args.prune, dry_run=args.dry_run, base_url=settings.base_url
+        store,
+        Path(args.file),
+        prune=args.prune,
+        prune_all=args.prune_all,
+        dry_run=args.dry_run,
+        base_url=settings.base_url,
     )
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from config.export import export_config
+    from engine.db import create_store
+
+    store = create_store(settings)
+    if not migrate.is_current(store):
+        raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
+    output = Path(args.output) if args.output else None
+    exported = export_config(store, teams=args.team)
+    for warning in exported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    base = output.parent if output else Path(".")
+    for name, data in exported.files.items():
+        target = base / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
+            print(f"wrote {target}", file=sys.stderr)
+    if output:
+        output.write_text(exported.text, encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(exported.text)
+    return 0
 
 
 class BeaconParser(argparse.ArgumentParser):
@@ -412,10 +461,31 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="declare the config file's objects")
     apply.add_argument("file")
     apply.add_argument(
-        "--prune", action="store_true", help="delete objects the file no longer declares"
+        "--prune",
+        action="store_true",
+        help="delete objects a config file made that the file no longer declares",
     )
-    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    apply.add_argument(
+        "--prune-all",
+        action="store_true",
+        help="--prune, and delete what the web UI, the API or the CLI made too",
+    )
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and any drift, change nothing; exit 1 if anything would change",
+    )
     apply.set_defaults(func=cmd_apply)
+
+    export = sub.add_parser("export", help="print the current state as a config file")
+    export.add_argument("--team", action="append", help="only this team's objects (repeatable)")
+    export.add_argument(
+        "-o",
+        "--output",
+        help="write the file here (default: standard output); logos and rule files are "
+        "written beside it",
+    )
+    export.set_defaults(func=cmd_export)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

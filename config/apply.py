@@ -1,28 +1,35 @@
 """`beacon apply`: make the store hold what a config file declares, in one transaction.
 
 Planning compares the desired state (`desired.build`) with the store's (`current.read`)
-field by field, so a second apply of the same file changes nothing. `--prune` deletes
-objects of the kinds the file declares, within the teams the file declares; teams
-themselves are never pruned (deleting one would take every object of the team with it).
+field by field, so a second apply of the same file changes nothing. Each object the file
+declares is marked with the file (`engine.origins`) and what it set, so that an edit made
+in the UI or API since shows as drift, field by field, with who made it. `--prune` deletes
+objects of the kinds the file declares, within the teams the file declares, that a config
+file made; what the UI, the API or the CLI made stays unless `--prune-all` says otherwise,
+and the plan lists it. Teams themselves are never pruned (deleting one would take every
+object of the team with it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import rulesets
+from engine import origins, rulesets
 from engine.db import Store
 from engine.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from engine.tables import audit_log
 from rules.validate import digest
 
 from . import current
 from .check import check_config, rule_prefix
 from .desired import KEEP, Desired
-from .plan import Change, Plan
+from .plan import SECRET_FIELDS, Change, Drift, Left, Plan
 from .rules import RuleSetPlan, plan_rule_set
 from .writers import WRITERS, Context, delete
 
@@ -51,32 +58,39 @@ def apply_file(
     path: Path | str,
     *,
     prune: bool = False,
+    prune_all: bool = False,
     dry_run: bool = False,
     base_url: str = "",
     actor: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Plan:
     """Apply the config file at `path` and return what changed (with `dry_run`, what would).
 
-    On any error nothing is written, and `ConfigError` lists every problem as
+    `prune_all` prunes what the UI, the API or the CLI made as well; `env` is where
+    `{env: NAME}` secrets are read (none given: as if every one were unset). On any error
+    nothing is written, and `ConfigError` lists every problem as
     `file:line:column: message`.
     """
     path = Path(path)
     actor = actor or f"apply:{path.name}"
+    prune = prune or prune_all
     plan = Plan(file=str(path), dry_run=dry_run, base_url=base_url.rstrip("/"))
     with store.read() if dry_run else store.begin() as conn:
-        want = check_config(path, conn, prune=prune).want
+        want = check_config(path, conn, prune=prune, env=env or {}).want
         rule_set = None
         if want.rule_files is not None:
             rule_set, problems = plan_rule_set(conn, want.teams_declared, want.rule_files)
             if problems:
                 raise ConfigError("\n".join(rule_prefix(path) + p for p in problems))
         now = current.read(conn)
-        changes = _diff(want, now, prune=prune)
+        changes = _diff(want, now, prune=prune, prune_all=prune_all, plan=plan)
         plan.changes = [*changes, *_rule_set_changes(rule_set)]
+        plan.drift = _drift(conn, want, now)
         generated: dict[tuple[str, str], str] = {}
         if not dry_run:
             try:
                 generated = _execute(conn, want, now, changes, actor)
+                _record(conn, want, now, str(path.resolve()))
                 if rule_set is not None and rule_set.changed:
                     _store_rules(conn, rule_set, actor)
             except sa.exc.IntegrityError as exc:
@@ -120,23 +134,35 @@ def _rule_set_changes(rule_set: RuleSetPlan | None) -> list[Change]:
     return found
 
 
-def _diff(want: Desired, now: current.Current, *, prune: bool) -> list[Change]:
+def _diff(
+    want: Desired, now: current.Current, *, prune: bool, prune_all: bool, plan: Plan
+) -> list[Change]:
+    """The changes that make the store hold the file; what prune leaves and what the file
+    adopts go to `plan`."""
     changes: list[Change] = []
     if prune:
         for kind in reversed(ORDER[1:]):
             if kind not in want.kinds:
                 continue
             for ident, fields in now.objects[kind].items():
-                if ident not in want.objects[kind] and (
-                    _team_of(kind, ident, fields) in want.teams_declared
+                if ident in want.objects[kind] or (
+                    _team_of(kind, ident, fields) not in want.teams_declared
                 ):
+                    continue
+                origin = now.origins[kind][ident].origin
+                if prune_all or origins.from_config(origin):
                     changes.append(Change("delete", NOUN[kind], _display(ident)))
+                else:
+                    plan.kept.append(Left(NOUN[kind], _display(ident), origin or "unknown"))
     for kind in ORDER:
         for ident, fields in want.objects[kind].items():
             old = now.objects[kind].get(ident)
             if old is None:
                 changes.append(Change("create", NOUN[kind], _display(ident)))
                 continue
+            origin = now.origins[kind][ident].origin
+            if not origins.from_config(origin):
+                plan.adopted.append(Left(NOUN[kind], _display(ident), origin or "unknown"))
             diff = {
                 name: (_display(old.get(name)), _display(value))
                 for name, value in fields.items()
@@ -145,6 +171,86 @@ def _diff(want: Desired, now: current.Current, *, prune: bool) -> list[Change]:
             if diff:
                 changes.append(Change("update", NOUN[kind], _display(ident), diff))
     return changes
+
+
+def applied(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a file sets of an object, as its origin keeps it (`engine.origins`): plain JSON,
+    secrets and fields it leaves to the store (`KEEP`) left out."""
+    return {
+        name: _plain(value)
+        for name, value in fields.items()
+        if value is not KEEP and name not in SECRET_FIELDS
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, tuple):
+        return "/".join(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _drift(conn: Connection, want: Desired, now: current.Current) -> list[Drift]:
+    """The fields of the file's objects that the store no longer holds as a config file
+    last set them (and that the file does not ask for as they are now), with who changed
+    them (from the audit log)."""
+    found: list[Drift] = []
+    for kind in ORDER:
+        for ident in want.objects[kind]:
+            was = now.origins[kind].get(ident)
+            if was is None or not was.applied or not origins.from_config(was.origin):
+                continue
+            held, asked = applied(now.objects[kind][ident]), applied(want.objects[kind][ident])
+            # Changed since the file set it, and not to what the file asks for now.
+            fields = [
+                n
+                for n, v in was.applied.items()
+                if n in held and held[n] != v and asked.get(n, held[n]) != held[n]
+            ]
+            if not fields:
+                continue
+            key = _display(ident)
+            by = _changed_by(conn, NOUN[kind], ident, now.team_ids)
+            found.extend(
+                Drift(NOUN[kind], key, name, was.applied[name], held[name], by) for name in fields
+            )
+    return found
+
+
+def _changed_by(conn: Connection, noun: str, ident: Any, team_ids: Mapping[str, int]) -> str:
+    """Who last changed the object other than `beacon apply`, in words."""
+    # Audit rows name a team by its key and its own id, a page by its slug alone.
+    team, key = ident if isinstance(ident, tuple) else (ident if noun == "team" else None, ident)
+    query = (
+        sa.select(audit_log.c.actor, audit_log.c.at)
+        .where(audit_log.c.object_kind == noun, audit_log.c.object_key == key)
+        .order_by(audit_log.c.id.desc())
+        .limit(50)
+    )
+    if team is not None and team in team_ids:
+        query = query.where(audit_log.c.team_id == team_ids[team])
+    for actor, at in conn.execute(query):
+        if actor.startswith("apply"):
+            continue
+        when = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        origin, _, who = actor.partition(":")
+        where = {"user": "in the UI", "api-key": "over the API"}.get(origin)
+        return f"{where} by {who}, {when}" if where else f"by {actor}, {when}"
+    return "outside the file"
+
+
+def _record(conn: Connection, want: Desired, now: current.Current, origin: str) -> None:
+    """Mark every object the file declares as the file's, with what it set."""
+    for kind in ORDER:
+        for ident, fields in want.objects[kind].items():
+            sets = applied(fields)
+            if now.origins[kind].get(ident) != current.Origin(origin, sets):
+                origins.record(conn, kind, now.ids[kind][ident], origin=origin, applied=sets)
 
 
 def _execute(

@@ -13,6 +13,7 @@ words whichever command asked.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +48,20 @@ def rule_prefix(path: Path) -> str:
 
 
 def check_config(
-    path: Path | str, conn: Connection | None = None, *, prune: bool = False
+    path: Path | str,
+    conn: Connection | None = None,
+    *,
+    prune: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> CheckedConfig:
     """Read and check the config file at `path`, against the store when `conn` is given
-    (else the file alone); `ConfigError` lists every problem found, of every stage."""
+    (else the file alone); `ConfigError` lists every problem found, of every stage. `env`
+    is where `{env: NAME}` secrets are read (None: not read, as a check of the file alone)."""
     path = Path(path)
     loaded = load_config(path)
     base = path.resolve().parent
     want, found = build(
-        conn, loaded.config, loaded.locations, base, prune=prune, broken=loaded.broken
+        conn, loaded.config, loaded.locations, base, prune=prune, broken=loaded.broken, env=env
     )
     errors = _in_order(str(path), [*loaded.errors, *found])
     # Rules are checked whatever else is wrong (their keys include the objects the models

@@ -13,25 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Connection
 
 from adapters.alert_sources import ADAPTERS, source_problems
 from engine import assets as asset_files
-from engine import templates, vault
+from engine import rulesets, templates, vault
 from engine.tables import (
     alert_sources,
-    channels,
-    incident_templates,
-    services,
     status_pages,
     teams,
     users,
 )
 from rules.errors import did_you_mean
-from rules.validate import Known
+from rules.validate import Known, known_keys
 
-from .models import ConfigFile, declared_kinds
-from .rules import find_rule_files, known_keys
+from .models import (
+    ChannelSecret,
+    ChannelUrl,
+    ConfigFile,
+    EnvRef,
+    IntegrationKey,
+    SigningSecret,
+    declared_kinds,
+)
+from .rules import find_rule_files
 from .yamlsrc import Locations
 
 Ident = Any  # str for teams and pages, (team key, key) for the rest
@@ -88,18 +94,13 @@ def _nothing_stored() -> _Store:
 
 def _read_store(conn: Connection) -> _Store:
     team_key = dict(conn.execute(sa.select(teams.c.id, teams.c.key)).all())
-    keys: dict[str, dict[str, set[str]]] = {}
-    owners: dict[str, dict[str, set[str]]] = {}
-    for kind, table in (
-        ("services", services),
-        ("incident_templates", incident_templates),
-        ("channels", channels),
-        ("alert_sources", alert_sources),
-    ):
-        keys[kind], owners[kind] = {}, {}
-        for team_id, key in conn.execute(sa.select(table.c.team_id, table.c.key)):
-            keys[kind].setdefault(team_key[team_id], set()).add(key)
-            owners[kind].setdefault(key, set()).add(team_key[team_id])
+    named = rulesets.stored_keys(conn)
+    keys = {kind: {team: set(k) for team, k in by.items()} for kind, by in named.keys.items()}
+    owners: dict[str, dict[str, set[str]]] = {kind: {} for kind in keys}
+    for kind, by_team in keys.items():
+        for team, found in by_team.items():
+            for key in found:
+                owners[kind].setdefault(key, set()).add(team)
     pages = conn.execute(
         sa.select(
             status_pages.c.slug,
@@ -134,7 +135,7 @@ def _read_store(conn: Connection) -> _Store:
         domains={p.custom_domain: p.slug for p in pages if p.custom_domain},
         integration_keys=held_keys,
         activated={p.slug: p.type for p in pages if p.activated_at is not None},
-        source_types={(team_key[s.team_id], s.key): s.type for s in sources},
+        source_types=dict(named.source_types),
         users=set(conn.execute(sa.select(users.c.email)).scalars()),
         key_digests=vault.of(conn).digests,
         current_digests={s.key_digest for s in sources},
@@ -149,8 +150,11 @@ class _Checker:
         held: _Store,
         prune: bool,
         broken: Mapping[str, set[tuple[str, str]]],
+        env: Mapping[str, str] | None,
     ) -> None:
         self.config = config
+        self.env = env
+        self.warnings: list[str] = []
         self.loc = loc
         self.held = held
         self.prune = prune
@@ -205,6 +209,48 @@ class _Checker:
             self.error(path, f"unknown {noun} {key!r} in team {team!r}{hint}")
         return False
 
+    def secret(
+        self,
+        path: tuple[str | int, ...],
+        value: Any,
+        text: Any,
+        *,
+        what: str,
+        stored: bool,
+        generated: bool = False,
+    ) -> Any:
+        """A secret field's value: its text, or for `{env: NAME}` the variable's value. An
+        unset variable keeps the secret the store holds for the object (`KEEP`, with a
+        warning: `beacon export` writes every secret so, and its file must apply back
+        unchanged); for an object the store does not hold yet it is an error, unless the
+        secret is `generated` (an integration key) when left out. Without an
+        environment (a check of the file alone) it is left to `apply`."""
+        if not isinstance(value, EnvRef):
+            return value
+        if self.env is None:
+            return KEEP
+        found = self.env.get(value.env)
+        if found:
+            try:
+                return TypeAdapter(text).validate_python(found)
+            except ValidationError as exc:  # the message, never the value: it is a secret
+                self.error(path, f"environment variable {value.env}: {exc.errors()[0]['msg']}")
+                return KEEP
+        if stored:
+            self.warnings.append(
+                f"{what}: environment variable {value.env} is not set; the stored "
+                f"{path[-1]} is kept"
+            )
+            return KEEP
+        if generated:
+            self.warnings.append(
+                f"{what}: environment variable {value.env} is not set; a new {path[-1]} is "
+                "generated"
+            )
+            return KEEP
+        self.error(path, f"environment variable {value.env} is not set")
+        return KEEP
+
     def unique(self, kind: str, ident: Any, seen: dict[Any, int], index: int) -> None:
         if ident in seen:
             shown = ident if isinstance(ident, str) else "/".join(ident)
@@ -224,14 +270,16 @@ def build(
     *,
     prune: bool,
     broken: Mapping[str, set[tuple[str, str]]] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[Desired, list[str]]:
     """The desired state of `config` and every problem found (empty when it can be applied).
 
     Without `conn` the file is checked alone, as if the store were empty (`beacon rules
     check --config`): what only the store can say (a member's user exists, a slug or an
-    integration key is another's) is left to `apply`."""
+    integration key is another's) is left to `apply`. `env` is what `{env: NAME}` secrets
+    are read from."""
     held = _read_store(conn) if conn is not None else _nothing_stored()
-    check = _Checker(config, loc, held, prune, broken or {})
+    check = _Checker(config, loc, held, prune, broken or {}, env)
     want = Desired(kinds=check.kinds, teams_declared=check.teams_declared)
     for kind, build_kind in KIND_BUILDERS:
         want.objects[kind] = {}
@@ -239,6 +287,7 @@ def build(
     want.known = _known(check, check.config, check.held)
     if config.rules is not None:
         _rules(check, want, base)
+    want.warnings.extend(check.warnings)
     return want, check.errors
 
 
@@ -282,9 +331,22 @@ def _channels(check: _Checker, want: Desired, base: Path) -> None:
         check.team(("channels", i, "team"), chan.team)
         check.unique("channels", (chan.team, chan.key), seen, i)
         _check_channel_type(check, i, chan.type)
-        want.objects["channels"][(chan.team, chan.key)] = {
+        ident = (chan.team, chan.key)
+        config = chan.config()
+        stored = chan.key in check.held.keys.get("channels", {}).get(chan.team, set())
+        for name, text in (("url", ChannelUrl), ("secret", ChannelSecret)):
+            if name in config:
+                # KEEP here is the stored value, which `config.apply` puts in (`kept`).
+                config[name] = check.secret(
+                    ("channels", i, name),
+                    config[name],
+                    text,
+                    what=f"channel {chan.team}/{chan.key}",
+                    stored=stored,
+                )
+        want.objects["channels"][ident] = {
             "type": chan.type,
-            "config": chan.config(),
+            "config": config,
             "enabled": chan.enabled,
         }
 
@@ -292,14 +354,37 @@ def _channels(check: _Checker, want: Desired, base: Path) -> None:
 def _sources(check: _Checker, want: Desired, base: Path) -> None:
     seen: dict[Any, int] = {}
     file_keys: dict[str, int] = {}
+    held_types = check.held.source_types
     for i, src in enumerate(check.config.alert_sources or []):
         check.team(("alert_sources", i, "team"), src.team)
         check.unique("alert_sources", (src.team, src.key), seen, i)
         _check_source(check, i, src.type, src.settings)
-        key: Any = src.integration_key or KEEP
-        if src.integration_key:
-            held = check.held.key_owner(src.integration_key)
-            if src.integration_key in file_keys:
+        what, stored = f"alert source {src.team}/{src.key}", (src.team, src.key) in held_types
+        # Left out, or `{env: NAME}` unset, an integration key is generated on the first
+        # apply and kept afterwards.
+        integration_key = (
+            check.secret(
+                ("alert_sources", i, "integration_key"),
+                src.integration_key,
+                IntegrationKey,
+                what=what,
+                stored=stored,
+                generated=True,
+            )
+            if src.integration_key
+            else KEEP
+        )
+        signing_secret = check.secret(
+            ("alert_sources", i, "signing_secret"),
+            src.signing_secret,
+            SigningSecret,
+            what=what,
+            stored=stored,
+        )
+        key = integration_key
+        if isinstance(integration_key, str):
+            held = check.held.key_owner(integration_key)
+            if integration_key in file_keys:
                 check.error(("alert_sources", i, "integration_key"), "integration key used twice")
             elif held is not None and held[0] != (src.team, src.key):
                 check.error(
@@ -308,13 +393,13 @@ def _sources(check: _Checker, want: Desired, base: Path) -> None:
                 )
             elif held is not None and held[1]:
                 key = KEEP  # the source's current key: nothing to change
-            file_keys[src.integration_key] = i
-            want.integration_keys[(src.team, src.key)] = src.integration_key
+            file_keys[integration_key] = i
+            want.integration_keys[(src.team, src.key)] = integration_key
         want.objects["alert_sources"][(src.team, src.key)] = {
             "name": src.name,
             "type": src.type,
             "integration_key": key,
-            "signing_secret": src.signing_secret,
+            "signing_secret": signing_secret,
             "settings": dict(src.settings),
             "rate_limit": src.rate_limit,
             "enabled": src.enabled,
@@ -421,7 +506,8 @@ def _asset(
 
 
 def _rules(check: _Checker, want: Desired, base: Path) -> None:
-    paths, problems, want.warnings = find_rule_files(base, check.config.rules or [])
+    paths, problems, warnings = find_rule_files(base, check.config.rules or [])
+    want.warnings.extend(warnings)
     for problem in problems:
         check.error(("rules",), problem)
     if not check.teams_declared:
@@ -486,12 +572,8 @@ def _known(check: _Checker, config: ConfigFile, held: _Store) -> Known:
 
 def known_in_store(conn: Connection) -> Known:
     """Every team's keys as the store holds them (`beacon rules check` without --config)."""
-    held = _read_store(conn)
-    return known_keys(
-        held.team_keys,
-        lambda kind, team: held.keys.get(kind, {}).get(team, set()),
-        held.source_types,
-    )
+    held = rulesets.stored_keys(conn)
+    return known_keys(held.teams, held.of, held.source_types)
 
 
 def _check_source(check: _Checker, i: int, source_type: str, settings: dict[str, Any]) -> None:

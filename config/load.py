@@ -22,7 +22,7 @@ from engine.errors import ConfigError
 from engine.models import readable
 from rules.errors import did_you_mean
 
-from .models import KIND_MODELS, ConfigFile
+from .models import KIND_MODELS, SECRET_TAGS, ConfigFile
 from .yamlsrc import Locations, load
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
@@ -141,6 +141,8 @@ def _objects(loaded: LoadedConfig, kind: str, items: list[Any], error: Any) -> l
             index.append(i)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
+                # A secret field's form (text or `{env: NAME}`) is no part of its place.
+                err["loc"] = tuple(p for p in err["loc"] if p not in SECRET_TAGS)
                 loc = (kind, i, *err["loc"])
                 # A missing field is reported where its object starts.
                 at = loc[:-1] if err["type"] == "missing" else loc

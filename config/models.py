@@ -7,10 +7,19 @@ only check each object on its own; references between objects are checked by
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from adapters.channels import CHANNEL_TARGET
 from engine.models import (
@@ -51,6 +60,40 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: An environment variable's name, as `{env: NAME}` gives it.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class EnvRef(Spec):
+    """A secret the file does not hold: `{env: NAME}`, read from the environment of
+    `beacon apply` (`config.desired` says what an unset one means)."""
+
+    env: str = Field(pattern=ENV_NAME_PATTERN)
+
+
+def _secret_form(value: Any) -> str:
+    return "<env>" if isinstance(value, dict | EnvRef) else "<text>"
+
+
+#: The forms of a secret field: the text itself, or `{env: NAME}`. The tags are dropped
+#: from error locations (`config.load`), so an error names the field as before.
+SECRET_TAGS = ("<text>", "<env>")
+
+IntegrationKey = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+SigningSecret = Annotated[str, Field(min_length=1, max_length=500)]
+ChannelUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://")]
+ChannelSecret = Annotated[str, Field(max_length=500)]
+
+
+_T = TypeVar("_T")
+
+#: A secret field of text type `_T`: the text, or `{env: NAME}`.
+Secret = Annotated[
+    Annotated[_T, Tag("<text>")] | Annotated[EnvRef, Tag("<env>")],
+    Discriminator(_secret_form),
+]
+
+
 class TeamSpec(Spec):
     key: Key
     name: str = Field(default="", max_length=200)
@@ -73,10 +116,8 @@ class AlertSourceSpec(Spec):
     name: Name
     type: str = Field(min_length=1, max_length=40)
     team: Key
-    integration_key: str | None = Field(
-        default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
-    )
-    signing_secret: str | None = Field(default=None, min_length=1, max_length=500)
+    integration_key: Secret[IntegrationKey] | None = None
+    signing_secret: Secret[SigningSecret] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     rate_limit: str | None = Field(default=None, pattern=RATE_LIMIT_PATTERN)
     enabled: bool = True
@@ -88,9 +129,9 @@ class ChannelSpec(Spec):
     key: Key
     team: Key
     type: str = Field(min_length=1, max_length=40)
-    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    url: Secret[ChannelUrl] | None = None
     address: str | None = Field(default=None, min_length=3, max_length=320)
-    secret: str | None = Field(default=None, max_length=500)
+    secret: Secret[ChannelSecret] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
 
@@ -102,7 +143,8 @@ class ChannelSpec(Spec):
         return self
 
     def config(self) -> dict[str, Any]:
-        """The channel's stored `config`: its target fields plus adapter settings."""
+        """The channel's stored `config`: its target fields plus adapter settings (a secret
+        given as `{env: NAME}` stays an `EnvRef` here: `config.desired` resolves it)."""
         found: dict[str, Any] = dict(self.settings)
         for name in ("url", "address", "secret"):
             value = getattr(self, name)
@@ -200,6 +242,8 @@ def declared_kinds(config: ConfigFile) -> set[str]:
 
 __all__ = [
     "KIND_MODELS",
+    "SECRET_TAGS",
+    "EnvRef",
     "AlertSourceSpec",
     "ChannelSpec",
     "ConfigFile",

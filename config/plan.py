@@ -43,6 +43,39 @@ def _show(name: str, old: Any, new: Any) -> str:
     return f"{_value(old)} -> {_value(new)}"
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A field of a config-declared object changed outside the file since it was applied:
+    `was` is what the file set, `now` what the store holds, `by` who changed it."""
+
+    kind: str
+    key: str
+    field: str
+    was: Any
+    now: Any
+    by: str = "outside the file"
+
+    def render(self) -> str:
+        # Secrets never get here: what a file set is kept without them (`config.apply`).
+        return (
+            f"  {self.kind} {self.key}: {self.field} changed {self.by} from "
+            f"{_value(self.was)} to {_value(self.now)}"
+        )
+
+
+@dataclass(frozen=True)
+class Left:
+    """An object the file does not declare that `--prune` leaves, or one the file now
+    declares that was made elsewhere: its kind, key and origin (`engine.origins`)."""
+
+    kind: str
+    key: str
+    origin: str
+
+    def render(self) -> str:
+        return f"  {self.kind} {self.key} (made in: {self.origin})"
+
+
 @dataclass
 class Plan:
     """The changes of one apply, in the order they are made, and the URLs to reach the
@@ -57,6 +90,12 @@ class Plan:
     sources: list[tuple[str, str]] = field(default_factory=list)
     base_url: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: Edits made outside the file to what it declares (the changes set them back).
+    drift: list[Drift] = field(default_factory=list)
+    #: What `--prune` left because no config file made it (`--prune-all` deletes it too).
+    kept: list[Left] = field(default_factory=list)
+    #: Objects made in the UI, the API or the CLI that the file declares from now on.
+    adopted: list[Left] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -84,6 +123,18 @@ class Plan:
                 f"{c['delete']} deleted"
             )
             lines.extend(change.render() for change in self.changes)
+        if self.drift:
+            lines.append(
+                "Drift: changed outside this file since it was applied "
+                f"({'applying it would set' if self.dry_run else 'set'} them back):"
+            )
+            lines.extend(d.render() for d in self.drift)
+        if self.kept:
+            lines.append("Left by --prune, as they were not made by a config file (--prune-all):")
+            lines.extend(k.render() for k in self.kept)
+        if self.adopted:
+            lines.append("Declared by this file from now on:")
+            lines.extend(a.render() for a in self.adopted)
         lines.extend(f"warning: {w}" for w in self.warnings)
         if self.pages:
             lines.append("Status pages:")

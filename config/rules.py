@@ -7,7 +7,7 @@ as a new `rule_sets` version when they changed (contracts.md, "Rules <-> apply")
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,37 +23,12 @@ from rules.validate import (
     Known,
     LocatedRule,
     RulesInvalid,
-    TeamKeys,
     check,
     digest,
     stored_spec,
 )
 
 from .plan import Change
-
-
-def known_keys(
-    teams: Iterable[str],
-    keys: Callable[[str, str], Iterable[str]],
-    source_types: Mapping[tuple[str, str], str],
-) -> Known:
-    """What rules may name, per team: the one way every command builds it (`apply`,
-    `rules check` and `rules test` with `--config`, `rules check` against the store).
-
-    `keys(kind, team)` gives the keys of a kind ("services", "incident_templates",
-    "channels", "alert_sources") in a team; `source_types` each source's adapter type."""
-    return Known(
-        {
-            team: TeamKeys(
-                services=frozenset(keys("services", team)),
-                templates=frozenset(keys("incident_templates", team)),
-                channels=frozenset(keys("channels", team)),
-                # A source the models refused has no type to go by.
-                sources={k: source_types.get((team, k), "") for k in keys("alert_sources", team)},
-            )
-            for team in sorted(teams)
-        }
-    )
 
 
 def find_rule_files(base: Path, patterns: Sequence[str]) -> tuple[list[Path], list[str], list[str]]:

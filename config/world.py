@@ -5,7 +5,7 @@ From a config file (`--config`) it is built from the strict models, after the sa
 as `beacon apply` (`world_from_model`). A scenario's own `world:` section is a shorthand
 (`world_from_config`): objects without `team:` belong to the only team when there is
 exactly one, else to a team named `default`, and names and types may be left out; this
-keeps small scenario files short. Its keys are built the one way (`config.rules.known_keys`).
+keeps small scenario files short. Its keys are built the one way (`rules.validate.known_keys`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from typing import Any
 from engine.activations import TemplateSpec
 from engine.models import utc
 from rules.errors import RulesError
-from rules.validate import Known
+from rules.validate import Known, known_keys
 
 from .models import ConfigFile
-from .rules import known_keys
 
 
 class WorldError(RulesError):

@@ -9,6 +9,8 @@ passes only the fields the plan found changed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,62 +73,78 @@ def _write_team(ctx: Context, ident: str, fields: dict[str, Any], change: Change
     team_writes.update(ctx.conn, row_id, team_writes.TeamChanges(**changed), actor=ctx.actor)
 
 
-def _write_service(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
-    row_id = ctx.now.ids["services"].get(ident)
-    if row_id is None:
-        position = fields["position"]
-        made = service_writes.ServiceFields(
-            key=ident[1],
-            name=fields["name"],
-            description=fields["description"],
-            group=fields["group"],
-            position=ctx.want.file_positions[ident] if position is KEEP else position,
-        )
-        row_id = service_writes.create(ctx.conn, ctx.team_id(ident[0]), made, actor=ctx.actor)
-        ctx.now.ids["services"][ident] = row_id
-        return
-    # A change of group re-lays out the pages showing the service (engine.services).
-    changes = service_writes.ServiceChanges(**_changed(fields, change))
-    service_writes.update(ctx.conn, row_id, changes, actor=ctx.actor)
+@dataclass(frozen=True)
+class _Scoped:
+    """How `apply` writes a kind whose engine module creates in a team and updates by id
+    (`create(conn, team_id, fields, *, actor)`, `update(conn, id, changes, *, actor)`):
+    the module, its `...Fields` for a new object and its `...Changes` for changed fields."""
+
+    module: Any
+    made: Callable[[Context, Any, dict[str, Any]], Any]
+    changes: Callable[[dict[str, Any]], Any]
+
+    def write(
+        self, kind: str, ctx: Context, ident: Any, fields: dict[str, Any], change: Change
+    ) -> None:
+        row_id = ctx.now.ids[kind].get(ident)
+        if row_id is None:
+            made = self.made(ctx, ident, fields)
+            team_id = ctx.team_id(ident[0])
+            ctx.now.ids[kind][ident] = self.module.create(ctx.conn, team_id, made, actor=ctx.actor)
+            return
+        changes = self.changes(_changed(fields, change))
+        self.module.update(ctx.conn, row_id, changes, actor=ctx.actor)
 
 
-def _write_channel(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
-    row_id = ctx.now.ids["channels"].get(ident)
-    if row_id is None:
-        made = channel_writes.ChannelFields(key=ident[1], **fields)
-        row_id = channel_writes.create(ctx.conn, ctx.team_id(ident[0]), made, actor=ctx.actor)
-        ctx.now.ids["channels"][ident] = row_id
-        return
-    changes = channel_writes.ChannelChanges(**_changed(fields, change))
-    channel_writes.update(ctx.conn, row_id, changes, actor=ctx.actor)
+def _new_service(ctx: Context, ident: Any, fields: dict[str, Any]) -> Any:
+    position = fields["position"]
+    return service_writes.ServiceFields(
+        key=ident[1],
+        name=fields["name"],
+        description=fields["description"],
+        group=fields["group"],
+        position=ctx.want.file_positions[ident] if position is KEEP else position,
+    )
 
 
-def _write_source(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
-    row_id = ctx.now.ids["alert_sources"].get(ident)
-    if row_id is None:
-        values = dict(fields)
-        if values["integration_key"] is KEEP:
-            values["integration_key"] = ctx.generated[ident] = source_writes.new_integration_key()
-        made = source_writes.SourceFields(key=ident[1], **values)
-        row_id = source_writes.create(ctx.conn, ctx.team_id(ident[0]), made, actor=ctx.actor)
-        ctx.now.ids["alert_sources"][ident] = row_id
-        return
-    changes = source_writes.SourceChanges(**_changed(fields, change))
-    source_writes.update(ctx.conn, row_id, changes, actor=ctx.actor)
-
-
-def _write_template(ctx: Context, ident: Any, fields: dict[str, Any], change: Change) -> None:
+def _new_source(ctx: Context, ident: Any, fields: dict[str, Any]) -> Any:
     values = dict(fields)
-    values["status"] = IncidentStatus(values["status"])
-    values["services"] = {k: ServiceStatus(v) for k, v in values["services"].items()}
-    row_id = ctx.now.ids["incident_templates"].get(ident)
-    if row_id is None:
-        made = template_writes.TemplateFields(key=ident[1], **values)
-        row_id = template_writes.create(ctx.conn, ctx.team_id(ident[0]), made, actor=ctx.actor)
-        ctx.now.ids["incident_templates"][ident] = row_id
-        return
-    changes = template_writes.TemplateChanges(**{name: values[name] for name in change.fields})
-    template_writes.update(ctx.conn, row_id, changes, actor=ctx.actor)
+    if values["integration_key"] is KEEP:
+        values["integration_key"] = ctx.generated[ident] = source_writes.new_integration_key()
+    return source_writes.SourceFields(key=ident[1], **values)
+
+
+def _template_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """A template's fields as `engine.templates` takes them (its statuses as enums)."""
+    values = dict(fields)
+    if "status" in values:
+        values["status"] = IncidentStatus(values["status"])
+    if "services" in values:
+        values["services"] = {k: ServiceStatus(v) for k, v in values["services"].items()}
+    return values
+
+
+_SCOPED = {
+    # A change of group re-lays out the pages showing the service (engine.services).
+    "services": _Scoped(
+        service_writes, _new_service, lambda changed: service_writes.ServiceChanges(**changed)
+    ),
+    "channels": _Scoped(
+        channel_writes,
+        lambda ctx, ident, fields: channel_writes.ChannelFields(key=ident[1], **fields),
+        lambda changed: channel_writes.ChannelChanges(**changed),
+    ),
+    "alert_sources": _Scoped(
+        source_writes, _new_source, lambda changed: source_writes.SourceChanges(**changed)
+    ),
+    "incident_templates": _Scoped(
+        template_writes,
+        lambda ctx, ident, fields: template_writes.TemplateFields(
+            key=ident[1], **_template_values(fields)
+        ),
+        lambda changed: template_writes.TemplateChanges(**_template_values(changed)),
+    ),
+}
 
 
 #: A window's fields in the file, by the name `engine.maintenance` gives them.
@@ -166,12 +184,11 @@ def _write_page(ctx: Context, slug: str, fields: dict[str, Any], change: Change)
     page_writes.update(ctx.conn, page_id, page_writes.PageChanges(**changed), actor=ctx.actor)
 
 
-WRITERS = {
+Writer = Callable[[Context, Any, dict[str, Any], Change], None]
+
+WRITERS: dict[str, Writer] = {
     "teams": _write_team,
-    "services": _write_service,
-    "channels": _write_channel,
-    "alert_sources": _write_source,
-    "incident_templates": _write_template,
+    **{kind: functools.partial(scoped.write, kind) for kind, scoped in _SCOPED.items()},
     "maintenance_windows": _write_window,
     "status_pages": _write_page,
 }
@@ -190,5 +207,4 @@ DELETERS = {
 
 def delete(ctx: Context, kind: str, ident: Any) -> None:
     row_id = ctx.now.ids[kind].pop(ident)
-    conn = ctx.conn
-    DELETERS[kind].delete(conn, row_id, actor=ctx.actor)
+    DELETERS[kind].delete(ctx.conn, row_id, actor=ctx.actor)

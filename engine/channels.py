@@ -83,7 +83,7 @@ def create(conn: Connection, team_id: int, fields: ChannelFields, *, actor: str)
             "enabled": fields.enabled,
         },
     )
-    crud.audit(conn, actor, "create", "channel", fields.key, team_id=team_id)
+    crud.created(conn, channels, channel_id, actor, "channel", fields.key, team_id=team_id)
     return channel_id
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import outbox
+from . import origins, outbox
 from .errors import ConflictError, NotFoundError, ValidationError
 from .status import PAGES_DIRTY
 from .tables import (
@@ -42,6 +42,22 @@ def audit(
             detail=dict(detail or {}),
         )
     )
+
+
+def created(
+    conn: Connection,
+    table: sa.Table,
+    row_id: int,
+    actor: str,
+    kind: str,
+    key: str,
+    *,
+    team_id: int | None,
+) -> None:
+    """Record the creation of a config-manageable object: its origin (who made it, from
+    the actor: `engine.origins`) and the audit row."""
+    conn.execute(table.update().where(table.c.id == row_id).values(origin=origins.of_actor(actor)))
+    audit(conn, actor, "create", kind, key, team_id=team_id)
 
 
 def insert(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> int:

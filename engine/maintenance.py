@@ -138,7 +138,15 @@ def create(
         # at once, through the admin API and `beacon apply` alike. Without an actor (the
         # engine's own tests of the clock) the window's steps re-render its pages.
         crud.pages_dirty(conn, window_ids=[window_id])
-        _audit(conn, actor, "create", window_id, key, team_id)
+        crud.created(
+            conn,
+            maintenance_windows,
+            window_id,
+            actor,
+            "maintenance window",
+            key or str(window_id),
+            team_id=team_id,
+        )
     return window_id
 
 

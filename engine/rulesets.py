@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import crud, outbox
-from .tables import rule_sets
+from .tables import alert_sources, channels, incident_templates, rule_sets, services, teams
 
 # The version in force; its files are read only when a process does not have it yet
 # (every evaluate and tick job asks, and the files of 1,000 rules are large).
@@ -109,3 +109,46 @@ def publish(
     crud.audit(conn, actor, "create", "rule set", f"version {version}", detail=detail)
     outbox.emit(conn, RULES_CHANGED, {"version": version})
     return version
+
+
+#: The kinds of object a rule names, by their tables.
+_NAMED = {
+    "services": services,
+    "incident_templates": incident_templates,
+    "channels": channels,
+    "alert_sources": alert_sources,
+}
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """Every team's keys of the objects rules name (services, templates, channels, alert
+    sources), as the store holds them, and each source's adapter type: what the rule
+    checker is told exists (`rules.validate.known_keys`)."""
+
+    teams: frozenset[str]
+    keys: Mapping[str, Mapping[str, frozenset[str]]]  # kind -> team -> keys
+    source_types: Mapping[tuple[str, str], str]  # (team, key) -> adapter type
+
+    def of(self, kind: str, team: str) -> frozenset[str]:
+        """The keys of `kind` in `team`."""
+        return self.keys.get(kind, {}).get(team, frozenset())
+
+
+def stored_keys(conn: Connection) -> StoredKeys:
+    """What rules may name, per team, in the store (the web UI's rule editor, `beacon rules
+    check` without `--config`, and `beacon apply`'s reading of the store)."""
+    team_key = dict(conn.execute(sa.select(teams.c.id, teams.c.key)).all())
+    keys: dict[str, dict[str, set[str]]] = {}
+    for kind, table in _NAMED.items():
+        found = keys[kind] = {}
+        for team_id, key in conn.execute(sa.select(table.c.team_id, table.c.key)):
+            found.setdefault(team_key[team_id], set()).add(key)
+    types = conn.execute(
+        sa.select(alert_sources.c.team_id, alert_sources.c.key, alert_sources.c.type)
+    )
+    return StoredKeys(
+        teams=frozenset(team_key.values()),
+        keys={k: {t: frozenset(v) for t, v in by.items()} for k, by in keys.items()},
+        source_types={(team_key[t], k): kind for t, k, kind in types},
+    )

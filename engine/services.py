@@ -59,7 +59,7 @@ def create(conn: Connection, team_id: int, fields: ServiceFields, *, actor: str)
             "position": fields.position,
         },
     )
-    crud.audit(conn, actor, "create", "service", fields.key, team_id=team_id)
+    crud.created(conn, services, service_id, actor, "service", fields.key, team_id=team_id)
     return service_id
 
 

@@ -273,7 +273,7 @@ def create(conn: Connection, team_id: int, fields: SourceFields, *, actor: str) 
     }
     _check(conn, values, None)
     source_id = crud.insert(conn, alert_sources, _stored(conn, values))
-    crud.audit(conn, actor, "create", "alert source", fields.key, team_id=team_id)
+    crud.created(conn, alert_sources, source_id, actor, "alert source", fields.key, team_id=team_id)
     return source_id
 
 

@@ -100,7 +100,9 @@ def create(conn: Connection, fields: PageFields, *, actor: str) -> int:
     _set_teams(conn, page_id, team_ids)
     crud.sync_page_layout(conn, page_id, list(fields.service_ids))
     crud.pages_dirty(conn, page_ids=[page_id])
-    crud.audit(conn, actor, "create", "status page", fields.slug, team_id=team_ids[0])
+    crud.created(
+        conn, status_pages, page_id, actor, "status page", fields.slug, team_id=team_ids[0]
+    )
     return page_id
 
 

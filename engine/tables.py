@@ -80,6 +80,16 @@ def _team_fk(nullable: bool = False) -> sa.Column[Any]:
     )
 
 
+def _origin() -> list[sa.Column[Any]]:
+    """Where a config-manageable object comes from (`engine.origins`): the config file that
+    declares it (its absolute path) or `ui`, `api`, `cli`; and the fields that file last
+    set, so an edit made elsewhere since shows as drift."""
+    return [
+        sa.Column("origin", sa.String(500), nullable=True),
+        sa.Column("applied", JSONType, nullable=True),
+    ]
+
+
 # --- accounts ---------------------------------------------------------------------------
 
 teams = sa.Table(
@@ -89,6 +99,7 @@ teams = sa.Table(
     sa.Column("key", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False, default=""),
     sa.Column("private", sa.Boolean, nullable=False, default=False),
+    *_origin(),
     _created(),
     _updated(),
 )
@@ -192,6 +203,7 @@ services = sa.Table(
     sa.Column("override_until", UTCDateTime, nullable=True),
     sa.Column("override_reason", sa.Text, nullable=True),
     sa.Column("override_by", sa.String(320), nullable=True),
+    *_origin(),
     _created(),
     _updated(),
     sa.UniqueConstraint("team_id", "key"),
@@ -248,6 +260,7 @@ status_pages = sa.Table(
     # People (email, SMS, users) also hear bare status changes (webhooks always do).
     sa.Column("notify_component_changes", sa.Boolean, nullable=False, default=False),
     sa.Column("settings", JSONType, nullable=False, default=dict),
+    *_origin(),
     _created(),
     _updated(),
 )
@@ -317,6 +330,7 @@ incident_templates = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, default="investigating"),
     # {service key: impact status}
     sa.Column("services", JSONType, nullable=False, default=dict),
+    *_origin(),
     _created(),
     _updated(),
     sa.UniqueConstraint("team_id", "key"),
@@ -419,6 +433,7 @@ maintenance_windows = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, default="scheduled"),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("completed_at", UTCDateTime, nullable=True),
+    *_origin(),
     _created(),
     _updated(),
     sa.UniqueConstraint("team_id", "key"),
@@ -478,6 +493,7 @@ alert_sources = sa.Table(
     sa.Column("rate_limit", sa.String(20), nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("last_event_at", UTCDateTime, nullable=True),
+    *_origin(),
     _created(),
     _updated(),
     sa.UniqueConstraint("team_id", "key"),
@@ -683,6 +699,7 @@ channels = sa.Table(
     sa.Column("config", JSONType, nullable=False, default=dict),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),
+    *_origin(),
     _created(),
     _updated(),
     sa.UniqueConstraint("team_id", "key"),

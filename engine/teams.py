@@ -46,7 +46,7 @@ def create(conn: Connection, fields: TeamFields, *, actor: str) -> int:
         conn, teams, {"key": fields.key, "name": fields.name, "private": fields.private}
     )
     _set_members(conn, team_id, fields.members)
-    crud.audit(conn, actor, "create", "team", fields.key, team_id=team_id)
+    crud.created(conn, teams, team_id, actor, "team", fields.key, team_id=team_id)
     return team_id
 
 

@@ -72,7 +72,15 @@ def create(conn: Connection, team_id: int, fields: TemplateFields, *, actor: str
     template_id = crud.insert(
         conn, incident_templates, {"team_id": team_id, "key": fields.key, **_stored(values)}
     )
-    crud.audit(conn, actor, "create", "incident template", fields.key, team_id=team_id)
+    crud.created(
+        conn,
+        incident_templates,
+        template_id,
+        actor,
+        "incident template",
+        fields.key,
+        team_id=team_id,
+    )
     return template_id
 
 

@@ -10,7 +10,7 @@ services, templates and channels that exist in each of those teams.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,31 @@ class Known:
     """Every team's keys, from the config file or from the store."""
 
     teams: Mapping[str, TeamKeys]
+
+
+def known_keys(
+    teams: Iterable[str],
+    keys: Callable[[str, str], Iterable[str]],
+    source_types: Mapping[tuple[str, str], str],
+) -> Known:
+    """What rules may name, per team: the one way everything builds it (`apply`, `rules
+    check` and `rules test` with `--config`, `rules check` against the store, the web UI's
+    rule editor).
+
+    `keys(kind, team)` gives the keys of a kind ("services", "incident_templates",
+    "channels", "alert_sources") in a team; `source_types` each source's adapter type."""
+    return Known(
+        {
+            team: TeamKeys(
+                services=frozenset(keys("services", team)),
+                templates=frozenset(keys("incident_templates", team)),
+                channels=frozenset(keys("channels", team)),
+                # A source the models refused has no type to go by.
+                sources={k: source_types.get((team, k), "") for k in keys("alert_sources", team)},
+            )
+            for team in sorted(teams)
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ OpenAPI document is generated from them, so the document and the validation cann
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, computed_field
 
+from engine import origins
 from engine.models import (
     DOMAIN_PATTERN,
     KEY_PATTERN,
@@ -55,6 +57,24 @@ class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class Declared(BaseModel):
+    """Where a config-manageable object comes from (`engine.origins`)."""
+
+    origin: str | None = Field(
+        default=None,
+        description="the config file that declares the object (its path), or `ui`, `api` or "
+        "`cli` where it was made. An object a config file declares can still be edited "
+        "here; `beacon apply --dry-run` of the file reports the edit as drift, and the next "
+        "`beacon apply` of it sets the file's values back",
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def config_file(self) -> str | None:
+        """The name of the config file that declares the object, if one does."""
+        return PurePath(self.origin).name if origins.from_config(self.origin) else None
+
+
 # --- teams, users, keys ---------------------------------------------------------------------
 
 
@@ -69,7 +89,7 @@ class TeamPatch(Body):
     private: bool | None = None
 
 
-class TeamOut(Out):
+class TeamOut(Out, Declared):
     id: int
     key: str
     name: str
@@ -150,7 +170,7 @@ class OverrideOut(Out):
     by: str | None
 
 
-class ServiceOut(Out):
+class ServiceOut(Out, Declared):
     id: int
     key: str
     team: str
@@ -220,7 +240,7 @@ class PagePatch(Body):
     notify_component_changes: bool | None = None
 
 
-class PageOut(Out):
+class PageOut(Out, Declared):
     id: int
     public_id: str
     slug: str
@@ -263,7 +283,7 @@ class TemplatePatch(Body):
     services: dict[Key, ServiceStatus] | None = Field(default=None, max_length=500)
 
 
-class TemplateOut(Out):
+class TemplateOut(Out, Declared):
     id: int
     key: str
     team: str
@@ -378,7 +398,7 @@ class MaintenancePatch(Body):
     on_end: OnEnd | None = None
 
 
-class MaintenanceOut(Out):
+class MaintenanceOut(Out, Declared):
     id: int
     public_id: str
     key: str | None
@@ -425,7 +445,7 @@ class AlertSourcePatch(Body):
     enabled: bool | None = None
 
 
-class AlertSourceOut(Out):
+class AlertSourceOut(Out, Declared):
     id: int
     key: str
     team: str
@@ -470,7 +490,7 @@ class ChannelPatch(Body):
     enabled: bool | None = None
 
 
-class ChannelOut(Out):
+class ChannelOut(Out, Declared):
     id: int
     key: str
     team: str

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,14 +15,13 @@ from engine.activations import TemplateError
 from engine.activations import render as render_template
 from engine.models import IncidentStatus, ServiceStatus
 from engine.sandbox import Limits
-from engine.tables import teams
 from pages.admin import catalog as catalog_api
 from pages.admin import incidents as api
 from pages.admin import services as services_api
 from pages.admin.schemas import IncidentIn, UpdateIn
 from pages.auth import Principal
 
-from .audience import Audience, audience
+from .audience import default_team, reach
 from .web import Problem, call, form_of, model, redirect, render, team_choices, text, view
 
 STATUSES = [s.value for s in IncidentStatus]
@@ -37,21 +35,6 @@ def _impacts_of(form: FormData) -> dict[int, str]:
         if name.startswith("impact-") and name[7:].isdigit() and isinstance(value, str) and value:
             out[int(name[7:])] = value
     return out
-
-
-def _team_id(request: Request, key: str) -> int | None:
-    with request.app.state.store.read() as conn:
-        found = conn.execute(sa.select(teams.c.id).where(teams.c.key == key)).scalar()
-    return int(found) if found is not None else None
-
-
-async def _audience(
-    request: Request, who: Principal, team: str, service_ids: list[int]
-) -> Audience | None:
-    team_id = _team_id(request, team) if team else None
-    if team_id is None or not who.can_see_team(team_id):
-        return None
-    return audience(request.app.state.store, team_id, service_ids)
 
 
 def _filled(
@@ -89,7 +72,6 @@ async def _new_form(
     services = await call(request, who, services_api.list_services)
     templates = await call(request, who, catalog_api.list_templates)
     impacts: dict[int, str] = values.get("impacts", {})
-    reach = await _audience(request, who, values.get("team", ""), list(impacts))
     return render(
         request,
         who,
@@ -102,7 +84,7 @@ async def _new_form(
         teams=team_choices(request, who),
         statuses=STATUSES,
         impacts_choices=IMPACTS,
-        reach=reach,
+        reach=await reach(request, who, values.get("team", ""), impacts),
     )
 
 
@@ -118,9 +100,8 @@ async def incident_list(request: Request, who: Principal) -> Response:
 @view()
 async def new_incident(request: Request, who: Principal) -> Response:
     """The form; `?template=<id>` fills it from that template (a preview of its text)."""
-    teams_ = team_choices(request, who)
     values: dict[str, Any] = {
-        "team": teams_[0].key if len(teams_) == 1 else "",
+        "team": default_team(request, who),
         "status": "investigating",
         "notify": True,
         "impacts": {},
@@ -190,7 +171,7 @@ async def _detail(
     updates = await call(request, who, api.list_updates, id=incident_id)
     services = await call(request, who, services_api.list_services)
     names = {s.id: s.name for s in services}
-    reach = await _audience(request, who, incident.team, [s.service_id for s in incident.services])
+    affected = [s.service_id for s in incident.services]
     return render(
         request,
         who,
@@ -200,7 +181,7 @@ async def _detail(
         updates=updates,
         names=names,
         statuses=STATUSES,
-        reach=reach,
+        reach=await reach(request, who, incident.team, affected),
         **extra,
     )
 

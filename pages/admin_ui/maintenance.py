@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +16,7 @@ from pages.admin import services as services_api
 from pages.admin.schemas import MaintenanceIn, MaintenancePatch
 from pages.auth import Principal
 
-from .audience import audience
+from .audience import default_team, reach
 from .web import Problem, call, form_of, model, redirect, render, team_choices, text, texts, view
 
 
@@ -68,13 +67,7 @@ async def _form(
     problem: Problem | None = None,
 ) -> Response:
     services = await call(request, who, services_api.list_services)
-    teams_ = team_choices(request, who)
-    team_id = next((t.id for t in teams_ if t.key == values.get("team")), None)
-    reach = None
-    if team_id is not None and values.get("services"):
-        reach = await run_in_threadpool(
-            audience, request.app.state.store, team_id, values["services"]
-        )
+    chosen = values.get("services")
     return render(
         request,
         who,
@@ -84,8 +77,8 @@ async def _form(
         values=values,
         window=window,
         services=services,
-        teams=teams_,
-        reach=reach,
+        teams=team_choices(request, who),
+        reach=await reach(request, who, values.get("team", ""), chosen) if chosen else None,
     )
 
 
@@ -100,9 +93,8 @@ async def window_list(request: Request, who: Principal) -> Response:
 
 @view()
 async def new_window(request: Request, who: Principal) -> Response:
-    teams_ = team_choices(request, who)
     values: dict[str, Any] = {
-        "team": teams_[0].key if len(teams_) == 1 else "",
+        "team": default_team(request, who),
         "services": [],
         "notify": True,
     }

@@ -29,16 +29,13 @@ from engine.models import EventStatus
 from engine.tables import (
     alert_events,
     alert_sources,
-    channels,
-    incident_templates,
-    services,
     teams,
     utcnow,
 )
 from pages.auth import Principal
 from rules.errors import RuleProblem, RulesError, RulesInvalid
 from rules.runtime import RuleBook
-from rules.validate import Known, TeamKeys, check, digest
+from rules.validate import Known, check, digest, known_keys
 
 from .web import form_of, redirect, render, team_choices, text, view
 
@@ -50,30 +47,8 @@ MAX_FILE_BYTES = 256 * 1024
 
 def known(conn: Any) -> Known:
     """Every team's keys as the store has them: what rules may name."""
-    names = {r.id: r.key for r in conn.execute(sa.select(teams.c.id, teams.c.key))}
-
-    def keys(table: sa.Table) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        for row in conn.execute(sa.select(table.c.team_id, table.c.key)):
-            found.setdefault(names[row.team_id], set()).add(row.key)
-        return found
-
-    svc, tpl, chan = keys(services), keys(incident_templates), keys(channels)
-    src: dict[str, dict[str, str]] = {}
-    query = sa.select(alert_sources.c.team_id, alert_sources.c.key, alert_sources.c.type)
-    for row in conn.execute(query):
-        src.setdefault(names[row.team_id], {})[row.key] = row.type
-    return Known(
-        {
-            team: TeamKeys(
-                frozenset(svc.get(team, set())),
-                frozenset(tpl.get(team, set())),
-                frozenset(chan.get(team, set())),
-                src.get(team, {}),
-            )
-            for team in names.values()
-        }
-    )
+    held = rulesets.stored_keys(conn)
+    return known_keys(held.teams, held.of, held.source_types)
 
 
 def _in_force(request: Request) -> rulesets.StoredRules:

@@ -1,7 +1,8 @@
 """Every config file shown in docs/ and the README applies (issue 19, item 7): each YAML
 block whose top-level keys are config kinds is applied with `--dry-run` over the example
 (examples/beacon.yaml applied first, so a block may add to it, as the docs suggest), and
-the reference's copy of the example is the example itself. The shell commands of the docs
+the reference's copy of the example is the example itself. A block's `{env: NAME}` secrets
+are set, as its reader would set them. The shell commands of the docs
 are run by tests/cli/test_docs_commands.py."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tests.conftest import ROOT
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 BLOCK = re.compile(r"^```ya?ml[^\n]*\n(.*?)^```", re.M | re.S)
 KINDS = set(ConfigFile.model_fields)
+#: A secret read from the environment (`{env: NAME}`): the block's reader sets NAME.
+ENV_REF = re.compile(r"\{env: *([A-Za-z_][A-Za-z0-9_]*) *\}")
 
 
 def _config_blocks() -> list[tuple[str, str]]:
@@ -66,4 +69,8 @@ def test_each_config_block_of_the_docs_applies(
     apply_file(sqlite_store, tmp_path / "examples" / "beacon.yaml")
     block = tmp_path / "examples" / "docs-block.yaml"
     block.write_text(body)
-    apply_file(sqlite_store, block, dry_run=True)
+    env = {
+        name: "https://hooks.example.test/docs" if name.endswith("_URL") else "docs-secret-1"
+        for name in ENV_REF.findall(body)
+    }
+    apply_file(sqlite_store, block, dry_run=True, env=env)

@@ -83,6 +83,7 @@ def apply_file(
             if problems:
                 raise ConfigError("\n".join(rule_prefix(path) + p for p in problems))
         now = current.read(conn)
+        _kept_in_config(want, now)
         changes = _diff(want, now, prune=prune, prune_all=prune_all, plan=plan)
         plan.changes = [*changes, *_rule_set_changes(rule_set)]
         plan.drift = _drift(conn, want, now)
@@ -171,6 +172,18 @@ def _diff(
             if diff:
                 changes.append(Change("update", NOUN[kind], _display(ident), diff))
     return changes
+
+
+def _kept_in_config(want: Desired, now: current.Current) -> None:
+    """A channel secret the file leaves to the store (`{env: NAME}` unset: `KEEP` in its
+    config) is the stored one: the config is compared and written whole."""
+    for ident, fields in want.objects["channels"].items():
+        config, stored = fields["config"], now.objects["channels"].get(ident, {}).get("config", {})
+        for name in [n for n, v in config.items() if v is KEEP]:
+            if stored.get(name) is None:
+                del config[name]
+            else:
+                config[name] = stored[name]
 
 
 def applied(fields: Mapping[str, Any]) -> dict[str, Any]:

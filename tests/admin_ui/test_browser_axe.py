@@ -5,12 +5,14 @@ one, and a stakeholder's home."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.routing import Route
 
+from config import apply_file
 from pages.admin_ui import routes
 
 from .browser import Steps, sign_in
@@ -35,8 +37,18 @@ def made(served: Served, path: str, body: dict[str, Any]) -> int:
     return int(answer.json()["id"])
 
 
-def test_no_admin_page_has_a_serious_accessibility_violation(served: Served, browser: Any) -> None:
+def test_no_admin_page_has_a_serious_accessibility_violation(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
     base = served.base
+    # A config file declares a service and a page: their badge and notes are checked too.
+    declared = tmp_path / "beacon.yaml"
+    declared.write_text(
+        "services:\n  - {key: api, name: Public API, group: Core, team: platform}\n"
+        "status_pages:\n  - {slug: shop, name: Shop Status, teams: [platform], services: [api],"
+        " active: false}\n"
+    )
+    apply_file(served.store, declared)
     pages = httpx.get(f"{base}/api/v1/pages", headers=served.auth).json()
     page_id = next(p["id"] for p in pages if p["slug"] == "shop")
     start = datetime.now(UTC) + timedelta(days=2)
@@ -83,6 +95,8 @@ def test_no_admin_page_has_a_serious_accessibility_violation(served: Served, bro
         path = template.replace("{id:int}", str(ids.get(template, "")))
         answer = page.goto(f"{base}{path}")
         assert answer is not None and answer.status == 200, (path, answer and answer.status)
+        if path in ("/admin/services", f"/admin/pages/{page_id}"):
+            assert "managed by config: beacon.yaml" in page.content(), path
         steps.axe(page, path)
     page.goto(f"{base}/admin/sources/new?type=generic")
     steps.axe(page, "/admin/sources/new with notes")

@@ -143,7 +143,8 @@ def test_an_export_after_ui_edits_applies_back_unchanged_and_rebuilds_a_fresh_st
     }
 
     env = secrets_for_a_fresh_store()
-    assert set(env) == set(re.findall(r"\{env: ([A-Z0-9_]+)\}", exported.text))
+    body = "\n".join(line for line in exported.text.splitlines() if not line.startswith("#"))
+    assert set(env) == set(re.findall(r"\{env: ([A-Z0-9_]+)\}", body))
     with fresh_store_like(store, tmp_path) as fresh:
         apply_file(fresh, path, env=env)
         again = export_config(fresh)

@@ -263,7 +263,8 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
     tmp_path: Path, server: RecordingServer
 ) -> None:
     """Through a running `beacon serve` (embedded) and stand-ins that check requests as
-    SendGrid and Twilio do and fail 30 % of them (429 with Retry-After, or 503): people
+    SendGrid and Twilio do, answer slowly, and refuse the first two tries of the opening
+    and of the resolution (429 with Retry-After, then 503): people
     subscribe on every channel through the public routes and confirm with the button the
     captured link shows; an Alertmanager alert opens an incident with notify, its resolve
     resolves it. Each confirmed subscriber hears the opening once and the resolution once;
@@ -277,8 +278,8 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
     data_dir = tmp_path / "data"
     receiver = Receiver(server)
     with (
-        SendGrid(fail_rate=0.3, seed=11) as sendgrid,
-        Twilio(fail_rate=0.3, seed=12) as twilio,
+        SendGrid(delay=0.2) as sendgrid,
+        Twilio(delay=0.2) as twilio,
     ):
         env = {
             "BEACON_BASE_URL": "http://status.test",
@@ -372,6 +373,8 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
                 90,
                 "the opening at every confirmed subscriber",
             )
+            for standin in (sendgrid, twilio):  # and so do the resolution's
+                standin.fail_first = standin.requests + 2
             alert("resolved_single.json")
             wait_for(
                 lambda: (
@@ -385,7 +388,7 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
             time.sleep(2)  # anything still on its way arrives
             messages = _messages(sendgrid, twilio)
 
-    assert sendgrid.failed >= 2 and twilio.failed >= 2  # the retries were real
+    assert sendgrid.failed == twilio.failed == 4  # the retries were real
     for address in told:
         _confirmation, opening, resolution = messages[address]
         assert "Public API is unavailable" in opening and "Investigating" in opening

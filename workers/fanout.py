@@ -676,6 +676,13 @@ async def _send_webhooks(
     kept-alive connection serves it."""
     ordered = iter(sorted(rows, key=lambda r: _origin(r.address)))
     outcomes: list[Outcome] = []
+    lanes = min(ctx.webhook_concurrency, len(rows))
+    # Name lookups block, so they run in threads: asyncio's default pool has cpu_count + 4
+    # (6 on 2 cores), which would hold every lane to 6 lookups at once. One per lane; the
+    # pool ends with this batch's event loop.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="beacon-lookup")
+    )
 
     async def lane() -> None:
         async with outbound.Outbound(
@@ -684,7 +691,7 @@ async def _send_webhooks(
             for row in ordered:  # shared: each lane takes the next row when it is free
                 outcomes.append(await _send_webhook(rt, notice, row, ctx, client))
 
-    await asyncio.gather(*(lane() for _ in range(min(ctx.webhook_concurrency, len(rows)))))
+    await asyncio.gather(*(lane() for _ in range(lanes)))
     return outcomes
 
 

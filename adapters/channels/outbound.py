@@ -158,13 +158,13 @@ class Outbound:
         *,
         allow_private: bool = False,
         deadline: float = DEADLINE,
-        resolver: Resolver = system_resolver,
+        resolver: Resolver | None = None,
         verify: ssl.SSLContext | bool = True,
         max_connections: int = 100,
     ) -> None:
         self.allow_private = allow_private
         self.deadline = deadline
-        self.resolver = resolver
+        self.resolver = resolver or system_resolver
         # trust_env=False: an HTTP(S)_PROXY from the environment would connect elsewhere
         # than the pinned address.
         self._client = httpx.AsyncClient(

@@ -188,6 +188,39 @@ def test_webhooks_go_out_concurrently_within_the_bound(
     assert 1 < receiver.most <= 10
 
 
+def test_name_lookups_keep_up_with_the_webhook_concurrency(
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
+    server: RecordingServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each webhook's name is looked up in a thread (the lookup blocks); a slow resolver
+    must not hold the fan-out to asyncio's default pool of cpu_count + 4 threads."""
+    from adapters.channels import outbound
+
+    port = int(server.url.rsplit(":", 1)[1])
+    lock = threading.Lock()
+    counts = {"now": 0, "most": 0}
+
+    def slow_resolver(host: str, port: int) -> list[str]:
+        with lock:
+            counts["now"] += 1
+            counts["most"] = max(counts["most"], counts["now"])
+        time.sleep(0.3)
+        with lock:
+            counts["now"] -= 1
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(outbound, "system_resolver", slow_resolver)
+    rt = _runtime(tmp_path, make_runtime, server, BEACON_WEBHOOK_CONCURRENCY="20")
+    site = make_site(rt)
+    _add(rt, site, "webhook", [f"http://hook{n}.test:{port}/hook" for n in range(20)])
+    _open(rt, site)
+    drain(rt)
+    assert len(server.requests) == 40  # the incident and its component's change, each
+    assert counts["most"] > 10, counts
+
+
 def test_sms_go_out_at_the_configured_rate(
     tmp_path: Path,
     make_runtime: Callable[..., Runtime],

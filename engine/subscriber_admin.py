@@ -26,19 +26,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import outbox
-from .errors import ValidationError
+from .errors import ConflictError, ValidationError
 from .models import SubscriberChannel
 from .security import new_token
 from .subscribers import (
     CONFIRM,
     Page,
+    is_member,
+    literal_private_host,
     normalise_address,
     page_service_keys,
+    subscribe,
 )
-from .tables import subscribers, utcnow
+from .tables import subscribers, users, utcnow
 
 #: An import file's limits: beyond them the whole file is refused, saying which limit.
-MAX_IMPORT_BYTES = 1024 * 1024
+#: 1 MB leaves room under the 1 MiB every form and admin body is capped at (pages.bodycap,
+#: pages.sessions), so the web UI's upload with its CSRF field fits as the API's does.
+MAX_IMPORT_BYTES = 1_000_000
 MAX_IMPORT_ROWS = 10_000
 #: Problems reported for one refused file (the rest are counted, not listed).
 MAX_PROBLEMS = 50
@@ -475,3 +480,67 @@ def import_rows(
         )
         result.confirmations_sent = len(result.subscriber_ids)
     return result
+
+
+# --- adding one ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Added:
+    subscriber_id: int
+    #: Shown once: a webhook's new signing secret.
+    webhook_secret: str | None
+    confirmation_sent: bool
+
+
+def add(
+    conn: Connection,
+    page: Page,
+    channel: SubscriberChannel,
+    *,
+    address: str = "",
+    user_email: str = "",
+    services: Sequence[str] | None = None,
+    actor: str,
+    skip_confirmation: bool = False,
+    allow_private_webhooks: bool = False,
+) -> Added:
+    """A subscriber a page's manager adds (recorded as `imported_by`): email or SMS (a
+    confirmation goes out unless `skip_confirmation`), a webhook (confirmed; its secret is
+    returned once), or an account user by email (confirmed; on a private page only a
+    member of its teams). One the page has already is a `ConflictError`."""
+    user_id = None
+    if channel == SubscriberChannel.USER:
+        found = conn.execute(
+            sa.select(users.c.id, users.c.email, users.c.active).where(
+                users.c.email == user_email.strip().lower()
+            )
+        ).first()
+        if found is None or not found.active:
+            raise ValidationError(f"no active user {user_email.strip()!r}", field="user")
+        if page.private and not is_member(conn, page, found.id):
+            raise ValidationError(
+                f"{found.email} is not a member of the page's teams: a private page's news "
+                "is for them only",
+                field="user",
+            )
+        user_id, address = found.id, found.email
+    elif channel == SubscriberChannel.WEBHOOK and not allow_private_webhooks:
+        if literal_private_host(address.strip()):
+            raise ValidationError(
+                "the webhook URL points at a loopback or private address", field="address"
+            )
+    made = subscribe(conn, page, channel, address, services, user_id=user_id)
+    if not made.created:
+        raise ConflictError(f"already subscribed (subscriber {made.subscriber_id})")
+    values: dict[str, Any] = {"imported_by": actor[:320], "imported_at": utcnow()}
+    people = channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS)
+    if people and skip_confirmation:
+        values.update(confirmed=True, confirm_token=None, confirmation_skipped=True)
+    conn.execute(
+        subscribers.update().where(subscribers.c.id == made.subscriber_id).values(**values)
+    )
+    send = people and not skip_confirmation
+    if send:
+        outbox.emit(conn, CONFIRM, {"subscriber_id": made.subscriber_id, "nonce": new_token()})
+    return Added(made.subscriber_id, made.webhook_secret, send)

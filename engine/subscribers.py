@@ -1,10 +1,12 @@
 """Subscribers of a status page: who gets told about incidents, maintenance and components.
 
-A subscriber belongs to one page and has a channel (`email`, `sms`, `webhook`, or `user` on
-private pages), an address and an optional service filter (service keys; null follows every
-service of the page). Email and SMS need double opt-in: they are stored unconfirmed with a
-confirmation token and count only once confirmed. Webhooks are confirmed at once and get a
-signing secret. Private-page subscribers are signed-in members (`user`), confirmed at once.
+A subscriber belongs to one page and has a channel (`email`, `sms`, `webhook`, or `user`: an
+account user; on a private page a member subscribing themselves), an address and an
+optional service filter (service keys; null follows every service of the page). Email and
+SMS need double opt-in: they are stored unconfirmed with a confirmation token and count
+only once confirmed. Webhooks are confirmed at once and get a signing secret. Account
+users are confirmed at once: private-page members who subscribe while signed in, or users
+a public page's managers add.
 
 Subscribing the same address twice never adds a row: `(page, channel, address)` is unique,
 and a confirmed subscription is left alone (an anonymous request must not change someone
@@ -150,6 +152,15 @@ def is_member(conn: Connection, page: Page, user_id: int) -> bool:
     )
 
 
+def user_may_hear(conn: Connection, page: Page, user_id: int) -> bool:
+    """Whether an account-user subscriber still hears the page: a private page's news is
+    for its teams' members (and admins) only; a public page's needs an active account."""
+    if page.private:
+        return is_member(conn, page, user_id)
+    active = conn.execute(sa.select(users.c.active).where(users.c.id == user_id)).scalar()
+    return bool(active)
+
+
 def page_service_keys(conn: Connection, page_id: int) -> dict[int, str]:
     """The page's services: service id -> service key."""
     return {
@@ -285,11 +296,14 @@ def subscribe(
             "this page is private: members subscribe while signed in (channel user)",
             field="channel",
         )
-    if not page.private and channel == SubscriberChannel.USER:
-        raise ValidationError("channel user is for private pages only", field="channel")
     if channel == SubscriberChannel.USER:
+        # Account users: a private page's members subscribing themselves, or users a
+        # public page's managers add (iLert's "account users" option).
         if user_id is None:
-            raise ValidationError("sign in to subscribe to a private page", field="channel")
+            raise ValidationError(
+                "channel user is for account users: members subscribe while signed in",
+                field="channel",
+            )
         stored_address = address.strip().lower()
         match = subscribers.c.user_id == user_id
     else:

@@ -12,6 +12,7 @@ handler; an anonymous caller gets 401). Inside, the route asks again about its o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -115,9 +116,28 @@ UI_EXACT: dict[str, Action] = {
 }
 
 
+#: Admin addresses inside a prefix above that do something else, checked first; each
+#: pattern matches both the route's template path and the addresses it answers.
+UI_WITHIN: list[tuple[re.Pattern[str], Action]] = [
+    # People's addresses: for those who manage the page's subscribers, not every reader.
+    (re.compile(r"^/admin/pages/[^/]+/subscribers(?:\.csv|/.*)?$"), A.MANAGE_SUBSCRIBERS),
+]
+
+
+def ui_within(path: str) -> Action | None:
+    """The action of an admin address `UI_WITHIN` names, or None."""
+    for pattern, action in UI_WITHIN:
+        if pattern.match(path):
+            return action
+    return None
+
+
 def _ui_action(route: BaseRoute, path: str) -> Action | None:
     if path in UI_EXACT:
         return UI_EXACT[path]
+    within = ui_within(path)
+    if within is not None:
+        return within
     for prefix, (read, write) in UI_ACTIONS.items():
         if path == prefix or path.startswith(prefix + "/"):
             methods = set(getattr(route, "methods", None) or ())

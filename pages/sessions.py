@@ -149,6 +149,9 @@ class CrossSiteGuard:
             body, receive = await _buffer(receive, MAX_FORM_BYTES)
             if body is not None:
                 form = await Request(scope, _replay(body)).form()
+                # A multipart form's files are temporary files: closed here, since the
+                # route parses the body again for itself.
+                await form.close()
                 if csrf_ok(conn, form.get("csrf")):
                     return None, receive
             return "the form's CSRF token is missing or out of date: reload the page", receive

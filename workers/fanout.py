@@ -862,11 +862,11 @@ def _unsubscribe_headers(url: str) -> dict[str, str]:
 
 def _email_address(rt: Runtime, notice: Notice, row: Any) -> str:
     """Where an email or account-user subscriber's mail goes (a user's current address,
-    while they are a member of the page's teams)."""
+    while they may hear the page: on a private page, while a member of its teams)."""
     if row.channel != SubscriberChannel.USER:
         return str(row.address)
     with rt.store.read() as conn:
-        member = subs.is_member(conn, notice.page, row.user_id)
+        member = subs.user_may_hear(conn, notice.page, row.user_id)
     if not member or not row.user_email:
         raise NoLongerMember("the user is no longer a member of the page's teams", permanent=True)
     return str(row.user_email)

@@ -10,10 +10,12 @@ webhook's URL is its receiver's secret: it is shown by scheme and host only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field
 from sqlalchemy.engine import Connection
 from starlette.responses import Response
 
@@ -22,8 +24,9 @@ from engine import delivery_log as log
 from engine import subscriber_admin as admin
 from engine import subscribers as subs
 from engine.authz import Action
-from engine.errors import NotFoundError
+from engine.errors import NotFoundError, ValidationError
 from engine.models import SubscriberChannel
+from engine.settings import Settings
 from engine.tables import (
     incident_services,
     incidents,
@@ -35,7 +38,7 @@ from pages.errors import FieldErrors
 
 from .api import Ctx, Endpoint
 from .rows import team_row
-from .schemas import MAX_ID, Out
+from .schemas import MAX_ID, Body, Key, Out, Text
 
 MAX_LIMIT = 500
 #: The headers that make an export a download no cache keeps.
@@ -56,6 +59,25 @@ class SubscriberOut(Out):
     imported_by: str | None
     imported_at: datetime | None
     confirmation_skipped: bool
+
+
+class SubscriberIn(Body):
+    """One subscriber a manager adds: an email address or phone number (`address`; a
+    confirmation goes out unless `skip_confirmation`), a webhook URL, or an account user by
+    their email (`user`)."""
+
+    channel: SubscriberChannel
+    address: Text = Field("", max_length=2048)
+    user: Text = Field("", max_length=320)
+    services: list[Key] | None = None
+    skip_confirmation: bool = False
+
+
+class SubscriberAdded(SubscriberOut):
+    #: A new webhook's signing secret, shown only here.
+    signing_secret: str | None = None
+    #: "sent", "skipped", or "not needed" (webhooks and account users count at once).
+    confirmation: str
 
 
 class SubscriberList(Out):
@@ -181,6 +203,75 @@ def _flag(ctx: Ctx, name: str) -> bool:
 # --- subscribers ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChannelOption:
+    """A way to hear a page, whether this installation can use it, and why not."""
+
+    channel: SubscriberChannel
+    label: str
+    available: bool
+    note: str
+
+
+def channel_options(settings: Settings, page: subs.Page) -> list[ChannelOption]:
+    """The notification options the page's type allows (iLert's: a public page's visitors
+    subscribe by email, SMS or webhook and its managers add account users; a private page
+    is for account users only, its teams' members), each with whether the installation
+    can send it."""
+    users = ChannelOption(
+        SubscriberChannel.USER,
+        "Account users",
+        True,
+        "members of the page's teams, by email at their account's address"
+        if page.private
+        else "Beacon users, by email at their account's address",
+    )
+    if page.private:
+        return [users]
+    email = settings.email_transport != "none"
+    sms = bool(settings.twilio_account_sid)
+    return [
+        ChannelOption(
+            SubscriberChannel.EMAIL,
+            "Email",
+            email,
+            "double opt-in: counts once confirmed"
+            if email
+            else "no email provider is set (BEACON_SENDGRID_API_KEY or BEACON_SMTP_URL)",
+        ),
+        ChannelOption(
+            SubscriberChannel.SMS,
+            "SMS",
+            sms,
+            "double opt-in: counts once confirmed"
+            if sms
+            else "Twilio is not set (BEACON_TWILIO_ACCOUNT_SID...)",
+        ),
+        ChannelOption(
+            SubscriberChannel.WEBHOOK,
+            "Webhook",
+            True,
+            "Statuspage's envelope, signed as Standard Webhooks",
+        ),
+        users,
+    ]
+
+
+def _usable(ctx: Ctx, page: subs.Page, channels: set[SubscriberChannel]) -> None:
+    """A 422 for a channel the page's type or the installation does not offer."""
+    options = {o.channel: o for o in channel_options(ctx.request.app.state.settings, page)}
+    for channel in sorted(channels):
+        option = options.get(channel)
+        if option is None:
+            raise ValidationError(
+                f"a {page.type.value} page has no {channel.value} subscribers "
+                f"(it offers: {', '.join(sorted(options))})",
+                field="channel",
+            )
+        if not option.available:
+            raise ValidationError(f"{option.label}: {option.note}", field="channel")
+
+
 def _page(ctx: Ctx, conn: Connection) -> subs.Page:
     """The path's page (the dispatcher asked engine.authz about it before the body)."""
     page = subs.page_by_id(conn, ctx.id)
@@ -231,6 +322,42 @@ def get_subscriber(ctx: Ctx) -> SubscriberOut:
     return _subscriber_out(row)
 
 
+def add_subscriber(ctx: Ctx) -> SubscriberAdded:
+    """Add one subscriber (recorded as added by the caller). Email and SMS get a
+    confirmation unless `skip_confirmation` (recorded); a webhook's secret is in this
+    answer only; an account user on a private page must be a member of its teams."""
+    body: SubscriberIn = ctx.body
+    settings = ctx.request.app.state.settings
+    with ctx.begin() as conn:
+        page = _page(ctx, conn)
+        _usable(ctx, page, {body.channel})
+        added = admin.add(
+            conn,
+            page,
+            body.channel,
+            address=body.address,
+            user_email=body.user,
+            services=body.services,
+            actor=ctx.who.actor,
+            skip_confirmation=body.skip_confirmation,
+            allow_private_webhooks=settings.webhook_allow_private,
+        )
+        row = admin.find(conn, page.id, added.subscriber_id)
+        assert row is not None
+        shown = admin.shown_address(row.channel, row.address)
+        ctx.audit(conn, "create", "subscriber", f"{page.slug}: {shown}", _team_of(page))
+    people = body.channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS)
+    return SubscriberAdded.model_validate(
+        {
+            **_subscriber_out(row).model_dump(),
+            "signing_secret": added.webhook_secret,
+            "confirmation": (
+                "sent" if added.confirmation_sent else "skipped" if people else "not needed"
+            ),
+        }
+    )
+
+
 def _team_of(page: subs.Page) -> int:
     return min(page.team_ids)
 
@@ -259,16 +386,28 @@ def export_subscribers(ctx: Ctx) -> Response:
     return Response(body, headers=headers, media_type="text/csv; charset=utf-8")
 
 
+@dataclass(frozen=True)
+class ImportFile:
+    """An import as the web UI's form gives it (the API's is the body and a query flag)."""
+
+    data: bytes
+    skip_confirmation: bool
+
+
 def import_subscribers(ctx: Ctx) -> ImportOut:
     """Import email and SMS subscribers from CSV (see engine.subscriber_admin.parse): all
     or nothing. Each new subscriber gets a confirmation message unless
     `skip_confirmation=true` says they confirmed elsewhere; each row records who imported
     it and whether its confirmation was skipped."""
-    skip = _flag(ctx, "skip_confirmation")
+    if isinstance(ctx.body, ImportFile):
+        data, skip = ctx.body.data, ctx.body.skip_confirmation
+    else:
+        data, skip = ctx.body, _flag(ctx, "skip_confirmation")
     with ctx.begin() as conn:
         page = _page(ctx, conn)
         try:
-            rows = admin.parse(conn, page, ctx.body)
+            rows = admin.parse(conn, page, data)
+            _usable(ctx, page, {r.channel for r in rows})
         except admin.ImportRefused as exc:
             problems = [
                 {
@@ -431,6 +570,16 @@ ENDPOINTS = [
             ("state", "pending, confirmed or disabled"),
             *PAGING,
         ),
+    ),
+    Endpoint(
+        "POST",
+        P + "/subscribers",
+        add_subscriber,
+        "Add a subscriber to a page",
+        "subscribers",
+        SubscriberIn,
+        SubscriberAdded,
+        status=201,
     ),
     Endpoint(
         "GET",

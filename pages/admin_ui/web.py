@@ -34,7 +34,7 @@ from pages.admin import action_for
 from pages.admin.api import Ctx, Handler
 from pages.admin.schemas import MAX_ID
 from pages.auth import Principal, principal
-from pages.authz import UI_ACTIONS, UI_EXACT
+from pages.authz import UI_ACTIONS, UI_EXACT, ui_within
 from pages.errors import FieldErrors, pydantic_errors
 from pages.sessions import csrf_ok, csrf_token
 
@@ -186,6 +186,9 @@ def declared_action(request: Request) -> Action | None:
     path = request.url.path
     if path in UI_EXACT:
         return UI_EXACT[path]
+    within = ui_within(path)
+    if within is not None:
+        return within
     for prefix, (read, write) in UI_ACTIONS.items():
         if path == prefix or path.startswith(prefix + "/"):
             return read if request.method in ("GET", "HEAD") else write

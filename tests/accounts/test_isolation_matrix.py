@@ -307,6 +307,8 @@ def expected(
         if self_gated(path) and write:
             return {403, 404}  # the UI's forms: the CSRF check may refuse first
         if public:  # a team that is not private: its objects are read, not changed
+            if self_gated(path) and action != Action.READ:
+                return {404}  # the web UI answers 404 for what a caller may not do
             return None if action == Action.READ else {403}
         return {404}
     return None

@@ -284,7 +284,7 @@ def test_large_imports_are_bounded_with_a_clear_error(rt: Runtime, client: TestC
     answer = client.post(url, content=("address\n" + rows).encode(), headers={**admin, **CSV})
     assert answer.status_code == 422
     assert "more than 10000 subscribers: split the file" in answer.json()["error"]["message"]
-    big = b"address\n" + b"a" * (1024 * 1024)
+    big = b"address\n" + b"a" * 1_000_000
     answer = client.post(url, content=big, headers={**admin, **CSV})
     assert answer.status_code == 413
     assert subscriber_rows(rt) == []
@@ -481,3 +481,86 @@ def test_only_the_pages_managers_see_or_change_its_subscribers(
     for url in urls:
         assert client.get(url).status_code == 403, url
     assert client.get(f"/api/v1/incidents/{1}/audience").status_code == 403
+
+
+def test_managers_add_subscribers_by_the_options_the_page_type_allows(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    site = make_site(rt)
+    inside = make_site(rt, slug="inside", team_key="inside", private=True)
+    make_user(rt, "ann@acme.test", teams=("inside",))
+    make_user(rt, "outsider@acme.test", teams=("platform",))
+    admin = _admin(rt)
+    url = f"/api/v1/pages/{site.page_id}/subscribers"
+
+    def add(page_url: str, **body: object) -> dict[str, object]:
+        answer = client.post(page_url, json=body, headers=admin)
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    email = add(url, channel="email", address="Eve@example.com", services=["api"])
+    assert email["state"] == "pending" and email["confirmation"] == "sent"
+    assert email["imported_by"] == "api-key:root" and email["confirmation_skipped"] is False
+    vouched = add(url, channel="sms", address="+49 151 1234 5678", skip_confirmation=True)
+    assert vouched["state"] == "confirmed" and vouched["confirmation"] == "skipped"
+    assert vouched["confirmation_skipped"] is True
+    hook = add(url, channel="webhook", address="https://hooks.example.com/h")
+    assert str(hook["signing_secret"]).startswith("whsec_")
+    assert hook["confirmation"] == "not needed" and hook["address"] == "https://hooks.example.com/…"
+    # A public page's managers add account users too (iLert's option), by their email.
+    user = add(url, channel="user", user="outsider@acme.test")
+    assert user["state"] == "confirmed" and user["address"] == "outsider@acme.test"
+    again = client.post(url, json={"channel": "email", "address": "eve@example.com"}, headers=admin)
+    assert again.status_code == 409
+    nobody = client.post(url, json={"channel": "user", "user": "who@acme.test"}, headers=admin)
+    assert nobody.status_code == 422 and "no active user" in nobody.text
+
+    # A private page: account users only, and only its teams' members.
+    private_url = f"/api/v1/pages/{inside.page_id}/subscribers"
+    refused = client.post(
+        private_url, json={"channel": "email", "address": "x@example.com"}, headers=admin
+    )
+    assert refused.status_code == 422
+    assert "a private page has no email subscribers (it offers: user)" in refused.text
+    stranger = client.post(
+        private_url, json={"channel": "user", "user": "outsider@acme.test"}, headers=admin
+    )
+    assert stranger.status_code == 422 and "not a member" in stranger.text
+    assert add(private_url, channel="user", user="ann@acme.test")["state"] == "confirmed"
+
+    # The account user on the public page hears the page's incidents at their address.
+    with rt.store.begin() as conn:
+        incidents.create(
+            conn,
+            team_id=site.team_id,
+            title="API errors",
+            impacts={site.service_ids["api"]: "major_outage"},
+        )
+    drain(rt)
+    assert "outsider@acme.test" in {m.to for m in emails(server)}
+
+
+def test_a_channel_the_installation_cannot_send_is_refused_for_adding_and_import(
+    tmp_path: object, make_runtime: object, server: RecordingServer
+) -> None:
+    from pathlib import Path
+
+    from pages.app import create_app
+
+    from .conftest import settings_for
+
+    assert isinstance(tmp_path, Path) and callable(make_runtime)
+    rt = make_runtime(settings_for(tmp_path, server, BEACON_TWILIO_ACCOUNT_SID=""))
+    site = make_site(rt)
+    admin = _admin(rt)
+    with TestClient(create_app(rt)) as client:
+        url = f"/api/v1/pages/{site.page_id}/subscribers"
+        answer = client.post(
+            url, json={"channel": "sms", "address": "+4915112345678"}, headers=admin
+        )
+        assert answer.status_code == 422 and "Twilio is not set" in answer.text
+        answer = client.post(
+            url + "/import", content=b"address,channel\n+4915112345678,sms\n", headers=admin
+        )
+        assert answer.status_code == 422 and "Twilio is not set" in answer.text
+    assert subscriber_rows(rt) == []

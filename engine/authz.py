@@ -69,6 +69,9 @@ class Action(StrEnum):
     MANAGE_USERS = "manage users"
     #: What belongs to no team: the audit log, deliveries to keys that name no source.
     READ_INSTALLATION = "read installation"
+    #: A signed-in caller's own things (personal feed links): any role; the handler keeps
+    #: to the caller's own rows, so another user's answer 404.
+    OWN_ACCOUNT = "own account"
 
 
 #: Actions that need no principal; the target (a page) decides the rest.
@@ -156,7 +159,7 @@ def authorize(
         return Decision(
             Outcome.UNAUTHENTICATED, "sign in or give an API key (Authorization: Bearer <key>)"
         )
-    if principal.admin:
+    if principal.admin or action == Action.OWN_ACCOUNT:
         return ALLOW
     role = _role(principal)
     if role is None or role == Role.STAKEHOLDER:

@@ -168,6 +168,34 @@ account_tokens = sa.Table(
     sa.Column("used_at", UTCDateTime, nullable=True),
 )
 
+# Personal feed links: a user reads one private page's feeds and calendar through a URL
+# with a random token (feed readers and calendar apps send no cookie). Only the token's
+# SHA-256 is kept; revoked by its user, and all of a user's at deactivation.
+feed_tokens = sa.Table(
+    "feed_tokens",
+    metadata,
+    _id(),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "page_id",
+        sa.Integer,
+        sa.ForeignKey("status_pages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    _created(),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
 api_keys = sa.Table(
     "api_keys",
     metadata,

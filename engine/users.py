@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import crud, sessions
+from . import crud, feed_tokens, sessions
 from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
 from .models import Role
@@ -90,6 +90,8 @@ def update(conn: Connection, user_id: int, changes: UserChanges, *, actor: str) 
     if "password" in asked or asked.get("active") is False:
         # A new password or a deactivation signs the user out everywhere.
         sessions.end_all(conn, user_id)
+    if asked.get("active") is False:
+        feed_tokens.revoke_all(conn, user_id)  # and their feed links stop working
     shown = sorted("teams" if k == "team_ids" else k for k in asked)
     crud.audit(conn, actor, "update", "user", row.email, detail={"fields": shown})
 

@@ -59,6 +59,11 @@ ROUTE_ACTIONS: dict[str, Action] = {
     "/p/{slug}/subscriptions/confirm/{token}": A.PUBLIC,
     "/p/{slug}/subscriptions/unsubscribe/{token}": A.PUBLIC,
     "/p/{slug}/subscriptions/manage/{token}": A.PUBLIC,
+    # A personal feed link's token is the credential: it acts for its user, whom
+    # engine.access asks about the page (pages.feeds, engine.feed_tokens).
+    "/p/{slug}/feeds/{token}/history.rss": A.PUBLIC,
+    "/p/{slug}/feeds/{token}/history.atom": A.PUBLIC,
+    "/p/{slug}/feeds/{token}/maintenance.ics": A.PUBLIC,
     "/api/v1/tls/ask": A.PUBLIC,
     # The TXT token proves ownership of a domain: only the page's managers see it.
     "/api/v1/status-pages/{slug}/domain": A.MANAGE_PAGES,
@@ -108,6 +113,7 @@ UI_ACTIONS: dict[str, tuple[Action, Action]] = {
     "/admin/users": (A.MANAGE_USERS, A.MANAGE_USERS),
     "/admin/keys": (A.MANAGE_KEYS, A.MANAGE_KEYS),
     "/admin/audit": (A.READ, A.READ),  # the caller's teams' entries (admins: all)
+    "/admin/account": (A.OWN_ACCOUNT, A.OWN_ACCOUNT),  # your own feed links
 }
 UI_EXACT: dict[str, Action] = {
     "/admin": A.PUBLIC,  # a redirect to /admin/

@@ -213,7 +213,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 # slashes: a tool template's slip (`//api/v1/events/KEY`, `/api/v1/Events/KEY`,
 # `/api/v2/event/KEY`) still carries a real key, and a 404 is logged like any request.
 # Integration keys after events/, and the tokens of emailed account links.
-_KEY_SEGMENT = re.compile(r"(/events?/+|/account/(?:invite|reset)/+)[^/]+", re.IGNORECASE)
+_KEY_SEGMENT = re.compile(r"(/events?/+|/account/(?:invite|reset)/+|/feeds/+)[^/]+", re.IGNORECASE)
 
 
 def redact_path(path: str) -> str:

@@ -9,18 +9,27 @@ octets) so calendar apps can subscribe to it.
 from __future__ import annotations
 
 import html
+import sqlite3
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from engine import feed_tokens
+from engine.access import Want
 from engine.pagedata import Incident, Maintenance, PageSnapshot
+from engine.tables import utcnow
 
-from .page_access import serve_document
+from .auth import Principal, principal_for_user
+from .page_access import granted_entry, serve_document
+from .public import document_response
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 RECENT = 50
@@ -230,8 +239,72 @@ async def maintenance_calendar(request: Request) -> Response:
     return await serve_document(request, "maintenance.ics", cors=True)
 
 
+# --- personal feed links (engine.feed_tokens) ----------------------------------------------
+
+#: What a refused feed link answers, whatever the reason (unknown, revoked, another page's,
+#: its user no longer a member): the same 404, so a link discloses nothing.
+_NO_LINK = "no such feed link (it may have been revoked)"
+_NEVER_STORED = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _link_holder(request: Request, token: str) -> tuple[feed_tokens.Holder, Principal] | None:
+    store = request.app.state.store
+    with store.read() as conn:
+        found = feed_tokens.holder(conn, token)
+    viewer = principal_for_user(store, found.user_id) if found is not None else None
+    if found is None or viewer is None:
+        return None
+    now = utcnow()
+    if feed_tokens.stale(found.last_used_at, now):
+        try:  # a hint: written when the write lock is free at once, else on a later use
+            with store.begin(wait=0) as conn:
+                feed_tokens.touch(conn, found.token_id, now)
+        except (DBAPIError, sqlite3.Error):
+            pass
+    return found, viewer
+
+
+async def _linked_document(request: Request, name: str) -> Response:
+    """Document `name` of the page, for the user whose feed link the path carries: asked of
+    engine.access as that user, and only on the page the link was made for."""
+    held = await run_in_threadpool(_link_holder, request, request.path_params["token"])
+    if held is None:
+        raise HTTPException(404, _NO_LINK, headers=_NEVER_STORED)
+    found, viewer = held
+    request.state.principal = viewer  # pages.auth.principal: the link's user, not the caller
+    try:
+        entry, decision = await granted_entry(request, Want.DATA)
+    except HTTPException:
+        raise HTTPException(404, _NO_LINK, headers=_NEVER_STORED) from None
+    assert decision.page is not None
+    doc = entry.get(name) if entry is not None else None
+    if decision.page.id != found.page_id or doc is None:
+        raise HTTPException(404, _NO_LINK, headers=_NEVER_STORED)
+    response = document_response(request, doc, public=False)
+    response.headers.update(_NEVER_STORED)
+    return response
+
+
+async def linked_rss(request: Request) -> Response:
+    return await _linked_document(request, "history.rss")
+
+
+async def linked_atom(request: Request) -> Response:
+    return await _linked_document(request, "history.atom")
+
+
+async def linked_calendar(request: Request) -> Response:
+    return await _linked_document(request, "maintenance.ics")
+
+
+#: A personal feed link's path below the page (`/p/<slug>` + this + a document's name).
+LINK_PATH = "/feeds/{token}/"
+
 routes = [
     Route("/p/{slug}/history.rss", rss_feed, methods=["GET", "HEAD"]),
     Route("/p/{slug}/history.atom", atom_feed, methods=["GET", "HEAD"]),
     Route("/p/{slug}/maintenance.ics", maintenance_calendar, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/feeds/{token}/history.rss", linked_rss, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/feeds/{token}/history.atom", linked_atom, methods=["GET", "HEAD"]),
+    Route("/p/{slug}/feeds/{token}/maintenance.ics", linked_calendar, methods=["GET", "HEAD"]),
 ]

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from engine.authz import Action
 from pages.auth import require_principal
 
-from . import accounts, catalog, incidents, services, statuspages, subscribers
+from . import accounts, catalog, feed_links, incidents, services, statuspages, subscribers
 from .api import Endpoint, Handler, route
 from .openapi import document
 
@@ -24,6 +24,7 @@ ENDPOINTS: list[Endpoint] = [
     *statuspages.ENDPOINTS,
     *incidents.ENDPOINTS,
     *subscribers.ENDPOINTS,
+    *feed_links.ENDPOINTS,
 ]
 
 

@@ -173,6 +173,7 @@ TAG_ACTIONS: dict[str, tuple[Action, Action]] = {
     "maintenance": (Action.READ, Action.MANAGE_MAINTENANCE),
     # People's addresses: even listing them is for the page's managers, never READ.
     "subscribers": (Action.MANAGE_SUBSCRIBERS, Action.MANAGE_SUBSCRIBERS),
+    "feed links": (Action.OWN_ACCOUNT, Action.OWN_ACCOUNT),
 }
 
 

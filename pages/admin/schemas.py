@@ -129,6 +129,28 @@ class ApiKeyIn(Body):
     admin: bool = False
 
 
+class FeedLinkIn(Body):
+    page: Annotated[str, Field(min_length=1, max_length=100, description="the page's slug")]
+
+
+class FeedLinkUrls(BaseModel):
+    rss: str
+    atom: str
+    calendar: str
+
+
+class FeedLinkOut(Out):
+    id: int
+    prefix: str
+    page: str
+    page_name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    urls: FeedLinkUrls | None = Field(
+        default=None, description="only in the answer that makes the link (kept as a hash)"
+    )
+
+
 class ApiKeyOut(Out):
     id: int
     name: str

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 
 from . import (
+    account,
     accounts,
     domains,
     incidents,
@@ -29,6 +30,7 @@ async def _to_home(_request: object) -> RedirectResponse:
 routes: list[BaseRoute] = [
     Route("/admin", _to_home, methods=["GET", "HEAD"]),
     *static.routes,
+    *account.routes,
     *statuspages.routes,
     *domains.routes,
     *subscribers.routes,

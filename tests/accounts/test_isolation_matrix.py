@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from engine import feed_tokens
 from engine import subscribers as subs
 from engine.accounts import create_api_key
 from engine.authz import ADMIN_ONLY, OPEN, Action
@@ -156,6 +157,13 @@ def build_world(rt: Runtime, client: TestClient) -> World:
             ids["user"] = conn.execute(
                 sa.select(users.c.id).where(users.c.email == f"responder@{team}.test")
             ).scalar()
+        with rt.store.begin() as conn:
+            # The stakeholder's personal feed link to the team's page (engine.feed_tokens).
+            holder = conn.execute(
+                sa.select(users.c.id).where(users.c.email == f"stakeholder@{team}.test")
+            ).scalar_one()
+            link = feed_tokens.create(conn, holder, page["id"], actor="matrix")
+            ids["feed_link"], ids["feed_token"] = link.id, link.token
         ids["subscriber"] = _subscriber(rt, team, page["id"])
         world.ids[team] = ids
     return world
@@ -225,6 +233,8 @@ def fill(path: str, ids: dict[str, Any]) -> str | None:
         "incidents": ids["incident"],
         "maintenance-windows": ids["window"],
         "maintenance": ids["window"],
+        "feed-links": ids["feed_link"],
+        "account": ids["feed_link"],
     }
     values = {
         "slug": ids["slug"],
@@ -239,6 +249,8 @@ def fill(path: str, ids: dict[str, Any]) -> str | None:
         "claim:int": 1,
         "sid:int": ids["subscriber"],
     }
+    if "/feeds/{token}/" in path:
+        values["token"] = FEED_TOKEN  # the asking principal's own link (see the test)
     if "/services/{key}" in path:
         values["key"] = f"api-{ids['team_key']}"
     elif "/alert-sources/{key}" in path:
@@ -251,6 +263,11 @@ def fill(path: str, ids: dict[str, Any]) -> str | None:
         return re.sub(r"\{([^}]+)\}", lambda m: str(values[m.group(1)]), path)
     except KeyError:
         return None
+
+
+#: Stands for the asking principal's team's feed link in a filled path: a link is its
+#: holder's credential, so each principal asks with its own (a made-up one without a team).
+FEED_TOKEN = "FEED-TOKEN"
 
 
 def relation(who: Principal, team: str | None) -> str:
@@ -282,6 +299,14 @@ def expected(
     the target is the open team's (its page is public, the team not private)."""
     if action == Action.PUBLIC:
         return None
+    if action == Action.OWN_ACCOUNT:
+        # One's own feed links: any signed-in user; a link is its holder's alone (the target
+        # team's stakeholder here), anyone else's answer is 404 (403: the UI's CSRF check).
+        if rel == "anonymous":
+            return {303, 403} if self_gated(path) else {401}
+        if not targeted or rel == "member stakeholder":
+            return None
+        return {403, 404} if self_gated(path) else {404}
     if action in OPEN:
         if public or not targeted:
             return None
@@ -369,9 +394,13 @@ def test_the_isolation_matrix(rt: Runtime) -> None:
                             continue  # a change the caller may make: it would alter the world
                         if method != "GET" and action == Action.PUBLIC:
                             continue  # sign-in, sign-out, intake: not an authorization matter
+                        asked = url
+                        if FEED_TOKEN in url:
+                            own = world.ids[who.team]["feed_token"] if who.team else "bf_none"
+                            asked = url.replace(FEED_TOKEN, own)
                         answer = clients[who.name].request(
                             method,
-                            url,
+                            asked,
                             headers={**headers[who.name], "Content-Type": "application/json"},
                             content=b"{}",
                             follow_redirects=False,
@@ -384,6 +413,10 @@ def test_the_isolation_matrix(rt: Runtime) -> None:
                             pass  # a private page's members subscribe as themselves, not keys
                         elif route.path == "/p/{slug}" and status == 308:
                             pass  # to /p/<slug>/ whatever the slug: it tells nothing
+                        elif FEED_TOKEN in url:
+                            # A feed link reads its own page and no other, whoever sends it.
+                            if status != (200 if who.team == target else 404):
+                                wrong.append(where + " (a feed link reads its own page only)")
                         elif action == Action.PUBLIC:
                             pass  # answered whoever asks (a missing token is its own 404)
                         elif allowed is None and not self_gated(route.path):

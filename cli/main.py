@@ -91,7 +91,14 @@ def _prepare(runtime: Any, settings: Settings, config: str | Path | None) -> Non
     elif not migrate.is_current(runtime.store):
         raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
     if config:
-        _apply(runtime.store, Path(config), prune=False, dry_run=False, base_url=settings.base_url)
+        _apply(
+            runtime.store,
+            Path(config),
+            prune=False,
+            dry_run=False,
+            base_url=settings.base_url,
+            pages_domain=settings.pages_domain,
+        )
 
 
 def _ready(
@@ -340,6 +347,7 @@ def _apply(
     dry_run: bool,
     base_url: str = "",
     prune_all: bool = False,
+    pages_domain: str = "",
 ) -> int:
     """Apply (or plan) the file; a dry run exits 1 when it found something to change (drift
     included), 0 when nothing, as `diff` does (errors are 2)."""
@@ -352,6 +360,7 @@ def _apply(
         prune_all=prune_all,
         dry_run=dry_run,
         base_url=base_url,
+        pages_domain=pages_domain,
         env=os.environ,  # `{env: NAME}` secrets
     )
     print(plan.render())
@@ -371,6 +380,7 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
         prune_all=args.prune_all,
         dry_run=args.dry_run,
         base_url=settings.base_url,
+        pages_domain=settings.pages_domain,
     )
 
 

@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import origins, rulesets
+from engine import domains, origins, rulesets
 from engine.db import Store
 from engine.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from engine.statuspages import normal_domain
 from engine.tables import audit_log
 from rules.validate import digest
 
@@ -63,20 +64,26 @@ def apply_file(
     base_url: str = "",
     actor: str | None = None,
     env: Mapping[str, str] | None = None,
+    pages_domain: str = "",
 ) -> Plan:
     """Apply the config file at `path` and return what changed (with `dry_run`, what would).
 
     `prune_all` prunes what the UI, the API or the CLI made as well; `env` is where
-    `{env: NAME}` secrets are read (none given: as if every one were unset). On any error
-    nothing is written, and `ConfigError` lists every problem as
-    `file:line:column: message`.
+    `{env: NAME}` secrets are read (none given: as if every one were unset). A custom domain
+    that is Beacon's own host (its base URL's, the pages domain or under it, loopback, an IP
+    address) is refused, as the admin API refuses it. On any error nothing is written, and
+    `ConfigError` lists every problem as `file:line:column: message`.
     """
     path = Path(path)
     actor = actor or f"apply:{path.name}"
     prune = prune or prune_all
     plan = Plan(file=str(path), dry_run=dry_run, base_url=base_url.rstrip("/"))
+
+    def refuse(domain: str) -> str | None:
+        return domains.refusal_for(normal_domain(domain), base_url, pages_domain)
+
     with store.read() if dry_run else store.begin() as conn:
-        want = check_config(path, conn, prune=prune, env=env or {}).want
+        want = check_config(path, conn, prune=prune, env=env or {}, refuse_domain=refuse).want
         rule_set = None
         if want.rule_files is not None:
             rule_set, problems = plan_rule_set(conn, want.teams_declared, want.rule_files)

@@ -13,7 +13,7 @@ words whichever command asked.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,15 +53,24 @@ def check_config(
     *,
     prune: bool = False,
     env: Mapping[str, str] | None = None,
+    refuse_domain: Callable[[str], str | None] | None = None,
 ) -> CheckedConfig:
     """Read and check the config file at `path`, against the store when `conn` is given
     (else the file alone); `ConfigError` lists every problem found, of every stage. `env`
-    is where `{env: NAME}` secrets are read (None: not read, as a check of the file alone)."""
+    is where `{env: NAME}` secrets are read (None: not read, as a check of the file alone);
+    `refuse_domain` says why a custom domain can never be a page's (Beacon's own hosts)."""
     path = Path(path)
     loaded = load_config(path)
     base = path.resolve().parent
     want, found = build(
-        conn, loaded.config, loaded.locations, base, prune=prune, broken=loaded.broken, env=env
+        conn,
+        loaded.config,
+        loaded.locations,
+        base,
+        prune=prune,
+        broken=loaded.broken,
+        env=env,
+        refuse_domain=refuse_domain,
     )
     errors = _in_order(str(path), [*loaded.errors, *found])
     # Rules are checked whatever else is wrong (their keys include the objects the models

@@ -157,6 +157,9 @@ class _Checker:
         self.warnings: list[str] = []
         self.loc = loc
         self.held = held
+        #: Why a custom domain can never be a page's (Beacon's own hosts: the admin API's
+        #: check, `engine.domains.refusal_for`); None when the caller has no settings.
+        self.refuse_domain: Callable[[str], str | None] | None = None
         self.prune = prune
         self.broken = broken
         self.errors: list[str] = []
@@ -271,6 +274,7 @@ def build(
     prune: bool,
     broken: Mapping[str, set[tuple[str, str]]] | None = None,
     env: Mapping[str, str] | None = None,
+    refuse_domain: Callable[[str], str | None] | None = None,
 ) -> tuple[Desired, list[str]]:
     """The desired state of `config` and every problem found (empty when it can be applied).
 
@@ -280,6 +284,7 @@ def build(
     are read from."""
     held = _read_store(conn) if conn is not None else _nothing_stored()
     check = _Checker(config, loc, held, prune, broken or {}, env)
+    check.refuse_domain = refuse_domain
     want = Desired(kinds=check.kinds, teams_declared=check.teams_declared)
     for kind, build_kind in KIND_BUILDERS:
         want.objects[kind] = {}
@@ -467,7 +472,10 @@ def _pages(check: _Checker, want: Desired, base: Path) -> None:
             )
         if page.custom_domain:
             other = held.domains.get(page.custom_domain)
-            if page.custom_domain in domains or (other is not None and other != page.slug):
+            why = check.refuse_domain(page.custom_domain) if check.refuse_domain else None
+            if why is not None:
+                check.error(("status_pages", i, "custom_domain"), why)
+            elif page.custom_domain in domains or (other is not None and other != page.slug):
                 check.error(("status_pages", i, "custom_domain"), "custom domain already in use")
             domains[page.custom_domain] = i
         refs = [_page_service(check, i, j, page.teams, ref) for j, ref in enumerate(page.services)]

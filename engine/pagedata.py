@@ -37,6 +37,7 @@ from .pagemodel import (
     MaintenanceUpdate,
     PageInfo,
     PageSnapshot,
+    linked_domain,
     page_address,
     page_tz,
 )
@@ -259,7 +260,12 @@ def _page_info(
         favicon_hash=row.favicon_hash,
         hide_uptime=bool(row.hide_uptime),
         team_ids=teams if row.team_id in teams else (*teams, row.team_id),
-        url=page_address(row.slug, row.custom_domain, base_url=base_url, pages_domain=pages_domain),
+        url=page_address(
+            row.slug,
+            linked_domain(row.custom_domain, row.domain_verified_at),
+            base_url=base_url,
+            pages_domain=pages_domain,
+        ),
         created_at=row.created_at,
         updated_at=row.updated_at,
         settings=dict(row.settings or {}),

@@ -24,6 +24,13 @@ HISTORY_DAYS = 14
 RECENT_LIMIT = 50
 
 
+def linked_domain(custom_domain: str | None, verified_at: object) -> str | None:
+    """The custom domain links may name: only once DNS showed it is the page's
+    (`domain_verified_at`). Before that Beacon does not serve the page there, and a link to
+    it would send readers (and subscribers' emails) to a host someone else may hold."""
+    return custom_domain if custom_domain and verified_at is not None else None
+
+
 def page_address(
     slug: str, custom_domain: str | None, *, base_url: str, pages_domain: str = ""
 ) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -27,7 +28,7 @@ from zoneinfo import available_timezones
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import crud
+from . import crud, deadlines
 from .assets import Asset, store_asset
 from .changes import UNSET, Unset, given
 from .errors import ConflictError, ValidationError
@@ -230,11 +231,110 @@ def _check_unique(
 def _domain(domain: str | None, before: str | None) -> dict[str, Any]:
     """The columns a custom domain sets: a changed one is unverified, with a fresh token."""
     if domain is None:
-        return {"custom_domain": None, "domain_token": None, "domain_verified_at": None}
+        return {
+            "custom_domain": None,
+            "domain_token": None,
+            "domain_verified_at": None,
+            "domain_error": None,
+        }
     domain = normal_domain(domain)
     if domain == before:
         return {"custom_domain": domain}
-    return {"custom_domain": domain, "domain_token": new_token(), "domain_verified_at": None}
+    return {
+        "custom_domain": domain,
+        "domain_token": new_token(),
+        "domain_verified_at": None,
+        "domain_error": None,
+    }
+
+
+# --- custom domain verification ------------------------------------------------------------
+
+#: The deadline of the re-check of verified domains (engine.domain_checks).
+DOMAIN_RECHECK = "domains.recheck"
+DOMAIN_RECHECK_KEY = "verified"
+DOMAIN_RECHECK_EVERY = timedelta(hours=6)
+
+
+def domain_token(conn: Connection, page_id: int) -> str:
+    """The page's TXT verification token, made when first asked for (a conditional update:
+    two callers at once agree on one token)."""
+    conn.execute(
+        status_pages.update()
+        .where(status_pages.c.id == page_id, status_pages.c.domain_token.is_(None))
+        .values(domain_token=new_token())
+    )
+    return str(
+        conn.execute(
+            sa.select(status_pages.c.domain_token).where(status_pages.c.id == page_id)
+        ).scalar_one()
+    )
+
+
+def verify_domain(conn: Connection, page_id: int, token: str, *, actor: str) -> bool:
+    """Mark the page's custom domain verified (DNS showed it is the page's): from now on it
+    is served there and links name it. Only while the page still has the token the check
+    used (a domain changed meanwhile is not verified by the old one's proof); false when
+    nothing changed. Schedules the periodic re-check."""
+    row = crud.row(conn, status_pages, page_id, "page")
+    done = conn.execute(
+        status_pages.update()
+        .where(
+            status_pages.c.id == page_id,
+            status_pages.c.domain_token == token,
+            status_pages.c.custom_domain.is_not(None),
+            status_pages.c.domain_verified_at.is_(None),
+        )
+        .values(domain_verified_at=utcnow(), domain_error=None)
+    ).rowcount
+    if not done:
+        return False
+    crud.pages_dirty(conn, page_ids=[page_id])
+    crud.audit(
+        conn,
+        actor,
+        "verify domain",
+        "status page",
+        row.slug,
+        team_id=row.team_id,
+        detail={"domain": row.custom_domain},
+    )
+    if deadlines.get(conn, DOMAIN_RECHECK, DOMAIN_RECHECK_KEY) is None:
+        deadlines.schedule(
+            conn, DOMAIN_RECHECK, DOMAIN_RECHECK_KEY, utcnow() + DOMAIN_RECHECK_EVERY
+        )
+    return True
+
+
+def withdraw_domain(
+    conn: Connection, page_id: int, domain: str, reason: str, *, actor: str
+) -> bool:
+    """Stop serving the page on `domain` (its proof is gone from DNS): unverified, with the
+    reason kept for its managers, links back on the page's own address. Only if the page
+    still has that verified domain; false when nothing changed."""
+    row = crud.row(conn, status_pages, page_id, "page")
+    done = conn.execute(
+        status_pages.update()
+        .where(
+            status_pages.c.id == page_id,
+            status_pages.c.custom_domain == domain,
+            status_pages.c.domain_verified_at.is_not(None),
+        )
+        .values(domain_verified_at=None, domain_error=reason)
+    ).rowcount
+    if not done:
+        return False
+    crud.pages_dirty(conn, page_ids=[page_id])
+    crud.audit(
+        conn,
+        actor,
+        "withdraw domain",
+        "status page",
+        row.slug,
+        team_id=row.team_id,
+        detail={"domain": domain, "reason": reason},
+    )
+    return True
 
 
 def _images(conn: Connection, images: Mapping[str, Asset | None]) -> dict[str, int | None]:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from . import vault
 from .errors import ValidationError
 from .models import PageType, SubscriberChannel
-from .pagemodel import page_address
+from .pagemodel import linked_domain, page_address
 from .security import new_token
 from .tables import (
     incident_services,
@@ -70,6 +70,7 @@ class Page:
     type: PageType
     active: bool
     team_ids: frozenset[int]
+    #: Only once verified (`pagemodel.linked_domain`): it is what links name.
     custom_domain: str | None
     #: People (not only webhooks) hear bare status changes too.
     notify_component_changes: bool = False
@@ -127,7 +128,7 @@ def _page(conn: Connection, row: Any) -> Page:
         type=PageType(row.type),
         active=bool(row.active),
         team_ids=frozenset(team_ids),
-        custom_domain=row.custom_domain,
+        custom_domain=linked_domain(row.custom_domain, row.domain_verified_at),
         notify_component_changes=bool(row.notify_component_changes),
     )
 

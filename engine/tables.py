@@ -280,6 +280,8 @@ status_pages = sa.Table(
     # page's own host, or by `domain_token` in a TXT record.
     sa.Column("domain_token", sa.String(64), nullable=True),
     sa.Column("domain_verified_at", UTCDateTime, nullable=True),
+    # Why a verified domain stopped being served: the re-check found its proof gone.
+    sa.Column("domain_error", sa.Text, nullable=True),
     sa.Column("logo_asset_id", sa.Integer, sa.ForeignKey("assets.id"), nullable=True),
     sa.Column("favicon_asset_id", sa.Integer, sa.ForeignKey("assets.id"), nullable=True),
     sa.Column("active", sa.Boolean, nullable=False, default=False),

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from engine import domains
 from engine.db import Store
 from engine.settings import Settings
 from engine.tables import status_pages
@@ -64,16 +65,7 @@ def slug_for_pages_domain(host: str, pages_domain: str) -> str | None:
 
 def own_hosts(settings: Settings) -> frozenset[str]:
     """Hosts that are Beacon itself, never a page: the base URL's and the pages domain."""
-    from urllib.parse import urlsplit
-
-    names = {"localhost", "127.0.0.1", "[::1]"}
-    base = urlsplit(settings.base_url).hostname
-    if base:
-        # As a Host header carries it: an IPv6 literal in brackets.
-        names.add(f"[{base.lower()}]" if ":" in base else base.lower())
-    if settings.pages_domain:
-        names.add(settings.pages_domain)
-    return frozenset(names)
+    return domains.beacon_hosts(settings.base_url, settings.pages_domain)
 
 
 def custom_domain_slug(store: Store, host: str) -> str | None:

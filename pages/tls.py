@@ -10,7 +10,6 @@ making it request certificates (and exhausting the CA's rate limits).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -19,14 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine import authz
+from engine import authz, domains
+from engine import statuspages as page_writes
 from engine.access import load_page_info
 from engine.authz import Action
 from engine.db import Store
 from engine.domains import check_cname, check_txt, resolver_for, txt_name, txt_value
-from engine.security import new_token
 from engine.settings import Settings
-from engine.tables import status_pages, utcnow
+from engine.tables import status_pages
 
 from .auth import require_principal
 from .authz import require
@@ -64,11 +63,8 @@ async def ask(request: Request) -> JSONResponse:
 
 
 def expected_target(settings: Settings, slug: str) -> str:
-    """Where a custom domain's CNAME should point: the page's own host under the pages
-    domain when there is one, else the host of Beacon's base URL."""
-    if settings.pages_domain:
-        return f"{slug}.{settings.pages_domain}"
-    return (urlsplit(settings.base_url).hostname or "").lower()
+    """Where a custom domain's CNAME should point (`engine.domains.expected_target`)."""
+    return domains.expected_target(settings.base_url, settings.pages_domain, slug)
 
 
 def _resolver(request: Request) -> Any:
@@ -101,7 +97,11 @@ def _domain_check(request: Request, slug: str, verify: bool = False) -> dict[str
             "targets": [],
             "error": "the page has no custom domain",
         }
-    token = row.domain_token or _new_token(store, row.id)
+    if row.domain_token:
+        token = row.domain_token
+    else:
+        with store.begin() as conn:
+            token = page_writes.domain_token(conn, row.id)
     resolver = _resolver(request)
     result = check_cname(page.custom_domain, target, resolver)
     # A CNAME proves the domain is the page's only when its target is the page's own.
@@ -110,37 +110,20 @@ def _domain_check(request: Request, slug: str, verify: bool = False) -> dict[str
     verified = row.domain_verified_at is not None
     if verify and not verified and (cname_proves or txt_ok):
         with store.begin() as conn:
-            conn.execute(
-                status_pages.update()
-                .where(status_pages.c.id == row.id, status_pages.c.domain_token == token)
-                .values(domain_verified_at=utcnow())
-            )
-        verified = True
+            verified = page_writes.verify_domain(conn, row.id, token, actor=who.actor)
     return {
         "page": slug,
         "domain": result.domain,
         "expected_target": result.expected,
         "ok": result.ok,
         "verified": verified,
+        # Why the re-check stopped serving a domain verified before (engine.domain_checks).
+        "withdrawn_because": None if verified else row.domain_error,
         "txt_record": {"name": txt_name(page.custom_domain), "value": txt_value(token)},
         "targets": result.targets,
         "error": result.error if (result.ok or not txt_ok) else None,
         "txt_error": txt_error,
     }
-
-
-def _new_token(store: Store, page_id: int) -> str:
-    token = new_token()
-    with store.begin() as conn:
-        conn.execute(
-            status_pages.update()
-            .where(status_pages.c.id == page_id, status_pages.c.domain_token.is_(None))
-            .values(domain_token=token)
-        )
-        stored = conn.execute(
-            sa.select(status_pages.c.domain_token).where(status_pages.c.id == page_id)
-        ).scalar_one()
-    return str(stored)
 
 
 async def domain_status(request: Request) -> JSONResponse:

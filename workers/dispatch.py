@@ -43,6 +43,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "deadline.maintenance.start": ("beacon-default", "workers.jobs:handle_maintenance_start"),
     "deadline.maintenance.end": ("beacon-default", "workers.jobs:handle_maintenance_end"),
     "deadline.service.override": ("beacon-default", "workers.jobs:handle_override_expiry"),
+    "deadline.domains.recheck": ("beacon-default", "workers.jobs:handle_domain_recheck"),
     "notify.channel": ("beacon-notify", "workers.notify:handle_notify_channel"),
     "notify.incident_update": ("beacon-notify", "workers.fanout:handle_incident_update"),
     "notify.maintenance_update": ("beacon-notify", "workers.fanout:handle_maintenance_update"),

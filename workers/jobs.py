@@ -1,4 +1,5 @@
-"""Handlers for the domain's own deadlines: maintenance steps and manual override expiry.
+"""Handlers for the domain's own deadlines: maintenance steps, manual override expiry and
+the re-check of verified custom domains.
 
 Each runs in one transaction per payload and is idempotent: a maintenance step that already
 happened is a no-op, and recomputing a status that is already right changes nothing.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import maintenance, status
+from engine import domain_checks, domains, maintenance, status
 from engine.runtime import Runtime
 
 
@@ -29,3 +30,15 @@ def handle_override_expiry(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     ids = [int(p["service_id"]) for p in payloads]
     with rt.store.begin() as conn:
         status.recompute(conn, ids, cause_kind="expiry", cause={"override": "expired"})
+
+
+def handle_domain_recheck(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
+    """The periodic re-check of verified custom domains (engine.domain_checks); it
+    schedules the next one itself."""
+    settings = rt.settings
+    domain_checks.recheck(
+        rt.store,
+        base_url=settings.base_url,
+        pages_domain=settings.pages_domain,
+        resolver=domains.resolver_for(settings.dns_server),
+    )

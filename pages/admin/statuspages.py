@@ -17,7 +17,7 @@ from engine import crud, domains
 from engine import statuspages as page_writes
 from engine.assets import Asset, check_bytes, limit_for
 from engine.errors import NotFoundError
-from engine.pagemodel import page_address
+from engine.pagemodel import linked_domain, page_address
 from engine.tables import page_teams, status_pages, teams
 from pages.errors import FieldErrors
 from pages.hosts import own_hosts
@@ -65,7 +65,7 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
             # The page itself (its index), not the base its links are made from.
             "url": page_address(
                 row.slug,
-                row.custom_domain,
+                linked_domain(row.custom_domain, row.domain_verified_at),
                 base_url=ctx.base_url,
                 pages_domain=ctx.request.app.state.settings.pages_domain,
             )

@@ -289,3 +289,134 @@ def test_changing_the_domain_needs_a_new_verification(
     )
     assert moved.status_code == 200 and moved.json()["domain_verified"] is False
     assert not _served_on(app, "wrong.acme.test")
+
+
+# --- links never name an unverified domain; the re-check withdraws a lost one -------------
+
+
+def _links(app: App, page_id: int, key: dict[str, str]) -> list[str]:
+    """Where the page's links point: the admin API's url, the v2 API's page url, the
+    subscription flows' page address."""
+    from engine import subscribers as subs
+    from engine.pagedata import load_page
+    from engine.tables import utcnow
+
+    settings = app.runtime.settings
+    api_url = app.client.get(f"/api/v1/pages/{page_id}", headers=key).json()["url"]
+    with app.store.read() as conn:
+        snap = load_page(
+            conn, page_id, utcnow(), base_url=settings.base_url, pages_domain=settings.pages_domain
+        )
+        page = subs.page_by_id(conn, page_id)
+    assert page is not None
+    return [api_url, snap.page.url, page.url(settings.base_url, settings.pages_domain)]
+
+
+def test_links_name_a_custom_domain_only_once_it_is_verified(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    app = make_app(
+        BEACON_BASE_URL="https://beacon.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    key, page_id = _page_with_domain(app, "status.acme.test")
+    links = _links(app, page_id, key)
+    assert all("status.acme.test" not in link for link in links), links
+    assert links[1] == "https://beacon.example.com/p/acme"
+    record = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()["txt_record"]
+    TXT[record["name"] + "."] = record["value"]
+    try:
+        assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+    finally:
+        TXT.clear()
+    assert _links(app, page_id, key)[1:] == ["https://status.acme.test"] * 2
+
+
+def test_the_recheck_withdraws_a_domain_whose_proof_is_gone_and_keeps_one_dns_cannot_judge(
+    make_app: Callable[..., App], dns_server: DnsServer
+) -> None:
+    import sqlalchemy as sa
+
+    from engine import deadlines, domain_checks, statuspages
+    from engine.tables import audit_log
+
+    app = make_app(
+        BEACON_PAGES_DOMAIN="status.example.com",
+        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    )
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+        seed.team(conn, "globex")
+    # acme proves its domain by a CNAME to its own host; globex by its TXT token.
+    key, page_id = _page_with_domain(app, "status.acme.test")
+    assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+    other_key, _ = _page_with_domain(app, "apex.acme.test", slug="globex")
+    record = app.client.get("/api/v1/status-pages/globex/domain", headers=other_key).json()
+    TXT[record["txt_record"]["name"] + "."] = record["txt_record"]["value"]
+    try:
+        verified = app.client.post("/api/v1/status-pages/globex/domain/verify", headers=other_key)
+        assert verified.is_success
+        with app.store.read() as conn:
+            due = deadlines.get(conn, statuspages.DOMAIN_RECHECK, statuspages.DOMAIN_RECHECK_KEY)
+        assert due is not None  # verifying scheduled the re-check
+
+        # DNS does not answer: nothing can be judged, nothing is withdrawn.
+        silent = dns.resolver.Resolver(configure=False)
+        silent.nameservers = ["127.0.0.1"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+            unused.bind(("127.0.0.1", 0))
+            silent.port = unused.getsockname()[1]
+        silent.lifetime = 0.5
+        unanswered = domain_checks.recheck(
+            app.store, base_url="", pages_domain="status.example.com", resolver=silent
+        )
+        assert unanswered.withdrawn == [] and unanswered.unanswered == 2
+
+        # acme's CNAME is gone (the name now points elsewhere); globex's TXT is still there.
+        ZONE["status.acme.test."] = "elsewhere.example.net."
+        done = domain_checks.recheck(
+            app.store,
+            base_url="",
+            pages_domain="status.example.com",
+            resolver=dns_server.resolver(),
+        )
+    finally:
+        ZONE["status.acme.test."] = "acme.status.example.com."
+        TXT.clear()
+    assert [(slug, domain) for slug, domain, _ in done.withdrawn] == [("acme", "status.acme.test")]
+    assert not _served_on(app, "status.acme.test")
+    # Links are back on the page's own host (the base URL's scheme and port).
+    assert _links(app, page_id, key)[1:] == ["http://acme.status.example.com:8000"] * 2
+    status = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()
+    assert status["verified"] is False
+    assert "elsewhere.example.net" in status["withdrawn_because"]
+    with app.store.read() as conn:
+        row = conn.execute(
+            sa.select(audit_log).where(audit_log.c.action == "withdraw domain")
+        ).one()
+    assert row.actor == "domain check" and row.object_key == "acme"
+    assert row.detail["domain"] == "status.acme.test" and "elsewhere" in row.detail["reason"]
+    # Verified again once DNS shows it again.
+    assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+
+
+def test_apply_refuses_beacons_own_names_as_the_admin_api_does(tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+    from config import apply_file
+    from engine.errors import ConfigError
+
+    lines = ["teams:\n  - {key: platform}\n", "status_pages:\n"]
+    refused = ("beacon.example.com", "localhost", "pages.test", "acme.pages.test", "10.0.0.1")
+    for i, domain in enumerate(refused):
+        lines.append(f"  - {{slug: p{i}, name: P, teams: [platform], custom_domain: '{domain}'}}\n")
+    path = tmp_path / "beacon.yaml"
+    path.write_text("".join(lines))
+    with pytest.raises(ConfigError) as failed:
+        apply_file(store, path, base_url="https://beacon.example.com", pages_domain="pages.test")
+    report = str(failed.value)
+    # (localhost and an IP address the file's model refuses already: not host names.)
+    for i, domain in enumerate(refused):
+        assert f"beacon.yaml:{4 + i}:" in report and domain in report, report
+    assert "beacon.example.com is one of Beacon's own host names" in report
+    assert "acme.pages.test is under the pages domain" in report

@@ -8,6 +8,7 @@ the audit log.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -50,3 +51,8 @@ def revoke(conn: Connection, key_id: int, *, actor: str) -> bool:
     conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=utcnow()))
     crud.audit(conn, actor, "delete", "api key", f"{row.name} ({row.prefix})", team_id=row.team_id)
     return True
+
+
+def note_use(conn: Connection, key_id: int, now: datetime) -> None:
+    """Record when a key was last used (a hint for its listing, not an audited change)."""
+    conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
+from engine import api_keys as key_writes
 from engine import sessions
 from engine.db import Store
 from engine.security import hash_api_key
@@ -70,9 +71,7 @@ def principal_for_api_key(store: Store, key: str) -> Principal | None:
         # deliveries keeps SQLite's lock busy). The key's next use writes it then.
         try:
             with store.begin(wait=0) as conn:
-                conn.execute(
-                    api_keys.update().where(api_keys.c.id == row.id).values(last_used_at=now)
-                )
+                key_writes.note_use(conn, row.id, now)
         except sa.exc.OperationalError as exc:
             log.debug("last use of API key %s not recorded now: %s", row.id, exc)
     team_ids = frozenset([row.team_id]) if row.team_id is not None else frozenset()

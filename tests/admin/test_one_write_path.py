@@ -6,7 +6,8 @@ once by applying a file (in team `viafile`, deleted by `--prune`), with the engi
 functions wrapped to record that they ran (they still run: nothing is mocked). Effects that
 only the engine function produces are asserted too, so a caller that writes the tables
 itself fails here even if it copied the function's audit row. Last, a guard reads the
-source: `pages/admin`, the web UI and `config` hold no INSERT, UPDATE or DELETE of their own.
+source: `pages/` (the admin API, the web UI and every other route) and `config` hold no
+INSERT, UPDATE or DELETE of their own.
 """
 
 from __future__ import annotations
@@ -513,8 +514,9 @@ def raw_writes(source: str) -> list[tuple[int, str]]:
 
 
 def callers() -> Iterator[Path]:
-    # The web UI (pages/admin_ui) calls the admin API's handlers: it writes nothing itself.
-    for folder in ("pages/admin", "pages/admin_ui", "config"):
+    # All of pages/ (the admin API, the web UI, which calls the admin API's handlers, and
+    # every other route) and config: each writes through engine, never by itself.
+    for folder in ("pages", "config"):
         yield from sorted((ROOT / folder).rglob("*.py"))
 
 

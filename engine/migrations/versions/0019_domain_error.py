@@ -1,7 +1,7 @@
 """status pages: why a verified custom domain was withdrawn by the re-check (issue 14)
 
-Revision ID: 0018_domain_error
-Revises: 0017_feed_tokens
+Revision ID: 0019_domain_error
+Revises: 0018_feed_tokens
 Create Date: 2026-12-07 21:10:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018_domain_error"
-down_revision = "0017_feed_tokens"
+revision = "0019_domain_error"
+down_revision = "0018_feed_tokens"
 branch_labels = None
 depends_on = None
 

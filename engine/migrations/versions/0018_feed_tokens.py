@@ -1,7 +1,7 @@
 """feed_tokens: personal feed links for private pages (issue 14)
 
-Revision ID: 0017_feed_tokens
-Revises: 0016_secrets_at_rest
+Revision ID: 0018_feed_tokens
+Revises: 0017_origins
 Create Date: 2026-12-07 21:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import engine.tables
 
-revision = "0017_feed_tokens"
-down_revision = "0016_secrets_at_rest"
+revision = "0018_feed_tokens"
+down_revision = "0017_origins"
 branch_labels = None
 depends_on = None
 

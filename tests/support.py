@@ -151,12 +151,13 @@ def serve(
 
 @contextlib.contextmanager
 def worker(
-    data_dir: Path, env: Mapping[str, str], log_path: Path
+    data_dir: Path, env: Mapping[str, str], log_path: Path, *args: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A running `beacon worker` (scaled mode: `env` names Redis and the database)."""
+    """A running `beacon worker` (scaled mode: `env` names Redis and the database), with
+    `args` (`--queues notify`)."""
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker"],
+            [sys.executable, "-m", "cli", "worker", *args],
             env=beacon_env(data_dir, env),
             cwd=ROOT,
             stdout=log,

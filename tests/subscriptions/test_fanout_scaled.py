@@ -1,5 +1,5 @@
-"""Scaled mode, as deployed: two `beacon worker` processes on PostgreSQL and a `redis-server`
-of the test's own, a SendGrid stand-in that checks requests as SendGrid does and fails 30 %
+"""Scaled mode, as deployed: two `beacon worker` processes (one for notifications alone,
+`--queues notify`) on PostgreSQL and a `redis-server` of the test's own, a SendGrid stand-in that checks requests as SendGrid does and fails 30 %
 of them (429 with `Retry-After`, or 503). An incident reaches 10,000 email subscribers: each
 gets exactly one email, and the same when Redis is stopped for 60 s in the middle of the
 fan-out and started again empty (as after a restart without persistence)."""
@@ -89,8 +89,10 @@ def test_ten_thousand_subscribers_each_get_one_email_from_a_flaky_provider(
                     for n in range(SUBSCRIBERS)
                 ],
             )
-        for index in range(2):
-            stack.enter_context(worker(data, env, tmp_path / f"worker-{index}.log"))
+        # Notifications on a worker of their own, the rest on another (docs/operations.md).
+        for index, queues in enumerate(["notify", "evaluate,render,default"]):
+            log = tmp_path / f"worker-{index}.log"
+            stack.enter_context(worker(data, env, log, "--queues", queues))
         with store.begin() as conn:
             incidents.create(
                 conn,

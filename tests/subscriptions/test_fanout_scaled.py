@@ -1,8 +1,9 @@
 """Scaled mode, as deployed: two `beacon worker` processes (one for notifications alone,
-`--queues notify`) on PostgreSQL and a `redis-server` of the test's own, a SendGrid stand-in that checks requests as SendGrid does and fails 30 %
-of them (429 with `Retry-After`, or 503). An incident reaches 10,000 email subscribers: each
-gets exactly one email, and the same when Redis is stopped for 60 s in the middle of the
-fan-out and started again empty (as after a restart without persistence)."""
+`--queues notify`) on PostgreSQL and a `redis-server` of the test's own, a SendGrid stand-in
+that checks requests as SendGrid does and fails 30 % of them (429 with `Retry-After`, or
+503). An incident reaches 10,000 email subscribers: each gets exactly one email, and the
+same when Redis is stopped for 60 s in the middle of the fan-out and started again empty
+(as after a restart without persistence)."""
 
 from __future__ import annotations
 

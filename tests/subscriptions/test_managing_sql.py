@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from engine import audience, delivery_log, subscriber_admin
 from engine import subscribers as subs
 from engine.db import Store
+from engine.models import SubscriberChannel
 from engine.tables import deliveries, subscribers, utcnow
 
 from .conftest import make_site
@@ -91,3 +92,29 @@ def test_the_management_queries_agree_on_both_stores(store: Store) -> None:
             ("api@example.com", "failed", 8, "gave up"),
             ("ann@example.com", "sent", 1, None),
         ]
+
+
+def test_the_preview_counts_account_users_only_while_they_may_hear(store: Store) -> None:
+    from engine.accounts import create_user
+    from engine.tables import team_members, users
+
+    site = make_site(SimpleNamespace(store=store), slug="inside", team_key="inside", private=True)  # type: ignore[arg-type]
+    public = make_site(SimpleNamespace(store=store), slug="shop", team_key="shop")  # type: ignore[arg-type]
+    member = create_user(store, "ann@acme.test", role="stakeholder", teams=["inside"])
+    left = create_user(store, "bob@acme.test", role="stakeholder", teams=["inside"])
+    gone = create_user(store, "cat@acme.test", role="responder", teams=["shop"])
+    with store.begin() as conn:
+        page = subs.page_by_id(conn, site.page_id)
+        shop = subs.page_by_id(conn, public.page_id)
+        assert page is not None and shop is not None
+        for user_id, email in ((member, "ann@acme.test"), (left, "bob@acme.test")):
+            subs.subscribe(conn, page, "user", email, user_id=user_id)
+        subscriber_admin.add(
+            conn, shop, SubscriberChannel.USER, user_email="cat@acme.test", actor="t"
+        )
+        conn.execute(team_members.delete().where(team_members.c.user_id == left))
+        conn.execute(users.update().where(users.c.id == gone).values(active=False))
+    with store.read() as conn:
+        inside = audience.audience(conn, site.team_id, [])
+        assert inside.by_channel["user"] == 1  # bob left the team: he would hear nothing
+        assert audience.audience(conn, public.team_id, []).subscribers == 0  # cat: inactive

@@ -113,7 +113,8 @@ def read(conn: Connection) -> Current:
         table = TABLES[kind]
         query = sa.select(table)
         if kind == "maintenance_windows":
-            # Windows made over the API have no key: the config file does not manage them.
+            # Every window has a key (migration 0020); one without (a test's own row) is not
+            # a config file's to name.
             query = query.where(table.c.key.isnot(None))
         objects: dict[Any, dict[str, Any]] = {}
         ids: dict[Any, int] = {}

@@ -24,7 +24,8 @@ import yaml
 from engine import rulesets
 from engine.db import Store
 from engine.errors import ConfigError
-from engine.tables import assets
+from engine.models import MaintenanceStatus
+from engine.tables import assets, maintenance_windows
 
 from . import current
 
@@ -73,11 +74,21 @@ def export_config(store: Store, *, teams: Iterable[str] | None = None) -> Export
         data: dict[str, Any] = {
             "teams": [_team(key, now.objects["teams"][key]) for key in sorted(wanted)]
         }
+        # A completed window is history, not configuration: made again elsewhere it would
+        # run (and notify) at once.
+        history = {
+            ("maintenance_windows", window_id)
+            for window_id in conn.execute(
+                sa.select(maintenance_windows.c.id).where(
+                    maintenance_windows.c.status == MaintenanceStatus.COMPLETED
+                )
+            ).scalars()
+        }
         for kind, build in _SCOPED.items():
             data[kind] = [
                 build(team, key, fields)
                 for (team, key), fields in sorted(now.objects[kind].items(), key=_order(kind))
-                if team in wanted
+                if team in wanted and (kind, now.ids[kind][(team, key)]) not in history
             ]
         pages = sorted(
             (slug, fields)

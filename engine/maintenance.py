@@ -13,6 +13,7 @@ has one (a config file's windows do), is unique in its team.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,14 @@ from . import crud, deadlines, outbox, status
 from .errors import ConflictError, NotFoundError, ValidationError
 from .models import MaintenanceStatus, OnEnd
 from .status import PAGES_DIRTY
-from .tables import maintenance_services, maintenance_updates, maintenance_windows, services, utcnow
+from .tables import (
+    maintenance_services,
+    maintenance_updates,
+    maintenance_windows,
+    new_public_id,
+    services,
+    utcnow,
+)
 
 START = "maintenance.start"
 END = "maintenance.end"
@@ -88,16 +96,16 @@ def create(
     now: datetime | None = None,
     actor: str | None = None,
 ) -> int:
-    """Schedule a window; it starts and ends by itself. Returns its id."""
+    """Schedule a window; it starts and ends by itself. Returns its id. Without `key` (made in
+    the UI or over the API) it gets one from its title, so a config file can name it."""
     now = now or utcnow()
-    if (
-        key is not None
-        and conn.execute(
-            sa.select(maintenance_windows.c.id).where(
-                maintenance_windows.c.team_id == team_id, maintenance_windows.c.key == key
-            )
-        ).first()
-    ):
+    if key is None:
+        key = _key_for(conn, team_id, title)
+    elif conn.execute(
+        sa.select(maintenance_windows.c.id).where(
+            maintenance_windows.c.team_id == team_id, maintenance_windows.c.key == key
+        )
+    ).first():
         raise ConflictError(f"a maintenance window with key {key!r} exists in this team")
     _check(conn, team_id, starts_at, ends_at, service_ids)
     inserted = conn.execute(
@@ -144,10 +152,24 @@ def create(
             window_id,
             actor,
             "maintenance window",
-            key or str(window_id),
+            key,
             team_id=team_id,
         )
     return window_id
+
+
+def _key_for(conn: Connection, team_id: int, title: str) -> str:
+    """A free key made from `title`: `database-upgrade-k3j2p`."""
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:48] or "window"
+    while True:
+        key = f"{base}-{new_public_id()[:5]}"
+        taken = conn.execute(
+            sa.select(maintenance_windows.c.id).where(
+                maintenance_windows.c.team_id == team_id, maintenance_windows.c.key == key
+            )
+        ).first()
+        if taken is None:
+            return key
 
 
 def _audit(

@@ -5,6 +5,7 @@ are edited; an edit made in the UI is drift to `beacon apply --dry-run` of the f
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -112,6 +113,24 @@ def test_a_ui_edit_is_drift_and_an_export_after_ui_edits_applies_back_unchanged(
         follow_redirects=False,
     )
     assert made.status_code == 303, made.text
+    # And a maintenance window scheduled in the UI (which asks for no key).
+    start = (datetime.now(UTC) + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M")
+    end = (datetime.now(UTC) + timedelta(days=5, hours=1)).strftime("%Y-%m-%dT%H:%M")
+    html = client.get("/admin/maintenance/new").text
+    scheduled = client.post(
+        "/admin/maintenance/new",
+        data={
+            "csrf": csrf_of(html),
+            "team": "platform",
+            "title": "Card network upgrade",
+            "starts_at": start,
+            "ends_at": end,
+            "services": [str(row_id(rt, services, services.c.key, "card-payments"))],
+            "on_end": "replay",
+        },
+        follow_redirects=False,
+    )
+    assert scheduled.status_code == 303, scheduled.text
 
     exported = export_config(rt.store)
     for name, data in exported.files.items():
@@ -120,5 +139,6 @@ def test_a_ui_edit_is_drift_and_an_export_after_ui_edits_applies_back_unchanged(
     path = tmp_path / "beacon.yaml"
     path.write_text(exported.text)
     assert "key: card-payments" in exported.text and "slug: payments" in exported.text
+    assert "key: card-network-upgrade-" in exported.text
     again = apply_file(rt.store, path, dry_run=True)
     assert not again.changed and again.drift == [], again.render()

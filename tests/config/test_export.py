@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from config import apply_file
 from config.export import Exported, env_name, export_config
-from engine import channels, migrate, services, sources, statuspages
+from engine import channels, maintenance, migrate, services, sources, statuspages
 from engine.db import Store, create_store
 from engine.errors import ConfigError
 from engine.settings import Settings
@@ -71,7 +72,7 @@ def fresh_store_like(store: Store, tmp_path: Path) -> Iterator[Store]:
 def edit_in_the_ui(store: Store) -> None:
     """What the admin UI and API do (their write path, with their actors): a new service and
     a page showing it, a declared service moved to another group, a source that signs, a
-    channel with a secret URL."""
+    channel with a secret URL, a maintenance window scheduled without a key."""
     with store.begin() as conn:
         team_id = conn.execute(sa.select(teams.c.id).where(teams.c.key == "platform")).scalar_one()
         ids = dict(conn.execute(sa.select(service_rows.c.key, service_rows.c.id)).all())
@@ -96,6 +97,16 @@ def edit_in_the_ui(store: Store) -> None:
             key="ops-slack", type="slack", config={"url": HOOK_URL, "secret": HOOK_SECRET}
         )
         channels.create(conn, team_id, channel, actor=UI)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+        maintenance.create(
+            conn,
+            team_id=team_id,
+            title="Payments: card network upgrade",
+            starts_at=start,
+            ends_at=start + timedelta(hours=2),
+            service_ids=[payments],
+            actor=UI,
+        )
 
 
 def secrets_for_a_fresh_store() -> dict[str, str]:
@@ -130,6 +141,8 @@ def test_an_export_after_ui_edits_applies_back_unchanged_and_rebuilds_a_fresh_st
     for secret in (SIGNING_SECRET, HOOK_URL, HOOK_SECRET, "example-uptime-kuma-key-change-me"):
         assert secret not in exported.text
     assert "{env: PLATFORM_GRAFANA_SIGNING_SECRET}" in exported.text
+    # A window made without a key has one from its title, so the file names it.
+    assert re.search(r"key: payments-card-network-upgrade-[a-z0-9]{5}\n", exported.text)
     path = written(exported, tmp_path / "out")
 
     plan = apply_file(store, path, dry_run=True)
@@ -253,3 +266,20 @@ def test_a_page_shared_by_two_teams_names_a_key_both_have_by_team(
     assert not apply_file(store, written(exported, tmp_path / "out"), dry_run=True).changed
     with store.read() as conn:
         assert conn.execute(sa.select(status_pages.c.slug)).scalar_one() == "shared"
+
+
+def test_a_completed_window_is_history_and_left_out(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "beacon.yaml"
+    path.write_text(
+        "teams:\n  - {key: platform}\n"
+        "services:\n  - {key: db, name: Database, team: platform}\n"
+        "maintenance_windows:\n"
+        "  - {key: past, team: platform, services: [db], start: 2026-01-01T00:00:00Z,\n"
+        "     end: 2026-01-01T01:00:00Z, title: Done}\n"
+    )
+    apply_file(store, path)
+    with store.begin() as conn:
+        conn.execute(sa.text("UPDATE maintenance_windows SET status = 'completed'"))
+    exported = export_config(store)
+    assert "maintenance_windows" not in exported.text and "key: db" in exported.text
+    assert not apply_file(store, written(exported, tmp_path / "out"), dry_run=True).changed

@@ -4,7 +4,9 @@ the API or the CLI made unless `--prune-all` says otherwise."""
 
 from __future__ import annotations
 
+import re
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,11 @@ import sqlalchemy as sa
 
 from config import apply_file
 from config.plan import Left
-from engine import migrate, services
+from engine import maintenance, migrate, services
+from engine import teams as team_writes
 from engine.db import Store, create_store
 from engine.settings import Settings
-from engine.tables import alert_sources, status_pages, teams
+from engine.tables import alert_sources, maintenance_windows, status_pages, teams
 from engine.tables import services as service_rows
 from tests.conftest import ROOT
 
@@ -236,3 +239,54 @@ def test_the_migration_takes_each_objects_origin_from_the_audit_row_that_made_it
     with store.read() as conn:
         found = dict(conn.execute(sa.select(teams.c.key, teams.c.origin)).all())
     assert found == {"a": "beacon.yaml", "b": "ui", "c": "cli", "d": None}
+
+
+def test_the_window_keys_migration_names_the_windows_made_without_one(store: Store) -> None:
+    insert = "INSERT INTO maintenance_windows (public_id, team_id, title, message, starts_at, "
+    migrate.downgrade(store, "0019_domain_error")
+    with store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO teams (key, name, private, created_at, updated_at) "
+                "VALUES ('p', '', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        team_id = conn.execute(sa.text("SELECT id FROM teams WHERE key = 'p'")).scalar_one()
+        for public_id, key in (("abc123", None), ("def456", "kept")):
+            conn.execute(
+                sa.text(
+                    insert + "ends_at, notify, on_end, status, created_at, updated_at, key) "
+                    "VALUES (:p, :t, 'T', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false, "
+                    "'replay', 'scheduled', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :k)"
+                ),
+                {"p": public_id, "t": team_id, "k": key},
+            )
+    migrate.upgrade(store)
+    with store.read() as conn:
+        keys: dict[str, str] = dict(
+            conn.execute(sa.text("SELECT public_id, key FROM maintenance_windows")).all()
+        )
+    assert keys == {"abc123": "window-abc123", "def456": "kept"}
+
+
+def test_a_window_made_without_a_key_gets_one_from_its_title(store: Store) -> None:
+    ui = "user:ops@example.test"
+    with store.begin() as conn:
+        team_id = team_writes.create(conn, team_writes.TeamFields("platform", ""), actor=ui)
+        service = services.create(conn, team_id, services.ServiceFields("db", "Database"), actor=ui)
+        start = datetime.now(UTC) + timedelta(days=1)
+        made = maintenance.create(
+            conn,
+            team_id=team_id,
+            title="Database: upgrade to 17!",
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
+            service_ids=[service],
+            actor=ui,
+        )
+        key, origin = conn.execute(
+            sa.select(maintenance_windows.c.key, maintenance_windows.c.origin).where(
+                maintenance_windows.c.id == made
+            )
+        ).one()
+    assert re.fullmatch(r"database-upgrade-to-17-[a-z0-9]{5}", key) and origin == "ui"

@@ -177,3 +177,74 @@ def test_a_private_page_offers_account_users_only(served: Served, browser: Any) 
     steps.shot(page, "a member added")
     steps.axe(page, "private page subscribers")
     steps.assert_accessible()
+
+
+def _mail_to(folder: Path, address: str, timeout: float = 30) -> str:
+    """The text of the first .eml in the outbox addressed to `address` (embedded mode
+    without a provider keeps email there)."""
+    import email
+    import email.policy
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for eml in sorted(folder.glob("*.eml")) if folder.is_dir() else []:
+            mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            if mail["To"] == address:
+                body = mail.get_body(preferencelist=("plain",))
+                assert body is not None
+                return str(body.get_content())
+        time.sleep(0.2)
+    raise AssertionError(f"no mail to {address} in {folder}")
+
+
+def test_a_subscriber_confirms_with_a_button_and_manages_what_they_follow(
+    served: Served, browser: Any
+) -> None:
+    import re
+
+    base, auth = served.base, served.auth
+    pages = httpx.get(f"{base}/api/v1/pages", headers=auth).json()
+    shop = next(p for p in pages if p["slug"] == "shop")
+    httpx.patch(f"{base}/api/v1/pages/{shop['id']}", json={"active": True}, headers=auth)
+    steps = Steps("subscriber-links")
+    page = browser.new_page()
+    page.goto(f"{base}/p/shop/subscribe")
+    page.fill("#address", "erin@example.com")
+    _submit(page, "Subscribe")
+    assert served.data is not None
+    text = _mail_to(served.data / "outbox", "erin@example.com")
+    link = re.search(r"https?://\S+(/p/shop/subscriptions/confirm/[\w-]+)", text)
+    assert link, text
+
+    page.goto(base + link.group(1))  # what a mail scanner fetches: nothing is confirmed
+    assert page.locator("h1").text_content() == "Confirm your subscription"
+    state = httpx.get(
+        f"{base}/api/v1/pages/{shop['id']}/subscribers", params={"q": "erin"}, headers=auth
+    ).json()["subscribers"][0]["state"]
+    assert state == "pending"
+    steps.shot(page, "the confirmation link shows a button")
+    steps.axe(page, "confirm")
+    _submit(page, "Confirm subscription")
+    assert page.locator("h1").text_content() == "Subscription confirmed"
+    steps.axe(page, "confirmed")
+
+    page.click("text=Manage your subscription")
+    assert page.locator("h1").text_content() == "Your subscription"
+    steps.axe(page, "manage")
+    page.check("input[name=services][value=api]")
+    _submit(page, "Save")
+    assert "you follow Public API" in (page.locator("[role=status]").text_content() or "")
+    found = httpx.get(
+        f"{base}/api/v1/pages/{shop['id']}/subscribers", params={"q": "erin"}, headers=auth
+    ).json()["subscribers"][0]
+    assert found["state"] == "confirmed" and found["services"] == ["api"]
+    steps.shot(page, "following one service")
+    _submit(page, "Unsubscribe from Shop Status")
+    assert page.locator("h1").text_content() == "Unsubscribed"
+    steps.axe(page, "unsubscribed")
+    gone = httpx.get(
+        f"{base}/api/v1/pages/{shop['id']}/subscribers", params={"q": "erin"}, headers=auth
+    ).json()
+    assert gone["total"] == 0
+    steps.assert_accessible()

@@ -383,7 +383,7 @@ def test_the_manage_page_changes_the_services_followed_without_sign_in(
     assert subscriber_rows(rt)[0].services is None
 
     saved = client.post(path, data={"services": "db"})
-    assert saved.status_code == 200 and "you follow db" in saved.text
+    assert saved.status_code == 200 and "you follow DB service" in saved.text
     assert 'value="db" checked> DB service' in saved.text
     assert subscriber_rows(rt)[0].services == ["db"]
     # Nothing ticked: a browser sends an empty form.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,21 @@ class Submission:
     received_at: datetime
     #: False for events Beacon made up itself (the test route): the source sent nothing.
     touch: bool = True
+    #: The events' rows, when the caller made them before handing the submission over
+    #: (`prepared`): the group commit's transaction, which every request of its batch
+    #: waits for, then only writes them.
+    rows: tuple[dict[str, Any], ...] | None = None
+
+
+def prepared(submission: Submission, *, sqlite: bool) -> Submission:
+    """`submission` with its events' rows made now, outside any transaction (on SQLite
+    with the insert's parameters too): the intake makes them in the request, while the
+    batch before it commits."""
+    rows = tuple(_row(submission.source, e) for e in submission.events)
+    if sqlite:
+        for row in rows:
+            row[_SQLITE_PARAMS] = _sqlite_params(row)
+    return replace(submission, rows=rows)
 
 
 def _text(value: str) -> str:
@@ -157,6 +172,32 @@ _COLUMNS = (
 _SQLITE_ROWS_PER_INSERT = 500
 
 
+#: Where a prepared row keeps its SQLite parameters (not a column: `_COLUMNS` names those).
+_SQLITE_PARAMS = "sqlite parameters"
+
+
+def _sqlite_params(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A row as the SQLite insert's parameters, in `_COLUMNS` order."""
+    return (
+        r["source_id"],
+        r["dedup_key"],
+        r["status"],
+        r["severity"],
+        r["summary"],
+        r["details"],
+        _json_text(r["labels"]),
+        _json_text(r["links"]),
+        sqlite_time(r["occurred_at"]),
+        sqlite_time(r["received_at"]),
+        _json_text(r["raw"]),
+        1 if r["test"] else 0,
+        r["fingerprint"],
+        r["partition"],
+        sqlite_time(r["evaluated_at"]),
+        _json_text(r["outcome"]),
+    )
+
+
 def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
     """The events inserted straight through the driver, skipping those already stored.
 
@@ -171,26 +212,7 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[i
             chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
             params: list[Any] = []
             for r in chunk:
-                params.extend(
-                    (
-                        r["source_id"],
-                        r["dedup_key"],
-                        r["status"],
-                        r["severity"],
-                        r["summary"],
-                        r["details"],
-                        _json_text(r["labels"]),
-                        _json_text(r["links"]),
-                        sqlite_time(r["occurred_at"]),
-                        sqlite_time(r["received_at"]),
-                        _json_text(r["raw"]),
-                        1 if r["test"] else 0,
-                        r["fingerprint"],
-                        r["partition"],
-                        sqlite_time(r["evaluated_at"]),
-                        _json_text(r["outcome"]),
-                    )
-                )
+                params.extend(r.get(_SQLITE_PARAMS) or _sqlite_params(r))
             one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
             cursor.execute(
                 f"INSERT INTO alert_events ({', '.join(_COLUMNS)}) "
@@ -256,7 +278,7 @@ def store_batch(conn: Connection, submissions: Sequence[Submission]) -> StoredBa
     forward."""
     rows: list[dict[str, Any]] = []
     for sub in submissions:
-        rows.extend(_row(sub.source, e) for e in sub.events)
+        rows.extend(sub.rows if sub.rows is not None else (_row(sub.source, e) for e in sub.events))
     if not rows:
         return StoredBatch([[] for _ in submissions], False)
     if conn.dialect.name == "sqlite":

@@ -413,9 +413,12 @@ async def store_events(
     resolves = any(e.status == EventStatus.RESOLVED for e in events)
     try:
         # The writer wakes the dispatcher itself when a commit gave it work.
-        return await writer(request).submit(
-            Submission(source, events, received_at), size=size, resolves=resolves
+        # The rows are made here, while the batch before this one commits: the batch's
+        # transaction, which every request in it waits for, then only writes them.
+        submission = events_mod.prepared(
+            Submission(source, events, received_at), sqlite=not request.app.state.store.is_postgres
         )
+        return await writer(request).submit(submission, size=size, resolves=resolves)
     except Overloaded as exc:
         log.warning("shedding a delivery of source %r: %s", source.key, exc)
         raise HTTPException(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from engine.db import Store
 from engine.event_writer import EventWriter
-from engine.events import Submission
+from engine.events import Submission, prepared
 from engine.models import AlertEvent, EventStatus
 from engine.sources import find_by_key
 from engine.tables import alert_events, outbox, utcnow
@@ -58,9 +58,11 @@ def test_concurrent_submissions_are_each_stored_once(store: Store, writers: int)
     assert writer.stats.submissions == 60
 
 
-def test_every_column_reads_back_as_the_adapter_made_it(store: Store) -> None:
+@pytest.mark.parametrize("made", ["in the request", "in the transaction"])
+def test_every_column_reads_back_as_the_adapter_made_it(store: Store, made: str) -> None:
     # The insert goes straight through the driver on both databases (one multi-row VALUES
-    # on SQLite, one `unnest` on PostgreSQL): what SQLAlchemy reads back must be the event.
+    # on SQLite, one `unnest` on PostgreSQL): what SQLAlchemy reads back must be the event,
+    # whether the intake made the rows before the batch (`prepared`) or the batch made them.
     [sub] = submissions(store, 1)
     at = utcnow()
     event = AlertEvent(
@@ -85,7 +87,10 @@ def test_every_column_reads_back_as_the_adapter_made_it(store: Store) -> None:
         test=True,
     )
     writer = EventWriter(store)
-    asyncio.run(writer.submit(Submission(sub.source, [event, test_event], at)))
+    submission = Submission(sub.source, [event, test_event], at)
+    if made == "in the request":
+        submission = prepared(submission, sqlite=not store.is_postgres)
+    asyncio.run(writer.submit(submission))
     with store.read() as conn:
         rows = conn.execute(sa.select(alert_events).order_by(alert_events.c.id)).all()
     first, second = rows

@@ -274,12 +274,17 @@ def _decode(data: bytes) -> str:
             [Problem(0, "", f"the file is over the limit of {MAX_IMPORT_BYTES} bytes")]
         )
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ImportRefused(
             [Problem(line, "", "the file is not UTF-8 text (save it as CSV UTF-8)")]
         ) from None
+    if "\x00" in text:
+        # No address holds one, and PostgreSQL cannot store it: refused, not dropped.
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ImportRefused([Problem(line, "", "the file holds a NUL character")])
+    return text
 
 
 def parse(conn: Connection, page: Page, data: bytes) -> list[ImportRow]:

@@ -517,9 +517,8 @@ def preview_incident(ctx: Ctx) -> AudienceOut:
         for ref in refs:
             ref = ref.strip()
             query = sa.select(services.c.id).where(services.c.team_id == team_id)
-            query = query.where(
-                services.c.id == int(ref) if ref.isdigit() else services.c.key == ref
-            )
+            by_id = ref.isdigit() and len(ref) <= 10 and int(ref) <= MAX_ID
+            query = query.where(services.c.id == int(ref) if by_id else services.c.key == ref)
             found = conn.execute(query).scalar()
             if found is None:
                 raise FieldErrors(

@@ -267,6 +267,9 @@ def test_a_bad_csv_is_refused_with_row_and_column_and_nothing_is_imported(
     assert refused(b"\n") == ["row 1: the file is empty: the first line names the columns"]
     assert refused(b"address\n") == ["row 1: the file has no subscribers, only its header"]
     assert refused(b'address\n"x@example.com\n')[0].startswith("row 2")  # a quote left open
+    assert refused(b"address\nok@example.com\nx\x00@example.com\n") == [
+        "row 3: the file holds a NUL character"
+    ]
     inside = f"/api/v1/pages/{private.page_id}/subscribers/import"
     assert "private page" in refused(b"address\nx@example.com\n", inside)[0]
     # A spreadsheet's BOM and CRLF lines are read as they are.
@@ -430,6 +433,12 @@ def test_the_preview_counts_confirmed_followers_per_channel_and_page(
         "/api/v1/incidents/audience", params={"team": "platform", "services": "nope"}, headers=admin
     )
     assert unknown.status_code == 422
+    huge = client.get(
+        "/api/v1/incidents/audience",
+        params={"team": "platform", "services": "9" * 30},
+        headers=admin,
+    )
+    assert huge.status_code == 422  # not a service id the store could hold: no such service
     with rt.store.begin() as conn:
         incident_id = incidents.create(
             conn,

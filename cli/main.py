@@ -90,6 +90,10 @@ def _prepare(runtime: Any, settings: Settings, config: str | Path | None) -> Non
         outbox.release_claims(runtime.store)
     elif not migrate.is_current(runtime.store):
         raise ConfigError("the database schema is not current: run `beacon db upgrade` first")
+    from engine import domain_checks
+
+    with runtime.store.begin() as conn:
+        domain_checks.ensure_scheduled(conn)  # verified custom domains are asked again
     if config:
         _apply(
             runtime.store,

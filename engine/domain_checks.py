@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from . import deadlines, domains, statuspages
 from .db import Store
@@ -33,6 +34,24 @@ class Rechecked:
     checked: int
     withdrawn: list[tuple[str, str, str]]
     unanswered: int
+
+
+def ensure_scheduled(conn: Connection) -> None:
+    """Schedule the re-check unless one is pending or no domain is verified: at every start
+    (`beacon serve`), so domains verified by an older release, or before a lost deadline,
+    are re-checked too."""
+    if deadlines.get(conn, statuspages.DOMAIN_RECHECK, statuspages.DOMAIN_RECHECK_KEY):
+        return
+    verified = conn.execute(
+        sa.select(status_pages.c.id).where(status_pages.c.domain_verified_at.is_not(None)).limit(1)
+    ).first()
+    if verified is not None:
+        deadlines.schedule(
+            conn,
+            statuspages.DOMAIN_RECHECK,
+            statuspages.DOMAIN_RECHECK_KEY,
+            utcnow() + statuspages.DOMAIN_RECHECK_EVERY,
+        )
 
 
 def recheck(store: Store, *, base_url: str, pages_domain: str, resolver: Any = None) -> Rechecked:

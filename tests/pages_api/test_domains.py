@@ -420,3 +420,30 @@ def test_apply_refuses_beacons_own_names_as_the_admin_api_does(tmp_path, store) 
         assert f"beacon.yaml:{4 + i}:" in report and domain in report, report
     assert "beacon.example.com is one of Beacon's own host names" in report
     assert "acme.pages.test is under the pages domain" in report
+
+
+def test_domains_verified_before_the_recheck_existed_are_scheduled_at_start(
+    make_app: Callable[..., App],
+) -> None:
+    import sqlalchemy as sa
+
+    from engine import deadlines, domain_checks, statuspages
+    from engine.tables import status_pages
+
+    app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
+    with app.store.begin() as conn:
+        seed.team(conn, "platform")
+    _page_with_domain(app, "status.acme.test")
+
+    def due() -> object:
+        with app.store.begin() as conn:
+            domain_checks.ensure_scheduled(conn)
+            found = deadlines.get(conn, statuspages.DOMAIN_RECHECK, statuspages.DOMAIN_RECHECK_KEY)
+        return found.due_at if found else None
+
+    assert due() is None  # nothing verified: nothing to re-check
+    with app.store.begin() as conn:
+        # As migration 0010 marked domains set before verification existed.
+        conn.execute(status_pages.update().values(domain_verified_at=sa.func.now()))
+    first = due()
+    assert first is not None and due() == first  # scheduled once, not moved by a restart

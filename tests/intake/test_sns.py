@@ -289,12 +289,34 @@ def test_the_migration_drops_a_stored_sns_host_pattern(tmp_path: Path) -> None:
     working: the migration removes the key the adapter would now refuse."""
     from engine import migrate
     from engine.db import create_store
-    from engine.tables import alert_sources
+    from engine.tables import JSONType, UTCDateTime, alert_sources, utcnow
 
     store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(tmp_path / "m")}))
     migrate.upgrade(store, "0008_sessions")
     team = add_team(store, "platform")
-    add_source(store, team, "cw", type="cloudwatch", settings={"raw_messages": True})
+    # The row as releases of that time wrote it (the key in plain text, before 0016).
+    old = sa.table(
+        "alert_sources",
+        *(sa.column(c) for c in ("team_id", "key", "name", "type", "integration_key")),
+        sa.column("enabled"),
+        sa.column("settings", JSONType),
+        sa.column("created_at", UTCDateTime),
+        sa.column("updated_at", UTCDateTime),
+    )
+    with store.begin() as conn:
+        conn.execute(
+            old.insert().values(
+                team_id=team,
+                key="cw",
+                name="cw",
+                type="cloudwatch",
+                integration_key="cw-key-0123456789",
+                enabled=True,
+                settings={"raw_messages": True},
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
     with store.begin() as conn:
         conn.execute(
             alert_sources.update().values(

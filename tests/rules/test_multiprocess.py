@@ -167,13 +167,17 @@ def _expected(events: list[AlertEvent]) -> set[tuple[str, str, str, str]]:
     return open_claims
 
 
+#: Every process's (and the seeding store's) secret key: integration key digests depend on it.
+SECRET = "multiprocess-test-secret-" + "k" * 32
+
+
 def _worker(url: str, prefix: str, name: str, data_dir: str, log) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "BEACON_DATABASE_URL": f"{url}?application_name={name}",
         "BEACON_REDIS_URL": REDIS_URL,
         "BEACON_REDIS_PREFIX": prefix,
-        "BEACON_SECRET_KEY": "multiprocess-test-secret-" + "k" * 32,
+        "BEACON_SECRET_KEY": SECRET,
         "BEACON_DATA_DIR": data_dir,
         "PYTHONPATH": str(ROOT),
     }
@@ -237,7 +241,14 @@ def _kill_one_mid_batch_then_finish(store, workers: dict[str, subprocess.Popen[b
 def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_process_replay(
     pg_url, redis_prefix, tmp_path
 ):
-    settings = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_DATABASE_URL": pg_url})
+    # The processes' secret key: the seeded sources' key digests are made under it.
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_DATABASE_URL": pg_url,
+            "BEACON_SECRET_KEY": SECRET,
+        }
+    )
     store = create_store(settings)
     migrate.upgrade(store)
     events = _log(1200)
@@ -248,7 +259,7 @@ def test_two_serves_and_two_workers_with_one_killed_mid_batch_equal_a_single_pro
         "BEACON_DATABASE_URL": pg_url,
         "BEACON_REDIS_URL": REDIS_URL,
         "BEACON_REDIS_PREFIX": redis_prefix,
-        "BEACON_SECRET_KEY": "multiprocess-test-secret-" + "k" * 32,
+        "BEACON_SECRET_KEY": SECRET,
     }
     with contextlib.ExitStack() as stack:
         urls = [

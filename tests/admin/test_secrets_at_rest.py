@@ -5,19 +5,22 @@ secret key can be changed with the previous one kept for reading."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from engine import channels as channel_writes
 from engine import migrate, reseal, sources, vault
 from engine import subscribers as subs
 from engine.db import Store, create_store
+from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import JSONType, UTCDateTime, alert_sources, channels, subscribers
+from pages.app import create_app
 from tests import factories
 from tests.admin.conftest import Api
 
@@ -203,11 +206,18 @@ def _old_rows(conn: sa.Connection) -> None:
 
 
 def test_a_store_of_plain_secrets_migrates_and_its_keys_still_authenticate(
-    old_store: Store,
+    old_store: Store, settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
     with old_store.begin() as conn:
         _old_rows(conn)
     migrate.upgrade(old_store)
+
+    # The tools post with the keys they had: the intake finds their sources by digest.
+    with TestClient(create_app(make_runtime(settings, store=old_store))) as client:
+        body = {"version": "4", "status": "firing", "alerts": FIRING}
+        for key in (KEY, "previous-key-abcdefghijklmnop"):
+            assert client.post(f"/api/v1/events/{key}", json=body).status_code == 202, key
+        assert client.post("/api/v1/events/not-a-key-at-all", json=body).status_code == 404
 
     rows = _rows(old_store)
     assert not _plain_secrets_in(

@@ -274,6 +274,8 @@ class PageOut(Out, Declared):
     custom_domain: str | None
     #: Served on its custom domain only once DNS showed the domain is the page's.
     domain_verified: bool = False
+    #: Why the periodic re-check stopped serving a domain verified before (DNS lost it).
+    domain_withdrawn_because: str | None = None
     active: bool
     hide_uptime: bool
     notify_component_changes: bool

@@ -72,6 +72,9 @@ def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
             + "/",
             "has_logo": row.logo_asset_id is not None,
             "domain_verified": row.domain_verified_at is not None,
+            "domain_withdrawn_because": row.domain_error
+            if row.domain_verified_at is None
+            else None,
             "has_favicon": row.favicon_asset_id is not None,
         }
     )

@@ -392,14 +392,19 @@ def test_the_recheck_withdraws_a_domain_whose_proof_is_gone_and_keeps_one_dns_ca
     status = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()
     assert status["verified"] is False
     assert "elsewhere.example.net" in status["withdrawn_because"]
+    shown = app.client.get(f"/api/v1/pages/{page_id}", headers=key).json()
+    assert shown["domain_verified"] is False
+    assert shown["domain_withdrawn_because"] == status["withdrawn_because"]
     with app.store.read() as conn:
         row = conn.execute(
             sa.select(audit_log).where(audit_log.c.action == "withdraw domain")
         ).one()
     assert row.actor == "domain check" and row.object_key == "acme"
     assert row.detail["domain"] == "status.acme.test" and "elsewhere" in row.detail["reason"]
-    # Verified again once DNS shows it again.
+    # Verified again once DNS shows it again; the reason goes.
     assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+    again = app.client.get(f"/api/v1/pages/{page_id}", headers=key).json()
+    assert again["domain_verified"] and again["domain_withdrawn_because"] is None
 
 
 def test_apply_refuses_beacons_own_names_as_the_admin_api_does(tmp_path, store) -> None:  # type: ignore[no-untyped-def]

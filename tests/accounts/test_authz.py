@@ -59,6 +59,11 @@ def test_the_table_of_design_md() -> None:
         assert authorize(STAKEHOLDER, action).outcome == Outcome.FORBIDDEN
     assert authorize(None, Action.READ).outcome == Outcome.UNAUTHENTICATED
     assert authorize(Who("nonsense", frozenset({1})), Action.READ, MINE).status == 403
+    # One's own account (personal feed links): any signed-in role; the handler keeps to the
+    # caller's own rows. Anonymous callers sign in first.
+    for who in (admin, RESPONDER, STAKEHOLDER):
+        assert authorize(who, Action.OWN_ACCOUNT).allowed
+    assert authorize(None, Action.OWN_ACCOUNT).outcome == Outcome.UNAUTHENTICATED
 
 
 def test_pages_answer_the_table_too() -> None:

@@ -4,9 +4,10 @@ configurable time, then deleted by the daily purge (`engine.events.handle_purge`
 Each purge deletes in short transactions of `PURGE_CHUNK` rows (on SQLite a transaction
 holds the one write lock every webhook waits for) and never touches live rows:
 
-- deliveries: only finished ones (`sent`, `failed`), by their last change. A pending or
-  sending delivery is work; and a finished one's dedup key, which keeps a retried fan-out
-  from sending twice, is only needed while its fan-out may still be retried (minutes).
+- deliveries: only finished ones (`sent`, `failed`, `superseded`, `unchanged`), by their last
+  change. A pending or sending delivery is work; and a finished one's dedup key, which keeps
+  a retried fan-out from sending twice, is only needed while its fan-out may still be
+  retried (minutes).
 - subscribers: only unconfirmed ones (an email or SMS whose owner never clicked the link),
   by creation. Their confirmation link stops working then.
 - audit rows: by time.
@@ -63,7 +64,10 @@ def purge_deliveries(store: Store, days: int, now: datetime | None = None) -> in
     return _purge(
         store,
         deliveries,
-        sa.and_(deliveries.c.status.in_(("sent", "failed")), deliveries.c.updated_at < cutoff),
+        sa.and_(
+            deliveries.c.status.in_(("sent", "failed", "superseded", "unchanged")),
+            deliveries.c.updated_at < cutoff,
+        ),
     )
 
 

@@ -62,6 +62,11 @@ class Settings(BaseModel):
     twilio_rate: float = 10.0
     #: Webhook requests in flight at once per sending batch.
     webhook_concurrency: int = 50
+    #: People's notifications (workers.coalesce): steps of one incident, window or
+    #: component within this many seconds go out as one message (0: each at once), and at
+    #: most this many messages an hour reach one subscriber (0: no limit).
+    notify_window: float = 30.0
+    notify_hourly_cap: int = 20
     # Operational knobs with sane defaults; documented in docs/operations.md.
     max_body_bytes: int = 1024 * 1024
     sqlite_synchronous: str = "FULL"
@@ -235,6 +240,7 @@ class Settings(BaseModel):
             ("BEACON_EMBEDDED_WORKERS", "embedded_workers"),
             ("BEACON_EMBEDDED_NOTIFY_WORKERS", "embedded_notify_workers"),
             ("BEACON_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
+            ("BEACON_NOTIFY_HOURLY_CAP", "notify_hourly_cap"),
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
             ("BEACON_LIVE_PER_PAGE", "live_per_page"),
             ("BEACON_LIVE_PER_CLIENT", "live_per_client"),
@@ -274,6 +280,13 @@ class Settings(BaseModel):
                 raise ConfigError(
                     f"{name} must be 0 (keep for ever) or more days, got {env[name]!r}"
                 )
+        if env.get("BEACON_NOTIFY_WINDOW"):
+            values["notify_window"] = _window(env["BEACON_NOTIFY_WINDOW"])
+        if int(str(values.get("notify_hourly_cap", 0))) < 0:
+            raise ConfigError(
+                "BEACON_NOTIFY_HOURLY_CAP must be 0 (no limit) or more, "
+                f"got {env['BEACON_NOTIFY_HOURLY_CAP']!r}"
+            )
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
 
@@ -329,6 +342,17 @@ def _seconds(name: str, text: str) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
     if not 0 < value <= 60:
         raise ConfigError(f"{name} must be more than 0 and at most 60 seconds, got {text!r}")
+    return value
+
+
+def _window(text: str) -> float:
+    name = "BEACON_NOTIFY_WINDOW"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name} must be from 0 (off) to 3600 seconds, got {text!r}")
     return value
 
 

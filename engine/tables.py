@@ -784,7 +784,8 @@ deliveries = sa.Table(
     ),
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("message", JSONType, nullable=False),
-    # pending | sending | sent | failed
+    # pending | sending | sent | failed, or, for people's notifications that a later step
+    # carried or that changed nothing (workers.coalesce), superseded | unchanged
     sa.Column("status", sa.String(10), nullable=False, default="pending"),
     # Real send attempts (a claim that sent nothing is not one).
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -793,11 +794,16 @@ deliveries = sa.Table(
     # A pending delivery that failed for now is not tried again before this (its backoff,
     # or the provider's Retry-After).
     sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    # People's notifications: what they continue ("incident:<id>:page:<id>") and their
+    # order in it, so that steps close together go out as one message (workers.coalesce).
+    sa.Column("thread", sa.String(120), nullable=True),
+    sa.Column("step", sa.BigInteger, nullable=True),
     _created(),
     _updated(),
     # The retention purge (finished ones by last change) and the sweeps (pending or sending
     # ones past a time) read by these two.
     sa.Index("ix_deliveries_status_updated", "status", "updated_at"),
+    sa.Index("ix_deliveries_subscriber_thread", "subscriber_id", "thread", "step"),
 )
 
 # --- audit, outbox, deadlines --------------------------------------------------------------------

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import redis
 import sqlalchemy as sa
+from markupsafe import Markup
 
 from adapters.channels import (
     ChannelError,
@@ -62,7 +63,7 @@ from engine.runtime import Runtime, current
 from engine.status import NOTIFY_COMPONENTS as COMPONENT_UPDATE
 from engine.tables import deliveries, subscribers, users, utcnow
 
-from . import messages
+from . import coalesce, messages
 from .lease import renewing
 from .messages.notices import (
     Notice,
@@ -448,6 +449,8 @@ def expand(
                 for r in batch
                 if _wanted(notice, r)
             ]
+            if notice.thread is not None:
+                coalesce.place(conn, notice.thread, rows, coalesce.Policy.of(rt.settings), now)
             insert_ignore(conn, rows)
         count += len(rows)
         if notice.only is not None or len(batch) < EXPAND_BATCH:
@@ -518,6 +521,8 @@ def _claim(rt: Runtime, ids: list[int]) -> list[Any]:
                 sa.select(
                     deliveries.c.id.label("delivery_id"),
                     deliveries.c.attempts.label("delivery_attempts"),
+                    deliveries.c.step.label("delivery_step"),
+                    deliveries.c.message.label("delivery_message"),
                     subscribers,
                     users.c.email.label("user_email"),
                 )
@@ -548,15 +553,18 @@ def send_pending(
     retry_at: datetime | None = None
     if not ids:
         return retry_at
+    policy = coalesce.Policy.of(rt.settings)
     with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="beacon-fanout") as pool:
         for start in range(0, len(ids), SEND_BATCH):
             rows = _claim(rt, ids[start : start + SEND_BATCH])
+            screened = coalesce.screen(rt.store, notice.thread, rows, policy, utcnow())
+            rows = screened.send
             claimed = [r.delivery_id for r in rows]
             with renewing(functools.partial(_renew, rt, claimed), LEASE_RENEW_EVERY):
-                outcomes = send_batch(rt, notice, rows, ctx, pool)
-            at = _record(rt, outcomes)
-            if at is not None and (retry_at is None or at < retry_at):
-                retry_at = at
+                outcomes = send_batch(rt, notice, rows, ctx, pool, screened.summaries)
+            for at in (_record(rt, outcomes), screened.held_until):
+                if at is not None and (retry_at is None or at < retry_at):
+                    retry_at = at
     return retry_at
 
 
@@ -630,7 +638,12 @@ def _record(rt: Runtime, outcomes: list[Outcome]) -> datetime | None:
 
 
 def send_batch(
-    rt: Runtime, notice: Notice, rows: list[Any], ctx: Context, pool: ThreadPoolExecutor
+    rt: Runtime,
+    notice: Notice,
+    rows: list[Any],
+    ctx: Context,
+    pool: ThreadPoolExecutor,
+    summaries: dict[int, coalesce.Summary] | None = None,
 ) -> list[Outcome]:
     """Send a claimed batch, each channel its fastest way: email through SendGrid as
     requests of up to 1,000 personalizations, webhooks concurrently on one async client,
@@ -643,10 +656,13 @@ def send_batch(
     rest = [
         r for r in rows if r.channel != SubscriberChannel.WEBHOOK and r.delivery_id not in taken
     ]
-    pending = [pool.submit(send_one, rt, notice, r, ctx) for r in rest]
+    summaries = summaries or {}
+    pending = [
+        pool.submit(send_one, rt, notice, r, ctx, summaries.get(r.delivery_id)) for r in rest
+    ]
     outcomes = asyncio.run(_send_webhooks(rt, notice, hooks, ctx)) if hooks else []
     if emails:
-        outcomes += _send_emails(rt, notice, emails, ctx)
+        outcomes += _send_emails(rt, notice, emails, ctx, summaries)
     return outcomes + [f.result() for f in pending]
 
 
@@ -722,14 +738,29 @@ async def _send_webhook(
 UNSUBSCRIBE_TOKEN = "-beacon-unsubscribe-url-"
 #: The same for each recipient's manage page (what they follow, or unsubscribe).
 MANAGE_TOKEN = "-beacon-manage-url-"
+#: The same for the line saying what a recipient's message sums up (`coalesce.Summary`),
+#: as text and as HTML; empty for those whose message is one update.
+SUMMARY_TOKEN = "-beacon-summary-"
+SUMMARY_HTML_TOKEN = "-beacon-summary-html-"
 
 
-def _send_emails(rt: Runtime, notice: Notice, rows: list[Any], ctx: Context) -> list[Outcome]:
+def _send_emails(
+    rt: Runtime,
+    notice: Notice,
+    rows: list[Any],
+    ctx: Context,
+    summaries: dict[int, coalesce.Summary] | None = None,
+) -> list[Outcome]:
     """The batch's email as SendGrid requests of up to 1,000 recipients, the message rendered
-    once with a token for each person's own links."""
+    once with a token for each person's own links (and, when some stand for more than one
+    update, for what each one's message sums up)."""
+    given = summaries or {}
+    summaries = {r.delivery_id: given[r.delivery_id] for r in rows if r.delivery_id in given}
     values = _values(notice)
     if notice.kind != "confirm":
         values.update(unsubscribe_url=UNSUBSCRIBE_TOKEN, manage_url=MANAGE_TOKEN)
+    if summaries:
+        values.update(summary=SUMMARY_TOKEN, summary_html=Markup(SUMMARY_HTML_TOKEN))
     mail = messages.email(notice.kind, values)
     message = Message(subject=mail.subject, text=mail.text, html=mail.html)
     outcomes: list[Outcome] = []
@@ -744,16 +775,16 @@ def _send_emails(rt: Runtime, notice: Notice, rows: list[Any], ctx: Context) -> 
             ready.append((row, sendgrid_email.Recipient(address)))
             continue
         url = _unsubscribe_url(notice, row)
-        ready.append(
-            (
-                row,
-                sendgrid_email.Recipient(
-                    address,
-                    {UNSUBSCRIBE_TOKEN: url, MANAGE_TOKEN: _manage_url(notice, row)},
-                    _unsubscribe_headers(url),
-                ),
+        own = {UNSUBSCRIBE_TOKEN: url, MANAGE_TOKEN: _manage_url(notice, row)}
+        if summaries:
+            summary = _summary_values(summaries.get(row.delivery_id))
+            own.update(
+                {
+                    SUMMARY_TOKEN: summary["summary"],
+                    SUMMARY_HTML_TOKEN: str(summary["summary_html"]),
+                }
             )
-        )
+        ready.append((row, sendgrid_email.Recipient(address, own, _unsubscribe_headers(url))))
     for start in range(0, len(ready), sendgrid_email.MAX_RECIPIENTS):
         outcomes += _send_email_chunk(
             message, ready[start : start + sendgrid_email.MAX_RECIPIENTS], ctx
@@ -780,11 +811,13 @@ def _send_email_chunk(
     return [Outcome(row.delivery_id, row.id, row.delivery_attempts) for row, _r in chunk]
 
 
-def send_one(rt: Runtime, notice: Notice, row: Any, ctx: Context) -> Outcome:
+def send_one(
+    rt: Runtime, notice: Notice, row: Any, ctx: Context, summary: coalesce.Summary | None = None
+) -> Outcome:
     """Send one delivery; never raises (the outcome says what happened)."""
     done = row.delivery_attempts
     try:
-        kind, target, message = build(rt, notice, row, ctx)
+        kind, target, message = build(rt, notice, row, ctx, summary)
         get_channel(kind).send(message, target, ctx)
     except ChannelError as exc:
         return Outcome(
@@ -803,11 +836,11 @@ def send_one(rt: Runtime, notice: Notice, row: Any, ctx: Context) -> Outcome:
 
 
 def build(
-    rt: Runtime, notice: Notice, row: Any, ctx: Context
+    rt: Runtime, notice: Notice, row: Any, ctx: Context, summary: coalesce.Summary | None = None
 ) -> tuple[str, dict[str, Any], Message]:
     """The channel module, target and message for one subscriber."""
     unsubscribe_url = _unsubscribe_url(notice, row)
-    values = _values(notice)
+    values = {**_values(notice), **_summary_values(summary)}
     if notice.kind != "confirm":
         values.update(unsubscribe_url=unsubscribe_url, manage_url=_manage_url(notice, row))
     channel = SubscriberChannel(row.channel)
@@ -842,7 +875,22 @@ def build(
 
 def _values(notice: Notice) -> dict[str, Any]:
     page = {"name": notice.page.name, "url": f"{notice.page_url}/", "logo_url": notice.logo_url}
-    return {**notice.context, "page": page}
+    return {**notice.context, "page": page, **_summary_values(None)}
+
+
+def _summary_values(summary: coalesce.Summary | None) -> dict[str, Any]:
+    """The templates' `summary` (a paragraph of text), `summary_html` and `summary_sms`."""
+    if summary is None:
+        return {"summary": "", "summary_html": Markup(""), "summary_sms": ""}
+    text = summary.text()
+    return {
+        "summary": f"{text}\n\n",
+        "summary_html": Markup(
+            '<p style="margin:0 0 12px;padding:8px 12px;background:#fff8c5;'
+            'border-radius:6px;font-size:14px">{}</p>'
+        ).format(text),
+        "summary_sms": f"{summary.short()} ",
+    }
 
 
 def _unsubscribe_url(notice: Notice, row: Any) -> str:

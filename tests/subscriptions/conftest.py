@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ from starlette.testclient import TestClient
 from engine.accounts import create_user
 from engine.runtime import Runtime
 from engine.settings import Settings
-from engine.tables import page_services, page_teams, status_pages, subscribers, team_members
+from engine.tables import (
+    deadlines,
+    deliveries,
+    page_services,
+    page_teams,
+    status_pages,
+    subscribers,
+    team_members,
+)
 from pages.app import create_app
 from tests.factories import service, team
 from tests.support import RecordingServer
@@ -44,6 +53,15 @@ def settings_for(tmp_path: Path, server: RecordingServer, **extra: str) -> Setti
 @pytest.fixture
 def rt(tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]) -> Runtime:
     return make_runtime(settings_for(tmp_path, server))
+
+
+@pytest.fixture
+def rt_each_step(
+    tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]
+) -> Runtime:
+    """A runtime that sends each step at once (`BEACON_NOTIFY_WINDOW=0`): for tests of who
+    hears what, not of coalescing (tests/subscriptions/test_coalescing.py)."""
+    return make_runtime(settings_for(tmp_path, server, BEACON_NOTIFY_WINDOW="0"))
 
 
 @pytest.fixture
@@ -140,6 +158,19 @@ def drain(rt: Runtime, rounds: int = 10) -> None:
         if not dispatch_once(rt):
             return
         rt.queues.worker().work(burst=True, logging_level="WARNING")
+
+
+def advance(rt: Runtime, by: timedelta) -> None:
+    """Let `by` pass for everything the store keeps a time of."""
+    times = ("next_attempt_at", "sent_at", "created_at", "updated_at")
+    with rt.store.begin() as conn:
+        for table, columns in ((deliveries, times), (deadlines, ("due_at",))):
+            key = table.c.id if "id" in table.c else None
+            keys = [table.c[n] for n in ("kind", "key")] if key is None else [key]
+            for row in conn.execute(sa.select(*keys, *(table.c[c] for c in columns))).all():
+                values = {c: row._mapping[c] - by for c in columns if row._mapping[c] is not None}
+                where = [k == row._mapping[k.name] for k in keys]
+                conn.execute(table.update().where(*where).values(**values))
 
 
 def body_of(request: dict[str, object]) -> bytes:

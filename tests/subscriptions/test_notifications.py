@@ -129,8 +129,9 @@ def _override(rt: Runtime, service_id: int, status_: str = "degraded") -> None:
 
 
 def test_a_bare_status_change_reaches_webhooks_and_people_on_a_page_that_opts_in(
-    rt: Runtime, server: RecordingServer
+    rt_each_step: Runtime, server: RecordingServer
 ) -> None:
+    rt = rt_each_step
     site = make_site(rt, notify_component_changes=True)
     subscribe(rt, site, "webhook", f"{server.url}/hook")
     subscribe(rt, site, "email", "eve@example.com")
@@ -279,8 +280,9 @@ def test_nothing_is_sent_without_deliver_notifications_or_confirmation(
 
 
 def test_maintenance_steps_are_sent_when_the_window_notifies(
-    rt: Runtime, server: RecordingServer
+    rt_each_step: Runtime, server: RecordingServer
 ) -> None:
+    rt = rt_each_step
     site = make_site(rt)
     subscribe(rt, site, "email", "eve@example.com")
     now = utcnow()

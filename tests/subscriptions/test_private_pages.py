@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.testclient import TestClient
 
 from engine import incidents
 from engine.runtime import Runtime
 from tests.support import RecordingServer
 
-from .conftest import drain, leave_team, make_site, make_user, sent_json, sign_in, subscriber_rows
+from .conftest import (
+    advance,
+    drain,
+    leave_team,
+    make_site,
+    make_user,
+    sent_json,
+    sign_in,
+    subscriber_rows,
+)
 
 
 def test_an_anonymous_visitor_is_sent_to_sign_in(rt: Runtime, client: TestClient) -> None:
@@ -91,6 +102,8 @@ def test_members_hear_by_email_and_stop_when_they_leave_the_team(
     with rt.store.begin() as conn:
         incidents.resolve(conn, incident_id, message="Fixed.")
     before = len(server.requests)
+    drain(rt)
+    advance(rt, timedelta(seconds=31))  # the resolution waits for the coalescing window
     drain(rt)
     assert len(server.requests) == before
     (row,) = subscriber_rows(rt)

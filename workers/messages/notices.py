@@ -7,6 +7,8 @@ and sends them; this module only reads the store to describe them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,33 @@ from engine.tables import (
 EXPLAINED_CAUSES = {"incident", "maintenance"}
 
 
+@dataclass(frozen=True)
+class Thread:
+    """What a notice for people continues (`workers.coalesce`): the incident, window or
+    component on one page, the notice's place in it, and what it shows."""
+
+    #: "incident:<id>:page:<page id>", "maintenance:<window id>:page:<page id>",
+    #: "component:<service id>:page:<page id>"
+    key: str
+    #: Order within the thread (update ids; a component change's time in microseconds).
+    step: int
+    #: A digest of what the message shows: equal digests say the same thing.
+    state: str
+    #: The digest of what was true before the thread's first step, when that can be said
+    #: (a component's old status); None: anything is news.
+    before: str | None
+    #: What summaries call it ("3 more updates to <title> since ...").
+    title: str
+    #: The first message goes at once (incidents, maintenance: a person or a damped rule
+    #: decided it); else it waits for the window, as a status that flaps back is no news.
+    leading: bool
+
+
+def digest(*parts: Any) -> str:
+    """A short stable digest of JSON-able `parts`."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 @dataclass
 class Notice:
     """One thing to tell the subscribers of one page."""
@@ -59,6 +88,9 @@ class Notice:
     only: list[int] | None = None
     #: The page's logo for the email's header, or None (the page's name alone).
     logo_url: str | None = None
+    #: What the notice continues for people (None: every notice goes out, e.g. a
+    #: confirmation, or one only webhooks hear).
+    thread: Thread | None = None
 
 
 def _page_url(settings: Settings, page: subs.Page) -> str:
@@ -242,6 +274,19 @@ def incident_notices(conn: Connection, settings: Settings, update_id: int) -> li
                     ],
                 },
                 envelope={"page": _page_envelope(conn, page), "incident": body},
+                thread=Thread(
+                    key=f"incident:{incident.id}:page:{page.id}",
+                    step=update.id,
+                    state=digest(
+                        incident.title,
+                        update.status,
+                        update.body,
+                        [(c.name, c.status) for c in components],
+                    ),
+                    before=None,
+                    title=incident.title,
+                    leading=True,
+                ),
             )
         )
     return notices
@@ -354,6 +399,16 @@ def maintenance_notices(conn: Connection, settings: Settings, update_id: int) ->
                     "components": [{"name": c.name} for c in components],
                 },
                 envelope={"page": _page_envelope(conn, page), "incident": body},
+                thread=Thread(
+                    key=f"maintenance:{window.id}:page:{page.id}",
+                    step=update.id,
+                    state=digest(
+                        window.title, update.status, update.body, window.starts_at, window.ends_at
+                    ),
+                    before=None,
+                    title=window.title,
+                    leading=True,
+                ),
             )
         )
     return notices
@@ -412,6 +467,16 @@ def component_notices(
                             "component_id": row.public_id,
                         },
                     },
+                    thread=Thread(
+                        key=f"component:{service_id}:page:{page.id}",
+                        step=stamp,
+                        state=digest(new),
+                        before=digest(old),
+                        title=row.name,
+                        leading=False,
+                    )
+                    if people
+                    else None,
                 )
             )
     return notices

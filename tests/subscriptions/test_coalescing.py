@@ -28,7 +28,7 @@ from tests.conftest import REDIS_URL
 from tests.support import RecordingServer
 from workers import coalesce, fanout
 
-from .conftest import Site, advance, drain, emails, make_site, settings_for, sms_sent
+from .conftest import Site, advance, drain, emails, make_site, sent_json, settings_for, sms_sent
 from .test_notifications import hook_bodies, open_incident, subscribe
 
 
@@ -315,3 +315,32 @@ def test_in_scaled_mode_steps_coalesce_and_a_waiting_message_survives_a_restart(
     assert resolved.subject == "[Acme Status] API errors (resolved)"
     assert "1 more update to API errors since" in resolved.text
     assert len(sms_sent(server)) == 2
+
+
+def test_one_sendgrid_request_carries_each_recipients_own_summary_or_none(
+    make: Callable[..., Runtime], server: RecordingServer
+) -> None:
+    """In one batch, one person's message sums up two steps and the other's is one step:
+    each gets their own line (SendGrid substitutes it per personalization), or none."""
+    rt = make()
+    site = make_site(rt)
+    subscribe(rt, site, "email", "ann@example.com")
+    incident = open_incident(rt, site)
+    drain(rt)  # ann: told at once
+    subscribe(rt, site, "email", "bob@example.com")
+    _update(rt, incident, "identified", "A bad deploy.")
+    drain(rt)  # bob: his first message, at once; ann's waits
+    _update(rt, incident, "monitoring", "Rolled back.")
+    drain(rt)  # takes the place of ann's; bob's waits (he was just told)
+    advance(rt, timedelta(seconds=61))
+    drain(rt)
+    last = [m for m in sent_json(server) if "personalizations" in m][-1]
+    assert sorted(p["to"][0]["email"] for p in last["personalizations"]) == [
+        "ann@example.com",
+        "bob@example.com",
+    ]
+    latest = {e.to: e for e in emails(server) if "Rolled back." in e.text}
+    assert "1 more update to API errors since" in latest["ann@example.com"].text
+    assert "1 more update to API errors since" in latest["ann@example.com"].html
+    assert "more update" not in latest["bob@example.com"].text
+    assert "-beacon-" not in latest["bob@example.com"].text + latest["bob@example.com"].html

@@ -183,7 +183,12 @@ class Retry(Exception):
     """A handler's failure that its message explains (a provider down, a host that does not
     answer): logged in one line with that reason, its traceback only at debug level, since
     a traceback per retry would bury the log (issue 19). Anything else is a bug, logged
-    with its traceback."""
+    with its traceback. `retry_after` (seconds) is the far end's own wait (a 429's
+    `Retry-After`), which the backoff does not undercut."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception) -> None:
@@ -193,6 +198,8 @@ def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception
     ids = [r.id for r in rows]
     giving_up = attempts >= MAX_ATTEMPTS
     delay = min(2**attempts, 300)
+    if isinstance(exc, Retry) and exc.retry_after:
+        delay = max(delay, int(exc.retry_after + 0.999))  # retrying sooner earns another 429
     if isinstance(exc, Retry):
         log.warning(
             "%s failed (attempt %d of %d): %s; %s",

@@ -66,13 +66,15 @@ def channel_module(kind: str, ctx: Context) -> str:
 def handle_notify_channel(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     ctx = context(rt.settings)
     retry = []
+    waits = []
     for payload in payloads:
         try:
             deliver_to_channel(rt, payload, ctx)
         except DeliveryRetry as exc:
             retry.append(str(exc))
+            waits.append(exc.retry_after or 0.0)
     if retry:
-        raise DeliveryRetry("; ".join(retry))
+        raise DeliveryRetry("; ".join(retry), retry_after=max(waits) or None)
 
 
 def insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -159,7 +161,7 @@ def deliver_to_channel(rt: Runtime, payload: dict[str, Any], ctx: Context) -> No
             log.warning("channel %s disabled: %s", channel.key, exc)
             return
         _finish(rt, payload["dedup_key"], "pending", str(exc))
-        raise DeliveryRetry(f"{channel.key}: {exc}") from None
+        raise DeliveryRetry(f"{channel.key}: {exc}", retry_after=exc.retry_after) from None
     _finish(rt, payload["dedup_key"], "sent", None)
 
 

@@ -85,3 +85,33 @@ def test_it_disables_the_channel_on_a_permanent_failure(
     assert not channel.enabled and "404" in (channel.disabled_reason or "")
     handle_notify_channel(rt, [_payload(channel_id, key="another")])
     assert len(server.requests) == 1  # a disabled channel gets nothing more
+
+
+def test_a_429s_retry_after_holds_the_next_try_that_long(
+    rt: Runtime, server: RecordingServer
+) -> None:
+    """Slack and Discord answer 429 with how long to wait: retrying sooner only earns another
+    429, so the outbox's backoff waits at least that long."""
+    from datetime import timedelta
+
+    from engine import outbox
+    from engine.runtime import install
+    from engine.tables import outbox as outbox_table
+    from engine.tables import utcnow
+    from workers.dispatch import dispatch_once
+
+    channel_id = _channel(rt, server.url)
+    server.answer(429, {"ok": False}, headers={"Retry-After": "120"})
+    with rt.store.begin() as conn:
+        outbox.emit(conn, "notify.channel", _payload(channel_id))
+    install(rt)
+    dispatch_once(rt)
+    rt.queues.worker().work(burst=True, logging_level="WARNING")
+    with rt.store.read() as conn:
+        row = conn.execute(
+            sa.select(outbox_table).where(outbox_table.c.kind == "notify.channel")
+        ).one()
+    free_at = row.claimed_at + outbox.LEASE
+    assert free_at - utcnow() > timedelta(seconds=110), (free_at, row.error)
+    assert "ops-slack" in (row.error or "") and _delivery(rt).status == "pending"
+    assert dispatch_once(rt) == 0  # nothing is tried again before then

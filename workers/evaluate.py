@@ -23,10 +23,12 @@ version throughout.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from collections import namedtuple
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,13 +36,13 @@ import sqlalchemy as sa
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError
 
-from engine import deadlines, rulesets
+from engine import deadlines, outbox, rulesets
 from engine.activations import Activation, Machine
 from engine.activations.apply import apply_intents
 from engine.activations.lookups import Ids, StoreWorld, event_from_row
 from engine.activations.store import TICK, StoreState
 from engine.db import Store, json_text, sqlite_time
-from engine.events import TEST_OUTCOME
+from engine.events import EVALUATE, TEST_OUTCOME
 from engine.models import EventStatus
 from engine.runtime import Runtime
 from engine.sandbox import DEFAULT_LIMITS, Limits
@@ -479,7 +481,55 @@ def handle_evaluate(rt: Runtime, payloads: list[dict[str, Any]]) -> None:
     runtime = rules_runtime(rt.store, rt.part(RuleRuntime))
     with rt.evaluation():
         for partition in sorted({str(p["partition"]) for p in payloads if "partition" in p}):
+            _evaluate_alone(rt, runtime, partition)
+
+
+@dataclass
+class _Turns:
+    """The partitions a thread of this process is evaluating, each with whether a job for
+    it arrived meanwhile (`_evaluate_alone`)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    more: dict[str, bool] = field(default_factory=dict)
+
+
+def _evaluate_alone(rt: Runtime, runtime: RuleRuntime, partition: str) -> None:
+    """`evaluate_partition`, by one thread of this process at a time.
+
+    Under a stream, the commit after a job's `evaluate` row was claimed adds another row,
+    whose job another worker thread takes at once: the two would evaluate the partition in
+    turns, each in smaller transactions, and evaluation's cost per event grows as they
+    shrink (26 µs at 500 events a transaction, 31 at 150, 67 at 25). So a job for a
+    partition that another thread here is evaluating leaves the work to that thread, which
+    goes on until a pass finds nothing more. Past `STREAM_BUDGET` that thread gives its job
+    back (as `evaluate_partition` does), and what the jobs it stood in for came for gets an
+    `evaluate` row of its own: nothing waits on a job that has ended. A job that fails is
+    retried by the outbox, and its retry evaluates every pending event of the partition."""
+    turns = rt.part(_Turns)
+    with turns.lock:
+        if partition in turns.more:
+            turns.more[partition] = True
+            return
+        turns.more[partition] = False
+    began = time.monotonic()
+    try:
+        while True:
             evaluate_partition(rt.store, runtime, partition, rt.settings.template_limits)
+            with turns.lock:
+                if not turns.more[partition]:
+                    del turns.more[partition]
+                    return
+                turns.more[partition] = False
+                if time.monotonic() - began < STREAM_BUDGET:
+                    continue
+                del turns.more[partition]
+            with rt.store.begin() as conn:
+                outbox.emit(conn, EVALUATE, {"partition": partition})
+            return
+    except BaseException:
+        with turns.lock:
+            turns.more.pop(partition, None)
+        raise
 
 
 def handle_rules_changed(rt: Runtime, payloads: list[dict[str, Any]]) -> None:

@@ -212,8 +212,13 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 # The segment after `events/` anywhere in a path, in any case, after any number of
 # slashes: a tool template's slip (`//api/v1/events/KEY`, `/api/v1/Events/KEY`,
 # `/api/v2/event/KEY`) still carries a real key, and a 404 is logged like any request.
-# Integration keys after events/, and the tokens of emailed account links.
-_KEY_SEGMENT = re.compile(r"(/events?/+|/account/(?:invite|reset)/+|/feeds/+)[^/]+", re.IGNORECASE)
+# Integration keys after events/, the tokens of emailed account links, of personal feed
+# links and of a subscriber's own links (confirm, manage, unsubscribe: the only credential).
+_KEY_SEGMENT = re.compile(
+    r"(/events?/+|/account/(?:invite|reset)/+|/feeds/+"
+    r"|/subscriptions/+(?:confirm|manage|unsubscribe)/+)[^/]+",
+    re.IGNORECASE,
+)
 
 
 def redact_path(path: str) -> str:

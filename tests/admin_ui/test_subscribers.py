@@ -141,3 +141,30 @@ def test_the_tab_offers_the_options_of_the_page_type_and_imports_all_or_nothing(
         data={"csrf": token, "channel": "email", "address": "x@example.com"},
     )
     assert email.status_code == 422 and "a private page has no email subscribers" in email.text
+
+
+def test_the_update_form_says_who_will_hear_per_channel(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    key = create_api_key(rt.store, name="seed3", admin=True)
+    auth = {"Authorization": f"Bearer {key}"}
+    body = {"slug": "shop", "name": "Shop", "teams": ["platform"], "services": ["api"]}
+    page = client.post("/api/v1/pages", json=body, headers=auth).json()
+    client.patch(f"/api/v1/pages/{page['id']}", json={"active": True}, headers=auth)
+    url = f"/api/v1/pages/{page['id']}/subscribers"
+    for sub in (
+        {"channel": "email", "address": "ann@example.com", "skip_confirmation": True},
+        {"channel": "webhook", "address": "https://hooks.example.com/h"},
+        {"channel": "email", "address": "wait@example.com"},  # not confirmed: not counted
+    ):
+        assert client.post(url, json=sub, headers=auth).status_code == 201
+    incident = client.post(
+        "/api/v1/incidents",
+        json={"team": "platform", "title": "Slow", "impacts": {"api": "degraded"}},
+        headers=auth,
+    ).json()
+    client.cookies.clear()
+    sign_in(client, "ops@example.test")
+    shown = client.get(f"/admin/incidents/{incident['id']}").text
+    assert '<p id="reach"><strong>2 subscribers on 1 page will be notified.</strong></p>' in shown
+    assert '<p class="hint" id="reach-channels">1 by email, 1 by webhook; Shop: 2.</p>' in shown

@@ -7,6 +7,13 @@ on `/p/{slug}/` and `summary.json` against both. Also measures the render time o
 showing it. Prints numbers; asserts nothing (timings are reported, never tested).
 
     python bench/page.py [--server granian|uvicorn] [--duration 10] [--changes 20]
+
+With `--export`, the same page exported by `beacon serve` (BEACON_EXPORT_DIR) is served by
+the proxy docs/static-export.md documents (Debian's Caddy with its Caddyfile, Beacon then
+stopped) and by nginx from the same files, and wrk compares the two (issue 18's goal: the
+proxy at 0.9 of nginx or better).
+
+    python bench/page.py --export [--duration 10]
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ http {{
     fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
     server {{
         listen 127.0.0.1:{port};
-        root {root}/www;
+        root {www};
         index index.html;
         etag on;
     }}
@@ -193,6 +200,103 @@ def webhook_latency(work: Path, env: dict[str, str], count: int) -> list[float]:
     return latencies
 
 
+CADDY_GLOBAL = """{{
+	admin off
+	auto_https off
+	storage file_system {{
+		root {home}
+	}}
+}}
+"""
+
+
+def documented_caddyfile(export: Path, beacon_port: int, port: int) -> str:
+    """docs/static-export.md's Caddyfile on this run's directory, Beacon and port."""
+    doc = (ROOT / "docs" / "static-export.md").read_text()
+    [site] = re.findall(r"^```caddyfile\n(.*?)^```", doc, re.M | re.S)
+    site = site.replace("/var/lib/beacon/export", str(export))
+    site = site.replace("127.0.0.1:8000", f"127.0.0.1:{beacon_port}")
+    return site.replace("beacon.example.com {", f"http://127.0.0.1:{port} {{", 1)
+
+
+def export_comparison(work: Path, env: dict[str, str], duration: int) -> None:
+    """The exported page through the documented Caddy (Beacon stopped) vs nginx serving
+    the same files, with wrk."""
+    caddy_bin = shutil.which("caddy")
+    if not caddy_bin:
+        raise SystemExit("caddy is not installed (apt-get install caddy)")
+    export = work / "export"
+    port, caddy_port, nginx_port = free_port(), free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**env, "BEACON_EXPORT_DIR": str(export)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "serve.log", "w"),  # noqa: SIM115
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        give_up = time.monotonic() + 60
+        while not (export / "p" / SLUG / "badge.svg").exists():
+            if time.monotonic() > give_up:
+                raise SystemExit("the page was not exported within 60 s")
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(10)
+    # Beacon is stopped: whatever answers now is the export.
+    home = work / "caddy"
+    home.mkdir()
+    config = home / "Caddyfile"
+    config.write_text(
+        CADDY_GLOBAL.format(home=home) + documented_caddyfile(export, port, caddy_port)
+    )
+    caddy = subprocess.Popen(
+        [caddy_bin, "run", "--config", str(config), "--adapter", "caddyfile"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "caddy.log", "w"),  # noqa: SIM115
+    )
+    results: dict[str, list[float]] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{caddy_port}{PATHS['page']}")
+        for name, path in PATHS.items():
+            results[name] = list(wrk(f"http://127.0.0.1:{caddy_port}{path}", duration))
+    finally:
+        caddy.terminate()
+        caddy.wait(10)
+    (work / "tmp").mkdir(exist_ok=True)
+    for workers in ("1", "auto"):
+        conf = work / f"nginx-export-{workers}.conf"
+        conf.write_text(NGINX_CONF.format(root=work, www=export, port=nginx_port, workers=workers))
+        nginx = subprocess.Popen(
+            ["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{nginx_port}{PATHS['page']}")
+            for name, path in PATHS.items():
+                results[name] += wrk(f"http://127.0.0.1:{nginx_port}{path}", duration)
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+    version = subprocess.run([caddy_bin, "version"], capture_output=True, text=True).stdout
+    print(
+        f"\nexported page, Beacon stopped; wrk -t2 -c50 -d{duration}s; Caddy "
+        f"({version.split()[0]}) with docs/static-export.md's Caddyfile; nginx on the same "
+        "files, 1 worker, then one per core"
+    )
+    print(
+        f"{'document':<14}{'caddy req/s':>12}{'p99 ms':>8}"
+        f"{'nginx-1 req/s':>15}{'p99 ms':>8}{'ratio':>7}"
+        f"{'nginx-auto req/s':>18}{'p99 ms':>8}{'ratio':>7}"
+    )
+    for name, (ours, our_p99, one, one_p99, auto, auto_p99) in results.items():
+        print(
+            f"{name:<14}{ours:>12.0f}{our_p99:>8.2f}{one:>15.0f}{one_p99:>8.2f}"
+            f"{ours / one:>7.2f}{auto:>18.0f}{auto_p99:>8.2f}{ours / auto:>7.2f}"
+        )
+    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -200,6 +304,9 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--changes", type=int, default=20, help="status changes to time")
+    parser.add_argument(
+        "--export", action="store_true", help="the exported page: the documented Caddy vs nginx"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -226,6 +333,13 @@ def main() -> int:
     port, nginx_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update(PYTHONPATH=str(ROOT), BEACON_DATA_DIR=str(data))
+    if args.export:
+        try:
+            export_comparison(work, env, args.duration)
+        finally:
+            rt.close()
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     server = subprocess.Popen(
         # No --server unless asked: the command as a user types it.
         [sys.executable, "-m", "cli", "serve", "--port", str(port)]
@@ -266,7 +380,9 @@ def main() -> int:
         results = {name: list(wrk(base + path, args.duration)) for name, path in paths.items()}
         for workers in ("1", "auto"):
             conf = work / f"nginx-{workers}.conf"
-            conf.write_text(NGINX_CONF.format(root=work, port=nginx_port, workers=workers))
+            conf.write_text(
+                NGINX_CONF.format(root=work, www=work / "www", port=nginx_port, workers=workers)
+            )
             nginx = subprocess.Popen(
                 ["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
             )

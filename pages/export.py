@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,11 @@ ASSET_EXTENSIONS = {
 }
 #: Where targets keep their manifests, beside the pages (never under `p/`, which is served).
 STATE_DIR = ".beacon"
+#: A document this large or larger also gets its `.gz` file (the cache's gzip variant) for
+#: the proxy's `precompressed`/`gzip_static`; a smaller one the proxy compresses itself.
+GZIP_FILE_MIN = 4096
+#: Files of one render written side by side.
+PARALLEL_WRITES = 4
 
 
 @dataclass(frozen=True)
@@ -268,6 +274,7 @@ class DirTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / STATE_DIR / "pages"
+        self._pool = ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="beacon-export")
 
     def _manifest_path(self, page_id: int) -> Path:
         return self.state / f"{page_id}.json"
@@ -295,21 +302,29 @@ class DirTarget:
             self._remove_tree(old.slug)
         before = old.files if old is not None and old.slug == slug else {}
         written: dict[str, str] = {}
+        jobs: list[tuple[Path, bytes]] = []
         for item in files:
             path = file_path(slug, item)
             variants = [(path, item.body, item.etag)]
-            if item.gzipped is not None:
+            if item.gzipped is not None and len(item.body) >= GZIP_FILE_MIN:
                 variants.append((path + ".gz", item.gzipped, item.etag[:-1] + '-gz"'))
             for rel, body, etag in variants:
                 target = self.root / rel
                 if before.get(rel) != etag or not target.exists():
                     if item.asset and not body:
                         continue  # listed as present but gone: the next render reads it again
-                    write_atomic(target, body)
+                    jobs.append((target, body))
                 written[rel] = etag
+        # Each file is fsynced before its rename; doing them side by side lets the file
+        # system commit them together (a status change replaces a dozen files).
+        list(self._pool.map(lambda job: write_atomic(*job), jobs))
         for rel in before.keys() - written.keys():
             (self.root / rel).unlink(missing_ok=True)
-        write_atomic(self._manifest_path(page_id), Manifest(slug, stamp, written).dump())
+        # The manifest is Beacon's own note, not served: lost in a crash, the next render
+        # writes every file again. No fsync for it.
+        write_atomic(
+            self._manifest_path(page_id), Manifest(slug, stamp, written).dump(), sync=False
+        )
 
     def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
         old = self._manifest(page_id)
@@ -337,9 +352,10 @@ def _plain(slug: str) -> bool:
     return bool(slug) and "/" not in slug and slug not in (".", "..")
 
 
-def write_atomic(path: Path, body: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, body: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Replace `path` with `body`: written to a temporary file in the same directory,
-    fsynced, then renamed over it, so a reader never sees half a file.
+    fsynced (unless not `sync`), then renamed over it, so a reader never sees half a file
+    and a crash leaves the old file or the new one.
 
     Static servers make ETags from the modification time in whole seconds and the size: a
     new body of the same size within the second of the old one would keep the old ETag, and
@@ -352,7 +368,8 @@ def write_atomic(path: Path, body: bytes, mode: int = 0o644) -> None:
             out.write(body)
             out.flush()
             os.fchmod(out.fileno(), mode)  # mkstemp's 0600 would hide it from the server
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         _after_old(Path(temp), path)
         os.replace(temp, path)
     except BaseException:

@@ -129,7 +129,7 @@ def entries(
     if what.state is not None:
         conditions.append(deliveries.c.status == what.state.value)
     if what.q.strip():
-        conditions.append(address_contains(what.q.strip()))
+        conditions.append(address_contains(conn, page_id, what.q.strip()))
     joined = deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
     total = conn.execute(
         sa.select(sa.func.count()).select_from(joined).where(*conditions)

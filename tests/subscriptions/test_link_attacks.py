@@ -8,6 +8,7 @@ import logging
 import pytest
 from starlette.testclient import TestClient
 
+from engine.db import Store
 from engine.runtime import Runtime
 from tests.support import RecordingServer
 
@@ -34,3 +35,90 @@ def test_subscriber_tokens_stay_out_of_the_access_log(
     assert len(lines) == 4
     assert all(token not in line for line in lines), lines
     assert any("/subscriptions/manage/<redacted>" in line for line in lines), lines
+
+
+def test_search_cannot_spell_out_the_hidden_part_of_a_webhook_url(
+    rt: Runtime, client: TestClient
+) -> None:
+    """Managers see a webhook by host only (its path is the receiver's secret); a search
+    that matched the whole URL answered yes/no for any guess, so the path could be spelt
+    out a character at a time. The host still finds it."""
+    from datetime import UTC, datetime
+
+    from engine.tables import deliveries
+
+    from .test_managing import _add, _admin
+
+    site = make_site(rt)
+    hook = _add(rt, site, "webhook", "https://Hooks.Example.com:8443/T0/B1/xoxsecret?k=v")
+    _add(rt, site, "email", "ann@example.com")
+    now = datetime.now(UTC)
+    with rt.store.begin() as conn:
+        conn.execute(
+            deliveries.insert().values(
+                dedup_key=f"incident-update:1:page:{site.page_id}:subscriber:{hook}",
+                subscriber_id=hook,
+                kind="subscriber",
+                message={"notice": "incident-update:1", "channel": "webhook", "source": None},
+                status="failed",
+                attempts=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    admin = _admin(rt)
+    page = f"/api/v1/pages/{site.page_id}"
+
+    def found(path: str, q: str) -> int:
+        answer = client.get(f"{page}/{path}", params={"q": q}, headers=admin)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["total"])
+
+    for path in ("subscribers", "deliveries"):
+        for guess in ("xoxsecret", "/T0/", "B1", "k=v", "?", "8443", "com:"):
+            assert found(path, guess) == 0, (path, guess)
+        for shown in ("hooks.example", "HOOKS.EXAMPLE.COM", "https://hooks"):
+            assert found(path, shown) == 1, (path, shown)
+    assert found("subscribers", "ann@") == 1
+
+
+def test_webhook_search_by_host_only_on_both_stores(store: Store) -> None:
+    from types import SimpleNamespace
+
+    import sqlalchemy as sa
+
+    from engine import delivery_log, subscriber_admin
+    from engine import subscribers as subs
+    from engine.security import new_token
+    from engine.tables import subscribers
+
+    site = make_site(SimpleNamespace(store=store))  # type: ignore[arg-type]
+    with store.begin() as conn:
+        assert subs.page_by_id(conn, site.page_id) is not None
+        conn.execute(
+            subscribers.insert(),
+            [
+                {
+                    "page_id": site.page_id,
+                    "channel": "webhook",
+                    "address": f"https://h{n}.example.net/path{n}/secret",
+                    "confirmed": True,
+                    "unsubscribe_token": new_token(),
+                }
+                for n in range(300)
+            ],
+        )
+    with store.read() as conn:
+
+        def count(q: str) -> int:
+            return subscriber_admin.search(
+                conn, site.page_id, subscriber_admin.Search(q=q), limit=500
+            ).total
+
+        assert count("secret") == 0 and count("path1") == 0
+        assert count("example.net") == 300 and count("h12.example") == 1
+        rows, total, _ = delivery_log.entries(
+            conn, site.page_id, delivery_log.DeliveryFilter(q="secret")
+        )
+        assert total == 0 and rows == []
+        assert conn.execute(sa.select(sa.func.count()).select_from(subscribers)).scalar() == 300

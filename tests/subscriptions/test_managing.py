@@ -102,7 +102,9 @@ def test_managers_list_and_search_subscribers_by_address_channel_and_state(
 
     assert search(q="ANN@") == ["ann@example.com"]
     assert search(q="+49 151 1234") == ["+4915112345678"]  # typed with spaces
-    assert search(q="secret-path") == ["https://hooks.example.com/…"]
+    # A webhook is found by what managers see of it (its host), never by its hidden path.
+    assert search(q="secret-path") == []
+    assert search(q="hooks.example") == ["https://hooks.example.com/…"]
     assert search(q="50%") == []  # LIKE's wildcards are literal
     assert search(channel="email") == ["cat@example.com", "bob@example.org", "ann@example.com"]
     assert search(state="pending") == ["bob@example.org"]

@@ -127,7 +127,7 @@ def address_contains(conn: Connection, page_id: int, q: str) -> Any:
     if not hidden:
         return found
     # Inlined integers: a page may have more webhooks than a statement has parameters.
-    ids = sa.bindparam("hidden_hooks", hidden, expanding=True, literal_execute=True)
+    ids: Any = sa.bindparam("hidden_hooks", hidden, expanding=True, literal_execute=True)
     return sa.and_(found, subscribers.c.id.not_in(ids))
 
 

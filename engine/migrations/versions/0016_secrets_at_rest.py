@@ -50,6 +50,10 @@ _CHANNEL = "channels.config"
 _CHANNEL_FIELDS = ("url", "secret")
 
 
+#: SQLite rebuilds a table to change a column: keep its ids never reused (migration 0007).
+_KEEP_IDS = {"sqlite_autoincrement": True}
+
+
 def _hint(key: str) -> str | None:
     return key[-4:] if len(key) >= 20 else None
 
@@ -57,7 +61,7 @@ def _hint(key: str) -> str | None:
 def upgrade() -> None:
     conn = op.get_bind()
     ring = vault.of(conn)
-    with op.batch_alter_table("alert_sources") as batch:
+    with op.batch_alter_table("alert_sources", table_kwargs=_KEEP_IDS) as batch:
         batch.add_column(sa.Column("key_digest", sa.String(80), nullable=True))
         batch.add_column(sa.Column("key_hint", sa.String(8), nullable=True))
         batch.add_column(sa.Column("previous_key_digest", sa.String(80), nullable=True))
@@ -77,7 +81,7 @@ def upgrade() -> None:
                 signing_secret=ring.seal(secret, _SIGNING) if secret else None,
             )
         )
-    with op.batch_alter_table("alert_sources") as batch:
+    with op.batch_alter_table("alert_sources", table_kwargs=_KEEP_IDS) as batch:
         batch.drop_constraint("uq_alert_sources_integration_key", type_="unique")
         batch.drop_constraint("uq_alert_sources_previous_integration_key", type_="unique")
         batch.drop_column("integration_key")
@@ -88,7 +92,7 @@ def upgrade() -> None:
             "uq_alert_sources_previous_key_digest", ["previous_key_digest"]
         )
 
-    with op.batch_alter_table("subscribers") as batch:
+    with op.batch_alter_table("subscribers", table_kwargs=_KEEP_IDS) as batch:
         batch.alter_column(
             "webhook_secret", existing_type=sa.String(128), type_=sa.Text(), existing_nullable=True
         )
@@ -133,12 +137,12 @@ def downgrade() -> None:
             .where(_SUBSCRIBERS.c.id == row.id)
             .values(webhook_secret=ring.reveal(row.webhook_secret, _WEBHOOK))
         )
-    with op.batch_alter_table("subscribers") as batch:
+    with op.batch_alter_table("subscribers", table_kwargs=_KEEP_IDS) as batch:
         batch.alter_column(
             "webhook_secret", existing_type=sa.Text(), type_=sa.String(128), existing_nullable=True
         )
 
-    with op.batch_alter_table("alert_sources") as batch:
+    with op.batch_alter_table("alert_sources", table_kwargs=_KEEP_IDS) as batch:
         batch.add_column(sa.Column("integration_key", sa.String(128), nullable=True))
         batch.add_column(sa.Column("previous_integration_key", sa.String(128), nullable=True))
     for row in conn.execute(sa.select(_SOURCES)).all():
@@ -153,7 +157,7 @@ def downgrade() -> None:
                 signing_secret=ring.reveal(secret, _SIGNING) if secret else None,
             )
         )
-    with op.batch_alter_table("alert_sources") as batch:
+    with op.batch_alter_table("alert_sources", table_kwargs=_KEEP_IDS) as batch:
         batch.drop_constraint("uq_alert_sources_key_digest", type_="unique")
         batch.drop_constraint("uq_alert_sources_previous_key_digest", type_="unique")
         batch.drop_column("key_digest")

@@ -303,3 +303,28 @@ def test_a_new_secret_key_reads_old_secrets_and_reseal_moves_them(tmp_path: Path
         chan = conn.execute(sa.select(channels.c.config)).scalar_one()
         assert channel_writes.config_of(conn, chan) == {"url": HOOK}
     after.dispose()
+
+
+def test_beacon_db_reseal_moves_secrets_to_the_new_key_and_counts_what_still_needs_the_old(
+    tmp_path: Path,
+) -> None:
+    from tests.support import beacon, beacon_env
+
+    data = tmp_path / "data"
+    old, new = "o" * 48, "n" * 48
+    store = create_store(
+        Settings.from_env({"BEACON_DATA_DIR": str(data), "BEACON_SECRET_KEY": old})
+    )
+    migrate.upgrade(store)
+    with store.begin() as conn:
+        team = factories.team(conn, "ops")
+        sources.create(
+            conn, team, sources.SourceFields("am", "AM", "alertmanager", KEY, SIGNING), actor="t"
+        )
+    store.dispose()
+    env = beacon_env(data, {"BEACON_SECRET_KEY": new, "BEACON_PREVIOUS_SECRET_KEYS": old})
+    done = beacon(["db", "reseal"], env)
+    assert done.returncode == 0, done.stderr
+    assert "1 secrets sealed again" in done.stdout
+    assert "1 alert sources' integration keys are still under a previous key" in done.stdout
+    assert SIGNING not in done.stdout + done.stderr and KEY not in done.stdout + done.stderr

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from engine.runtime import Runtime
 from engine.tables import assets
 
-from .cache import PUBLIC_CACHE_CONTROL, Entry, for_runtime
+from .cache import PUBLIC_CACHE_CONTROL, REDIS_ERRORS, Entry, for_runtime
 from .state import of as pages_state
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,14 @@ def after_render(
             except Exception:
                 log.exception("exporting page %r failed; the next render tries again", entry.slug)
     # An eviction that came while we wrote found files to remove before ours were there.
-    if for_runtime(rt).version(entry.slug) is None:
+    try:
+        evicted = for_runtime(rt).version(entry.slug) is None
+    except REDIS_ERRORS as exc:
+        # Cannot tell: the eviction's own removal ran after its tombstone, which this
+        # render's put would then have met; keep the files (the next render checks again).
+        log.warning("could not re-check page %r after exporting it: %s", entry.slug, exc)
+        return
+    if evicted:
         remove(rt, entry.page_id, entry.slug)
 
 

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -198,7 +199,17 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error_answer(request, 500, "internal error; it has been logged")
 
 
+async def data_error(request: Request, exc: Exception) -> Response:
+    """PostgreSQL's driver refuses text holding a NUL character before the query runs
+    (SQLite takes it): wherever one came in (a slug, a link's token, an address, a search),
+    the input was bad, so a 400, not a 500. Any other data error is Beacon's own."""
+    if "NUL" in str(getattr(exc, "orig", "")):
+        return error_answer(request, 400, "text may not contain a NUL character")
+    return await server_error(request, exc)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DataError: data_error,
     HTTPException: http_exception,
     NotFoundError: not_found,
     ConflictError: conflict,

@@ -4,15 +4,18 @@ routes. Their token is the only credential, so it must not reach a log or a cach
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from engine.db import Store
 from engine.runtime import Runtime
+from pages.app import create_app
 from tests.support import RecordingServer
 
-from .conftest import BASE_URL, make_site
+from .conftest import BASE_URL, make_site, settings_for
 
 
 def test_subscriber_tokens_stay_out_of_the_access_log(
@@ -122,3 +125,43 @@ def test_webhook_search_by_host_only_on_both_stores(store: Store) -> None:
         )
         assert total == 0 and rows == []
         assert conn.execute(sa.select(sa.func.count()).select_from(subscribers)).scalar() == 300
+
+
+def test_a_nul_character_anywhere_is_a_4xx_on_postgresql(
+    tmp_path: Path,
+    server: RecordingServer,
+    make_runtime: Callable[..., Runtime],
+    pg_url: str,
+) -> None:
+    """PostgreSQL cannot hold a NUL in text, and its driver refuses one before the query
+    runs: a NUL in a slug, a link's token, an address or a search was a 500 (SQLite takes
+    it, so only PostgreSQL installations saw it)."""
+    from .test_managing import _admin
+
+    rt = make_runtime(settings_for(tmp_path, server, BEACON_DATABASE_URL=pg_url))
+    site = make_site(rt)
+    admin = _admin(rt)
+    tried = []
+    with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+        for path in (
+            "/p/a%00b/",
+            "/p/a%00b/history.rss",
+            "/p/a%00b/subscribe",
+            "/p/acme/subscriptions/manage/bf_%00",
+            "/p/acme/subscriptions/unsubscribe/x%00",
+            "/p/acme/subscriptions/confirm/x%00",
+            "/p/acme/feeds/bf_%00/history.rss",
+        ):
+            for method in ("GET", "POST"):
+                answer = client.request(method, path, data={"unsubscribe": "1"})
+                tried.append((method, path, answer.status_code))
+        answer = client.post(
+            "/p/acme/subscribe", json={"channel": "email", "address": "a\x00b@example.com"}
+        )
+        tried.append(("POST", "subscribe json", answer.status_code))
+        for what in ("subscribers", "deliveries"):
+            answer = client.get(
+                f"/api/v1/pages/{site.page_id}/{what}", params={"q": "a\x00"}, headers=admin
+            )
+            tried.append(("GET", what, answer.status_code))
+    assert all(400 <= status < 500 for _, _, status in tried), tried

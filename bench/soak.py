@@ -3,7 +3,10 @@
     python bench/soak.py [--seconds 300] [--rate 1000] [--viewers 50] [--streams 200]
 
 Starts the fault harness's cluster (tests/faults/cluster.py: its own PostgreSQL and Redis,
-two `beacon serve`, two `beacon worker`), then for `--seconds`:
+two `beacon serve`, two `beacon worker`) as a user would: PostgreSQL with its defaults
+(the fault harness turns fsync off; the soak does not) and Beacon with its defaults (the
+environment only points it at its database, Redis and the SendGrid stand-in); then for
+`--seconds`:
 
 - sends Alertmanager deliveries at up to `--rate` a second over 500 alerts, spread over
   both web processes; `--changes` of them (default 10 %) fire or resolve an alert (each
@@ -14,7 +17,9 @@ two `beacon serve`, two `beacon worker`), then for `--seconds`:
   address may hold 32), and how many are still open at the end;
 - every 2 s a probe alert flips the Website service; the time from the webhook's 202 until
   both processes' summary.json show it is "webhook to page", with p50/p99;
-- each process's memory (RSS) after a warm-up and at the end, and the growth.
+- each process's memory (RSS: every `beacon serve` with its web process, every `beacon
+  worker` with its template renderers) at start, after a warm-up and at the end, and the
+  growth after the warm-up.
 
 Nothing asserts: it prints. The load generator shares the machine's cores with Beacon:
 the rate it reaches is a floor of what Beacon would take from outside.
@@ -45,20 +50,37 @@ WARM_UP = 20.0
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")  # gone (a template renderer replaced)
+    for line in text.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
 def processes(cluster: Cluster) -> dict[str, int]:
+    """Every process of Beacon's: each `beacon serve` (Granian's supervisor) and the web
+    process it runs, each `beacon worker`, and their template renderers."""
     found = {}
-    for n, web in enumerate(cluster.webs, 1):
-        assert web.proc is not None
-        found[f"serve {n}"] = web.proc.pid
-    for n, proc in enumerate(cluster.workers, 1):
+    tops = [(f"serve {n}", web.proc) for n, web in enumerate(cluster.webs, 1)]
+    tops += [(f"worker {n}", proc) for n, proc in enumerate(cluster.workers, 1)]
+    for name, proc in tops:
         assert proc is not None
-        found[f"worker {n}"] = proc.pid
+        found[name] = proc.pid
+        for m, child in enumerate(children(proc.pid), 1):
+            found[f"{name} child {m}"] = child
+            for k, grandchild in enumerate(children(child), 1):
+                found[f"{name} child {m}.{k}"] = grandchild
     return found
 
 
@@ -240,10 +262,13 @@ def main() -> None:
         try:
             soak = Soak(cluster, args)
             pids = processes(cluster)
+            idle = {name: rss_mib(pid) for name, pid in pids.items()}
 
             async def measured() -> dict[str, float]:
                 task = asyncio.create_task(soak.run())
                 await asyncio.sleep(WARM_UP)
+                # Processes started since (template renderers) are measured from here.
+                pids.update(processes(cluster))
                 start = {name: rss_mib(pid) for name, pid in pids.items()}
                 await task
                 return start
@@ -271,10 +296,11 @@ def main() -> None:
         f"{pct(soak.to_page, 0.5) * 1000:.0f} ms, p99 {pct(soak.to_page, 0.99) * 1000:.0f} ms"
         + (f", mean {statistics.mean(soak.to_page) * 1000:.0f} ms" if soak.to_page else "")
     )
-    print("memory (RSS MiB) after warm-up -> end:")
+    print("memory (RSS MiB) at start, after the warm-up -> at the end (growth after warm-up):")
     for name in start:
         growth = (end[name] - start[name]) / start[name] * 100 if start[name] else float("nan")
-        print(f"  {name}: {start[name]:.0f} -> {end[name]:.0f} ({growth:+.1f} %)")
+        first = f"{idle[name]:.0f}" if name in idle else "-"
+        print(f"  {name}: {first}, {start[name]:.0f} -> {end[name]:.0f} ({growth:+.1f} %)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,9 @@ class Postgres:
     """A PostgreSQL cluster in `directory`, on a free port, as the `postgres` user when the
     harness runs as root (initdb refuses root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Sequence[str] = ()) -> None:
+        #: `-c name=value` options on top of PostgreSQL's defaults.
+        self.settings = tuple(settings)
         # Its own directory under /tmp: the postgres user must reach it, and pytest's
         # temporary directories are root's alone.
         self.directory = Path(tempfile.mkdtemp(prefix="beacon-faults-pg-"))
@@ -116,9 +119,9 @@ class Postgres:
         )
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=200"
+        options = " ".join(
+            [f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"]
+            + [f"-c {setting}" for setting in self.settings]
         )
         self._run(
             str(self.bin / "pg_ctl"),
@@ -184,12 +187,17 @@ class StandIn:
         self.server.server_close()
 
 
-class Cluster:
-    """Beacon scaled on its own PostgreSQL and Redis, with two web and two worker processes."""
+#: The fault harness's PostgreSQL settings (the soak runs on PostgreSQL's defaults).
+FAULTS_POSTGRES = ("max_connections=200",)
 
-    def __init__(self, directory: Path) -> None:
+
+class Cluster:
+    """Beacon scaled on its own PostgreSQL and Redis, with two web and two worker processes
+    (`postgres`: settings on top of PostgreSQL's defaults)."""
+
+    def __init__(self, directory: Path, postgres: Sequence[str] = ()) -> None:
         self.directory = directory
-        self.pg = Postgres()
+        self.pg = Postgres(postgres)
         self.redis = RedisServer(directory / "redis")
         self.sendgrid = StandIn()
         self.hook = StandIn()
@@ -211,19 +219,45 @@ class Cluster:
 
     # --- life ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> dict[str, float]:
+        """Start every part; returns how long each step took (seconds)."""
+        took: dict[str, float] = {}
+        began = time.monotonic()
         self.pg.init()
         self.redis.start()
+        took["PostgreSQL and Redis"] = time.monotonic() - began
+        began = time.monotonic()
         env = beacon_env(self.data, self.env)
         for args in (["db", "upgrade"], ["apply", str(self._config())]):
             done = beacon(args, env)
             if done.returncode != 0:
                 raise RuntimeError(f"beacon {args[0]}: {done.stderr}")
-        for web in self.webs:
-            web.start()
+        took["db upgrade, apply"] = time.monotonic() - began
+        began = time.monotonic()
+        # The workers and both web processes start together: each `beacon serve` waits for
+        # its own readiness, and nothing in one's start depends on another's.
         for n in range(2):
             self.start_worker(n)
+        failed: list[BaseException] = []
+
+        def start(web: Served) -> None:
+            try:
+                web.start()
+            except BaseException as exc:
+                failed.append(exc)
+
+        threads = [threading.Thread(target=start, args=(web,)) for web in self.webs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failed:
+            raise failed[0]
+        took["web and worker processes"] = time.monotonic() - began
+        began = time.monotonic()
         self._subscribe()
+        took["subscribers"] = time.monotonic() - began
+        return took
 
     def _config(self) -> Path:
         (self.directory / "beacon.yaml").write_text(CONFIG)

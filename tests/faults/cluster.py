@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from engine.db import Store, create_store
 from engine.settings import Settings
@@ -193,9 +194,12 @@ FAULTS_POSTGRES = ("max_connections=200",)
 
 class Cluster:
     """Beacon scaled on its own PostgreSQL and Redis, with two web and two worker processes
-    (`postgres`: settings on top of PostgreSQL's defaults)."""
+    (`postgres`: settings on top of PostgreSQL's defaults; `coalescing_off`: every step is
+    a message of its own to every subscriber)."""
 
-    def __init__(self, directory: Path, postgres: Sequence[str] = ()) -> None:
+    def __init__(
+        self, directory: Path, postgres: Sequence[str] = (), *, coalescing_off: bool = False
+    ) -> None:
         self.directory = directory
         self.pg = Postgres(postgres)
         self.redis = RedisServer(directory / "redis")
@@ -212,6 +216,12 @@ class Cluster:
             "BEACON_WEBHOOK_ALLOW_PRIVATE": "true",
             "BEACON_EMAIL_FROM": "status@faults.test",
         }
+        if coalescing_off:
+            # Each incident step to each subscriber, email too, as its own message: what
+            # the harness counts ("each subscriber got each step once"). With coalescing
+            # (docs/subscriptions.md) people get one message per window, and the hourly
+            # cap holds the 21st for an hour, which no drain here would wait out.
+            self.env |= {"BEACON_NOTIFY_WINDOW": "0", "BEACON_NOTIFY_HOURLY_CAP": "0"}
         self.webs = [
             Served(self.data, env=self.env, log_path=directory / f"serve-{n}.log") for n in (1, 2)
         ]
@@ -318,7 +328,10 @@ class Cluster:
 
     def store(self) -> Store:
         """The cluster's store, as Beacon's processes open it (the caller disposes of it)."""
-        return create_store(Settings(database_url=self.pg.url))
+        settings = Settings(
+            database_url=self.pg.url, secret_key=SecretStr(self.env["BEACON_SECRET_KEY"])
+        )
+        return create_store(settings)
 
     def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         import psycopg

@@ -16,17 +16,20 @@ commit order); partitions are independent but for the clock, which runs on the e
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from config import apply_file
 from engine import migrate, sources
-from engine.db import Store, sqlite_engine
+from engine.db import Store, create_store
 from engine.events import TEST_OUTCOME
+from engine.settings import Settings
 from engine.tables import (
     alert_events,
     alert_sources,
@@ -115,7 +118,10 @@ def replay(log: Store, config: Path, directory: Path) -> Final:
     directory.mkdir(parents=True, exist_ok=True)
     # synchronous=OFF: a throwaway store, whose evaluation transactions (hundreds: each
     # is bounded in time) need no disk flush each.
-    fresh = Store(sqlite_engine(f"sqlite:///{directory / 'beacon.db'}", synchronous="OFF"))
+    settings = Settings(
+        data_dir=directory, secret_key=SecretStr(secrets.token_hex(32)), sqlite_synchronous="OFF"
+    )
+    fresh = create_store(settings)
     try:
         migrate.upgrade(fresh)
         apply_file(fresh, config)

@@ -276,7 +276,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     import shutil
 
     need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    made = Cluster(tmp_path, FAULTS_POSTGRES)
+    made = Cluster(tmp_path, FAULTS_POSTGRES, coalescing_off=True)
     try:
         began = time.monotonic()
         steps = made.start()

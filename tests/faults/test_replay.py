@@ -3,6 +3,7 @@ incidents are not what its event log makes of them; a store that is passes."""
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,11 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from adapters.alert_sources import Delivery, get_adapter
 from config import apply_file
 from engine import events, migrate, sources
-from engine.db import Store, sqlite_engine
+from engine.db import Store, create_store
+from engine.settings import Settings
 from engine.tables import incident_services, incidents, services
 from workers.evaluate import evaluate_partition, rules_runtime
 
@@ -50,7 +53,8 @@ def logged(tmp_path: Path) -> tuple[Store, Path]:
     alerts, web's alert fired and resolved, and a late firing from before that resolve
     (out of order) arrived after it."""
     config = _config(tmp_path)
-    store = Store(sqlite_engine(f"sqlite:///{tmp_path / 'log.db'}"))
+    settings = Settings(data_dir=tmp_path, secret_key=SecretStr(secrets.token_hex(32)))
+    store = create_store(settings)
     migrate.upgrade(store)
     apply_file(store, config)
     api, db, web = Alert("a0", "am2", "api"), Alert("a1", "am1", "db"), Alert("a2", "am2", "web")

@@ -242,6 +242,9 @@ def _dump(result: Any) -> Any:
     return result
 
 
+_NOT_STORED = {"Cache-Control": "private, no-store"}
+
+
 def route(endpoint: Endpoint) -> DeclaredRoute:
     async def call(request: Request) -> Response:
         # The route's gate (pages.authz.declare) has asked engine.authz already.
@@ -280,7 +283,9 @@ def route(endpoint: Endpoint) -> DeclaredRoute:
             return Response(status_code=204)
         if isinstance(result, Response):  # a non-JSON answer (`Endpoint.produces`)
             return result
-        return JSONResponse(_dump(result), status_code=endpoint.status)
+        # One principal's view (addresses, a secret shown once): no cache keeps it, and a
+        # browser's session-authenticated call is not `Authorization` to a shared proxy.
+        return JSONResponse(_dump(result), status_code=endpoint.status, headers=_NOT_STORED)
 
     return DeclaredRoute(
         endpoint.path,

@@ -171,3 +171,17 @@ def test_the_stand_in_refuses_what_each_tool_refuses(tools: ChatTools) -> None:
     assert teams_problem(wrong_type) is not None
     answer = httpx.post(f"{tools.url}/discord/hook", json={"content": "x" * 2001})
     assert answer.status_code == 400 and answer.json()["message"] == "Invalid Form Body"
+
+
+@pytest.mark.parametrize("kind", ["slack", "discord", "teams"])
+def test_a_chat_hook_to_a_private_address_is_refused_unless_allowed(
+    kind: str, tools: ChatTools
+) -> None:
+    """Tried as an attacker: a team's chat channel pointed at Beacon's own network (a
+    loopback stand-in here) is refused as a webhook is, before any request, unless the
+    operator allows private targets."""
+    with pytest.raises(ChannelError, match="loopback") as caught:
+        get_channel(kind).send(FIRING, {"url": f"{tools.url}/{kind}/hook"}, Context())
+    assert caught.value.permanent
+    assert not tools.accepted[kind] and not tools.refused[kind]
+    _send(kind, tools, FIRING)

@@ -1132,6 +1132,7 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     # while it re-fires a resolved alert of the source; the deletion must count after it.
     import threading
 
+    from engine.sandbox import DEFAULT_LIMITS
     from engine.tables import alert_sources, utcnow
     from workers.evaluate import _PENDING, _RECORD_OUTCOME, _evaluate_one, _machine
 
@@ -1159,7 +1160,7 @@ def test_deleting_a_source_waits_for_an_evaluator_re_firing_one_of_its_alerts(pg
     deleter = threading.Thread(target=delete_source)
     with rules_runtime(store, runtime).using() as book, store.begin() as conn:
         rows = conn.execute(_PENDING, {"partition": "kuma", "limit": 10}).all()
-        ids_, machine = _machine(conn, book)
+        ids_, machine = _machine(conn, book, DEFAULT_LIMITS)
         outcomes = [
             {
                 "event_id": r.id,

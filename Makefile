@@ -38,8 +38,13 @@ install: $(VENV)/.installed
 run: $(VENV)/.runtime
 	$(VENV)/bin/beacon serve --host $(HOST) --port $(PORT) --config examples/beacon.yaml
 
+# Three test processes (pytest-xdist): most of the suite's time is spent waiting on servers,
+# browsers and subprocesses, so three share the two cores of CI's machine well (about twice
+# as fast as one process). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 3
+
 test: install tests/pages_html/node_modules/.installed tests/accounts/oidc/node_modules/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fault harness at full length (tests/faults; the normal suite runs its short version):
 # prints the invariant table after each fault.

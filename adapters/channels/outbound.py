@@ -58,6 +58,30 @@ _TUNNELS = (
 )
 
 
+def hide(text: str, url: str) -> str:
+    """`text` without what of `url` is a credential: all but its scheme and host (a chat
+    hook's or webhook's path and query are its password). A failure's reason is recorded,
+    logged and shown to managers, and receivers' error bodies often echo the URL they
+    were called at ("Cannot POST /path")."""
+    parts = urlsplit(url)
+    secrets = {url, parts.netloc, parts.path, parts.query, parts.fragment}
+    secrets.add(parts.path + ("?" + parts.query if parts.query else ""))
+    host = parts.hostname or ""
+    # Pieces echoed alone: tokens (a digit, or long), not words such as "webhook".
+    pieces = [*parts.path.split("/"), *(v for kv in parts.query.split("&") for v in kv.split("="))]
+    secrets.update(
+        p
+        for p in pieces
+        if len(p) >= 6 and (len(p) >= 16 or any(c.isdigit() for c in p)) and p not in host
+    )
+    shown = f"{parts.scheme}://{host}/…" if host else "…"
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) < 2 or secret in (host, "http", "https"):
+            continue
+        text = text.replace(secret, shown if secret == url else "…")
+    return text
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     """The host's addresses from the system's resolver, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -190,7 +214,18 @@ class Outbound:
         self, url: str, *, content: bytes, headers: Mapping[str, str] | None = None
     ) -> Answer:
         """POST `content` to `url`; the 2xx answer, or `ChannelError` (permanent for a
-        refused address, a redirect or a 4xx other than 429)."""
+        refused address, a redirect or a 4xx other than 429) whose message never holds
+        the URL's secret parts (`hide`)."""
+        try:
+            return await self._post(url, content=content, headers=headers)
+        except ChannelError as exc:
+            raise ChannelError(
+                hide(str(exc), url), permanent=exc.permanent, retry_after=exc.retry_after
+            ) from None
+
+    async def _post(
+        self, url: str, *, content: bytes, headers: Mapping[str, str] | None = None
+    ) -> Answer:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ChannelError(f"not an http(s) URL: {url!r}", permanent=True)

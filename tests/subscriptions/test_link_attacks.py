@@ -165,3 +165,43 @@ def test_a_nul_character_anywhere_is_a_4xx_on_postgresql(
             )
             tried.append(("GET", what, answer.status_code))
     assert all(400 <= status < 500 for _, _, status in tried), tried
+
+
+def test_a_receiver_echoing_its_url_does_not_show_managers_the_hidden_path(
+    tmp_path: Path, server: RecordingServer, make_runtime: Callable[..., Runtime]
+) -> None:
+    """A webhook's path is kept from managers, but a receiver's error body often echoes it
+    (Express: "Cannot POST /path"), and the delivery log quoted that body as the reason.
+    The failure is recorded without the URL's hidden parts, wherever it is shown."""
+    from engine import incidents
+
+    from .conftest import drain
+    from .test_managing import _add, _admin
+
+    rt = make_runtime(
+        settings_for(
+            tmp_path, server, BEACON_NOTIFY_WINDOW="0", BEACON_WEBHOOK_ALLOW_PRIVATE="true"
+        )
+    )
+    site = make_site(rt)
+    hidden = "/hooks/T0ABCDEF/xoxsecret42?token=qq77zz"
+    _add(rt, site, "webhook", f"{server.url}{hidden}")
+    for _ in range(3):
+        server.answer(404, {"error": f"Cannot POST {hidden}", "url": f"{server.url}{hidden}"})
+    with rt.store.begin() as conn:
+        incidents.create(
+            conn,
+            team_id=site.team_id,
+            title="API errors",
+            message="Looking.",
+            impacts={site.service_ids["api"]: "major_outage"},
+        )
+    drain(rt)
+    with TestClient(create_app(rt)) as client:
+        log = client.get(f"/api/v1/pages/{site.page_id}/deliveries", headers=_admin(rt)).json()
+        listed = client.get(f"/api/v1/pages/{site.page_id}/subscribers", headers=_admin(rt))
+    reasons = [d["reason"] for d in log["deliveries"] if d["reason"]]
+    assert reasons and all("404" in r for r in reasons), log
+    for text in (*reasons, listed.text):
+        for secret in ("T0ABCDEF", "xoxsecret42", "qq77zz"):
+            assert secret not in text, text

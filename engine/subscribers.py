@@ -205,6 +205,10 @@ def normalise_address(channel: SubscriberChannel, address: str) -> str:
         raise ValidationError(
             f"the address is longer than {MAX_ADDRESS} characters", field="address"
         )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # No address holds one; "a@b.c" plus one would be a new subscriber of its own (a
+        # confirmation past the mailbox's limit), and PostgreSQL cannot store a NUL.
+        raise ValidationError("the address holds a control character", field="address")
     if channel == SubscriberChannel.EMAIL:
         if len(value) > 254 or not _EMAIL.match(value):
             raise ValidationError(f"{value!r} is not an email address", field="address")

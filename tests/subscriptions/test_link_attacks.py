@@ -205,3 +205,28 @@ def test_a_receiver_echoing_its_url_does_not_show_managers_the_hidden_path(
     for text in (*reasons, listed.text):
         for secret in ("T0ABCDEF", "xoxsecret42", "qq77zz"):
             assert secret not in text, text
+
+
+def test_an_address_with_a_control_character_is_refused(
+    rt: Runtime, client: TestClient, server: RecordingServer
+) -> None:
+    """`ann@example.com` followed by \\x01, \\x02, ... were each a new subscriber of their
+    own: a confirmation each, past the per-address limit on confirmations to one mailbox,
+    and rows no provider can send to (a NUL that PostgreSQL cannot even store)."""
+    from .conftest import subscriber_rows
+    from .test_managing import _admin
+
+    site = make_site(rt)
+    for bad in ("ann@example.com\x00", "ann@exa\x01mple.com", "ann@example.com\x7f"):
+        answer = client.post("/p/acme/subscribe", json={"channel": "email", "address": bad})
+        assert answer.status_code == 422, (bad, answer.text)
+    hook = f"{server.url}/h\x02"
+    answer = client.post("/p/acme/subscribe", json={"channel": "webhook", "address": hook})
+    assert answer.status_code == 422, answer.text
+    added = client.post(
+        f"/api/v1/pages/{site.page_id}/subscribers",
+        json={"channel": "email", "address": "bob@example.com\x03", "skip_confirmation": True},
+        headers=_admin(rt),
+    )
+    assert added.status_code == 422, added.text
+    assert subscriber_rows(rt) == []

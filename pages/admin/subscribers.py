@@ -294,8 +294,8 @@ def _subscriber_out(row: Any) -> SubscriberOut:
 
 def list_subscribers(ctx: Ctx) -> SubscriberList:
     """The page's subscribers, newest first: `q` (a substring of the email, phone number or
-    webhook URL), `channel`, `state` (pending, confirmed, disabled), `limit` (at most 500),
-    `before` (the previous answer's `next_before`)."""
+    webhook's scheme and host), `channel`, `state` (pending, confirmed, disabled), `limit`
+    (at most 500), `before` (the previous answer's `next_before`)."""
     what = admin.Search(
         q=_text(ctx, "q"),
         channel=_choice(ctx, "channel", SubscriberChannel),
@@ -564,7 +564,7 @@ ENDPOINTS = [
         "subscribers",
         response=SubscriberList,
         query=(
-            ("q", "a substring of the email, phone number or webhook URL"),
+            ("q", "a substring of the email, phone number or webhook's scheme and host"),
             ("channel", "email, sms, webhook or user"),
             ("state", "pending, confirmed or disabled"),
             *PAGING,

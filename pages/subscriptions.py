@@ -403,6 +403,18 @@ def _by_token(request: Request, page_id: int, token: str) -> Any:
         return subs.by_unsubscribe_token(conn, page_id, token)
 
 
+def _manageable(request: Request, page: subs.Page, token: str) -> Any:
+    """The subscriber whose manage link this is, or None. On a private page, only while its
+    user may still hear the page: a member who left its teams keeps old messages whose link
+    would go on showing them the page's services (their unsubscribe link still works)."""
+    with request.app.state.store.read() as conn:
+        row = subs.by_unsubscribe_token(conn, page.id, token)
+        if row is not None and page.private:
+            if row.user_id is None or not subs.user_may_hear(conn, page, row.user_id):
+                return None
+        return row
+
+
 def _unsubscribe(request: Request, page_id: int, token: str) -> bool:
     with request.app.state.store.begin() as conn:
         return subs.unsubscribe(conn, page_id, token)
@@ -472,7 +484,7 @@ async def manage(request: Request) -> Response:
     ends the subscription."""
     page = await run_in_threadpool(_any_page, request)
     token = request.path_params["token"]
-    row = await run_in_threadpool(_by_token, request, page.id, token) if page else None
+    row = await run_in_threadpool(_manageable, request, page, token) if page else None
     if page is None or row is None:
         return _invalid_link(request, page, False)
     if request.method in ("GET", "HEAD"):

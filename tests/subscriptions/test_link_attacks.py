@@ -230,3 +230,31 @@ def test_an_address_with_a_control_character_is_refused(
     )
     assert added.status_code == 422, added.text
     assert subscriber_rows(rt) == []
+
+
+def test_a_private_pages_manage_link_stops_showing_the_page_to_a_member_who_left(
+    rt: Runtime, client: TestClient
+) -> None:
+    """The manage link in a member's old messages lists the private page's services and
+    let them choose; once they left its teams it is a non-member's view of a private page
+    (the fan-out already sends them nothing). Unsubscribing still works."""
+    from engine import subscribers as subs
+
+    from .conftest import leave_team, make_user, subscriber_rows
+
+    site = make_site(rt, private=True)
+    user_id = make_user(rt, "mia@example.com", teams=("platform",))
+    with rt.store.begin() as conn:
+        page = subs.page_by_id(conn, site.page_id)
+        assert page is not None
+        found = subs.subscribe(conn, page, "user", "mia@example.com", user_id=user_id)
+    path = f"/p/acme/subscriptions/manage/{found.unsubscribe_token}"
+    shown = client.get(path)
+    assert shown.status_code == 200 and "DB service" in shown.text
+    leave_team(rt, user_id)
+    for answer in (client.get(path), client.post(path, data={"services": ["db"]})):
+        assert answer.status_code == 404, answer.text
+        assert "DB service" not in answer.text and "Acme" not in answer.text
+    assert subscriber_rows(rt)[0].services is None
+    gone = client.post(f"/p/acme/subscriptions/unsubscribe/{found.unsubscribe_token}")
+    assert gone.status_code == 200 and subscriber_rows(rt) == []

@@ -96,9 +96,23 @@ def check(cluster: Cluster, load: Load, fault: str, healed_at: float, directory:
     mails = len(cluster.sendgrid.accepted)
     same_twice = len(cluster.hook.accepted) - len(set(cluster.hook.accepted))
     same_twice += len(cluster.sendgrid.accepted) - len(set(cluster.sendgrid.accepted))
+    # A person (the email subscriber) is never told an older state after a newer one: a
+    # step whose turn came after a later step's is `superseded`, one that would repeat what
+    # they were last told `unchanged` (workers/coalesce.py, even with coalescing off). So
+    # each step is one delivery row that was sent once or finished so, and every mail sent
+    # is one of those rows.
+    [(sent, skipped, other)] = cluster.sql(
+        "SELECT count(*) FILTER (WHERE d.status = 'sent'),"
+        " count(*) FILTER (WHERE d.status IN ('superseded', 'unchanged')),"
+        " count(*) FILTER (WHERE d.status NOT IN ('sent', 'superseded', 'unchanged'))"
+        " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE s.channel = 'email' AND d.dedup_key LIKE 'incident-update:%%'"
+    )
+    email_ok = sent + skipped == steps and other == 0 and mails == sent
     subscriber_steps = (
-        f"{'ok' if hooks == steps == mails and same_twice == 0 else 'FAIL'} "
+        f"{'ok' if hooks == steps and email_ok and same_twice == 0 else 'FAIL'} "
         f"{steps} steps: webhook {hooks} (+{components} component), email {mails}"
+        f" (+{skipped} superseded or unchanged)"
     )
     replayed = _replayed(cluster, directory)
     readers = load.readers

@@ -242,6 +242,7 @@ def create_store(settings: Settings, **engine_kwargs: Any) -> Store:
         url,
         json_serializer=json_text,
         json_deserializer=json_value,
+        hide_parameters=True,  # errors are logged: their text must not carry tokens or secrets
         pool_pre_ping=True,
         pool_size=engine_kwargs.pop("pool_size", 10),
         max_overflow=engine_kwargs.pop("max_overflow", 20),
@@ -261,6 +262,7 @@ def sqlite_engine(
         url,
         json_serializer=json_text,
         json_deserializer=json_value,
+        hide_parameters=True,  # errors are logged: their text must not carry tokens or secrets
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
         pool_size=engine_kwargs.pop("pool_size", 8),
         max_overflow=engine_kwargs.pop("max_overflow", 16),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -44,6 +45,7 @@ from typing import Protocol
 import orjson
 import sqlalchemy as sa
 
+from engine.models import SLUG_PATTERN
 from engine.runtime import Runtime
 from engine.tables import assets
 
@@ -159,6 +161,12 @@ def after_render(
         return
     if stored is None or stored.page_id != entry.page_id or stored.version != entry.version:
         return
+    if not _plain(entry.slug):
+        # Slugs are checked where they are written; a row written another way must not
+        # name a path (`../../x` wrote outside the directory).
+        log.warning("page %s is not exported: its slug %r is not a slug", entry.page_id, entry.slug)
+        remove(rt, entry.page_id, None, thorough=False)
+        return
     if not stored.public:
         # Usually nothing to do (a render of an inactive page): only a manifest is read.
         remove(rt, entry.page_id, entry.slug, thorough=False)
@@ -187,6 +195,7 @@ def remove(rt: Runtime, page_id: int, slug: str | None, thorough: bool = True) -
     found = exporter(rt)
     if found is None:
         return
+    slug = slug if _plain(slug) else None  # never a path to remove
     with found.lock(page_id):
         for target in found.targets:
             try:
@@ -353,10 +362,10 @@ class DirTarget:
         shutil.rmtree(gone, ignore_errors=True)
 
 
-def _plain(slug: str) -> bool:
-    """A slug that names one directory under `p/` (slugs are validated; this is the file
-    system's own guard)."""
-    return bool(slug) and "/" not in slug and slug not in (".", "..")
+def _plain(slug: str | None) -> bool:
+    """A slug that names one directory under `p/` (slugs are validated where they are
+    written; this is the file system's own guard)."""
+    return slug is not None and re.fullmatch(SLUG_PATTERN, slug) is not None
 
 
 def write_atomic(path: Path, body: bytes, mode: int = 0o644, sync: bool = True) -> None:

@@ -237,3 +237,22 @@ def test_s3_settings_without_a_bucket_are_a_config_error(tmp_path: Path) -> None
         )
     with pytest.raises(ConfigError, match="relative key prefix"):
         Settings.from_env({**base, "BEACON_EXPORT_S3_BUCKET": "b", "BEACON_EXPORT_S3_PREFIX": "/x"})
+
+
+SLUG = "../../escaped"
+
+
+def test_a_slug_that_is_not_one_plain_name_is_never_a_path(exporting: App, out: Path) -> None:
+    """Tried as an attacker: slugs are checked where they are written (the admin API, a
+    config file), but a row written another way (an older release, SQL by hand) named a
+    file path: `../../x` wrote outside the export's directory."""
+
+    from engine.tables import status_pages
+
+    page = seed.page(exporting.store, "plain")
+    with exporting.store.begin() as conn:
+        conn.execute(status_pages.update().where(status_pages.c.id == page.id).values(slug=SLUG))
+    rendered(exporting, page.id)
+    assert not (out.parent / "escaped").exists()  # p/../../escaped
+    assert not (out / "escaped").exists()
+    assert not [p for p in out.rglob("*") if p.is_file() and ".beacon" not in p.parts]

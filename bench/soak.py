@@ -168,21 +168,36 @@ class Soak:
         await asyncio.gather(*tasks)
 
     async def viewers(self, client: httpx.AsyncClient) -> None:
+        """`--viewers` page views a second, each started on time whatever the previous
+        one's answer took (a visitor does not wait for another's page); at most 200 at once."""
+        gate = asyncio.Semaphore(200)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def view(web: str, path: str) -> None:
+            async with gate:
+                began = time.monotonic()
+                try:
+                    ok = (await client.get(web + path)).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self.views.append(time.monotonic() - began)
+                else:
+                    self.view_errors += 1
+
         n = 0
+        started = time.monotonic()
         while time.monotonic() < self.stop_at:
-            n += 1
+            due = started + n / self.args.viewers
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
             web = self.cluster.webs[n % 2].url
             path = "/p/acme/" if n % 2 else "/p/acme/api/v2/summary.json"
-            began = time.monotonic()
-            try:
-                ok = (await client.get(web + path)).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                self.views.append(time.monotonic() - began)
-            else:
-                self.view_errors += 1
-            await asyncio.sleep(max(0.0, 1 / self.args.viewers - (time.monotonic() - began)))
+            task = asyncio.create_task(view(web, path))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+        await asyncio.gather(*tasks)
 
     async def streams(self) -> None:
         writers = []

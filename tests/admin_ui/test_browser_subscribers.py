@@ -54,6 +54,8 @@ def test_a_page_s_subscribers_are_imported_added_searched_exported_and_removed(
     page.click("nav.main >> text=Status pages")
     page.click("text=Shop Status")
     page.click("text=Subscribers")
+    # The click navigates; reading the list before the tab arrived read the old page's none.
+    page.locator("#options li").first.wait_for()
     options = page.locator("#options li").all_text_contents()
     assert [o.split()[0] for o in options] == ["Email", "SMS", "Webhook", "Account"]
     # Embedded mode keeps email in the outbox; Twilio is not set: SMS is not offered.
@@ -162,6 +164,8 @@ def test_a_private_page_offers_account_users_only(served: Served, browser: Any) 
     page.click("nav.main >> text=Status pages")
     page.click("text=ACME Status")
     page.click("text=Subscribers")
+    # The click navigates; reading the list before the tab arrived read the old page's none.
+    page.locator("#options li").first.wait_for()
     options = page.locator("#options li").all_text_contents()
     assert len(options) == 1 and options[0].startswith("Account users")
     assert page.locator("#import-file").count() == 0 and page.locator("#add-address").count() == 0

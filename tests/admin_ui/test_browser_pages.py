@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.support import wait_for
 
 from .browser import Steps, sign_in
 from .conftest import Served
@@ -71,7 +72,16 @@ def test_a_new_page_is_created_previewed_and_activated(served: Served, browser: 
     page.click("text=Visit status page")
     page.wait_for_url(f"{base}/p/platform/")
     assert "Preview" in page.locator(".preview").text_content()
-    assert page.evaluate("document.querySelector('.brand img').naturalWidth") > 0
+
+    # The preview is the page's rendered document: the render that adds the logo can land a
+    # moment after the page was saved, so the member reloads until it has (then it must show).
+    def logo_shown() -> bool:
+        if page.evaluate("document.querySelector('.brand img')?.naturalWidth ?? 0") > 0:
+            return True
+        page.reload()
+        return False
+
+    wait_for(logo_shown, 10, "the logo in the preview")
     steps.shot(page, "preview as member")
     assert httpx.get(f"{base}/p/platform/").status_code == 404
     anonymous = browser.new_page()

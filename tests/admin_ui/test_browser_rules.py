@@ -44,6 +44,8 @@ def test_a_rule_is_edited_checked_dry_run_and_saved(example: Served, browser: An
     page = browser.new_page()
     sign_in(page, base, "admin@example.test")
     page.click("nav.main >> text=Rules")
+    # The click navigates: read the editor once it has arrived, not the page before.
+    page.locator("form.stack > label").first.wait_for()
     labels = page.locator("form.stack > label").all_text_contents()
     assert [label.split("\n")[0].strip() for label in labels[:2]] == [
         "rules/alertmanager.yaml",
@@ -88,6 +90,7 @@ def test_a_rule_is_edited_checked_dry_run_and_saved(example: Served, browser: An
     responder = browser.new_page()
     sign_in(responder, base, "ops@example.test")
     responder.click("nav.main >> text=Rules")
+    responder.locator("form.stack > label").first.wait_for()
     assert responder.locator("label:has-text('rules/uptime.yaml') textarea").count() == 1
     steps.axe(responder, "rules, responder")
     responder.close()

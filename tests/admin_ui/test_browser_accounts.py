@@ -111,7 +111,8 @@ def test_teams_users_keys_and_the_audit_log(accounts_served: Served, browser: An
 
     page.click("nav.main >> text=Audit log")
     page.select_option("#kind", "api key")
-    page.click("button:has-text('Filter')")
+    with page.expect_navigation():  # read the filtered log, not the page before it
+        page.click("button:has-text('Filter')")
     actions = [
         (cells[1], cells[2])
         for cells in (

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from config import apply_file
-from engine import migrate, sources
+from engine import events, migrate, sources
 from engine.db import Store, create_store
 from engine.events import TEST_OUTCOME
 from engine.settings import Settings
@@ -166,19 +166,13 @@ def _sources(store: Store) -> dict[int, tuple[str, str]]:
         }
 
 
-_COPIED = (
-    "dedup_key",
-    "status",
-    "severity",
-    "summary",
-    "details",
-    "labels",
-    "links",
-    "occurred_at",
-    "received_at",
-    "raw",
-    "test",
-    "fingerprint",
+#: What the replay copies of each stored event: every column the intake writes (the event
+#: writer's own list, so a column added there is copied too) but those the fresh store
+#: makes itself (its own source id and partition) and the evaluation's results.
+_COPIED = tuple(
+    name
+    for name in events._COLUMNS
+    if name not in {"source_id", "partition", "evaluated_at", "outcome"}
 )
 
 

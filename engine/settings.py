@@ -62,6 +62,10 @@ class Settings(BaseModel):
     twilio_rate: float = 10.0
     #: Webhook requests in flight at once per sending batch.
     webhook_concurrency: int = 50
+    #: Seconds one outbound webhook or chat-hook request may take in all (the lookup,
+    #: connecting, TLS, sending and reading the answer): a receiver that drips its answer
+    #: holds a sending lane this long at most.
+    webhook_timeout: float = 10.0
     #: People's notifications (workers.coalesce): steps of one incident, window or
     #: component within this many seconds go out as one message (0: each at once), and at
     #: most this many messages an hour reach one subscriber (0: no limit).
@@ -286,6 +290,10 @@ class Settings(BaseModel):
             raise ConfigError(
                 "BEACON_NOTIFY_HOURLY_CAP must be 0 (no limit) or more, "
                 f"got {env['BEACON_NOTIFY_HOURLY_CAP']!r}"
+            )
+        if env.get("BEACON_WEBHOOK_TIMEOUT"):
+            values["webhook_timeout"] = _seconds(
+                "BEACON_WEBHOOK_TIMEOUT", env["BEACON_WEBHOOK_TIMEOUT"]
             )
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])

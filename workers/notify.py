@@ -47,6 +47,7 @@ def context(settings: Settings) -> Context:
         twilio_from=settings.twilio_from,
         twilio_api_url=settings.twilio_api_url,
         allow_private=settings.webhook_allow_private,
+        outbound_deadline=settings.webhook_timeout,
         twilio_rate=settings.twilio_rate,
         webhook_concurrency=settings.webhook_concurrency,
         outbox_dir=str(settings.email_outbox) if settings.email_transport == "outbox" else "",

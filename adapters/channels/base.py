@@ -56,7 +56,8 @@ class Context:
     twilio_from: str = ""
     twilio_api_url: str = "https://api.twilio.com"
     allow_private: bool = False
-    #: Seconds for a whole outbound webhook or chat-hook request (`outbound.DEADLINE`).
+    #: Seconds for a whole outbound webhook or chat-hook request (`BEACON_WEBHOOK_TIMEOUT`,
+    #: default `outbound.DEADLINE`).
     outbound_deadline: float = 10.0
     #: SMS per second from this process (`BEACON_TWILIO_RATE`).
     twilio_rate: float = 10.0

@@ -4,6 +4,7 @@ test's own, as a DNS server under an attacker's control would be."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import ssl
@@ -205,10 +206,10 @@ def test_a_redirect_is_a_permanent_failure_and_never_followed(receiver: Receiver
     assert redirecting.paths == ["/hook"] and inside.paths == []
 
 
-def test_a_receiver_that_drips_is_cut_off_at_the_deadline() -> None:
-    """One byte a second, forever: every read would succeed, only the total deadline ends it."""
+@contextlib.contextmanager
+def _dripping() -> Iterator[int]:
+    """A receiver on loopback that answers one byte a second, forever (its port)."""
     listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     stop = threading.Event()
 
     def drip() -> None:
@@ -226,16 +227,46 @@ def test_a_receiver_that_drips_is_cut_off_at_the_deadline() -> None:
 
     thread = threading.Thread(target=drip, daemon=True)
     thread.start()
-    started = time.monotonic()
     try:
-        with pytest.raises(ChannelError, match="did not answer within the 2 s deadline") as caught:
-            _post(f"http://127.0.0.1:{port}/slow", allow_private=True, deadline=2)
+        yield listener.getsockname()[1]
     finally:
         stop.set()
         listener.close()
+
+
+def test_a_receiver_that_drips_is_cut_off_at_the_deadline() -> None:
+    """One byte a second, forever: every read would succeed, only the total deadline ends it."""
+    started = time.monotonic()
+    with _dripping() as port:
+        with pytest.raises(ChannelError, match="did not answer within the 2 s deadline") as caught:
+            _post(f"http://127.0.0.1:{port}/slow", allow_private=True, deadline=2)
     elapsed = time.monotonic() - started
     assert not caught.value.permanent
     assert elapsed < 4, f"cut off after {elapsed:.1f}s"
+
+
+def test_the_webhook_deadline_is_the_operators_setting(tmp_path: Path) -> None:
+    """BEACON_WEBHOOK_TIMEOUT reaches every webhook the workers send (their Context)."""
+    from engine.settings import Settings
+    from workers.notify import context
+
+    settings = Settings.from_env(
+        {
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_WEBHOOK_TIMEOUT": "1.5",
+            "BEACON_WEBHOOK_ALLOW_PRIVATE": "true",
+        }
+    )
+    ctx = context(settings)
+    assert settings.webhook_timeout == 1.5 and ctx.outbound_deadline == 1.5
+    message = Message(subject="s", text="t", id="msg_1")
+    with _dripping() as port:
+        target = {"url": f"http://127.0.0.1:{port}/slow", "secret": None}
+        with pytest.raises(ChannelError, match="within the 1.5 s deadline") as caught:
+            get_channel("webhook").send(message, target, ctx)
+    assert not caught.value.permanent
+    default = Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)})
+    assert context(default).outbound_deadline == outbound.DEADLINE == 10
 
 
 def test_it_reads_at_most_64_kib_of_an_answer() -> None:

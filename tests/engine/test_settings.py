@@ -42,6 +42,15 @@ def test_a_bad_number_is_a_clear_error(tmp_path: Path) -> None:
         Settings.from_env({"BEACON_DATA_DIR": str(tmp_path), "BEACON_MAX_BODY_BYTES": "1MB"})
 
 
+@pytest.mark.parametrize("bad", ["ten", "10s", "0", "-1", "61", "nan", "inf"])
+def test_a_bad_webhook_timeout_is_a_config_error_naming_it(tmp_path: Path, bad: str) -> None:
+    env = {"BEACON_DATA_DIR": str(tmp_path), "BEACON_WEBHOOK_TIMEOUT": bad}
+    with pytest.raises(ConfigError, match="BEACON_WEBHOOK_TIMEOUT must be"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "BEACON_WEBHOOK_TIMEOUT": "2.5"}).webhook_timeout == 2.5
+    assert Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)}).webhook_timeout == 10
+
+
 def test_secrets_do_not_show_in_the_settings_repr(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {"BEACON_DATA_DIR": str(tmp_path), "BEACON_TWILIO_AUTH_TOKEN": "tw-secret-123"}

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from adapters.channels import CHANNEL_TARGET
+from engine.channels import CHANNEL_TARGET
 from engine.models import (
     DOMAIN_PATTERN,
     KEY_PATTERN,

@@ -25,6 +25,8 @@ from .tables import channels
 
 #: What each built-in channel type needs in its config (adapters/channels read `url` or
 #: `address`). Which types exist is the adapters' registry's to say, checked by the callers.
+#: The one copy: the config file's model (config.models.ChannelSpec) checks against it too,
+#: so a file and the admin API never disagree on what a channel needs.
 CHANNEL_TARGET = {
     "slack": "url",
     "discord": "url",

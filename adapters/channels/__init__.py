@@ -23,18 +23,6 @@ CHANNELS: dict[str, str] = {
 }
 
 
-#: What each built-in channel type needs (adapters/channels read `url` or `address`).
-CHANNEL_TARGET = {
-    "slack": "url",
-    "discord": "url",
-    "teams": "url",
-    "webhook": "url",
-    "email": "address",
-    "smtp": "address",
-    "sms": "address",
-}
-
-
 #: Modules the workers pick that no config declares: what `email` means in embedded mode
 #: without a provider (`workers.notify.channel_module`).
 TRANSPORTS: dict[str, str] = {"email-outbox": "adapters.channels.outbox_email"}
@@ -49,4 +37,4 @@ def get_channel(kind: str) -> ModuleType:
         ) from None
 
 
-__all__ = ["CHANNELS", "CHANNEL_TARGET", "ChannelError", "Context", "Message", "get_channel"]
+__all__ = ["CHANNELS", "ChannelError", "Context", "Message", "get_channel"]

@@ -13,7 +13,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from adapters.channels import ChannelError, Context, Message, get_channel
+from adapters.channels import CHANNELS, ChannelError, Context, Message, get_channel
+from engine.channels import CHANNEL_TARGET
 from tests.conftest import free_port
 from tests.support import RecordingServer, SmtpSink
 
@@ -22,6 +23,13 @@ MESSAGE = Message(subject="API down", text="The API is down.", payload={"inciden
 
 def _ctx(server: RecordingServer, **values: Any) -> Context:
     return Context(allow_private=True, **values)
+
+
+def test_every_channel_kind_names_the_target_its_config_needs() -> None:
+    # The registry says which kinds exist, engine.channels what each one's config needs: a
+    # kind added to one and not the other would be stored without its `url` or `address`.
+    assert set(CHANNEL_TARGET) == set(CHANNELS)
+    assert set(CHANNEL_TARGET.values()) == {"url", "address"}
 
 
 SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes....").decode()

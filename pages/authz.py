@@ -138,7 +138,12 @@ def ui_within(path: str) -> Action | None:
     return None
 
 
-def _ui_action(route: BaseRoute, path: str) -> Action | None:
+def ui_action(path: str, methods: Iterable[str]) -> Action | None:
+    """The action the admin web UI declares for `path` (a route's template or an address it
+    answers) asked with `methods`: the read action only if every method only reads.
+
+    The one lookup: `declare` checks each route's action with it at start, and the UI's
+    gate (pages.admin_ui.web.view) asks it again per request, so the two never disagree."""
     if path in UI_EXACT:
         return UI_EXACT[path]
     within = ui_within(path)
@@ -146,8 +151,7 @@ def _ui_action(route: BaseRoute, path: str) -> Action | None:
         return within
     for prefix, (read, write) in UI_ACTIONS.items():
         if path == prefix or path.startswith(prefix + "/"):
-            methods = set(getattr(route, "methods", None) or ())
-            return read if methods <= {"GET", "HEAD"} else write
+            return read if set(methods) <= {"GET", "HEAD"} else write
     return None
 
 
@@ -186,7 +190,7 @@ def action_of(route: BaseRoute) -> Action | None:
         return None
     if path in ROUTE_ACTIONS:
         return ROUTE_ACTIONS[path]
-    return _ui_action(route, path)
+    return ui_action(path, getattr(route, "methods", None) or ())
 
 
 def declare(routes: Iterable[BaseRoute]) -> list[BaseRoute]:

@@ -27,14 +27,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from engine.authz import OPEN, Action, authorize, member_filter
+from engine.authz import OPEN, authorize, member_filter
 from engine.errors import BeaconError, ConflictError, NotFoundError
 from engine.tables import teams
 from pages.admin import action_for
 from pages.admin.api import Ctx, Handler
 from pages.admin.schemas import MAX_ID
 from pages.auth import Principal, principal
-from pages.authz import UI_ACTIONS, UI_EXACT, ui_within
+from pages.authz import ui_action
 from pages.errors import FieldErrors, pydantic_errors
 from pages.sessions import csrf_ok, csrf_token
 
@@ -163,7 +163,7 @@ def view(*, manage: bool = True, admin: bool = False) -> Callable[[View], Callab
                 return render(
                     request, who, "error.html", 400, message="the address holds a NUL character"
                 )
-            action = declared_action(request)
+            action = ui_action(request.url.path, (request.method,))
             if action is None or (action not in OPEN and not authorize(who, action).allowed):
                 # engine.authz, with the action pages.authz declares for this address.
                 return not_found(request, who)
@@ -179,20 +179,6 @@ def view(*, manage: bool = True, admin: bool = False) -> Callable[[View], Callab
         return endpoint
 
     return wrap
-
-
-def declared_action(request: Request) -> Action | None:
-    """The action pages.authz declares for this admin address and method."""
-    path = request.url.path
-    if path in UI_EXACT:
-        return UI_EXACT[path]
-    within = ui_within(path)
-    if within is not None:
-        return within
-    for prefix, (read, write) in UI_ACTIONS.items():
-        if path == prefix or path.startswith(prefix + "/"):
-            return read if request.method in ("GET", "HEAD") else write
-    return None
 
 
 def _refused(request: Request) -> str:

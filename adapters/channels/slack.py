@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from . import outbound
 from .base import Context, Message, clip
 
@@ -69,10 +67,4 @@ def _facts(payload: Mapping[str, Any]) -> str:
 
 
 def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
-    outbound.post(
-        str(target["url"]),
-        content=orjson.dumps(body(message)),
-        headers={"Content-Type": "application/json"},
-        allow_private=ctx.allow_private,
-        deadline=ctx.outbound_deadline,
-    )
+    outbound.post_json(str(target["url"]), body(message), ctx)

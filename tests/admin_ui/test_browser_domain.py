@@ -21,12 +21,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 def dns() -> Iterator[DnsServer]:
     """tests/pages_api/test_domains.py's zone: status.acme.test is a CNAME to
     acme.status.example.com; wrong.acme.test points elsewhere."""
-    server = DnsServer()
-    server.thread.start()
-    yield server
-    server.stopped.set()
-    server.thread.join()
-    server.sock.close()
+    with DnsServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

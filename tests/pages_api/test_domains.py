@@ -3,9 +3,11 @@ built on dnspython's message codec: dnspython resolves but does not serve)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from types import TracebackType
 
 import dns.flags
 import dns.message
@@ -13,6 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.rrset
+import httpx
 import pytest
 
 import pages.state
@@ -74,15 +77,54 @@ class DnsServer:
         resolver.port = self.port
         return resolver
 
+    def __enter__(self) -> DnsServer:
+        self.thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def unanswered_resolver(lifetime: float) -> dns.resolver.Resolver:
+    """A resolver asking a loopback port nothing listens on: every query times out."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+        unused.bind(("127.0.0.1", 0))
+        resolver.port = unused.getsockname()[1]
+    resolver.lifetime = lifetime
+    return resolver
+
+
+@contextlib.contextmanager
+def published(record: dict[str, str]) -> Iterator[None]:
+    """The DNS server answers with the page's TXT token `record` while in the block."""
+    TXT[record["name"] + "."] = record["value"]
+    try:
+        yield
+    finally:
+        TXT.clear()
+
+
+@contextlib.contextmanager
+def pointing(name: str, target: str) -> Iterator[None]:
+    """The DNS server answers `name`'s CNAME with `target` while in the block."""
+    before = ZONE[name]
+    ZONE[name] = target
+    try:
+        yield
+    finally:
+        ZONE[name] = before
+
 
 @pytest.fixture
 def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer()
-    server.thread.start()
-    yield server
-    server.stopped.set()
-    server.thread.join()
-    server.sock.close()
+    with DnsServer() as server:
+        yield server
 
 
 def test_it_confirms_a_cname_pointing_at_beacon(dns_server: DnsServer) -> None:
@@ -113,12 +155,7 @@ def test_it_reports_a_name_that_does_not_exist(dns_server: DnsServer) -> None:
 
 
 def test_it_reports_an_unreachable_dns_server_without_raising() -> None:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
-        unused.bind(("127.0.0.1", 0))
-        resolver.port = unused.getsockname()[1]
-    resolver.lifetime = 1.0
+    resolver = unanswered_resolver(lifetime=1.0)
     got = check_cname("status.acme.test", "acme.status.example.com", resolver)
     assert not got.ok and got.error is not None
 
@@ -163,6 +200,26 @@ def test_admin_api_domain_check_needs_a_key_of_the_pages_team(
 # --- verification: a custom domain is served only once DNS shows it is the page's --------
 
 
+def _app(
+    make_app: Callable[..., App],
+    dns_server: DnsServer | None = None,
+    teams: tuple[str, ...] = ("platform",),
+    **env: str,
+) -> App:
+    """An app with `teams`, whose domain checks ask `dns_server` (when given)."""
+    if dns_server is not None:
+        env["BEACON_DNS_SERVER"] = f"127.0.0.1:{dns_server.port}"
+    app = make_app(**env)
+    with app.store.begin() as conn:
+        for key in teams:
+            seed.team(conn, key)
+    return app
+
+
+def _verify(app: App, key: dict[str, str], slug: str = "acme") -> httpx.Response:
+    return app.client.post(f"/api/v1/status-pages/{slug}/domain/verify", headers=key)
+
+
 def _page_with_domain(app: App, domain: str, slug: str = "acme") -> tuple[dict[str, str], int]:
     key = app.key("platform") if slug == "acme" else app.key(slug)
     made = app.client.post(
@@ -194,12 +251,7 @@ def _served_on(app: App, host: str, *, by_host: bool = True) -> bool:
 def test_a_custom_domain_is_served_only_after_its_txt_token_is_seen(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
-    app = make_app(
-        BEACON_BASE_URL="https://beacon.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
-    )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, dns_server, BEACON_BASE_URL="https://beacon.example.com")
     key, _ = _page_with_domain(app, "status.acme.test")
     assert not _served_on(app, "status.acme.test", by_host=False)
     status = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()
@@ -207,14 +259,11 @@ def test_a_custom_domain_is_served_only_after_its_txt_token_is_seen(
     record = status["txt_record"]
     assert record["name"] == "_beacon-challenge.status.acme.test"
     # Its CNAME points at Beacon's shared host: that alone proves nothing.
-    refused = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    refused = _verify(app, key)
     assert refused.status_code == 409
     assert not _served_on(app, "status.acme.test", by_host=False)
-    TXT[record["name"] + "."] = record["value"]
-    try:
-        verified = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
-    finally:
-        TXT.clear()
+    with published(record):
+        verified = _verify(app, key)
     assert verified.status_code == 200 and verified.json()["verified"] is True
     assert _served_on(app, "status.acme.test")
 
@@ -222,30 +271,18 @@ def test_a_custom_domain_is_served_only_after_its_txt_token_is_seen(
 def test_a_cname_to_the_pages_own_host_verifies_it(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
-    app = make_app(
-        BEACON_PAGES_DOMAIN="status.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
-    )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, dns_server, BEACON_PAGES_DOMAIN="status.example.com")
     key, _ = _page_with_domain(app, "status.acme.test")
-    assert (
-        app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).status_code == 200
-    )
+    assert _verify(app, key).status_code == 200
     assert _served_on(app, "status.acme.test")
 
 
 def test_the_internal_name_pointing_at_beacon_cannot_be_claimed(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
-    app = make_app(
-        BEACON_BASE_URL="https://beacon.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
-    )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, dns_server, BEACON_BASE_URL="https://beacon.example.com")
     key, _ = _page_with_domain(app, "beacon.corp.test")
-    answer = app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    answer = _verify(app, key)
     assert answer.status_code == 409 and answer.json()["ok"] is True  # the CNAME is there
     assert not _served_on(app, "beacon.corp.test")
 
@@ -253,10 +290,12 @@ def test_the_internal_name_pointing_at_beacon_cannot_be_claimed(
 def test_beacons_own_names_the_pages_domain_and_taken_domains_are_refused(
     make_app: Callable[..., App],
 ) -> None:
-    app = make_app(BEACON_BASE_URL="https://beacon.example.com", BEACON_PAGES_DOMAIN="pages.test")
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
-        seed.team(conn, "other")
+    app = _app(
+        make_app,
+        teams=("platform", "other"),
+        BEACON_BASE_URL="https://beacon.example.com",
+        BEACON_PAGES_DOMAIN="pages.test",
+    )
     key = app.key("platform")
     for domain in ("beacon.example.com", "localhost", "pages.test", "acme.pages.test", "10.0.0.1"):
         made = app.client.post(
@@ -275,14 +314,9 @@ def test_beacons_own_names_the_pages_domain_and_taken_domains_are_refused(
 def test_changing_the_domain_needs_a_new_verification(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
-    app = make_app(
-        BEACON_PAGES_DOMAIN="status.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
-    )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, dns_server, BEACON_PAGES_DOMAIN="status.example.com")
     key, page_id = _page_with_domain(app, "status.acme.test")
-    app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key)
+    _verify(app, key)
     assert _served_on(app, "status.acme.test")
     moved = app.client.patch(
         f"/api/v1/pages/{page_id}", json={"custom_domain": "wrong.acme.test"}, headers=key
@@ -315,22 +349,14 @@ def _links(app: App, page_id: int, key: dict[str, str]) -> list[str]:
 def test_links_name_a_custom_domain_only_once_it_is_verified(
     make_app: Callable[..., App], dns_server: DnsServer
 ) -> None:
-    app = make_app(
-        BEACON_BASE_URL="https://beacon.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
-    )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, dns_server, BEACON_BASE_URL="https://beacon.example.com")
     key, page_id = _page_with_domain(app, "status.acme.test")
     links = _links(app, page_id, key)
     assert all("status.acme.test" not in link for link in links), links
     assert links[1] == "https://beacon.example.com/p/acme"
     record = app.client.get("/api/v1/status-pages/acme/domain", headers=key).json()["txt_record"]
-    TXT[record["name"] + "."] = record["value"]
-    try:
-        assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
-    finally:
-        TXT.clear()
+    with published(record):
+        assert _verify(app, key).is_success
     assert _links(app, page_id, key)[1:] == ["https://status.acme.test"] * 2
 
 
@@ -342,49 +368,36 @@ def test_the_recheck_withdraws_a_domain_whose_proof_is_gone_and_keeps_one_dns_ca
     from engine import deadlines, domain_checks, statuspages
     from engine.tables import audit_log
 
-    app = make_app(
-        BEACON_PAGES_DOMAIN="status.example.com",
-        BEACON_DNS_SERVER=f"127.0.0.1:{dns_server.port}",
+    app = _app(
+        make_app, dns_server, ("platform", "globex"), BEACON_PAGES_DOMAIN="status.example.com"
     )
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
-        seed.team(conn, "globex")
     # acme proves its domain by a CNAME to its own host; globex by its TXT token.
     key, page_id = _page_with_domain(app, "status.acme.test")
-    assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+    assert _verify(app, key).is_success
     other_key, _ = _page_with_domain(app, "apex.acme.test", slug="globex")
     record = app.client.get("/api/v1/status-pages/globex/domain", headers=other_key).json()
-    TXT[record["txt_record"]["name"] + "."] = record["txt_record"]["value"]
-    try:
-        verified = app.client.post("/api/v1/status-pages/globex/domain/verify", headers=other_key)
+    with published(record["txt_record"]):
+        verified = _verify(app, other_key, slug="globex")
         assert verified.is_success
         with app.store.read() as conn:
             due = deadlines.get(conn, statuspages.DOMAIN_RECHECK, statuspages.DOMAIN_RECHECK_KEY)
         assert due is not None  # verifying scheduled the re-check
 
         # DNS does not answer: nothing can be judged, nothing is withdrawn.
-        silent = dns.resolver.Resolver(configure=False)
-        silent.nameservers = ["127.0.0.1"]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
-            unused.bind(("127.0.0.1", 0))
-            silent.port = unused.getsockname()[1]
-        silent.lifetime = 0.5
+        silent = unanswered_resolver(lifetime=0.5)
         unanswered = domain_checks.recheck(
             app.store, base_url="", pages_domain="status.example.com", resolver=silent
         )
         assert unanswered.withdrawn == [] and unanswered.unanswered == 2
 
         # acme's CNAME is gone (the name now points elsewhere); globex's TXT is still there.
-        ZONE["status.acme.test."] = "elsewhere.example.net."
-        done = domain_checks.recheck(
-            app.store,
-            base_url="",
-            pages_domain="status.example.com",
-            resolver=dns_server.resolver(),
-        )
-    finally:
-        ZONE["status.acme.test."] = "acme.status.example.com."
-        TXT.clear()
+        with pointing("status.acme.test.", "elsewhere.example.net."):
+            done = domain_checks.recheck(
+                app.store,
+                base_url="",
+                pages_domain="status.example.com",
+                resolver=dns_server.resolver(),
+            )
     assert [(slug, domain) for slug, domain, _ in done.withdrawn] == [("acme", "status.acme.test")]
     assert not _served_on(app, "status.acme.test")
     # Links are back on the page's own host (the base URL's scheme and port).
@@ -402,7 +415,7 @@ def test_the_recheck_withdraws_a_domain_whose_proof_is_gone_and_keeps_one_dns_ca
     assert row.actor == "domain check" and row.object_key == "acme"
     assert row.detail["domain"] == "status.acme.test" and "elsewhere" in row.detail["reason"]
     # Verified again once DNS shows it again; the reason goes.
-    assert app.client.post("/api/v1/status-pages/acme/domain/verify", headers=key).is_success
+    assert _verify(app, key).is_success
     again = app.client.get(f"/api/v1/pages/{page_id}", headers=key).json()
     assert again["domain_verified"] and again["domain_withdrawn_because"] is None
 
@@ -435,9 +448,7 @@ def test_domains_verified_before_the_recheck_existed_are_scheduled_at_start(
     from engine import deadlines, domain_checks, statuspages
     from engine.tables import status_pages
 
-    app = make_app(BEACON_PAGES_DOMAIN="status.example.com")
-    with app.store.begin() as conn:
-        seed.team(conn, "platform")
+    app = _app(make_app, BEACON_PAGES_DOMAIN="status.example.com")
     _page_with_domain(app, "status.acme.test")
 
     def due() -> object:

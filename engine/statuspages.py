@@ -131,7 +131,7 @@ def update(conn: Connection, page_id: int, changes: PageChanges, *, actor: str) 
         _set_teams(conn, row.id, team_ids)
         values["team_id"] = team_ids[0]
     else:
-        team_ids = _team_ids(conn, row.id) or [row.team_id]
+        team_ids = managing_team_ids(conn, row.id) or [row.team_id]
     if wanted is None:
         wanted = crud.page_service_ids(conn, row.id)
     _check_services(conn, team_ids, wanted)
@@ -174,7 +174,9 @@ def _teams(team_ids: Sequence[int]) -> list[int]:
     return list(team_ids)
 
 
-def _team_ids(conn: Connection, page_id: int) -> list[int]:
+def managing_team_ids(conn: Connection, page_id: int) -> list[int]:
+    """The page's managing teams as page_teams lists them, first (the owner) first; empty
+    for a page whose page_teams was never filled in (callers fall back to its `team_id`)."""
     return list(
         conn.execute(
             sa.select(page_teams.c.team_id)

@@ -35,27 +35,17 @@ P = "/api/v1/pages"
 ACCESS_FIELDS = frozenset({"active", "type", "slug", "teams", "custom_domain"})
 
 
-def _page_team_ids(conn: Connection, page_id: int) -> list[int]:
-    return list(
-        conn.execute(
-            sa.select(page_teams.c.team_id)
-            .where(page_teams.c.page_id == page_id)
-            .order_by(page_teams.c.position)
-        ).scalars()
-    )
-
-
 def _page(ctx: Ctx, conn: Connection, page_id: int | None = None) -> Any:
     page_id = page_id or ctx.id
     row = conn.execute(sa.select(status_pages).where(status_pages.c.id == page_id)).first()
     if row is None:
         raise NotFoundError(f"no page {page_id}")
-    ctx.check(conn, _page_team_ids(conn, row.id) or [row.team_id], f"page {page_id}")
+    ctx.check(conn, page_writes.managing_team_ids(conn, row.id) or [row.team_id], f"page {page_id}")
     return row
 
 
 def _out(ctx: Ctx, conn: Connection, row: Any) -> PageOut:
-    ids = _page_team_ids(conn, row.id) or [row.team_id]
+    ids = page_writes.managing_team_ids(conn, row.id) or [row.team_id]
     keys = dict(conn.execute(sa.select(teams.c.id, teams.c.key).where(teams.c.id.in_(ids))).all())
     return PageOut.model_validate(
         {
@@ -150,7 +140,7 @@ def update_page(ctx: Ctx) -> PageOut:
     with ctx.begin() as conn:
         row = _page(ctx, conn)
         _check_domain(ctx, changes.get("custom_domain"))
-        team_ids = _page_team_ids(conn, row.id) or [row.team_id]
+        team_ids = page_writes.managing_team_ids(conn, row.id) or [row.team_id]
         if "teams" in changes:
             chosen = _teams(ctx, conn, changes.pop("teams"), team_ids)
             team_ids = changes["team_ids"] = chosen
@@ -168,7 +158,7 @@ def update_page(ctx: Ctx) -> PageOut:
 def delete_page(ctx: Ctx) -> None:
     with ctx.begin() as conn:
         row = _page(ctx, conn)
-        for team_id in _page_team_ids(conn, row.id):
+        for team_id in page_writes.managing_team_ids(conn, row.id):
             # A page shared by two teams is deleted by both, or an admin: never by one.
             if not ctx.may(conn, ctx.strict_action, [team_id]):
                 raise HTTPException(

@@ -66,7 +66,11 @@ def _add(rt: Runtime, site: Site, channel: str, addresses: list[str]) -> None:
         )
 
 
-def _open(rt: Runtime, site: Site) -> None:
+def _open(rt: Runtime, channel: str, addresses: list[str]) -> None:
+    """A page whose confirmed subscribers are `addresses` on `channel`, and an incident just
+    opened on its api service (nothing sent yet)."""
+    site = make_site(rt)
+    _add(rt, site, channel, addresses)
     with rt.store.begin() as conn:
         incidents.create(
             conn,
@@ -77,6 +81,25 @@ def _open(rt: Runtime, site: Site) -> None:
         )
 
 
+def _first_share_sent(
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
+    server: RecordingServer,
+    sendgrid: SendGrid,
+    monkeypatch: pytest.MonkeyPatch,
+    people: int,
+) -> Runtime:
+    """The incident's fan-out to `people` email subscribers in shares of 100, run by the
+    handler itself once: it sends the first share and leaves the rest to share jobs."""
+    monkeypatch.setattr(fanout, "CHUNK", 100)
+    rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
+    _open(rt, "email", [f"user{n}@example.com" for n in range(people)])
+    with rt.store.read() as conn:
+        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
+    fanout.handle_incident_update(rt, [{"update_id": update_id}])
+    return rt
+
+
 def test_email_goes_as_requests_of_up_to_1000_with_each_persons_own_links(
     tmp_path: Path,
     make_runtime: Callable[..., Runtime],
@@ -84,9 +107,7 @@ def test_email_goes_as_requests_of_up_to_1000_with_each_persons_own_links(
     sendgrid: SendGrid,
 ) -> None:
     rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
-    site = make_site(rt)
-    _add(rt, site, "email", [f"user{n}@example.com" for n in range(2500)])
-    _open(rt, site)
+    _open(rt, "email", [f"user{n}@example.com" for n in range(2500)])
     drain(rt)
     assert sendgrid.failed == 0 and sendgrid.requests == 3  # 1000 + 1000 + 500
     assert sorted(len(m["personalizations"]) for m in sendgrid.mails) == [500, 1000, 1000]
@@ -115,9 +136,7 @@ def test_an_address_sendgrid_refuses_fails_alone_not_its_batch(
     sendgrid: SendGrid,
 ) -> None:
     rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
-    site = make_site(rt)
-    _add(rt, site, "email", ["a@example.com", "not-an-address", "b@example.com"])
-    _open(rt, site)
+    _open(rt, "email", ["a@example.com", "not-an-address", "b@example.com"])
     drain(rt)
     assert sorted(sendgrid.accepted) == ["a@example.com", "b@example.com"]
     with rt.store.read() as conn:
@@ -177,9 +196,7 @@ def test_webhooks_go_out_concurrently_within_the_bound(
     receiver = _CountingReceiver(0.3)
     try:
         rt = _runtime(tmp_path, make_runtime, server, BEACON_WEBHOOK_CONCURRENCY="10")
-        site = make_site(rt)
-        _add(rt, site, "webhook", [f"{receiver.url}/hook/{n}" for n in range(60)])
-        _open(rt, site)
+        _open(rt, "webhook", [f"{receiver.url}/hook/{n}" for n in range(60)])
         drain(rt)
     finally:
         receiver.close()
@@ -213,9 +230,7 @@ def test_name_lookups_keep_up_with_the_webhook_concurrency(
 
     monkeypatch.setattr(outbound, "system_resolver", slow_resolver)
     rt = _runtime(tmp_path, make_runtime, server, BEACON_WEBHOOK_CONCURRENCY="20")
-    site = make_site(rt)
-    _add(rt, site, "webhook", [f"http://hook{n}.test:{port}/hook" for n in range(20)])
-    _open(rt, site)
+    _open(rt, "webhook", [f"http://hook{n}.test:{port}/hook" for n in range(20)])
     drain(rt)
     assert len(server.requests) == 40  # the incident and its component's change, each
     assert counts["most"] > 10, counts
@@ -230,9 +245,7 @@ def test_sms_go_out_at_the_configured_rate(
     rt = _runtime(
         tmp_path, make_runtime, server, BEACON_TWILIO_API_URL=twilio.url, BEACON_TWILIO_RATE="5"
     )
-    site = make_site(rt)
-    _add(rt, site, "sms", [f"+49151000000{n:02d}" for n in range(6)])
-    _open(rt, site)
+    _open(rt, "sms", [f"+49151000000{n:02d}" for n in range(6)])
     drain(rt)
     assert len(twilio.accepted) == 6 and set(twilio.accepted.values()) == {1}
     # Five a second: six sends span at least a second (less a little network jitter).
@@ -244,9 +257,7 @@ def test_a_provider_failing_30_percent_still_leaves_each_person_one_email(
 ) -> None:
     with SendGrid(fail_rate=0.3) as sendgrid:
         rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
-        site = make_site(rt)
-        _add(rt, site, "email", [f"user{n}@example.com" for n in range(3000)])
-        _open(rt, site)
+        _open(rt, "email", [f"user{n}@example.com" for n in range(3000)])
         for _ in range(30):
             drain(rt)
             with rt.store.read() as conn:
@@ -276,14 +287,7 @@ def test_a_large_notice_is_shared_out_as_chunk_jobs_and_each_person_hears_once(
     sendgrid: SendGrid,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fanout, "CHUNK", 100)
-    rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
-    site = make_site(rt)
-    _add(rt, site, "email", [f"user{n}@example.com" for n in range(450)])
-    _open(rt, site)
-    with rt.store.read() as conn:
-        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
-    fanout.handle_incident_update(rt, [{"update_id": update_id}])
+    rt = _first_share_sent(tmp_path, make_runtime, server, sendgrid, monkeypatch, 450)
     # This run sent the first 100; four jobs share the other 350.
     assert sum(sendgrid.accepted.values()) == 100
     assert rt.queues.queue("beacon-notify").count >= 4
@@ -301,14 +305,7 @@ def test_a_share_whose_job_was_lost_runs_from_its_deadline(
     sendgrid: SendGrid,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fanout, "CHUNK", 100)
-    rt = _runtime(tmp_path, make_runtime, server, BEACON_SENDGRID_API_URL=sendgrid.url)
-    site = make_site(rt)
-    _add(rt, site, "email", [f"user{n}@example.com" for n in range(250)])
-    _open(rt, site)
-    with rt.store.read() as conn:
-        update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
-    fanout.handle_incident_update(rt, [{"update_id": update_id}])
+    rt = _first_share_sent(tmp_path, make_runtime, server, sendgrid, monkeypatch, 250)
     assert sum(sendgrid.accepted.values()) == 100
     rt.queues.queue("beacon-notify").empty()  # Redis lost the two share jobs
     with rt.store.begin() as conn:  # the outbox job that ran the handler is done

@@ -46,10 +46,11 @@ import orjson
 import sqlalchemy as sa
 
 from engine.models import SLUG_PATTERN
+from engine.pagemodel import PageSnapshot
 from engine.runtime import Runtime
 from engine.tables import assets
 
-from .cache import PUBLIC_CACHE_CONTROL, REDIS_ERRORS, Entry, for_runtime
+from .cache import PUBLIC_CACHE_CONTROL, REDIS_ERRORS, Document, Entry, for_runtime
 from .state import of as pages_state
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ STATE_DIR = ".beacon"
 GZIP_FILE_MIN = 4096
 #: Files of one render written side by side.
 PARALLEL_WRITES = 4
+#: An incident's public id as Beacon makes them (`engine.tables.new_public_id`): a file name.
+PUBLIC_ID = re.compile(r"[0-9a-z]{1,16}")
+HTML_TYPE = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,24 @@ class ExportFile:
 
 
 class Target(Protocol):
-    def publish(
-        self, page_id: int, slug: str, files: list[ExportFile], rendered_at: datetime
-    ) -> None:
-        """Make the page's exported copy these files (and only these)."""
+    def manifest(self, page_id: int) -> Manifest | None:
+        """What the target holds for the page (None: nothing, or a manifest it cannot read).
+        A render reads it once and hands it to `has_asset` and `publish`."""
 
-    def has_asset(self, page_id: int, name: str) -> bool:
-        """Whether asset `name` (`assets/<sha256>`) is already out for the page."""
+    def has_asset(self, old: Manifest | None, slug: str, name: str) -> bool:
+        """Whether asset `name` (`assets/<sha256>`) is already out under `p/<slug>/`, as
+        the target's manifest `old` says."""
+
+    def publish(
+        self,
+        page_id: int,
+        slug: str,
+        files: list[ExportFile],
+        rendered_at: datetime,
+        old: Manifest | None,
+    ) -> None:
+        """Make the page's exported copy these files (and only these); `old` is the
+        target's manifest as `manifest` read it."""
 
     def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
         """Take the page (by id, and by `slug` when the caller knows it) out of the export;
@@ -152,10 +167,12 @@ def after_render(
     stored: Entry | None,
     rendered_at: datetime,
     asset_hashes: Iterable[str | None] = (),
+    snapshot: PageSnapshot | None = None,
 ) -> None:
     """What `pages.render.render_page` calls once the cache holds its entry (`stored`):
     publish an active public page, remove any other; nothing when the cache kept a newer
-    render or a tombstone (whoever put that there exports or removed the page)."""
+    render or a tombstone (whoever put that there exports or removed the page). With the
+    render's `snapshot`, the permalink pages of the incidents it shows go out too."""
     found = exporter(rt)
     if found is None:
         return
@@ -171,11 +188,13 @@ def after_render(
         # Usually nothing to do (a render of an inactive page): only a manifest is read.
         remove(rt, entry.page_id, entry.slug, thorough=False)
         return
+    documents = files_of(stored) + (permalinks(snapshot) if snapshot is not None else [])
     with found.lock(entry.page_id):
         for target in found.targets:
             try:
-                wanted = files_of(stored) + _assets(rt, target, entry.page_id, asset_hashes)
-                target.publish(entry.page_id, entry.slug, wanted, rendered_at)
+                old = target.manifest(entry.page_id)
+                wanted = documents + _assets(rt, target, old, entry, asset_hashes)
+                target.publish(entry.page_id, entry.slug, wanted, rendered_at, old)
             except Exception:
                 log.exception("exporting page %r failed; the next render tries again", entry.slug)
     # An eviction that came while we wrote found files to remove before ours were there.
@@ -212,15 +231,45 @@ def files_of(entry: Entry) -> list[ExportFile]:
     ]
 
 
+def permalinks(snapshot: PageSnapshot) -> list[ExportFile]:
+    """The permalink page (`incidents/<public id>`) of every incident the snapshot holds:
+    those the exported page, history and feeds link to, which would otherwise be dead links
+    while Beacon is down. The same template as Beacon's own route renders them."""
+    from .html import render_incident
+
+    out = []
+    for incident in snapshot.incidents:
+        if not PUBLIC_ID.fullmatch(incident.public_id):
+            # Ids are made by Beacon; one written another way must not name a path.
+            log.warning("incident %r is not exported: not a public id", incident.public_id)
+            continue
+        doc = Document.make(render_incident(snapshot, incident), HTML_TYPE, snapshot.generated_at)
+        out.append(
+            ExportFile(
+                f"incidents/{incident.public_id}",
+                doc.body,
+                doc.content_type,
+                doc.etag,
+                PUBLIC_CACHE_CONTROL,
+                doc.gzipped,
+            )
+        )
+    return out
+
+
 def _assets(
-    rt: Runtime, target: Target, page_id: int, hashes: Iterable[str | None]
+    rt: Runtime,
+    target: Target,
+    old: Manifest | None,
+    entry: Entry,
+    hashes: Iterable[str | None],
 ) -> list[ExportFile]:
     """The page's logo and favicon. They are immutable (named by hash), so the store is
     read only for one the target does not have yet; one it has is listed without bytes."""
     out = []
     for digest in sorted({h for h in hashes if h}):
         name = f"assets/{digest}"
-        if target.has_asset(page_id, name):
+        if target.has_asset(old, entry.slug, name):
             out.append(
                 ExportFile(name, b"", "", f'"{digest[:20]}"', ASSET_CACHE_CONTROL, None, True)
             )
@@ -295,22 +344,28 @@ class DirTarget:
     def _manifest_path(self, page_id: int) -> Path:
         return self.state / f"{page_id}.json"
 
-    def _manifest(self, page_id: int) -> Manifest | None:
+    def manifest(self, page_id: int) -> Manifest | None:
         try:
             return Manifest.parse(self._manifest_path(page_id).read_bytes())
         except FileNotFoundError:
             return None
 
-    def has_asset(self, page_id: int, name: str) -> bool:
-        old = self._manifest(page_id)
-        return old is not None and any(
-            path.startswith(f"p/{old.slug}/{name}.") for path in old.files
+    def has_asset(self, old: Manifest | None, slug: str, name: str) -> bool:
+        # Under another slug the old tree goes (publish): the asset must be written again.
+        return (
+            old is not None
+            and old.slug == slug
+            and any(path.startswith(f"p/{slug}/{name}.") for path in old.files)
         )
 
     def publish(
-        self, page_id: int, slug: str, files: list[ExportFile], rendered_at: datetime
+        self,
+        page_id: int,
+        slug: str,
+        files: list[ExportFile],
+        rendered_at: datetime,
+        old: Manifest | None,
     ) -> None:
-        old = self._manifest(page_id)
         stamp = rendered_at.isoformat()
         if old is not None and old.rendered_at > stamp:
             return  # a later render of the page got here first
@@ -320,6 +375,14 @@ class DirTarget:
         written: dict[str, str] = {}
         jobs: list[tuple[Path, bytes]] = []
         for item in files:
+            if item.asset and not item.body:
+                # Listed as out already (`has_asset`): its file, of whichever type, stays;
+                # one gone meanwhile leaves the manifest, and the next render writes it.
+                prefix = f"p/{slug}/{item.name}."
+                for rel, etag in before.items():
+                    if rel.startswith(prefix) and (self.root / rel).exists():
+                        written[rel] = etag
+                continue
             path = file_path(slug, item)
             variants = [(path, item.body, item.etag)]
             if item.gzipped is not None and len(item.body) >= GZIP_FILE_MIN:
@@ -327,8 +390,6 @@ class DirTarget:
             for rel, body, etag in variants:
                 target = self.root / rel
                 if before.get(rel) != etag or not target.exists():
-                    if item.asset and not body:
-                        continue  # listed as present but gone: the next render reads it again
                     jobs.append((target, body))
                 written[rel] = etag
         # Each file is fsynced before its rename; doing them side by side lets the file
@@ -343,7 +404,7 @@ class DirTarget:
         )
 
     def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
-        old = self._manifest(page_id)
+        old = self.manifest(page_id)
         if old is None and not thorough:
             return
         for name in {s for s in (slug, old.slug if old else None) if s}:

@@ -67,7 +67,7 @@ class S3Target:
     def _manifest_key(self, page_id: int) -> str:
         return f"{self.prefix}{STATE_DIR}/pages/{page_id}.json"
 
-    def _manifest(self, page_id: int) -> Manifest | None:
+    def manifest(self, page_id: int) -> Manifest | None:
         from botocore.exceptions import ClientError
 
         try:
@@ -78,14 +78,18 @@ class S3Target:
             raise
         return Manifest.parse(answer["Body"].read())
 
-    def has_asset(self, page_id: int, name: str) -> bool:
-        old = self._manifest(page_id)
-        return old is not None and self.key(old.slug, name) in old.files
+    def has_asset(self, old: Manifest | None, slug: str, name: str) -> bool:
+        # Under another slug the old objects go (publish): the asset must be put again.
+        return old is not None and old.slug == slug and self.key(slug, name) in old.files
 
     def publish(
-        self, page_id: int, slug: str, files: list[ExportFile], rendered_at: datetime
+        self,
+        page_id: int,
+        slug: str,
+        files: list[ExportFile],
+        rendered_at: datetime,
+        old: Manifest | None,
     ) -> None:
-        old = self._manifest(page_id)
         stamp = rendered_at.isoformat()
         if old is not None and old.rendered_at > stamp:
             return  # a later render of the page got here first
@@ -124,7 +128,7 @@ class S3Target:
         )
 
     def remove(self, page_id: int, slug: str | None, thorough: bool = True) -> None:
-        old = self._manifest(page_id)
+        old = self.manifest(page_id)
         if old is None and not thorough:
             return
         for name in {s for s in (slug, old.slug if old else None) if s}:

@@ -299,7 +299,12 @@ def render_page(rt: Runtime, page_id: int, version: int) -> Entry | None:
     entry, snap = _rendered(rt, page_id, version)
     stored = for_runtime(rt).put(entry)
     export.after_render(
-        rt, entry, stored, snap.generated_at, (snap.page.logo_hash, snap.page.favicon_hash)
+        rt,
+        entry,
+        stored,
+        snap.generated_at,
+        (snap.page.logo_hash, snap.page.favicon_hash),
+        snapshot=snap,
     )
     rt.queues.connection.incr(_key(rt, page_id, "renders"))
     _schedule_refresh(rt, page_id, next_hour(snap.generated_at, snap.tz))

@@ -256,3 +256,78 @@ def test_a_slug_that_is_not_one_plain_name_is_never_a_path(exporting: App, out: 
     assert not (out.parent / "escaped").exists()  # p/../../escaped
     assert not (out / "escaped").exists()
     assert not [p for p in out.rglob("*") if p.is_file() and ".beacon" not in p.parts]
+
+
+def test_the_incident_permalinks_the_page_links_are_exported_as_beacon_serves_them(
+    exporting: App, out: Path
+) -> None:
+    """While Beacon is down, a link on the exported page, its history or its feeds to an
+    incident must not be a dead one."""
+    import re
+
+    rich = seed.rich_page(exporting.store)
+    rendered(exporting, rich.page.id)
+    linked = set(
+        re.findall(r'href="incidents/([0-9a-z]+)"', (out / "p/acme/index.html").read_text())
+    )
+    linked |= set(
+        re.findall(r'href="incidents/([0-9a-z]+)"', (out / "p/acme/history.html").read_text())
+    )
+    assert len(linked) == 2  # the open incident and the resolved one
+    for public_id in linked:
+        url = f"/p/acme/incidents/{public_id}"
+        answer = exporting.client.get(url, headers={"Accept-Encoding": "identity"})
+        assert answer.status_code == 200, url
+        assert (out / f"p/acme/incidents/{public_id}.html").read_bytes() == answer.content, url
+    exported = (out / "p/acme/incidents").glob("*.html")
+    assert {p.name.removesuffix(".html") for p in exported} == linked
+
+
+def test_an_incident_id_that_is_not_a_public_id_is_never_a_path(exporting: App, out: Path) -> None:
+    """Tried as an attacker: ids are made by Beacon, but a row written another way must not
+    name a file outside the page's directory."""
+    from engine.tables import incidents
+
+    rich = seed.rich_page(exporting.store)
+    with exporting.store.begin() as conn:
+        first = conn.execute(incidents.select().order_by(incidents.c.id)).first()
+        assert first is not None
+        conn.execute(
+            incidents.update().where(incidents.c.id == first.id).values(public_id="../../../evil")
+        )
+    rendered(exporting, rich.page.id)
+    assert (out / "p/acme/index.html").exists()
+    assert not [p for p in out.parent.rglob("*evil*")]
+    # The other incident's permalink is there.
+    assert len(list((out / "p/acme/incidents").glob("*.html"))) == 1
+
+
+def test_a_render_reads_each_targets_manifest_once(
+    exporting: App, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rich = seed.rich_page(exporting.store)
+    headers = {**exporting.key(admin=True), "Content-Type": "image/png"}
+    for kind, image in (("logo", png()), ("favicon", png()[::-1])):
+        if kind == "favicon":
+            buffer = io.BytesIO()
+            Image.new("RGB", (2, 2), (30, 30, 200)).save(buffer, "PNG")
+            image = buffer.getvalue()
+        answer = exporting.client.put(
+            f"/api/v1/pages/{rich.page.id}/{kind}", content=image, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+    rendered(exporting, rich.page.id)
+    assets = {p: p.stat().st_ino for p in (out / "p/acme/assets").iterdir()}
+    assert len(assets) == 2
+    reads = []
+    original = export.DirTarget.manifest
+
+    def counted(self: export.DirTarget, page_id: int) -> export.Manifest | None:
+        reads.append(page_id)
+        return original(self, page_id)
+
+    monkeypatch.setattr(export.DirTarget, "manifest", counted)
+    rendered(exporting, rich.page.id)
+    assert reads == [rich.page.id]
+    # Both assets were known from that one read: there still, not written again.
+    assert {p: p.stat().st_ino for p in (out / "p/acme/assets").iterdir()} == assets

@@ -197,11 +197,19 @@ def get(url: str, **headers: str) -> httpx.Response:
     return httpx.get(url, headers={"Accept-Encoding": "identity", **headers}, timeout=10)
 
 
+def permalinks(export_dir: Path) -> list[str]:
+    """The incident permalinks the exported page links to (exported with it)."""
+    page = (export_dir / "p/acme/index.html").read_text()
+    found = sorted(set(re.findall(r'href="(incidents/[0-9a-z]+)"', page)))
+    assert found, "the page links no incident"
+    return [f"/p/acme/{link}" for link in found]
+
+
 def test_the_proxies_serve_the_exported_documents_with_beacons_headers(
-    beacon: Served, proxies: dict[str, str]
+    beacon: Served, proxies: dict[str, str], export_dir: Path
 ) -> None:
     for name, base in proxies.items():
-        for path in EXPORTED:
+        for path in EXPORTED + permalinks(export_dir):
             ours, theirs = get(beacon.url + path), get(base + path)
             where = f"{name} {path}"
             assert theirs.status_code == 200, where
@@ -238,11 +246,12 @@ def test_the_proxies_send_everything_dynamic_to_beacon(
 def test_with_beacon_stopped_the_page_is_served_and_follows_a_change_once_it_runs_again(
     beacon: Served, proxies: dict[str, str], seeded: dict[str, object], export_dir: Path
 ) -> None:
-    before = {path: get(proxies["caddy"] + path).content for path in EXPORTED}
+    links = permalinks(export_dir)
+    before = {path: get(proxies["caddy"] + path).content for path in EXPORTED + links}
     beacon.stop()
     for name, base in proxies.items():
-        for path in ("/p/acme/", "/p/acme/api/v2/summary.json", "/p/acme/history.rss",
-                     "/p/acme/history.atom", "/p/acme/maintenance.ics"):  # fmt: skip
+        for path in ["/p/acme/", "/p/acme/api/v2/summary.json", "/p/acme/history.rss",
+                     "/p/acme/history.atom", "/p/acme/maintenance.ics", *links]:  # fmt: skip
             answer = get(base + path)
             assert answer.status_code == 200, (name, path)
             assert answer.content == before[path], (name, path)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.overrides import set_override
 from pages import render
@@ -89,7 +90,14 @@ def test_the_bucket_holds_the_page_replaced_on_change_and_emptied_on_deactivatio
 
     found = objects(bucket)
     types = {name: ctype for name, (ctype, _, _) in found.items()}
+    with exporting.store.read() as conn:
+        from engine.tables import incidents
+
+        public_ids = conn.execute(sa.select(incidents.c.public_id)).scalars().all()
+    assert len(public_ids) == 2
     assert types == {
+        # The permalinks of the incidents the page links to.
+        **{f"incidents/{public_id}": "text/html; charset=utf-8" for public_id in public_ids},
         "index.html": "text/html; charset=utf-8",
         "history": "text/html; charset=utf-8",
         "page.js": "text/javascript; charset=utf-8",

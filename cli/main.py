@@ -96,7 +96,7 @@ def _prepare(runtime: Any, settings: Settings, config: str | Path | None) -> Non
         domain_checks.ensure_scheduled(conn)  # verified custom domains are asked again
     if config:
         _apply(
-            runtime.store,
+            runtime,
             Path(config),
             prune=False,
             dry_run=False,
@@ -344,7 +344,7 @@ def cmd_db_reseal(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apply(
-    store: object,
+    runtime: Any,
     path: Path,
     *,
     prune: bool,
@@ -354,11 +354,13 @@ def _apply(
     pages_domain: str = "",
 ) -> int:
     """Apply (or plan) the file; a dry run exits 1 when it found something to change (drift
-    included), 0 when nothing, as `diff` does (errors are 2)."""
+    included), 0 when nothing, as `diff` does (errors are 2). Pages whose access the
+    apply ended leave the shared cache and the export before it returns."""
     from config import apply_file
+    from config.apply import evict_ended
 
     plan = apply_file(
-        store,  # type: ignore[arg-type,unused-ignore]
+        runtime.store,
         path,
         prune=prune,
         prune_all=prune_all,
@@ -367,25 +369,32 @@ def _apply(
         pages_domain=pages_domain,
         env=os.environ,  # `{env: NAME}` secrets
     )
+    # Committed: nobody may be served a page they can no longer see until it renders again.
+    evict_ended(runtime, plan)
     print(plan.render())
     return 1 if dry_run and plan.changed else 0
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.db import create_store
+    from . import wiring
 
-    store = create_store(settings)
-    if settings.embedded:
-        migrate.upgrade(store)
-    return _apply(
-        store,
-        Path(args.file),
-        prune=args.prune,
-        prune_all=args.prune_all,
-        dry_run=args.dry_run,
-        base_url=settings.base_url,
-        pages_domain=settings.pages_domain,
-    )
+    # A runtime, not a bare store: the command evicts what it ends from the shared cache
+    # (Redis) and the export, which the runtime reaches.
+    runtime = wiring.build_runtime(settings)
+    try:
+        if settings.embedded:
+            migrate.upgrade(runtime.store)
+        return _apply(
+            runtime,
+            Path(args.file),
+            prune=args.prune,
+            prune_all=args.prune_all,
+            dry_run=args.dry_run,
+            base_url=settings.base_url,
+            pages_domain=settings.pages_domain,
+        )
+    finally:
+        runtime.close()
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:

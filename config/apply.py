@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 from engine import domains, origins, rulesets
 from engine.db import Store
 from engine.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from engine.statuspages import normal_domain
+from engine.runtime import Runtime
+from engine.statuspages import ACCESS_FIELDS, normal_domain
 from engine.tables import audit_log
 from rules.validate import digest
 
@@ -96,6 +97,7 @@ def apply_file(
         plan.drift = _drift(conn, want, now)
         generated: dict[tuple[str, str], str] = {}
         if not dry_run:
+            plan.ended = _ended_pages(now, changes)
             try:
                 generated = _execute(conn, want, now, changes, actor)
                 _record(conn, want, now, str(path.resolve()))
@@ -117,6 +119,32 @@ def apply_file(
             url = "(key generated on apply)"
         plan.sources.append(("/".join(ident), url))
     return plan
+
+
+def _ended_pages(now: current.Current, changes: list[Change]) -> list[tuple[int, str]]:
+    """The pages (id, slug) the changes delete or change the access of (read before the
+    changes run: a deletion forgets the page's id)."""
+    ended = []
+    for change in changes:
+        page_id = now.ids["status_pages"].get(change.key)
+        if change.kind != NOUN["status_pages"] or page_id is None:
+            continue  # not a page, or a new one: nothing of it is cached
+        if change.action == "delete" or ACCESS_FIELDS & change.fields.keys():
+            ended.append((page_id, change.key))
+    return ended
+
+
+def evict_ended(rt: Runtime, plan: Plan) -> None:
+    """End every cached and exported copy of the pages the applied plan deactivated, made
+    private, moved to other teams or domains, or deleted (`pages.render.evict`): the shared
+    cache (scaled mode's Redis, which every web process reads), the static export directory
+    and bucket. Called once the apply's transaction has committed, so a render that starts
+    now reads the change. Embedded mode's cache lives in the `beacon serve` process, which
+    another process cannot reach: it drops the page at the render the change scheduled."""
+    from pages.render import evict
+
+    for page_id, slug in plan.ended:
+        evict(rt, page_id, slug)
 
 
 def _display(value: Any) -> Any:

@@ -96,6 +96,10 @@ class Plan:
     kept: list[Left] = field(default_factory=list)
     #: Objects made in the UI, the API or the CLI that the file declares from now on.
     adopted: list[Left] = field(default_factory=list)
+    #: (id, slug) of the pages whose access this apply changed or which it deleted: their
+    #: cached and exported copies must go now (`config.apply.evict_ended`), not at the next
+    #: render. Empty for a dry run.
+    ended: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:

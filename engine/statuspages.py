@@ -36,6 +36,11 @@ from .models import PageType
 from .security import new_token
 from .tables import page_teams, services, status_pages, utcnow
 
+#: Changes after which a cached or exported copy of a page may show it to someone who may no
+#: longer see it, or where it no longer is: whoever makes one evicts the page at once
+#: (`pages.render.evict`: the admin API in its request, `beacon apply` in its command).
+ACCESS_FIELDS = frozenset({"active", "type", "slug", "teams", "custom_domain"})
+
 #: The images a page may have, each stored as an asset (`<role>_asset_id`).
 IMAGES = ("logo", "favicon")
 

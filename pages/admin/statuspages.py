@@ -30,9 +30,7 @@ from .schemas import PageIn, PageOut, PagePatch
 P = "/api/v1/pages"
 
 
-#: Changes after which a cached copy of the page may show it to someone who may no longer
-#: see it, or where it no longer is (`pages.render.evict`).
-ACCESS_FIELDS = frozenset({"active", "type", "slug", "teams", "custom_domain"})
+ACCESS_FIELDS = page_writes.ACCESS_FIELDS
 
 
 def _page(ctx: Ctx, conn: Connection, page_id: int | None = None) -> Any:

@@ -133,7 +133,7 @@ def main(emails: int, webhooks: int, workers: int, wait: float) -> None:
                     "channel": "email",
                     "address": f"user{n}@example.com",
                     "confirmed": True,
-                    "unsubscribe_token": new_token(),
+                    "link_selector": new_token(16),
                 }
                 for n in range(emails)
             ] + [
@@ -142,7 +142,7 @@ def main(emails: int, webhooks: int, workers: int, wait: float) -> None:
                     "channel": "webhook",
                     "address": f"{receivers.url}/hook/{n}",
                     "confirmed": True,
-                    "unsubscribe_token": new_token(),
+                    "link_selector": new_token(16),
                     "webhook_secret": "whsec_YmVuY2htYXJrIHNlY3JldCBvZiAzMiBieXRlcyEhIQ==",
                 }
                 for n in range(webhooks)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import outbox
+from . import subscriber_links as links
 from .errors import ConflictError, ValidationError
 from .models import SubscriberChannel
 from .security import new_token
@@ -467,8 +468,10 @@ def import_rows(
                 "address": wanted.address,
                 "services": wanted.services,
                 "confirmed": skip_confirmation,
-                "confirm_token": None if skip_confirmation else new_token(),
-                "unsubscribe_token": new_token(),
+                # The links' stored halves (engine.subscriber_links); the tokens are made
+                # when the confirmation and each notification are composed.
+                "link_selector": links.new_selector(),
+                "confirm_selector": None if skip_confirmation else links.new_selector(),
                 "imported_by": actor[:320],
                 "imported_at": now,
                 "confirmation_skipped": skip_confirmation,
@@ -477,11 +480,11 @@ def import_rows(
         )
     if new:
         conn.execute(subscribers.insert(), new)
-        tokens = [r["unsubscribe_token"] for r in new]
-        for start in range(0, len(tokens), 500):
+        selectors = [r["link_selector"] for r in new]
+        for start in range(0, len(selectors), 500):
             result.subscriber_ids += conn.execute(
                 sa.select(subscribers.c.id).where(
-                    subscribers.c.unsubscribe_token.in_(tokens[start : start + 500])
+                    subscribers.c.link_selector.in_(selectors[start : start + 500])
                 )
             ).scalars()
     if vouched:
@@ -561,7 +564,12 @@ def add(
     values: dict[str, Any] = {"imported_by": actor[:320], "imported_at": utcnow()}
     people = channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS)
     if people and skip_confirmation:
-        values.update(confirmed=True, confirm_token=None, confirmation_skipped=True)
+        values.update(
+            confirmed=True,
+            confirm_selector=None,
+            legacy_confirm_digest=None,
+            confirmation_skipped=True,
+        )
     conn.execute(
         subscribers.update().where(subscribers.c.id == made.subscriber_id).values(**values)
     )

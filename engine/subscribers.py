@@ -3,10 +3,10 @@
 A subscriber belongs to one page and has a channel (`email`, `sms`, `webhook`, or `user`: an
 account user; on a private page a member subscribing themselves), an address and an
 optional service filter (service keys; null follows every service of the page). Email and
-SMS need double opt-in: they are stored unconfirmed with a confirmation token and count
-only once confirmed. Webhooks are confirmed at once and get a signing secret. Account
-users are confirmed at once: private-page members who subscribe while signed in, or users
-a public page's managers add.
+SMS need double opt-in: they are stored unconfirmed with a confirmation link (its token
+derived, never stored: engine.subscriber_links) and count only once confirmed. Webhooks
+are confirmed at once and get a signing secret. Account users are confirmed at once:
+private-page members who subscribe while signed in, or users a public page's managers add.
 
 Subscribing the same address twice never adds a row: `(page, channel, address)` is unique,
 and a confirmed subscription is left alone (an anonymous request must not change someone
@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from . import subscriber_links as links
 from . import vault
 from .errors import ValidationError
 from .models import PageType, SubscriberChannel
 from .pagemodel import linked_domain, page_address
-from .security import new_token
 from .tables import (
     incident_services,
     incidents,
@@ -89,7 +89,8 @@ class Page:
 @dataclass(frozen=True)
 class Subscription:
     """The outcome of `subscribe`. `confirm_token` is set while a confirmation is owed;
-    `webhook_secret` only when a new secret was made (it is shown once)."""
+    `webhook_secret` only when a new secret was made (it is shown once). The tokens are
+    made for this answer (engine.subscriber_links); the store keeps neither."""
 
     subscriber_id: int
     channel: SubscriberChannel
@@ -330,23 +331,25 @@ def subscribe(
         "user_id": user_id,
         "services": wanted,
         "confirmed": confirmed,
-        "confirm_token": None if confirmed else new_token(),
-        "unsubscribe_token": new_token(),
+        "link_selector": links.new_selector(),
+        "confirm_selector": None if confirmed else links.new_selector(),
         "created_at": now,
     }
     secret = new_webhook_secret() if channel == SubscriberChannel.WEBHOOK else None
     stored = {**values, "webhook_secret": seal_webhook_secret(conn, secret) if secret else None}
     inserted = conn.execute(subscribers.insert().values(**stored)).inserted_primary_key
     assert inserted is not None
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.id == inserted[0])).one()
+    ring = vault.of(conn)
     return Subscription(
-        subscriber_id=int(inserted[0]),
+        subscriber_id=row.id,
         channel=channel,
         address=stored_address,
         services=wanted,
         confirmed=confirmed,
         created=True,
-        confirm_token=values["confirm_token"],
-        unsubscribe_token=values["unsubscribe_token"],
+        confirm_token=links.confirm_token(ring, row),
+        unsubscribe_token=links.link_token(ring, row),
         webhook_secret=secret,
     )
 
@@ -367,16 +370,23 @@ def _again(
         values.update(disabled_reason=None, permanent_failures=0)
         if channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS):
             # The confirmation goes to the address: its owner accepts the filter or not.
-            values.update(services=wanted, confirmed=False, confirm_token=new_token())
+            # A new round: the old confirmation links end with their selector.
+            values.update(
+                services=wanted,
+                confirmed=False,
+                confirm_selector=links.new_selector(),
+                legacy_confirm_digest=None,
+            )
     if channel == SubscriberChannel.USER:
         values.update(services=wanted)  # a signed-in member changes their own filter
     elif not row.confirmed and row.disabled_reason is None:
         values.update(services=wanted)
-        if not row.confirm_token:
-            values.update(confirm_token=new_token())
+        if not row.confirm_selector:
+            values.update(confirm_selector=links.new_selector())
     if values:
         conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(**values))
         row = conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
+    ring = vault.of(conn)
     return Subscription(
         subscriber_id=row.id,
         channel=channel,
@@ -384,8 +394,8 @@ def _again(
         services=row.services,
         confirmed=bool(row.confirmed),
         created=False,
-        confirm_token=None if row.confirmed else row.confirm_token,
-        unsubscribe_token=row.unsubscribe_token,
+        confirm_token=None if row.confirmed else links.confirm_token(ring, row),
+        unsubscribe_token=links.link_token(ring, row),
         webhook_secret=None,
     )
 
@@ -413,11 +423,7 @@ def new_webhook_secret() -> str:
 def confirm(conn: Connection, page_id: int, token: str) -> Any | None:
     """Confirm the subscriber holding `token` on the page; returns its row, or None for a
     token this page does not know. Confirming twice is harmless."""
-    row = conn.execute(
-        sa.select(subscribers).where(
-            subscribers.c.page_id == page_id, subscribers.c.confirm_token == token
-        )
-    ).first()
+    row = links.find(conn, page_id, links.CONFIRM, token)
     if row is None:
         return None
     if not row.confirmed:
@@ -428,11 +434,7 @@ def confirm(conn: Connection, page_id: int, token: str) -> Any | None:
 def by_confirm_token(conn: Connection, page_id: int, token: str) -> Any | None:
     """The subscriber of the page holding confirmation `token`, or None (nothing changes:
     a link scanner's GET must not confirm anyone)."""
-    return conn.execute(
-        sa.select(subscribers).where(
-            subscribers.c.page_id == page_id, subscribers.c.confirm_token == token
-        )
-    ).first()
+    return links.find(conn, page_id, links.CONFIRM, token)
 
 
 def set_services(
@@ -453,21 +455,16 @@ def set_services(
 def by_unsubscribe_token(conn: Connection, page_id: int, token: str) -> Any | None:
     """The subscriber of the page holding `token` (the link in every message, which both
     unsubscribes and manages what it follows), or None."""
-    return conn.execute(
-        sa.select(subscribers).where(
-            subscribers.c.page_id == page_id, subscribers.c.unsubscribe_token == token
-        )
-    ).first()
+    return links.find(conn, page_id, links.LINK, token)
 
 
 def unsubscribe(conn: Connection, page_id: int, token: str) -> bool:
     """Remove the subscriber holding `token` (its pending deliveries go with it); returns
     whether there was one."""
-    result = conn.execute(
-        subscribers.delete().where(
-            subscribers.c.page_id == page_id, subscribers.c.unsubscribe_token == token
-        )
-    )
+    row = links.find(conn, page_id, links.LINK, token)
+    if row is None:
+        return False
+    result = conn.execute(subscribers.delete().where(subscribers.c.id == row.id))
     return bool(result.rowcount)
 
 

@@ -27,6 +27,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _new_selector() -> str:
+    # engine.subscriber_links.new_selector, which imports this module: 128 random bits.
+    return secrets.token_urlsafe(16)
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
 
@@ -748,8 +753,15 @@ subscribers = sa.Table(
     # Service keys the subscriber follows; null means every service of the page.
     sa.Column("services", JSONType, nullable=True),
     sa.Column("confirmed", sa.Boolean, nullable=False, default=False),
-    sa.Column("confirm_token", sa.String(64), nullable=True, unique=True),
-    sa.Column("unsubscribe_token", sa.String(64), nullable=False, unique=True),
+    # The stored half of the subscriber's own links (engine.subscriber_links): the token
+    # is this and a verifier derived from the secret key, made again for each message and
+    # never stored. A new confirmation round gets a new confirm selector.
+    sa.Column("link_selector", sa.String(32), nullable=False, unique=True, default=_new_selector),
+    sa.Column("confirm_selector", sa.String(32), nullable=True, unique=True),
+    # Links sent before tokens were derived (migration 0022): the keyed digest of the
+    # random token they carry (engine.vault), so they keep working.
+    sa.Column("legacy_link_digest", sa.String(80), nullable=True, unique=True),
+    sa.Column("legacy_confirm_digest", sa.String(80), nullable=True, unique=True),
     # Encrypted (engine.vault): the sender signs each delivery with it.
     sa.Column("webhook_secret", sa.Text, nullable=True),
     sa.Column("disabled_reason", sa.Text, nullable=True),

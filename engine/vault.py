@@ -57,12 +57,20 @@ class _Key:
     kid: str
     digest_key: bytes
     aead: AESGCM
+    #: Makes the secret half of links Beacon must be able to make again (subscribers' own
+    #: links, engine.subscriber_links); a key of its own, so no stored digest is ever one.
+    link_key: bytes
 
 
 def _key(secret: str) -> _Key:
     raw = secret.encode()
     kid = _derive(raw, b"beacon/key-id/v1").hex()[:8]
-    return _Key(kid, _derive(raw, b"beacon/digest/v1"), AESGCM(_derive(raw, b"beacon/encrypt/v1")))
+    return _Key(
+        kid,
+        _derive(raw, b"beacon/digest/v1"),
+        AESGCM(_derive(raw, b"beacon/encrypt/v1")),
+        _derive(raw, b"beacon/subscriber-links/v1"),
+    )
 
 
 class Keyring:
@@ -96,6 +104,24 @@ class Keyring:
     def _digest(key: _Key, token: str) -> str:
         mac = hmac.new(key.digest_key, token.encode(), hashlib.sha256).hexdigest()
         return f"{key.kid}:{mac}"
+
+    # --- derived tokens: secrets Beacon makes again whenever it needs them -------------------
+
+    def derive(self, message: str) -> str:
+        """The token for `message` under the current key: HMAC-SHA256 in unpadded url-safe
+        base64 (43 characters). The same message always gives the same token, so it need not
+        be stored: whoever has the secret key makes it again."""
+        return self._derived(self._keys[0], message)
+
+    def derivations(self, message: str) -> list[str]:
+        """`message`'s token under every key of the ring, current first: a link made before
+        the secret key changed still checks while its key is a previous one."""
+        return [self._derived(k, message) for k in self._keys]
+
+    @staticmethod
+    def _derived(key: _Key, message: str) -> str:
+        mac = hmac.new(key.link_key, message.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     # --- encryption: secrets Beacon reads back --------------------------------------------------
 

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import authz, outbox
+from engine import subscriber_links as links
 from engine import subscribers as subs
 from engine.errors import ValidationError
 from engine.models import SubscriberChannel
@@ -350,12 +351,13 @@ def _confirm(request: Request, page_id: int, token: str, write: bool) -> Any:
         return subs.confirm(conn, page_id, token)
 
 
-def _links(base: str, row: Any) -> dict[str, str]:
-    """The subscriber's own links: both carry the unsubscribe token, the credential of
-    every message's link."""
+def _links(request: Request, base: str, row: Any) -> dict[str, str]:
+    """The subscriber's own links: both carry its link token, the credential of every
+    message's link, made again from the secret key (engine.subscriber_links)."""
+    token = links.link_token(request.app.state.store.keyring, row)
     return {
-        "manage_url": f"{base}/subscriptions/manage/{row.unsubscribe_token}",
-        "unsubscribe_url": f"{base}/subscriptions/unsubscribe/{row.unsubscribe_token}",
+        "manage_url": f"{base}/subscriptions/manage/{token}",
+        "unsubscribe_url": f"{base}/subscriptions/unsubscribe/{token}",
     }
 
 
@@ -394,7 +396,7 @@ async def confirm(request: Request) -> Response:
         page_url=base,
         address=row.address,
         services=row.services,
-        **_links(base, row),
+        **_links(request, base, row),
     )
 
 
@@ -448,7 +450,7 @@ async def unsubscribe(request: Request) -> Response:
             page=page,
             page_url=base,
             address=row.address,
-            **_links(base, row),
+            **_links(request, base, row),
         )
     await run_in_threadpool(_unsubscribe, request, page.id, token)
     if as_json:
@@ -468,7 +470,7 @@ def _manage_context(request: Request, page: subs.Page, row: Any) -> dict[str, An
         "confirmed": bool(row.confirmed),
         "components": components,
         "chosen": list(row.services or []),
-        **_links(base, row),
+        **_links(request, base, row),
     }
 
 

@@ -55,6 +55,7 @@ from adapters.channels import (
     webhook,
 )
 from engine import deadlines
+from engine import subscriber_links as links
 from engine import subscribers as subs
 from engine.incidents import NOTIFY_UPDATE as INCIDENT_UPDATE
 from engine.maintenance import NOTIFY_UPDATE as MAINTENANCE_UPDATE
@@ -774,8 +775,9 @@ def _send_emails(
         if notice.kind == "confirm":
             ready.append((row, sendgrid_email.Recipient(address)))
             continue
-        url = _unsubscribe_url(notice, row)
-        own = {UNSUBSCRIBE_TOKEN: url, MANAGE_TOKEN: _manage_url(notice, row)}
+        token = _link_token(rt, row)
+        url = _unsubscribe_url(notice, token)
+        own = {UNSUBSCRIBE_TOKEN: url, MANAGE_TOKEN: _manage_url(notice, token)}
         if summaries:
             summary = _summary_values(summaries.get(row.delivery_id))
             own.update(
@@ -839,10 +841,11 @@ def build(
     rt: Runtime, notice: Notice, row: Any, ctx: Context, summary: coalesce.Summary | None = None
 ) -> tuple[str, dict[str, Any], Message]:
     """The channel module, target and message for one subscriber."""
-    unsubscribe_url = _unsubscribe_url(notice, row)
+    token = _link_token(rt, row)
+    unsubscribe_url = _unsubscribe_url(notice, token)
     values = {**_values(notice), **_summary_values(summary)}
     if notice.kind != "confirm":
-        values.update(unsubscribe_url=unsubscribe_url, manage_url=_manage_url(notice, row))
+        values.update(unsubscribe_url=unsubscribe_url, manage_url=_manage_url(notice, token))
     channel = SubscriberChannel(row.channel)
     if channel == SubscriberChannel.WEBHOOK:
         body = {
@@ -893,14 +896,21 @@ def _summary_values(summary: coalesce.Summary | None) -> dict[str, Any]:
     }
 
 
-def _unsubscribe_url(notice: Notice, row: Any) -> str:
-    return f"{notice.page_url}/subscriptions/unsubscribe/{row.unsubscribe_token}"
+def _link_token(rt: Runtime, row: Any) -> str:
+    """The token of the subscriber's own links, made again for this message from the secret
+    key (the store keeps none: engine.subscriber_links)."""
+    assert rt.store.keyring is not None  # a store with a secret key (create_store)
+    return links.link_token(rt.store.keyring, row)
 
 
-def _manage_url(notice: Notice, row: Any) -> str:
+def _unsubscribe_url(notice: Notice, token: str) -> str:
+    return f"{notice.page_url}/subscriptions/unsubscribe/{token}"
+
+
+def _manage_url(notice: Notice, token: str) -> str:
     """The subscriber's own page: the services it follows, and unsubscribing (the same
     token as the unsubscribe link)."""
-    return f"{notice.page_url}/subscriptions/manage/{row.unsubscribe_token}"
+    return f"{notice.page_url}/subscriptions/manage/{token}"
 
 
 def _unsubscribe_headers(url: str) -> dict[str, str]:

@@ -193,14 +193,24 @@ def _old_rows(conn: sa.Connection) -> None:
         )
     )
     page = factories.page(conn, team, "acme")
+    old_subscribers = sa.table(
+        "subscribers",
+        *(
+            sa.column(c)
+            for c in ("page_id", "channel", "address", "confirmed", "unsubscribe_token")
+        ),
+        sa.column("webhook_secret"),
+        sa.column("created_at", UTCDateTime),
+    )
     conn.execute(
-        subscribers.insert().values(
+        old_subscribers.insert().values(
             page_id=page,
             channel="webhook",
             address="https://receiver.example/hook",
             confirmed=True,
             unsubscribe_token="u" * 32,
             webhook_secret="whsec_" + "A" * 44,
+            created_at=at,
         )
     )
 

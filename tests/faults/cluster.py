@@ -293,7 +293,7 @@ class Cluster:
         # Confirmed as its owner would by the link (the harness reads no mailbox); the
         # confirmation email is not one of the steps counted later.
         wait_for(lambda: self.sendgrid.accepted, 60, "the confirmation email")
-        self.sql("UPDATE subscribers SET confirmed = true, confirm_token = NULL")
+        self.sql("UPDATE subscribers SET confirmed = true, confirm_selector = NULL")
         self.sendgrid.accepted.clear()
 
     def start_worker(self, n: int) -> None:

@@ -68,7 +68,7 @@ def _subscribers(data: Path) -> list[tuple[Any, ...]]:
                         subscribers.c.channel,
                         subscribers.c.address,
                         subscribers.c.confirmed,
-                        subscribers.c.unsubscribe_token,
+                        subscribers.c.link_selector,
                     ).order_by(subscribers.c.id)
                 )
             ]

@@ -37,7 +37,7 @@ def _fill(store) -> None:
                     channel="email",
                     address=f"{name}@example.com",
                     confirmed=confirmed,
-                    unsubscribe_token=name,
+                    link_selector=name,
                     created_at=at,
                 )
             ).inserted_primary_key[0]
@@ -70,7 +70,7 @@ def _fill(store) -> None:
 def _left(store) -> tuple[list[str], list[str], list[str]]:
     with store.read() as conn:
         return (
-            sorted(conn.execute(sa.select(subscribers.c.unsubscribe_token)).scalars()),
+            sorted(conn.execute(sa.select(subscribers.c.link_selector)).scalars()),
             sorted(conn.execute(sa.select(deliveries.c.dedup_key)).scalars()),
             sorted(conn.execute(sa.select(audit_log.c.object_key)).scalars()),
         )

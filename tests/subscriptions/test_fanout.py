@@ -48,7 +48,7 @@ def add_subscribers(rt: Runtime, site: Site, server: RecordingServer) -> None:
                 "channel": "webhook" if webhook else "email",
                 "address": f"{server.url}/hook/{n}" if webhook else f"user{n}@example.com",
                 "confirmed": True,
-                "unsubscribe_token": new_token(),
+                "link_selector": new_token(16),
                 "webhook_secret": "whsec_test" if webhook else None,
             }
         )

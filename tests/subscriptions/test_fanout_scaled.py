@@ -85,7 +85,7 @@ def test_ten_thousand_subscribers_each_get_one_email_from_a_flaky_provider(
                         "channel": "email",
                         "address": f"user{n}@example.com",
                         "confirmed": True,
-                        "unsubscribe_token": new_token(),
+                        "link_selector": new_token(16),
                     }
                     for n in range(SUBSCRIBERS)
                 ],

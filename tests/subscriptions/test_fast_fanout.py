@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine import incidents
+from engine import incidents, vault
+from engine import subscriber_links as links
 from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deadlines as deadlines_table
@@ -58,7 +59,7 @@ def _add(rt: Runtime, site: Site, channel: str, addresses: list[str]) -> None:
                     "channel": channel,
                     "address": address,
                     "confirmed": True,
-                    "unsubscribe_token": new_token(),
+                    "link_selector": new_token(16),
                     "webhook_secret": "whsec_test" if channel == "webhook" else None,
                 }
                 for address in addresses
@@ -113,8 +114,9 @@ def test_email_goes_as_requests_of_up_to_1000_with_each_persons_own_links(
     assert sorted(len(m["personalizations"]) for m in sendgrid.mails) == [500, 1000, 1000]
     assert len(sendgrid.accepted) == 2500 and set(sendgrid.accepted.values()) == {1}
     with rt.store.read() as conn:
-        query = sa.select(subscribers.c.address, subscribers.c.unsubscribe_token)
-        tokens = {r.address: r.unsubscribe_token for r in conn.execute(query)}
+        ring = vault.of(conn)
+        query = sa.select(subscribers)
+        tokens = {r.address: links.link_token(ring, r) for r in conn.execute(query)}
     rendered = sendgrid.rendered()
     assert len(rendered) == 2500
     for address, subject, text in rendered:

@@ -106,7 +106,7 @@ def test_webhook_search_by_host_only_on_both_stores(store: Store) -> None:
                     "channel": "webhook",
                     "address": f"https://h{n}.example.net/path{n}/secret",
                     "confirmed": True,
-                    "unsubscribe_token": new_token(),
+                    "link_selector": new_token(16),
                 }
                 for n in range(300)
             ],

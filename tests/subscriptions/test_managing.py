@@ -53,8 +53,8 @@ def _add(
                 address=address,
                 services=services,
                 confirmed=confirmed,
-                confirm_token=None if confirmed else new_token(),
-                unsubscribe_token=new_token(),
+                confirm_selector=None if confirmed else new_token(16),
+                link_selector=new_token(16),
                 webhook_secret="whsec_dGVzdA==" if channel == "webhook" else None,
                 disabled_reason=disabled,
             )
@@ -414,7 +414,7 @@ def test_the_preview_counts_confirmed_followers_per_channel_and_page(
                 channel="email",
                 address="db@example.com",
                 confirmed=True,
-                unsubscribe_token=new_token(),
+                link_selector=new_token(16),
             )
         )
     admin = _admin(rt)

@@ -45,7 +45,7 @@ def subscribe(
                 address=address,
                 services=services_filter,
                 confirmed=True,
-                unsubscribe_token=new_token(),
+                link_selector=new_token(16),
                 webhook_secret="whsec_test" if channel == "webhook" else None,
             )
         ).inserted_primary_key
@@ -265,8 +265,8 @@ def test_nothing_is_sent_without_deliver_notifications_or_confirmation(
                 channel="email",
                 address="unconfirmed@example.com",
                 confirmed=False,
-                confirm_token=new_token(),
-                unsubscribe_token=new_token(),
+                confirm_selector=new_token(16),
+                link_selector=new_token(16),
             )
         )
     incident_id = open_incident(rt, site, notify=False)

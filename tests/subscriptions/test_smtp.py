@@ -31,7 +31,7 @@ def test_subscriber_mail_goes_through_a_real_smtp_server(
                     channel="email",
                     address="eve@example.com",
                     confirmed=True,
-                    unsubscribe_token=new_token(),
+                    link_selector=new_token(16),
                 )
             )
             incidents.create(

@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine import subscriber_links as links
 from engine import subscribers as subs
 from engine.runtime import Runtime
 from engine.tables import deliveries
@@ -231,11 +232,15 @@ def test_a_subscriber_disabled_by_a_failure_can_subscribe_again(
     client.post("/p/acme/subscribe", json={"channel": "email", "address": "eve@example.com"})
     with rt.store.begin() as conn:
         row = subscriber_rows(rt)[0]
-        subscribers.confirm(conn, row.page_id, row.confirm_token)
+        token = links.confirm_token(rt.store.keyring, row)
+        assert token is not None
+        subscribers.confirm(conn, row.page_id, token)
         subscribers.disable(conn, row.id, "SendGrid answered 400: bounced")
     client.post("/p/acme/subscribe", json={"channel": "email", "address": "eve@example.com"})
     (row,) = subscriber_rows(rt)
-    assert row.disabled_reason is None and not row.confirmed and row.confirm_token
+    assert row.disabled_reason is None and not row.confirmed
+    # A new round: the first confirmation link ended with its selector.
+    assert row.confirm_selector and links.confirm_token(rt.store.keyring, row) != token
     with rt.store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == 0
 
@@ -266,8 +271,8 @@ def test_posting_a_disabled_webhook_again_hands_out_neither_secret_nor_link(
     # ... to the owner, who still signs and unsubscribes with what they were given.
     assert after.webhook_secret == before.webhook_secret  # unchanged (and encrypted)
     assert subs.webhook_secret(rt.store.keyring, after.webhook_secret) == owner["signing_secret"]
-    assert after.unsubscribe_token == before.unsubscribe_token
-    assert owner["unsubscribe_url"].endswith(after.unsubscribe_token)
+    assert after.link_selector == before.link_selector
+    assert owner["unsubscribe_url"].endswith(links.link_token(rt.store.keyring, after))
     assert after.services is None
 
 

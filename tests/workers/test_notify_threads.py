@@ -94,7 +94,7 @@ def test_slow_receivers_never_delay_evaluation_or_rendering(
                     "channel": "webhook",
                     "address": f"{drip.url}/hook/{n}",
                     "confirmed": True,
-                    "unsubscribe_token": new_token(),
+                    "link_selector": new_token(16),
                     "webhook_secret": "whsec_test",
                 }
                 for n in range(2)

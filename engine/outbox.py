@@ -24,7 +24,10 @@ from sqlalchemy.engine import Connection
 from .db import Store
 from .tables import outbox, utcnow
 
-#: How long a claimed row may stay unfinished before another dispatcher takes it over.
+#: How long a claimed row may stay unfinished before another dispatcher takes it over, by
+#: default (`Settings.outbox_lease`, `BEACON_OUTBOX_LEASE_SECONDS`: every process of a
+#: deployment must use the same). A running job renews its rows' claim; a claim whose job
+#: died with its worker, or was lost with Redis, waits this long before another takes it.
 LEASE = timedelta(seconds=60)
 
 
@@ -60,15 +63,21 @@ _CLAIMABLE_PEEK = _CLAIMABLE.with_only_columns(outbox.c.id)
 
 
 def claim(
-    store: Store, claimer: str, *, limit: int = 500, now: datetime | None = None
+    store: Store,
+    claimer: str,
+    *,
+    limit: int = 500,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
 ) -> list[OutboxRow]:
-    """Claim up to `limit` rows that are not done and not claimed by a live lease.
+    """Claim up to `limit` rows that are not done and not claimed by a live lease (a claim
+    younger than `lease`).
 
     On PostgreSQL concurrent dispatchers skip each other's locked rows; on SQLite the
     write transaction (`BEGIN IMMEDIATE`) serialises them.
     """
     now = now or utcnow()
-    params = {"stale": now - LEASE, "limit": limit}
+    params = {"stale": now - lease, "limit": limit}
     # Most passes find nothing: look first without taking SQLite's write lock, which the
     # intake's group commit is waiting for.
     with store.read() as conn:
@@ -113,23 +122,26 @@ def mark_done(store: Store, ids: Sequence[int], now: datetime | None = None) -> 
     return int(result.rowcount or 0)
 
 
-def mark_failed(store: Store, ids: Sequence[int], error: str, retry_at: datetime) -> None:
-    """Record a handler's failure; the rows become claimable again at `retry_at`."""
+def mark_failed(
+    store: Store, ids: Sequence[int], error: str, retry_at: datetime, lease: timedelta = LEASE
+) -> None:
+    """Record a handler's failure; the rows become claimable again at `retry_at` (for
+    dispatchers that claim with `lease`)."""
     if not ids:
         return
-    # A claim that looks `LEASE` old at `retry_at` is free again then.
+    # A claim that looks `lease` old at `retry_at` is free again then.
     with store.begin() as conn:
         conn.execute(
             outbox.update()
             .where(outbox.c.id.in_(list(ids)))
             .where(outbox.c.done_at.is_(None))
-            .values(claimed_at=retry_at - LEASE, error=error[:2000])
+            .values(claimed_at=retry_at - lease, error=error[:2000])
         )
 
 
 def renew(store: Store, ids: Sequence[int], now: datetime | None = None) -> None:
     """Extend the claim on rows still being handled (their job renews it while it runs), so
-    that a handler longer than `LEASE` is not taken over by another dispatcher."""
+    that a handler longer than the lease is not taken over by another dispatcher."""
     if not ids:
         return
     with store.begin() as conn:

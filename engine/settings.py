@@ -94,6 +94,10 @@ class Settings(BaseModel):
     #: Seconds Beacon waits for Redis to connect or answer one command before it counts
     #: Redis as down (and pages, the intake and readiness carry on without it).
     redis_timeout: float = 1.0
+    #: Seconds an outbox row's claim lasts without being renewed (engine.outbox): how long
+    #: work whose job died with its worker, or was lost with Redis, waits before another
+    #: dispatcher takes it. Every process of a deployment must use the same.
+    outbox_lease_seconds: float = 60.0
     #: Open live-update streams (SSE) per page, and per client address, in one process.
     live_per_page: int = 2000
     live_per_client: int = 32
@@ -148,6 +152,10 @@ class Settings(BaseModel):
     def template_limits(self) -> Limits:
         """What one incident template render may take."""
         return Limits(self.template_max_output_bytes, self.template_render_seconds)
+
+    @property
+    def outbox_lease(self) -> timedelta:
+        return timedelta(seconds=self.outbox_lease_seconds)
 
     @property
     def embedded(self) -> bool:
@@ -297,6 +305,8 @@ class Settings(BaseModel):
             )
         if env.get("BEACON_REDIS_TIMEOUT"):
             values["redis_timeout"] = _seconds("BEACON_REDIS_TIMEOUT", env["BEACON_REDIS_TIMEOUT"])
+        if env.get("BEACON_OUTBOX_LEASE_SECONDS"):
+            values["outbox_lease_seconds"] = _lease(env["BEACON_OUTBOX_LEASE_SECONDS"])
 
         for name, key in (
             ("BEACON_SESSION_IDLE_MINUTES", "session_idle_minutes"),
@@ -350,6 +360,24 @@ def _seconds(name: str, text: str) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
     if not 0 < value <= 60:
         raise ConfigError(f"{name} must be more than 0 and at most 60 seconds, got {text!r}")
+    return value
+
+
+#: The shortest and longest outbox lease a setting may ask for. Below a few seconds a job
+#: still waiting in its queue (a claim is renewed only once its job runs) would be taken
+#: over and queued again on every dispatcher pass.
+LEASE_RANGE = (5.0, 3600.0)
+
+
+def _lease(text: str) -> float:
+    name = "BEACON_OUTBOX_LEASE_SECONDS"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+    low, high = LEASE_RANGE
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be from {low:.0f} to {high:.0f} seconds, got {text!r}")
     return value
 
 

@@ -65,8 +65,8 @@ NOTIFY_QUEUE = "beacon-notify"
 #: Attempts before a failing row is given up on (kept, with its error, for operators).
 MAX_ATTEMPTS = 8
 BATCH = 200
-#: How often a running job renews its rows' claim (a third of `outbox.LEASE`).
-RENEW_EVERY = outbox.LEASE.total_seconds() / 3
+#: A running job renews its rows' claim three times per lease (`Settings.outbox_lease`).
+RENEWALS_PER_LEASE = 3
 #: While the queue's Redis is down, a dispatcher tries again this often.
 QUEUE_DOWN_PAUSE = 1.0
 
@@ -85,7 +85,7 @@ def dispatch_once(rt: Runtime) -> int:
     """One pass: fire due deadlines, claim outbox rows and enqueue their jobs; how many
     rows it claimed."""
     deadlines.fire_due(rt.store)
-    rows = outbox.claim(rt.store, rt.name)
+    rows = outbox.claim(rt.store, rt.name, lease=rt.settings.outbox_lease)
     if not rows:
         return 0
     by_kind: dict[str, list[int]] = defaultdict(list)
@@ -96,7 +96,11 @@ def dispatch_once(rt: Runtime) -> int:
         ids = by_kind.pop(kind)
         log.error("no handler for outbox kind %r (rows %s); giving up on them", kind, ids)
         outbox.mark_failed(
-            rt.store, ids, f"no handler for kind {kind!r}", utcnow() + timedelta(days=3650)
+            rt.store,
+            ids,
+            f"no handler for kind {kind!r}",
+            utcnow() + timedelta(days=3650),
+            rt.settings.outbox_lease,
         )
     enqueued: set[int] = set()
     try:
@@ -176,7 +180,8 @@ def _renewing(rt: Runtime, rows: list[outbox.OutboxRow]) -> contextlib.AbstractC
     """The rows' claim renewed while their handler runs (a fan-out to a large page takes
     longer than the claim's lease, and another dispatcher would take the rows over)."""
     ids = [r.id for r in rows]
-    return renewing(lambda: outbox.renew(rt.store, ids), RENEW_EVERY)
+    every = rt.settings.outbox_lease.total_seconds() / RENEWALS_PER_LEASE
+    return renewing(lambda: outbox.renew(rt.store, ids), every)
 
 
 class Retry(Exception):
@@ -218,10 +223,13 @@ def _failed(rt: Runtime, kind: str, rows: list[outbox.OutboxRow], exc: Exception
             attempts,
             exc_info=exc,
         )
+    lease = rt.settings.outbox_lease
     if giving_up:
-        outbox.mark_failed(rt.store, ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650))
+        outbox.mark_failed(
+            rt.store, ids, f"gave up: {exc!r}", utcnow() + timedelta(days=3650), lease
+        )
     else:
-        outbox.mark_failed(rt.store, ids, repr(exc), utcnow() + timedelta(seconds=delay))
+        outbox.mark_failed(rt.store, ids, repr(exc), utcnow() + timedelta(seconds=delay), lease)
 
 
 class Ticker(threading.Thread):

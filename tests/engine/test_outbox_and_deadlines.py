@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from engine import deadlines, outbox
 from engine.db import Store
+from engine.runtime import Runtime
+from engine.settings import Settings
 from engine.tables import outbox as outbox_table
 from engine.tables import utcnow
+from workers.dispatch import dispatch_once
 
 
 def test_claim_takes_each_row_once(store: Store) -> None:
@@ -127,3 +132,39 @@ def test_concurrent_tickers_fire_each_deadline_once(store: Store) -> None:
         t.join()
     assert sum(fired) == 200
     assert outbox.pending_count(store) == 200
+
+
+def test_a_shorter_lease_hands_a_dead_claim_over_sooner(store: Store) -> None:
+    lease = timedelta(seconds=10)
+    with store.begin() as conn:
+        outbox.emit(conn, "noop", {"n": 1})
+    (row,) = outbox.claim(store, "dead-dispatcher", lease=lease)
+    later = utcnow() + lease + timedelta(seconds=1)
+    assert outbox.claim(store, "other", now=later) == []  # the default lease still holds it
+    (again,) = outbox.claim(store, "other", now=later, lease=lease)
+    assert again.id == row.id
+
+
+def test_a_failed_row_waits_its_delay_under_any_lease(store: Store) -> None:
+    lease = timedelta(seconds=10)
+    with store.begin() as conn:
+        outbox.emit(conn, "noop")
+    (row,) = outbox.claim(store, "a", lease=lease)
+    retry_at = utcnow() + timedelta(seconds=30)
+    outbox.mark_failed(store, [row.id], "boom", retry_at, lease)
+    assert outbox.claim(store, "b", now=retry_at - timedelta(seconds=1), lease=lease) == []
+    (again,) = outbox.claim(store, "b", now=retry_at + timedelta(seconds=1), lease=lease)
+    assert again.id == row.id
+
+
+def test_the_dispatcher_takes_a_dead_claim_over_after_the_lease_set(
+    tmp_path: Path, make_runtime: Callable[..., Runtime]
+) -> None:
+    """BEACON_OUTBOX_LEASE_SECONDS: work whose worker died holding it waits that long."""
+    for lease, taken in (("", 0), ("5", 1)):
+        env = {"BEACON_DATA_DIR": str(tmp_path / f"data{lease}")}
+        rt = make_runtime(Settings.from_env(env | {"BEACON_OUTBOX_LEASE_SECONDS": lease}))
+        with rt.store.begin() as conn:
+            outbox.emit(conn, "noop")
+        outbox.claim(rt.store, "dead-worker", now=utcnow() - timedelta(seconds=6))
+        assert dispatch_once(rt) == taken, lease

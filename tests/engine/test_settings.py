@@ -86,3 +86,13 @@ def test_a_short_secret_key_file_is_refused_with_its_path(tmp_path: Path) -> Non
     (tmp_path / "secret_key").write_text("short\n")
     with pytest.raises(ConfigError, match="secret_key: the secret key is 5 bytes"):
         Settings.from_env({"BEACON_DATA_DIR": str(tmp_path)})
+
+
+def test_the_outbox_lease_is_a_setting_within_bounds(tmp_path: Path) -> None:
+    base = {"BEACON_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).outbox_lease_seconds == 60
+    settings = Settings.from_env({**base, "BEACON_OUTBOX_LEASE_SECONDS": "15"})
+    assert settings.outbox_lease.total_seconds() == 15
+    for bad in ("soon", "0", "4", "3601", "-10"):
+        with pytest.raises(ConfigError, match="BEACON_OUTBOX_LEASE_SECONDS"):
+            Settings.from_env({**base, "BEACON_OUTBOX_LEASE_SECONDS": bad})

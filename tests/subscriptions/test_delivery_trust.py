@@ -228,7 +228,10 @@ def slow_handler(_rt: Runtime, _payloads: list[dict[str, Any]]) -> None:
 def test_an_outbox_job_renews_its_claim_while_it_runs(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dispatch, "RENEW_EVERY", 0.2)
+    # A lease of 0.6 s (below what a setting allows): renewed every 0.2 s.
+    monkeypatch.setattr(
+        rt, "settings", rt.settings.model_copy(update={"outbox_lease_seconds": 0.6})
+    )
     monkeypatch.setitem(rt.handlers, "test.slow", ("beacon-notify", f"{__name__}:slow_handler"))
     install(rt)
     with rt.store.begin() as conn:

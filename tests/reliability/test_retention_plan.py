@@ -32,7 +32,6 @@ def _fill(store) -> None:
                 channel="email",
                 address="ann@example.com",
                 confirmed=True,
-                unsubscribe_token="ann",
             )
         ).inserted_primary_key[0]
         step = timedelta(days=91) / ROWS

@@ -338,8 +338,18 @@ def cmd_db_reseal(args: argparse.Namespace, settings: Settings) -> int:
             "key: keep it in BEACON_PREVIOUS_SECRET_KEYS until each has posted once or had "
             "its key rotated (run this again to count)"
         )
-    else:
+    if done.stale_links:
+        print(
+            f"{done.stale_links} subscribers' links sent before this release's derived links "
+            "are digested under a previous key: they work while it is listed"
+        )
+    if not done.stale_digests and not done.stale_links:
         print("no stored secret needs BEACON_PREVIOUS_SECRET_KEYS any more")
+    # Nothing stored can count these: the links are made from the key, never kept.
+    print(
+        "subscribers' links in messages sent before the key changed work only while the "
+        "previous key is listed: keep it at least 30 days (docs/security.md)"
+    )
     return 0
 
 

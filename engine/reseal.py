@@ -5,6 +5,11 @@ Encrypted values can be re-encrypted at once; an integration key's digest cannot
 without the key, which only the tool that posts it has. The intake moves a key's digest to
 the current secret key the first time the key is used (`engine.sources.redigest`); a source
 whose tool never posts keeps the old digest until its key is rotated.
+
+Subscribers' links are made from the secret key (engine.subscriber_links): nothing of them
+is stored to seal again, and the links in messages sent before the change work while the
+previous key is listed. Those sent before migration 0022 are found by a digest under the
+key of their day, counted here too.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class Resealed:
 
     sealed: int
     stale_digests: int
+    #: Subscribers whose links from before migration 0022 are digested under a previous key.
+    stale_links: int = 0
 
 
 def reseal(conn: Connection) -> Resealed:
@@ -87,4 +94,17 @@ def reseal(conn: Connection) -> Resealed:
             )
         )
     ).scalar_one()
-    return Resealed(sealed, int(stale_digests))
+    stale_links = conn.execute(
+        sa.select(sa.func.count()).where(
+            sa.or_(
+                *(
+                    sa.and_(column.is_not(None), sa.not_(column.startswith(current)))
+                    for column in (
+                        subscribers.c.legacy_link_digest,
+                        subscribers.c.legacy_confirm_digest,
+                    )
+                )
+            )
+        )
+    ).scalar_one()
+    return Resealed(sealed, int(stale_digests), int(stale_links))

@@ -331,10 +331,22 @@ def test_beacon_db_reseal_moves_secrets_to_the_new_key_and_counts_what_still_nee
         sources.create(
             conn, team, sources.SourceFields("am", "AM", "alertmanager", KEY, SIGNING), actor="t"
         )
+        # A subscriber migrated from before derived links: its old link's digest.
+        conn.execute(
+            subscribers.insert().values(
+                page_id=factories.page(conn, team, "acme"),
+                channel="email",
+                address="ann@example.com",
+                confirmed=True,
+                legacy_link_digest=vault.of(conn).digest("u" * 32),
+            )
+        )
     store.dispose()
     env = beacon_env(data, {"BEACON_SECRET_KEY": new, "BEACON_PREVIOUS_SECRET_KEYS": old})
     done = beacon(["db", "reseal"], env)
     assert done.returncode == 0, done.stderr
     assert "1 secrets sealed again" in done.stdout
     assert "1 alert sources' integration keys are still under a previous key" in done.stdout
+    assert "1 subscribers' links sent before" in done.stdout
+    assert "messages sent before the key changed work only while" in done.stdout
     assert SIGNING not in done.stdout + done.stderr and KEY not in done.stdout + done.stderr

@@ -85,18 +85,13 @@ def find(conn: Connection, page_id: int, purpose: Purpose, token: str) -> Any | 
     same None for a made-up token, a token of another page and one whose round is over."""
     ring = vault.of(conn)
     if _DERIVED.fullmatch(token):
-        selector, verifier = token[:SELECTOR_CHARS], token[SELECTOR_CHARS:]
-        column = subscribers.c.link_selector if purpose == LINK else subscribers.c.confirm_selector
-        row = conn.execute(
-            sa.select(subscribers).where(subscribers.c.page_id == page_id, column == selector)
-        ).first()
-        if row is None:
-            return None
-        message = _message(purpose, page_id, row.id, selector)
-        expected = [d[:VERIFIER_CHARS] for d in ring.derivations(message)]
-        # Every key is compared, in constant time: how many match is all that counts.
-        matches = [hmac.compare_digest(verifier, e) for e in expected]
-        return row if any(matches) else None
+        row = _derived(conn, ring, page_id, purpose, token)
+        if row is not None:
+            return row
+    # Also for a token shaped as a derived one that did not verify: migration 0022's
+    # downgrade writes the derived tokens back as plain ones (the older release honours the
+    # links sent under 0022) and the upgrade that follows keeps them as keyed digests, with
+    # new selectors; without this they would stop unsubscribing after the round trip.
     if _LEGACY.fullmatch(token):
         column = (
             subscribers.c.legacy_link_digest
@@ -109,3 +104,20 @@ def find(conn: Connection, page_id: int, purpose: Purpose, token: str) -> Any | 
             )
         ).first()
     return None
+
+
+def _derived(
+    conn: Connection, ring: vault.Keyring, page_id: int, purpose: Purpose, token: str
+) -> Any | None:
+    selector, verifier = token[:SELECTOR_CHARS], token[SELECTOR_CHARS:]
+    column = subscribers.c.link_selector if purpose == LINK else subscribers.c.confirm_selector
+    row = conn.execute(
+        sa.select(subscribers).where(subscribers.c.page_id == page_id, column == selector)
+    ).first()
+    if row is None:
+        return None
+    message = _message(purpose, page_id, row.id, selector)
+    expected = [d[:VERIFIER_CHARS] for d in ring.derivations(message)]
+    # Every key is compared, in constant time: how many match is all that counts.
+    matches = [hmac.compare_digest(verifier, e) for e in expected]
+    return row if any(matches) else None

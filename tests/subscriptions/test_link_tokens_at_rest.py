@@ -362,3 +362,46 @@ def test_deliveries_and_the_outbox_keep_no_link(rt_db: Runtime, server: Recordin
     with rt_db.store.read() as conn:
         kept = [str(tuple(r)) for t in (deliveries, outbox) for r in conn.execute(sa.select(t))]
     assert kept and not [k for k in kept if made.unsubscribe_token in k]
+
+
+def test_links_survive_a_downgrade_and_upgrade_again(
+    old_store: Store,
+    tmp_path: Path,
+    server: RecordingServer,
+    make_runtime: Callable[..., Runtime],
+    db_env: dict[str, str],
+) -> None:
+    """An operator who rolls back a release and forward again: the links of messages sent
+    under 0022 before the rollback (which the downgrade wrote back, so the older release
+    honoured them) and of those the older release sent meanwhile are the same tokens, and
+    must still unsubscribe after the upgrade that follows (a new selector must not end them)."""
+    _old_rows(old_store)
+    migrate.upgrade(old_store)
+    with old_store.read() as conn:
+        rows = conn.execute(sa.select(subscribers).order_by(subscribers.c.id)).all()
+        ring = vault.of(conn)
+        sent = {r.address: links.link_token(ring, r) for r in rows}
+        ann_confirm = links.confirm_token(ring, rows[0])
+    assert ann_confirm is not None
+    migrate.downgrade(old_store, "0021_delivery_threads")
+    migrate.upgrade(old_store)
+
+    settings = settings_for(tmp_path, server, BEACON_SECRET_KEY=OLD_KEY, **db_env)
+    rt = make_runtime(settings, store=old_store)
+    with TestClient(create_app(rt)) as client:
+        page = "/p/acme/subscriptions"
+        assert client.get(f"{page}/confirm/{ann_confirm}").status_code == 200
+        assert client.get(f"{page}/manage/{sent['ann@a.test']}").status_code == 200
+        gone = client.post(
+            f"{page}/unsubscribe/{sent['https://hooks.b.test/x']}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert gone.status_code == 200, gone.text
+        # The same token on another route or with a character changed still opens nothing.
+        assert client.get(f"{page}/confirm/{sent['ann@a.test']}").status_code == 404
+        flipped = sent["ann@a.test"][:-1] + ("A" if sent["ann@a.test"][-1] != "A" else "B")
+        assert client.get(f"{page}/manage/{flipped}").status_code == 404
+    with old_store.read() as conn:
+        left = conn.execute(sa.select(subscribers.c.address)).scalars().all()
+    assert left == ["ann@a.test"]

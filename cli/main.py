@@ -568,6 +568,18 @@ def _backup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 EXTRA_COMMANDS.append(_backup_commands)
 
 
+def configure_logging(verbose: bool) -> None:
+    """The log of every command: WARNING, or INFO with `-v`."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs each request's full URL at INFO, and Beacon's outbound requests go where
+    # the path is the secret (chat hooks, webhook subscribers and channels): its warnings
+    # only. What Beacon itself logs of a send names a hook by host (adapters.channels).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -575,10 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `beacon`, `beacon rules`...: the commands there are, as `--help` lists them.
         args.usage_parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         settings = _settings()
         return int(args.func(args, settings))

@@ -181,6 +181,9 @@ def test_a_guessed_or_another_pages_token_gets_the_answer_of_an_unknown_one(
             "the other purpose's token": own["manage" if route == "confirm" else "confirm"],
             "cut short": mine_token[:-1],
             "made longer": mine_token + "A",
+            "outside the alphabet": mine_token[:-1] + "~",
+            "not ASCII": mine_token[:-1] + "\u00e9",
+            "very long": mine_token * 100,
         }
         for what, token in tries.items():
             assert answer(method, route, token) == unknown, (method, route, what)

@@ -31,7 +31,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .conftest import ROOT, free_port
+from engine import migrate
+from engine.db import Store, create_store
+from engine.settings import Settings
+
+from .conftest import FIXTURES, ROOT, free_port
 
 
 def beacon_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -147,6 +151,48 @@ def serve(
         yield served.url
     finally:
         served.stop()
+
+
+@contextlib.contextmanager
+def serve_config(
+    tmp_path: Path, config: str, rules: str, env: Mapping[str, str]
+) -> Iterator[httpx.Client]:
+    """`beacon serve --config` on `config` (beacon.yaml) and `rules` (the rules.yaml it
+    names), both written to `tmp_path`, its data in `tmp_path / "data"`; yields a client on
+    the server's base URL."""
+    (tmp_path / "beacon.yaml").write_text(config)
+    (tmp_path / "rules.yaml").write_text(rules)
+    config_path = str(tmp_path / "beacon.yaml")
+    with (
+        serve(tmp_path / "data", "--config", config_path, env=env) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield client
+
+
+def deliver_alertmanager(client: httpx.Client, integration_key: str, fixture: str) -> None:
+    """Alertmanager's delivery `fixture` (shared/fixtures/alert_sources/alertmanager) posted
+    to the source with `integration_key`, which must take it (202)."""
+    body = (FIXTURES / "alert_sources" / "alertmanager" / fixture).read_bytes()
+    answer = client.post(
+        f"/api/v1/events/{integration_key}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 202, answer.text
+
+
+@contextlib.contextmanager
+def data_store(data_dir: Path, *, upgrade: bool = False) -> Iterator[Store]:
+    """The store of a Beacon data directory (a `beacon serve`'s, running or not), opened by
+    the test (`upgrade`: and migrated, as for a new one) and disposed of afterwards."""
+    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
+    try:
+        if upgrade:
+            migrate.upgrade(store)
+        yield store
+    finally:
+        store.dispose()
 
 
 @contextlib.contextmanager

@@ -13,9 +13,16 @@ import httpx
 import pytest
 
 from engine import migrate
-from engine.db import create_store
-from engine.settings import Settings
-from tests.support import RecordingServer, beacon, beacon_env, serve, wait_for
+from tests.support import (
+    RecordingServer,
+    beacon,
+    beacon_env,
+    data_store,
+    deliver_alertmanager,
+    serve,
+    serve_config,
+    wait_for,
+)
 
 from .conftest import make_site, sent_json
 
@@ -25,10 +32,8 @@ def test_a_subscription_is_confirmed_through_a_running_server(
     tmp_path: Path, server: RecordingServer
 ) -> None:
     data_dir = tmp_path / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    migrate.upgrade(store)
-    make_site(SimpleNamespace(store=store))  # type: ignore[arg-type]
-    store.dispose()
+    with data_store(data_dir, upgrade=True) as store:
+        make_site(SimpleNamespace(store=store))  # type: ignore[arg-type]
     env = {
         "BEACON_SENDGRID_API_KEY": "SG.test",
         "BEACON_SENDGRID_API_URL": server.url,
@@ -66,9 +71,8 @@ def _wait_for_mail(server: RecordingServer, timeout: float = 30) -> list[dict[st
 def test_a_user_made_with_the_cli_signs_in_on_a_running_server(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = beacon_env(data_dir, {"BEACON_USER_PASSWORD": "s3cret-enough"})
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    migrate.upgrade(store)
-    store.dispose()
+    with data_store(data_dir) as store:
+        migrate.upgrade(store)
     made = beacon(["user", "create", "ana@acme.test", "--role", "stakeholder"], env)
     assert made.returncode == 0, made.stderr
     with serve(data_dir) as base, httpx.Client(base_url=base, timeout=10) as client:
@@ -118,10 +122,8 @@ def test_an_incident_opened_over_the_admin_api_reaches_a_webhook_subscriber(
     made = beacon(["apikey", "create", "--admin", "--name", "e2e"], env)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[0]
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    with store.read() as conn:
+    with data_store(data_dir) as store, store.read() as conn:
         api_id = conn.execute(sa.select(services.c.id).where(services.c.key == "api")).scalar()
-    store.dispose()
 
     extra = {"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}
     with serve(data_dir, env=extra) as base, httpx.Client(base_url=base, timeout=10) as client:
@@ -247,14 +249,10 @@ def _settled(data_dir: Path) -> bool:
 
     from engine.tables import deliveries
 
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    try:
-        with store.read() as conn:
-            return not conn.execute(
-                sa.select(sa.func.count()).where(deliveries.c.status.in_(["pending", "sending"]))
-            ).scalar_one()
-    finally:
-        store.dispose()
+    with data_store(data_dir) as store, store.read() as conn:
+        return not conn.execute(
+            sa.select(sa.func.count()).where(deliveries.c.status.in_(["pending", "sending"]))
+        ).scalar_one()
 
 
 @pytest.mark.e2e
@@ -270,11 +268,8 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
     resolves it. Each confirmed subscriber hears the opening once and the resolution once;
     the unconfirmed, the unsubscribed, one who follows only another service and another
     page's subscriber hear nothing; a rule that only sets a status tells people nothing."""
-    from tests.conftest import FIXTURES
     from tests.standins import SendGrid, Twilio
 
-    (tmp_path / "beacon.yaml").write_text(ALERTS_CONFIG)
-    (tmp_path / "rules.yaml").write_text(ALERTS_RULES)
     data_dir = tmp_path / "data"
     receiver = Receiver(server)
     with (
@@ -292,11 +287,7 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
             "BEACON_TWILIO_API_URL": twilio.url,
             "BEACON_WEBHOOK_ALLOW_PRIVATE": "true",
         }
-        config = str(tmp_path / "beacon.yaml")
-        with (
-            serve(data_dir, "--config", config, env=env) as base,
-            httpx.Client(base_url=base, timeout=10) as client,
-        ):
+        with serve_config(tmp_path, ALERTS_CONFIG, ALERTS_RULES, env) as client:
             people = {
                 # address: (page, services followed)
                 "ana@example.com": ("acme", None),
@@ -342,14 +333,8 @@ def test_an_alerts_incident_reaches_each_confirmed_subscriber_once_opened_and_on
                     gone = client.post(unsubscribe)
                     assert gone.status_code == 200, gone.text
 
-            def alert(name: str) -> None:
-                body = (FIXTURES / "alert_sources" / "alertmanager" / name).read_bytes()
-                answer = client.post(
-                    "/api/v1/events/am-e2e-0123456789",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                assert answer.status_code == 202, answer.text
+            def alert(fixture: str) -> None:
+                deliver_alertmanager(client, "am-e2e-0123456789", fixture)
 
             # A rule that only sets a status: webhooks hear the component, people nothing.
             alert("firing_grouped_nested_route.json")

@@ -18,7 +18,13 @@ from engine.security import new_token
 from engine.tables import outbox as outbox_table
 from engine.tables import subscribers
 from tests.subscriptions.conftest import make_site, settings_for
-from tests.support import RecordingServer, wait_for
+from tests.support import (
+    RecordingServer,
+    data_store,
+    deliver_alertmanager,
+    serve_config,
+    wait_for,
+)
 from workers import dispatch
 
 
@@ -178,45 +184,24 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_while_a_running_server_e
     byte a second. While their deliveries hold the notification threads, a second alert is
     evaluated and its status is on the rendered page; each dripping request is cut off at
     the outbound deadline (10 s), recorded as a temporary failure that says so."""
-    import httpx
 
     from adapters.channels.outbound import DEADLINE
-    from engine.db import create_store
-    from engine.settings import Settings
     from engine.tables import deliveries
-    from tests.conftest import FIXTURES
-    from tests.support import serve
 
-    (tmp_path / "beacon.yaml").write_text(CONFIG)
-    (tmp_path / "rules.yaml").write_text(RULES)
-    data_dir = tmp_path / "data"
     drip = Drip()
     env = {"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}
     try:
-        with (
-            serve(data_dir, "--config", str(tmp_path / "beacon.yaml"), env=env) as base,
-            httpx.Client(base_url=base, timeout=10) as client,
-        ):
+        with serve_config(tmp_path, CONFIG, RULES, env) as client:
             for n in range(2):
                 answer = client.post(
                     "/p/acme/subscribe",
                     json={"channel": "webhook", "address": f"{drip.url}/hook/{n}"},
                 )
                 assert answer.status_code == 201, answer.text
-
-            def alert(name: str) -> None:
-                body = (FIXTURES / "alert_sources" / "alertmanager" / name).read_bytes()
-                answer = client.post(
-                    "/api/v1/events/drip-test-0123456789",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                assert answer.status_code == 202, answer.text
-
-            alert("firing_single.json")
+            deliver_alertmanager(client, "drip-test-0123456789", "firing_single.json")
             wait_for(lambda: drip.open >= 2, 30, "the webhooks to be dripping")
             dripping_since = time.monotonic()
-            alert("firing_grouped_nested_route.json")
+            deliver_alertmanager(client, "drip-test-0123456789", "firing_grouped_nested_route.json")
             wait_for(
                 lambda: "Partial Outage" in client.get("/p/acme/").text,
                 8,
@@ -232,17 +217,13 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline_while_a_running_server_e
     # Cut off at the deadline (a second or two late on a busy machine), not at the end of
     # the receiver's 1,000 bytes.
     assert held and all(seconds < DEADLINE + 5 for seconds in held), held
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data_dir)}))
-    try:
-        with store.read() as conn:
-            errors = (
-                conn.execute(
-                    sa.select(deliveries.c.last_error).where(deliveries.c.last_error.isnot(None))
-                )
-                .scalars()
-                .all()
+    with data_store(tmp_path / "data") as store, store.read() as conn:
+        errors = (
+            conn.execute(
+                sa.select(deliveries.c.last_error).where(deliveries.c.last_error.isnot(None))
             )
-    finally:
-        store.dispose()
+            .scalars()
+            .all()
+        )
     assert len(errors) >= 4, errors
     assert all(f"did not answer within the {DEADLINE:g} s deadline" in e for e in errors), errors

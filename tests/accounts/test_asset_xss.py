@@ -17,17 +17,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from engine import migrate
 from engine.accounts import create_api_key
-from engine.db import Store, create_store
-from engine.settings import Settings
+from engine.db import Store
 from engine.tables import assets, status_pages
-from tests.conftest import need
-from tests.support import RecordingServer, serve
+from tests.browsers import chromium
+from tests.support import RecordingServer, data_store, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
 SVG = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
 
 
@@ -56,10 +53,8 @@ def variants(js: str) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store, dict[str, str]]]:
     data = tmp_path_factory.mktemp("xss") / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    admin = {"Authorization": f"Bearer {create_api_key(store, name='xss', admin=True)}"}
-    try:
+    with data_store(data, upgrade=True) as store:
+        admin = {"Authorization": f"Bearer {create_api_key(store, name='xss', admin=True)}"}
         with serve(data) as base:
             assert httpx.post(
                 f"{base}/api/v1/teams", json={"key": "acme"}, headers=admin
@@ -71,19 +66,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store,
             )
             assert page.status_code == 201, page.text
             yield base, store, {**admin, "page": str(page.json()["id"])}
-    finally:
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium(axe=False) as launched:
+        yield launched
 
 
 def _logo_digest(store: Store) -> str:

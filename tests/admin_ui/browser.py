@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tests.browsers import AXE, CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ROOT
-from tests.pages_html.test_browser import AXE, CHROMIUM, CHROMIUM_ARGS
 
 from .conftest import PASSWORD
 

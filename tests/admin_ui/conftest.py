@@ -14,14 +14,15 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from engine import migrate, services, teams
+from engine import services, teams
 from engine.accounts import create_api_key, create_user
-from engine.db import Store, create_store
+from engine.db import Store
 from engine.runtime import Runtime
 from engine.settings import Settings
 from pages.app import create_app
-from tests.conftest import ROOT, need
-from tests.support import serve
+from tests.browsers import chromium
+from tests.conftest import ROOT
+from tests.support import data_store, serve
 
 PASSWORD = "correct horse battery staple"
 BASE_URL = "http://testserver"
@@ -111,11 +112,9 @@ def seeded_serve(data: Path, env: dict[str, str] | None = None) -> Iterator[Serv
     """`beacon serve` on a seeded data directory (`seed`) with two pages: platform's public
     page `shop`, never activated, and acme's private page `acme`, active. Outbound
     webhooks may go to loopback (the subscribers' stand-in)."""
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    world = seed(store)
-    key = create_api_key(store, name="seed", admin=True)
-    try:
+    with data_store(data, upgrade=True) as store:
+        world = seed(store)
+        key = create_api_key(store, name="seed", admin=True)
         with serve(data, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true", **(env or {})}) as base:
             auth = {"Authorization": f"Bearer {key}"}
             for body in (
@@ -132,8 +131,6 @@ def seeded_serve(data: Path, env: dict[str, str] | None = None) -> Iterator[Serv
                 answer = httpx.post(f"{base}/api/v1/pages", json=body, headers=auth)
                 assert answer.status_code == 201, answer.text
             yield Served(base, store, world, auth, data)
-    finally:
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +142,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from .browser import AXE, CHROMIUM, CHROMIUM_ARGS
-
-    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    need(AXE.exists(), "axe-core is not installed (npm install --prefix tests/pages_html)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -163,16 +152,12 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sources, rules and templates), with an admin and a responder of platform who sign in
     with PASSWORD. Its `world` is empty: the config file made everything."""
     data = tmp_path_factory.mktemp("admin-ui-example") / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    key = create_api_key(store, name="seed", admin=True)
     config = str(ROOT / "examples" / "beacon.yaml")
-    try:
+    with data_store(data, upgrade=True) as store:
+        key = create_api_key(store, name="seed", admin=True)
         with serve(data, "--config", config, env={"BEACON_WEBHOOK_ALLOW_PRIVATE": "true"}) as base:
             create_user(store, "admin@example.test", role="admin", password=PASSWORD)
             create_user(
                 store, "ops@example.test", role="responder", teams=["platform"], password=PASSWORD
             )
             yield Served(base, store, World({}, {}), {"Authorization": f"Bearer {key}"})
-    finally:
-        store.dispose()

@@ -9,78 +9,51 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from engine import migrate
 from engine.accounts import create_api_key
-from engine.db import Store, create_store
-from engine.settings import Settings
+from engine.db import Store
 from engine.tables import services
 from tests import factories as factory
+from tests.browsers import AXE, chromium
 from tests.conftest import FIXTURES, ROOT, need
-from tests.support import serve
+from tests.support import data_store, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
-AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store, dict[str, Any]]]:
     """A seeded data directory and `beacon serve` on it: (base URL, store, seeded ids)."""
     data = tmp_path_factory.mktemp("served") / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    with store.begin() as conn:
-        ids = factory.big_page(conn, datetime.now(UTC), services_count=12, incidents_count=3)
-    ids["admin_key"] = create_api_key(store, name="browser-test", admin=True)
-    try:
+    with data_store(data, upgrade=True) as store:
+        with store.begin() as conn:
+            ids = factory.big_page(conn, datetime.now(UTC), services_count=12, incidents_count=3)
+        ids["admin_key"] = create_api_key(store, name="browser-test", admin=True)
         with serve(data) as base:
             yield base, store, ids
-    finally:
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store, str]]:
     """`beacon serve --config examples/beacon.yaml`: (base URL, store, an admin API key)."""
     data = tmp_path_factory.mktemp("example") / "data"
-    store = create_store(Settings.from_env({"BEACON_DATA_DIR": str(data)}))
-    migrate.upgrade(store)
-    key = create_api_key(store, name="browser-test", admin=True)
-    try:
+    with data_store(data, upgrade=True) as store:
+        key = create_api_key(store, name="browser-test", admin=True)
         with serve(data, "--config", str(ROOT / "examples" / "beacon.yaml")) as base:
             yield base, store, key
-    finally:
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    need(AXE.exists(), "axe-core is not installed (npm install --prefix tests/pages_html)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def serious_violations(page: Any) -> list[dict[str, Any]]:

@@ -171,6 +171,27 @@ def create(
     inserted = conn.execute(incidents.insert().values(**values)).inserted_primary_key
     assert inserted is not None
     incident_id = int(inserted[0])
+    _add_impacts(conn, incident_id, impact_map)
+    _record_update(
+        conn,
+        incident_id,
+        values["title"],
+        list(impact_map),
+        before,
+        status=status,
+        message=message,
+        display_at=started if status != IncidentStatus.RESOLVED else now,
+        notify=notify,
+        author=author,
+        now=now,
+    )
+    _audit(conn, actor, "create", incident_id, team_id)
+    return incident_id
+
+
+def _add_impacts(
+    conn: Connection, incident_id: int, impact_map: Mapping[int, ServiceStatus]
+) -> None:
     if impact_map:
         conn.execute(
             incident_services.insert(),
@@ -179,14 +200,35 @@ def create(
                 for sid, s in impact_map.items()
             ],
         )
-    _recompute(conn, list(impact_map), incident_id, values["title"], now)
-    after = _current_statuses(conn, list(impact_map))
-    first = conn.execute(
+
+
+def _record_update(
+    conn: Connection,
+    incident_id: int,
+    title: str,
+    service_ids: list[int],
+    before: dict[int, str],
+    *,
+    status: IncidentStatus,
+    message: str,
+    display_at: datetime,
+    notify: bool,
+    author: str | None,
+    now: datetime,
+) -> int:
+    """The timeline entry of a change already made to the incident: the statuses of
+    `service_ids` recomputed, the entry with what moved since `before` (their statuses
+    before the change), the subscribers told (`notify`) and the pages re-rendered. Opening
+    and later updates both record theirs here, so neither can leave a step out. Returns the
+    entry's id."""
+    _recompute(conn, service_ids, incident_id, title, now)
+    after = _current_statuses(conn, service_ids)
+    inserted = conn.execute(
         incident_updates.insert().values(
             incident_id=incident_id,
             status=status,
             body=message,
-            display_at=started if status != IncidentStatus.RESOLVED else now,
+            display_at=display_at,
             affected=_affected(before, after),
             deliver_notifications=notify,
             author=author,
@@ -194,11 +236,12 @@ def create(
             updated_at=now,
         )
     ).inserted_primary_key
-    if notify and first is not None:
-        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": int(first[0])})
+    assert inserted is not None
+    update_id = int(inserted[0])
+    if notify:
+        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": update_id})
     outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
-    _audit(conn, actor, "create", incident_id, team_id)
-    return incident_id
+    return update_id
 
 
 def _audit(
@@ -254,14 +297,7 @@ def post_update(
         conn.execute(
             incident_services.delete().where(incident_services.c.incident_id == incident_id)
         )
-        if impact_map:
-            conn.execute(
-                incident_services.insert(),
-                [
-                    {"incident_id": incident_id, "service_id": sid, "impact": s}
-                    for sid, s in impact_map.items()
-                ],
-            )
+        _add_impacts(conn, incident_id, impact_map)
         touched |= set(impact_map)
         peak = conn.execute(
             sa.select(incidents.c.impact).where(incidents.c.id == incident_id)
@@ -279,26 +315,19 @@ def post_update(
     title = conn.execute(
         sa.select(incidents.c.title).where(incidents.c.id == incident_id)
     ).scalar_one()
-    _recompute(conn, sorted(touched), incident_id, title, now)
-    after = _current_statuses(conn, sorted(touched))
-    inserted = conn.execute(
-        incident_updates.insert().values(
-            incident_id=incident_id,
-            status=new_status,
-            body=message,
-            display_at=when,
-            affected=_affected(before, after),
-            deliver_notifications=notify,
-            author=author,
-            created_at=now,
-            updated_at=now,
-        )
-    ).inserted_primary_key
-    assert inserted is not None
-    update_id = int(inserted[0])
-    if notify:
-        outbox.emit(conn, NOTIFY_UPDATE, {"update_id": update_id})
-    outbox.emit(conn, PAGES_DIRTY, {"incident_ids": [incident_id]})
+    update_id = _record_update(
+        conn,
+        incident_id,
+        title,
+        sorted(touched),
+        before,
+        status=new_status,
+        message=message,
+        display_at=when,
+        notify=notify,
+        author=author,
+        now=now,
+    )
     _audit(conn, actor, "update", incident_id, ref.team_id, update_id=update_id)
     return update_id
 

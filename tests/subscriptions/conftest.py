@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine import incidents
 from engine.accounts import create_user
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -117,6 +118,21 @@ def make_site(
             ],
         )
     return Site(team_id, ids, page_id, slug)
+
+
+def open_incident(rt: Runtime, site: Site, key: str = "api", **kwargs: Any) -> int:
+    """An incident opened by a person on the site's `key` service, as engine.incidents
+    makes it: "API errors" (or `title`) at `impact` (major_outage) with `message` ("We are
+    investigating."); other keywords go to incidents.create. Returns its id."""
+    with rt.store.begin() as conn:
+        return incidents.create(
+            conn,
+            team_id=site.team_id,
+            title=kwargs.pop("title", "API errors"),
+            message=kwargs.pop("message", "We are investigating."),
+            impacts={site.service_ids[key]: kwargs.pop("impact", "major_outage")},
+            **kwargs,
+        )
 
 
 def make_user(

@@ -28,8 +28,18 @@ from tests.conftest import REDIS_URL
 from tests.support import RecordingServer
 from workers import coalesce, fanout
 
-from .conftest import Site, advance, drain, emails, make_site, sent_json, settings_for, sms_sent
-from .test_notifications import hook_bodies, open_incident, subscribe
+from .conftest import (
+    Site,
+    advance,
+    drain,
+    emails,
+    make_site,
+    open_incident,
+    sent_json,
+    settings_for,
+    sms_sent,
+)
+from .test_notifications import hook_bodies, subscribe
 
 
 def _maker(

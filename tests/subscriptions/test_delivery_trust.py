@@ -19,8 +19,8 @@ from engine.tables import outbox as outbox_table
 from tests.support import RecordingServer
 from workers import dispatch, fanout
 
-from .conftest import drain, emails, make_site, sms_sent
-from .test_notifications import open_incident, subscribe
+from .conftest import drain, emails, make_site, open_incident, sms_sent
+from .test_notifications import subscribe
 
 
 def _update_id(rt: Runtime) -> int:

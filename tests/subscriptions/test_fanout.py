@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine import incidents
 from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deliveries, incident_updates, subscribers
@@ -19,7 +18,7 @@ from tests.support import RecordingServer
 from workers.dispatch import dispatch_once
 from workers.fanout import handle_incident_update
 
-from .conftest import Site, emails, make_site, sent_json, settings_for
+from .conftest import Site, emails, make_site, open_incident, sent_json, settings_for
 
 SUBSCRIBERS = 1000
 WEBHOOKS = 200
@@ -66,14 +65,8 @@ def test_an_update_reaches_1000_subscribers_once_each_with_a_bounded_number_of_j
     rt = any_rt
     site = make_site(rt)
     add_subscribers(rt, site, server)
-    with rt.store.begin() as conn:
-        incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="API errors",
-            message="We are investigating.",
-            impacts={site.service_ids["api"]: "major_outage"},
-        )
+    open_incident(rt, site)
+    with rt.store.read() as conn:
         update_id = conn.execute(sa.select(sa.func.max(incident_updates.c.id))).scalar_one()
 
     dispatch_once(rt)

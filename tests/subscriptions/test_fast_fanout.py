@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine import incidents, vault
 from engine import subscriber_links as links
+from engine import vault
 from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import deadlines as deadlines_table
@@ -25,7 +25,7 @@ from tests.standins import SendGrid, Twilio
 from tests.support import RecordingServer
 from workers import fanout
 
-from .conftest import BASE_URL, Site, drain, make_site, settings_for
+from .conftest import BASE_URL, Site, drain, make_site, open_incident, settings_for
 
 
 @pytest.fixture
@@ -72,14 +72,7 @@ def _open(rt: Runtime, channel: str, addresses: list[str]) -> None:
     opened on its api service (nothing sent yet)."""
     site = make_site(rt)
     _add(rt, site, channel, addresses)
-    with rt.store.begin() as conn:
-        incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="API errors",
-            message="We are investigating.",
-            impacts={site.service_ids["api"]: "major_outage"},
-        )
+    open_incident(rt, site)
 
 
 def _first_share_sent(

@@ -15,7 +15,7 @@ from engine.runtime import Runtime
 from pages.app import create_app
 from tests.support import RecordingServer
 
-from .conftest import BASE_URL, make_site, settings_for
+from .conftest import BASE_URL, make_site, open_incident, settings_for
 
 
 def test_subscriber_tokens_stay_out_of_the_access_log(
@@ -173,7 +173,6 @@ def test_a_receiver_echoing_its_url_does_not_show_managers_the_hidden_path(
     """A webhook's path is kept from managers, but a receiver's error body often echoes it
     (Express: "Cannot POST /path"), and the delivery log quoted that body as the reason.
     The failure is recorded without the URL's hidden parts, wherever it is shown."""
-    from engine import incidents
 
     from .conftest import drain
     from .test_managing import _add, _admin
@@ -188,14 +187,7 @@ def test_a_receiver_echoing_its_url_does_not_show_managers_the_hidden_path(
     _add(rt, site, "webhook", f"{server.url}{hidden}")
     for _ in range(3):
         server.answer(404, {"error": f"Cannot POST {hidden}", "url": f"{server.url}{hidden}"})
-    with rt.store.begin() as conn:
-        incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="API errors",
-            message="Looking.",
-            impacts={site.service_ids["api"]: "major_outage"},
-        )
+    open_incident(rt, site, message="Looking.")
     drain(rt)
     with TestClient(create_app(rt)) as client:
         log = client.get(f"/api/v1/pages/{site.page_id}/deliveries", headers=_admin(rt)).json()

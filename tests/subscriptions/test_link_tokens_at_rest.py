@@ -28,8 +28,15 @@ from pages.app import create_app
 from tests import factories
 from tests.support import RecordingServer
 
-from .conftest import BASE_URL, drain, emails, make_site, settings_for, subscriber_rows
-from .test_notifications import open_incident
+from .conftest import (
+    BASE_URL,
+    drain,
+    emails,
+    make_site,
+    open_incident,
+    settings_for,
+    subscriber_rows,
+)
 
 OLD_KEY, NEW_KEY = "o" * 48, "n" * 48
 AT = datetime(2026, 11, 1, tzinfo=UTC)

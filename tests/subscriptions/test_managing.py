@@ -10,7 +10,6 @@ import re
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from engine import incidents
 from engine.accounts import create_api_key
 from engine.runtime import Runtime
 from engine.security import new_token
@@ -24,6 +23,7 @@ from .conftest import (
     emails,
     make_site,
     make_user,
+    open_incident,
     sign_in,
     subscriber_rows,
 )
@@ -340,14 +340,7 @@ def test_the_delivery_log_shows_who_channel_state_reason_and_attempts(
     _add(rt, site, "email", "ann@example.com")
     _add(rt, site, "webhook", "http://127.0.0.1:1/closed")  # nobody listens: a retry
     _add(rt, site, "email", "db-only@example.com", services=["db"])
-    with rt.store.begin() as conn:
-        incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="API errors",
-            message="Looking.",
-            impacts={site.service_ids["api"]: "major_outage"},
-        )
+    open_incident(rt, site, message="Looking.")
     drain(rt)
     page = f"/api/v1/pages/{site.page_id}"
     found = client.get(f"{page}/notifications", headers=admin).json()
@@ -441,13 +434,7 @@ def test_the_preview_counts_confirmed_followers_per_channel_and_page(
         headers=admin,
     )
     assert huge.status_code == 422  # not a service id the store could hold: no such service
-    with rt.store.begin() as conn:
-        incident_id = incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="DB slow",
-            impacts={site.service_ids["db"]: "degraded"},
-        )
+    incident_id = open_incident(rt, site, "db", title="DB slow", impact="degraded", message="")
     update = client.get(f"/api/v1/incidents/{incident_id}/audience", headers=admin).json()
     assert update["sentence"] == "4 subscribers on 2 pages will be notified."
     assert update["by_channel"]["sms"] == 1
@@ -540,13 +527,7 @@ def test_managers_add_subscribers_by_the_options_the_page_type_allows(
     assert add(private_url, channel="user", user="ann@acme.test")["state"] == "confirmed"
 
     # The account user on the public page hears the page's incidents at their address.
-    with rt.store.begin() as conn:
-        incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="API errors",
-            impacts={site.service_ids["api"]: "major_outage"},
-        )
+    open_incident(rt, site, message="")
     drain(rt)
     assert "outsider@acme.test" in {m.to for m in emails(server)}
 

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 from tests.gsm7_checker import gsm_septets
 from tests.support import RecordingServer
 
-from .conftest import BASE_URL, Site, drain, emails, make_site, sent_json, sms_sent
-from .test_notifications import open_incident, subscribe
+from .conftest import BASE_URL, Site, drain, emails, make_site, open_incident, sent_json, sms_sent
+from .test_notifications import subscribe
 
 
 def _set_logo(rt: Runtime, site: Site, name: str) -> str:

@@ -28,6 +28,7 @@ from .conftest import (
     drain,
     emails,
     make_site,
+    open_incident,
     sent_json,
     sms_sent,
     subscriber_rows,
@@ -51,18 +52,6 @@ def subscribe(
         ).inserted_primary_key
     assert inserted is not None
     return int(inserted[0])
-
-
-def open_incident(rt: Runtime, site: Site, key: str = "api", **kwargs: Any) -> int:
-    with rt.store.begin() as conn:
-        return incidents.create(
-            conn,
-            team_id=site.team_id,
-            title=kwargs.pop("title", "API errors"),
-            message="We are investigating.",
-            impacts={site.service_ids[key]: kwargs.pop("impact", "major_outage")},
-            **kwargs,
-        )
 
 
 def hook_bodies(server: RecordingServer) -> list[dict[str, Any]]:

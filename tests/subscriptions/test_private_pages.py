@@ -16,6 +16,7 @@ from .conftest import (
     leave_team,
     make_site,
     make_user,
+    open_incident,
     sent_json,
     sign_in,
     subscriber_rows,
@@ -86,14 +87,9 @@ def test_members_hear_by_email_and_stop_when_they_leave_the_team(
     user_id = make_user(rt, "ana@acme.test", teams=("acme",))
     sign_in(client, "ana@acme.test")
     client.post("/p/acme/subscribe", json={})
-    with rt.store.begin() as conn:
-        incident_id = incidents.create(
-            conn,
-            team_id=site.team_id,
-            title="Database slow",
-            message="Looking into it.",
-            impacts={site.service_ids["db"]: "degraded"},
-        )
+    incident_id = open_incident(
+        rt, site, "db", title="Database slow", message="Looking into it.", impact="degraded"
+    )
     drain(rt)
     mails = [m for m in sent_json(server) if m["subject"] == "[Acme Status] Database slow"]
     assert [m["personalizations"][0]["to"][0]["email"] for m in mails] == ["ana@acme.test"]

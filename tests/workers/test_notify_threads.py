@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine import crud, incidents, outbox
+from engine import crud, outbox
 from engine.runtime import Runtime, install
 from engine.security import new_token
 from engine.tables import outbox as outbox_table
 from engine.tables import subscribers
-from tests.subscriptions.conftest import make_site, settings_for
+from tests.subscriptions.conftest import make_site, open_incident, settings_for
 from tests.support import (
     RecordingServer,
     data_store,
@@ -108,13 +108,7 @@ def test_slow_receivers_never_delay_evaluation_or_rendering(
         )
     try:
         with dispatch.running(rt):
-            with rt.store.begin() as conn:
-                incidents.create(
-                    conn,
-                    team_id=site.team_id,
-                    title="API errors",
-                    impacts={site.service_ids["api"]: "major_outage"},
-                )
+            open_incident(rt, site, message="")
             rt.nudge.set()
             # The incident and the component change: two notification jobs, each holding
             # a notification thread on two dripping receivers.

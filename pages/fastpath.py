@@ -71,10 +71,18 @@ class FastPages:
 def outermost(app: Any, runtime: Any) -> Any:
     """`app` behind the fast paths that run before any of its middleware (`beacon serve`):
     webhook deliveries (`pages.intake.FastIntake`) and cached public pages."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
     from .intake import FastIntake
 
     own = own_hosts(runtime.settings)
-    return FastIntake(app, FastPages(app, runtime, own), own)
+    served: Any = FastIntake(app, FastPages(app, runtime, own), own)
+    trusted = runtime.settings.trusted_proxies
+    if trusted:
+        # As in the app (pages.app): the client a trusted proxy forwards for, before the
+        # fast paths log or record it. The app's own copy then finds the same client again.
+        served = ProxyHeadersMiddleware(served, trusted_hosts=list(trusted))
+    return served
 
 
 async def _send_document(scope: Any, send: Any, doc: Document) -> None:

@@ -17,6 +17,7 @@ the same headers to the cached documents it answers before any middleware.
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAGE_CSP = (
@@ -43,6 +44,20 @@ def for_content_type(content_type: str) -> tuple[tuple[bytes, bytes], ...]:
     return HTML if content_type.startswith("text/html") else ALWAYS
 
 
+def add_missing(headers: MutableHeaders) -> None:
+    """Add to an answer's `headers` those of its content type it does not carry yet."""
+    for name, value in for_content_type(headers.get("content-type", "")):
+        if name.decode() not in headers:
+            headers.append(name.decode(), value.decode())
+
+
+def secured(response: Response) -> Response:
+    """`response` with the headers `SecurityHeaders` adds: for answers sent before the
+    app's middleware (`pages.intake.FastIntake`, the served fast paths)."""
+    add_missing(response.headers)
+    return response
+
+
 class SecurityHeaders:
     """Pure ASGI middleware adding the headers above where a route did not set them."""
 
@@ -56,10 +71,7 @@ class SecurityHeaders:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in for_content_type(headers.get("content-type", "")):
-                    if name.decode() not in headers:
-                        headers.append(name.decode(), value.decode())
+                add_missing(MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -58,6 +58,7 @@ from engine.sources import Source
 from engine.tables import utcnow
 
 from . import errors, sns
+from .headers import secured
 from .hosts import request_host
 from .state import of as pages_state
 
@@ -588,6 +589,7 @@ class FastIntake:
         except Exception as exc:
             response = await errors.server_error(request, exc)
         try:
-            await response(scope, receive_, send)
+            # What pages.headers.SecurityHeaders adds to the app's own answers.
+            await secured(response)(scope, receive_, send)
         finally:
             errors.log_access(scope, response.status_code, started)

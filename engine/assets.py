@@ -102,6 +102,19 @@ def check_bytes(data: bytes, *, role: str) -> Asset:
     return Asset(hashlib.sha256(data).hexdigest(), kind, data)
 
 
+def for_export(content_type: str, data: bytes) -> bytes | None:
+    """A stored asset's bytes as they may go where Beacon's asset CSP (`sandbox`) does not
+    follow them (the static export's files and bucket objects): an SVG as svg-hush keeps it,
+    since one stored by a release before the sanitiser may hold script (None when nothing
+    of it is left); any other type as stored (it decoded as an image when it was kept)."""
+    if content_type != "image/svg+xml":
+        return data
+    try:
+        return _sanitised_svg(data, "stored")
+    except ValueError:
+        return None
+
+
 def _sanitised_svg(data: bytes, role: str) -> bytes:
     try:
         cleaned = filter_svg(data, SVG_DATA_IMAGES)

@@ -45,6 +45,7 @@ from typing import Protocol
 import orjson
 import sqlalchemy as sa
 
+from engine.assets import for_export
 from engine.models import SLUG_PATTERN
 from engine.pagemodel import PageSnapshot
 from engine.runtime import Runtime
@@ -278,18 +279,17 @@ def _assets(
             row = conn.execute(
                 sa.select(assets.c.content_type, assets.c.data).where(assets.c.sha256 == digest)
             ).first()
-        if row is not None:
-            out.append(
-                ExportFile(
-                    name,
-                    bytes(row.data),
-                    row.content_type,
-                    f'"{digest[:20]}"',
-                    ASSET_CACHE_CONTROL,
-                    None,
-                    True,
-                )
+        if row is None:
+            continue
+        data = for_export(row.content_type, bytes(row.data))
+        if data is None:
+            log.warning("asset %s of page %r is not exported: no SVG left", name, entry.slug)
+            continue
+        out.append(
+            ExportFile(
+                name, data, row.content_type, f'"{digest[:20]}"', ASSET_CACHE_CONTROL, None, True
             )
+        )
     return out
 
 

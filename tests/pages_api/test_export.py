@@ -5,10 +5,13 @@ being public."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
+import re
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from PIL import Image
 
 from engine.errors import ConfigError
 from engine.settings import Settings
+from engine.tables import assets, status_pages
 from pages import cache, export, render
 
 from . import seed
@@ -331,3 +335,34 @@ def test_a_render_reads_each_targets_manifest_once(
     assert reads == [rich.page.id]
     # Both assets were known from that one read: there still, not written again.
     assert {p: p.stat().st_ino for p in (out / "p/acme/assets").iterdir()} == assets
+
+
+def test_an_svg_stored_before_sanitising_is_exported_as_svg_hush_keeps_it(
+    exporting: App, out: Path
+) -> None:
+    """Beacon serves a hostile SVG an older release stored (before svg-hush) under a CSP
+    that sandboxes it; the export goes where no such header may follow (a bucket's objects
+    carry none, nor does a CDN or proxy set up without it), so it writes what svg-hush keeps
+    of it, never the script."""
+    rich = seed.rich_page(exporting.store)
+    raw = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10" onload="alert(1)">'
+        b'<script>alert(2)</script><rect width="10" height="10" fill="red"/></svg>'
+    )
+    digest = hashlib.sha256(raw).hexdigest()
+    with exporting.store.begin() as conn:
+        asset_id = conn.execute(
+            assets.insert().values(
+                sha256=digest, content_type="image/svg+xml", data=raw, created_at=datetime.now(UTC)
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == rich.page.id)
+            .values(logo_asset_id=asset_id)
+        )
+    rendered(exporting, rich.page.id)
+    kept = (out / f"p/acme/assets/{digest}.svg").read_bytes()
+    assert b"<rect" in kept
+    assert not re.search(rb"\son\w+\s*=|<script", kept, re.I)
+    assert f"assets/{digest}" in (out / "p/acme/index.html").read_text()

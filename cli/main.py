@@ -116,8 +116,10 @@ def _ready(
 
     if child:
         _die_with_parent()
-    warm(runtime.store)  # render every page now, with this release's templates
+    # The app first: in embedded mode it starts the store process, which starts up while
+    # this process renders.
     app = outermost(wiring.app(runtime, background=True), runtime)
+    warm(runtime.store)  # render every page now, with this release's templates
     _settle_heap()
     # Each web process says so (one unless --workers), once its app is ready.
     mode = "embedded (SQLite, in-process queue)" if settings.embedded else "scaled"

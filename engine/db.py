@@ -8,8 +8,10 @@ read transaction tries to upgrade; `busy_timeout` makes them wait rather than er
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -117,6 +119,57 @@ class WriteLock:
                 self._cond.notify_all()
 
 
+class FileLock:
+    """One SQLite writer at a time across the processes of a `beacon serve` (the web
+    process and its store process) and the CLI: an exclusive `flock` on a file beside the
+    database, taken after this process's `WriteLock`. A waiter blocks in the kernel
+    (without the GIL) and runs the moment the holder lets go, where SQLite's own busy
+    handler sleeps in growing steps (1, 2, 5, 10 ms...). The kernel lets go of it when its
+    process dies, SIGKILL included."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._guard = threading.Lock()
+
+    def _file(self) -> int:
+        # Per process: a lock is held by an open file, which a forked child would share.
+        if self._fd is None or self._pid != os.getpid():
+            with self._guard:
+                if self._fd is None or self._pid != os.getpid():
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock: blocking for the default wait (`SQLITE_BUSY_SECONDS`: as long as
+        the writer in progress elsewhere takes), not at all for 0, polling otherwise."""
+        fd = self._file()
+        if timeout >= SQLITE_BUSY_SECONDS:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.001)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 class Store:
     """The database: a SQLAlchemy engine plus the dialect facts the code needs to branch on."""
 
@@ -134,6 +187,10 @@ class Store:
         # nap behind the dispatcher's transactions. Other processes (the CLI) still queue
         # through busy_timeout.
         self._write_lock = WriteLock() if self.dialect == "sqlite" else None
+        database = engine.url.database if self.dialect == "sqlite" else None
+        self._file_lock = (
+            FileLock(f"{database}-writer.lock") if database and database != ":memory:" else None
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -162,8 +219,19 @@ class Store:
                 raise sa.exc.OperationalError(
                     "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
                 )
-            with self.engine.begin() as conn:
-                yield conn
+            file_locked = False
+            if self._file_lock is not None and not before:
+                if not self._file_lock.acquire(SQLITE_BUSY_SECONDS if wait is None else wait):
+                    raise sa.exc.OperationalError(
+                        "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+                    )
+                file_locked = True
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                if file_locked:
+                    self._file_lock.release()  # type: ignore[union-attr]
         finally:
             if self._write_lock.held() > before:
                 self._write_lock.release()
@@ -181,6 +249,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._file_lock is not None:
+            self._file_lock.close()
 
 
 def _carry(keyring: Keyring, conn: Connection) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .db import Store
 from .events import Stored, Submission, ensure_purge_scheduled, store_batch
@@ -33,6 +34,13 @@ MAX_BATCH = 500
 #: Submissions, and bytes of their deliveries, that may wait for a commit (see above).
 MAX_PENDING = 5000
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+
+class Committer(Protocol):
+    """Commits a batch elsewhere (`engine.store_process.StoreProcess`): the events' places,
+    and whether an `evaluate` row was written."""
+
+    def write(self, submissions: list[Submission]) -> tuple[list[list[Stored]], bool]: ...
 
 
 class Overloaded(Exception):
@@ -72,8 +80,12 @@ class EventWriter:
         writers: int = 1,
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        committer: Committer | None = None,
     ) -> None:
         self.store = store_
+        #: Where batches are committed when not in this process (embedded mode's store
+        #: process); None: here, in a worker thread.
+        self.committer = committer
         #: Transactions in flight at once: one for SQLite (a single writer anyway); more for
         #: PostgreSQL, which flushes concurrent commits' WAL together.
         self.writers = max(1, writers)
@@ -163,6 +175,12 @@ class EventWriter:
 
     def _write(self, submissions: list[Submission]) -> list[list[Stored]]:
         started = time.perf_counter()
+        if self.committer is not None:
+            results, emitted = self.committer.write(submissions)
+            self.stats.commit_seconds += time.perf_counter() - started
+            if emitted and self.on_emit is not None:
+                self.on_emit()
+            return results
         # Urgent: every request of the batch waits for this commit.
         with self.store.begin(urgent=True) as conn:
             batch = store_batch(conn, submissions)

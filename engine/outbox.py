@@ -62,6 +62,32 @@ _CLAIMABLE_PG = _CLAIMABLE.with_for_update(skip_locked=True)
 _CLAIMABLE_PEEK = _CLAIMABLE.with_only_columns(outbox.c.id)
 
 
+def _kinds(
+    kinds: frozenset[str] | None, others: bool
+) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+    """The claim's statements (peek, SQLite, PostgreSQL) for rows of `kinds` (`others`:
+    of every kind but those), built once per choice."""
+    key = (kinds, others)
+    found = _BY_KINDS.get(key)
+    if found is None:
+        where = (
+            sa.true()
+            if kinds is None
+            else outbox.c.kind.not_in(sorted(kinds))
+            if others
+            else outbox.c.kind.in_(sorted(kinds))
+        )
+        found = _BY_KINDS[key] = (
+            _CLAIMABLE_PEEK.where(where),
+            _CLAIMABLE.where(where),
+            _CLAIMABLE_PG.where(where),
+        )
+    return found
+
+
+_BY_KINDS: dict[tuple[frozenset[str] | None, bool], Any] = {}
+
+
 def claim(
     store: Store,
     claimer: str,
@@ -69,22 +95,27 @@ def claim(
     limit: int = 500,
     now: datetime | None = None,
     lease: timedelta = LEASE,
+    kinds: frozenset[str] | None = None,
+    others: bool = False,
 ) -> list[OutboxRow]:
     """Claim up to `limit` rows that are not done and not claimed by a live lease (a claim
-    younger than `lease`).
+    younger than `lease`); only rows of `kinds` when given, or with `others`, rows of every
+    kind but those (embedded mode's store process evaluates, its web process does the
+    rest).
 
     On PostgreSQL concurrent dispatchers skip each other's locked rows; on SQLite the
     write transaction (`BEGIN IMMEDIATE`) serialises them.
     """
     now = now or utcnow()
     params = {"stale": now - lease, "limit": limit}
+    peek, claimable, claimable_pg = _kinds(kinds, others)
     # Most passes find nothing: look first without taking SQLite's write lock, which the
     # intake's group commit is waiting for.
     with store.read() as conn:
-        if conn.execute(_CLAIMABLE_PEEK, params).first() is None:
+        if conn.execute(peek, params).first() is None:
             return []
     with store.begin() as conn:
-        rows = conn.execute(_CLAIMABLE_PG if store.is_postgres else _CLAIMABLE, params).all()
+        rows = conn.execute(claimable_pg if store.is_postgres else claimable, params).all()
         if not rows:
             return []
         ids = [r.id for r in rows]

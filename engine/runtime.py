@@ -24,6 +24,7 @@ from engine.db import Store, create_store
 from engine.settings import Settings
 
 from .queue import Queues
+from .store_process import StoreProcess
 
 T = TypeVar("T")
 
@@ -45,6 +46,11 @@ class Runtime:
     #: Set by the intake when deliveries need evaluating: it also ends the dispatcher's
     #: pause after a pass of follow-up work (`workers.dispatch.Ticker`).
     delivered: threading.Event = field(default_factory=threading.Event)
+    #: Set after a job ran its handlers: embedded mode's store process tells its web
+    #: process, whose dispatcher then takes the work they left (`engine.store_process`).
+    worked: threading.Event = field(default_factory=threading.Event)
+    #: Embedded mode's store process, while the app runs (`engine.store_process`).
+    store_process: StoreProcess | None = None
     #: The process state of the layers above engine, one object per class (`part`).
     _parts: dict[type[Any], Any] = field(default_factory=dict, init=False, repr=False)
     _parts_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)

@@ -90,6 +90,9 @@ class Settings(BaseModel):
     embedded_notify_workers: int = 2
     #: Group commits in flight at once per `beacon serve` on PostgreSQL (SQLite: always one).
     intake_writers: int = 1
+    #: Embedded mode: 1 commits the intake's batches in a store process of their own
+    #: (`engine.store_process`), 0 in the web process.
+    store_process: int = 1
     redis_prefix: str = ""
     #: Seconds Beacon waits for Redis to connect or answer one command before it counts
     #: Redis as down (and pages, the intake and readiness carry on without it).
@@ -254,6 +257,7 @@ class Settings(BaseModel):
             ("BEACON_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
             ("BEACON_NOTIFY_HOURLY_CAP", "notify_hourly_cap"),
             ("BEACON_INTAKE_WRITERS", "intake_writers"),
+            ("BEACON_STORE_PROCESS", "store_process"),
             ("BEACON_LIVE_PER_PAGE", "live_per_page"),
             ("BEACON_LIVE_PER_CLIENT", "live_per_client"),
             ("BEACON_TEMPLATE_MAX_OUTPUT_BYTES", "template_max_output_bytes"),
@@ -314,6 +318,10 @@ class Settings(BaseModel):
         ):
             if int(str(values.get(key, 1))) < 1:
                 raise ConfigError(f"{name} must be 1 or more, got {env[name]!r}")
+        if int(str(values.get("store_process", 1))) not in (0, 1):
+            raise ConfigError(
+                f"BEACON_STORE_PROCESS must be 1 or 0, got {env['BEACON_STORE_PROCESS']!r}"
+            )
         if int(str(values.get("intake_writers", 1))) < 1:
             raise ConfigError(
                 f"BEACON_INTAKE_WRITERS must be 1 or more, got {env['BEACON_INTAKE_WRITERS']!r}"

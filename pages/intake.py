@@ -397,7 +397,12 @@ def writer(request: Request) -> EventWriter:
                 # with the load by themselves; more help only when commits are slow and CPU
                 # is spare.
                 writers = runtime.settings.intake_writers if runtime.store.is_postgres else 1
-                found = EventWriter(runtime.store, on_emit=runtime.delivery, writers=writers)
+                found = EventWriter(
+                    runtime.store,
+                    on_emit=runtime.delivery,
+                    writers=writers,
+                    committer=runtime.store_process,
+                )
                 state.event_writer = found
     return found
 

@@ -27,6 +27,7 @@ from rq.timeouts import BaseTimeoutException
 from engine import deadlines, outbox
 from engine.queue import QUEUE_NAMES
 from engine.runtime import Runtime, current
+from engine.store_process import StoreProcess, StoreProcessGone
 from engine.tables import utcnow
 
 from .lease import renewing
@@ -81,11 +82,16 @@ def resolve(rt: Runtime, kind: str) -> tuple[str, Handler]:
     return queue, getattr(importlib.import_module(module), name)
 
 
-def dispatch_once(rt: Runtime) -> int:
-    """One pass: fire due deadlines, claim outbox rows and enqueue their jobs; how many
-    rows it claimed."""
-    deadlines.fire_due(rt.store)
-    rows = outbox.claim(rt.store, rt.name, lease=rt.settings.outbox_lease)
+def dispatch_once(
+    rt: Runtime, *, kinds: frozenset[str] | None = None, others: bool = False, fire: bool = True
+) -> int:
+    """One pass: fire due deadlines (`fire`), claim outbox rows (of `kinds`, or with
+    `others` of every other kind) and enqueue their jobs; how many rows it claimed."""
+    if fire:
+        deadlines.fire_due(rt.store)
+    rows = outbox.claim(
+        rt.store, rt.name, lease=rt.settings.outbox_lease, kinds=kinds, others=others
+    )
     if not rows:
         return 0
     by_kind: dict[str, list[int]] = defaultdict(list)
@@ -174,6 +180,7 @@ def run_outbox(ids: list[int]) -> None:
                     outbox.mark_done(rt.store, [row.id])
             continue
         outbox.mark_done(rt.store, [r.id for r in kind_rows])
+    rt.worked.set()
 
 
 def _renewing(rt: Runtime, rows: list[outbox.OutboxRow]) -> contextlib.AbstractContextManager[None]:
@@ -241,9 +248,18 @@ class Ticker(threading.Thread):
         interval: float = 0.25,
         breath: float = 0.05,
         max_breath: float | None = None,
+        *,
+        kinds: frozenset[str] | None = None,
+        others: bool = False,
+        fire: bool = True,
     ) -> None:
         super().__init__(name="beacon-ticker", daemon=True)
         self.rt = rt
+        #: What this dispatcher claims (`dispatch_once`): embedded mode's store process
+        #: dispatches evaluation, its web process everything else and the deadlines.
+        self.kinds = kinds
+        self.others = others
+        self.fire = fire
         self.interval = interval
         #: The pause after a pass that found work, doubling while passes keep finding work
         #: up to `max_breath` (default `interval`), and back to `breath` after an idle pass.
@@ -261,7 +277,7 @@ class Ticker(threading.Thread):
         while not self._stop_event.is_set():
             self.rt.delivered.clear()
             try:
-                busy = dispatch_once(self.rt)
+                busy = dispatch_once(self.rt, kinds=self.kinds, others=self.others, fire=self.fire)
             except redis.RedisError as exc:
                 if not queue_down:
                     log.error("the queue (Redis) is unavailable: %s; work waits in the outbox", exc)
@@ -307,21 +323,69 @@ class Ticker(threading.Thread):
             self.join(timeout)
 
 
+#: The queue whose jobs embedded mode's store process runs, when it runs one.
+EVALUATE_QUEUE = "beacon-evaluate"
+
+
+def queue_kinds(rt: Runtime, queue: str) -> frozenset[str]:
+    """The outbox kinds whose jobs go to `queue`."""
+    return frozenset(kind for kind, (name, _path) in rt.handlers.items() if name == queue)
+
+
 @contextlib.contextmanager
-def running(rt: Runtime) -> Iterator[None]:
+def running(
+    rt: Runtime, store_process: Callable[[Runtime], StoreProcess] | None = None
+) -> Iterator[None]:
     """The background work of a `beacon serve` process while the block runs: the dispatcher
     ticker and, in embedded mode, the RQ worker threads (stopped, after their current job,
-    when the block ends)."""
+    when the block ends).
+
+    `store_process`: in embedded mode, starts the store process (`engine.store_process`),
+    which then commits the intake's batches and evaluates; this process dispatches and
+    runs everything else."""
     threads = []
+    started = None
+    if rt.queues.embedded and store_process is not None:
+        try:
+            started = store_process(rt)
+        except StoreProcessGone as exc:
+            # Slower, not broken: this process commits and evaluates itself, as it did
+            # before there was a store process.
+            log.error("%s; committing and evaluating in the web process instead", exc)
+        else:
+            rt.store_process = started
+    evaluation = queue_kinds(rt, EVALUATE_QUEUE) if started is not None else None
     if rt.queues.embedded:
         # Notifications get threads of their own: a slow receiver or provider holds one of
         # those, never the threads that evaluate events and render pages.
-        others = tuple(n for n in QUEUE_NAMES if n != NOTIFY_QUEUE)
+        others = tuple(
+            n
+            for n in QUEUE_NAMES
+            if n != NOTIFY_QUEUE and not (started is not None and n == EVALUATE_QUEUE)
+        )
         threads = rt.queues.start_threads(rt.settings.embedded_workers, others)
         threads += rt.queues.start_threads(
             rt.settings.embedded_notify_workers, (NOTIFY_QUEUE,), label="notify"
         )
-    ticker = Ticker(rt)
+    ticker = Ticker(rt, kinds=evaluation, others=evaluation is not None)
+    ticker.start()
+    try:
+        yield
+    finally:
+        ticker.stop()
+        rt.queues.stop_threads(threads)
+        if started is not None:
+            rt.store_process = None
+            started.stop()
+
+
+@contextlib.contextmanager
+def evaluating(rt: Runtime) -> Iterator[None]:
+    """Embedded mode's store process: its evaluation threads and a dispatcher for their
+    kinds alone, while the block runs (the web process dispatches the rest and fires the
+    deadlines)."""
+    threads = rt.queues.start_threads(rt.settings.embedded_workers, (EVALUATE_QUEUE,))
+    ticker = Ticker(rt, kinds=queue_kinds(rt, EVALUATE_QUEUE), fire=False)
     ticker.start()
     try:
         yield

@@ -168,3 +168,16 @@ def test_the_dispatcher_takes_a_dead_claim_over_after_the_lease_set(
             outbox.emit(conn, "noop")
         outbox.claim(rt.store, "dead-worker", now=utcnow() - timedelta(seconds=6))
         assert dispatch_once(rt) == taken, lease
+
+
+def test_a_claim_of_some_kinds_leaves_the_others_to_another_dispatcher(store: Store) -> None:
+    # Embedded mode's store process claims evaluation's kinds, its web process the rest.
+    with store.begin() as conn:
+        outbox.emit_many(conn, "evaluate", [{"n": 1}, {"n": 2}])
+        outbox.emit_many(conn, "noop", [{"n": 3}])
+    kinds = frozenset({"evaluate"})
+    others = outbox.claim(store, "web", kinds=kinds, others=True)
+    mine = outbox.claim(store, "store", kinds=kinds)
+    assert [(r.kind, r.payload["n"]) for r in others] == [("noop", 3)]
+    assert [(r.kind, r.payload["n"]) for r in mine] == [("evaluate", 1), ("evaluate", 2)]
+    assert outbox.claim(store, "third") == []

@@ -31,7 +31,7 @@ from engine.security import check_password, hash_password, needs_rehash, new_tok
 from engine.tables import users
 
 from .auth import principal
-from .sessions import csrf_ok, csrf_token
+from .sessions import bind_to_host, csrf_ok, csrf_token
 from .signin_limits import SignInLimits
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -192,6 +192,7 @@ def sign_in(request: Request, user_id: int, method: str = "password") -> None:
     request.session.clear()
     request.session["sid"] = token
     request.session["csrf"] = new_token()
+    bind_to_host(request)
 
 
 async def login(request: Request) -> Response:

@@ -3,8 +3,9 @@
 `Sessions` keeps a small signed dict in the `beacon_session` cookie (itsdangerous, with
 `BEACON_SECRET_KEY`): `csrf`, the token forms carry back, and, once signed in, `sid`, the
 random token of a server-side session row (`engine.sessions`), which alone says who is
-signed in. The cookie is `HttpOnly`, `SameSite=Lax`, and `Secure` whenever the request came
-over HTTPS (behind a proxy listed in `BEACON_TRUSTED_PROXIES`, as its X-Forwarded-Proto says).
+signed in, and `host`, the host it was signed in on, the only one where it counts. The
+cookie is `HttpOnly`, `SameSite=Lax`, and `Secure` whenever the request came over HTTPS
+(behind a proxy listed in `BEACON_TRUSTED_PROXIES`, as its X-Forwarded-Proto says).
 
 `CrossSiteGuard` decides whether a state-changing request may use the session's authority.
 It may when it carries the session's CSRF token (a form's `csrf` field or an `X-CSRF-Token`
@@ -28,7 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.security import new_token
 
+from .hosts import request_host
+
 COOKIE = "beacon_session"
+#: The session's key for the host it was signed in on (`bind_to_host`).
+HOST = "host"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Where CrossSiteGuard leaves its verdict: None when the request may use the session,
 #: else why not (for the 403 the route gives).
@@ -63,7 +68,13 @@ class Sessions:
             await self.app(scope, receive, send)
             return
         raw = HTTPConnection(scope).cookies.get(COOKIE)
-        scope["session"] = session = self._load(raw)
+        session = self._load(raw)
+        if "sid" in session and session.get(HOST) != request_host(scope):
+            # A sign-in is good only on the host it was made on, as the browser keeps its
+            # cookie: a custom domain's owner can point its DNS at a server of their own,
+            # which then receives the cookies of those who signed in there.
+            session = {}
+        scope["session"] = session
         before = dict(session)
         secure = scope.get("scheme") in ("https", "wss")
 
@@ -83,6 +94,11 @@ class Sessions:
     def _cookie(value: str, max_age: int, secure: bool) -> str:
         flags = f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
         return flags + ("; Secure" if secure else "")
+
+
+def bind_to_host(conn: HTTPConnection) -> None:
+    """Make the signed-in session good only on this request's host (see `Sessions`)."""
+    conn.session[HOST] = request_host(conn.scope)
 
 
 def csrf_token(conn: HTTPConnection) -> str:

@@ -15,8 +15,9 @@ from engine import accounts, sessions
 from engine.runtime import Runtime
 from engine.settings import Lifetimes, Settings
 from engine.tables import sessions as session_rows
-from engine.tables import users, utcnow
+from engine.tables import status_pages, users, utcnow
 from pages.app import create_app
+from tests import factories
 
 from .conftest import BASE_URL, PASSWORD, make_user, sign_in, signed_in
 
@@ -163,7 +164,8 @@ def test_the_cookie_holds_a_random_token_and_the_store_only_its_hash(
     data = URLSafeTimedSerializer(token, salt="beacon.session").loads(
         client.cookies["beacon_session"]
     )
-    assert set(data) == {"sid", "csrf"} and str(user_id) != data["sid"]
+    assert set(data) == {"sid", "csrf", "host"} and str(user_id) != data["sid"]
+    assert data["host"] == "testserver"  # the host it was signed in on, and only good there
     assert row.id == hashlib.sha256(data["sid"].encode()).hexdigest()
 
 
@@ -232,3 +234,30 @@ def test_the_cookie_is_httponly_lax_and_secure_over_https_through_a_trusted_prox
         assert "secure" in _cookie_flags(tls.get("/login"))
     lax = TestClient(app).get("/login").headers["set-cookie"]
     assert "SameSite=Lax" in lax
+
+
+def test_a_session_made_on_a_custom_domain_works_only_there(rt: Runtime) -> None:
+    """A custom domain's DNS is its owner's, a team's: they can point it at a server of
+    their own at any time, which then receives the session cookies browsers signed in there
+    (a private page's members, admins). Such a cookie replayed on Beacon's own host (or
+    another page's) must be anonymous, not its user, who may be an admin."""
+    make_user(rt, "root@acme.test", role="admin")
+    with rt.store.begin() as conn:
+        team = factories.team(conn, "evil")
+        page = factories.page(conn, team, "evil", type="private")
+        conn.execute(
+            status_pages.update()
+            .where(status_pages.c.id == page)
+            .values(custom_domain="status.evil.test", domain_verified_at=utcnow())
+        )
+    with TestClient(create_app(rt), base_url="https://status.evil.test") as there:
+        assert sign_in(there, "root@acme.test").status_code == 303
+        assert signed_in(there)
+        assert there.get("/", follow_redirects=False).status_code == 200
+        cookie = there.cookies["beacon_session"]
+    own = _replay(rt, cookie)
+    assert not signed_in(own)
+    assert own.get("/api/v1/teams").status_code == 401
+    # Signing in on Beacon's own host still works, and its session is good there.
+    assert sign_in(own, "root@acme.test").status_code == 303
+    assert own.get("/api/v1/teams").status_code == 200

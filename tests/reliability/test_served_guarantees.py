@@ -79,15 +79,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         stop(proc)
 
 
-def declared_only(url: str, path: str, length: int) -> httpx.Response:
-    """The answer to a POST that declares `length` bytes and sends none of them (a client
-    would still be sending them when a refusal closes the connection)."""
+def raw_answer(url: str, request: bytes) -> httpx.Response:
+    """The answer's status and headers to `request`, sent as these bytes."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n"
-            "Content-Type: application/json\r\n\r\n".encode()
-        )
+        sock.sendall(request)
         data = b""
         while b"\r\n\r\n" not in data:
             part = sock.recv(65536)
@@ -97,6 +93,16 @@ def declared_only(url: str, path: str, length: int) -> httpx.Response:
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     headers = [tuple(line.split(": ", 1)) for line in head[1:]]
     return httpx.Response(int(head[0].split(" ")[1]), headers=headers)
+
+
+def declared_only(url: str, path: str, length: int) -> httpx.Response:
+    """The answer to a POST that declares `length` bytes and sends none of them (a client
+    would still be sending them when a refusal closes the connection)."""
+    return raw_answer(
+        url,
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+        "Content-Type: application/json\r\n\r\n".encode(),
+    )
 
 
 SECURITY = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
@@ -116,6 +122,14 @@ def test_every_answer_of_the_intake_carries_the_security_headers(served: Server)
             "routed": client.get(f"{served.url}/healthz"),
         }
     answers["too large"] = declared_only(served.url, f"/api/v1/events/{KEY}", 100 << 20)
+    # HTTP/1.1 without Content-Length or chunked coding: a request without a body (RFC 9112,
+    # 6.3), read as an empty one at once, not waited on until the client leaves.
+    answers["no body"] = raw_answer(
+        served.url, f"POST /api/v1/events/{KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    )
+    answers["routed, no body"] = raw_answer(
+        served.url, b"POST /p/acme/subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
     statuses = {name: answer.status_code for name, answer in answers.items()}
     assert statuses == {
         "accepted": 202,
@@ -125,6 +139,8 @@ def test_every_answer_of_the_intake_carries_the_security_headers(served: Server)
         "head": 204,
         "put": 202,
         "too large": 413,
+        "no body": 400,
+        "routed, no body": 415,
         "page": 200,
         "routed": 200,
     }

@@ -129,7 +129,7 @@ def entries(
     if what.state is not None:
         conditions.append(deliveries.c.status == what.state.value)
     if what.q.strip():
-        conditions.append(address_contains(conn, page_id, what.q.strip()))
+        conditions.append(address_contains(what.q.strip()))
     joined = deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
     total = conn.execute(
         sa.select(sa.func.count()).select_from(joined).where(*conditions)
@@ -147,6 +147,8 @@ def entries(
         deliveries.c.next_attempt_at,
         subscribers.c.channel,
         subscribers.c.address,
+        subscribers.c.webhook_url,
+        subscribers.c.webhook_host,
     ).select_from(joined)
     query = query.where(*conditions)
     if before is not None:

@@ -6,6 +6,9 @@ without the key, which only the tool that posts it has. The intake moves a key's
 the current secret key the first time the key is used (`engine.sources.redigest`); a source
 whose tool never posts keeps the old digest until its key is rotated.
 
+Webhook subscribers' URLs are sealed, and the digest that finds each (its `address`) is
+made again from the URL under the new key.
+
 Subscribers' links are made from the secret key (engine.subscriber_links): nothing of them
 is stored to seal again, and the links in messages sent before the change work while the
 previous key is listed. Those sent before migration 0022 are found by a digest under the
@@ -21,8 +24,9 @@ from sqlalchemy.engine import Connection
 
 from . import vault
 from .channels import SEALED_FIELDS
+from .models import SubscriberChannel
 from .sources import SIGNING_SECRET
-from .subscribers import WEBHOOK_SECRET
+from .subscribers import WEBHOOK_SECRET, webhook_columns, webhook_url
 from .tables import alert_sources, channels, subscribers
 
 _CHANNEL = "channels.config"
@@ -67,6 +71,7 @@ def reseal(conn: Connection) -> Resealed:
                 subscribers.update().where(subscribers.c.id == row.id).values(webhook_secret=value)
             )
             sealed += 1
+    sealed += _reseal_webhook_urls(conn, ring)
     for row in conn.execute(sa.select(channels.c.id, channels.c.config)).all():
         config = dict(row.config or {})
         stale = [
@@ -108,3 +113,30 @@ def reseal(conn: Connection) -> Resealed:
         )
     ).scalar_one()
     return Resealed(sealed, int(stale_digests), int(stale_links))
+
+
+def _reseal_webhook_urls(conn: Connection, ring: vault.Keyring) -> int:
+    """Webhook subscribers' URLs sealed again, and their lookup digests (their `address`)
+    made again, under the current key. Unlike an integration key's digest, this one can
+    be remade: the URL it digests is sealed beside it. A row still holding its URL in plain
+    text (one no migration reached) is sealed too."""
+    done = 0
+    current = ring.current_id + ":"
+    for row in conn.execute(
+        sa.select(
+            subscribers.c.id,
+            subscribers.c.page_id,
+            subscribers.c.address,
+            subscribers.c.webhook_url,
+        ).where(subscribers.c.channel == SubscriberChannel.WEBHOOK.value)
+    ).all():
+        if (
+            row.webhook_url
+            and ring.is_sealed_current(row.webhook_url)
+            and row.address.startswith(current)
+        ):
+            continue
+        values = webhook_columns(ring, row.page_id, webhook_url(ring, row))
+        conn.execute(subscribers.update().where(subscribers.c.id == row.id).values(**values))
+        done += 1
+    return done

@@ -11,6 +11,12 @@ private-page members who subscribe while signed in, or users a public page's man
 Subscribing the same address twice never adds a row: `(page, channel, address)` is unique,
 and a confirmed subscription is left alone (an anonymous request must not change someone
 else's filter). Everything here works in the caller's transaction.
+
+A webhook's URL is the receiver's secret (its path and query are the password of a
+Slack-style hook), so the store keeps it sealed (`webhook_url`, engine.vault) and its
+`address` is a keyed lookup digest of the page and URL, which the unique index holds, so
+the same URL on the same page is still one subscriber. What managers see of it, its
+scheme and host, is kept readable as `webhook_host` (`shown`).
 """
 
 from __future__ import annotations
@@ -228,13 +234,17 @@ def normalise_address(channel: SubscriberChannel, address: str) -> str:
 
 
 def _webhook_url(value: str) -> str:
+    # The messages never repeat the URL: its path is the receiver's secret, and an error's
+    # text reaches logs, import reports and the pages that show it.
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise ValidationError(f"{value!r} is not a valid URL", field="address") from None
+        raise ValidationError(
+            "the webhook URL is not a valid URL (its host or port)", field="address"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"{value!r} is not an http(s) URL with a host", field="address")
+        raise ValidationError("the webhook URL is not an http(s) URL with a host", field="address")
     if parts.username or parts.password:
         # Credentials in the URL would be shown back in listings and logs.
         raise ValidationError("the webhook URL must not contain credentials", field="address")
@@ -312,6 +322,11 @@ def subscribe(
             )
         stored_address = address.strip().lower()
         match = subscribers.c.user_id == user_id
+    elif channel == SubscriberChannel.WEBHOOK:
+        stored_address = normalise_address(channel, address)
+        # Under every key of the ring: a row stored before the secret key changed (and not
+        # yet resealed) is still this URL's subscription.
+        match = subscribers.c.address.in_(vault.of(conn).lookups(_lookup(page.id, stored_address)))
     else:
         stored_address = normalise_address(channel, address)
         match = subscribers.c.address == stored_address
@@ -322,7 +337,7 @@ def subscribe(
         .where(match)
     ).first()
     if existing is not None:
-        return _again(conn, existing, channel, wanted)
+        return _again(conn, existing, channel, stored_address, wanted)
     confirmed = channel in (SubscriberChannel.WEBHOOK, SubscriberChannel.USER)
     values: dict[str, Any] = {
         "page_id": page.id,
@@ -335,7 +350,10 @@ def subscribe(
         "confirm_selector": None if confirmed else links.new_selector(),
         "created_at": now,
     }
-    secret = new_webhook_secret() if channel == SubscriberChannel.WEBHOOK else None
+    secret = None
+    if channel == SubscriberChannel.WEBHOOK:
+        secret = new_webhook_secret()
+        values.update(webhook_columns(vault.of(conn), page.id, stored_address))
     stored = {**values, "webhook_secret": seal_webhook_secret(conn, secret) if secret else None}
     inserted = conn.execute(subscribers.insert().values(**stored)).inserted_primary_key
     assert inserted is not None
@@ -355,7 +373,11 @@ def subscribe(
 
 
 def _again(
-    conn: Connection, row: Any, channel: SubscriberChannel, wanted: list[str] | None
+    conn: Connection,
+    row: Any,
+    channel: SubscriberChannel,
+    address: str,
+    wanted: list[str] | None,
 ) -> Subscription:
     """A repeated subscription. A working confirmed one stays as it is, except that a
     signed-in member (`user`) sets their own filter; an unconfirmed one takes the new filter
@@ -390,7 +412,7 @@ def _again(
     return Subscription(
         subscriber_id=row.id,
         channel=channel,
-        address=row.address,
+        address=address,
         services=row.services,
         confirmed=bool(row.confirmed),
         created=False,
@@ -401,6 +423,52 @@ def _again(
 
 
 WEBHOOK_SECRET = "subscribers.webhook_secret"
+#: The column a webhook subscriber's URL is sealed for (engine.vault binds it in).
+WEBHOOK_URL = "subscribers.webhook_url"
+
+
+def _lookup(page_id: int, url: str) -> str:
+    # The page is bound in: one URL on two pages has two unrelated digests, so a copy of
+    # the database does not tell which pages a receiver follows.
+    return f"beacon/subscriber/webhook-url:{page_id}:{url}"
+
+
+def webhook_host(url: str) -> str:
+    """The part of a webhook's URL managers see, kept readable: its scheme and host (the
+    rest, path and query, is the receiver's secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}"
+
+
+def webhook_columns(keyring: vault.Keyring, page_id: int, url: str) -> dict[str, str]:
+    """What the store keeps of a webhook subscriber's `url` on the page: a lookup digest
+    as its `address`, the URL sealed, and its scheme and host."""
+    return {
+        "address": keyring.lookup(_lookup(page_id, url)),
+        "webhook_url": keyring.seal(url, WEBHOOK_URL),
+        "webhook_host": webhook_host(url),
+    }
+
+
+def webhook_url(keyring: vault.Keyring, row: Any) -> str:
+    """Where a webhook subscriber's deliveries go (`row`: its subscribers row). A row
+    without a sealed URL is one no migration reached, whose address is still the URL."""
+    if row.webhook_url:
+        return keyring.reveal(row.webhook_url, WEBHOOK_URL)
+    return str(row.address)
+
+
+def shown(row: Any) -> str:
+    """A subscriber's address as managers and the subscriber's own pages show it: a
+    webhook by scheme and host only (anyone holding its URL can post forged updates to a
+    receiver that does not check signatures), other channels whole."""
+    if row.channel == SubscriberChannel.WEBHOOK:
+        if row.webhook_host:
+            return f"{row.webhook_host}/…"
+        if row.webhook_url:
+            return "…"
+        return f"{webhook_host(row.address)}/…"  # an unconverted row's address is its URL
+    return str(row.address)
 
 
 def seal_webhook_secret(conn: Connection, secret: str) -> str:

@@ -748,7 +748,12 @@ subscribers = sa.Table(
         "page_id", sa.Integer, sa.ForeignKey("status_pages.id", ondelete="CASCADE"), nullable=False
     ),
     sa.Column("channel", sa.String(10), nullable=False),
+    # An email, a phone number, an account user's email; for a webhook, the keyed lookup
+    # digest of its page and URL (engine.subscribers.webhook_columns): the URL is a secret.
     sa.Column("address", sa.String(2048), nullable=False),
+    # A webhook's URL, encrypted (engine.vault), and its scheme and host, which managers see.
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("webhook_host", sa.String(2048), nullable=True),
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     # Service keys the subscriber follows; null means every service of the page.
     sa.Column("services", JSONType, nullable=True),

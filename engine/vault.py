@@ -8,9 +8,11 @@ Two kinds of stored secret:
   config file (a plain hash would: the key is in a URL a tool posts to, not a password
   with a salt).
 - Those Beacon must read back (alert sources' signing secrets, channel URLs and secrets,
-  webhook subscriptions' signing secrets): encrypted with AES-256-GCM under another key
+  webhook subscriptions' URLs and signing secrets): encrypted with AES-256-GCM under another key
   derived from the secret key (HKDF-SHA256), the column's name bound in as associated
-  data, so a value copied into another column does not decrypt.
+  data, so a value copied into another column does not decrypt. One that must also be
+  found by equality (a webhook subscriber's URL: one subscription per URL and page) has a
+  keyed lookup digest beside it, under a key of its own.
 
 Both carry the id of the key that made them (`<kid>:` before a digest, `enc1:<kid>:`
 before a ciphertext), so the secret key can be rotated: `BEACON_SECRET_KEY` is the key new
@@ -60,6 +62,10 @@ class _Key:
     #: Makes the secret half of links Beacon must be able to make again (subscribers' own
     #: links, engine.subscriber_links); a key of its own, so no stored digest is ever one.
     link_key: bytes
+    #: Keys the digests that find a stored value Beacon also keeps sealed (a webhook
+    #: subscriber's URL, engine.subscribers): apart from the integration keys' digests, so
+    #: no chosen integration key can ever be made to match one.
+    lookup_key: bytes
 
 
 def _key(secret: str) -> _Key:
@@ -70,6 +76,7 @@ def _key(secret: str) -> _Key:
         _derive(raw, b"beacon/digest/v1"),
         AESGCM(_derive(raw, b"beacon/encrypt/v1")),
         _derive(raw, b"beacon/subscriber-links/v1"),
+        _derive(raw, b"beacon/lookup/v1"),
     )
 
 
@@ -103,6 +110,23 @@ class Keyring:
     @staticmethod
     def _digest(key: _Key, token: str) -> str:
         mac = hmac.new(key.digest_key, token.encode(), hashlib.sha256).hexdigest()
+        return f"{key.kid}:{mac}"
+
+    # --- lookups: equal values found again, the value itself sealed elsewhere ----------------
+
+    def lookup(self, value: str) -> str:
+        """`<kid>:<HMAC-SHA256 hex>` of `value` under the current key's lookup key: a stored
+        value equal to another is found by it (and a unique index holds it), while the
+        value itself is sealed. Without the secret key it tells nothing about the value."""
+        return self._lookup(self._keys[0], value)
+
+    def lookups(self, value: str) -> list[str]:
+        """`value`'s lookup digest under every key of the ring, current first."""
+        return [self._lookup(k, value) for k in self._keys]
+
+    @staticmethod
+    def _lookup(key: _Key, value: str) -> str:
+        mac = hmac.new(key.lookup_key, value.encode(), hashlib.sha256).hexdigest()
         return f"{key.kid}:{mac}"
 
     # --- derived tokens: secrets Beacon makes again whenever it needs them -------------------

@@ -385,16 +385,16 @@ async def confirm(request: Request) -> Response:
             "subscribe_confirm.html",
             page=page,
             page_url=base,
-            address=row.address,
+            address=subs.shown(row),
             services=row.services,
         )
     if as_json:
-        return JSONResponse({"status": "confirmed", "address": row.address})
+        return JSONResponse({"status": "confirmed", "address": subs.shown(row)})
     return html(
         "subscribe_confirmed.html",
         page=page,
         page_url=base,
-        address=row.address,
+        address=subs.shown(row),
         services=row.services,
         **_links(request, base, row),
     )
@@ -449,13 +449,13 @@ async def unsubscribe(request: Request) -> Response:
             "subscribe_unsubscribe.html",
             page=page,
             page_url=base,
-            address=row.address,
+            address=subs.shown(row),
             **_links(request, base, row),
         )
     await run_in_threadpool(_unsubscribe, request, page.id, token)
     if as_json:
-        return JSONResponse({"status": "unsubscribed", "address": row.address})
-    return html("subscribe_unsubscribed.html", page=page, page_url=base, address=row.address)
+        return JSONResponse({"status": "unsubscribed", "address": subs.shown(row)})
+    return html("subscribe_unsubscribed.html", page=page, page_url=base, address=subs.shown(row))
 
 
 def _manage_context(request: Request, page: subs.Page, row: Any) -> dict[str, Any]:
@@ -465,7 +465,7 @@ def _manage_context(request: Request, page: subs.Page, row: Any) -> dict[str, An
     return {
         "page": page,
         "page_url": base,
-        "address": row.address,
+        "address": subs.shown(row),
         "channel": row.channel,
         "confirmed": bool(row.confirmed),
         "components": components,
@@ -499,7 +499,9 @@ async def manage(request: Request) -> Response:
     if form.get("unsubscribe"):
         await run_in_threadpool(_unsubscribe, request, page.id, token)
         base = page_url(request, page)
-        return html("subscribe_unsubscribed.html", page=page, page_url=base, address=row.address)
+        return html(
+            "subscribe_unsubscribed.html", page=page, page_url=base, address=subs.shown(row)
+        )
     keys = [str(k) for k in form.getlist("services")] or None
     try:
         saved = await run_in_threadpool(_save_services, request, page, token, keys)

@@ -39,7 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import sqlalchemy as sa
@@ -689,9 +688,10 @@ async def _send_webhooks(
     walks every connection of the pool (a poll() each, and a quadratic idle count) for every
     queued request each time one starts or ends; about 2,000 such checks per request at 50
     (profiled, docs/subscriptions.md). A lane's pool has one connection, so it checks one.
-    Rows are sorted by origin, so a lane's next row is mostly the same receiver and its
-    kept-alive connection serves it."""
-    ordered = iter(sorted(rows, key=lambda r: _origin(r.address)))
+    Rows are sorted by scheme and host (`webhook_host`, readable: no URL is opened to sort),
+    so a lane's next row is mostly the same receiver and its kept-alive connection serves
+    it."""
+    ordered = iter(sorted(rows, key=lambda r: r.webhook_host or ""))
     outcomes: list[Outcome] = []
     lanes = min(ctx.webhook_concurrency, len(rows))
     # Name lookups block, so they run in threads: asyncio's default pool has cpu_count + 4
@@ -710,14 +710,6 @@ async def _send_webhooks(
 
     await asyncio.gather(*(lane() for _ in range(lanes)))
     return outcomes
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        return parts.scheme, parts.hostname or "", parts.port
-    except ValueError:  # a bad port: the send says so
-        return parts.scheme, parts.hostname or "", None
 
 
 async def _send_webhook(
@@ -858,7 +850,7 @@ def build(
         }
         assert rt.store.keyring is not None  # a store with a secret key (create_store)
         secret = subs.webhook_secret(rt.store.keyring, row.webhook_secret)
-        target = {"url": row.address, "secret": secret}
+        target = {"url": subs.webhook_url(rt.store.keyring, row), "secret": secret}
         # One webhook-id per delivery: the same on every attempt, so receivers deduplicate.
         message = Message(subject="", text="", payload=body, id=f"msg_{row.delivery_id}")
         return "webhook", target, message

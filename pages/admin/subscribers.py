@@ -285,7 +285,7 @@ def _subscriber_out(row: Any) -> SubscriberOut:
     return SubscriberOut.model_validate(
         {
             **row._mapping,
-            "address": admin.shown_address(row.channel, row.address),
+            "address": admin.shown(row),
             "state": admin.state_of(row),
             "confirmation_skipped": bool(row.confirmation_skipped),
         }
@@ -344,7 +344,7 @@ def add_subscriber(ctx: Ctx) -> SubscriberAdded:
         )
         row = admin.find(conn, page.id, added.subscriber_id)
         assert row is not None
-        shown = admin.shown_address(row.channel, row.address)
+        shown = admin.shown(row)
         ctx.audit(conn, "create", "subscriber", f"{page.slug}: {shown}", _team_of(page))
     people = body.channel in (SubscriberChannel.EMAIL, SubscriberChannel.SMS)
     return SubscriberAdded.model_validate(
@@ -370,7 +370,7 @@ def remove_subscriber(ctx: Ctx) -> None:
         row = admin.remove(conn, page.id, ctx.ids["sid"])
         if row is None:
             raise NotFoundError(f"no subscriber {ctx.ids['sid']} on page {page.id}")
-        shown = admin.shown_address(row.channel, row.address)
+        shown = admin.shown(row)
         ctx.audit(conn, "delete", "subscriber", f"{page.slug}: {shown}", _team_of(page))
 
 
@@ -474,7 +474,7 @@ def list_deliveries(ctx: Ctx) -> DeliveryList:
             DeliveryOut.model_validate(
                 {
                     **r._mapping,
-                    "address": admin.shown_address(r.channel, r.address),
+                    "address": admin.shown(r),
                     "state": r.status,
                     "reason": r.last_error,
                 }

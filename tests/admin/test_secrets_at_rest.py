@@ -231,7 +231,14 @@ def test_a_store_of_plain_secrets_migrates_and_its_keys_still_authenticate(
 
     rows = _rows(old_store)
     assert not _plain_secrets_in(
-        rows, KEY, "previous-key-abcdefghijklmnop", SIGNING, HOOK, HOOK_SECRET, "whsec_" + "A" * 44
+        rows,
+        KEY,
+        "previous-key-abcdefghijklmnop",
+        SIGNING,
+        HOOK,
+        HOOK_SECRET,
+        "whsec_" + "A" * 44,
+        "receiver.example/hook",  # a webhook subscriber's URL (sealed by 0023)
     )
     with old_store.read() as conn:
         found = sources.find_by_integration_key(conn, KEY)
@@ -341,11 +348,30 @@ def test_beacon_db_reseal_moves_secrets_to_the_new_key_and_counts_what_still_nee
                 legacy_link_digest=vault.of(conn).digest("u" * 32),
             )
         )
+        # A webhook subscriber: its URL and signing secret are sealed.
+        hook = subs.subscribe(
+            conn, subs.page_by_slug(conn, "acme"), "webhook", "https://r.example/h/T0K3N"
+        )
     store.dispose()
     env = beacon_env(data, {"BEACON_SECRET_KEY": new, "BEACON_PREVIOUS_SECRET_KEYS": old})
     done = beacon(["db", "reseal"], env)
     assert done.returncode == 0, done.stderr
-    assert "1 secrets sealed again" in done.stdout
+    assert "3 secrets sealed again" in done.stdout
+    after = create_store(
+        Settings.from_env({"BEACON_DATA_DIR": str(data), "BEACON_SECRET_KEY": new})
+    )
+    try:
+        with after.begin() as conn:
+            row = conn.execute(
+                sa.select(subscribers).where(subscribers.c.channel == "webhook")
+            ).one()
+            assert subs.webhook_url(vault.of(conn), row) == "https://r.example/h/T0K3N"
+            found = subs.subscribe(
+                conn, subs.page_by_slug(conn, "acme"), "webhook", "https://r.example/h/T0K3N"
+            )
+            assert not found.created and found.subscriber_id == hook.subscriber_id
+    finally:
+        after.dispose()
     assert "1 alert sources' integration keys are still under a previous key" in done.stdout
     assert "1 subscribers' links sent before" in done.stdout
     assert "messages sent before the key changed work only while" in done.stdout

@@ -10,6 +10,8 @@ import re
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from engine import subscribers as subs
+from engine import vault
 from engine.accounts import create_api_key
 from engine.runtime import Runtime
 from engine.security import new_token
@@ -46,11 +48,17 @@ def _add(
     disabled: str | None = None,
 ) -> int:
     with rt.store.begin() as conn:
+        # A webhook as the store keeps one: its URL sealed, found by a lookup digest.
+        stored = (
+            subs.webhook_columns(vault.of(conn), site.page_id, address)
+            if channel == "webhook"
+            else {"address": address}
+        )
         inserted = conn.execute(
             subscribers.insert().values(
                 page_id=site.page_id,
                 channel=channel,
-                address=address,
+                **stored,
                 services=services,
                 confirmed=confirmed,
                 confirm_selector=None if confirmed else new_token(16),

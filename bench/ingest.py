@@ -130,7 +130,8 @@ def free_port() -> int:
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None) -> None:
     import httpx
 
-    deadline = time.monotonic() + 30
+    # A minute: on a loaded machine `beacon serve` takes tens of seconds to start.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
@@ -269,7 +270,13 @@ def start_beacon(
     if extra:
         procs.append(subprocess.Popen([*cli, "worker"], cwd=ROOT, env=env))
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", procs[0])
+    try:
+        wait_http(f"{url}/healthz", procs[0])
+    except BaseException:
+        # A server that did not answer in time is stopped, not left running on its own.
+        for proc in procs:
+            stop(proc)
+        raise
     return procs, url, key
 
 

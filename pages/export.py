@@ -258,6 +258,14 @@ def permalinks(snapshot: PageSnapshot) -> list[ExportFile]:
     return out
 
 
+def asset_etag(name: str) -> str:
+    """What a target's manifest records for asset `name` (`assets/<sha256>`): the hash's
+    start, and `-s` for a copy written since SVGs are exported as svg-hush keeps them. An
+    asset is out already (`Target.has_asset`) only with this ETag, so a copy an older
+    release exported (the upload byte for byte) is written again once."""
+    return f'"{name.rsplit("/", 1)[-1][:20]}-s"'
+
+
 def _assets(
     rt: Runtime,
     target: Target,
@@ -271,9 +279,7 @@ def _assets(
     for digest in sorted({h for h in hashes if h}):
         name = f"assets/{digest}"
         if target.has_asset(old, entry.slug, name):
-            out.append(
-                ExportFile(name, b"", "", f'"{digest[:20]}"', ASSET_CACHE_CONTROL, None, True)
-            )
+            out.append(ExportFile(name, b"", "", asset_etag(name), ASSET_CACHE_CONTROL, None, True))
             continue
         with rt.store.read() as conn:
             row = conn.execute(
@@ -287,7 +293,7 @@ def _assets(
             continue
         out.append(
             ExportFile(
-                name, data, row.content_type, f'"{digest[:20]}"', ASSET_CACHE_CONTROL, None, True
+                name, data, row.content_type, asset_etag(name), ASSET_CACHE_CONTROL, None, True
             )
         )
     return out
@@ -355,7 +361,10 @@ class DirTarget:
         return (
             old is not None
             and old.slug == slug
-            and any(path.startswith(f"p/{slug}/{name}.") for path in old.files)
+            and any(
+                path.startswith(f"p/{slug}/{name}.") and etag == asset_etag(name)
+                for path, etag in old.files.items()
+            )
         )
 
     def publish(

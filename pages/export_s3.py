@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.settings import Settings
 
-from .export import STATE_DIR, ExportFile, Manifest
+from .export import STATE_DIR, ExportFile, Manifest, asset_etag
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,11 @@ class S3Target:
 
     def has_asset(self, old: Manifest | None, slug: str, name: str) -> bool:
         # Under another slug the old objects go (publish): the asset must be put again.
-        return old is not None and old.slug == slug and self.key(slug, name) in old.files
+        return (
+            old is not None
+            and old.slug == slug
+            and old.files.get(self.key(slug, name)) == asset_etag(name)
+        )
 
     def publish(
         self,

@@ -223,6 +223,11 @@ class Outbound:
             raise ChannelError(
                 hide(str(exc), url), permanent=exc.permanent, retry_after=exc.retry_after
             ) from None
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # A URL urlsplit takes but httpx or the IDNA codec does not (a host with a
+            # zero-width space): no attempt will ever do better, and the library's message
+            # must not reach a failure's reason unhidden.
+            raise ChannelError(hide(f"not a valid URL: {exc}", url), permanent=True) from None
 
     async def _post(
         self, url: str, *, content: bytes, headers: Mapping[str, str] | None = None

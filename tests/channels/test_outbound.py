@@ -299,3 +299,13 @@ def test_it_refuses_urls_that_are_not_http() -> None:
         with pytest.raises(ChannelError, match="not an http") as caught:
             _post(url, allow_private=True)
         assert caught.value.permanent
+
+
+def test_a_url_the_http_client_cannot_parse_fails_for_good_without_its_path() -> None:
+    # urlsplit takes these (so a subscription could hold one); httpx or the IDNA codec does
+    # not. A retry never helps, and the reason, which managers read, keeps the path hidden.
+    for url in ("http://ex\u200bample.com/T0SECRET?token=T0K3N", "http://xn--zz.com/T0SECRET"):
+        with pytest.raises(ChannelError, match="not a valid URL") as caught:
+            _post(url, allow_private=True, resolver=lambda host, port: ["127.0.0.1"])
+        assert caught.value.permanent
+        assert "T0SECRET" not in str(caught.value) and "T0K3N" not in str(caught.value)

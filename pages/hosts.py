@@ -10,6 +10,7 @@ The matched page is left in `scope["state"]["page_host"]` so renderers can link 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,9 @@ class PageHost:
     slug: str
 
 
+# Remembered: every request asks (the fast paths pick their host with it), and the few
+# names a server is reached by repeat; a flood of made-up ones only cycles the bounded cache.
+@functools.lru_cache(maxsize=1024)
 def host_name(raw: str) -> str:
     """The Host header's name, lower-cased, without port or trailing dot."""
     raw = raw.strip().lower()

@@ -195,10 +195,15 @@ FAULTS_POSTGRES = ("max_connections=200",)
 class Cluster:
     """Beacon scaled on its own PostgreSQL and Redis, with two web and two worker processes
     (`postgres`: settings on top of PostgreSQL's defaults; `coalescing_off`: every step is
-    a message of its own to every subscriber)."""
+    a message of its own to every subscriber; `outbox_lease`: BEACON_OUTBOX_LEASE_SECONDS)."""
 
     def __init__(
-        self, directory: Path, postgres: Sequence[str] = (), *, coalescing_off: bool = False
+        self,
+        directory: Path,
+        postgres: Sequence[str] = (),
+        *,
+        coalescing_off: bool = False,
+        outbox_lease: float | None = None,
     ) -> None:
         self.directory = directory
         self.pg = Postgres(postgres)
@@ -222,6 +227,10 @@ class Cluster:
             # (docs/subscriptions.md) people get one message per window, and the hourly
             # cap holds the 21st for an hour, which no drain here would wait out.
             self.env |= {"BEACON_NOTIFY_WINDOW": "0", "BEACON_NOTIFY_HOURLY_CAP": "0"}
+        if outbox_lease is not None:
+            # Users' setting (docs/operations.md, Durability): how long a killed worker's
+            # claimed work waits before another dispatcher takes it.
+            self.env["BEACON_OUTBOX_LEASE_SECONDS"] = f"{outbox_lease:g}"
         self.webs = [
             Served(self.data, env=self.env, log_path=directory / f"serve-{n}.log") for n in (1, 2)
         ]

@@ -68,6 +68,12 @@ BATCH_SECONDS = 0.025
 STREAM_INTERVAL = 0.05
 STREAM_EVENTS = 20
 STREAM_BUDGET = 1.0
+#: A job that works through a backlog (batches that never catch up: deliveries arrive
+#: faster than they are evaluated) gives itself back after this long, with an `evaluate`
+#: row for the rest. Without it the job ran until the backlog was gone: past RQ's job
+#: timeout (300 s) RQ killed it mid-batch, and the claim's lease was waited out before
+#: the next try (bench/soak.py on a saturated machine, docs/operations.md "The soak").
+BACKLOG_BUDGET = 30.0
 #: Failures that are not the event's or the activation's: the store's, the job running out
 #: of time (RQ raises its timeout into the running code), memory. They fail the job, which
 #: the outbox retries; nothing is set aside for them.
@@ -150,11 +156,16 @@ class _Clock:
 
 
 def evaluate_partition(
-    store: Store, runtime: RuleRuntime, partition: str, limits: Limits = DEFAULT_LIMITS
+    store: Store,
+    runtime: RuleRuntime,
+    partition: str,
+    limits: Limits = DEFAULT_LIMITS,
+    backlog_budget: float | None = None,
 ) -> int:
     """Evaluate every unevaluated event of `partition`, in id order, in transactions of at
     most `BATCH` events and about `BATCH_SECONDS` of work; returns how many were evaluated.
-    Incident templates render within `limits` (`Settings.template_limits`).
+    Incident templates render within `limits` (`Settings.template_limits`); jobs pass
+    `BACKLOG_BUDGET` as `backlog_budget`.
 
     The time bound matters on SQLite: a transaction holds the one write lock, which the
     intake's group commit waits for, so a long batch would be every webhook's latency.
@@ -168,7 +179,9 @@ def evaluate_partition(
 
     After `STREAM_BUDGET` seconds of a stream the job is given back, so the job's other
     partitions get their turn: the events that arrived since this job's `evaluate` row was
-    claimed came with a row of their own, which another job takes.
+    claimed came with a row of their own, which another job takes. A backlog is given back
+    after `backlog_budget` seconds, if given, with a row of its own, since the events still
+    pending may all have come before this job's row was claimed.
     """
     total = 0
     limit = BATCH
@@ -188,6 +201,14 @@ def evaluate_partition(
         if evaluated == 0:
             return total
         total += evaluated
+        if (
+            backlog_budget is not None
+            and not caught_up
+            and time.monotonic() - began >= backlog_budget
+        ):
+            with store.begin() as conn:
+                outbox.emit(conn, EVALUATE, {"partition": partition})
+            return total
         if caught_up and caught_up_before and evaluated >= STREAM_EVENTS:
             now = time.monotonic()
             if now - began >= STREAM_BUDGET:
@@ -514,7 +535,9 @@ def _evaluate_alone(rt: Runtime, runtime: RuleRuntime, partition: str) -> None:
     began = time.monotonic()
     try:
         while True:
-            evaluate_partition(rt.store, runtime, partition, rt.settings.template_limits)
+            evaluate_partition(
+                rt.store, runtime, partition, rt.settings.template_limits, BACKLOG_BUDGET
+            )
             with turns.lock:
                 if not turns.more[partition]:
                     del turns.more[partition]

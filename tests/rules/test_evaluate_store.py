@@ -595,6 +595,33 @@ def test_a_stream_that_goes_on_gives_the_job_back(store, monkeypatch):
     assert _pending(store) > 0
 
 
+def test_a_backlog_that_goes_on_gives_the_job_back_with_a_row_for_the_rest(store, monkeypatch):
+    # A job may not outlive RQ's timeout, which kills it mid-batch: past BACKLOG_BUDGET (as
+    # jobs pass it) it stops, and an `evaluate` row takes the partition's rest to another job.
+    import workers.evaluate as evaluate_mod
+    from engine.tables import outbox as outbox_table
+
+    monkeypatch.setattr(evaluate_mod, "BATCH_SECONDS", 60.0)
+    monkeypatch.setattr(evaluate_mod, "BATCH", 10)
+    ids = seed(store)
+    runtime = load_rules(store, API)
+    # Each batch of 10 finds 15 more: it never catches up.
+    endless = [_burst(100 * n, 15) for n in range(1, 400)]
+    clock = _StreamClock(store, ids["am"], endless, step=1.0)
+    monkeypatch.setattr(evaluate_mod, "time", clock)
+    ingest(store, ids["am"], *_burst(0, 15))
+    budget = evaluate_mod.BACKLOG_BUDGET
+    evaluated = evaluate_mod.evaluate_partition(store, runtime, "am", backlog_budget=budget)
+    assert evaluated > 0
+    assert evaluate_mod.BACKLOG_BUDGET <= clock.now < 2 * evaluate_mod.BACKLOG_BUDGET
+    assert _pending(store) > 0
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(outbox_table.c.payload).where(outbox_table.c.kind == "evaluate")
+        ).all()
+    assert [r.payload for r in rows] == [{"partition": "am"}]
+
+
 GROUPED = """
   - id: storm
     match: {source: am}

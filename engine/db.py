@@ -327,7 +327,9 @@ def sqlite_engine(
     """A SQLite engine in WAL mode with foreign keys on and writers that queue."""
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Made here, the data directory is its user's alone: the database holds people's
+        # addresses and password hashes, beside the secret key and the email outbox.
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
         json_serializer=json_text,

@@ -504,7 +504,8 @@ def _embedded_secret(data_dir: Path) -> str:
                 f"{path}: the secret key is {len(key.encode())} bytes; it must be at least "
                 f"{MIN_SECRET_BYTES} (delete the file to have a new one generated)"
             )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Made here, the data directory is its user's alone (the database, the email outbox).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Written whole or not at all: a temporary file, then renamed over the name.
     fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")

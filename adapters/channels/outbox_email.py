@@ -9,6 +9,7 @@ its text, so confirmation links and account links can be followed by hand. Nothi
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -49,9 +50,13 @@ def send(message: Message, target: Mapping[str, Any], ctx: Context) -> None:
     # Sortable by time; the random part keeps two messages of one microsecond apart.
     path = folder / f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.eml"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        # The messages carry live links (a password reset takes an account over): for
+        # Beacon's own user only, whatever the umask.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(bytes(mail))
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(bytes(mail))
         temporary.replace(path)  # a reader never sees half a message
     except OSError as exc:
         raise ChannelError(f"could not write {path}: {exc.strerror or exc}") from None

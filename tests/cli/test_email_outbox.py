@@ -183,3 +183,25 @@ def test_without_twilio_sms_subscriptions_are_refused_not_promised(runtime: Runt
     assert answer.status_code == 422
     assert "cannot send text messages" in answer.json()["error"]["message"]
     assert page.status_code == 422 and "Check your phone" not in page.text
+
+
+def test_the_data_directory_and_the_outbox_are_the_operators_alone(tmp_path: Path) -> None:
+    """The data directory holds the database (people's addresses, password hashes) and the
+    outbox, whose messages carry live account and subscriber links (a password reset:
+    anyone reading it takes the account over). Made by Beacon, it is readable by its own
+    user only, whatever the umask, as `secret_key` already was; so are the outbox's files."""
+    data = tmp_path / "fresh" / "data"
+    env = beacon_env(data)
+    upgraded = beacon(["db", "upgrade"], env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "fresh").stat().st_mode & 0o077 != 0  # a parent is left as it was
+
+    settings = Settings.from_env(env)
+    ctx = context(settings)
+    outbox = get_channel(channel_module("email", ctx))
+    message = Message(subject="Reset", text="Choose a password: https://status.test/account/x")
+    outbox.send(message, {"address": "a@example.com"}, ctx)
+    [kept] = settings.email_outbox.glob("*.eml")
+    assert settings.email_outbox.stat().st_mode & 0o077 == 0
+    assert kept.stat().st_mode & 0o077 == 0

@@ -508,6 +508,18 @@ def report(soak: Soak, args: argparse.Namespace, backlog: int) -> None:
         f"and waited on Beacon {share:.0f} % of the time; its event loop woke late by "
         f"p50 {lag_p50:.0f} ms, p99 {lag_p99:.0f} ms (its own CPU starvation): {limit}"
     )
+    others = max(0.0, cpu.machine - cpu.beacon - cpu.database - cpu.generator)
+    print(
+        f"  CPU over the measured {measured:.0f} s (core-seconds; the machine had "
+        f"{cpu.capacity:.0f}): Beacon's processes {cpu.beacon:.0f}, PostgreSQL and Redis "
+        f"{cpu.database:.0f}, this load generator (with the stand-ins) {cpu.generator:.0f}, "
+        f"everything else on the machine {others:.0f}, idle {cpu.capacity - cpu.machine:.0f}"
+    )
+    if soak.acked:
+        print(
+            f"  Beacon's CPU per acknowledged delivery (web and workers, all their work): "
+            f"{cpu.beacon / soak.acked * 1000:.1f} ms"
+        )
     print(
         f"page views: asked {args.viewers:.0f}/s; made {soak.views_asked} "
         f"({soak.views_asked / measured:.0f}/s; {soak.views_not_made} not made: "

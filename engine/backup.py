@@ -44,6 +44,9 @@ def backup(settings: Settings, target: Path) -> int:
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:
+        # Made before SQLite opens it, which keeps its mode: a backup holds what the
+        # database does (addresses, password hashes), for its maker only, whatever the umask.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with _connect(source) as src, _connect(partial) as dst:
             src.backup(dst, pages=PAGES_PER_STEP)
             # A backup is restored as it is: no WAL beside it to go missing.
@@ -56,6 +59,8 @@ def backup(settings: Settings, target: Path) -> int:
         os.replace(partial, target)
     except sqlite3.Error as exc:
         raise ConfigError(f"backup to {target} failed: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"backup to {target} failed: {exc.strerror or exc}") from None
     finally:
         partial.unlink(missing_ok=True)
     return target.stat().st_size

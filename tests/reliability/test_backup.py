@@ -133,3 +133,15 @@ def test_backup_of_a_missing_database_says_so(tmp_path: Path):
     made = beacon(["backup", str(tmp_path / "b")], beacon_env(tmp_path / "nothing"))
     assert made.returncode == 2
     assert "no database" in made.stderr
+
+
+def test_a_backup_is_readable_by_its_maker_only(tmp_path: Path):
+    """A backup holds what the database does (people's addresses, password hashes): it is
+    written 0600 wherever it goes (a shared backup directory), not per the umask."""
+    env = beacon_env(tmp_path / "data")
+    assert beacon(["db", "upgrade"], env).returncode == 0
+    shared = tmp_path / "backups"
+    shared.mkdir(mode=0o755)
+    made = beacon(["backup", str(shared / "beacon.db")], env)
+    assert made.returncode == 0, made.stderr
+    assert (shared / "beacon.db").stat().st_mode & 0o777 == 0o600

@@ -444,6 +444,13 @@ def accepted(events: list[AlertEvent], stored: list[Stored]) -> dict[str, Any]:
     }
 
 
+# What a refusal's record needs from the delivery it refuses, kept in the request's scope:
+# `request.state` builds a State object and goes through Python-level attribute hooks and a
+# failed lookup's formatted AttributeError, on every delivery.
+_SOURCE = "beacon.intake_source"
+_BYTES = "beacon.intake_bytes"
+
+
 async def receive(request: Request) -> Response:
     """Accept one webhook delivery (see the module docstring for the answers); a refusal
     is recorded for the source's operator (`engine.rejections`)."""
@@ -458,7 +465,7 @@ async def receive(request: Request) -> Response:
 async def note_refusal(request: Request, status: int, reason: str) -> None:
     """Record a refused delivery; best-effort: the tool's answer never waits on a failure."""
     runtime = request.app.state.runtime
-    source: Source | None = getattr(request.state, "intake_source", None)
+    source: Source | None = request.scope.get(_SOURCE)
     if not pages_state(runtime).refusals.take(source.id if source else None):
         return
     refusal = rejections.Refusal(
@@ -467,7 +474,7 @@ async def note_refusal(request: Request, status: int, reason: str) -> None:
         reason=reason,
         method=request.method,
         content_type=request.headers.get("content-type"),
-        bytes=getattr(request.state, "intake_bytes", None)
+        bytes=request.scope.get(_BYTES)
         or int(request.headers.get("content-length", "0") or 0),
         user_agent=request.headers.get("user-agent"),
         client=request.client.host if request.client else None,
@@ -498,13 +505,13 @@ async def _receive(request: Request) -> Response:
     source = await lookup_source(request, request.path_params["integration_key"])
     if source is None:
         raise HTTPException(404, "no enabled alert source has this integration key")
-    request.state.intake_source = source
+    request.scope[_SOURCE] = source
     if request.method == "HEAD":
         # HEAD is safe by definition: a link checker or a tool testing the URL learns that
         # it takes deliveries, and nothing is stored, whatever the query string says.
         return Response(status_code=204)
     delivery = await read_delivery(request, received_at)
-    request.state.intake_bytes = len(delivery.body)
+    request.scope[_BYTES] = len(delivery.body)
     adapter = adapter_for(source)
     through_sns = alert_sources.sns(adapter)
     if through_sns is None:

@@ -474,8 +474,7 @@ async def note_refusal(request: Request, status: int, reason: str) -> None:
         reason=reason,
         method=request.method,
         content_type=request.headers.get("content-type"),
-        bytes=request.scope.get(_BYTES)
-        or int(request.headers.get("content-length", "0") or 0),
+        bytes=request.scope.get(_BYTES) or int(request.headers.get("content-length", "0") or 0),
         user_agent=request.headers.get("user-agent"),
         client=request.client.host if request.client else None,
     )

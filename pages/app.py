@@ -125,6 +125,9 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
 
     settings = runtime.settings
     middleware = [
+        # Outermost: every answer gets the security headers, those the other middleware
+        # gives itself too (a page host's 404, a body cap's 413).
+        Middleware(SecurityHeaders),
         # Before anything reads the client's address or scheme: what a trusted proxy says
         # about them (the sign-in limits count real addresses; cookies get Secure on https).
         *(
@@ -148,7 +151,6 @@ def create_app(runtime: Runtime, *, background: Background | None = None) -> Sta
         Middleware(fastpath.FastPages),
         Middleware(AccessLog),
         Middleware(OneVary),
-        Middleware(SecurityHeaders),
         Middleware(
             Sessions,
             secret_key=settings.secret_key.get_secret_value(),

@@ -59,7 +59,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`beacon -v serve` (the access log on), behind a proxy said to be on 127.0.0.1."""
     root = tmp_path_factory.mktemp("served")
     (root / "beacon.yaml").write_text(CONFIG)
-    env = beacon_env(root / "data", {"BEACON_TRUSTED_PROXIES": "127.0.0.1"})
+    env = beacon_env(
+        root / "data",
+        {"BEACON_TRUSTED_PROXIES": "127.0.0.1", "BEACON_PAGES_DOMAIN": "status.test"},
+    )
     applied = beacon(["apply", str(root / "beacon.yaml")], env)
     assert applied.returncode == 0, applied.stderr
     port = free_port()
@@ -143,6 +146,36 @@ def test_every_answer_of_the_intake_carries_the_security_headers(served: Server)
         "routed, no body": 415,
         "page": 200,
         "routed": 200,
+    }
+    missing = {
+        name: [h for h, v in SECURITY.items() if answer.headers.get(h) != v]
+        for name, answer in answers.items()
+    }
+    assert missing == {name: [] for name in answers}
+
+
+def test_answers_made_before_the_routes_carry_the_security_headers(served: Server) -> None:
+    """The answers the app's outer middleware gives itself: a body over its cap refused
+    before it is read, and another path than the page's on a page's host."""
+    with httpx.Client(timeout=30) as client:
+        answers = {
+            "too large": declared_only(served.url, "/api/v1/teams", 100 << 20),
+            "too large, page host": raw_answer(
+                served.url,
+                b"POST /subscribe HTTP/1.1\r\nHost: acme.status.test\r\n"
+                b"Content-Length: 104857600\r\n\r\n",
+            ),
+            "not on a page host": client.get(
+                f"{served.url}/api/v1/teams", headers={"host": "acme.status.test"}
+            ),
+            "page host": client.get(f"{served.url}/", headers={"host": "acme.status.test"}),
+        }
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "too large": 413,
+        "too large, page host": 413,
+        "not on a page host": 404,
+        "page host": 200,
     }
     missing = {
         name: [h for h, v in SECURITY.items() if answer.headers.get(h) != v]

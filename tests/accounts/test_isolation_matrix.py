@@ -176,6 +176,12 @@ def subscriber_marker(team: str) -> str:
     return f"zz{team}subscriber"
 
 
+#: The secret part of the webhook subscribed to each public page: its path and query. No
+#: answer may carry it, not even to the page's managers or an admin (they see its scheme
+#: and host, which carry the subscriber marker).
+WEBHOOK_SECRET_PART = "zzhookpathsecret"
+
+
 def _subscriber(rt: Runtime, team: str, page_id: int) -> int:
     """A member subscribed to the team's page (its address carries the subscriber marker),
     with a delivery whose failure reason carries both markers: the subscriber list, export
@@ -189,6 +195,8 @@ def _subscriber(rt: Runtime, team: str, page_id: int) -> int:
             found = subs.subscribe(conn, page, "user", f"{m}@{team}.test", user_id=user_id)
         else:
             found = subs.subscribe(conn, page, "email", f"{m}@{team}.test")
+            url = f"https://{m}.hooks.test/{WEBHOOK_SECRET_PART}?t={WEBHOOK_SECRET_PART}"
+            subs.subscribe(conn, page, "webhook", url)
         key = f"incident-update:1:page:{page_id}"
         now = datetime.now(UTC)
         conn.execute(
@@ -429,6 +437,8 @@ def test_the_isolation_matrix(rt: Runtime) -> None:
                                     wrong.append(where + " (allowed by the table)")
                         elif allowed is not None and status not in allowed:
                             wrong.append(where + f" (the table says {sorted(allowed)})")
+                        if WEBHOOK_SECRET_PART in answer.text:
+                            leaks.append(f"{where} carries a webhook subscriber's URL path")
                         if who.role != "admin":
                             for other in CUSTOMERS:
                                 if other != who.team and marker(other) in answer.text:

@@ -406,6 +406,11 @@ class DirTarget:
         list(self._pool.map(lambda job: write_atomic(*job), jobs))
         for rel in before.keys() - written.keys():
             (self.root / rel).unlink(missing_ok=True)
+        if old is None or old.slug != slug:
+            # Without this page's manifest for the slug, what else is under it is no one's
+            # this page knows (another page's that had the slug, whose removal failed; a
+            # manifest lost in a crash): it goes, or the server would go on serving it here.
+            self._sweep(slug, written.keys())
         # The manifest is Beacon's own note, not served: lost in a crash, the next render
         # writes every file again. No fsync for it.
         write_atomic(
@@ -419,6 +424,17 @@ class DirTarget:
         for name in {s for s in (slug, old.slug if old else None) if s}:
             self._remove_tree(name)
         self._manifest_path(page_id).unlink(missing_ok=True)
+
+    def _sweep(self, slug: str, kept: Iterable[str]) -> None:
+        """Remove the files under `p/<slug>/` but `kept` (paths under the root); another
+        writer's temporary file (a dot file) stays."""
+        tree = self.root / "p" / slug
+        keep = set(kept)
+        for path in tree.rglob("*"):
+            if path.is_symlink() or path.is_file():
+                rel = str(path.relative_to(self.root))
+                if rel not in keep and not path.name.startswith("."):
+                    path.unlink(missing_ok=True)
 
     def _remove_tree(self, slug: str) -> None:
         """Take `p/<slug>/` away at once (one rename), then delete it at leisure."""

@@ -110,9 +110,13 @@ class S3Target:
             written[key] = item.etag
         # list(): every upload's error surfaces here, before the manifest claims it.
         list(self._pool.map(lambda job: self._put(*job), puts))
-        stale = sorted(before.keys() - written.keys())
+        stale = set(before.keys() - written.keys())
+        if old is None or old.slug != slug:
+            # Without this page's manifest for the slug, what else is under it is no one's
+            # this page knows (another page's that had it, whose removal failed): it goes.
+            stale |= set(self._keys(self.key(slug, ""))) - written.keys()
         if stale:
-            self._delete(stale)
+            self._delete(sorted(stale))
         self.client.put_object(
             Bucket=self.bucket,
             Key=self._manifest_key(page_id),
@@ -139,11 +143,14 @@ class S3Target:
             self._delete_prefix(self.key(name, ""))
         self.client.delete_object(Bucket=self.bucket, Key=self._manifest_key(page_id))
 
-    def _delete_prefix(self, prefix: str) -> None:
+    def _keys(self, prefix: str) -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
-        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def _delete_prefix(self, prefix: str) -> None:
+        keys = self._keys(prefix)
         if keys:
             self._delete(keys)
 

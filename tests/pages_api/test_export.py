@@ -383,3 +383,21 @@ def test_an_svg_stored_before_sanitising_is_exported_as_svg_hush_keeps_it(
     rendered(exporting, rich.page.id)
     assert "Acme 2" in (out / "p/acme/index.html").read_text()
     assert exported.read_bytes() == kept
+
+
+def test_a_slugs_tree_holds_only_the_files_of_the_page_exported_there(
+    exporting: App, out: Path
+) -> None:
+    """Files under p/<slug>/ that no manifest lists (a page of another team that had the
+    slug before, whose removal failed; a manifest lost in a crash) go with the first render
+    that writes there: a static server would otherwise go on serving them, another team's
+    incident permalinks among them, under this page's address."""
+    stale = out / "p/acme/incidents/zzold1.html"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("<h1>Team B's private incident</h1>")
+    (out / "p/acme/api/v2").mkdir(parents=True)
+    (out / "p/acme/api/v2/old.json").write_text("{}")
+    rich = seed.rich_page(exporting.store)
+    rendered(exporting, rich.page.id)
+    assert (out / "p/acme/index.html").exists()
+    assert not stale.exists() and not (out / "p/acme/api/v2/old.json").exists()

@@ -156,3 +156,16 @@ def test_a_page_with_a_logo_has_it_in_the_bucket_with_its_type(exporting: App, b
     [name] = [n for n in objects(bucket) if n.startswith("assets/")]
     assert objects(bucket)[name][:2] == ("image/png", "public, max-age=31536000, immutable")
     assert body(bucket, name) == logo
+
+
+def test_objects_under_the_slug_that_no_manifest_lists_go_with_the_first_render(
+    exporting: App, bucket: Any
+) -> None:
+    """As in the directory: another page's objects left under the slug (its removal failed)
+    must not go on being served as this page's."""
+    stale = f"{PREFIX}p/acme/incidents/zzold1"
+    bucket.put_object(Bucket=BUCKET, Key=stale, Body=b"<h1>Team B's incident</h1>")
+    rich = seed.rich_page(exporting.store)
+    render.render_page(exporting.runtime, rich.page.id, 1)
+    found = objects(bucket)
+    assert "index.html" in found and "incidents/zzold1" not in found

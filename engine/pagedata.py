@@ -219,6 +219,17 @@ def load_incident(conn: Connection, page_id: int, public_id: str) -> Incident | 
     return found[0] if found else None
 
 
+def load_maintenance(conn: Connection, page_id: int, public_id: str) -> Maintenance | None:
+    """One maintenance window of the page by its public id, or None (not the page's)."""
+    page = _page_info(conn, page_id)
+    by_service = _components_by_service(conn, page_id)
+    w = maintenance_windows
+    shown = shown_on_page(page.team_ids, by_service, maintenance_services, "window_id", w)
+    ids = conn.execute(sa.select(w.c.id).where(shown).where(w.c.public_id == public_id))
+    found = _load_maintenances(conn, by_service, ids.scalars())
+    return found[0] if found else None
+
+
 # --- internals ------------------------------------------------------------------------------
 
 
@@ -442,11 +453,19 @@ def _maintenances(
             sa.select(w.c.id).where(shown).order_by(w.c.starts_at.desc()).limit(RECENT_LIMIT)
         ).scalars()
     )
-    if not ids:
+    return _load_maintenances(conn, by_service, ids)
+
+
+def _load_maintenances(
+    conn: Connection, by_service: Mapping[int, Any], ids: Iterable[int]
+) -> tuple[Maintenance, ...]:
+    w = maintenance_windows
+    id_list = list(ids)
+    if not id_list:
         return ()
     comps: dict[int, list[str]] = defaultdict(list)
     for r in conn.execute(
-        sa.select(maintenance_services).where(maintenance_services.c.window_id.in_(ids))
+        sa.select(maintenance_services).where(maintenance_services.c.window_id.in_(id_list))
     ):
         comp = by_service.get(r.service_id)
         if comp is not None:
@@ -454,7 +473,7 @@ def _maintenances(
     updates: dict[int, list[MaintenanceUpdate]] = defaultdict(list)
     for u in conn.execute(
         sa.select(maintenance_updates)
-        .where(maintenance_updates.c.window_id.in_(ids))
+        .where(maintenance_updates.c.window_id.in_(id_list))
         .order_by(maintenance_updates.c.display_at.desc(), maintenance_updates.c.id.desc())
     ):
         updates[u.window_id].append(
@@ -468,7 +487,7 @@ def _maintenances(
             )
         )
     rows = conn.execute(
-        sa.select(w).where(w.c.id.in_(ids)).order_by(w.c.starts_at.desc(), w.c.id.desc())
+        sa.select(w).where(w.c.id.in_(id_list)).order_by(w.c.starts_at.desc(), w.c.id.desc())
     ).all()
     return tuple(
         Maintenance(
@@ -540,6 +559,7 @@ def _with_incidents(
 __all__ = [
     "load_incident",
     "load_incidents",
+    "load_maintenance",
     "load_page",
     "page_id_for_slug",
     "HISTORY_DAYS",

@@ -19,13 +19,14 @@ from sqlalchemy.engine import Connection
 
 from engine import incidents as incidents_api
 from engine import maintenance as maintenance_api
+from engine import pagedata, vault
 from engine import subscriber_links as links
 from engine import subscribers as subs
-from engine import vault
 from engine.models import COMPONENT_STATUS, OPEN_INCIDENT, STATUS_NAME, Impact, ServiceStatus
 from engine.pagedata import shown_on_page
 from engine.settings import Settings
 from engine.status import page_status
+from engine.statuspage import Objects
 from engine.tables import (
     assets,
     incident_services,
@@ -33,11 +34,11 @@ from engine.tables import (
     incidents,
     maintenance_updates,
     maintenance_windows,
-    page_groups,
     page_services,
     services,
     status_pages,
     subscribers,
+    utcnow,
 )
 
 #: Causes whose change comes with an update of its own (people hear about that one).
@@ -133,22 +134,18 @@ def _shown(value: datetime) -> str:
 
 
 def _page_components(conn: Connection, page_id: int, service_ids: Iterable[int]) -> list[Any]:
+    """The page's components of `service_ids` for messages and filters (their Statuspage
+    objects come from `_objects`)."""
     return list(
         conn.execute(
             sa.select(
                 page_services.c.public_id,
                 page_services.c.service_id,
-                page_services.c.position,
-                page_services.c.created_at,
-                page_groups.c.public_id.label("group_public_id"),
                 services.c.key,
                 services.c.name,
-                services.c.description,
                 services.c.status,
-                services.c.status_since,
             )
             .join(services, services.c.id == page_services.c.service_id)
-            .outerjoin(page_groups, page_groups.c.id == page_services.c.group_id)
             .where(page_services.c.page_id == page_id)
             .where(page_services.c.service_id.in_(sorted(set(service_ids))))
             .order_by(page_services.c.position, page_services.c.id)
@@ -156,23 +153,19 @@ def _page_components(conn: Connection, page_id: int, service_ids: Iterable[int])
     )
 
 
-def _component(row: Any, page: subs.Page) -> dict[str, Any]:
-    """A component in Statuspage's field names."""
-    return {
-        "id": row.public_id,
-        "name": row.name,
-        "status": COMPONENT_STATUS[ServiceStatus(row.status)],
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.status_since),
-        "position": row.position,
-        "description": row.description or None,
-        "showcase": True,
-        "start_date": None,
-        "group_id": row.group_public_id,
-        "page_id": page.public_id,
-        "group": False,
-        "only_show_if_degraded": False,
-    }
+def _objects(conn: Connection, settings: Settings, page_id: int) -> Objects:
+    """The page's Statuspage objects as the v2 API serialises them now: the webhook's
+    incident and component are the API's, from the one serialiser (engine.statuspage)."""
+    # One day of uptime: the objects carry none, and 90 days would be read for nothing.
+    snap = pagedata.load_page(
+        conn,
+        page_id,
+        utcnow(),
+        base_url=settings.base_url,
+        pages_domain=settings.pages_domain,
+        days=1,
+    )
+    return Objects(snap, snap.page.url)
 
 
 def _page_envelope(conn: Connection, page: subs.Page) -> dict[str, Any]:
@@ -221,38 +214,17 @@ def incident_notices(conn: Connection, settings: Settings, update_id: int) -> li
     incident = conn.execute(sa.select(incidents).where(incidents.c.id == update.incident_id)).one()
     affected = [int(a["service_id"]) for a in (update.affected or [])]
     service_ids = sorted(set(incidents_api.service_ids_of(conn, incident.id)) | set(affected))
-    all_updates = list(
-        conn.execute(
-            sa.select(incident_updates)
-            .where(incident_updates.c.incident_id == incident.id)
-            .order_by(incident_updates.c.display_at.desc(), incident_updates.c.id.desc())
-        )
-    )
     notices = []
     for page_id in subs.pages_showing(conn, incident.team_id, service_ids):
         page = subs.page_by_id(conn, page_id)
         assert page is not None
         url = _page_url(settings, page)
         components = _page_components(conn, page.id, service_ids)
-        by_service = {c.service_id: c for c in components}
         incident_url = f"{url}/incidents/{incident.public_id}"
-        body = {
-            "id": incident.public_id,
-            "name": incident.title,
-            "status": incident.status,
-            "created_at": iso(incident.created_at),
-            "updated_at": iso(incident.updated_at),
-            "monitoring_at": iso(incident.monitoring_at),
-            "resolved_at": iso(incident.resolved_at),
-            "impact": incident.impact_override or incident.impact,
-            "shortlink": incident_url,
-            "started_at": iso(incident.started_at),
-            "page_id": page.public_id,
-            "incident_updates": [
-                _incident_update(u, incident.public_id, by_service) for u in all_updates
-            ],
-            "components": [_component(c, page) for c in components],
-        }
+        shown = pagedata.load_incident(conn, page.id, incident.public_id)
+        if shown is None:  # pages_showing said the page shows it: not in this transaction
+            continue
+        body = _objects(conn, settings, page.id).incident(shown)
         notices.append(
             Notice(
                 key=f"incident-update:{update.id}:page:{page.id}",
@@ -294,34 +266,6 @@ def incident_notices(conn: Connection, settings: Settings, update_id: int) -> li
     return notices
 
 
-def _incident_update(row: Any, incident_public_id: str, by_service: dict[int, Any]) -> Any:
-    affected = None
-    if row.affected:
-        affected = [
-            {
-                "code": by_service[a["service_id"]].public_id,
-                "name": by_service[a["service_id"]].name,
-                "old_status": COMPONENT_STATUS[ServiceStatus(a["old_status"])]
-                if a.get("old_status")
-                else None,
-                "new_status": COMPONENT_STATUS[ServiceStatus(a["new_status"])],
-            }
-            for a in row.affected
-            if a["service_id"] in by_service
-        ]
-    return {
-        "id": row.public_id,
-        "status": row.status,
-        "body": row.body,
-        "incident_id": incident_public_id,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "display_at": iso(row.display_at),
-        "affected_components": affected,
-        "deliver_notifications": bool(row.deliver_notifications),
-    }
-
-
 def maintenance_notices(conn: Connection, settings: Settings, update_id: int) -> list[Notice]:
     """One notice per active page that shows the update's maintenance window."""
     update = conn.execute(
@@ -335,49 +279,16 @@ def maintenance_notices(conn: Connection, settings: Settings, update_id: int) ->
     if not window.notify:
         return []
     service_ids = maintenance_api.service_ids_of(conn, window.id)
-    all_updates = list(
-        conn.execute(
-            sa.select(maintenance_updates)
-            .where(maintenance_updates.c.window_id == window.id)
-            .order_by(maintenance_updates.c.display_at.desc(), maintenance_updates.c.id.desc())
-        )
-    )
     notices = []
     for page_id in subs.pages_showing(conn, window.team_id, service_ids):
         page = subs.page_by_id(conn, page_id)
         assert page is not None
         url = _page_url(settings, page)
         components = _page_components(conn, page.id, service_ids)
-        body = {
-            "id": window.public_id,
-            "name": window.title,
-            "status": update.status,
-            "created_at": iso(window.created_at),
-            "updated_at": iso(window.updated_at),
-            "monitoring_at": None,
-            "resolved_at": iso(window.completed_at),
-            "impact": "maintenance",
-            "shortlink": f"{url}/",
-            "started_at": iso(window.started_at or window.starts_at),
-            "page_id": page.public_id,
-            "scheduled_for": iso(window.starts_at),
-            "scheduled_until": iso(window.ends_at),
-            "incident_updates": [
-                {
-                    "id": u.public_id,
-                    "status": u.status,
-                    "body": u.body,
-                    "incident_id": window.public_id,
-                    "created_at": iso(u.created_at),
-                    "updated_at": iso(u.created_at),
-                    "display_at": iso(u.display_at),
-                    "affected_components": None,
-                    "deliver_notifications": True,
-                }
-                for u in all_updates
-            ],
-            "components": [_component(c, page) for c in components],
-        }
+        shown = pagedata.load_maintenance(conn, page.id, window.public_id)
+        if shown is None:
+            continue
+        body = _objects(conn, settings, page.id).maintenance(shown)
         notices.append(
             Notice(
                 key=f"maintenance-update:{update.id}:page:{page.id}",
@@ -434,10 +345,12 @@ def component_notices(
             assert page is not None
             people = bare and page.notify_component_changes
             (row,) = _page_components(conn, page.id, [int(service_id)])
-            component = _component(row, page)
-            # The status at the change, not whatever it is by the time this runs.
+            objects = _objects(conn, settings, page.id)
+            component = dict(objects.components_by_id()[row.public_id])
+            # The status at the change, not whatever it is by the time this runs (a retry,
+            # a second change since): the component as the v2 API showed it then.
             component["status"] = COMPONENT_STATUS[ServiceStatus(new)]
-            component["updated_at"] = iso(at)
+            component["updated_at"] = objects.ts(at)
             key = f"component-update:{service_id}:{stamp}:page:{page.id}"
             url = _page_url(settings, page)
             notices.append(

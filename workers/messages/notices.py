@@ -221,10 +221,13 @@ def incident_notices(conn: Connection, settings: Settings, update_id: int) -> li
         url = _page_url(settings, page)
         components = _page_components(conn, page.id, service_ids)
         incident_url = f"{url}/incidents/{incident.public_id}"
-        shown = pagedata.load_incident(conn, page.id, incident.public_id)
+        objects = _objects(conn, settings, page.id)
+        # The snapshot holds recent and open incidents; an older one is read on its own.
+        shown = next((i for i in objects.snap.incidents if i.id == incident.id), None)
+        shown = shown or pagedata.load_incident(conn, page.id, incident.public_id)
         if shown is None:  # pages_showing said the page shows it: not in this transaction
             continue
-        body = _objects(conn, settings, page.id).incident(shown)
+        body = objects.incident(shown)
         notices.append(
             Notice(
                 key=f"incident-update:{update.id}:page:{page.id}",
@@ -285,10 +288,12 @@ def maintenance_notices(conn: Connection, settings: Settings, update_id: int) ->
         assert page is not None
         url = _page_url(settings, page)
         components = _page_components(conn, page.id, service_ids)
-        shown = pagedata.load_maintenance(conn, page.id, window.public_id)
-        if shown is None:
+        objects = _objects(conn, settings, page.id)
+        found = next((m for m in objects.snap.maintenances if m.id == window.id), None)
+        found = found or pagedata.load_maintenance(conn, page.id, window.public_id)
+        if found is None:
             continue
-        body = _objects(conn, settings, page.id).maintenance(shown)
+        body = objects.maintenance(found)
         notices.append(
             Notice(
                 key=f"maintenance-update:{update.id}:page:{page.id}",
@@ -334,6 +339,8 @@ def component_notices(
     at = datetime.fromisoformat(str(payload["at"]))
     stamp = int(at.timestamp() * 1_000_000)
     notices = []
+    # One snapshot per page, however many of its services this step changed.
+    pages: dict[int, Objects] = {}
     for service_id, old, new in payload.get("changes", []):
         # People hear incidents and maintenance; a bare change only where the page opts in,
         # and never one that an incident or window of the same step tells them about.
@@ -345,7 +352,9 @@ def component_notices(
             assert page is not None
             people = bare and page.notify_component_changes
             (row,) = _page_components(conn, page.id, [int(service_id)])
-            objects = _objects(conn, settings, page.id)
+            objects = pages.get(page.id)
+            if objects is None:
+                objects = pages[page.id] = _objects(conn, settings, page.id)
             component = dict(objects.components_by_id()[row.public_id])
             # The status at the change, not whatever it is by the time this runs (a retry,
             # a second change since): the component as the v2 API showed it then.

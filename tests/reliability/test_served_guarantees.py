@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.support import beacon, beacon_env, stop, wait_http
+from tests.support import beacon, beacon_env, stop, wait_for, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -210,6 +210,8 @@ def test_forwarded_for_is_believed_only_from_the_trusted_proxy(served: Server) -
                 == 404
             )
             assert client.get(f"{served.url}/healthz", headers=headers).status_code == 200
+    # A line is written once its answer has gone: wait for the last of them.
+    wait_for(lambda: len(served.logged("/healthz", since)) == 2, 10, "the access log")
     assert served.logged("/api/v1/events/<redacted>", since) == [
         "203.0.113.7",
         "203.0.113.7",

@@ -80,10 +80,22 @@ _MULTIPART = "multipart/form-data"
 
 
 # --- source lookup ------------------------------------------------------------------------
+def _runtime(request: Request) -> Runtime:
+    """The app's runtime (its settings and store are the app's), found once per request:
+    each `request.app.state` attribute goes through Starlette's `State.__getattr__`, after a
+    failed lookup whose AttributeError is formatted, and the intake asked five times."""
+    scope = request.scope
+    found: Runtime | None = scope.get(_RUNTIME)
+    if found is None:
+        found = scope[_RUNTIME] = request.app.state.runtime
+    return found
+
+
+_RUNTIME = "beacon.runtime"
 
 
 def _cache(request: Request) -> dict[str, tuple[Source | None, float]]:
-    return pages_state(request.app.state.runtime).sources
+    return pages_state(_runtime(request)).sources
 
 
 def forget_sources(runtime: Runtime) -> None:
@@ -97,7 +109,7 @@ async def lookup_source(request: Request, integration_key: str) -> Source | None
     hit = cache.get(integration_key)
     if hit is not None and hit[1] > now:
         return hit[0]
-    store = request.app.state.store
+    store = _runtime(request).store
 
     def find() -> Source | None:
         with store.read() as conn:
@@ -182,7 +194,7 @@ async def _multipart(request: Request, body: bytes) -> dict[str, str]:
 async def read_delivery(request: Request, received_at: datetime) -> Delivery:
     """The request as a `Delivery`: raw body bytes (what signatures cover), lower-case
     headers, query fields and, for form and multipart bodies, their fields."""
-    settings = request.app.state.settings
+    settings = _runtime(request).settings
     body = (
         b""
         if request.method in ("GET", "HEAD")
@@ -284,7 +296,7 @@ async def not_yet_stored(
 ) -> list[AlertEvent]:
     """Those of `firing` that the log does not hold yet (the others are a tool's retry of a
     delivery it timed out on)."""
-    store = request.app.state.store
+    store = _runtime(request).store
 
     def known() -> set[int]:
         with store.read() as conn:
@@ -314,7 +326,7 @@ async def check_rate(request: Request, source: Source, firing: int) -> int | Non
     except ValidationError:
         log.warning("source %r has an unreadable rate limit %r", source.key, source.rate_limit)
         return None
-    runtime = request.app.state.runtime
+    runtime = _runtime(request)
     breaker = runtime.queues.breaker
     if not breaker.allow():
         _unchecked(source, "Redis failed a moment ago")
@@ -386,7 +398,7 @@ def warn_if_never_fits(source: Source, firing: int) -> None:
 
 
 def writer(request: Request) -> EventWriter:
-    runtime: Runtime = request.app.state.runtime
+    runtime = _runtime(request)
     state = pages_state(runtime)
     found = state.event_writer
     if found is None:
@@ -422,7 +434,7 @@ async def store_events(
         # The rows are made here, while the batch before this one commits: the batch's
         # transaction, which every request in it waits for, then only writes them.
         submission = events_mod.prepared(
-            Submission(source, events, received_at), sqlite=not request.app.state.store.is_postgres
+            Submission(source, events, received_at), sqlite=not _runtime(request).store.is_postgres
         )
         return await writer(request).submit(submission, size=size, resolves=resolves)
     except Overloaded as exc:
@@ -464,7 +476,7 @@ async def receive(request: Request) -> Response:
 
 async def note_refusal(request: Request, status: int, reason: str) -> None:
     """Record a refused delivery; best-effort: the tool's answer never waits on a failure."""
-    runtime = request.app.state.runtime
+    runtime = _runtime(request)
     source: Source | None = request.scope.get(_SOURCE)
     if not pages_state(runtime).refusals.take(source.id if source else None):
         return

@@ -1,5 +1,5 @@
 """`beacon -v` logs at INFO, and must still keep secrets out of the log: httpx logs every
-request's full URL at INFO ("HTTP Request: POST https://hooks.slack.com/services/T000/B000/<the hook's secret>"),
+request's full URL at INFO ("HTTP Request: POST https://hooks.slack.com/services/T0/B0/<secret>"),
 and Beacon's outbound requests go to URLs whose path is the secret (chat hooks, webhook
 subscribers, webhook channels)."""
 

@@ -15,11 +15,13 @@ from starlette.testclient import TestClient
 
 from engine import incidents
 from engine.accounts import create_user
+from engine.db import Store
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.tables import (
     deadlines,
     deliveries,
+    metadata,
     page_services,
     page_teams,
     status_pages,
@@ -82,6 +84,41 @@ class Site:
     service_ids: dict[str, int]
     page_id: int
     slug: str
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The store's URL for the test: a SQLite file (the default) or a PostgreSQL database."""
+    if request.param == "postgres":
+        return {"BEACON_DATABASE_URL": request.getfixturevalue("pg_url")}
+    return {}
+
+
+@pytest.fixture
+def rt_db(
+    tmp_path: Path,
+    server: RecordingServer,
+    make_runtime: Callable[..., Runtime],
+    db_env: dict[str, str],
+) -> Runtime:
+    """`rt` on each store (db_env), each step sent at once (no coalescing window)."""
+    return make_runtime(settings_for(tmp_path, server, BEACON_NOTIFY_WINDOW="0", **db_env))
+
+
+@pytest.fixture
+def client_db(rt_db: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt_db), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+def table_dump(store: Store) -> str:
+    """Every row of every table, as text: what a stolen database (or backup) gives."""
+    with store.read() as conn:
+        return "\n".join(
+            str(tuple(row))
+            for table in metadata.sorted_tables
+            for row in conn.execute(sa.select(table))
+        )
 
 
 def make_site(

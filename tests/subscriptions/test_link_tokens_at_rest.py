@@ -23,7 +23,7 @@ from engine import subscribers as subs
 from engine.db import Store, create_store
 from engine.runtime import Runtime
 from engine.settings import Settings
-from engine.tables import UTCDateTime, deliveries, metadata, outbox, subscribers
+from engine.tables import UTCDateTime, deliveries, outbox, subscribers
 from pages.app import create_app
 from tests import factories
 from tests.support import RecordingServer
@@ -36,44 +36,11 @@ from .conftest import (
     open_incident,
     settings_for,
     subscriber_rows,
+    table_dump,
 )
 
 OLD_KEY, NEW_KEY = "o" * 48, "n" * 48
 AT = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The store's URL for the test: a SQLite file (the default) or a PostgreSQL database."""
-    if request.param == "postgres":
-        return {"BEACON_DATABASE_URL": request.getfixturevalue("pg_url")}
-    return {}
-
-
-@pytest.fixture
-def rt_db(
-    tmp_path: Path,
-    server: RecordingServer,
-    make_runtime: Callable[..., Runtime],
-    db_env: dict[str, str],
-) -> Runtime:
-    return make_runtime(settings_for(tmp_path, server, BEACON_NOTIFY_WINDOW="0", **db_env))
-
-
-@pytest.fixture
-def client_db(rt_db: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt_db), base_url="http://testserver") as test_client:
-        yield test_client
-
-
-def _dump(store: Store) -> str:
-    """Every row of every table, as text: what a stolen database (or backup) gives."""
-    with store.read() as conn:
-        return "\n".join(
-            str(tuple(row))
-            for table in metadata.sorted_tables
-            for row in conn.execute(sa.select(table))
-        )
 
 
 def _token(url: str) -> str:
@@ -106,7 +73,7 @@ def test_the_store_holds_no_token_of_any_link_it_sends(
     assert hook_meta == [hook["unsubscribe_url"]]
 
     tokens = [_token(u) for u in (confirm_url, unsubscribe_url, hook["unsubscribe_url"])]
-    dump = _dump(rt.store)
+    dump = table_dump(rt.store)
     for token in tokens:
         assert len(token) == links.SELECTOR_CHARS + links.VERIFIER_CHARS
         assert token not in dump
@@ -285,7 +252,7 @@ def test_links_sent_before_the_migration_keep_working(
 ) -> None:
     tokens = _old_rows(old_store)
     migrate.upgrade(old_store)
-    dump = _dump(old_store)
+    dump = table_dump(old_store)
     assert not [t for t in tokens.values() if t in dump]
 
     settings = settings_for(tmp_path, server, BEACON_SECRET_KEY=OLD_KEY, **db_env)

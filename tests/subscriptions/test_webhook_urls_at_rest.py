@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from standardwebhooks import Webhook
 from starlette.testclient import TestClient
@@ -25,49 +24,15 @@ from engine.db import Store, create_store
 from engine.reseal import reseal
 from engine.runtime import Runtime
 from engine.settings import Settings
-from engine.tables import UTCDateTime, metadata, subscribers
-from pages.app import create_app
+from engine.tables import UTCDateTime, subscribers
 from tests.support import RecordingServer
 
-from .conftest import drain, make_site, open_incident, settings_for
+from .conftest import drain, make_site, open_incident, settings_for, table_dump
 
 OLD_KEY, NEW_KEY = "o" * 48, "n" * 48
 #: What of the URL is the receiver's secret: none of it may be at rest, nor shown.
 SECRETS = ("T0SECRETPATH", "B0abc123", "q-s3cret-xyz789")
 PATH = "/hook/T0SECRETPATH/B0abc123?token=q-s3cret-xyz789"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "postgres":
-        return {"BEACON_DATABASE_URL": request.getfixturevalue("pg_url")}
-    return {}
-
-
-@pytest.fixture
-def rt_db(
-    tmp_path: Path,
-    server: RecordingServer,
-    make_runtime: Callable[..., Runtime],
-    db_env: dict[str, str],
-) -> Runtime:
-    return make_runtime(settings_for(tmp_path, server, BEACON_NOTIFY_WINDOW="0", **db_env))
-
-
-@pytest.fixture
-def client_db(rt_db: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt_db), base_url="http://testserver") as test_client:
-        yield test_client
-
-
-def _dump(store: Store) -> str:
-    """Every row of every table, as text: what a stolen database (or backup) gives."""
-    with store.read() as conn:
-        return "\n".join(
-            str(tuple(row))
-            for table in metadata.sorted_tables
-            for row in conn.execute(sa.select(table))
-        )
 
 
 def _hooks(server: RecordingServer) -> list[dict[str, Any]]:
@@ -118,7 +83,7 @@ def test_the_store_holds_no_webhook_url_and_the_webhook_still_arrives_signed(
     assert names == ["First", "Second"]
     assert {b["meta"]["unsubscribe"] for b in bodies} == {made.json()["unsubscribe_url"]}
 
-    dump = _dump(rt.store)
+    dump = table_dump(rt.store)
     assert _leaks(dump) == []
     assert "/hook/" not in dump
     with rt.store.read() as conn:
@@ -255,7 +220,7 @@ def test_an_old_store_seals_its_webhook_urls_and_still_delivers_and_downgrades(
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT setval('subscribers_id_seq', 1)"))
         migrate.upgrade(store)
-        assert _leaks(_dump(store)) == []
+        assert _leaks(table_dump(store)) == []
         with store.begin() as conn:  # subscribing it again still finds it
             found = subs.subscribe(conn, subs.page_by_id(conn, site.page_id), "webhook", url)
         assert not found.created and found.subscriber_id == 1
@@ -270,7 +235,7 @@ def test_an_old_store_seals_its_webhook_urls_and_still_delivers_and_downgrades(
             assert "webhook_url" not in sa.inspect(conn).get_columns("subscribers").__repr__()
         assert back.address == url
         migrate.upgrade(store)
-        assert _leaks(_dump(store)) == []
+        assert _leaks(table_dump(store)) == []
     finally:
         store.dispose()
 
@@ -312,7 +277,7 @@ def test_reseal_moves_webhook_urls_and_their_digests_to_the_new_key(
         with new.read() as conn:
             row = conn.execute(sa.select(subscribers)).one()
         assert row.address.startswith(ring.current_id + ":")
-        assert ring.is_sealed_current(row.webhook_url) and _leaks(_dump(new)) == []
+        assert ring.is_sealed_current(row.webhook_url) and _leaks(table_dump(new)) == []
         with new.begin() as conn:
             again = subs.subscribe(conn, subs.page_by_id(conn, site.page_id), "webhook", url)
         assert not again.created and again.subscriber_id == made.subscriber_id
